@@ -1,0 +1,751 @@
+"""Compile-time semantics of CSL builtins: a table of small functions.
+
+Each entry takes ``(interp, call, scope)`` and returns a :class:`Val`. Builtins that only
+exist at run time (DSD operations, ``@map``, DSR loads...) are listed in
+:data:`RUNTIME_ONLY`; using one in comptime code is a diagnostic. Layout-only builtins talk to
+the :class:`~waferscale.lang.layout.LayoutBuilder` of the compilation; PE-program builtins
+record into the module's :class:`~waferscale.lang.comptime.ProgramRecord`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import ast as A
+from . import types as T
+from .comptime import (DIRECTIONS, Interp, ModuleInstance, RuntimeRef, Scope, val_key)
+from .errors import CslImportError
+from .values import VOID_VAL, ArrayData, DsdVal, FnVal, PtrVal, TensorAccessVal, Val, \
+    describe, numpy_dtype, round_float
+
+BUILTINS: dict[str, Callable[[Interp, A.BuiltinCall, Scope], Val]] = {}
+
+
+def builtin(*names: str):
+    def deco(fn):
+        for n in names:
+            BUILTINS[n] = fn
+        return fn
+    return deco
+
+
+def _args(ip: Interp, e: A.BuiltinCall, s: Scope, lo: int, hi: int | None = None) -> list[Val]:
+    hi = lo if hi is None else hi
+    if not lo <= len(e.args) <= hi:
+        want = str(lo) if lo == hi else f"{lo} to {hi}"
+        raise ip.err(f"@{e.name} takes {want} argument(s), got {len(e.args)}", e)
+    return [ip.eval(a, s) for a in e.args]
+
+
+def _str(ip: Interp, v: Val, node: A.Node) -> str:
+    if v.type != T.COMPTIME_STRING:
+        raise ip.err(f"expected a string, found '{v.type}'", node)
+    return v.v
+
+
+def _type(ip: Interp, v: Val, node: A.Node) -> T.Type:
+    if v.type != T.TYPE:
+        raise ip.err(f"expected a type, found a value of type '{v.type}'", node)
+    return v.v
+
+
+def _struct(ip: Interp, v: Val, node: A.Node, what: str = "an anonymous struct") -> dict:
+    if not isinstance(v.v, dict):
+        if isinstance(v.type, T.TupleT) and not v.v:
+            return {}
+        raise ip.err(f"expected {what}, found '{v.type}'", node)
+    return v.v
+
+
+def _arch(ip: Interp) -> str:
+    return ip.ctx.options.arch
+
+
+# -- comptime utilities ---------------------------------------------------------------------------
+
+
+@builtin("comptime_assert")
+def _comptime_assert(ip, e, s):
+    a = _args(ip, e, s, 1, 2)
+    if not ip.to_bool(ip.check_comptime(a[0], e.args[0]), e.args[0]):
+        msg = _str(ip, a[1], e.args[1]) if len(a) > 1 else "comptime assertion failed"
+        raise ip.err(msg, e)
+    return VOID_VAL
+
+
+@builtin("assert")
+def _assert(ip, e, s):
+    a = _args(ip, e, s, 1)
+    if not ip.to_bool(ip.check_comptime(a[0], e.args[0]), e.args[0]):
+        raise ip.err("assertion failed", e)
+    return VOID_VAL
+
+
+@builtin("comptime_print")
+def _comptime_print(ip, e, s):
+    vals = [ip.eval(a, s) for a in e.args]
+    text = " ".join(v.v if v.type == T.COMPTIME_STRING else describe(v) for v in vals)
+    ip.ctx.prints.append((str(e.span), text))
+    return VOID_VAL
+
+
+@builtin("is_comptime")
+def _is_comptime(ip, e, s):
+    _args(ip, e, s, 0)
+    return Val(T.BOOL, True)
+
+
+@builtin("is_arch")
+def _is_arch(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    name = _str(ip, a, e.args[0])
+    if name not in ("wse2", "wse3"):
+        raise ip.err(f"unknown architecture '{name}' (expected \"wse2\" or \"wse3\")", e.args[0])
+    return Val(T.BOOL, name == _arch(ip))
+
+
+@builtin("is_same_type")
+def _is_same_type(ip, e, s):
+    a, b = _args(ip, e, s, 2)
+    return Val(T.BOOL, _type(ip, a, e.args[0]) == _type(ip, b, e.args[1]))
+
+
+@builtin("type_of")
+def _type_of(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    return Val(T.TYPE, a.type)
+
+
+@builtin("fp16")
+def _fp16(ip, e, s):
+    _args(ip, e, s, 0)
+    return Val(T.TYPE, T.F16)
+
+
+def cast_value(ip: Interp, t: T.Type, v: Val, node: A.Node) -> Val:
+    """``@as(T, v)``: numeric, bool and enum conversions."""
+    ip.check_comptime(v, node)
+    src = v.type
+    if src == t:
+        return v
+    if T.is_int(t):
+        if T.is_float(src):
+            if not np.isfinite(v.v):
+                raise ip.err(f"cannot convert {v.v} to '{t}'", node)
+            x = int(v.v)                       # truncates toward zero
+        elif T.is_int(src):
+            x = v.v
+        elif src == T.BOOL:
+            x = int(v.v)
+        elif isinstance(src, T.EnumT):
+            x = src.members[v.v]
+        else:
+            raise ip.err(f"cannot convert '{src}' to '{t}'", node)
+        if isinstance(t, T.IntT) and not t.fits(x):
+            raise ip.err(f"type '{t}' cannot represent integer value {x}", node)
+        return Val(t, x)
+    if T.is_float(t):
+        if T.is_numeric(src):
+            return Val(t, round_float(t, float(v.v)))
+        raise ip.err(f"cannot convert '{src}' to '{t}'", node)
+    if t == T.BOOL:
+        if T.is_numeric(src):
+            return Val(t, v.v != 0)
+        raise ip.err(f"cannot convert '{src}' to 'bool'", node)
+    if isinstance(t, T.EnumT):
+        if T.is_int(src):
+            for name, val in t.members.items():
+                if val == v.v:
+                    return Val(t, name)
+            raise ip.err(f"enum '{t}' has no member with value {v.v}", node)
+    return ip.coerce(v, t, node)
+
+
+@builtin("as")
+def _as(ip, e, s):
+    t, v = _args(ip, e, s, 2)
+    return cast_value(ip, _type(ip, t, e.args[0]), v, e.args[1])
+
+
+_BITS_DTYPE = {16: np.uint16, 32: np.uint32, 64: np.uint64, 8: np.uint8}
+
+
+def _to_bits(ip: Interp, v: Val, node: A.Node) -> tuple[int, int]:
+    t = v.type
+    if isinstance(t, T.IntT):
+        return t.bits, v.v & ((1 << t.bits) - 1)
+    if isinstance(t, T.FloatT):
+        if t.name in ("f16", "f32", "f64"):
+            dt = numpy_dtype(t)
+            return t.bits, int(np.array(v.v, dtype=dt).view(_BITS_DTYPE[t.bits]))
+        if t.name == "bf16":
+            return 16, int(np.array(v.v, dtype=np.float32).view(np.uint32)) >> 16
+    raise ip.err(f"@bitcast of a comptime value of type '{t}' is not supported", node)
+
+
+@builtin("bitcast")
+def _bitcast(ip, e, s):
+    tv, v = _args(ip, e, s, 2)
+    t = _type(ip, tv, e.args[0])
+    ip.check_comptime(v, e.args[1])
+    if v.type == T.COMPTIME_INT:
+        raise ip.err("@bitcast needs a value of a fixed-size type; use @as first", e.args[1])
+    bits, raw = _to_bits(ip, v, e.args[1])
+    tb = t.bits if isinstance(t, (T.IntT, T.FloatT)) else None
+    if tb != bits:
+        raise ip.err(f"@bitcast size mismatch: '{v.type}' has {bits} bits, '{t}' has {tb}", e)
+    if isinstance(t, T.IntT):
+        return Val(t, t.wrap(raw))
+    if t.name == "bf16":
+        return Val(t, float(np.array(raw << 16, dtype=np.uint32).view(np.float32)))
+    return Val(t, float(np.array(raw, dtype=_BITS_DTYPE[bits]).view(numpy_dtype(t))))
+
+
+@builtin("ptrcast")
+def _ptrcast(ip, e, s):
+    tv, v = _args(ip, e, s, 2)
+    t = _type(ip, tv, e.args[0])
+    if not isinstance(t, T.PointerT) or not isinstance(v.v, PtrVal):
+        raise ip.err("@ptrcast needs a pointer type and a pointer value", e)
+    return Val(t, v.v)
+
+
+@builtin("concat_structs")
+def _concat_structs(ip, e, s):
+    a, b = _args(ip, e, s, 2)
+    if isinstance(a.type, T.TupleT) and isinstance(b.type, T.TupleT):
+        items = list(a.v) + list(b.v)
+        return Val(T.TupleT(tuple(x.type for x in items)), items)
+    da, db = _struct(ip, a, e.args[0]), _struct(ip, b, e.args[1])
+    if isinstance(a.type, T.StructT) or isinstance(b.type, T.StructT):
+        raise ip.err("@concat_structs takes anonymous structs only", e)
+    for k in db:
+        if k in da:
+            raise ip.err(f"@concat_structs: field '{k}' appears in both structs", e)
+    out = {**da, **db}
+    return Val(T.AnonStructT(tuple((k, v.type) for k, v in out.items())), out)
+
+
+@builtin("field")
+def _field(ip, e, s):
+    v, name = _args(ip, e, s, 2)
+    return ip.field_of(v, _str(ip, name, e.args[1]), e)
+
+
+@builtin("has_field")
+def _has_field(ip, e, s):
+    v, name = _args(ip, e, s, 2)
+    n = _str(ip, name, e.args[1])
+    if v.type == T.TYPE:
+        t = v.v
+        if isinstance(t, T.StructT):
+            return Val(T.BOOL, t.field(n) is not None)
+        if isinstance(t, T.AnonStructT):
+            return Val(T.BOOL, any(f == n for f, _ in t.fields))
+        raise ip.err(f"@has_field needs a struct, found type '{t}'", e.args[0])
+    if isinstance(v.v, dict):
+        return Val(T.BOOL, n in v.v)
+    raise ip.err(f"@has_field needs a struct, found '{v.type}'", e.args[0])
+
+
+def _array_type_arg(ip: Interp, e: A.BuiltinCall, s: Scope) -> T.Type:
+    (a,) = _args(ip, e, s, 1)
+    return _type(ip, a, e.args[0])
+
+
+@builtin("element_type")
+def _element_type(ip, e, s):
+    t = _array_type_arg(ip, e, s)
+    if isinstance(t, (T.ArrayT, T.PointerT)):
+        return Val(T.TYPE, t.elem)
+    raise ip.err(f"@element_type needs an array or pointer type, found '{t}'", e)
+
+
+@builtin("element_count")
+def _element_count(ip, e, s):
+    t = _array_type_arg(ip, e, s)
+    if isinstance(t, T.ArrayT):
+        return Val(T.U32, t.count)
+    raise ip.err(f"@element_count needs an array type, found '{t}'", e)
+
+
+@builtin("rank")
+def _rank(ip, e, s):
+    t = _array_type_arg(ip, e, s)
+    return Val(T.U16, len(t.dims) if isinstance(t, T.ArrayT) else 0)
+
+
+@builtin("dimensions")
+def _dimensions(ip, e, s):
+    t = _array_type_arg(ip, e, s)
+    if not isinstance(t, T.ArrayT):
+        raise ip.err(f"@dimensions needs an array type, found '{t}'", e)
+    at = T.ArrayT((len(t.dims),), T.U32)
+    return Val(at, ArrayData(np.array(t.dims, dtype=np.uint32)))
+
+
+@builtin("get_int")
+def _get_int(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    if T.is_hw_id(a.type) and isinstance(a.v, int):
+        return Val(T.U16, a.v)
+    raise ip.err(f"@get_int needs a hardware ID (color, task ID, queue...), found '{a.type}'", e)
+
+
+@builtin("strcat")
+def _strcat(ip, e, s):
+    vals = [ip.eval(a, s) for a in e.args]
+    return Val(T.COMPTIME_STRING, "".join(_str(ip, v, n) for v, n in zip(vals, e.args)))
+
+
+@builtin("strlen")
+def _strlen(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    return Val(T.COMPTIME_INT, len(_str(ip, a, e.args[0]).encode()))
+
+
+@builtin("range")
+def _range(ip, e, s):
+    a = _args(ip, e, s, 2, 4)
+    if len(a) == 3:
+        raise ip.err("@range takes (T, stop) or (T, start, stop, step)", e)
+    t = _type(ip, a[0], e.args[0])
+    if not T.is_int(t):
+        raise ip.err(f"@range element type must be an integer type, found '{t}'", e.args[0])
+    nums = [ip.to_int(ip.coerce(ip.check_comptime(v, n), t, n), n)
+            for v, n in zip(a[1:], e.args[1:])]
+    start, stop, step = (0, nums[0], 1) if len(nums) == 1 else nums
+    if step == 0:
+        raise ip.err("@range step must not be zero", e.args[3])
+    return Val(T.RangeT(t), (start, stop, step))
+
+
+def _fill(ip: Interp, t: T.Type, value: Val | None, node: A.Node) -> Val:
+    if not isinstance(t, T.ArrayT):
+        if value is None:
+            return ip.coerce(Val(T.COMPTIME_INT, 0), t, node) if T.is_numeric(t) else \
+                Val(t, False) if t == T.BOOL else _bad_fill(ip, t, node)
+        return ip.coerce(value, t, node)
+    dt = numpy_dtype(t.elem)
+    if dt is None:
+        raise ip.err(f"cannot fill an array of '{t.elem}'", node)
+    x = 0 if value is None else ip.coerce(value, t.elem, node).v
+    return Val(t, ArrayData(np.full(t.dims, x, dtype=dt)))
+
+
+def _bad_fill(ip: Interp, t: T.Type, node: A.Node) -> Val:
+    raise ip.err(f"@zeros does not support type '{t}'", node)
+
+
+@builtin("zeros")
+def _zeros(ip, e, s):
+    (t,) = _args(ip, e, s, 1)
+    return _fill(ip, _type(ip, t, e.args[0]), None, e)
+
+
+@builtin("constants")
+def _constants(ip, e, s):
+    t, v = _args(ip, e, s, 2)
+    return _fill(ip, _type(ip, t, e.args[0]), ip.check_comptime(v, e.args[1]), e.args[1])
+
+
+# -- modules --------------------------------------------------------------------------------------
+
+
+@builtin("import_module")
+def _import_module(ip, e, s):
+    a = _args(ip, e, s, 1, 2)
+    spec = _str(ip, a[0], e.args[0])
+    params = _struct(ip, a[1], e.args[1]) if len(a) > 1 else {}
+    from .modules import import_module
+    inst = import_module(ip, s.module, spec, params, e)
+    return Val(T.IMPORTED_MODULE, inst)
+
+
+# -- hardware IDs ---------------------------------------------------------------------------------
+
+
+def _record_id(ip: Interp, s: Scope, kind: str, n: int, node: A.Node) -> None:
+    mod = s.module
+    if mod.is_stdlib:
+        return
+    rec = mod.program if mod.program is not None else ip.ctx.layout_builder
+    if rec is not None:
+        rec.user_ids.setdefault((kind, n), node.span)
+
+
+def _make_id(kind: T.Type, lo: int, hi: int, what: str):
+    def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
+        (a,) = _args(ip, e, s, 1)
+        if isinstance(a.v, RuntimeRef):
+            return Val(kind, a.v)       # a runtime ID (e.g. @get_color(runtime u16)); not comptime
+        n = ip.to_int(ip.check_comptime(a, e.args[0]), e.args[0], what)
+        lo_, hi_ = (lo(ip) if callable(lo) else lo), hi
+        if not lo_ <= n <= hi_:
+            raise ip.err(f"{what} {n} is out of range {lo_}..{hi_}"
+                         + (f" on {_arch(ip)}" if callable(lo) else ""), e.args[0])
+        _record_id(ip, s, kind.name, n, e)
+        return Val(kind, n)
+    return fn
+
+
+BUILTINS["get_color"] = _make_id(T.COLOR, 0, 23, "color")
+BUILTINS["get_input_queue"] = _make_id(T.INPUT_QUEUE, 0, 7, "input queue")
+BUILTINS["get_output_queue"] = _make_id(T.OUTPUT_QUEUE, 0, 7, "output queue")
+BUILTINS["get_local_task_id"] = _make_id(
+    T.LOCAL_TASK_ID, lambda ip: 8 if _arch(ip) == "wse3" else 0, 30, "local task ID")
+BUILTINS["get_control_task_id"] = _make_id(T.CONTROL_TASK_ID, 0, 63, "control task ID")
+BUILTINS["get_ut_id"] = _make_id(T.UT_ID, 0, 7, "microthread ID")
+
+
+@builtin("get_data_task_id")
+def _get_data_task_id(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    want = T.INPUT_QUEUE if _arch(ip) == "wse3" else T.COLOR
+    if a.type != want:
+        raise ip.err(f"on {_arch(ip)} @get_data_task_id takes a{'n' if want == T.INPUT_QUEUE else ''}"
+                     f" {want}, found '{a.type}'", e.args[0])
+    ip.check_comptime(a, e.args[0])
+    _record_id(ip, s, "data_task_id", a.v, e)
+    return Val(T.DATA_TASK_ID, a.v)
+
+
+@builtin("get_filter_id")
+def _get_filter_id(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    return Val(T.IntT(16, False), ip.to_int(Val(T.COMPTIME_INT, a.v), e))
+
+
+# -- DSDs (comptime construction) -----------------------------------------------------------------
+
+DSD_FIELDS = {
+    "mem1d_dsd": {"base_address", "extent", "stride", "offset", "tensor_access",
+                  "wavelet_index_offset"},
+    "mem4d_dsd": {"base_address", "extent", "stride", "offset", "tensor_access",
+                  "wavelet_index_offset"},
+    "circbuf_dsd": {"base_address", "extent", "wraparound"},
+    "fabin_dsd": {"extent", "fabric_color", "input_queue", "priority", "control_transform",
+                  "wavelet_index_offset", "simd_mode"},
+    "fabout_dsd": {"extent", "fabric_color", "output_queue", "control", "wavelet_index_offset",
+                   "simd_mode", "zero", "advance_switch", "control_transform", "priority"},
+}
+
+
+@builtin("get_dsd")
+def _get_dsd(ip, e, s):
+    kv, cfg = _args(ip, e, s, 2)
+    kind = _type(ip, kv, e.args[0])
+    if not T.is_dsd(kind):
+        raise ip.err(f"@get_dsd needs a DSD type (mem1d_dsd, fabin_dsd...), found '{kind}'",
+                     e.args[0])
+    fields = _struct(ip, cfg, e.args[1])
+    allowed = DSD_FIELDS[kind.name]
+    for k in fields:
+        if k not in allowed:
+            raise ip.err(f"unknown field '.{k}' for {kind.name} (expected one of "
+                         f"{', '.join(sorted(allowed))})", e.args[1])
+    if "tensor_access" in fields:
+        if "base_address" in fields:
+            raise ip.err("give either .tensor_access or .base_address, not both", e.args[1])
+        ta = fields["tensor_access"]
+        if not isinstance(ta.v, TensorAccessVal):
+            raise ip.err(".tensor_access must be a tensor access expression |i|{N} -> A[i]",
+                         e.args[1])
+        if kind.name == "mem1d_dsd" and len(ta.v.extents) != 1:
+            raise ip.err("mem1d_dsd takes a tensor access with one induction variable; use "
+                         "mem4d_dsd", e.args[1])
+    if kind.name in ("mem1d_dsd", "mem4d_dsd") and "tensor_access" not in fields \
+            and "base_address" not in fields:
+        raise ip.err(f"{kind.name} needs .tensor_access or .base_address", e.args[1])
+    if kind.name == "fabin_dsd" and _arch(ip) == "wse3" and "input_queue" not in fields:
+        raise ip.err("fabin_dsd on wse3 needs .input_queue", e.args[1])
+    if kind.name == "fabout_dsd" and _arch(ip) == "wse3" and "output_queue" not in fields:
+        raise ip.err("fabout_dsd on wse3 needs .output_queue", e.args[1])
+    return Val(kind, DsdVal(kind.name, dict(fields)))
+
+
+def _dsd_arg(ip: Interp, v: Val, node: A.Node) -> DsdVal:
+    if not isinstance(v.v, DsdVal):
+        if isinstance(v.v, RuntimeRef):
+            raise ip.err("cannot modify a runtime DSD variable at compile time", node)
+        raise ip.err(f"expected a DSD, found '{v.type}'", node)
+    return v.v
+
+
+def _dsd_mutator(field_name: str, nargs: int):
+    def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
+        a = _args(ip, e, s, nargs)
+        d = _dsd_arg(ip, a[0], e.args[0])
+        new = dict(d.fields)
+        new.setdefault("_mods", Val(T.VOID, []))
+        new["_mods"] = Val(T.VOID, list(new["_mods"].v) + [(field_name, a[1:])])
+        return Val(a[0].type, DsdVal(d.kind, new))
+    return fn
+
+
+BUILTINS["increment_dsd_offset"] = _dsd_mutator("increment_offset", 3)
+BUILTINS["set_dsd_base_addr"] = _dsd_mutator("base_addr", 2)
+BUILTINS["set_dsd_length"] = _dsd_mutator("length", 2)
+BUILTINS["set_dsd_stride"] = _dsd_mutator("stride", 2)
+
+
+@builtin("allocate_fifo")
+def _allocate_fifo(ip, e, s):
+    a = _args(ip, e, s, 1, 2)
+    if not isinstance(a[0].v, RuntimeRef) or not isinstance(a[0].type, T.ArrayT):
+        raise ip.err("@allocate_fifo needs a global array variable as its buffer", e.args[0])
+    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", {"buffer": a[0],
+                                                            "config": a[1] if len(a) > 1 else None}))
+
+
+# -- layout builtins ------------------------------------------------------------------------------
+
+
+def _layout(ip: Interp, e: A.BuiltinCall):
+    b = ip.ctx.layout_builder
+    if b is None:
+        raise ip.err(f"@{e.name} is only allowed in a layout block", e)
+    return b
+
+
+@builtin("set_rectangle")
+def _set_rectangle(ip, e, s):
+    w, h = _args(ip, e, s, 2)
+    _layout(ip, e).set_rectangle(ip.to_int(w, e.args[0], "width"),
+                                 ip.to_int(h, e.args[1], "height"), e)
+    return VOID_VAL
+
+
+@builtin("get_rectangle")
+def _get_rectangle(ip, e, s):
+    _args(ip, e, s, 0)
+    return _layout(ip, e).get_rectangle(e)
+
+
+@builtin("set_tile_code")
+def _set_tile_code(ip, e, s):
+    a = _args(ip, e, s, 2, 4)
+    x = ip.to_int(a[0], e.args[0], "x coordinate")
+    y = ip.to_int(a[1], e.args[1], "y coordinate")
+    path = _str(ip, a[2], e.args[2]) if len(a) > 2 else None
+    params = _struct(ip, a[3], e.args[3]) if len(a) > 3 else {}
+    _layout(ip, e).set_tile_code(x, y, path, params, s.module, e)
+    return VOID_VAL
+
+
+@builtin("set_color_config")
+def _set_color_config(ip, e, s):
+    a = _args(ip, e, s, 4)
+    x = ip.to_int(a[0], e.args[0], "x coordinate")
+    y = ip.to_int(a[1], e.args[1], "y coordinate")
+    _layout(ip, e).set_color_config(x, y, a[2], a[3], e)
+    return VOID_VAL
+
+
+@builtin("export_name")
+def _export_name(ip, e, s):
+    a = _args(ip, e, s, 2, 3)
+    name = _str(ip, a[0], e.args[0])
+    t = _type(ip, a[1], e.args[1])
+    mutable = ip.to_bool(a[2], e.args[2]) if len(a) > 2 else None
+    _layout(ip, e).export_name(name, t, mutable, e)
+    return VOID_VAL
+
+
+# -- PE-program builtins (top-level comptime) -----------------------------------------------------
+
+
+def _program(ip: Interp, e: A.BuiltinCall, s: Scope):
+    p = s.module.program
+    if p is None:
+        raise ip.err(f"@{e.name} is only allowed in a PE program's top-level comptime block", e)
+    return p
+
+
+def _task_fn(ip: Interp, v: Val, node: A.Node) -> FnVal:
+    if not isinstance(v.v, FnVal) or v.v.decl is None or not v.v.decl.is_task:
+        raise ip.err("expected a task", node)
+    return v.v
+
+
+def _bind(kind: T.Type, key: str):
+    def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
+        t, tid = _args(ip, e, s, 2)
+        task = _task_fn(ip, t, e.args[0])
+        if tid.type != kind:
+            raise ip.err(f"@{e.name} needs a {kind}, found '{tid.type}'", e.args[1])
+        n = ip.to_int(Val(T.COMPTIME_INT, tid.v), e.args[1]) if isinstance(tid.v, int) else \
+            ip.to_int(tid, e.args[1])
+        d = task.decl
+        if key == "local" and d.params:
+            raise ip.err(f"local task '{d.name}' must take no parameters", e.args[0])
+        if key == "data" and not d.params:
+            raise ip.err(f"data task '{d.name}' must take the wavelet as a parameter", e.args[0])
+        prog = _program(ip, e, s)
+        prev = prog.task_bindings.get((key, n))
+        if prev is not None and prev is not task:
+            raise ip.err(f"{kind} {n} is already bound to task '{prev.name}'", e)
+        for (k2, n2), other in prog.task_bindings.items():
+            if other is task and (k2, n2) != (key, n):
+                raise ip.err(f"task '{d.name}' is already bound to {k2} task ID {n2}", e)
+        prog.task_bindings[(key, n)] = task
+        return VOID_VAL
+    return fn
+
+
+BUILTINS["bind_local_task"] = _bind(T.LOCAL_TASK_ID, "local")
+BUILTINS["bind_data_task"] = _bind(T.DATA_TASK_ID, "data")
+BUILTINS["bind_control_task"] = _bind(T.CONTROL_TASK_ID, "control")
+
+
+def _id_of(ip: Interp, v: Val, node: A.Node, kinds: tuple[T.Type, ...]) -> tuple[str, int]:
+    if v.type not in kinds or not isinstance(v.v, int):
+        raise ip.err(f"expected one of {', '.join(map(str, kinds))}, found '{v.type}'", node)
+    return v.type.name, v.v
+
+
+@builtin("activate")
+def _activate(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    if isinstance(a.v, FnVal):
+        raise ip.err("@activate takes a local task ID, not the task itself", e.args[0])
+    _, n = _id_of(ip, a, e.args[0], (T.LOCAL_TASK_ID,))
+    _program(ip, e, s).initially_active.add(n)
+    return VOID_VAL
+
+
+def _blockish(blocked: bool):
+    def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
+        (a,) = _args(ip, e, s, 1)
+        kinds = (T.LOCAL_TASK_ID, T.DATA_TASK_ID, T.CONTROL_TASK_ID) + (
+            (T.INPUT_QUEUE, T.UT_ID) if _arch(ip) == "wse3" else (T.COLOR,))
+        key = _id_of(ip, a, e.args[0], kinds)
+        prog = _program(ip, e, s)
+        if blocked:
+            prog.initially_blocked.add(key)
+        else:
+            prog.initially_blocked.discard(key)
+        return VOID_VAL
+    return fn
+
+
+BUILTINS["block"] = _blockish(True)
+BUILTINS["unblock"] = _blockish(False)
+
+
+@builtin("initialize_queue")
+def _initialize_queue(ip, e, s):
+    a = _args(ip, e, s, 1, 2)
+    kind, q = _id_of(ip, a[0], e.args[0], (T.INPUT_QUEUE, T.OUTPUT_QUEUE))
+    cfg = _struct(ip, a[1], e.args[1]) if len(a) > 1 else {}
+    for k in cfg:
+        if k not in ("color", "priority", "ctrl_table_id"):
+            raise ip.err(f"unknown queue option '.{k}'", e.args[1])
+    if _arch(ip) == "wse3" and "color" not in cfg:
+        raise ip.err(f"on wse3 @initialize_queue needs .color for {kind} {q}", e)
+    if "color" in cfg and cfg["color"].type != T.COLOR:
+        raise ip.err(f".color must be a color, found '{cfg['color'].type}'", e.args[1])
+    prog = _program(ip, e, s)
+    if (kind, q) in prog.queues:
+        raise ip.err(f"{kind} {q} is initialized twice", e)
+    prog.queues[(kind, q)] = dict(cfg)
+    return VOID_VAL
+
+
+@builtin("export_symbol")
+def _export_symbol(ip, e, s):
+    a = _args(ip, e, s, 1, 2)
+    v = a[0]
+    arg0 = e.args[0]
+    if isinstance(arg0, A.Ident) and s.find(arg0.name) is None and \
+            arg0.name in s.module.globals and not isinstance(v.v, (RuntimeRef, FnVal)):
+        v = Val(v.type, RuntimeRef(ip.const_symbol(s.module, arg0.name, arg0.span)))
+    if isinstance(v.v, RuntimeRef):
+        sym: Any = v.v.var
+        default = v.v.var.name
+    elif isinstance(v.v, FnVal) and v.v.decl is not None:
+        sym = v.v
+        default = v.v.decl.name
+    else:
+        raise ip.err("@export_symbol needs a global variable or function", e.args[0])
+    name = _str(ip, a[1], e.args[1]) if len(a) > 1 else default
+    prog = _program(ip, e, s)
+    if name in prog.exported_symbols:
+        raise ip.err(f"symbol name '{name}' is exported twice", e)
+    prog.exported_symbols[name] = (sym, e.span)
+    return VOID_VAL
+
+
+@builtin("rpc")
+def _rpc(ip, e, s):
+    (a,) = _args(ip, e, s, 1)
+    _, n = _id_of(ip, a, e.args[0], (T.DATA_TASK_ID,))
+    prog = _program(ip, e, s)
+    if prog.rpc_task is not None:
+        raise ip.err("@rpc may be used at most once per PE program", e)
+    prog.rpc_task = n
+    return VOID_VAL
+
+
+@builtin("set_local_color_config")
+def _set_local_color_config(ip, e, s):
+    c, cfg = _args(ip, e, s, 2)
+    if c.type != T.COLOR:
+        raise ip.err(f"expected a color, found '{c.type}'", e.args[0])
+    from .layout import parse_color_config
+    parse_color_config(ip, cfg, e.args[1])
+    prog = _program(ip, e, s)
+    if c.v in prog.local_color_configs:
+        raise ip.err(f"color {c.v} is configured twice in this program", e)
+    prog.local_color_configs[c.v] = cfg
+    return VOID_VAL
+
+
+def _accept_handler(ip, e, s):
+    _args(ip, e, s, 2)
+    _program(ip, e, s)
+    return VOID_VAL
+
+
+for _n in ("set_empty_queue_handler", "set_teardown_handler", "set_control_task_table",
+           "bind_rotating_tasks"):
+    BUILTINS[_n] = _accept_handler
+
+
+# -- run-time-only builtins -----------------------------------------------------------------------
+
+RUNTIME_ONLY = (
+    "fadds faddh faddhs fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh "
+    "fnegs fnegh fabss fabsh fnorms fnormh fscales fscaleh fh2s fs2h fh2xp16 fs2xp16 xp162fh "
+    "xp162fs mov16 mov32 add16 addc16 sub16 and16 or16 xor16 sll16 slr16 sar16 clz ctz popcnt "
+    "dfilt map load_to_dsr load_to_dsr_xdsr load_to_dsr_xdsr_sr get_dsr get_xdsr get_sr "
+    "random16 set_active_prng get_config set_config get_config_unchecked "
+    "set_config_unchecked queue_flush set_fifo_read_length set_fifo_write_length "
+    "get_symbol_id get_symbol_value get_tensor_ptr has_exported_tensors"
+).split()
+
+
+def _runtime_only(ip, e, s):
+    raise ip.err(f"@{e.name} can only be used in run-time code (a fn or task body), not at "
+                 "compile time", e)
+
+
+for _n in RUNTIME_ONLY:
+    BUILTINS[_n] = _runtime_only
+
+# Names known to cslc that waferscale does not implement yet: a clear error, never a guess.
+NOT_IMPLEMENTED = ("import_comptime_value", "get_array", "get_string_from_byte",
+                   "range_start", "range_stop", "range_step")
+
+
+def _not_implemented(ip, e, s):
+    raise ip.err(f"@{e.name} is not supported by waferscale yet", e)
+
+
+for _n in NOT_IMPLEMENTED:
+    BUILTINS[_n] = _not_implemented
+
+ALL_BUILTIN_NAMES = frozenset(BUILTINS)

@@ -1,0 +1,508 @@
+"""Layout elaboration: from ``layout.csl`` + params to a :class:`Layout` value.
+
+:func:`elaborate` runs the layout file's ``layout { ... }`` block at compile time, collecting the
+rectangle, each PE's code file and bound params, each (PE, color) route and the exported
+names, then elaborates every distinct PE program (same file + same params = one program) by
+running its top-level ``comptime`` blocks. It enforces what cslc enforces:
+
+- exactly one ``@set_rectangle``, before any ``@set_tile_code``; every PE of the rectangle gets
+  code exactly once; coordinates inside the rectangle;
+- colors 0..23, directions among NORTH/SOUTH/EAST/WEST/RAMP, one config per (PE, color);
+- every ``@export_symbol`` matches an ``@export_name`` of the same type and mutability;
+- with ``--memcpy``: the fabric-dims rule (1 halo + 3 memcpy columns west, 2 memcpy columns +
+  1 halo east, 1 halo row north and south) and memcpy's reserved colors, queues, task IDs and
+  microthread, which user code may not create; no routes on memcpy's stream colors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ast as A
+from . import types as T
+from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramRecord, Scope, \
+    val_key
+from .errors import CslError, CslLayoutError
+from .parser import parse_file
+from .source import Span
+from .values import FnVal, GlobalVar, Val, describe
+
+log = logging.getLogger(__name__)
+
+ARCH_FABRIC_DIMS = {"wse2": (757, 996), "wse3": (762, 1172)}
+DIRECTION_NAMES = ("NORTH", "SOUTH", "EAST", "WEST", "RAMP")
+
+
+def memcpy_reserved(arch: str) -> dict[str, set[int]]:
+    """Resources memcpy owns (sdk-runtime-hardware.md §0.7; csl-language.md §8)."""
+    q = {0, 1} if arch == "wse3" else {0}
+    return {"color": {21, 22, 23}, "local_task_id": {27, 28, 30},
+            "control_task_id": set(range(33, 38)), "input_queue": q, "output_queue": q,
+            "ut_id": {0}}
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """The cslc flags that shape a compilation (see ``waferscale check --help``)."""
+    arch: str = "wse3"
+    params: tuple[tuple[str, str], ...] = ()
+    colors: tuple[tuple[str, str], ...] = ()
+    fabric_dims: tuple[int, int] | None = None
+    fabric_offsets: tuple[int, int] | None = None
+    memcpy: bool = False
+    channels: int = 0
+    width_west_buf: int = 0
+    width_east_buf: int = 0
+    import_paths: tuple[str, ...] = ()
+
+
+@dataclass
+class Route:
+    rx: tuple[str, ...]
+    tx: tuple[str, ...]
+    config: Val
+    span: Span
+
+
+@dataclass
+class TileCode:
+    x: int
+    y: int
+    path: Path
+    params: dict[str, Val]
+    span: Span
+    program: int = -1
+
+
+@dataclass
+class ExportName:
+    name: str
+    type: T.Type
+    mutable: bool | None
+    span: Span
+
+
+@dataclass
+class PEProgram:
+    """One distinct PE program: a code file with one set of param values."""
+    index: int
+    path: Path
+    params: dict[str, Val]
+    instance: ModuleInstance
+    record: ProgramRecord
+    tiles: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Layout:
+    """The elaborated program: everything the simulator and ``waferscale check`` need."""
+    source: Path
+    options: CompileOptions
+    width: int
+    height: int
+    fabric_dims: tuple[int, int]
+    fabric_offsets: tuple[int, int]
+    params: dict[str, Val]
+    tiles: dict[tuple[int, int], TileCode]
+    programs: list[PEProgram]
+    routes: dict[tuple[int, int, int], Route]
+    exports: dict[str, ExportName]
+    color_names: dict[int, str]
+    memcpy_streams: dict[str, int]
+    prints: list[tuple[str, str]]
+    warnings: list[str]
+
+    def program_at(self, x: int, y: int) -> PEProgram:
+        return self.programs[self.tiles[(x, y)].program]
+
+
+def _dirs(ip: Interp, v: Val, node: A.Node, what: str) -> tuple[str, ...]:
+    items = v.v if isinstance(v.type, T.TupleT) else [] if (
+        isinstance(v.v, dict) and not v.v) else [v]
+    out: list[str] = []
+    for it in items:
+        if it.type != T.DIRECTION:
+            raise ip.err(f"{what} must be a direction or a tuple of directions (NORTH, SOUTH, "
+                         f"EAST, WEST, RAMP), found '{it.type}'", node)
+        if it.v in out:
+            raise ip.err(f"direction {it.v} appears twice in {what}", node)
+        out.append(it.v)
+    return tuple(out)
+
+
+ROUTE_FIELDS = {"rx", "tx", "color_swap_x", "color_swap_y"}
+CONFIG_FIELDS = {"routes", "switches", "filter", "teardown"}
+
+
+def parse_color_config(ip: Interp, cfg: Val, node: A.Node) -> tuple[tuple[str, ...],
+                                                                      tuple[str, ...]]:
+    """Validate a ``@set_color_config`` struct and return its (rx, tx) direction sets."""
+    if not isinstance(cfg.v, dict):
+        raise ip.err(f"color config must be an anonymous struct, found '{cfg.type}'", node)
+    fields = cfg.v
+    if "routes" in fields:
+        for k in fields:
+            if k not in CONFIG_FIELDS:
+                raise ip.err(f"unknown color config field '.{k}' (expected "
+                             + ", ".join(sorted(CONFIG_FIELDS)) + ")", node)
+        routes = fields["routes"]
+        if not isinstance(routes.v, dict):
+            raise ip.err(".routes must be a struct like .{ .rx = .{WEST}, .tx = .{RAMP} }", node)
+        rfields = routes.v
+    elif set(fields) <= ROUTE_FIELDS and fields:
+        rfields = fields          # the docs' short form without the `.routes =` wrapper
+    else:
+        raise ip.err("color config needs .routes (use `.routes = .{}` for none)", node)
+    for k in rfields:
+        if k not in ROUTE_FIELDS:
+            raise ip.err(f"unknown routes field '.{k}' (expected rx, tx, color_swap_x, "
+                         "color_swap_y)", node)
+    rx = _dirs(ip, rfields["rx"], node, ".rx") if "rx" in rfields else ()
+    tx = _dirs(ip, rfields["tx"], node, ".tx") if "tx" in rfields else ()
+    return rx, tx
+
+
+class LayoutBuilder:
+    """Collects what the layout block's builtins declare (see module docstring)."""
+
+    def __init__(self, ip: Interp, options: CompileOptions, layout_dir: Path) -> None:
+        self.ip = ip
+        self.options = options
+        self.layout_dir = layout_dir
+        self.rect: tuple[int, int] | None = None
+        self.rect_span: Span | None = None
+        self.tiles: dict[tuple[int, int], TileCode] = {}
+        self.routes: dict[tuple[int, int, int], Route] = {}
+        self.exports: dict[str, ExportName] = {}
+        self.user_ids: dict[tuple[str, int], Span] = {}
+        self.memcpy_streams: dict[str, int] = {}
+        self.memcpy_import_span: Span | None = None
+
+    def _check_xy(self, x: int, y: int, node: A.Node) -> None:
+        if self.rect is None:
+            raise self.ip.err(f"@{node.name} before @set_rectangle", node)
+        w, h = self.rect
+        if not (0 <= x < w and 0 <= y < h):
+            raise self.ip.err(f"PE({x},{y}) is outside the {w}x{h} rectangle", node)
+
+    def set_rectangle(self, w: int, h: int, node: A.BuiltinCall) -> None:
+        if self.rect is not None:
+            raise self.ip.err("@set_rectangle called twice", node).with_note(
+                "first call is here", self.rect_span)
+        if w <= 0 or h <= 0:
+            raise self.ip.err(f"rectangle {w}x{h} must have a positive size", node)
+        self.rect, self.rect_span = (w, h), node.span
+
+    def get_rectangle(self, node: A.BuiltinCall) -> Val:
+        if self.rect is None:
+            raise self.ip.err("@get_rectangle before @set_rectangle", node)
+        dims, offs = fabric_geometry(self.options, *self.rect, node.span)
+
+        def st(**kw: Val) -> Val:
+            return Val(T.AnonStructT(tuple((k, v.type) for k, v in kw.items())), kw)
+        ci = T.COMPTIME_INT
+        return st(width=Val(ci, self.rect[0]), height=Val(ci, self.rect[1]),
+                  fabric=st(width=Val(ci, dims[0]), height=Val(ci, dims[1])),
+                  offsets=st(width=Val(ci, offs[0]), height=Val(ci, offs[1])))
+
+    def set_tile_code(self, x: int, y: int, path: str | None, params: dict[str, Val],
+                      mod: ModuleInstance, node: A.BuiltinCall) -> None:
+        self._check_xy(x, y, node)
+        prev = self.tiles.get((x, y))
+        if prev is not None:
+            raise self.ip.err(f"PE({x},{y}) is given code twice", node).with_note(
+                "first @set_tile_code is here", prev.span)
+        p = Path(mod.path) if path is None else Path(mod.path).parent / path
+        if not p.is_file():
+            raise self.ip.err(f"tile code file '{path}' not found (looked for {p})", node.args[2])
+        self.tiles[(x, y)] = TileCode(x, y, p, dict(params), node.span)
+
+    def set_color_config(self, x: int, y: int, color: Val, cfg: Val,
+                         node: A.BuiltinCall) -> None:
+        self._check_xy(x, y, node)
+        if color.type != T.COLOR:
+            raise self.ip.err(f"expected a color, found '{color.type}'", node.args[2])
+        c = color.v
+        if not isinstance(c, int) or not 0 <= c <= 23:
+            raise self.ip.err(f"color {c} is out of range 0..23", node.args[2])
+        rx, tx = parse_color_config(self.ip, cfg, node.args[3])
+        prev = self.routes.get((x, y, c))
+        if prev is not None:
+            raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(
+                "first configuration is here", prev.span)
+        self.routes[(x, y, c)] = Route(rx, tx, cfg, node.span)
+
+    def export_name(self, name: str, t: T.Type, mutable: bool | None,
+                    node: A.BuiltinCall) -> None:
+        if name in self.exports:
+            raise self.ip.err(f"name '{name}' is exported twice", node).with_note(
+                "first @export_name is here", self.exports[name].span)
+        if isinstance(t, T.FnT):
+            if len(t.params) > 15:
+                raise self.ip.err("host-callable functions take at most 15 parameters", node)
+        elif isinstance(t, (T.ArrayT, T.StructT, T.AnonStructT, T.TupleT, T.EnumT)) \
+                or t.comptime_only:
+            raise self.ip.err(f"type '{t}' cannot be exported (use a pointer such as "
+                              "[*]f32, a scalar, or a fn type)", node.args[1])
+        elif mutable is None:
+            raise self.ip.err(f"@export_name of a data symbol needs its mutability "
+                              f"(@export_name(\"{name}\", {t}, true))", node)
+        self.exports[name] = ExportName(name, t, mutable, node.span)
+
+
+def fabric_geometry(opts: CompileOptions, w: int, h: int,
+                    span: Span | None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Resolve and validate --fabric-dims/--fabric-offsets for a w×h program rectangle."""
+    if opts.memcpy:
+        min_x = 4 + opts.width_west_buf
+        offs = opts.fabric_offsets or (min_x, 1)
+        need = (offs[0] + w + 3 + opts.width_east_buf, offs[1] + h + 1)
+        dims = opts.fabric_dims or need
+        if offs[0] < min_x or offs[1] < 1:
+            raise CslLayoutError(
+                f"with --memcpy the fabric offsets must be at least ({min_x},1) (1 halo + 3 "
+                f"memcpy columns west{' + west buffer' if opts.width_west_buf else ''}, 1 halo "
+                f"row north); got {offs[0]},{offs[1]}", span)
+        if dims[0] < need[0] or dims[1] < need[1]:
+            raise CslLayoutError(
+                f"with --memcpy a {w}x{h} rectangle at offsets {offs[0]},{offs[1]} needs "
+                f"--fabric-dims of at least {need[0]},{need[1]} (2 memcpy columns + 1 halo "
+                f"east, 1 halo row south); got {dims[0]},{dims[1]}", span)
+    else:
+        offs = opts.fabric_offsets or (0, 0)
+        dims = opts.fabric_dims or (offs[0] + w, offs[1] + h)
+        if offs[0] + w > dims[0] or offs[1] + h > dims[1]:
+            raise CslLayoutError(
+                f"a {w}x{h} rectangle at offsets {offs[0]},{offs[1]} does not fit in a "
+                f"{dims[0]}x{dims[1]} fabric", span)
+    mx, my = ARCH_FABRIC_DIMS[opts.arch]
+    if dims[0] > mx or dims[1] > my:
+        raise CslLayoutError(f"fabric {dims[0]}x{dims[1]} exceeds the {opts.arch} fabric "
+                             f"({mx}x{my})", span)
+    return dims, offs
+
+
+def _cli_params(opts: CompileOptions) -> dict[str, Val]:
+    out: dict[str, Val] = {}
+    for name, text in opts.params:
+        try:
+            n = int(text, 0)
+            out[name] = Val(T.COMPTIME_INT, n)
+        except ValueError:
+            try:
+                out[name] = Val(T.COMPTIME_FLOAT, float(text))
+            except ValueError:
+                raise CslLayoutError(f"--params {name}:{text}: value is not a number") from None
+    for name, text in opts.colors:
+        try:
+            c = int(text, 0)
+        except ValueError:
+            raise CslLayoutError(f"--colors {name}:{text}: value is not an integer") from None
+        if not 0 <= c <= 23:
+            raise CslLayoutError(f"--colors {name}:{c}: color must be in 0..23")
+        out[name] = Val(T.COLOR, c)
+    return out
+
+
+def elaborate(layout_path: str | Path, options: CompileOptions = CompileOptions()) -> Layout:
+    """Parse and elaborate a layout file; raise :class:`CslError` on any user error."""
+    if options.arch not in ARCH_FABRIC_DIMS:
+        raise CslLayoutError(f"unknown --arch '{options.arch}' (expected wse2 or wse3)")
+    if options.memcpy and not 1 <= options.channels <= 16:
+        raise CslLayoutError(f"--channels must be 1..16 with --memcpy, got {options.channels}")
+    path = Path(layout_path)
+    ctx = Compilation(EvalOptions(arch=options.arch, import_paths=options.import_paths))
+    ip = Interp(ctx)
+    tree = ctx.load_ast(path, None)
+    params = _cli_params(options)
+    root = ModuleInstance(ctx, str(path), tree, params, name=path.stem, program=None)
+    declared = {n for n, e in root.globals.items()
+                if isinstance(e.decl, A.ColorDecl) or
+                (isinstance(e.decl, A.VarDecl) and e.decl.kind == "param")}
+    warnings = [f"--params/--colors name '{n}' is not a param of {path}" for n in params
+                if n not in declared]
+    if not root.layout_blocks:
+        raise CslLayoutError(f"{path} has no layout block", Span(tree.span.file, 0, 0))
+    if len(root.layout_blocks) > 1:
+        raise CslLayoutError("more than one layout block", root.layout_blocks[1].span)
+
+    builder = LayoutBuilder(ip, options, path.parent)
+    ctx.layout_builder = builder
+    try:
+        ip.run_comptime_blocks(root)
+        lb = root.layout_blocks[0]
+        ip.exec_block(lb.block, Scope(root.scope, root))
+    finally:
+        ctx.layout_builder = None
+    lb_span = root.layout_blocks[0].span
+    if builder.rect is None:
+        raise CslLayoutError("the layout block never calls @set_rectangle", lb_span)
+    w, h = builder.rect
+    missing = [(x, y) for y in range(h) for x in range(w) if (x, y) not in builder.tiles]
+    if missing:
+        x, y = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CslLayoutError(f"PE({x},{y}) of the {w}x{h} rectangle has no code{more}; call "
+                             "@set_tile_code for every PE", lb_span)
+    dims, offs = fabric_geometry(options, w, h, builder.rect_span)
+
+    # Elaborate each distinct (file, params) program once.
+    programs: list[PEProgram] = []
+    index: dict[Any, int] = {}
+    for (x, y), tc in sorted(builder.tiles.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        key = (str(tc.path.resolve()), tuple(sorted((k, val_key(v))
+                                                   for k, v in tc.params.items())))
+        i = index.get(key)
+        if i is None:
+            i = index[key] = len(programs)
+            programs.append(_elaborate_program(ip, i, tc))
+        programs[i].tiles.append((x, y))
+        tc.program = i
+
+    memcpy_used = builder.memcpy_import_span is not None or any(
+        p.record.imports_memcpy for p in programs)
+    _check_exports(programs, builder)
+    _check_memcpy(options, builder, programs, memcpy_used)
+
+    color_names = _color_names(ip, root)
+    return Layout(path, options, w, h, dims, offs, params, builder.tiles, programs,
+                  builder.routes, builder.exports, color_names, builder.memcpy_streams,
+                  ctx.prints, warnings + ctx.warnings)
+
+
+def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
+    tree = ip.ctx.load_ast(tc.path, tc.span)
+    record = ProgramRecord(str(tc.path))
+    inst = ModuleInstance(ip.ctx, str(tc.path), tree, tc.params, name=tc.path.name,
+                          program=record, bind_span=tc.span)
+    for name, entry in inst.globals.items():
+        # Every global variable occupies memory, so each is elaborated (and type-checked).
+        if isinstance(entry.decl, A.VarDecl) and entry.decl.kind in ("var", "param"):
+            ip.global_value(inst, name, entry.decl.span)
+    ip.run_comptime_blocks(inst)
+    return PEProgram(index, tc.path, tc.params, inst, record)
+
+
+def _check_exports(programs: list[PEProgram], builder: LayoutBuilder) -> None:
+    for prog in programs:
+        for name, (sym, span) in prog.record.exported_symbols.items():
+            en = builder.exports.get(name)
+            if en is None:
+                raise CslLayoutError(f"@export_symbol '{name}' has no matching @export_name in "
+                                     "the layout", span)
+            if isinstance(sym, GlobalVar):
+                if sym.type != en.type:
+                    raise CslLayoutError(
+                        f"exported symbol '{name}' has type '{sym.type}' but @export_name "
+                        f"declares '{en.type}'", span).with_note("@export_name is here",
+                                                                 en.span)
+                if en.mutable and isinstance(sym.type, T.PointerT) and sym.type.const:
+                    raise CslLayoutError(f"'{name}' is exported mutable but points to const "
+                                         "data", span).with_note("@export_name is here", en.span)
+            elif isinstance(sym, FnVal):
+                if not isinstance(en.type, T.FnT):
+                    raise CslLayoutError(f"function '{name}' is exported but @export_name "
+                                         f"declares data of type '{en.type}'", span)
+
+
+def _check_memcpy(opts: CompileOptions, builder: LayoutBuilder, programs: list[PEProgram],
+                  used: bool) -> None:
+    if used and not opts.memcpy:
+        span = builder.memcpy_import_span or next(
+            (getattr(p.record, "memcpy_import_span", None) for p in programs
+             if p.record.imports_memcpy), None)
+        raise CslLayoutError("this program uses the memcpy library; compile with --memcpy "
+                             "--channels N (1..16)", span)
+    if not opts.memcpy:
+        return
+    reserved = memcpy_reserved(opts.arch)
+    what = {"color": "colors 21-23 carry memcpy's commands and data",
+            "local_task_id": "local task IDs 27, 28 and 30 run memcpy",
+            "control_task_id": "control task IDs 33-37 belong to memcpy",
+            "input_queue": "memcpy owns input queue 0" + (" and 1 on wse3" if opts.arch ==
+                                                        "wse3" else ""),
+            "output_queue": "memcpy owns output queue 0" + (" and 1 on wse3" if opts.arch ==
+                                                          "wse3" else ""),
+            "ut_id": "memcpy owns microthread 0"}
+    sources = [("layout", builder.user_ids)] + [(p.path.name, p.record.user_ids)
+                                               for p in programs]
+    for _, ids in sources:
+        for (kind, n), span in ids.items():
+            if n in reserved.get(kind, ()):
+                raise CslLayoutError(f"{kind.replace('_', ' ')} {n} is reserved by memcpy "
+                                     f"({what[kind]})", span)
+    stream_colors = {c: k for k, c in builder.memcpy_streams.items()}
+    for (x, y, c), r in builder.routes.items():
+        if c in reserved["color"]:
+            raise CslLayoutError(f"color {c} is reserved by memcpy ({what['color']})", r.span)
+        if c in stream_colors:
+            raise CslLayoutError(f"do not configure routes for memcpy stream color {c} "
+                                 f"({stream_colors[c]}); memcpy routes it", r.span)
+
+
+def _color_names(ip: Interp, root: ModuleInstance) -> dict[int, str]:
+    """Names of color-valued top-level consts/params of the layout file (for reports)."""
+    names: dict[int, str] = {}
+    for name, e in root.globals.items():
+        if e.state == "done" and e.value is not None and e.value.type == T.COLOR \
+                and isinstance(e.value.v, int):
+            names.setdefault(e.value.v, name)
+    return names
+
+
+def format_layout(lay: Layout) -> str:
+    """The human report printed by ``waferscale check``."""
+    o = lay.options
+    lines = [f"{lay.source}: ok ({o.arch})",
+             f"rectangle: {lay.width}x{lay.height} PEs at offsets {lay.fabric_offsets[0]},"
+             f"{lay.fabric_offsets[1]} in a {lay.fabric_dims[0]}x{lay.fabric_dims[1]} fabric"
+             + (f"; memcpy with {o.channels} channel(s)" if o.memcpy else "")]
+    if lay.params:
+        lines.append("params: " + ", ".join(f"{k}={describe(v)}" for k, v in lay.params.items()))
+    lines.append(f"PE programs: {len(lay.programs)}")
+    for p in lay.programs:
+        xs = sorted({x for x, _ in p.tiles})
+        ys = sorted({y for _, y in p.tiles})
+        shown = {k: v for k, v in p.params.items() if not (isinstance(v.v, dict) and (
+            "_memcpy_params" in v.v))}
+        ps = ", ".join(f"{k}={describe(v)}" for k, v in shown.items())
+        lines.append(f"  [{p.index}] {p.path.name} on {len(p.tiles)} PE(s) "
+                     f"(x {xs[0]}..{xs[-1]}, y {ys[0]}..{ys[-1]})" + (f": {ps}" if ps else ""))
+        rec = p.record
+        tasks = ", ".join(f"{k} {n}->{f.name}" for (k, n), f in sorted(rec.task_bindings.items()))
+        if tasks:
+            lines.append(f"      tasks: {tasks}")
+        if rec.queues:
+            qs = ", ".join(f"{k.replace('_queue', '')} q{n}"
+                           + (f"->color {c['color'].v}" if "color" in c else "")
+                           for (k, n), c in sorted(rec.queues.items()))
+            lines.append(f"      queues: {qs}")
+        if rec.exported_symbols:
+            lines.append("      exports: " + ", ".join(sorted(rec.exported_symbols)))
+    by_color: dict[int, list[tuple[int, int, Route]]] = {}
+    for (x, y, c), r in lay.routes.items():
+        by_color.setdefault(c, []).append((x, y, r))
+    lines.append(f"colors: {len(by_color)} routed"
+                 + (", memcpy streams " + ", ".join(f"{k}={c}" for k, c in
+                                                     sorted(lay.memcpy_streams.items()))
+                    if lay.memcpy_streams else ""))
+    for c in sorted(by_color):
+        pats: dict[tuple, list[tuple[int, int]]] = {}
+        for x, y, r in by_color[c]:
+            pats.setdefault((r.rx, r.tx), []).append((x, y))
+        name = lay.color_names.get(c)
+        lines.append(f"  color {c}" + (f" ({name})" if name else "")
+                     + f": {len(by_color[c])} PE route(s)")
+        for (rx, tx), pes in sorted(pats.items(), key=lambda kv: kv[1][0]):
+            where = ", ".join(f"({x},{y})" for x, y in pes[:4]) + (
+                f" +{len(pes) - 4} more" if len(pes) > 4 else "")
+            lines.append(f"      rx={{{','.join(rx)}}} tx={{{','.join(tx)}}} at {where}")
+    if lay.exports:
+        lines.append("exports: " + ", ".join(
+            f"{e.name}: {e.type}" + ("" if e.mutable is None else
+                                     " (mutable)" if e.mutable else " (read-only)")
+            for e in lay.exports.values()))
+    return "\n".join(lines)

@@ -1,0 +1,298 @@
+"""Module import: relative CSL files and angle-bracket standard libraries.
+
+``@import_module("file.csl", .{...})`` creates a *new* instance every time it is evaluated
+(importing a file twice gives two independent copies, as in cslc). The path is resolved
+relative to the importing file, then along ``EvalOptions.import_paths``.
+
+``@import_module("<name>", .{...})`` resolves ``name`` in :data:`STDLIB`, a table of
+waferscale's own implementations written from the libraries' documented behaviour. At compile
+time a library exposes its params, constants and functions; functions that only exist at run
+time are :class:`~waferscale.lang.comptime.RuntimeIntrinsic` values that the simulator
+implements. An unknown library is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from . import ast as A
+from . import types as T
+from .comptime import Interp, ModuleInstance, RuntimeIntrinsic
+from .errors import CslImportError
+from .values import FnVal, Val
+
+
+class NativeModule(ModuleInstance):
+    """A standard library implemented in Python: members come from ``self.members``."""
+
+    is_stdlib = True
+
+    def __init__(self, ip: Interp, importer: ModuleInstance, name: str, params: dict[str, Val],
+                 node: A.Node) -> None:
+        super().__init__(ip.ctx, f"<{name}>", None, params, name=name,
+                         program=importer.program, bind_span=node.span)
+        self.members: dict[str, Val] = {}
+
+    def member(self, interp: Interp, name: str, span: Any) -> Val:
+        v = self.members.get(name)
+        if v is None:
+            raise interp.err(f"library <{self.name}> has no member '{name}'", span)
+        return v
+
+    def runtime_fn(self, name: str, params: tuple[T.Type | None, ...], ret: T.Type) -> None:
+        self.members[name] = Val(T.FnT(params, ret),
+                                 FnVal(None, self, RuntimeIntrinsic(f"{self.name}.{name}",
+                                                                    params, ret)))
+
+    def comptime_fn(self, name: str, fn: Callable[[Interp, list[Val], A.Node], Val]) -> None:
+        fn.__name__ = f"{self.name}.{name}"
+        self.members[name] = Val(T.FnT((), T.VOID), FnVal(None, self, fn))
+
+    def param(self, ip: Interp, name: str, node: A.Node, default: Val | None = None) -> Val:
+        v = self.params.get(name, default)
+        if v is None:
+            raise ip.err(f"<{self.name}> needs the param '.{name}'", node)
+        return v
+
+
+# -- <memcpy/get_params> and <memcpy/memcpy> ------------------------------------------------------
+
+MEMCPY_STREAMS = tuple(f"MEMCPYH2D_{k}" for k in range(1, 5)) + tuple(
+    f"MEMCPYD2H_{k}" for k in range(1, 5))
+
+
+def _stream_id(ip: Interp, v: Val, node: A.Node) -> int:
+    if v.type == T.COLOR or T.is_int(v.type):
+        n = v.v
+        if isinstance(n, int) and 0 <= n <= 23:
+            return n
+    raise ip.err(f"memcpy stream must be a color 0..23 (or its integer ID), found "
+                 f"{v.type} {v.v!r}", node)
+
+
+def _memcpy_get_params(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
+                       node: A.Node) -> NativeModule:
+    m = NativeModule(ip, importer, "memcpy/get_params", params, node)
+    width = ip.to_int(m.param(ip, "width", node), node, "width")
+    height = ip.to_int(m.param(ip, "height", node), node, "height")
+    streams = {k: params[k] for k in MEMCPY_STREAMS if k in params}
+    for k, v in streams.items():
+        _stream_id(ip, v, node)
+    for k in params:
+        if k not in ("width", "height") + MEMCPY_STREAMS:
+            raise ip.err(f"<memcpy/get_params> has no param '.{k}'", node)
+    b = ip.ctx.layout_builder
+    if b is not None:
+        b.memcpy_import_span = node.span
+        for k, v in streams.items():
+            b.memcpy_streams[k] = _stream_id(ip, v, node)
+
+    def get_params(ip_: Interp, args: list[Val], call: A.Node) -> Val:
+        if len(args) != 1:
+            raise ip_.err("get_params takes the PE's x coordinate", call)
+        x = ip_.to_int(args[0], call, "x coordinate")
+        if not 0 <= x < width:
+            raise ip_.err(f"get_params({x}) is outside the memcpy width {width}", call)
+        fields = {"_memcpy_params": Val(T.BOOL, True), "width": Val(T.COMPTIME_INT, width),
+                  "height": Val(T.COMPTIME_INT, height), "x": Val(T.COMPTIME_INT, x), **streams}
+        return Val(T.AnonStructT(tuple((k, v.type) for k, v in fields.items())), fields)
+
+    m.comptime_fn("get_params", get_params)
+    return m
+
+
+def _memcpy_pe(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
+               node: A.Node) -> NativeModule:
+    m = NativeModule(ip, importer, "memcpy/memcpy", params, node)
+    if "_memcpy_params" not in params:
+        raise ip.err("<memcpy/memcpy> must be imported with the struct returned by "
+                     "<memcpy/get_params>'s get_params(x) (e.g. a `memcpy_params` param)", node)
+    prog = importer.program
+    if prog is not None:
+        prog.imports_memcpy = True
+        prog.memcpy_import_span = node.span
+    for k in MEMCPY_STREAMS:
+        if k in params:
+            m.members[k] = params[k]
+    m.runtime_fn("unblock_cmd_stream", (), T.VOID)
+    m.runtime_fn("get_streaming_fabout_dsd", (T.COLOR, T.U16, T.OUTPUT_QUEUE),
+                 T.NAMED_TYPES["fabout_dsd"])
+    return m
+
+
+# -- small libraries -------------------------------------------------------------------------------
+
+
+def _layout_lib(ip, importer, params, node) -> NativeModule:
+    m = NativeModule(ip, importer, "layout", params, node)
+    m.runtime_fn("get_x_coord", (), T.U16)
+    m.runtime_fn("get_y_coord", (), T.U16)
+    return m
+
+
+def _empty_lib(ip, importer, params, node) -> NativeModule:
+    return NativeModule(ip, importer, "empty", params, node)
+
+
+def _time_lib(ip, importer, params, node) -> NativeModule:
+    m = NativeModule(ip, importer, "time", params, node)
+    m.members["tsc_size_words"] = Val(T.COMPTIME_INT, 3)
+    m.runtime_fn("enable_tsc", (), T.VOID)
+    m.runtime_fn("disable_tsc", (), T.VOID)
+    m.runtime_fn("get_timestamp", (T.PointerT(T.ArrayT((3,), T.U16)),), T.VOID)
+    return m
+
+
+_MATH_RUNTIME = ("exp", "log", "sqrt", "invsqrt", "inv", "pow", "sin", "cos", "tanh", "sig",
+                 "fscale")
+_MATH_COMPTIME: dict[str, Callable[..., float]] = {
+    "abs": abs, "ceil": math.ceil, "floor": math.floor,
+    "sign": lambda x: (x > 0) - (x < 0),
+    "isNaN": math.isnan, "isInf": math.isinf,
+}
+
+
+def _math_lib(ip, importer, params, node) -> NativeModule:
+    m = NativeModule(ip, importer, "math", params, node)
+    for name, value in (("PI", math.pi), ("E", math.e), ("POSITIVE_INF", math.inf),
+                        ("NEGATIVE_INF", -math.inf), ("NaN", math.nan)):
+        m.members[name] = Val(T.COMPTIME_FLOAT, value)
+    for base in _MATH_RUNTIME:
+        for suffix, t in (("", None), ("_f16", T.F16), ("_f32", T.F32)):
+            m.runtime_fn(base + suffix, (t,), t or T.F32)
+    for base, fn in _MATH_COMPTIME.items():
+        for suffix in ("", "_f16", "_f32"):
+            m.comptime_fn(base + suffix, _math_comptime(base, fn))
+    for base in ("max", "min"):
+        for suffix in ("", "_f16", "_f32"):
+            m.comptime_fn(base + suffix, _math_minmax(base))
+    return m
+
+
+def _math_comptime(name: str, fn: Callable[[float], Any]):
+    def impl(ip: Interp, args: list[Val], node: A.Node) -> Val:
+        if len(args) != 1 or not T.is_numeric(args[0].type):
+            raise ip.err(f"math.{name} takes one number", node)
+        r = fn(args[0].v)
+        if isinstance(r, bool):
+            return Val(T.BOOL, r)
+        if name in ("ceil", "floor") and T.is_float(args[0].type):
+            r = float(r)
+        return Val(args[0].type, type(args[0].v)(r))
+    return impl
+
+
+def _math_minmax(name: str):
+    def impl(ip: Interp, args: list[Val], node: A.Node) -> Val:
+        if len(args) != 2:
+            raise ip.err(f"math.{name} takes two numbers", node)
+        t = ip.unify(args[0], args[1], node)
+        a, b = (ip.coerce(x, t, node).v for x in args)
+        return Val(t, max(a, b) if name == "max" else min(a, b))
+    return impl
+
+
+def _simprint_lib(ip, importer, params, node) -> NativeModule:
+    m = NativeModule(ip, importer, "simprint", params, node)
+    m.runtime_fn("print_string", (T.COMPTIME_STRING,), T.VOID)
+    m.runtime_fn("print_u16_decimal", (T.U16,), T.VOID)
+    m.runtime_fn("fmt", (T.COMPTIME_STRING, None), T.VOID)
+    return m
+
+
+def _c2d_params(ip, importer, params, node) -> NativeModule:
+    m = NativeModule(ip, importer, "collectives_2d/params", params, node)
+
+    def get_params(ip_: Interp, args: list[Val], call: A.Node) -> Val:
+        if len(args) != 3 or not isinstance(args[2].v, dict):
+            raise ip_.err("get_params takes (Px, Py, .{ .x_colors, .x_entrypoints, .y_colors, "
+                          ".y_entrypoints })", call)
+        px = ip_.to_int(args[0], call, "Px")
+        py = ip_.to_int(args[1], call, "Py")
+        cfg = args[2].v
+        out = {}
+        for axis, pos in (("x", px), ("y", py)):
+            colors, entries = cfg.get(f"{axis}_colors"), cfg.get(f"{axis}_entrypoints")
+            if colors is None or entries is None:
+                raise ip_.err(f"get_params needs .{axis}_colors and .{axis}_entrypoints", call)
+            cs = colors.v if isinstance(colors.v, list) else []
+            es = entries.v if isinstance(entries.v, list) else []
+            if len(cs) != 2 or len(es) != 2 or any(c.type != T.COLOR for c in cs) or any(
+                    t.type != T.LOCAL_TASK_ID for t in es):
+                raise ip_.err(f".{axis}_colors needs 2 colors and .{axis}_entrypoints 2 local "
+                              "task IDs", call)
+            if cs[0].v == cs[1].v or es[0].v == es[1].v:
+                raise ip_.err(f"the two {axis} colors and entrypoints must be distinct", call)
+            d = {"_c2d_axis": Val(T.COMPTIME_STRING, axis), "pe": Val(T.COMPTIME_INT, pos),
+                 "colors": colors, "entrypoints": entries}
+            out[axis] = Val(T.AnonStructT(tuple((k, v.type) for k, v in d.items())), d)
+        return Val(T.AnonStructT(tuple((k, v.type) for k, v in out.items())), out)
+
+    m.comptime_fn("get_params", get_params)
+    return m
+
+
+def _c2d_pe(ip, importer, params, node) -> NativeModule:
+    m = NativeModule(ip, importer, "collectives_2d/pe", params, node)
+    dp = m.param(ip, "dim_params", node)
+    if not isinstance(dp.v, dict) or "_c2d_axis" not in dp.v:
+        raise ip.err("<collectives_2d/pe> needs .dim_params from <collectives_2d/params>'s "
+                     "get_params(...).x or .y", node)
+    m.members["pe_id"] = Val(T.U16, dp.v["pe"].v)
+    u32p = T.PointerT(T.U32, many=True)
+    f32p = T.PointerT(T.F32, many=True)
+    m.runtime_fn("init", (), T.VOID)
+    m.runtime_fn("broadcast", (T.U16, u32p, T.U16, T.LOCAL_TASK_ID), T.VOID)
+    m.runtime_fn("scatter", (T.U16, u32p, u32p, T.U16, T.LOCAL_TASK_ID), T.VOID)
+    m.runtime_fn("gather", (T.U16, u32p, u32p, T.U16, T.LOCAL_TASK_ID), T.VOID)
+    m.runtime_fn("reduce_fadds", (T.U16, f32p, f32p, T.U16, T.LOCAL_TASK_ID), T.VOID)
+    return m
+
+
+Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], NativeModule]
+
+STDLIB: dict[str, Factory] = {
+    "memcpy/get_params": _memcpy_get_params,
+    "memcpy/memcpy": _memcpy_pe,
+    "layout": _layout_lib,
+    "empty": _empty_lib,
+    "time": _time_lib,
+    "math": _math_lib,
+    "simprint": _simprint_lib,
+    "collectives_2d/params": _c2d_params,
+    "collectives_2d/pe": _c2d_pe,
+}
+
+# Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
+KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "directions",
+                       "dsd_ops", "tile_config", "timer", "message_passing")
+
+
+def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[str, Val],
+                  node: A.Node) -> ModuleInstance:
+    """Instantiate the module named by ``spec`` for ``importer`` (see the module docstring)."""
+    if spec.startswith("<") and spec.endswith(">"):
+        name = spec[1:-1]
+        factory = STDLIB.get(name)
+        if factory is None:
+            if name.split("/")[0] in KNOWN_UNIMPLEMENTED or name.startswith("kernels/"):
+                raise CslImportError(f"library '{spec}' is not implemented by waferscale yet",
+                                     node.span)
+            raise CslImportError(f"unknown library '{spec}' (known: "
+                                 + ", ".join(f"<{n}>" for n in sorted(STDLIB)) + ")", node.span)
+        return factory(ip, importer, params, node)
+    base = Path(importer.path).parent if not importer.is_stdlib else Path(".")
+    candidates = [base / spec] + [Path(p) / spec for p in ip.ctx.options.import_paths]
+    for c in candidates:
+        if c.is_file():
+            break
+    else:
+        raise CslImportError(f"cannot find module '{spec}' (looked in "
+                             + ", ".join(str(c.parent) for c in candidates) + ")", node.span)
+    tree = ip.ctx.load_ast(c, node.span)
+    inst = ModuleInstance(ip.ctx, str(c), tree, params, name=Path(spec).stem,
+                          program=importer.program, bind_span=node.span)
+    ip.run_comptime_blocks(inst)
+    return inst
