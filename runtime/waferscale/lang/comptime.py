@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +58,7 @@ class EvalOptions:
     """
     arch: str = "wse3"
     branch_quota: int = 2_000_000
-    max_depth: int = 200
+    max_depth: int = 150
     import_paths: tuple[str, ...] = ()
 
 
@@ -219,6 +220,10 @@ class Compilation:
 
     def __init__(self, options: EvalOptions) -> None:
         self.options = options
+        # The evaluator recurses over the AST and comptime calls; max_depth bounds the calls,
+        # and this limit leaves room for deep expressions in between.
+        if sys.getrecursionlimit() < 20000:
+            sys.setrecursionlimit(20000)
         self.branches = 0
         self.depth = 0
         self._ast_cache: dict[str, A.Module] = {}
@@ -947,13 +952,8 @@ class Interp:
         return chosen or else_prong
 
     def _e_BlockExpr(self, e: A.BlockExpr, s: Scope) -> Val:
-        try:
-            self.exec_block(e.block, s)
-        except _Break as b:
-            if b.label is not None and b.label == e.block.label:
-                return b.value if b.value is not None else VOID_VAL
-            raise
-        return VOID_VAL
+        v = self.exec_block(e.block, s)
+        return v if v is not None else VOID_VAL
 
     def _e_TensorAccess(self, e: A.TensorAccess, s: Scope) -> Val:
         """Resolve an affine tensor access to base/offset/strides by probing the index map."""
@@ -1018,15 +1018,17 @@ class Interp:
 
     # -- statements -----------------------------------------------------------------------------
 
-    def exec_block(self, b: A.Block, scope: Scope) -> None:
+    def exec_block(self, b: A.Block, scope: Scope) -> Val | None:
+        """Run a block; a ``break :label v`` targeting it ends it and yields ``v``."""
         inner = Scope(scope, scope.module)
         try:
             for st in b.stmts:
                 self.exec_stmt(st, inner)
         except _Break as br:
             if b.label is not None and br.label == b.label:
-                return
+                return br.value if br.value is not None else VOID_VAL
             raise
+        return None
 
     def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
         m = getattr(self, "_s_" + type(st).__name__, None)
@@ -1250,3 +1252,20 @@ def val_key(v: Val) -> Any:
     if isinstance(p, T.Type):
         return ("type", id(p) if isinstance(p, (T.StructT, T.EnumT)) else p)
     return ("obj", id(p))
+
+
+def instantiate_source(text: str, path: str = "<string>", params: dict[str, Val] | None = None,
+                       options: EvalOptions = EvalOptions(),
+                       program: ProgramRecord | None = None) -> tuple[Interp, ModuleInstance]:
+    """Parse ``text`` and make a module instance of it (top-level comptime blocks run).
+
+    A convenience for tools and tests: ``ip.global_value(mod, "x", None)`` then evaluates
+    a global lazily.
+    """
+    from .parser import parse_source
+    ctx = Compilation(options)
+    ip = Interp(ctx)
+    mod = ModuleInstance(ctx, path, parse_source(text, path), params or {}, name=path,
+                         program=program)
+    ip.run_comptime_blocks(mod)
+    return ip, mod

@@ -309,6 +309,13 @@ def _cli_params(opts: CompileOptions) -> dict[str, Val]:
 
 def elaborate(layout_path: str | Path, options: CompileOptions = CompileOptions()) -> Layout:
     """Parse and elaborate a layout file; raise :class:`CslError` on any user error."""
+    try:
+        return _elaborate(layout_path, options)
+    except RecursionError:
+        raise CslLayoutError(f"{layout_path}: program nests too deeply to evaluate") from None
+
+
+def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     if options.arch not in ARCH_FABRIC_DIMS:
         raise CslLayoutError(f"unknown --arch '{options.arch}' (expected wse2 or wse3)")
     if options.memcpy and not 1 <= options.channels <= 16:

@@ -124,10 +124,9 @@ def numpy_dtype(t: T.Type) -> np.dtype | None:
 def round_float(t: T.Type, x: float) -> float:
     """Round a Python float to the precision of float type ``t``."""
     if isinstance(t, T.FloatT):
-        if t.name == "f32":
-            return float(np.float32(x))
-        if t.name == "f16":
-            return float(np.float16(x))
+        if t.name in ("f32", "f16"):
+            with np.errstate(over="ignore"):   # overflow to ±inf is the IEEE result we want
+                return float(np.float32(x) if t.name == "f32" else np.float16(x))
         if t.name == "bf16":
             # Round-to-nearest-even on the upper 16 bits of the f32 pattern.
             b = int(np.array(x, dtype=np.float32).view(np.uint32))
