@@ -175,3 +175,26 @@ def test_u16_arithmetic_overflow_is_an_error(a, b, op):
 
 def test_describe_is_readable():
     assert describe(value("const r = .{ .a = 1, .b = true };")) == ".{ .a = 1, .b = true }"
+
+
+def test_each_import_is_its_own_instance(tmp_path):
+    (tmp_path / "scale.csl").write_text("param k: i16;\nconst v = k * 2;\n"
+                                        "fn get() i16 { return v; }\n")
+    main = tmp_path / "main.csl"
+    src = ("const a = @import_module(\"scale.csl\", .{ .k = 3 });\n"
+           "const b = @import_module(\"scale.csl\", .{ .k = 5 });\n"
+           "const r = a.v * 100 + b.get();\n")
+    main.write_text(src)
+    ip, mod = instantiate_source(src, path=str(main))
+    assert ip.global_value(mod, "r", None).v == 610
+
+
+def test_unbound_module_param_points_at_import(tmp_path):
+    (tmp_path / "needs.csl").write_text("param k: i16;\nconst v = k;\n")
+    src = "const m = @import_module(\"needs.csl\");\nconst r = m.v;\n"
+    ip, mod = instantiate_source(src, path=str(tmp_path / "main.csl"))
+    with pytest.raises(CslError) as ei:
+        ip.global_value(mod, "r", None)
+    text = ei.value.render()
+    assert "param 'k' of needs.csl is not bound" in text
+    assert "note: instantiated here" in text and "main.csl:1:" in text

@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("NORTH", "SOUTH", "EAST", "WEST", "RAMP")
 
+# The evaluator recurses over the AST and over comptime calls; EvalOptions.max_depth bounds
+# the calls and this limit leaves room for deep expressions between them (Python 3.11 runs
+# Python-to-Python calls without growing the C stack).
+if sys.getrecursionlimit() < 20000:
+    sys.setrecursionlimit(20000)
+
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -220,10 +226,6 @@ class Compilation:
 
     def __init__(self, options: EvalOptions) -> None:
         self.options = options
-        # The evaluator recurses over the AST and comptime calls; max_depth bounds the calls,
-        # and this limit leaves room for deep expressions in between.
-        if sys.getrecursionlimit() < 20000:
-            sys.setrecursionlimit(20000)
         self.branches = 0
         self.depth = 0
         self._ast_cache: dict[str, A.Module] = {}
