@@ -414,7 +414,9 @@ class Interp:
         if src == T.UNDEFINED_T:
             return Val(target, None)
         if isinstance(target, T.IntT):
-            if src == T.COMPTIME_INT or (isinstance(src, T.IntT) and target.fits(T.IntT(src.bits, src.signed).min) and target.fits(T.IntT(src.bits, src.signed).max)):
+            # A comptime-known integer coerces to any integer type that can represent its
+            # value (Zig's rule; e.g. an i16 layout param bound to a u16 PE param).
+            if src == T.COMPTIME_INT or isinstance(src, T.IntT):
                 if not target.fits(p):
                     raise self.err(f"type '{target}' cannot represent integer value {p}", node)
                 return Val(target, p)
