@@ -8,8 +8,12 @@ counted in characters) so the lexer only has to track offsets.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+_NEWLINE = re.compile("\n")
 
 
 class SourceFile:
@@ -22,10 +26,7 @@ class SourceFile:
     def __init__(self, path: str | Path, text: str) -> None:
         self.path = str(path)
         self.text = text
-        self._line_starts = [0]
-        for i, ch in enumerate(text):
-            if ch == "\n":
-                self._line_starts.append(i + 1)
+        self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
 
     @classmethod
     def read(cls, path: str | Path) -> "SourceFile":
