@@ -289,8 +289,8 @@ def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[
         if c.is_file():
             break
     else:
-        raise CslImportError(f"cannot find module '{spec}' (looked in "
-                             + ", ".join(str(c.parent) for c in candidates) + ")", node.span)
+        raise CslImportError(f"cannot find module '{spec}' (looked for "
+                             + ", ".join(str(c) for c in candidates) + ")", node.span)
     tree = ip.ctx.load_ast(c, node.span)
     inst = ModuleInstance(ip.ctx, str(c), tree, params, name=Path(spec).stem,
                           program=importer.program, bind_span=node.span)
