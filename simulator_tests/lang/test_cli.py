@@ -77,3 +77,12 @@ def test_check_all_on_repository_kernels(capsys):
     err = capsys.readouterr().err
     m = re.search(r"check --all: (\d+) passed, 0 failed", err)
     assert m and int(m[1]) >= 2       # every kernel, on both arches
+
+
+def test_kernel_commands_join_continuation_lines(tmp_path):
+    from waferscale.lang.cli import kernel_commands
+    (tmp_path / "commands_wse3.sh").write_text(
+        "#!/usr/bin/env bash\nset -e\ncslc --arch=wse3 ./layout.csl \\\n  --params=a:1,b:2 \\\n"
+        "  --memcpy --channels 1 -o out\ncs_python run.py --name out\n")
+    assert kernel_commands(tmp_path) == [["--arch=wse3", "./layout.csl", "--params=a:1,b:2",
+                                          "--memcpy", "--channels", "1", "-o", "out"]]

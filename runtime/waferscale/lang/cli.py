@@ -147,8 +147,13 @@ def kernel_commands(kernel_dir: Path) -> list[list[str]]:
     """The ``cslc`` command lines of a kernel's ``commands_wse*.sh`` (its documented defaults)."""
     cmds = []
     for script in sorted(kernel_dir.glob("commands_*.sh")):
-        for line in script.read_text().splitlines():
-            words = shlex.split(line, comments=True)
+        # Join backslash-continued lines, as the shell would.
+        text = script.read_text().replace("\\\n", " ")
+        for n, line in enumerate(text.splitlines(), 1):
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError as e:
+                raise CslLayoutError(f"{script}: cannot read a command line ({e})") from None
             if words and words[0] == "cslc":
                 cmds.append(words[1:])
     return cmds

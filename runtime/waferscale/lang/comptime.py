@@ -158,6 +158,8 @@ class ModuleInstance:
         self.program = program
         self.bind_span = bind_span
         self.globals: dict[str, GlobalEntry] = {}
+        if program is not None and not self.is_stdlib and module is not None:
+            program.modules.append(self)
         self.comptime_blocks: list[A.ComptimeBlock] = []
         self.layout_blocks: list[A.LayoutBlock] = []
         self.scope = Scope(None, self)
@@ -216,6 +218,8 @@ class ProgramRecord:
     user_ids: dict[tuple[str, int], Span] = field(default_factory=dict)
     imports_memcpy: bool = False
     memcpy_import_span: Span | None = None
+    # Every user module instance of this program (the PE file first, then its imports).
+    modules: list["ModuleInstance"] = field(default_factory=list)
 
 
 Builtin = Callable[["Interp", A.BuiltinCall, Scope], Val]
@@ -363,8 +367,14 @@ class Interp:
         return entry.symbol
 
     def run_comptime_blocks(self, mod: ModuleInstance) -> None:
-        """Force every global (errors in unused globals are still errors, as in a compiler
-        that analyses every declaration it reaches) and run the top-level comptime blocks."""
+        """Instantiate the module's imports (a library's comptime blocks bind tasks and
+        queues even when only run-time code uses it), then run its top-level comptime
+        blocks in source order."""
+        for name, entry in list(mod.globals.items()):
+            d = entry.decl
+            if isinstance(d, A.VarDecl) and isinstance(d.init, A.BuiltinCall) and \
+                    d.init.name == "import_module":
+                self.global_value(mod, name, d.span)
         for blk in mod.comptime_blocks:
             self.exec_block(blk.block, Scope(mod.scope, mod))
 

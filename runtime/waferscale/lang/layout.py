@@ -26,7 +26,7 @@ from . import types as T
 from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramRecord, Scope, \
     val_key
 from .errors import CslError, CslLayoutError
-from .parser import parse_file
+from .memory import PE_MEMORY_BYTES, MemoryMap, check_fits, estimate_code_bytes, place_globals
 from .source import Span
 from .values import FnVal, GlobalVar, Val, describe
 
@@ -93,6 +93,7 @@ class PEProgram:
     params: dict[str, Val]
     instance: ModuleInstance
     record: ProgramRecord
+    memory: MemoryMap | None = None
     tiles: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -369,6 +370,9 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
         programs[i].tiles.append((x, y))
         tc.program = i
 
+    for p in programs:
+        check_fits(p.memory, p.path.name, p.tiles, builder.tiles[p.tiles[0]].span)
+
     memcpy_used = builder.memcpy_import_span is not None or any(
         p.record.imports_memcpy for p in programs)
     _check_exports(programs, builder)
@@ -385,12 +389,26 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     record = ProgramRecord(str(tc.path))
     inst = ModuleInstance(ip.ctx, str(tc.path), tree, tc.params, name=tc.path.name,
                           program=record, bind_span=tc.span)
-    for name, entry in inst.globals.items():
-        # Every global variable occupies memory, so each is elaborated (and type-checked).
-        if isinstance(entry.decl, A.VarDecl) and entry.decl.kind in ("var", "param"):
-            ip.global_value(inst, name, entry.decl.span)
     ip.run_comptime_blocks(inst)
-    return PEProgram(index, tc.path, tc.params, inst, record)
+    # Every global variable occupies memory, so each is elaborated (and type-checked), in
+    # the PE file and in every module it imports.
+    # Globals that run-time code names are analysed too, as cslc analyses the bodies of the
+    # functions and tasks it compiles (unreferenced consts stay lazy, as in Zig).
+    i = 0
+    while i < len(record.modules):
+        mod = record.modules[i]
+        used = {n.name for e in mod.globals.values() if isinstance(e.decl, A.FnDecl)
+                and e.decl.body is not None for n in e.decl.body.walk()
+                if isinstance(n, A.Ident)}
+        for name, entry in list(mod.globals.items()):
+            d = entry.decl
+            if isinstance(d, A.VarDecl) and (d.kind in ("var", "param") or name in used):
+                ip.global_value(mod, name, d.span)
+        i += 1
+    fns = [e.decl for m in record.modules for e in m.globals.values()
+           if isinstance(e.decl, A.FnDecl)]
+    mm = place_globals(record.globals, estimate_code_bytes(fns, record.imports_memcpy))
+    return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
 
 
 def _check_exports(programs: list[PEProgram], builder: LayoutBuilder) -> None:
@@ -478,6 +496,9 @@ def format_layout(lay: Layout) -> str:
         ps = ", ".join(f"{k}={describe(v)}" for k, v in shown.items())
         lines.append(f"  [{p.index}] {p.path.name} on {len(p.tiles)} PE(s) "
                      f"(x {xs[0]}..{xs[-1]}, y {ys[0]}..{ys[-1]})" + (f": {ps}" if ps else ""))
+        if p.memory is not None:
+            lines.append(f"      memory: {p.memory.total_bytes} of {PE_MEMORY_BYTES} bytes (data "
+                         f"{p.memory.data_bytes} + estimated code {p.memory.code_bytes})")
         rec = p.record
         tasks = ", ".join(f"{k} {n}->{f.name}" for (k, n), f in sorted(rec.task_bindings.items()))
         if tasks:

@@ -138,6 +138,9 @@ _MASTER = re.compile("|".join([
     r"(?P<other>.)",
 ]), re.DOTALL)
 
+# Far beyond any real constant, and below Python's int-from-string limit (4300 digits).
+MAX_INT_DIGITS = 4000
+
 _DEC_INT = re.compile(r"[0-9](?:_?[0-9])*\Z")
 _HEX_INT = re.compile(r"0x[0-9A-Fa-f](?:_?[0-9A-Fa-f])*\Z")
 _OCT_INT = re.compile(r"0o[0-7](?:_?[0-7])*\Z")
@@ -165,6 +168,9 @@ def _number(text: str, file: SourceFile, start: int) -> tuple[str, object]:
     if (_DEC_INT.match(text) or _HEX_INT.match(text) or _OCT_INT.match(text)
             or _BIN_INT.match(text)):
         digits = text.replace("_", "")
+        if len(digits) > MAX_INT_DIGITS:
+            raise _error(f"integer literal has {len(digits)} digits (at most {MAX_INT_DIGITS})",
+                         file, start, end)
         if len(digits) > 1 and digits[1] in "xob":
             return Token.INT, int(digits[2:], {"x": 16, "o": 8, "b": 2}[digits[1]])
         return Token.INT, int(digits)

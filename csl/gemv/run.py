@@ -1,0 +1,158 @@
+#!/usr/bin/env cs_python
+"""Host driver of csl/gemv: y = W·x on a P_c x P_r rectangle of PEs.
+
+Compile first (see commands_wse3.sh / commands_wse2.sh), then run ``cs_python run.py --name out``
+(add ``--cmaddr IP:PORT`` for a CS system; without it the SDK simulator runs).
+
+Host-side data layout, identical to layout.csl's ``block_len``: the M rows of W are split into
+P_r blocks and the N columns into P_c blocks, the first ``M % P_r`` (``N % P_c``) blocks one
+longer. PE (px, py) holds ``W[rows of block py, columns of block px]`` column-major, the top-row
+PE (px, 0) holds ``x[columns of block px]``, and the root column ``(P_c - 1) // 2`` returns
+``y[rows of block py]``. memcpy moves the same number of elements to every PE of one call, so
+each transfer is issued once per group of PEs with equal block sizes (at most 2 x 2 groups):
+no padding is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
+
+# Unit roundoff of the formats involved.
+U_F16 = 2.0**-11
+U_F32 = 2.0**-24
+U_F64 = 2.0**-53
+
+
+def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
+    """Groups of equal-length blocks when ``total`` items are split over ``parts`` PEs.
+
+    Returns ``(first_pe, num_pes, block_len, first_item)`` per group, in order. The first
+    ``total % parts`` blocks have one more item, as in layout.csl.
+    """
+    base, extra = divmod(total, parts)
+    groups = []
+    if extra:
+        groups.append((0, extra, base + 1, 0))
+    if parts - extra:
+        groups.append((extra, parts - extra, base, extra * (base + 1)))
+    return groups
+
+
+def gamma(n: int, u: float) -> float:
+    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
+    return n * u / (1.0 - n * u)
+
+
+def signed_magnitudes(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random values with magnitude in [1/16, 1) and a random sign."""
+    sign = rng.choice(np.array([-1.0, 1.0]), size=shape)
+    return sign * rng.uniform(1.0 / 16.0, 1.0, size=shape)
+
+
+def to_memcpy_words(a: np.ndarray) -> np.ndarray:
+    """1-D array as memcpy wants it: f32 as is, f16 zero-extended into the low half of u32."""
+    a = np.ascontiguousarray(a).ravel()
+    if a.dtype == np.float16:
+        return a.view(np.uint16).astype(np.uint32)
+    return a.astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", help="the test compile output dir")
+    parser.add_argument("--cmaddr", help="IP:port for CS system")
+    args = parser.parse_args()
+
+    # Get matrix and grid dimensions from compile metadata
+    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
+        compile_data = json.load(json_file)
+    params = compile_data["params"]
+    P_c = int(params["P_c"])  # PE columns
+    P_r = int(params["P_r"])  # PE rows
+    M = int(params["M"])      # rows of W
+    N = int(params["N"])      # columns of W
+    fp16 = int(params.get("fp16", 0)) == 1  # layout.csl's default is 0
+    root_x = (P_c - 1) // 2   # the column that collects y, as in layout.csl
+
+    w_dtype = np.float16 if fp16 else np.float32
+    memcpy_dtype = MemcpyDataType.MEMCPY_16BIT if fp16 else MemcpyDataType.MEMCPY_32BIT
+
+    # Use a deterministic seed so that CI results are predictable. Both signs make cancellation
+    # happen (the error bound below accounts for it); magnitudes in [1/16, 1) keep every
+    # product far from the f16 subnormal range, so the bound is purely relative whether or
+    # not the hardware flushes subnormals.
+    rng = np.random.default_rng(seed=7)
+    W = signed_magnitudes(rng, (M, N)).astype(w_dtype)
+    x = signed_magnitudes(rng, (N,)).astype(w_dtype)
+
+    # Reference in float64: products of f16 or f32 values are exact in f64.
+    W64 = W.astype(np.float64)
+    x64 = x.astype(np.float64)
+    y_exact = W64 @ x64
+    abs_dot = np.abs(W64) @ np.abs(x64)
+
+    runner = SdkRuntime(args.name, cmaddr=args.cmaddr)
+
+    W_symbol = runner.get_id("W")
+    x_symbol = runner.get_id("x")
+    y_symbol = runner.get_id("y")
+
+    runner.load()
+    runner.run()
+
+    # W tiles: one copy per group of PEs with equal tile sizes. For a group of h x w PEs with
+    # m x n tiles, sub.reshape(h, m, w, n).transpose(0, 2, 3, 1) orders the data
+    # [py][px][j][i], i.e. PE by PE (ROW_MAJOR h-w-l) and column-major within a tile.
+    for py0, h, m, r0 in blocks(M, P_r):
+        for px0, w, n, c0 in blocks(N, P_c):
+            sub = W[r0:r0 + h * m, c0:c0 + w * n]
+            tiles = sub.reshape(h, m, w, n).transpose(0, 2, 3, 1)
+            runner.memcpy_h2d(W_symbol, to_memcpy_words(tiles), px0, py0, w, h, m * n,
+                              streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                              data_type=memcpy_dtype, nonblock=False)
+
+    # x tiles into the top row.
+    for px0, w, n, c0 in blocks(N, P_c):
+        runner.memcpy_h2d(x_symbol, to_memcpy_words(x[c0:c0 + w * n]), px0, 0, w, 1, n,
+                          streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                          data_type=memcpy_dtype, nonblock=False)
+
+    # Launch y = W·x. The call returns when every PE has unblocked the command stream.
+    runner.launch("compute", nonblock=False)
+
+    # y tiles from the root column.
+    y = np.zeros(M, dtype=np.float32)
+    for py0, h, m, r0 in blocks(M, P_r):
+        y_part = np.zeros(h * m, dtype=np.float32)
+        runner.memcpy_d2h(y_part, y_symbol, root_x, py0, 1, h, m, streaming=False,
+                          order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_32BIT,
+                          nonblock=False)
+        y[r0:r0 + h * m] = y_part
+
+    runner.stop()
+
+    # Every y[i] is a sum of N products, each product and partial sum rounded once, in an
+    # order fixed by the tiling; whatever the order (and whether @fmacs is fused), the error
+    # is at most gamma_N(f32) * sum_j |W[i,j] x[j]|. With f16 weights @fmachs may round each
+    # product to f16 first, one more relative error of U_F16 per product. The f64 reference
+    # adds its own gamma_N(f64).
+    if fp16:
+        bound = U_F16 + gamma(N, U_F32) * (1.0 + U_F16)
+    else:
+        bound = gamma(N, U_F32)
+    bound += gamma(N, U_F64)
+    err = np.abs(y.astype(np.float64) - y_exact)
+    allowed = bound * abs_dot
+    print(f"max |y - y_exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
+    assert np.all(err <= allowed), "y exceeds its floating-point error bound"
+
+    print("SUCCESS!")
+
+
+if __name__ == "__main__":
+    main()
