@@ -155,3 +155,21 @@ def test_get_rectangle(tmp_path):
     layout = edit("  @export_name(\"buf\"", "  @comptime_assert(@get_rectangle().fabric.width == 10);\n"
                   "  @comptime_assert(@get_rectangle().offsets.height == 1);\n  @export_name(\"buf\"")
     assert elaborate(write(tmp_path, layout), opts()).width == 3
+
+
+def test_memory_overflow_names_pe_symbols_and_bytes(tmp_path):
+    pe = edit("var buf = @zeros([n]f32);", "var buf = @zeros([n]f32);\nvar big: [12000]f32;\n"
+              "var other: [100]i16;", PE)
+    text = err(tmp_path, LAYOUT, pe)
+    assert "pe.csl on PE(0,0) and 1 other PE(s) needs" in text
+    assert "but a PE has 49152" in text
+    assert "big (48000 B)" in text and "other (200 B)" in text
+
+
+def test_memory_map_alignment(tmp_path):
+    pe = edit("var buf = @zeros([n]f32);", "var h: i16 = 1;\nvar buf = @zeros([n]f32);", PE)
+    lay = elaborate(write(tmp_path, LAYOUT, pe), opts())
+    mm = lay.programs[0].memory
+    addr = {p.var.name: p.address for p in mm.placements}
+    assert addr["h"] == 0 and addr["buf"] == 4          # f32 array aligned to 4 bytes
+    assert mm.code_bytes > 0 and mm.total_bytes == mm.data_bytes + mm.code_bytes

@@ -407,7 +407,10 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
         i += 1
     fns = [e.decl for m in record.modules for e in m.globals.values()
            if isinstance(e.decl, A.FnDecl)]
-    mm = place_globals(record.globals, estimate_code_bytes(fns, record.imports_memcpy))
+    order = {id(m): i for i, m in enumerate(record.modules)}
+    variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
+                                                      v.decl.span.start if v.decl else 0))
+    mm = place_globals(variables, estimate_code_bytes(fns, record.imports_memcpy))
     return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
 
 
