@@ -9,7 +9,9 @@ Protocol shared by the parser, the pretty-printer and the evaluator:
 - Parentheses are not nodes: the printer re-inserts them from operator precedence.
 - Literal nodes keep their source spelling in ``text`` (not compared) so the printer can
   reproduce ``0xFF`` or ``1_000`` faithfully; a synthetic literal has ``text=None``.
-- Statement-position ``switch``/labeled blocks are :class:`ExprStmt` wrapping the expression.
+- Statement-position ``switch``/labeled blocks are :class:`ExprStmt` wrapping the expression;
+  ``Block.label`` is only set on the block of a :class:`BlockExpr`.
+- Zig-style enum literals ``.name`` are stored as ``Ident(".name")``.
 
 Operator spellings are stored as the CSL token text (``"+"``, ``"<<="``, ``"and"``...).
 """
@@ -40,10 +42,13 @@ class Node:
                         yield item
 
     def walk(self) -> Iterator["Node"]:
-        """Pre-order traversal of the subtree."""
-        yield self
-        for c in self.children():
-            yield from c.walk()
+        """Pre-order traversal of the subtree (iterative: chains of thousands of nodes are
+        fine)."""
+        stack: list[Node] = [self]
+        while stack:
+            n = stack.pop()
+            yield n
+            stack.extend(reversed(list(n.children())))
 
 
 # ----------------------------------------------------------------------------------------------

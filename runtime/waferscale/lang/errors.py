@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from .source import Span
 
+MAX_SHOWN = 200  # characters of a source line shown in a diagnostic
+
 
 def render_location(kind: str, message: str, span: Span | None) -> str:
     """Render one ``path:line:col: kind: message`` block with the source line and a caret."""
@@ -22,9 +24,16 @@ def render_location(kind: str, message: str, span: Span | None) -> str:
         return f"{kind}: {message}"
     line, col = span.line_col
     text = span.file.line_text(line)
+    if len(text) > MAX_SHOWN:
+        # Show a window of a very long line around the caret, not the whole line.
+        start = max(0, col - 1 - MAX_SHOWN // 2)
+        text = text[start:start + MAX_SHOWN]
+        col -= start
     # Underline the whole span when it stays on one line, otherwise a single caret.
     end_line, end_col = span.file.line_col(max(span.start, span.end - 1))
-    width = (end_col - col + 1) if end_line == line and span.end > span.start else 1
+    width = (end_col - span.line_col[1] + 1) if end_line == line and span.end > span.start \
+        else 1
+    width = max(1, min(width, len(text) - col + 1))
     # Keep tabs so the caret lines up under tab-indented source.
     pad = "".join("\t" if ch == "\t" else " " for ch in text[: col - 1])
     caret = "^" + "~" * max(0, width - 1)

@@ -32,7 +32,8 @@ class SourceFile:
     def read(cls, path: str | Path) -> "SourceFile":
         """Read a file as UTF-8 (undecodable bytes become U+FFFD, which the lexer rejects)."""
         data = Path(path).read_bytes()
-        return cls(path, data.decode("utf-8", errors="replace"))
+        # utf-8-sig drops a leading byte-order mark, as editors on Windows write one.
+        return cls(path, data.decode("utf-8-sig", errors="replace"))
 
     def line_col(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a character offset (clamped to the text)."""

@@ -1,0 +1,11 @@
+"""Make this directory importable so the front-end tests can ``import strategies`` (the
+hypothesis AST generators and the seed corpus) under any pytest import mode."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
