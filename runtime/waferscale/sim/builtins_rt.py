@@ -1,0 +1,263 @@
+"""Run-time builtins and library intrinsics: tables of small functions.
+
+``RUNTIME_BUILTINS`` overrides the compile-time table for builtins whose run-time meaning
+differs (``@activate``/``@block``/``@unblock`` act on the task table; DSD operations move data).
+``DSD_OPS`` describes each DSD operation: element types, the element function, and its SIMD
+width per arch (the timing model: ``ceil(n / simd)`` cycles; docs/timing-model.md).
+``INTRINSICS`` implements the run-time functions of the standard libraries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..lang import ast as A
+from ..lang import types as T
+from ..lang.builtins import BUILTINS as CT_BUILTINS
+from ..lang.values import DsdVal, FnVal, Val
+from . import dsd as D
+
+F32, F16 = T.F32, T.F16
+
+
+def _r32(x: float) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.float32(x))
+
+
+def _r16(x: float) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.float16(x))
+
+
+@dataclass(frozen=True)
+class DsdOp:
+    dest: T.Type
+    srcs: tuple[T.Type, ...]
+    fn: Callable[..., Any]
+    simd: tuple[int, int]          # elements per cycle on (wse2, wse3); csl-language.md §4.1
+    scalar_last: bool = False      # the last argument is a scalar multiplier (fmac*)
+
+
+def _add(r):
+    return lambda a, b: r(a + b)
+
+
+def _wrap16(v: int) -> int:
+    return T.I16.wrap(v)
+
+
+DSD_OPS: dict[str, DsdOp] = {
+    "fadds": DsdOp(F32, (F32, F32), _add(_r32), (2, 4)),
+    "faddh": DsdOp(F16, (F16, F16), _add(_r16), (4, 8)),
+    "fsubs": DsdOp(F32, (F32, F32), lambda a, b: _r32(a - b), (2, 4)),
+    "fsubh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a - b), (4, 8)),
+    "fmuls": DsdOp(F32, (F32, F32), lambda a, b: _r32(a * b), (2, 4)),
+    "fmulh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a * b), (4, 8)),
+    "fmaxs": DsdOp(F32, (F32, F32), lambda a, b: a if a >= b or b != b else b, (1, 4)),
+    "fmaxh": DsdOp(F16, (F16, F16), lambda a, b: a if a >= b or b != b else b, (1, 8)),
+    # d = s1 + s2 * v, multiply and add each rounded (unfused; an assumption).
+    "fmacs": DsdOp(F32, (F32, F32, F32), lambda a, b, v: _r32(a + _r32(b * v)), (1, 1), True),
+    "fmach": DsdOp(F16, (F16, F16, F16), lambda a, b, v: _r16(a + _r16(b * v)), (4, 8), True),
+    "fmachs": DsdOp(F32, (F32, F16, F16), lambda a, b, v: _r32(a + _r32(b * v)), (2, 4), True),
+    "fmovs": DsdOp(F32, (F32,), lambda a: a, (2, 4)),
+    "fmovh": DsdOp(F16, (F16,), lambda a: a, (4, 8)),
+    "fnegs": DsdOp(F32, (F32,), lambda a: -a, (2, 4)),
+    "fnegh": DsdOp(F16, (F16,), lambda a: -a, (4, 8)),
+    "fabss": DsdOp(F32, (F32,), abs, (2, 4)),
+    "fabsh": DsdOp(F16, (F16,), abs, (4, 8)),
+    "fh2s": DsdOp(F32, (F16,), lambda a: a, (1, 4)),
+    "fs2h": DsdOp(F16, (F32,), _r16, (1, 4)),
+    "mov16": DsdOp(T.U16, (T.U16,), lambda a: a, (4, 8)),
+    "mov32": DsdOp(T.U32, (T.U32,), lambda a: a, (2, 4)),
+    "add16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a + b), (4, 8)),
+    "sub16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a - b), (4, 8)),
+}
+
+CONFIG_KEYS = {"async", "activate", "unblock", "index", "ut_id", "priority", "on_control"}
+
+
+def _split_config(ip, e: A.BuiltinCall, s) -> tuple[list[Val], dict[str, Val]]:
+    vals = [ip.eval(a, s) for a in e.args]
+    cfg: dict[str, Val] = {}
+    if vals and isinstance(vals[-1].v, dict) and set(vals[-1].v) <= CONFIG_KEYS:
+        cfg = vals.pop().v
+    return vals, cfg
+
+
+def _task_id(pe, v: Val, node) -> int:
+    if isinstance(v.v, FnVal):
+        for tid, (_, fn) in pe.tasks.items():
+            if fn.decl is v.v.decl:
+                return tid
+        raise pe.error(f"task '{v.v.name}' is not bound to a task ID", node)
+    return int(v.v)
+
+
+def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
+    pe = ip.pe
+    op = DSD_OPS[e.name]
+    vals, cfg = _split_config(ip, e, s)
+    if len(vals) != 1 + len(op.srcs):
+        raise pe.error(f"@{e.name} takes {1 + len(op.srcs)} operands, got {len(vals)}", e)
+    dest = D.resolve(pe, vals[0], e)
+    srcs = [D.resolve(pe, v, e) for v in vals[1:]]
+    if "index" in cfg and isinstance(dest, D.FabOut):
+        dest.index = int(cfg["index"].v)
+    # The op's length is that of its first DSD operand (destination first); a `*T`
+    # destination is a one-element accumulator rewritten at every step.
+    dsds = [o for o in [dest, *srcs] if isinstance(o, (D.FabIn, D.FabOut)) or
+            (isinstance(o, D.MemOperand) and not o.pointer)]
+    if not dsds:
+        raise pe.error(f"@{e.name} needs at least one DSD operand", e)
+    n = dsds[0].length
+    simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
+
+    def body() -> None:
+        pe.cost(-(-n // simd))
+        for i in range(n):
+            args = [D.read_elem(pe, o, i, t) for o, t in zip(srcs, op.srcs)]
+            D.write_elem(pe, dest, i, op.dest, op.fn(*args))
+        _complete(pe, cfg, e)
+
+    if cfg.get("async") is not None and cfg["async"].v:
+        pe.start_context(f"@{e.name}", body, main=False)
+    else:
+        body()
+    return Val(T.BOOL, True)
+
+
+def _complete(pe, cfg: dict[str, Val], node) -> None:
+    if "activate" in cfg:
+        pe.active.add(_task_id(pe, cfg["activate"], node))
+    if "unblock" in cfg:
+        pe.blocked.discard(_task_id(pe, cfg["unblock"], node))
+
+
+def _map(ip, e: A.BuiltinCall, s) -> Val:
+    """``@map(fn, inputs..., output)``: call fn per element; stops at the shortest DSD."""
+    pe = ip.pe
+    vals, cfg = _split_config(ip, e, s)
+    fn = vals[0]
+    if not isinstance(fn.v, FnVal):
+        raise pe.error("@map's first argument must be a function", e)
+    ops = [D.resolve(pe, v, e) for v in vals[1:]]
+    dsd_lens = [o.length for o in ops if isinstance(o, (D.FabIn, D.FabOut)) or
+                (isinstance(o, D.MemOperand) and not o.pointer)]
+    n = min(dsd_lens) if dsd_lens else 1
+    fntype = fn.type
+    ins, out = ops[:-1], ops[-1]
+    in_types = list(fntype.params) if isinstance(fntype, T.FnT) else [None] * len(ins)
+    ret = fntype.ret if isinstance(fntype, T.FnT) else F32
+
+    def body() -> None:
+        for i in range(n):
+            args = []
+            for o, t, v in zip(ins, in_types, vals[1:-1]):
+                et = t or (o.elem if isinstance(o, D.MemOperand) else v.type)
+                args.append(Val(et, D.read_elem(pe, o, i, et)))
+            r = ip.call(fn.v, args, e)
+            D.write_elem(pe, out, i, ret, r.v)
+        _complete(pe, cfg, e)
+
+    if cfg.get("async") is not None and cfg["async"].v:
+        pe.start_context("@map", body, main=False)
+    else:
+        body()
+    return Val(T.BOOL, True)
+
+
+def _rt_activate(ip, e, s) -> Val:
+    (v,) = [ip.eval(a, s) for a in e.args]
+    ip.pe.active.add(_task_id(ip.pe, v, e))
+    return Val(T.VOID, None)
+
+
+def _rt_block(blocked: bool):
+    def fn(ip, e, s) -> Val:
+        (v,) = [ip.eval(a, s) for a in e.args]
+        tid = _task_id(ip.pe, v, e)
+        (ip.pe.blocked.add if blocked else ip.pe.blocked.discard)(tid)
+        return Val(T.VOID, None)
+    return fn
+
+
+def _rt_assert(ip, e, s) -> Val:
+    v = ip.eval(e.args[0], s)
+    if not v.v:
+        raise ip.pe.error("@assert failed", e)
+    return Val(T.VOID, None)
+
+
+def _rt_comptime_only(name: str):
+    def fn(ip, e, s) -> Val:
+        raise ip.pe.error(f"@{name} is only allowed in a top-level comptime block", e)
+    return fn
+
+
+RUNTIME_BUILTINS: dict[str, Callable] = {name: run_dsd_op for name in DSD_OPS}
+RUNTIME_BUILTINS.update({
+    "map": _map,
+    "activate": _rt_activate,
+    "block": _rt_block(True),
+    "unblock": _rt_block(False),
+    "assert": _rt_assert,
+    "is_comptime": lambda ip, e, s: Val(T.BOOL, False),
+})
+for _n in ("bind_local_task", "bind_data_task", "bind_control_task", "initialize_queue",
+           "export_symbol", "rpc", "set_local_color_config"):
+    RUNTIME_BUILTINS[_n] = _rt_comptime_only(_n)
+
+
+# -- library intrinsics ------------------------------------------------------------------------
+
+def _unblock_cmd_stream(pe, args, node) -> Val:
+    pe.cmd_blocked = False
+    pe.unblock_time = pe.time
+    return Val(T.VOID, None)
+
+
+def _timestamp(pe, args, node) -> Val:
+    ptr = args[0]
+    t = pe.time
+    for k in range(3):
+        pe.mem.store(ptr.v + k, T.U16, (t >> (16 * k)) & 0xFFFF)
+    return Val(T.VOID, None)
+
+
+def _math1(f: Callable[[float], float], rnd: Callable[[float], float]):
+    def impl(pe, args, node) -> Val:
+        x = args[0]
+        try:
+            r = f(x.v)
+        except (OverflowError, ValueError):
+            r = math.inf if x.v > 0 else math.nan
+        t = x.type if isinstance(x.type, T.FloatT) else F32
+        return Val(t, _r16(r) if t == F16 else _r32(r))
+    return impl
+
+
+def _safe_exp(x: float) -> float:
+    return math.exp(x) if x < 709 else math.inf
+
+
+INTRINSICS: dict[str, Callable] = {
+    "memcpy/memcpy.unblock_cmd_stream": _unblock_cmd_stream,
+    "layout.get_x_coord": lambda pe, a, n: Val(T.U16, pe.x),
+    "layout.get_y_coord": lambda pe, a, n: Val(T.U16, pe.y),
+    "time.enable_tsc": lambda pe, a, n: Val(T.VOID, None),
+    "time.disable_tsc": lambda pe, a, n: Val(T.VOID, None),
+    "time.get_timestamp": _timestamp,
+}
+for _base, _f in (("exp", _safe_exp), ("sqrt", lambda x: math.sqrt(x) if x >= 0 else math.nan),
+                  ("log", lambda x: math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)),
+                  ("inv", lambda x: 1.0 / x if x else math.copysign(math.inf, x)),
+                  ("invsqrt", lambda x: 1.0 / math.sqrt(x) if x > 0 else math.inf),
+                  ("tanh", math.tanh), ("sin", math.sin), ("cos", math.cos),
+                  ("sig", lambda x: 1.0 / (1.0 + _safe_exp(-x)))):
+    for _suffix in ("", "_f16", "_f32"):
+        INTRINSICS[f"math.{_base}{_suffix}"] = _math1(_f, _r32)

@@ -1,0 +1,127 @@
+"""The simulator behind the host API's :class:`~waferscale.host.device.Device` protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..host.device import DeviceError, ExportInfo
+from ..lang import types as T
+from ..lang.layout import CompileOptions, Layout, elaborate
+from ..lang.values import FnVal, GlobalVar, Val
+from .memory import words_of
+from .pe import PE
+from .simulator import SimOptions, Simulator
+
+
+def _export_info(name: str, t: T.Type, mutable: bool | None) -> ExportInfo:
+    if isinstance(t, T.FnT):
+        return ExportInfo(name, "fn", str(t), False, 0, tuple(str(p) for p in t.params))
+    elem = t.elem if isinstance(t, T.PointerT) else t
+    bits = 32 if isinstance(elem, (T.IntT, T.FloatT)) and elem.bits > 16 else 16
+    return ExportInfo(name, "data", str(t), bool(mutable), bits)
+
+
+class SimulatorDevice:
+    """Runs a compiled program on :class:`~waferscale.sim.simulator.Simulator`."""
+
+    def __init__(self, layout: Layout, options: SimOptions | None = None) -> None:
+        self.layout = layout
+        self.sim = Simulator(layout, options)
+        self.width, self.height = layout.width, layout.height
+
+    @classmethod
+    def from_output_dir(cls, out_dir: str | Path, **options) -> "SimulatorDevice":
+        """Re-elaborate the program recorded in ``out_dir/waferscale.json`` (written by
+        ``waferscale cslc``) and build a simulator for it."""
+        meta = json.loads((Path(out_dir) / "waferscale.json").read_text())
+        o = meta["options"]
+        copts = CompileOptions(
+            arch=o["arch"], params=tuple(map(tuple, o.get("params", []))),
+            colors=tuple(map(tuple, o.get("colors", []))),
+            fabric_dims=tuple(o["fabric_dims"]) if o.get("fabric_dims") else None,
+            fabric_offsets=tuple(o["fabric_offsets"]) if o.get("fabric_offsets") else None,
+            memcpy=o.get("memcpy", False), channels=o.get("channels", 0),
+            width_west_buf=o.get("width_west_buf", 0), width_east_buf=o.get("width_east_buf", 0),
+            import_paths=tuple(o.get("import_paths", [])))
+        return cls(elaborate(meta["layout"], copts), SimOptions(**options))
+
+    # -- protocol -------------------------------------------------------------------------------
+
+    def exports(self) -> dict[str, ExportInfo]:
+        return {n: _export_info(n, e.type, e.mutable) for n, e in self.layout.exports.items()}
+
+    def _pe(self, xy: tuple[int, int]) -> PE:
+        pe = self.sim.grid.get(tuple(xy))
+        if pe is None:
+            raise DeviceError(f"PE{tuple(xy)} is outside the {self.width}x{self.height} "
+                              "program rectangle")
+        return pe
+
+    def _pointer(self, pe: PE, name: str) -> tuple[int, T.Type]:
+        entry = pe.record.exported_symbols.get(name)
+        if entry is None:
+            raise DeviceError(f"PE({pe.x},{pe.y}) does not export a symbol '{name}'")
+        sym = entry[0]
+        if not isinstance(sym, GlobalVar):
+            raise DeviceError(f"'{name}' is a function, not data")
+        t = sym.type
+        addr = pe.address_of(sym)
+        if isinstance(t, T.PointerT):
+            return pe.mem.load(addr, T.U16), t.elem
+        return addr, t
+
+    def memcpy_h2d(self, name: str, pes: Sequence[tuple[int, int]], data: np.ndarray,
+                   elem_bits: int) -> None:
+        for i, xy in enumerate(pes):
+            pe = self._pe(xy)
+            addr, elem = self._pointer(pe, name)
+            ew = words_of(elem)
+            for k, w in enumerate(np.asarray(data[i], dtype=np.uint32)):
+                w = int(w)
+                if ew == 1:
+                    pe.mem.store_bits(addr + k, 1, w & 0xFFFF)
+                else:
+                    pe.mem.store_bits(addr + 2 * k, 2, w)
+
+    def memcpy_d2h(self, name: str, pes: Sequence[tuple[int, int]], count: int,
+                   elem_bits: int) -> np.ndarray:
+        out = np.zeros((len(pes), count), dtype=np.uint32)
+        for i, xy in enumerate(pes):
+            pe = self._pe(xy)
+            addr, elem = self._pointer(pe, name)
+            ew = words_of(elem)
+            for k in range(count):
+                out[i, k] = pe.mem.load_bits(addr + k * ew, ew)
+        return out
+
+    def stream_h2d(self, color: int, pes, data) -> None:
+        raise DeviceError("streaming memcpy is not implemented by the simulator yet")
+
+    def stream_d2h(self, color: int, pes, count: int) -> np.ndarray:
+        raise DeviceError("streaming memcpy is not implemented by the simulator yet")
+
+    def launch(self, name: str, args) -> None:
+        e = self.layout.exports.get(name)
+        if e is None or not isinstance(e.type, T.FnT):
+            raise DeviceError(f"'{name}' is not an exported function")
+        vals = []
+        for (tname, v), pt in zip(args, e.type.params):
+            x = v.item() if hasattr(v, "item") else v
+            vals.append(Val(pt, float(x) if isinstance(pt, T.FloatT) else int(x)))
+        self.sim.launch(name, vals)
+
+    def read_symbol(self, x: int, y: int, name: str) -> np.ndarray:
+        pe = self._pe((x, y))
+        for p in pe.program.memory.placements:
+            if p.var.name == name or p.var.qualname == name:
+                v = pe.load_global(p.var, None)
+                arr = v.v.data if hasattr(v.v, "data") else np.array([v.v])
+                return np.asarray(arr)
+        raise DeviceError(f"PE({x},{y}) has no global named '{name}'")
+
+    def stop(self) -> None:
+        pass

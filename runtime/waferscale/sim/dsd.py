@@ -1,0 +1,165 @@
+"""DSD operands at run time: resolving descriptors and moving elements one at a time.
+
+A DSD operation is executed element by element in order, reading its sources and writing its
+destination at each step, so zero-stride accumulators (``|i|{N} -> acc[0]``) and overlapping
+operands behave as on hardware (csl-language.md §11.1) instead of as a snapshot-vectorized
+NumPy expression.
+
+Operand kinds after resolution:
+
+``MemOperand``   word addresses of each element + element type (mem1d, mem4d, pointers)
+``FabIn``        pop wavelets from an input queue (stalls while it is empty)
+``FabOut``       push wavelets to an output queue on a color (stalls while it is full)
+``Scalar``       the same value for every element
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..lang import types as T
+from ..lang.values import DsdVal, TensorAccessVal, Val
+from .memory import decode, encode, words_of
+
+
+@dataclass
+class MemOperand:
+    addrs: list[int]
+    elem: T.Type | None          # None: the op decides (raw 16/32-bit moves)
+    pointer: bool = False        # a `*T` operand: one element, rewritten every step
+
+    @property
+    def length(self) -> int:
+        return len(self.addrs)
+
+
+@dataclass
+class FabIn:
+    queue: int
+    length: int
+
+
+@dataclass
+class FabOut:
+    queue: int
+    color: int
+    length: int
+    index: int | None = None     # upper 16 bits of each wavelet (`.index` / wavelet_index_offset)
+
+
+@dataclass
+class Scalar:
+    value: Val
+    length: int | None = None
+
+
+def _int(v) -> int:
+    return v.v if isinstance(v, Val) else int(v)
+
+
+def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
+    """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
+    p = v.v
+    if isinstance(v.type, T.PointerT) and not v.type.many:
+        return MemOperand([p], v.type.elem, pointer=True)
+    if not isinstance(p, DsdVal):
+        return Scalar(v)
+    f = dict(p.fields)
+    mods = f.pop("_mods", None)
+    arch = pe.sim.arch
+    if p.kind in ("fabin_dsd", "fabout_dsd"):
+        extent = _int(f.get("extent", Val(T.U16, 0)))
+        for name, args in (mods.v if mods else []):
+            if name == "length":
+                extent = _int(args[0])
+        if p.kind == "fabin_dsd":
+            if "input_queue" in f:
+                q = _int(f["input_queue"])
+            else:
+                q = pe.sim.wse2_queue(_int(f["fabric_color"]))
+            return FabIn(q, extent)
+        oq = _int(f["output_queue"]) if "output_queue" in f else 0
+        if "fabric_color" in f:
+            color = _int(f["fabric_color"])
+        else:
+            color = pe.sim.output_queue_color(pe, oq)
+        return FabOut(oq, color, extent)
+    # Memory DSDs.
+    if "tensor_access" in f:
+        ta: TensorAccessVal = f["tensor_access"].v
+        base = pe.address_of(ta.base)
+        elem = ta.base.type.elem if isinstance(ta.base.type, T.ArrayT) else ta.base.type
+        offset, strides, extents = ta.offset, list(ta.strides), list(ta.extents)
+    else:
+        bv = f["base_address"]
+        if isinstance(bv.type, T.PointerT):
+            elem = bv.type.elem.elem if isinstance(bv.type.elem, T.ArrayT) else bv.type.elem
+            base = bv.v if isinstance(bv.v, int) else pe.interp.materialize(bv, node).v
+        else:
+            raise pe.error(f".base_address must be a pointer, found '{bv.type}'", node)
+        offset = _int(f.get("offset", Val(T.I16, 0)))
+        strides = [_int(f.get("stride", Val(T.I16, 1)))] if p.kind == "mem1d_dsd" else \
+            [_int(s) for s in f["stride"].v]
+        extents = [_int(f.get("extent", Val(T.U16, 0)))] if p.kind == "mem1d_dsd" else \
+            [_int(s) for s in f["extent"].v]
+    for name, args in (mods.v if mods else []):
+        if name == "increment_offset":
+            offset += _int(args[0])
+        elif name == "length":
+            extents = [_int(args[0])]
+        elif name == "stride":
+            strides = [_int(args[0])]
+        elif name == "base_addr":
+            nb = args[0]
+            if isinstance(nb.type, T.PointerT):
+                base = nb.v if isinstance(nb.v, int) else pe.interp.materialize(nb, node).v
+            else:
+                raise pe.error("@set_dsd_base_addr needs a pointer or array address", node)
+            offset = 0
+    ew = words_of(elem)
+    addrs = []
+    # mem4d iteration: innermost-first extents; stride k applies when loop k advances.
+    n_total = 1
+    for e in extents:
+        n_total *= e
+    pos = offset
+    counters = [0] * len(extents)
+    for _ in range(n_total):
+        addrs.append(base + pos * ew)
+        k = 0
+        while k < len(extents):
+            counters[k] += 1
+            if counters[k] < extents[k]:
+                pos += strides[k]
+                break
+            counters[k] = 0
+            k += 1
+    return MemOperand(addrs, elem)
+
+
+def read_elem(pe, op, i: int, t: T.Type):
+    """Element ``i`` of a source operand as a Python value of type ``t``."""
+    if isinstance(op, Scalar):
+        return op.value.v
+    if isinstance(op, MemOperand):
+        return pe.mem.load(op.addrs[0 if op.pointer else i], t)
+    fab = pe.sim.fabric
+    pe.sync_time()
+    pe.wait(lambda: fab.iq_count(pe.x, pe.y, op.queue) > 0,
+            f"a wavelet in input queue {op.queue}")
+    payload, _ctrl = fab.ce_recv(pe.x, pe.y, op.queue)
+    return decode(payload if words_of(t) == 2 else payload & 0xFFFF, t)
+
+
+def write_elem(pe, op, i: int, t: T.Type, value) -> None:
+    if isinstance(op, MemOperand):
+        pe.mem.store(op.addrs[0 if op.pointer else i], t, value)
+        return
+    fab = pe.sim.fabric
+    bits = encode(value, t)
+    if op.index is not None:
+        bits = (bits & 0xFFFF) | ((op.index & 0xFFFF) << 16)
+    pe.sync_time()
+    pe.wait(lambda: fab.oq_free(pe.x, pe.y, op.queue) > 0,
+            f"space in output queue {op.queue} (color {op.color})")
+    fab.ce_send(pe.x, pe.y, op.queue, op.color, bits)

@@ -1,0 +1,98 @@
+"""A PE's 48 KiB of SRAM: 24,576 16-bit words, and typed loads/stores on it.
+
+Encoding (assumption, matching the host's view of memcpy data): 32-bit values occupy two
+consecutive words, low half first; 16-bit values one word; 8-bit values and ``bool`` the low
+byte of one word. Addresses handed around the simulator are **word** addresses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..lang import types as T
+
+WORDS = 24 * 1024
+
+
+class MemoryError_(Exception):
+    """An access outside the 48 KiB (the simulator wraps it with cycle/PE/task context)."""
+
+
+def words_of(t: T.Type) -> int:
+    """Words per element of scalar type ``t``."""
+    if isinstance(t, (T.IntT, T.FloatT)):
+        return 2 if t.bits > 16 else 1
+    return 1
+
+
+_F32 = np.dtype("<f4")
+_F16 = np.dtype("<f2")
+
+
+class PEMemory:
+    """The words of one PE, with NaN-able uninitialised contents."""
+
+    def __init__(self, fill_nan: bool = False) -> None:
+        self.words = np.zeros(WORDS, dtype=np.uint16)
+        if fill_nan:
+            # 0x7E00 is an f16 quiet NaN and, as a word pair, an f32 NaN (0x7E007E00).
+            self.words[:] = 0x7E00
+
+    def _check(self, addr: int, n: int) -> None:
+        if addr < 0 or addr + n > WORDS:
+            raise MemoryError_(f"address {addr} (+{n} words) is outside the PE's 48 KiB "
+                               f"({WORDS} words)")
+
+    def load_bits(self, addr: int, nwords: int) -> int:
+        self._check(addr, nwords)
+        if nwords == 1:
+            return int(self.words[addr])
+        return int(self.words[addr]) | (int(self.words[addr + 1]) << 16)
+
+    def store_bits(self, addr: int, nwords: int, bits: int) -> None:
+        self._check(addr, nwords)
+        self.words[addr] = bits & 0xFFFF
+        if nwords == 2:
+            self.words[addr + 1] = (bits >> 16) & 0xFFFF
+
+    def load(self, addr: int, t: T.Type):
+        """A Python scalar of type ``t`` read at word address ``addr``."""
+        nw = words_of(t)
+        bits = self.load_bits(addr, nw)
+        return decode(bits, t)
+
+    def store(self, addr: int, t: T.Type, value) -> None:
+        self.store_bits(addr, words_of(t), encode(value, t))
+
+
+def decode(bits: int, t: T.Type):
+    if isinstance(t, T.FloatT):
+        if t.name == "f32":
+            return float(np.array(bits, dtype=np.uint32).view(_F32))
+        if t.name == "f16":
+            return float(np.array(bits & 0xFFFF, dtype=np.uint16).view(_F16))
+        if t.name == "bf16":
+            return float(np.array((bits & 0xFFFF) << 16, dtype=np.uint32).view(_F32))
+        raise MemoryError_(f"cannot load values of type {t}")
+    if isinstance(t, T.IntT):
+        return t.wrap(bits)
+    if t == T.BOOL:
+        return bool(bits & 0xFF)
+    return bits
+
+
+def encode(value, t: T.Type) -> int:
+    if isinstance(t, T.FloatT):
+        with np.errstate(over="ignore"):
+            if t.name == "f32":
+                return int(np.array(value, dtype=_F32).view(np.uint32))
+            if t.name == "f16":
+                return int(np.array(value, dtype=_F16).view(np.uint16))
+            if t.name == "bf16":
+                return int(np.array(value, dtype=_F32).view(np.uint32)) >> 16
+        raise MemoryError_(f"cannot store values of type {t}")
+    if isinstance(t, T.IntT):
+        return int(value) & ((1 << t.bits) - 1)
+    if t == T.BOOL:
+        return 1 if value else 0
+    return int(value) & 0xFFFF

@@ -1,0 +1,461 @@
+"""One processing element: memory, task table, and the run-time interpreter of its program.
+
+The run-time interpreter (:class:`PEInterp`) is the comptime evaluator with run-time
+semantics switched on: names of global variables load from and store to the PE's
+:class:`~waferscale.sim.memory.PEMemory`, pointers are word addresses, integer arithmetic
+wraps, and the run-time builtins (DSD operations, ``@activate``/``@block``/``@unblock``...) act
+on the PE. Comptime-known parts of run-time code (params, consts, DSD descriptors) evaluate
+exactly as at compile time, so both stages share one definition of CSL's semantics.
+
+Execution contexts (the main thread running a task, and each async DSD operation running as a
+microthread) are greenlets. When one must wait for the fabric (an empty input queue, a full
+output queue) or for simulated time to catch up, it switches back to the simulator's loop with
+a wait condition; the loop resumes it once the condition holds.
+
+Task table (csl-language.md §6): every task ID has an *active* and a *blocked* flag; a task
+runs when it is bound, active and not blocked. A data task is active while its input queue
+holds a wavelet; running it pops the wavelet as its argument. A local task is activated by
+``@activate`` or an async op's ``.activate`` and deactivated when it starts running.
+Picking rule (documented assumption, the hardware's is undocumented): the lowest runnable task
+ID first, or a seeded random runnable ID when ``SimOptions.random_task_order`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import greenlet
+import numpy as np
+
+from ..lang import ast as A
+from ..lang import types as T
+from ..lang.comptime import Interp, ModuleInstance, RuntimeIntrinsic, RuntimeRef, Scope
+from ..lang.errors import CslError
+from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
+from .memory import MemoryError_, PEMemory, words_of
+
+log = logging.getLogger(__name__)
+
+
+class SimError(Exception):
+    """A run-time error of the simulated program, with cycle, PE and task context."""
+
+
+@dataclass
+class Place:
+    """A memory location of a scalar: word address + type."""
+    addr: int
+    type: T.Type
+
+
+@dataclass
+class Context:
+    """An execution context: the main thread or one microthread."""
+    name: str
+    glet: greenlet.greenlet
+    wait: Callable[[], bool] | None = None     # resume when this returns True
+    wait_desc: str = ""
+    ready_at: int = 0                          # simulated cycle from which it may run
+    done: bool = False
+
+
+class PEInterp(Interp):
+    """Run-time interpreter bound to one PE (see module docstring)."""
+
+    def __init__(self, ctx, pe: "PE") -> None:
+        super().__init__(ctx)
+        self.pe = pe
+        from .builtins_rt import RUNTIME_BUILTINS
+        self.builtins = {**self.builtins, **RUNTIME_BUILTINS}
+
+    # Run-time code has no branch quota: an endless task is a real hang, caught by the
+    # simulator's cycle limit instead.
+    def tick(self, node: A.Node) -> None:
+        self.pe.cost(1)
+
+    def _int_result(self, t: T.Type, x: int, node: A.Node) -> Val:
+        if isinstance(t, T.IntT):
+            return Val(t, t.wrap(x))          # run-time integer arithmetic wraps (assumption)
+        return Val(t, x)
+
+    # -- names ------------------------------------------------------------------------------
+
+    def lookup(self, name: str, scope: Scope, node: A.Node) -> Val:
+        v = super().lookup(name, scope, node)
+        return self.materialize(v, node)
+
+    def materialize(self, v: Val, node: A.Node | None) -> Val:
+        p = v.v
+        if isinstance(p, RuntimeRef):
+            return self.pe.load_global(p.var, node)
+        if isinstance(p, PtrVal):
+            return Val(v.type, self.pe.address_of(p.target) + p.offset * words_of(
+                v.type.elem if isinstance(v.type, T.PointerT) and not isinstance(
+                    v.type.elem, T.ArrayT) else _elem_of(p.target.type)))
+        return v
+
+    def global_ref(self, e: A.Expr, scope: Scope) -> GlobalVar | None:
+        """The global variable an identifier names (None for locals and non-variables)."""
+        if not isinstance(e, A.Ident) or scope.find(e.name) is not None:
+            return None
+        mod = scope.module
+        if e.name not in mod.globals:
+            return None
+        v = self.global_value(mod, e.name, e.span)
+        return v.v.var if isinstance(v.v, RuntimeRef) else None
+
+    def place(self, e: A.Expr, scope: Scope) -> Place | None:
+        """The memory place of an lvalue expression, or None if it is not in memory."""
+        if isinstance(e, A.Ident):
+            gv = self.global_ref(e, scope)
+            if gv is None:
+                return None
+            return Place(self.pe.address_of(gv), gv.type)
+        if isinstance(e, A.Index):
+            base = self.place(e.target, scope)
+            idx = [self.to_int(self.eval(i, scope), i, "index") for i in e.indices]
+            if base is not None and isinstance(base.type, T.ArrayT):
+                at = base.type
+                if len(idx) != len(at.dims):
+                    raise self.err(f"indexing '{at}' needs {len(at.dims)} indices", e)
+                for d, (i, n) in enumerate(zip(idx, at.dims)):
+                    if not 0 <= i < n:
+                        raise self.err(f"index {i} out of bounds for dimension {d} of size "
+                                       f"{n}", e)
+                flat = int(np.ravel_multi_index(tuple(idx), at.dims))
+                return Place(base.addr + flat * words_of(at.elem), at.elem)
+            ptr = self.eval(e.target, scope)
+            if isinstance(ptr.type, T.PointerT) and ptr.type.many:
+                if len(idx) != 1:
+                    raise self.err("a [*]T pointer takes one index", e)
+                return Place(ptr.v + idx[0] * words_of(ptr.type.elem), ptr.type.elem)
+            if isinstance(ptr.type, T.PointerT) and isinstance(ptr.type.elem, T.ArrayT):
+                at = ptr.type.elem
+                flat = int(np.ravel_multi_index(tuple(idx), at.dims))
+                return Place(ptr.v + flat * words_of(at.elem), at.elem)
+            return None
+        if isinstance(e, A.Deref):
+            ptr = self.eval(e.target, scope)
+            if not isinstance(ptr.type, T.PointerT) or ptr.type.many:
+                raise self.err(f"cannot dereference a value of type '{ptr.type}'", e)
+            return Place(ptr.v, ptr.type.elem)
+        return None
+
+    # -- expressions --------------------------------------------------------------------------
+
+    def _e_Index(self, e: A.Index, s: Scope) -> Val:
+        pl = self.place(e, s)
+        if pl is not None:
+            return self.pe.load(pl, e)
+        return super()._e_Index(e, s)
+
+    def _e_Deref(self, e: A.Deref, s: Scope) -> Val:
+        pl = self.place(e, s)
+        assert pl is not None
+        return self.pe.load(pl, e)
+
+    def address_of(self, target: A.Expr, s: Scope) -> Val:
+        pl = self.place(target, s)
+        if pl is None:
+            raise self.err("can only take the address of global variables (and their "
+                           "elements) in run-time code", target)
+        return Val(T.PointerT(pl.type), pl.addr)
+
+    def check_comptime(self, v: Val, node: A.Node) -> Val:
+        return v                               # everything is known at run time
+
+    def call(self, fn: FnVal, args: list[Val], node: A.Node) -> Val:
+        if isinstance(fn.intrinsic, RuntimeIntrinsic):
+            self.pe.cost(1)
+            return self.pe.intrinsic(fn.intrinsic.qualname, args, node)
+        return super().call(fn, args, node)
+
+    def field_of(self, v: Val, name: str, e: A.Node) -> Val:
+        return self.materialize(super().field_of(v, name, e), e)
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
+        self.pe.cost(1)
+        super().exec_stmt(st, s)
+
+    def _s_Assign(self, st: A.Assign, s: Scope) -> None:
+        pl = self.place(st.target, s)
+        if pl is None:
+            return super()._s_Assign(st, s)
+        value = self.eval(st.value, s)
+        if st.op != "=":
+            value = self.binop(st.op[:-1], self.pe.load(pl, st), value, st)
+        if T.is_dsd(pl.type):
+            self.pe.store_dsd(pl.addr, self.coerce(value, pl.type, st))
+            return
+        self.pe.store(pl, self.coerce(value, pl.type, st.value), st)
+
+
+def _elem_of(t: T.Type) -> T.Type:
+    return t.elem if isinstance(t, T.ArrayT) else t
+
+
+@dataclass
+class PEStats:
+    busy: int = 0          # cycles spent executing (statements and DSD element work)
+    stall: int = 0         # cycles waiting on the fabric
+    tasks_run: int = 0
+
+
+class PE:
+    """State of one PE while the simulator runs."""
+
+    def __init__(self, sim: Any, x: int, y: int, program: Any) -> None:
+        self.sim = sim
+        self.x, self.y = x, y
+        self.program = program                    # layout.PEProgram
+        self.record = program.record
+        self.mem = PEMemory(fill_nan=sim.options.uninitialized_nan)
+        self.addresses = {id(p.var): p.address // 2 for p in program.memory.placements}
+        self.dsd_vars: dict[int, Val] = {}       # DSD-typed globals, by word address
+        self.interp = PEInterp(sim.compilation, self)
+        self.active: set[int] = set()
+        self.blocked: set[int] = set()
+        self.tasks: dict[int, tuple[str, FnVal]] = {}
+        self.data_queue: dict[int, int] = {}      # task id -> input queue feeding it
+        self.main: Context | None = None
+        self.microthreads: list[Context] = []
+        self.time = 0                             # local clock while a context runs
+        self.current_task = "-"
+        self.cmd_blocked = False                  # waiting for unblock_cmd_stream
+        self.unblock_time = 0                     # local cycle of the last unblock
+        self.stats = PEStats()
+        self.rng = random.Random(sim.options.seed * 1_000_003 + y * 10007 + x)
+        self._init_memory()
+        self._init_tasks()
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _init_memory(self) -> None:
+        for p in self.program.memory.placements:
+            gv = p.var
+            if gv.init is None:
+                continue
+            self._write_init(p.address // 2, gv.type, gv.init)
+
+    def _write_init(self, addr: int, t: T.Type, v: Val) -> None:
+        if isinstance(t, T.ArrayT):
+            data = v.v.data if isinstance(v.v, ArrayData) else None
+            if data is None:
+                return
+            flat = data.ravel()
+            ew = words_of(t.elem)
+            for i, x in enumerate(flat):
+                self.mem.store(addr + i * ew, t.elem, x.v if isinstance(x, Val) else x.item())
+            return
+        if T.is_dsd(t) or isinstance(v.v, DsdVal):
+            self.dsd_vars[addr] = v
+            return
+        if isinstance(t, T.PointerT):
+            if isinstance(v.v, PtrVal):
+                self.mem.store(addr, T.U16, self.address_of(v.v.target)
+                               + v.v.offset * words_of(_elem_of(v.v.target.type)))
+            return
+        if isinstance(t, (T.IntT, T.FloatT)) or t == T.BOOL:
+            self.mem.store(addr, t, v.v)
+        elif T.is_hw_id(t) and isinstance(v.v, int):
+            self.mem.store(addr, T.U16, v.v)
+
+    def _init_tasks(self) -> None:
+        arch = self.sim.arch
+        for (kind, n), fn in self.record.task_bindings.items():
+            tid = n if kind != "control" else 64 + n
+            self.tasks[tid] = (kind, fn)
+            if kind == "data":
+                self.data_queue[tid] = n if arch == "wse3" else self.sim.wse2_queue(n)
+        self.active |= set(self.record.initially_active)
+        for kind, n in self.record.initially_blocked:
+            self.blocked.add(self._block_key(kind, n))
+
+    def _block_key(self, kind: str, n: int) -> int:
+        # Blocking a queue/color blocks the data task bound to it (same number on each arch).
+        return 64 + n if kind == "control_task_id" else n
+
+    # -- memory access ------------------------------------------------------------------------
+
+    def address_of(self, gv: GlobalVar) -> int:
+        a = self.addresses.get(id(gv))
+        if a is None:
+            raise self.error(f"'{gv.qualname}' has no storage on this PE")
+        return a
+
+    def load_global(self, gv: GlobalVar, node: A.Node | None) -> Val:
+        addr = self.address_of(gv)
+        t = gv.type
+        if T.is_dsd(t) or addr in self.dsd_vars:
+            v = self.dsd_vars.get(addr)
+            if v is None:
+                raise self.error(f"DSD variable '{gv.name}' is read before it is set", node)
+            return v
+        if isinstance(t, T.ArrayT):
+            ew = words_of(t.elem)
+            vals = [self.mem.load(addr + i * ew, t.elem) for i in range(t.count)]
+            return Val(t, ArrayData(np.array(vals, dtype=numpy_dtype(t.elem)).reshape(t.dims)))
+        return self.load(Place(addr, t), node)
+
+    def load(self, pl: Place, node: A.Node | None) -> Val:
+        t = pl.type
+        if T.is_dsd(t):
+            return self.dsd_vars[pl.addr]
+        try:
+            if isinstance(t, T.PointerT) or T.is_hw_id(t):
+                return Val(t, self.mem.load(pl.addr, T.U16))
+            return Val(t, self.mem.load(pl.addr, t))
+        except MemoryError_ as e:
+            raise self.error(str(e), node) from None
+
+    def store(self, pl: Place, v: Val, node: A.Node | None) -> None:
+        t = pl.type
+        try:
+            if isinstance(t, T.PointerT) or T.is_hw_id(t):
+                self.mem.store(pl.addr, T.U16, v.v)
+            else:
+                self.mem.store(pl.addr, t, v.v)
+        except MemoryError_ as e:
+            raise self.error(str(e), node) from None
+
+    def store_dsd(self, addr: int, v: Val) -> None:
+        self.dsd_vars[addr] = v
+
+    # -- time and errors ----------------------------------------------------------------------
+
+    def cost(self, cycles: int) -> None:
+        self.time += cycles
+        self.stats.busy += cycles
+
+    def error(self, msg: str, node: A.Node | None = None) -> SimError:
+        where = f" at {node.span}" if node is not None and node.span.file is not None else ""
+        return SimError(f"cycle {self.sim.cycle}, PE({self.x},{self.y}), task "
+                        f"{self.current_task}: {msg}{where}")
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def runnable_tasks(self) -> list[int]:
+        out = []
+        fab = self.sim.fabric
+        for tid, (kind, fn) in self.tasks.items():
+            if tid in self.blocked:
+                continue
+            if kind == "data":
+                if fab.iq_count(self.x, self.y, self.data_queue[tid]) > 0:
+                    out.append(tid)
+            elif tid in self.active:
+                out.append(tid)
+        return out
+
+    def pick_task(self) -> int | None:
+        r = self.runnable_tasks()
+        if not r:
+            return None
+        return self.rng.choice(sorted(r)) if self.sim.options.random_task_order else min(r)
+
+    def start_task(self, tid: int) -> None:
+        kind, fn = self.tasks[tid]
+        args: list[Val] = []
+        if kind == "data":
+            payload, _ctrl = self.sim.fabric.ce_recv(self.x, self.y, self.data_queue[tid])
+            args = self.wavelet_args(fn, payload)
+        else:
+            self.active.discard(tid)
+        self.stats.tasks_run += 1
+        self.start_context(f"{fn.name}", lambda: self.interp.call(fn_as_callable(fn), args,
+                                                                    fn.decl), main=True)
+
+    def wavelet_args(self, fn: FnVal, payload: int) -> list[Val]:
+        """Split a 32-bit wavelet into the data task's parameters (first = low half)."""
+        scope = Scope(fn.owner.scope, fn.owner)
+        types = [self.interp.eval_type(p.type, scope) for p in fn.decl.params]
+        from .memory import decode
+        if len(types) == 1:
+            return [Val(types[0], decode(payload, types[0]))]
+        if len(types) == 2:
+            return [Val(types[0], decode(payload & 0xFFFF, types[0])),
+                    Val(types[1], decode(payload >> 16, types[1]))]
+        raise self.error(f"data task '{fn.name}' must take one or two parameters")
+
+    def start_context(self, name: str, body: Callable[[], Any], main: bool) -> Context:
+        ctx_holder: list[Context] = []
+
+        def run() -> None:
+            prev = self.current_task
+            self.current_task = name
+            try:
+                body()
+            finally:
+                ctx_holder[0].done = True
+                self.current_task = prev
+        ctx = Context(name, greenlet.greenlet(run, parent=self.sim.loop_greenlet),
+                      ready_at=self.sim.cycle)
+        ctx_holder.append(ctx)
+        if main:
+            self.main = ctx
+        else:
+            self.microthreads.append(ctx)
+        return ctx
+
+    def wait(self, cond: Callable[[], bool], desc: str) -> None:
+        """Suspend the running context until ``cond()`` holds (checked once per cycle)."""
+        ctx = self.sim.running
+        ctx.wait, ctx.wait_desc = cond, desc
+        while not cond():
+            self.sim.loop_greenlet.switch()     # the loop resumes us once cond() holds
+        ctx.wait, ctx.wait_desc = None, ""
+
+    def sync_time(self) -> None:
+        """Before touching the fabric, let the global clock catch up with this context."""
+        if self.time > self.sim.cycle:
+            ctx = self.sim.running
+            ctx.ready_at = self.time
+            self.sim.loop_greenlet.switch()
+
+    # -- runtime intrinsics of the standard libraries -----------------------------------------
+
+    def intrinsic(self, name: str, args: list[Val], node: A.Node) -> Val:
+        from .builtins_rt import INTRINSICS
+        f = INTRINSICS.get(name)
+        if f is None:
+            raise self.error(f"'{name}' is not implemented by the simulator yet", node)
+        return f(self, args, node)
+
+    def describe_wait(self) -> str:
+        parts = []
+        if self.main is not None and not self.main.done:
+            parts.append(f"task {self.main.name} waits for {self.main.wait_desc or 'time'}")
+        for m in self.microthreads:
+            if not m.done:
+                parts.append(f"async op {m.name} waits for {m.wait_desc or 'time'}")
+        if self.cmd_blocked:
+            parts.append("the host command stream waits for sys_mod.unblock_cmd_stream()")
+        blocked_active = sorted(t for t in self.active if t in self.blocked)
+        if blocked_active:
+            parts.append("activated but blocked task ID(s) " + ", ".join(map(str,
+                                                                               blocked_active)))
+        return "; ".join(parts)
+
+
+def fn_as_callable(fn: FnVal) -> FnVal:
+    """Tasks are run through Interp.call, which refuses to *call* tasks from CSL code."""
+    return FnVal(_TaskDecl(fn.decl), fn.owner)
+
+
+class _TaskDecl:
+    """A view of a task's FnDecl that Interp.call accepts (is_task=False)."""
+
+    def __init__(self, decl: A.FnDecl) -> None:
+        self._d = decl
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "is_task":
+            return False
+        if name == "ret":
+            return None
+        return getattr(self._d, name)

@@ -1,0 +1,264 @@
+"""The simulator: PEs running their programs on a fabric, one global cycle at a time.
+
+Loop (one iteration = one cycle ``t``), deterministic by construction:
+
+1. For every PE in row-major order: resume each unfinished microthread, then the main thread,
+   whose wait condition holds and whose local clock has reached ``t``; if the main thread is
+   idle, the task picker starts the next runnable task (pe.py documents the rule).
+   A context runs until it finishes, waits on the fabric, or its local clock (advanced by
+   the timing model in docs/timing-model.md) passes ``t``.
+2. The fabric advances one cycle (sim/fabric.py).
+
+When nothing can run, no wavelet moves and a host command still waits, the simulator raises
+:class:`~waferscale.host.device.DeadlockError` with a per-PE report of what each PE waits on
+and where wavelets are stuck, instead of spinning.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import greenlet
+
+from ..host.device import DeadlockError
+from ..lang import types as T
+from ..lang.layout import Layout
+from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricOptions
+from .pe import PE, Context, SimError
+
+log = logging.getLogger(__name__)
+
+WSE2_COLOR_QUEUE_BASE = 8      # WSE-2: the implicit queue of color c is 8 + c (model detail)
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """Simulator knobs.
+
+    Attributes:
+        seed: seeds the random task order (and nothing else).
+        random_task_order: pick among runnable tasks at random instead of lowest ID first,
+            to flush out programs that depend on an undocumented order.
+        uninitialized_nan: fill memory with NaN patterns instead of zeros, so reads of
+            uninitialised data show up.
+        max_cycles: a run that needs more cycles than this for one host command stops with an
+            error (a guard against endless programs).
+        fabric_backend: "auto" | "cpp" | "python" (see sim/fabric.py).
+    """
+    seed: int = 0
+    random_task_order: bool = False
+    uninitialized_nan: bool = False
+    max_cycles: int = 20_000_000
+    fabric_backend: str = "auto"
+
+
+class Simulator:
+    def __init__(self, layout: Layout, options: SimOptions | None = None) -> None:
+        self.layout = layout
+        opts = options or SimOptions()
+        self.options = opts
+        self.arch = layout.options.arch
+        self.compilation = layout.programs[0].instance.ctx
+        self.cycle = 0
+        self.running: Context | None = None
+        self.loop_greenlet = greenlet.getcurrent()
+        arch = layout.options.arch
+        fo = FabricOptions(arch=arch)
+        if arch == "wse2":
+            # Queues 0..7 are the hardware's; 8 + c is the implicit queue of color c that
+            # WSE-2 data tasks and color-addressed fabin DSDs read from.
+            iq = ARCH_QUEUE_DEPTHS["wse2"][0] + (4,) * 24   # implicit queues: depth 4 (assumed)
+            fo = FabricOptions(arch=arch, input_queue_depths=iq)
+        self.fabric = Fabric(layout.width, layout.height, fo, backend=opts.fabric_backend)
+        self.pes: list[PE] = []
+        self.grid: dict[tuple[int, int], PE] = {}
+        for y in range(layout.height):
+            for x in range(layout.width):
+                pe = PE(self, x, y, layout.program_at(x, y))
+                self.pes.append(pe)
+                self.grid[(x, y)] = pe
+        self._configure_fabric()
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _configure_fabric(self) -> None:
+        fab = self.fabric
+        for (x, y, c), r in self.layout.routes.items():
+            fab.set_route(x, y, c, [Direction[d] for d in r.rx], [Direction[d] for d in r.tx])
+        arch = self.arch
+        for pe in self.pes:
+            rec = pe.record
+            for c, cfg in rec.local_color_configs.items():
+                from ..lang.layout import parse_color_config
+                rx, tx = parse_color_config(pe.interp, cfg, None)
+                fab.set_route(pe.x, pe.y, c, [Direction[d] for d in rx],
+                              [Direction[d] for d in tx])
+            for (kind, q), cfg in rec.queues.items():
+                if kind == "input_queue" and "color" in cfg:
+                    fab.bind_input_queue(pe.x, pe.y, q, cfg["color"].v)
+            if arch == "wse2":
+                bound = {fab.input_queue_color(pe.x, pe.y, q) for q in range(8)}
+                for (kind, n) in rec.task_bindings:
+                    if kind == "data" and n not in bound:
+                        fab.bind_input_queue(pe.x, pe.y, WSE2_COLOR_QUEUE_BASE + n, n)
+
+    def wse2_queue(self, color: int) -> int:
+        return WSE2_COLOR_QUEUE_BASE + color
+
+    def output_queue_color(self, pe: PE, oq: int) -> int:
+        cfg = pe.record.queues.get(("output_queue", oq))
+        if cfg is None or "color" not in cfg:
+            raise pe.error(f"output queue {oq} has no color: @initialize_queue it with "
+                           ".{ .color = ... } or give the fabout DSD a .fabric_color")
+        return cfg["color"].v
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _resume(self, pe: PE, ctx: Context) -> bool:
+        if ctx.done or ctx.ready_at > self.cycle:
+            return False
+        if ctx.wait is not None and not ctx.wait():
+            pe.stats.stall += 1
+            return False
+        self.running = ctx
+        pe.time = max(ctx.ready_at, self.cycle)
+        try:
+            ctx.glet.switch()
+        except SimError:
+            raise
+        except Exception as e:
+            from ..lang.errors import CslError
+            if isinstance(e, CslError):
+                raise SimError(f"cycle {self.cycle}, PE({pe.x},{pe.y}), task {ctx.name}: "
+                               f"{e.render()}") from None
+            raise
+        finally:
+            self.running = None
+        ctx.ready_at = max(ctx.ready_at, pe.time)
+        return True
+
+    def step(self) -> bool:
+        """One cycle; returns whether anything happened on a PE."""
+        progressed = False
+        for pe in self.pes:
+            for m in pe.microthreads:
+                progressed |= self._resume(pe, m)
+            if pe.microthreads and any(m.done for m in pe.microthreads):
+                pe.microthreads = [m for m in pe.microthreads if not m.done]
+            if pe.main is not None and pe.main.done:
+                free_at = pe.main.ready_at
+                pe.main = None
+                pe._main_free_at = free_at
+            if pe.main is None and getattr(pe, "_main_free_at", 0) <= self.cycle:
+                tid = pe.pick_task()
+                if tid is not None:
+                    pe.start_task(tid)
+                    progressed = True
+            if pe.main is not None:
+                progressed |= self._resume(pe, pe.main)
+        if self.fabric.step(1) == 0:
+            self.fabric.advance_clock(1)      # an idle fabric does not advance by itself
+        self.cycle = self.fabric.cycle
+        return progressed
+
+    def pending_time(self) -> int | None:
+        """The earliest future cycle at which some context becomes ready, if any."""
+        times = []
+        for pe in self.pes:
+            for c in [pe.main, *pe.microthreads]:
+                if c is not None and not c.done and c.wait is None and c.ready_at >= self.cycle:
+                    times.append(c.ready_at)
+            f = getattr(pe, "_main_free_at", 0)
+            if pe.main is None and f >= self.cycle and pe.runnable_tasks():
+                times.append(f)
+        return min(times) if times else None
+
+    def run_until(self, done: Callable[[], bool], what: str) -> None:
+        """Run cycles until ``done()``; raise DeadlockError if nothing can progress."""
+        start = self.cycle
+        hops = self._hops()
+        while not done():
+            if self.cycle - start > self.options.max_cycles:
+                raise SimError(f"{what}: not finished after {self.options.max_cycles} cycles "
+                               f"(SimOptions.max_cycles)\n{self.report()}")
+            progressed = self.step()
+            new_hops = self._hops()
+            if progressed or new_hops != hops:
+                hops = new_hops
+                continue
+            if done():
+                break
+            t = self.pending_time()
+            if t is not None:
+                if self.fabric.idle and t > self.cycle + 1:
+                    self.fabric.advance_clock(t - self.cycle - 1)   # skip idle time
+                    self.cycle = self.fabric.cycle
+                continue
+            if not self.fabric.idle and self._fabric_can_move():
+                continue
+            raise DeadlockError(f"deadlock at cycle {self.cycle} while {what}: nothing can "
+                                f"progress\n{self.report()}")
+
+    def _hops(self) -> int:
+        c = self.fabric.counters()
+        return int(c.link_out.sum()) + int(c.link_in.sum())
+
+    def _fabric_can_move(self) -> bool:
+        return len(self.fabric.blocked_wavelets()) < self.fabric.in_flight
+
+    def report(self) -> str:
+        lines = []
+        for pe in self.pes:
+            d = pe.describe_wait()
+            if d:
+                lines.append(f"  PE({pe.x},{pe.y}): {d}")
+        for b in self.fabric.blocked_wavelets():
+            lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
+                         f"{b.color} waits: {b.waits_on}")
+        return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+
+    # -- host services (used by SimulatorDevice) ----------------------------------------------
+
+    def launch(self, name: str, args: list) -> None:
+        for pe in self.pes:
+            fn = pe.record.exported_symbols.get(name)
+            if fn is None:
+                raise SimError(f"PE({pe.x},{pe.y}) does not export '{name}'")
+            sym = fn[0]
+            pe.cmd_blocked = True
+
+            def body(pe=pe, sym=sym) -> None:
+                pe.interp.call(sym, list(args), sym.decl)
+            self._start_rpc(pe, f"{name} (launch)", body)
+        self.run_until(lambda: not any(pe.cmd_blocked for pe in self.pes),
+                       f"running launch('{name}')")
+        # A PE may have unblocked the command stream ahead of the global clock (its task ran
+        # ahead in local time); the host sees the command finish when the last PE did.
+        self.advance_to(max(pe.unblock_time for pe in self.pes))
+
+    def advance_to(self, target: int) -> None:
+        """Simulate until the global clock reaches ``target`` (skipping idle stretches)."""
+        while self.cycle < target:
+            if self.fabric.idle:
+                t = self.pending_time()
+                nothing_now = not any(pe.runnable_tasks() for pe in self.pes if pe.main is None)
+                if nothing_now and (t is None or t > target):
+                    self.fabric.advance_clock(target - self.cycle)
+                    self.cycle = self.fabric.cycle
+                    break
+            self.step()
+
+    def _start_rpc(self, pe: PE, name: str, body) -> None:
+        """Queue a host-launched function as the PE's next main-thread work."""
+        def wait_and_run() -> None:
+            body()
+        if pe.main is not None and not pe.main.done:
+            # The RPC task runs when the main thread is free (memcpy's task is a task too).
+            prev = pe.main
+            ctx = pe.start_context(name, wait_and_run, main=False)
+            ctx.wait = lambda: prev.done
+            ctx.wait_desc = "the main thread to finish its task"
+        else:
+            pe.start_context(name, wait_and_run, main=True)
