@@ -99,10 +99,10 @@ class SimulatorDevice:
         return out
 
     def stream_h2d(self, color: int, pes, data) -> None:
-        raise DeviceError("streaming memcpy is not implemented by the simulator yet")
+        self.sim.stream_h2d(color, [tuple(p) for p in pes], np.asarray(data, dtype=np.uint32))
 
     def stream_d2h(self, color: int, pes, count: int) -> np.ndarray:
-        raise DeviceError("streaming memcpy is not implemented by the simulator yet")
+        return self.sim.stream_d2h(color, [tuple(p) for p in pes], count)
 
     def launch(self, name: str, args) -> None:
         e = self.layout.exports.get(name)

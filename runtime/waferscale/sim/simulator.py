@@ -65,7 +65,9 @@ class Simulator:
         self.running: Context | None = None
         self.loop_greenlet = greenlet.getcurrent()
         arch = layout.options.arch
-        fo = FabricOptions(arch=arch)
+        # WSE-3: queues 8..11 stand for memcpy's own receive queues of D2H streams (a model
+        # detail, invisible to user code, which may only name queues 0..7).
+        fo = FabricOptions(arch=arch, input_queue_depths=ARCH_QUEUE_DEPTHS["wse3"][0] + (8,) * 4)
         if arch == "wse2":
             # Queues 0..7 are the hardware's; 8 + c is the implicit queue of color c that
             # WSE-2 data tasks and color-addressed fabin DSDs read from.
@@ -79,7 +81,9 @@ class Simulator:
                 pe = PE(self, x, y, layout.program_at(x, y))
                 self.pes.append(pe)
                 self.grid[(x, y)] = pe
+        self.host_io: list = []          # per-cycle memcpy stream pumps (see stream_h2d/d2h)
         self._configure_fabric()
+        self._configure_memcpy_streams()
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -103,6 +107,20 @@ class Simulator:
                 for (kind, n) in rec.task_bindings:
                     if kind == "data" and n not in bound:
                         fab.bind_input_queue(pe.x, pe.y, WSE2_COLOR_QUEUE_BASE + n, n)
+
+    def _configure_memcpy_streams(self) -> None:
+        """memcpy's streams (csl-language.md §8): the host's H2D wavelets enter a PE through
+        memcpy's output queue 0 and loop RAMP→RAMP into the input queue the program bound to
+        the stream color; a PE's D2H wavelets loop RAMP→RAMP into a memcpy receive queue."""
+        self.d2h_queue: dict[int, int] = {}
+        for k, (name, c) in enumerate(sorted(self.layout.memcpy_streams.items())):
+            for pe in self.pes:
+                self.fabric.set_route(pe.x, pe.y, c, [Direction.RAMP], [Direction.RAMP])
+            if name.startswith("MEMCPYD2H"):
+                q = WSE2_COLOR_QUEUE_BASE + c if self.arch == "wse2" else 8 + int(name[-1]) - 1
+                self.d2h_queue[c] = q
+                for pe in self.pes:
+                    self.fabric.bind_input_queue(pe.x, pe.y, q, c)
 
     def wse2_queue(self, color: int) -> int:
         return WSE2_COLOR_QUEUE_BASE + color
@@ -142,6 +160,8 @@ class Simulator:
     def step(self) -> bool:
         """One cycle; returns whether anything happened on a PE."""
         progressed = False
+        for pump in list(self.host_io):
+            progressed |= pump()
         for pe in self.pes:
             for m in pe.microthreads:
                 progressed |= self._resume(pe, m)
@@ -158,8 +178,7 @@ class Simulator:
                     progressed = True
             if pe.main is not None:
                 progressed |= self._resume(pe, pe.main)
-        if self.fabric.step(1) == 0:
-            self.fabric.advance_clock(1)      # an idle fabric does not advance by itself
+        self.fabric.tick()                    # exactly one cycle, idle or not
         self.cycle = self.fabric.cycle
         return progressed
 
@@ -196,7 +215,7 @@ class Simulator:
                     self.fabric.advance_clock(t - self.cycle - 1)   # skip idle time
                     self.cycle = self.fabric.cycle
                 continue
-            if not self.fabric.idle and self._fabric_can_move():
+            if not self.fabric.idle and not self.fabric.stuck():
                 continue
             raise DeadlockError(f"deadlock at cycle {self.cycle} while {what}: nothing can "
                                 f"progress\n{self.report()}")
@@ -205,15 +224,14 @@ class Simulator:
         c = self.fabric.counters()
         return int(c.link_out.sum()) + int(c.link_in.sum())
 
-    def _fabric_can_move(self) -> bool:
-        return len(self.fabric.blocked_wavelets()) < self.fabric.in_flight
-
     def report(self) -> str:
         lines = []
         for pe in self.pes:
             d = pe.describe_wait()
             if d:
                 lines.append(f"  PE({pe.x},{pe.y}): {d}")
+        for desc in self.host_io_waits():
+            lines.append(f"  host: {desc}")
         for b in self.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
@@ -262,3 +280,92 @@ class Simulator:
             ctx.wait_desc = "the main thread to finish its task"
         else:
             pe.start_context(name, wait_and_run, main=True)
+
+    # -- memcpy streams -------------------------------------------------------------------------
+
+    def host_io_waits(self) -> list[str]:
+        return [p.describe() for p in self.host_io]
+
+    def stream_h2d(self, color: int, pes: list, data) -> None:
+        pump = _H2DPump(self, color, pes, data)
+        self.host_io.append(pump)
+        try:
+            self.run_until(pump.finished, f"streaming {pump.total} wavelet(s) to the device on "
+                           f"color {color}")
+        finally:
+            self.host_io.remove(pump)
+
+    def stream_d2h(self, color: int, pes: list, count: int):
+        q = self.d2h_queue.get(color)
+        if q is None:
+            raise SimError(f"color {color} is not a memcpy D2H stream of this program")
+        pump = _D2HPump(self, color, q, pes, count)
+        self.host_io.append(pump)
+        try:
+            self.run_until(pump.finished, f"receiving {count} wavelet(s) per PE on D2H color "
+                           f"{color}")
+        finally:
+            self.host_io.remove(pump)
+        return pump.out
+
+
+class _H2DPump:
+    """Feeds host wavelets into memcpy's output queue 0 of each target PE, one per cycle."""
+
+    def __init__(self, sim: Simulator, color: int, pes: list, data) -> None:
+        self.sim, self.color = sim, color
+        self.todo = [[int(w) for w in row] for row in data]
+        self.pes = [tuple(p) for p in pes]
+        self.pos = [0] * len(self.pes)
+        self.total = sum(len(r) for r in self.todo)
+
+    def __call__(self) -> bool:
+        moved = False
+        fab = self.sim.fabric
+        for i, (x, y) in enumerate(self.pes):
+            if self.pos[i] < len(self.todo[i]) and fab.oq_free(x, y, 0) > 0:
+                fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
+                self.pos[i] += 1
+                moved = True
+        return moved
+
+    def finished(self) -> bool:
+        return all(p == len(r) for p, r in zip(self.pos, self.todo))
+
+    def describe(self) -> str:
+        left = [(pe, len(r) - p) for pe, r, p in zip(self.pes, self.todo, self.pos)
+                if p < len(r)]
+        return (f"memcpy H2D stream on color {self.color} still has to deliver "
+                + ", ".join(f"{n} wavelet(s) to PE{pe}" for pe, n in left[:6])
+                + (" ..." if len(left) > 6 else ""))
+
+
+class _D2HPump:
+    """Collects a PE's D2H wavelets from memcpy's receive queue."""
+
+    def __init__(self, sim: Simulator, color: int, queue: int, pes: list, count: int) -> None:
+        import numpy as np
+        self.sim, self.color, self.queue, self.count = sim, color, queue, count
+        self.pes = [tuple(p) for p in pes]
+        self.out = np.zeros((len(self.pes), count), dtype=np.uint32)
+        self.got = [0] * len(self.pes)
+
+    def __call__(self) -> bool:
+        moved = False
+        fab = self.sim.fabric
+        for i, (x, y) in enumerate(self.pes):
+            if self.got[i] < self.count and fab.iq_count(x, y, self.queue) > 0:
+                payload, _ = fab.ce_recv(x, y, self.queue)
+                self.out[i, self.got[i]] = payload
+                self.got[i] += 1
+                moved = True
+        return moved
+
+    def finished(self) -> bool:
+        return all(g == self.count for g in self.got)
+
+    def describe(self) -> str:
+        left = [(pe, self.count - g) for pe, g in zip(self.pes, self.got) if g < self.count]
+        return (f"memcpy D2H stream on color {self.color} still waits for "
+                + ", ".join(f"{n} wavelet(s) from PE{pe}" for pe, n in left[:6])
+                + (" ..." if len(left) > 6 else ""))

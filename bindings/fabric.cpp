@@ -1,0 +1,891 @@
+// waferscale._fabric: the C++ core of the fabric (router network) simulator.
+//
+// This is the same model as PyFabricCore in runtime/waferscale/sim/fabric.py, which is the
+// definition of the semantics (read its docstring and docs/fabric-model.md first). The two must
+// agree event for event, including error messages; simulator_tests/sim/test_fabric.py runs them
+// in lockstep. Only routers holding wavelets are visited in a cycle.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr int kColors = 24;
+constexpr int kDirs = 5;
+constexpr int kSlots = kDirs * kColors;  // slot = direction * 24 + color
+constexpr int kRamp = 0;
+constexpr int64_t kMaxPayload = 0xFFFFFFFFLL;
+const char* const kNames[kDirs] = {"RAMP", "NORTH", "EAST", "SOUTH", "WEST"};
+constexpr int kOpposite[kDirs] = {0, 3, 4, 1, 2};
+constexpr int kDx[kDirs] = {0, 0, 1, 0, -1};
+constexpr int kDy[kDirs] = {0, -1, 0, 1, 0};
+
+enum class ErrorKind { kBase = 0, kConfig = 1, kRouting = 2 };
+
+struct FabricException : std::runtime_error {
+  ErrorKind kind;
+  FabricException(ErrorKind k, const std::string& msg) : std::runtime_error(msg), kind(k) {}
+};
+
+// The Python exception classes (FabricError, FabricConfigError, FabricRoutingError), handed
+// over by fabric.py. Deliberately leaked references: they must outlive module teardown.
+PyObject* g_error_types[3] = {nullptr, nullptr, nullptr};
+
+[[noreturn]] void fail(ErrorKind kind, const std::string& msg) { throw FabricException(kind, msg); }
+
+std::string pe_name(int x, int y) {
+  return "PE(" + std::to_string(x) + "," + std::to_string(y) + ")";
+}
+
+std::string format_mask(int mask) {
+  std::string s = "{";
+  bool first = true;
+  for (int d = 0; d < kDirs; ++d) {
+    if (!(mask >> d & 1)) continue;
+    if (!first) s += ", ";
+    s += kNames[d];
+    first = false;
+  }
+  return s + "}";
+}
+
+struct Wavelet {
+  uint32_t payload;
+  uint8_t color;
+  uint8_t ctrl;
+};
+
+// A bounded FIFO whose storage is a window of a shared pool (an index, so it stays valid as
+// the pool grows when routes allocate more buffers). cap == 0: not allocated yet.
+struct Ring {
+  uint32_t base;
+  uint16_t cap;
+  uint16_t head;
+  uint16_t count;
+  uint16_t hw;  // high-water mark
+};
+
+// The per-router state read every cycle, packed into two cache lines.
+struct Router {
+  uint8_t rx[kColors];
+  uint8_t tx[kColors];
+  int8_t color_iq[kColors];  // input queue bound to each color, -1 none
+  int32_t nbr[kDirs];        // router index per direction, -1 off the grid (always -1 for RAMP)
+  uint16_t rr;
+  uint16_t oq_rr;
+  uint32_t oq_nonempty;      // bitmask of output queues holding wavelets
+  uint32_t load;             // wavelets in router buffers + output queues + on host links
+  uint32_t valid_colors;     // colors whose tx passed check_destinations under valid_epoch
+  uint32_t valid_epoch;
+  int16_t x, y;
+  uint8_t sinks;
+  uint8_t host_used;         // host links (by direction bit) used in the current cycle
+  unsigned __int128 nonempty;  // bit per slot whose buffer holds wavelets
+};
+
+inline int ctz128(unsigned __int128 v) {
+  const uint64_t lo = static_cast<uint64_t>(v);
+  return lo ? __builtin_ctzll(lo) : 64 + __builtin_ctzll(static_cast<uint64_t>(v >> 64));
+}
+
+struct Move {
+  uint32_t router;
+  uint16_t slot;
+  uint8_t tx;
+};
+
+struct CeMove {
+  uint32_t router;
+  uint32_t queue;
+};
+
+struct Injection {
+  uint32_t router;
+  uint16_t slot;
+  Wavelet w;
+};
+
+struct Pointer {
+  uint32_t router;
+  uint16_t rr, oq_rr;
+};
+
+struct Delivery {
+  int64_t cycle;
+  int x, y, queue, color;
+  uint32_t payload;
+  bool ctrl;
+};
+
+struct SinkRecord {
+  int64_t cycle;
+  int color;
+  uint32_t payload;
+  bool ctrl;
+};
+
+constexpr int64_t kMaxDepth = 65535;
+
+class Core {
+ public:
+  Core(int64_t width, int64_t height, std::vector<int64_t> iq_depths,
+       std::vector<int64_t> oq_depths, int64_t buffer_depth, bool record_deliveries)
+      : record_(record_deliveries) {
+    if (width < 1 || height < 1)
+      fail(ErrorKind::kConfig, "grid must be at least 1x1, got " + std::to_string(width) + "x" +
+                                   std::to_string(height));
+    if (width > 32767 || height > 32767) fail(ErrorKind::kConfig, "grid sides must be <= 32767");
+    if (iq_depths.empty() || oq_depths.empty() || iq_depths.size() > 32 || oq_depths.size() > 32)
+      fail(ErrorKind::kConfig, "queue counts must be in 1..32");
+    for (int64_t d : iq_depths)
+      if (d < 1 || d > kMaxDepth) fail(ErrorKind::kConfig, "queue depths must be in 1..65535");
+    for (int64_t d : oq_depths)
+      if (d < 1 || d > kMaxDepth) fail(ErrorKind::kConfig, "queue depths must be in 1..65535");
+    if (buffer_depth < 1 || buffer_depth > kMaxDepth)
+      fail(ErrorKind::kConfig, "router buffer depth must be in 1..65535");
+    width_ = static_cast<int>(width);
+    height_ = static_cast<int>(height);
+    depth_ = static_cast<uint16_t>(buffer_depth);
+    n_iq_ = static_cast<int>(iq_depths.size());
+    n_oq_ = static_cast<int>(oq_depths.size());
+    const size_t n = static_cast<size_t>(width_) * height_;
+    routers_.resize(n);
+    for (int y = 0; y < height_; ++y) {
+      for (int x = 0; x < width_; ++x) {
+        Router& r = routers_[static_cast<size_t>(y) * width_ + x];
+        r = Router{};
+        r.x = static_cast<int16_t>(x);
+        r.y = static_cast<int16_t>(y);
+        for (int d = 0; d < kDirs; ++d) {
+          const int nx = x + kDx[d], ny = y + kDy[d];
+          r.nbr[d] = (d == kRamp || nx < 0 || ny < 0 || nx >= width_ || ny >= height_)
+                         ? -1 : ny * width_ + nx;
+        }
+        for (int c = 0; c < kColors; ++c) r.color_iq[c] = -1;
+      }
+    }
+    slot_rings_.assign(n * kSlots, Ring{0, 0, 0, 0, 0});
+    iq_rings_.reserve(n * n_iq_);
+    oq_rings_.reserve(n * n_oq_);
+    for (size_t i = 0; i < n; ++i) {
+      for (int64_t d : iq_depths) iq_rings_.push_back(new_ring(static_cast<uint16_t>(d)));
+      for (int64_t d : oq_depths) oq_rings_.push_back(new_ring(static_cast<uint16_t>(d)));
+    }
+    iq_color_.assign(n * n_iq_, -1);
+    active_.assign((n + 63) / 64, 0);
+    link_out_.assign(n * kDirs, 0);
+    link_in_.assign(n * kDirs, 0);
+    stall_cycles_.assign(n, 0);
+    stalled_.assign(n, 0);
+  }
+
+  // ---- configuration (every change bumps epoch_, invalidating the route-check cache) ----
+
+  void set_route(int64_t x, int64_t y, int64_t color, int64_t rx, int64_t tx) {
+    Router& r = at(x, y);
+    check_color(color);
+    for (int64_t mask : {rx, tx})
+      if (mask < 0 || mask >= 32)
+        fail(ErrorKind::kConfig, "route mask " + std::to_string(mask) + " out of range 0..31");
+    for (int d = 1; d < kDirs; ++d) {
+      if ((tx >> d & 1) && r.nbr[d] < 0 && !(r.sinks >> d & 1))
+        fail(ErrorKind::kConfig, "route of color " + std::to_string(color) + " at " +
+                                     pe_name(r.x, r.y) + " sends " + kNames[d] +
+                                     " off the grid (no edge sink enabled for " +
+                                     pe_name(r.x, r.y) + " " + kNames[d] + ")");
+    }
+    r.rx[color] = static_cast<uint8_t>(rx);
+    r.tx[color] = static_cast<uint8_t>(tx);
+    const size_t i = static_cast<size_t>(index_of(r));
+    for (int d = 0; d < kDirs; ++d) {
+      Ring& ring = slot_rings_[i * kSlots + d * kColors + color];
+      if ((rx >> d & 1) && !ring.cap) ring = new_ring(depth_);
+    }
+    ++epoch_;
+  }
+
+  std::pair<int, int> get_route(int64_t x, int64_t y, int64_t color) {
+    Router& r = at(x, y);
+    check_color(color);
+    return {r.rx[color], r.tx[color]};
+  }
+
+  void enable_edge_sink(int64_t x, int64_t y, int64_t direction) {
+    Router& r = at(x, y);
+    edge_port(r, direction, "enable_edge_sink");
+    r.sinks |= static_cast<uint8_t>(1 << direction);
+    sinks_.try_emplace(index_of(r) * kDirs + static_cast<int>(direction));
+  }
+
+  py::list edge_sink_take(int64_t x, int64_t y, int64_t direction) {
+    Router& r = at(x, y);
+    check_direction(direction);
+    auto it = sinks_.find(index_of(r) * kDirs + static_cast<int>(direction));
+    if (it == sinks_.end())
+      fail(ErrorKind::kConfig, "no edge sink enabled for " + pe_name(r.x, r.y) + " " +
+                                   kNames[direction]);
+    py::list out;
+    for (const auto& rec : it->second)
+      out.append(py::make_tuple(rec.cycle, rec.color, rec.payload, rec.ctrl));
+    it->second.clear();
+    return out;
+  }
+
+  void bind_input_queue(int64_t x, int64_t y, int64_t q, int64_t color) {
+    Router& r = at(x, y);
+    check_queue(true, q);
+    check_color(color);
+    int8_t& bound = iq_color_[static_cast<size_t>(index_of(r)) * n_iq_ + q];
+    if (bound == color) return;
+    if (bound >= 0)
+      fail(ErrorKind::kConfig, "input queue " + std::to_string(q) + " of " + pe_name(r.x, r.y) +
+                                   " is already bound to color " + std::to_string(bound) +
+                                   "; unbind it first");
+    if (r.color_iq[color] >= 0)
+      fail(ErrorKind::kConfig, "color " + std::to_string(color) +
+                                   " is already bound to input queue " +
+                                   std::to_string(r.color_iq[color]) + " of " + pe_name(r.x, r.y));
+    bound = static_cast<int8_t>(color);
+    r.color_iq[color] = static_cast<int8_t>(q);
+    ++epoch_;
+  }
+
+  void unbind_input_queue(int64_t x, int64_t y, int64_t q) {
+    Router& r = at(x, y);
+    check_queue(true, q);
+    int8_t& bound = iq_color_[static_cast<size_t>(index_of(r)) * n_iq_ + q];
+    if (bound >= 0) {
+      r.color_iq[bound] = -1;
+      bound = -1;
+    }
+    ++epoch_;
+  }
+
+  int input_queue_color(int64_t x, int64_t y, int64_t q) {
+    Router& r = at(x, y);
+    check_queue(true, q);
+    return iq_color_[static_cast<size_t>(index_of(r)) * n_iq_ + q];
+  }
+
+  // ---- CE side and host side ----
+
+  bool ce_send(int64_t x, int64_t y, int64_t oq, int64_t color, int64_t payload, bool ctrl) {
+    Router& r = at(x, y);
+    check_queue(false, oq);
+    check_color(color);
+    check_payload(payload);
+    const int i = index_of(r);
+    Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + oq];
+    if (ring.count >= ring.cap) return false;
+    push(ring, Wavelet{static_cast<uint32_t>(payload), static_cast<uint8_t>(color), ctrl});
+    r.oq_nonempty |= 1u << oq;
+    add_load(r, i);
+    return true;
+  }
+
+  py::object ce_recv(int64_t x, int64_t y, int64_t iq) {
+    Ring& ring = iq_at(x, y, iq);
+    if (!ring.count) return py::none();
+    const Wavelet w = pop(ring);
+    return py::make_tuple(w.payload, static_cast<bool>(w.ctrl));
+  }
+
+  py::object ce_peek(int64_t x, int64_t y, int64_t iq) {
+    Ring& ring = iq_at(x, y, iq);
+    if (!ring.count) return py::none();
+    const Wavelet& w = front(ring);
+    return py::make_tuple(w.payload, static_cast<bool>(w.ctrl));
+  }
+
+  int iq_count(int64_t x, int64_t y, int64_t iq) { return iq_at(x, y, iq).count; }
+
+  int oq_count(int64_t x, int64_t y, int64_t oq) { return oq_at(x, y, oq).count; }
+
+  int oq_free(int64_t x, int64_t y, int64_t oq) {
+    const Ring& ring = oq_at(x, y, oq);
+    return ring.cap - ring.count;
+  }
+
+  bool inject(int64_t x, int64_t y, int64_t direction, int64_t color, int64_t payload, bool ctrl) {
+    Router& r = at(x, y);
+    edge_port(r, direction, "inject");
+    check_color(color);
+    check_payload(payload);
+    if (!(r.rx[color] >> direction & 1))
+      fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": wavelet injected into " +
+                                    pe_name(r.x, r.y) + " from " + kNames[direction] +
+                                    " on color " + std::to_string(color) + ", but color " +
+                                    std::to_string(color) + " there accepts rx=" +
+                                    format_mask(r.rx[color]));
+    const int i = index_of(r);
+    const int slot = static_cast<int>(direction) * kColors + static_cast<int>(color);
+    if ((r.host_used >> direction & 1) ||
+        slot_rings_[static_cast<size_t>(i) * kSlots + slot].count >= depth_)
+      return false;
+    // Crosses the host link during the next cycle and lands at its end (see PyFabricCore).
+    if (!r.host_used) host_used_list_.push_back(static_cast<uint32_t>(i));
+    r.host_used |= static_cast<uint8_t>(1 << direction);
+    injections_.push_back(Injection{static_cast<uint32_t>(i), static_cast<uint16_t>(slot),
+                                    Wavelet{static_cast<uint32_t>(payload),
+                                            static_cast<uint8_t>(color), ctrl}});
+    add_load(r, i);
+    ++link_in_[static_cast<size_t>(i) * kDirs + direction];
+    return true;
+  }
+
+  // ---- time ----
+
+  int64_t cycle() const { return cycle_; }
+  int64_t in_flight() const { return in_flight_; }
+  bool idle() const { return in_flight_ == 0; }
+
+  int64_t step(int64_t n) {
+    if (n < 0) fail(ErrorKind::kConfig, "step count must be >= 0, got " + std::to_string(n));
+    int64_t done = 0;
+    while (done < n && in_flight_) {
+      run_cycle();
+      ++done;
+    }
+    return done;
+  }
+
+  void advance_clock(int64_t n) {
+    if (n < 0)
+      fail(ErrorKind::kConfig, "advance_clock count must be >= 0, got " + std::to_string(n));
+    if (in_flight_)
+      fail(ErrorKind::kBase, "advance_clock needs an idle fabric; " + std::to_string(in_flight_) +
+                                 " wavelets are in flight");
+    cycle_ += n;
+  }
+
+  void tick() {
+    if (in_flight_)
+      run_cycle();
+    else
+      ++cycle_;
+  }
+
+  // True when the next cycle would neither move a wavelet nor raise (see PyFabricCore.stuck).
+  bool stuck() const {
+    if (!in_flight_ || !injections_.empty()) return false;
+    bool movable = false;
+    for_each_active([&](int i) {
+      if (movable) return;
+      const Router& r = routers_[i];
+      unsigned __int128 bits = r.nonempty;
+      while (bits) {
+        const int s = ctz128(bits);
+        bits &= bits - 1;
+        const int color = s % kColors;
+        const int tx = r.tx[color];
+        if (tx && (!destinations_valid(r, color, tx) || can_take(i, r, color, tx, 0))) {
+          movable = true;
+          return;
+        }
+      }
+      for (int q = 0; q < n_oq_; ++q) {
+        const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
+        if (!ring.count) continue;
+        const int color = front(ring).color;
+        if (!(r.rx[color] & 1) ||
+            slot_rings_[static_cast<size_t>(i) * kSlots + color].count < depth_) {
+          movable = true;
+          return;
+        }
+      }
+    });
+    return !movable;
+  }
+
+  // ---- introspection ----
+
+  py::list take_deliveries() {
+    py::list out;
+    for (const auto& d : deliveries_)
+      out.append(py::make_tuple(d.cycle, d.x, d.y, d.queue, d.color, d.payload, d.ctrl));
+    deliveries_.clear();
+    return out;
+  }
+
+  py::list blocked_wavelets() const {
+    py::list out;
+    for_each_active([&](int i) {
+      const Router& r = routers_[i];
+      for (int s = 0; s < kSlots; ++s) {
+        if (!(r.nonempty >> s & 1)) continue;
+        const int color = s % kColors;
+        const std::string reasons = wait_reasons(i, color, r.tx[color]);
+        if (!reasons.empty())
+          out.append(py::make_tuple(int(r.x), int(r.y), kNames[s / kColors], color, reasons));
+      }
+      for (int q = 0; q < n_oq_; ++q) {
+        const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
+        if (!ring.count) continue;
+        const int color = front(ring).color;
+        std::string reason;
+        if (!(r.rx[color] & 1))
+          reason = pe_name(r.x, r.y) + " does not accept color " + std::to_string(color) +
+                   " from RAMP (rx=" + format_mask(r.rx[color]) + ")";
+        else if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count >= depth_)
+          reason = "buffer RAMP/color " + std::to_string(color) + " of " + pe_name(r.x, r.y) +
+                   " full";
+        else
+          continue;
+        out.append(py::make_tuple(int(r.x), int(r.y), "OQ" + std::to_string(q), color, reason));
+      }
+    });
+    return out;
+  }
+
+  py::dict counters() const {
+    const py::ssize_t h = height_, w = width_;
+    py::dict d;
+    d["cycle"] = cycle_;
+    d["link_out"] = as_array(link_out_, {h, w, py::ssize_t(kDirs)});
+    d["link_in"] = as_array(link_in_, {h, w, py::ssize_t(kDirs)});
+    d["stall_cycles"] = as_array(stall_cycles_, {h, w});
+    d["stalled_wavelet_cycles"] = as_array(stalled_, {h, w});
+    d["iq_high_water"] = as_array(high_water(iq_rings_), {h, w, py::ssize_t(n_iq_)});
+    d["oq_high_water"] = as_array(high_water(oq_rings_), {h, w, py::ssize_t(n_oq_)});
+    d["buffer_high_water"] = as_array(high_water(slot_rings_),
+                                      {h, w, py::ssize_t(kDirs), py::ssize_t(kColors)});
+    return d;
+  }
+
+  int width() const { return width_; }
+  int height() const { return height_; }
+
+ private:
+  // ---- helpers ----
+
+  Router& at(int64_t x, int64_t y) {
+    if (x < 0 || y < 0 || x >= width_ || y >= height_)
+      fail(ErrorKind::kConfig, "PE(" + std::to_string(x) + "," + std::to_string(y) +
+                                   ") is outside the " + std::to_string(width_) + "x" +
+                                   std::to_string(height_) + " grid");
+    return routers_[static_cast<size_t>(y) * width_ + x];
+  }
+  Ring& iq_at(int64_t x, int64_t y, int64_t q) {
+    const Router& r = at(x, y);
+    check_queue(true, q);
+    return iq_rings_[static_cast<size_t>(index_of(r)) * n_iq_ + q];
+  }
+  Ring& oq_at(int64_t x, int64_t y, int64_t q) {
+    const Router& r = at(x, y);
+    check_queue(false, q);
+    return oq_rings_[static_cast<size_t>(index_of(r)) * n_oq_ + q];
+  }
+  int index_of(const Router& r) const { return r.y * width_ + r.x; }
+
+  static void check_color(int64_t c) {
+    if (c < 0 || c >= kColors)
+      fail(ErrorKind::kConfig, "color " + std::to_string(c) + " out of range 0..23");
+  }
+  static void check_direction(int64_t d) {
+    if (d < 0 || d >= kDirs)
+      fail(ErrorKind::kConfig, "direction " + std::to_string(d) + " out of range 0..4");
+  }
+  static void check_payload(int64_t p) {
+    if (p < 0 || p > kMaxPayload)
+      fail(ErrorKind::kConfig, "payload " + std::to_string(p) + " does not fit in 32 bits");
+  }
+  void check_queue(bool input, int64_t q) const {
+    const int n = input ? n_iq_ : n_oq_;
+    if (q < 0 || q >= n)
+      fail(ErrorKind::kConfig, std::string(input ? "input" : "output") + " queue " +
+                                   std::to_string(q) + " out of range 0.." + std::to_string(n - 1));
+  }
+  void edge_port(const Router& r, int64_t d, const char* what) const {
+    check_direction(d);
+    if (d == kRamp) fail(ErrorKind::kConfig, std::string(what) + ": RAMP is not an edge port");
+    if (r.nbr[d] >= 0) {
+      const Router& o = routers_[r.nbr[d]];
+      fail(ErrorKind::kConfig, std::string(what) + ": " + pe_name(r.x, r.y) + " " + kNames[d] +
+                                   " is not an edge port (it leads to " + pe_name(o.x, o.y) + ")");
+    }
+  }
+
+  Ring new_ring(uint16_t cap) {
+    const Ring ring{static_cast<uint32_t>(pool_.size()), cap, 0, 0, 0};
+    pool_.resize(pool_.size() + cap);
+    return ring;
+  }
+
+  void push(Ring& ring, const Wavelet& w) {
+    uint32_t pos = uint32_t(ring.head) + ring.count;
+    if (pos >= ring.cap) pos -= ring.cap;
+    pool_[ring.base + pos] = w;
+    if (++ring.count > ring.hw) ring.hw = ring.count;
+  }
+  Wavelet pop(Ring& ring) {
+    const Wavelet w = pool_[ring.base + ring.head];
+    if (++ring.head == ring.cap) ring.head = 0;
+    --ring.count;
+    return w;
+  }
+  const Wavelet& front(const Ring& ring) const { return pool_[ring.base + ring.head]; }
+
+  void add_load(Router& r, int i) {
+    ++r.load;
+    ++in_flight_;
+    active_[i >> 6] |= uint64_t(1) << (i & 63);
+  }
+
+  void push_buffer(Router& r, int i, int slot, const Wavelet& w) {
+    push(slot_rings_[static_cast<size_t>(i) * kSlots + slot], w);
+    r.nonempty |= static_cast<unsigned __int128>(1) << slot;
+    add_load(r, i);
+  }
+
+  template <class F>
+  void for_each_active(F&& f) const {
+    for (size_t wi = 0; wi < active_.size(); ++wi) {
+      uint64_t bits = active_[wi];
+      while (bits) {
+        f(static_cast<int>(wi * 64 + __builtin_ctzll(bits)));
+        bits &= bits - 1;
+      }
+    }
+  }
+
+  static std::vector<int64_t> high_water(const std::vector<Ring>& rings) {
+    std::vector<int64_t> out(rings.size());
+    for (size_t k = 0; k < rings.size(); ++k) out[k] = rings[k].hw;
+    return out;
+  }
+
+  static py::array_t<int64_t> as_array(const std::vector<int64_t>& v,
+                                       std::vector<py::ssize_t> shape) {
+    py::array_t<int64_t> a(shape);
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+  }
+
+  // ---- the cycle (decide on the start-of-cycle state, then commit) ----
+
+  void check_destinations(const Router& r, int color, int tx) const {
+    for (int o = 0; o < kDirs; ++o) {
+      if (!(tx >> o & 1)) continue;
+      if (o == kRamp) {
+        if (r.color_iq[color] < 0)
+          fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": wavelet on color " +
+                                        std::to_string(color) + " routed to RAMP at " +
+                                        pe_name(r.x, r.y) + ", but no input queue of " +
+                                        pe_name(r.x, r.y) + " is bound to color " +
+                                        std::to_string(color));
+        continue;
+      }
+      if (r.nbr[o] < 0) continue;
+      const Router& n = routers_[r.nbr[o]];
+      const int back = kOpposite[o];
+      if (!(n.rx[color] >> back & 1))
+        fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
+                                      " forwards a wavelet on color " + std::to_string(color) +
+                                      " " + kNames[o] + " to " + pe_name(n.x, n.y) +
+                                      ", which does not accept color " + std::to_string(color) +
+                                      " from " + kNames[back] + " (rx=" +
+                                      format_mask(n.rx[color]) + ")");
+    }
+  }
+
+  bool destinations_valid(const Router& r, int color, int tx) const {
+    for (int o = 0; o < kDirs; ++o) {
+      if (!(tx >> o & 1)) continue;
+      if (o == kRamp) {
+        if (r.color_iq[color] < 0) return false;
+      } else if (r.nbr[o] >= 0 && !(routers_[r.nbr[o]].rx[color] >> kOpposite[o] & 1)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool can_take(int i, const Router& r, int color, int tx, int used) const {
+    if (tx & used) return false;
+    for (int o = 0; o < kDirs; ++o) {
+      if (!(tx >> o & 1)) continue;
+      if (o == kRamp) {
+        const Ring& iq = iq_rings_[static_cast<size_t>(i) * n_iq_ + r.color_iq[color]];
+        if (iq.count >= iq.cap) return false;
+      } else if (r.nbr[o] >= 0) {
+        const size_t slot = static_cast<size_t>(r.nbr[o]) * kSlots + kOpposite[o] * kColors + color;
+        if (slot_rings_[slot].count >= depth_) return false;
+      }
+    }
+    return true;
+  }
+
+  void plan(int i) {
+    Router& r = routers_[i];
+    int stalled = 0;
+    int first = -1;
+    if (r.nonempty) {
+      if (r.valid_epoch != epoch_) {
+        r.valid_epoch = epoch_;
+        r.valid_colors = 0;
+      }
+      int used = 0;
+      const unsigned __int128 all = ~static_cast<unsigned __int128>(0);
+      // Scan slots rr..119 then 0..rr-1.
+      const unsigned __int128 parts[2] = {r.nonempty & (all << r.rr), r.nonempty & ~(all << r.rr)};
+      for (unsigned __int128 bits : parts) {
+        while (bits) {
+          const int s = ctz128(bits);
+          bits &= bits - 1;
+          const int color = s % kColors;
+          const int tx = r.tx[color];
+          // The checks only depend on the configuration, so a pass is cached until it changes.
+          if (!(r.valid_colors >> color & 1)) {
+            check_destinations(r, color, tx);
+            r.valid_colors |= 1u << color;
+          }
+          if (tx == 0 || !can_take(i, r, color, tx, used)) {
+            ++stalled;
+            continue;
+          }
+          used |= tx;
+          if (first < 0) first = s;
+          moves_.push_back(Move{static_cast<uint32_t>(i), static_cast<uint16_t>(s),
+                                static_cast<uint8_t>(tx)});
+        }
+      }
+    }
+    int chosen = -1;
+    if (r.oq_nonempty) {
+      const Ring* oqs = &oq_rings_[static_cast<size_t>(i) * n_oq_];
+      for (int q = 0; q < n_oq_; ++q) {
+        if (!(r.oq_nonempty >> q & 1)) continue;
+        const int color = front(oqs[q]).color;
+        if (!(r.rx[color] & 1))
+          fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
+                                        " output queue " + std::to_string(q) +
+                                        " sends a wavelet on color " + std::to_string(color) +
+                                        " into its router from RAMP, but color " +
+                                        std::to_string(color) + " there accepts rx=" +
+                                        format_mask(r.rx[color]));
+      }
+      for (int k = 0; k < n_oq_; ++k) {
+        int q = r.oq_rr + k;
+        if (q >= n_oq_) q -= n_oq_;
+        if (!(r.oq_nonempty >> q & 1)) continue;
+        const int color = front(oqs[q]).color;  // RAMP slot of a color = the color
+        if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count < depth_) {
+          chosen = q;
+          break;
+        }
+      }
+      stalled += __builtin_popcount(r.oq_nonempty) - (chosen >= 0 ? 1 : 0);
+      if (chosen >= 0)
+        ce_moves_.push_back(CeMove{static_cast<uint32_t>(i), static_cast<uint32_t>(chosen)});
+    }
+    if (stalled) stalls_.emplace_back(i, stalled);
+    if (first >= 0 || chosen >= 0)
+      pointers_.push_back(
+          Pointer{static_cast<uint32_t>(i),
+                  static_cast<uint16_t>(first >= 0 ? (first + 1) % kSlots : r.rr),
+                  static_cast<uint16_t>(chosen >= 0 ? (chosen + 1) % n_oq_ : r.oq_rr)});
+  }
+
+  void run_cycle() {
+    moves_.clear();
+    ce_moves_.clear();
+    stalls_.clear();
+    pointers_.clear();
+    for_each_active([this](int i) { plan(i); });
+
+    const int64_t t = cycle_;
+    for (const Move& m : moves_) {
+      Router& r = routers_[m.router];
+      const int i = static_cast<int>(m.router);
+      Ring& src = slot_rings_[static_cast<size_t>(i) * kSlots + m.slot];
+      const Wavelet w = pop(src);
+      if (!src.count) r.nonempty &= ~(static_cast<unsigned __int128>(1) << m.slot);
+      --r.load;
+      --in_flight_;
+      const int color = w.color;
+      for (int o = 0; o < kDirs; ++o) {
+        if (!(m.tx >> o & 1)) continue;
+        ++link_out_[static_cast<size_t>(i) * kDirs + o];
+        if (o == kRamp) {
+          const int q = r.color_iq[color];
+          push(iq_rings_[static_cast<size_t>(i) * n_iq_ + q], w);
+          if (record_)
+            deliveries_.push_back(Delivery{t, r.x, r.y, q, color, w.payload, w.ctrl != 0});
+          continue;
+        }
+        const int nb = r.nbr[o];
+        if (nb < 0) {
+          sinks_[i * kDirs + o].push_back(SinkRecord{t, color, w.payload, w.ctrl != 0});
+          continue;
+        }
+        const int back = kOpposite[o];
+        ++link_in_[static_cast<size_t>(nb) * kDirs + back];
+        push_buffer(routers_[nb], nb, back * kColors + color, w);
+      }
+    }
+    for (const CeMove& m : ce_moves_) {
+      Router& r = routers_[m.router];
+      const int i = static_cast<int>(m.router);
+      Ring& oq = oq_rings_[static_cast<size_t>(i) * n_oq_ + m.queue];
+      const Wavelet w = pop(oq);
+      if (!oq.count) r.oq_nonempty &= ~(1u << m.queue);
+      --r.load;
+      --in_flight_;
+      ++link_in_[static_cast<size_t>(i) * kDirs + kRamp];
+      push_buffer(r, i, kRamp * kColors + w.color, w);
+    }
+    for (const Injection& inj : injections_) {
+      Router& r = routers_[inj.router];
+      --r.load;  // counted since inject(); push_buffer counts it again
+      --in_flight_;
+      push_buffer(r, static_cast<int>(inj.router), inj.slot, inj.w);
+    }
+    injections_.clear();
+    for (const auto& [i, n] : stalls_) {
+      ++stall_cycles_[i];
+      stalled_[i] += n;
+    }
+    for (const Pointer& p : pointers_) {
+      routers_[p.router].rr = p.rr;
+      routers_[p.router].oq_rr = p.oq_rr;
+    }
+    // Only routers that sent something can have become empty.
+    for (const Move& m : moves_)
+      if (!routers_[m.router].load) active_[m.router >> 6] &= ~(uint64_t(1) << (m.router & 63));
+    for (const CeMove& m : ce_moves_)
+      if (!routers_[m.router].load) active_[m.router >> 6] &= ~(uint64_t(1) << (m.router & 63));
+    for (uint32_t i : host_used_list_) routers_[i].host_used = 0;
+    host_used_list_.clear();
+    cycle_ = t + 1;
+  }
+
+  std::string wait_reasons(int i, int color, int tx) const {
+    const Router& r = routers_[i];
+    if (tx == 0)
+      return "no route: color " + std::to_string(color) + " has an empty tx at " +
+             pe_name(r.x, r.y);
+    std::string out;
+    auto add = [&out](const std::string& s) {
+      if (!out.empty()) out += "; ";
+      out += s;
+    };
+    for (int o = 0; o < kDirs; ++o) {
+      if (!(tx >> o & 1)) continue;
+      if (o == kRamp) {
+        const int q = r.color_iq[color];
+        if (q < 0) {
+          add("no input queue of " + pe_name(r.x, r.y) + " is bound to color " +
+              std::to_string(color));
+        } else {
+          const Ring& iq = iq_rings_[static_cast<size_t>(i) * n_iq_ + q];
+          if (iq.count >= iq.cap)
+            add("input queue " + std::to_string(q) + " of " + pe_name(r.x, r.y) + " full");
+        }
+        continue;
+      }
+      if (r.nbr[o] < 0) continue;
+      const Router& n = routers_[r.nbr[o]];
+      const int back = kOpposite[o];
+      if (!(n.rx[color] >> back & 1))
+        add(pe_name(n.x, n.y) + " does not accept color " + std::to_string(color) + " from " +
+            kNames[back] + " (rx=" + format_mask(n.rx[color]) + ")");
+      else if (slot_rings_[static_cast<size_t>(r.nbr[o]) * kSlots + back * kColors + color]
+                   .count >= depth_)
+        add(std::string("buffer ") + kNames[back] + "/color " + std::to_string(color) + " of " +
+            pe_name(n.x, n.y) + " full");
+    }
+    return out;
+  }
+
+  int width_ = 0, height_ = 0, n_iq_ = 0, n_oq_ = 0;
+  uint16_t depth_ = 2;
+  bool record_ = false;
+  int64_t cycle_ = 0;
+  int64_t in_flight_ = 0;
+  uint32_t epoch_ = 1;
+  std::vector<Router> routers_;
+  std::vector<Ring> slot_rings_;  // router * 120 + slot
+  std::vector<Ring> iq_rings_;    // router * n_iq + q
+  std::vector<Ring> oq_rings_;    // router * n_oq + q
+  std::vector<Wavelet> pool_;
+  std::vector<int8_t> iq_color_;
+  std::vector<uint64_t> active_;  // bitmap of routers with load > 0
+  std::vector<uint32_t> host_used_list_;
+  std::vector<Injection> injections_;  // crossing host links this cycle
+  std::unordered_map<int, std::vector<SinkRecord>> sinks_;
+  std::vector<Delivery> deliveries_;
+  std::vector<Move> moves_;
+  std::vector<CeMove> ce_moves_;
+  std::vector<std::pair<int, int>> stalls_;
+  std::vector<Pointer> pointers_;
+  std::vector<int64_t> link_out_, link_in_, stall_cycles_, stalled_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_fabric, m) {
+  m.doc() = "C++ core of the waferscale fabric simulator; use waferscale.sim.fabric.Fabric.";
+
+  m.def("set_error_types", [](py::object base, py::object config, py::object routing) {
+    py::object types[3] = {base, config, routing};
+    for (int k = 0; k < 3; ++k) {
+      Py_XDECREF(g_error_types[k]);
+      g_error_types[k] = types[k].release().ptr();
+    }
+  }, "Register the Python classes for FabricError, FabricConfigError, FabricRoutingError.");
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const FabricException& e) {
+      PyObject* type = g_error_types[static_cast<int>(e.kind)];
+      if (!type) type = e.kind == ErrorKind::kConfig ? PyExc_ValueError : PyExc_RuntimeError;
+      PyErr_SetString(type, e.what());
+    }
+  });
+
+  py::class_<Core>(m, "Core")
+      .def(py::init<int64_t, int64_t, std::vector<int64_t>, std::vector<int64_t>, int64_t, bool>(),
+           py::arg("width"), py::arg("height"), py::arg("iq_depths"), py::arg("oq_depths"),
+           py::arg("buffer_depth"), py::arg("record_deliveries"))
+      .def("set_route", &Core::set_route)
+      .def("get_route", &Core::get_route)
+      .def("enable_edge_sink", &Core::enable_edge_sink)
+      .def("edge_sink_take", &Core::edge_sink_take)
+      .def("bind_input_queue", &Core::bind_input_queue)
+      .def("unbind_input_queue", &Core::unbind_input_queue)
+      .def("input_queue_color", &Core::input_queue_color)
+      .def("ce_send", &Core::ce_send, py::arg("x"), py::arg("y"), py::arg("oq"), py::arg("color"),
+           py::arg("payload"), py::arg("ctrl") = false)
+      .def("ce_recv", &Core::ce_recv)
+      .def("ce_peek", &Core::ce_peek)
+      .def("iq_count", &Core::iq_count)
+      .def("oq_count", &Core::oq_count)
+      .def("oq_free", &Core::oq_free)
+      .def("inject", &Core::inject, py::arg("x"), py::arg("y"), py::arg("direction"),
+           py::arg("color"), py::arg("payload"), py::arg("ctrl") = false)
+      .def_property_readonly("cycle", &Core::cycle)
+      .def_property_readonly("in_flight", &Core::in_flight)
+      .def_property_readonly("idle", &Core::idle)
+      .def_property_readonly("width", &Core::width)
+      .def_property_readonly("height", &Core::height)
+      .def("step", &Core::step, py::arg("n") = 1)
+      .def("advance_clock", &Core::advance_clock)
+      .def("tick", &Core::tick)
+      .def("stuck", &Core::stuck)
+      .def("take_deliveries", &Core::take_deliveries)
+      .def("blocked_wavelets", &Core::blocked_wavelets)
+      .def("counters", &Core::counters);
+}
