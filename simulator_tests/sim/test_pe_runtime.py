@@ -115,3 +115,22 @@ def test_backpressure_stalls_sender_without_losing_data(tmp_path):
                                   3 * x)
     assert dev.sim.grid[(0, 0)].stats.stall > 0     # the async send waited for queue space
     assert dev.sim.cycle > 20 * n                   # paced by the receiver
+
+
+@pytest.mark.parametrize("arch", ["wse2", "wse3"])
+@pytest.mark.parametrize("width, n", [(1, 1), (3, 5), (4, 17)])
+def test_memcpy_streams_round_trip(arch, width, n):
+    dev = device("stream_echo", arch, width=width, N=n, h2d_id=5, d2h_id=6)
+    x = (np.arange(width * n, dtype=np.float32) - 3.25).reshape(width, n)
+    pes = [(i, 0) for i in range(width)]
+    dev.stream_h2d(5, pes, f32_words(x))
+    y = dev.stream_d2h(6, pes, n).view(np.float32)
+    np.testing.assert_array_equal(y, 2 * x)
+
+
+def test_d2h_stream_waiting_for_data_is_a_deadlock():
+    dev = device("stream_echo", "wse3", width=2, N=4, h2d_id=5, d2h_id=6)
+    with pytest.raises(DeadlockError) as ei:
+        dev.stream_d2h(6, [(0, 0), (1, 0)], 4)      # nothing was streamed in
+    assert "memcpy D2H stream on color 6 still waits for 4 wavelet(s) from PE(0, 0)" in \
+        str(ei.value)
