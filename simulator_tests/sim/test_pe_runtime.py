@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from waferscale.host.device import DeadlockError
 from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.device import SimulatorDevice
+from waferscale.sim.pe import SimError
 from waferscale.sim.simulator import SimOptions
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -134,3 +135,19 @@ def test_d2h_stream_waiting_for_data_is_a_deadlock():
         dev.stream_d2h(6, [(0, 0), (1, 0)], 4)      # nothing was streamed in
     assert "memcpy D2H stream on color 6 still waits for 4 wavelet(s) from PE(0, 0)" in \
         str(ei.value)
+
+
+def test_out_of_bounds_dsd_names_cycle_pe_task_and_symbol(tmp_path):
+    src = PROGRAMS / "single_pe_gemv"
+    (tmp_path / "layout.csl").write_text((src / "layout.csl").read_text())
+    # One increment too many walks the column DSD past the end of A.
+    (tmp_path / "pe.csl").write_text((src / "pe.csl").read_text().replace(
+        "for (@range(i16, N)) |j| {", "A_dsd = @increment_dsd_offset(A_dsd, M, f32);\n"
+        "  for (@range(i16, N)) |j| {"))
+    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
+        params=(("M", "4"), ("N", "3")), memcpy=True, channels=1)))
+    with pytest.raises(SimError) as ei:
+        dev.launch("compute", [])
+    text = str(ei.value)
+    assert text.startswith("cycle ") and "PE(0,0), task compute (launch)" in text
+    assert "reaches element 12 of 'A', which has 12 element(s): out of bounds" in text

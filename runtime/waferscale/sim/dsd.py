@@ -134,6 +134,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
                 break
             counters[k] = 0
             k += 1
+    pe.check_access(addrs, elem, node, p.kind, base)
     return MemOperand(addrs, elem)
 
 

@@ -323,6 +323,31 @@ class PE:
         except MemoryError_ as e:
             raise self.error(str(e), node) from None
 
+    def symbol_at(self, addr: int):
+        """The placement (symbol) that holds word ``addr``, or None."""
+        for pl in self.program.memory.placements:
+            a = pl.address // 2
+            if a <= addr < a + max(1, pl.size // 2):
+                return pl
+        return None
+
+    def check_access(self, addrs: list[int], elem: T.Type, node: A.Node | None,
+                     what: str, base: int) -> None:
+        """Raise unless every element address lies inside the variable holding ``base``
+        (the DSD's base address)."""
+        if not addrs:
+            return
+        lo, hi = min(addrs), max(addrs)
+        pl = self.symbol_at(base)
+        if pl is None:
+            raise self.error(f"{what} has base address {base}, outside every variable", node)
+        a, n = pl.address // 2, max(1, pl.size // 2)
+        if lo < a or hi + words_of(elem) > a + n:
+            ew = words_of(elem)
+            bad = lo if lo < a else hi
+            raise self.error(f"{what} reaches element {(bad - a) // ew} of '{pl.var.qualname}'"
+                             f", which has {n // ew} element(s): out of bounds", node)
+
     def store_dsd(self, addr: int, v: Val) -> None:
         self.dsd_vars[addr] = v
 

@@ -26,6 +26,7 @@ from ..host.device import DeadlockError
 from ..lang import types as T
 from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricOptions
+from .memory import MemoryError_
 from .pe import PE, Context, SimError
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ class Simulator:
             ctx.glet.switch()
         except SimError:
             raise
+        except MemoryError_ as e:
+            raise pe.error(str(e)) from None
         except Exception as e:
             from ..lang.errors import CslError
             if isinstance(e, CslError):
