@@ -344,7 +344,7 @@ class PE:
         a, n = pl.address // 2, max(1, pl.size // 2)
         if lo < a or hi + words_of(elem) > a + n:
             ew = words_of(elem)
-            bad = lo if lo < a else hi
+            bad = next(x for x in addrs if x < a or x + ew > a + n)   # first offender
             raise self.error(f"{what} reaches element {(bad - a) // ew} of '{pl.var.qualname}'"
                              f", which has {n // ew} element(s): out of bounds", node)
 
