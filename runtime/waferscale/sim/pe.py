@@ -74,7 +74,7 @@ class PEInterp(Interp):
     # Run-time code has no branch quota: an endless task is a real hang, caught by the
     # simulator's cycle limit instead.
     def tick(self, node: A.Node) -> None:
-        self.pe.cost(1)
+        self.pe.cost(self.pe.sim.timing.branch)
 
     def _int_result(self, t: T.Type, x: int, node: A.Node) -> Val:
         if isinstance(t, T.IntT):
@@ -179,7 +179,7 @@ class PEInterp(Interp):
     # -- statements ---------------------------------------------------------------------------
 
     def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
-        self.pe.cost(1)
+        self.pe.cost(self.pe.sim.timing.statement)
         super().exec_stmt(st, s)
 
     def _s_Assign(self, st: A.Assign, s: Scope) -> None:
@@ -392,8 +392,10 @@ class PE:
         else:
             self.active.discard(tid)
         self.stats.tasks_run += 1
-        self.start_context(f"{fn.name}", lambda: self.interp.call(fn_as_callable(fn), args,
-                                                                    fn.decl), main=True)
+        ctx = self.start_context(fn.name, lambda: self.interp.call(fn_as_callable(fn), args,
+                                                                   fn.decl), main=True)
+        ctx.ready_at = self.sim.cycle + self.sim.timing.task_start
+        self.stats.busy += self.sim.timing.task_start
 
     def wavelet_args(self, fn: FnVal, payload: int) -> list[Val]:
         """Split a 32-bit wavelet into the data task's parameters (first = low half)."""

@@ -27,6 +27,7 @@ from ..lang import types as T
 from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricOptions
 from .memory import MemoryError_
+from .timing import DEFAULT_TIMING, TimingModel
 from .pe import PE, Context, SimError
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,14 @@ class SimOptions:
         max_cycles: a run that needs more cycles than this for one host command stops with an
             error (a guard against endless programs).
         fabric_backend: "auto" | "cpp" | "python" (see sim/fabric.py).
+        timing: the cost table (sim/timing.py).
     """
     seed: int = 0
     random_task_order: bool = False
     uninitialized_nan: bool = False
     max_cycles: int = 20_000_000
     fabric_backend: str = "auto"
+    timing: TimingModel = DEFAULT_TIMING
 
 
 class Simulator:
@@ -61,6 +64,7 @@ class Simulator:
         opts = options or SimOptions()
         self.options = opts
         self.arch = layout.options.arch
+        self.timing = opts.timing
         self.compilation = layout.programs[0].instance.ctx
         self.cycle = 0
         self.running: Context | None = None
