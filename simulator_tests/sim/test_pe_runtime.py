@@ -151,3 +151,21 @@ def test_out_of_bounds_dsd_names_cycle_pe_task_and_symbol(tmp_path):
     text = str(ei.value)
     assert text.startswith("cycle ") and "PE(0,0), task compute (launch)" in text
     assert "reaches element 12 of 'A', which has 12 element(s): out of bounds" in text
+
+
+def test_chrome_trace_has_task_and_dsd_spans(tmp_path):
+    import json
+    opts = CompileOptions(params=(("N", "6"),), memcpy=True, channels=1)
+    dev = SimulatorDevice(elaborate(PROGRAMS / "send_recv" / "layout.csl", opts),
+                          SimOptions(trace=True))
+    dev.memcpy_h2d("x", [(0, 0)], f32_words(np.ones(6))[None], 32)
+    dev.launch("go", [])
+    path = tmp_path / "trace.json"
+    dev.sim.trace.write(path)
+    events = json.loads(path.read_text())["traceEvents"]
+    names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert names == {"PE(0,0)", "PE(1,0)"}
+    spans = [e for e in events if e["ph"] == "X"]
+    assert sum(1 for e in spans if e["name"] == "recv" and e["cat"] == "task") == 6
+    fmovs = [e for e in spans if e["name"] == "@fmovs" and e["cat"] == "dsd"]
+    assert len(fmovs) == 1 and fmovs[0]["args"]["n"] == 6 and fmovs[0]["dur"] > 0

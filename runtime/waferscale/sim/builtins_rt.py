@@ -118,10 +118,13 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
 
     def body() -> None:
+        start = pe.time
         pe.cost(pe.sim.timing.dsd_op_setup + -(-n // simd))
         for i in range(n):
             args = [D.read_elem(pe, o, i, t) for o, t in zip(srcs, op.srcs)]
             D.write_elem(pe, dest, i, op.dest, op.fn(*args))
+        if pe.sim.trace is not None:
+            pe.sim.trace.span(pe, f"@{e.name}", "dsd", start, pe.time, n=n)
         _complete(pe, cfg, e)
 
     if cfg.get("async") is not None and cfg["async"].v:

@@ -415,11 +415,15 @@ class PE:
         def run() -> None:
             prev = self.current_task
             self.current_task = name
+            start = self.time
             try:
                 body()
             finally:
                 ctx_holder[0].done = True
                 self.current_task = prev
+                if self.sim.trace is not None:
+                    self.sim.trace.span(self, name, "task" if main else "async", start,
+                                        self.time)
         ctx = Context(name, greenlet.greenlet(run, parent=self.sim.loop_greenlet),
                       ready_at=self.sim.cycle)
         ctx_holder.append(ctx)

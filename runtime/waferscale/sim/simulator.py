@@ -28,6 +28,7 @@ from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricOptions
 from .memory import MemoryError_
 from .timing import DEFAULT_TIMING, TimingModel
+from .trace import TraceRecorder
 from .pe import PE, Context, SimError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class SimOptions:
             error (a guard against endless programs).
         fabric_backend: "auto" | "cpp" | "python" (see sim/fabric.py).
         timing: the cost table (sim/timing.py).
+        trace: record a Chrome trace (``Simulator.trace``; see sim/trace.py).
     """
     seed: int = 0
     random_task_order: bool = False
@@ -56,6 +58,7 @@ class SimOptions:
     max_cycles: int = 20_000_000
     fabric_backend: str = "auto"
     timing: TimingModel = DEFAULT_TIMING
+    trace: bool = False
 
 
 class Simulator:
@@ -65,6 +68,7 @@ class Simulator:
         self.options = opts
         self.arch = layout.options.arch
         self.timing = opts.timing
+        self.trace = TraceRecorder() if opts.trace else None
         self.compilation = layout.programs[0].instance.ctx
         self.cycle = 0
         self.running: Context | None = None
