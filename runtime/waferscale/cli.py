@@ -18,6 +18,7 @@ from waferscale.lang.errors import CslError
 
 COMMAND_MODULES = [
     "waferscale.lang.cli",
+    "waferscale.host.cli",
     "waferscale.model.cli",
 ]
 

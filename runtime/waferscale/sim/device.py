@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from ..host.device import DeviceError, ExportInfo
 from ..lang import types as T
-from ..lang.layout import CompileOptions, Layout, elaborate
+from ..lang.layout import Layout, elaborate
 from ..lang.values import FnVal, GlobalVar, Val
 from .memory import words_of
 from .pe import PE
@@ -37,17 +36,9 @@ class SimulatorDevice:
     def from_output_dir(cls, out_dir: str | Path, **options) -> "SimulatorDevice":
         """Re-elaborate the program recorded in ``out_dir/waferscale.json`` (written by
         ``waferscale cslc``) and build a simulator for it."""
-        meta = json.loads((Path(out_dir) / "waferscale.json").read_text())
-        o = meta["options"]
-        copts = CompileOptions(
-            arch=o["arch"], params=tuple(map(tuple, o.get("params", []))),
-            colors=tuple(map(tuple, o.get("colors", []))),
-            fabric_dims=tuple(o["fabric_dims"]) if o.get("fabric_dims") else None,
-            fabric_offsets=tuple(o["fabric_offsets"]) if o.get("fabric_offsets") else None,
-            memcpy=o.get("memcpy", False), channels=o.get("channels", 0),
-            width_west_buf=o.get("width_west_buf", 0), width_east_buf=o.get("width_east_buf", 0),
-            import_paths=tuple(o.get("import_paths", [])))
-        return cls(elaborate(meta["layout"], copts), SimOptions(**options))
+        from ..host.compile import read_output_dir
+        rec = read_output_dir(out_dir)
+        return cls(elaborate(rec.layout, rec.compile_options()), SimOptions(**options))
 
     # -- protocol -------------------------------------------------------------------------------
 

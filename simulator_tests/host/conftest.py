@@ -1,0 +1,11 @@
+"""Make this directory importable so the host tests (and host scripts run by ``cs_python`` in
+them) can ``import host_fake_device`` under any pytest import mode."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
