@@ -73,10 +73,14 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
             if name == "length":
                 extent = _int(args[0])
         if p.kind == "fabin_dsd":
-            if "input_queue" in f:
+            if pe.sim.arch == "wse2" and "fabric_color" in f:
+                # WSE-2 reads a fabin from its color's queue (.input_queue only picks the
+                # microthread there).
+                q = pe.sim.wse2_queue(_int(f["fabric_color"]), pe)
+            elif "input_queue" in f:
                 q = _int(f["input_queue"])
             else:
-                q = pe.sim.wse2_queue(_int(f["fabric_color"]))
+                q = pe.sim.wse2_queue(_int(f["fabric_color"]), pe)
             return FabIn(q, extent)
         oq = _int(f["output_queue"]) if "output_queue" in f else 0
         if "fabric_color" in f:

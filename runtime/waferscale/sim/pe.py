@@ -35,12 +35,13 @@ from ..lang import types as T
 from ..lang.comptime import Interp, ModuleInstance, RuntimeIntrinsic, RuntimeRef, Scope
 from ..lang.errors import CslError
 from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
+from ..host.device import DeviceError
 from .memory import MemoryError_, PEMemory, words_of
 
 log = logging.getLogger(__name__)
 
 
-class SimError(Exception):
+class SimError(DeviceError):
     """A run-time error of the simulated program, with cycle, PE and task context."""
 
 
@@ -271,7 +272,7 @@ class PE:
             tid = n if kind != "control" else 64 + n
             self.tasks[tid] = (kind, fn)
             if kind == "data":
-                self.data_queue[tid] = n if arch == "wse3" else self.sim.wse2_queue(n)
+                self.data_queue[tid] = n if arch == "wse3" else self.sim.wse2_queue(n, self)
         self.active |= set(self.record.initially_active)
         for kind, n in self.record.initially_blocked:
             self.blocked.add(self._block_key(kind, n))

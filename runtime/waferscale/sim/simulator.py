@@ -25,7 +25,7 @@ import greenlet
 from ..host.device import DeadlockError
 from ..lang import types as T
 from ..lang.layout import Layout
-from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricOptions
+from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricError, FabricOptions
 from .memory import MemoryError_
 from .timing import DEFAULT_TIMING, TimingModel
 from .trace import TraceRecorder
@@ -93,12 +93,27 @@ class Simulator:
         self.host_io: list = []          # per-cycle memcpy stream pumps (see stream_h2d/d2h)
         self._configure_fabric()
         self._configure_memcpy_streams()
+        if self.arch == "wse2":
+            # Data tasks read the queue their color was bound to (known only now).
+            for pe in self.pes:
+                for tid, (kind, _) in pe.tasks.items():
+                    if kind == "data":
+                        pe.data_queue[tid] = self.wse2_queue(tid, pe)
 
     # -- set-up -----------------------------------------------------------------------------
 
     def _configure_fabric(self) -> None:
         fab = self.fabric
+        w, h = self.layout.width, self.layout.height
         for (x, y, c), r in self.layout.routes.items():
+            for d in r.tx:
+                # A route may point out of the program rectangle (into memcpy's columns or the
+                # halo), as official examples do on their last column; what leaves there is
+                # absorbed by an edge sink (and counted in the fabric's link counters).
+                dx, dy = {"EAST": (1, 0), "WEST": (-1, 0), "NORTH": (0, -1),
+                          "SOUTH": (0, 1)}.get(d, (0, 0))
+                if (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
+                    fab.enable_edge_sink(x, y, Direction[d])
             fab.set_route(x, y, c, [Direction[d] for d in r.rx], [Direction[d] for d in r.tx])
         arch = self.arch
         for pe in self.pes:
@@ -112,10 +127,15 @@ class Simulator:
                 if kind == "input_queue" and "color" in cfg:
                     fab.bind_input_queue(pe.x, pe.y, q, cfg["color"].v)
             if arch == "wse2":
+                # WSE-2 delivers a color to the CE without @initialize_queue (data tasks are
+                # bound to colors; fabin DSDs name their color): every color routed to RAMP
+                # here gets its implicit queue unless the program bound one explicitly.
                 bound = {fab.input_queue_color(pe.x, pe.y, q) for q in range(8)}
-                for (kind, n) in rec.task_bindings:
-                    if kind == "data" and n not in bound:
-                        fab.bind_input_queue(pe.x, pe.y, WSE2_COLOR_QUEUE_BASE + n, n)
+                ramp_colors = {c for (x, y, c), r in self.layout.routes.items()
+                               if (x, y) == (pe.x, pe.y) and "RAMP" in r.tx}
+                ramp_colors |= {n for (kind, n) in rec.task_bindings if kind == "data"}
+                for c in sorted(ramp_colors - bound):
+                    fab.bind_input_queue(pe.x, pe.y, WSE2_COLOR_QUEUE_BASE + c, c)
 
     def _configure_memcpy_streams(self) -> None:
         """memcpy's streams (csl-language.md §8): the host's H2D wavelets enter a PE through
@@ -131,7 +151,12 @@ class Simulator:
                 for pe in self.pes:
                     self.fabric.bind_input_queue(pe.x, pe.y, q, c)
 
-    def wse2_queue(self, color: int) -> int:
+    def wse2_queue(self, color: int, pe: PE | None = None) -> int:
+        """WSE-2: the input queue a color is delivered to on ``pe`` (explicit or implicit)."""
+        if pe is not None:
+            for q in range(8):
+                if self.fabric.input_queue_color(pe.x, pe.y, q) == color:
+                    return q
         return WSE2_COLOR_QUEUE_BASE + color
 
     def output_queue_color(self, pe: PE, oq: int) -> int:
@@ -189,7 +214,10 @@ class Simulator:
                     progressed = True
             if pe.main is not None:
                 progressed |= self._resume(pe, pe.main)
-        self.fabric.tick()                    # exactly one cycle, idle or not
+        try:
+            self.fabric.tick()                # exactly one cycle, idle or not
+        except FabricError as e:
+            raise SimError(f"{e}\n{self.report()}") from None
         self.cycle = self.fabric.cycle
         return progressed
 
