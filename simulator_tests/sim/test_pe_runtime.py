@@ -169,3 +169,41 @@ def test_chrome_trace_has_task_and_dsd_spans(tmp_path):
     assert sum(1 for e in spans if e["name"] == "recv" and e["cat"] == "task") == 6
     fmovs = [e for e in spans if e["name"] == "@fmovs" and e["cat"] == "dsd"]
     assert len(fmovs) == 1 and fmovs[0]["args"]["n"] == 6 and fmovs[0]["dur"] > 0
+
+
+@pytest.mark.parametrize("arch", ["wse2", "wse3"])
+@pytest.mark.parametrize("p, n", [(1, 3), (3, 4), (4, 2)])
+def test_collectives_2d(arch, p, n):
+    dev = device("collectives", arch, P=p, N=n)
+    rng = np.random.default_rng(p * 10 + n)
+    rows = rng.standard_normal((p, n)).astype(np.float32)       # buf of each row's root
+    parts = rng.standard_normal((p, n * p)).astype(np.float32)  # parts of each row's root
+    roots = [(0, y) for y in range(p)]
+    dev.memcpy_h2d("buf", roots, f32_words(rows), 32)
+    dev.memcpy_h2d("parts", roots, f32_words(parts), 32)
+    dev.launch("main", [])
+    everyone = [(x, y) for y in range(p) for x in range(p)]
+    bufs = dev.memcpy_d2h("buf", everyone, n, 32).view(np.float32).reshape(p, p, n)
+    np.testing.assert_array_equal(bufs, np.repeat(rows[:, None, :], p, axis=1))  # broadcast
+    sums = dev.memcpy_d2h("sums", [(x, 0) for x in range(p)], n, 32).view(np.float32)
+    expect = np.zeros((p, n), dtype=np.float32)
+    for y in range(p):                     # reduce_fadds adds in line order, f32 each step
+        expect = (expect + rows[y][None, :]).astype(np.float32)
+    np.testing.assert_array_equal(sums, expect)
+    got = dev.memcpy_d2h("gathered", [(p - 1, y) for y in range(p)], n * p, 32)
+    np.testing.assert_array_equal(got.view(np.float32), parts)  # scatter then gather
+
+
+def test_collective_waiting_for_missing_pe_is_reported(tmp_path):
+    src = PROGRAMS / "collectives"
+    (tmp_path / "layout.csl").write_text((src / "layout.csl").read_text())
+    # PE x = 1 never joins the broadcast.
+    (tmp_path / "pe.csl").write_text((src / "pe.csl").read_text().replace(
+        "  mpi_x.broadcast(0,", "  const layout_mod = @import_module(\"<layout>\");\n"
+        "  if (layout_mod.get_x_coord() != 1) mpi_x.broadcast(0,"))
+    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
+        params=(("P", "3"), ("N", "2")), memcpy=True, channels=1)))
+    with pytest.raises(DeadlockError) as ei:
+        dev.launch("main", [])
+    assert "collectives_2d broadcast on row 0: 2 of 3 PEs called; waiting for position(s) [1]" \
+        in str(ei.value)

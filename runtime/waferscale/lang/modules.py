@@ -198,6 +198,7 @@ def _simprint_lib(ip, importer, params, node) -> NativeModule:
     m = NativeModule(ip, importer, "simprint", params, node)
     m.runtime_fn("print_string", (T.COMPTIME_STRING,), T.VOID)
     m.runtime_fn("print_u16_decimal", (T.U16,), T.VOID)
+    m.runtime_fn("print_u32_decimal", (T.U32,), T.VOID)
     m.runtime_fn("fmt", (T.COMPTIME_STRING, None), T.VOID)
     return m
 

@@ -196,6 +196,15 @@ def _rt_assert(ip, e, s) -> Val:
     return Val(T.VOID, None)
 
 
+def _rt_ptrcast(ip, e, s) -> Val:
+    """At run time a pointer is a word address: @ptrcast only retypes it."""
+    t, v = (ip.eval(a, s) for a in e.args)
+    if t.type != T.TYPE or not isinstance(t.v, T.PointerT) or not isinstance(v.type,
+                                                                            T.PointerT):
+        raise ip.pe.error("@ptrcast needs a pointer type and a pointer value", e)
+    return Val(t.v, v.v)
+
+
 def _rt_comptime_only(name: str):
     def fn(ip, e, s) -> Val:
         raise ip.pe.error(f"@{name} is only allowed in a top-level comptime block", e)
@@ -209,6 +218,7 @@ RUNTIME_BUILTINS.update({
     "block": _rt_block(True),
     "unblock": _rt_block(False),
     "assert": _rt_assert,
+    "ptrcast": _rt_ptrcast,
     "is_comptime": lambda ip, e, s: Val(T.BOOL, False),
 })
 for _n in ("bind_local_task", "bind_data_task", "bind_control_task", "initialize_queue",
@@ -218,13 +228,13 @@ for _n in ("bind_local_task", "bind_data_task", "bind_control_task", "initialize
 
 # -- library intrinsics ------------------------------------------------------------------------
 
-def _unblock_cmd_stream(pe, args, node) -> Val:
+def _unblock_cmd_stream(pe, args, node, owner=None) -> Val:
     pe.cmd_blocked = False
     pe.unblock_time = pe.time
     return Val(T.VOID, None)
 
 
-def _timestamp(pe, args, node) -> Val:
+def _timestamp(pe, args, node, owner=None) -> Val:
     ptr = args[0]
     t = pe.time
     for k in range(3):
@@ -233,7 +243,7 @@ def _timestamp(pe, args, node) -> Val:
 
 
 def _math1(f: Callable[[float], float], rnd: Callable[[float], float]):
-    def impl(pe, args, node) -> Val:
+    def impl(pe, args, node, owner=None) -> Val:
         x = args[0]
         try:
             r = f(x.v)
@@ -248,14 +258,28 @@ def _safe_exp(x: float) -> float:
     return math.exp(x) if x < 709 else math.inf
 
 
+def _print(fmt: Callable[[Val], str]):
+    """<simprint>: text accumulates per PE and is written to the log at each newline."""
+    def impl(pe, args, node, owner=None) -> Val:
+        pe.sim.simprint(pe, fmt(args[0]))
+        return Val(T.VOID, None)
+    return impl
+
+
 INTRINSICS: dict[str, Callable] = {
     "memcpy/memcpy.unblock_cmd_stream": _unblock_cmd_stream,
-    "layout.get_x_coord": lambda pe, a, n: Val(T.U16, pe.x),
-    "layout.get_y_coord": lambda pe, a, n: Val(T.U16, pe.y),
-    "time.enable_tsc": lambda pe, a, n: Val(T.VOID, None),
-    "time.disable_tsc": lambda pe, a, n: Val(T.VOID, None),
+    "layout.get_x_coord": lambda pe, a, n, o=None: Val(T.U16, pe.x),
+    "layout.get_y_coord": lambda pe, a, n, o=None: Val(T.U16, pe.y),
+    "time.enable_tsc": lambda pe, a, n, o=None: Val(T.VOID, None),
+    "time.disable_tsc": lambda pe, a, n, o=None: Val(T.VOID, None),
     "time.get_timestamp": _timestamp,
+    "simprint.print_string": _print(lambda v: v.v),
+    "simprint.print_u16_decimal": _print(lambda v: str(v.v & 0xFFFF)),
+    "simprint.print_u32_decimal": _print(lambda v: str(v.v & 0xFFFFFFFF)),
+    "collectives_2d/pe.init": lambda pe, a, n, o=None: Val(T.VOID, None),
 }
+from .collectives import INTRINSICS as _C2D  # noqa: E402  (collectives imports Val only)
+INTRINSICS.update(_C2D)
 for _base, _f in (("exp", _safe_exp), ("sqrt", lambda x: math.sqrt(x) if x >= 0 else math.nan),
                   ("log", lambda x: math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)),
                   ("inv", lambda x: 1.0 / x if x else math.copysign(math.inf, x)),

@@ -170,8 +170,8 @@ class PEInterp(Interp):
 
     def call(self, fn: FnVal, args: list[Val], node: A.Node) -> Val:
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
-            self.pe.cost(1)
-            return self.pe.intrinsic(fn.intrinsic.qualname, args, node)
+            self.pe.cost(self.pe.sim.timing.branch)
+            return self.pe.intrinsic(fn.intrinsic.qualname, args, node, fn.owner)
         return super().call(fn, args, node)
 
     def field_of(self, v: Val, name: str, e: A.Node) -> Val:
@@ -228,6 +228,8 @@ class PE:
         self.time = 0                             # local clock while a context runs
         self.current_task = "-"
         self.cmd_blocked = False                  # waiting for unblock_cmd_stream
+        self.timed_activations: list[tuple[int, int]] = []   # (cycle, local task id)
+        self.print_buffer = ""                    # <simprint> text before its newline
         self.unblock_time = 0                     # local cycle of the last unblock
         self.stats = PEStats()
         self.rng = random.Random(sim.options.seed * 1_000_003 + y * 10007 + x)
@@ -451,12 +453,16 @@ class PE:
 
     # -- runtime intrinsics of the standard libraries -----------------------------------------
 
-    def intrinsic(self, name: str, args: list[Val], node: A.Node) -> Val:
+    def intrinsic(self, name: str, args: list[Val], node: A.Node, owner: Any = None) -> Val:
         from .builtins_rt import INTRINSICS
         f = INTRINSICS.get(name)
         if f is None:
             raise self.error(f"'{name}' is not implemented by the simulator yet", node)
-        return f(self, args, node)
+        return f(self, args, node, owner)
+
+    def activate_at(self, cycle: int, tid: int) -> None:
+        """Activate local task ``tid`` once the global clock reaches ``cycle``."""
+        self.timed_activations.append((cycle, tid))
 
     def describe_wait(self) -> str:
         parts = []

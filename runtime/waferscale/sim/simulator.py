@@ -51,6 +51,8 @@ class SimOptions:
         fabric_backend: "auto" | "cpp" | "python" (see sim/fabric.py).
         timing: the cost table (sim/timing.py).
         trace: record a Chrome trace (``Simulator.trace``; see sim/trace.py).
+        simprint_log: file that ``<simprint>`` lines are appended to (None: keep them only in
+            ``Simulator.sim_log``); created only when a program prints.
     """
     seed: int = 0
     random_task_order: bool = False
@@ -59,6 +61,7 @@ class SimOptions:
     fabric_backend: str = "auto"
     timing: TimingModel = DEFAULT_TIMING
     trace: bool = False
+    simprint_log: str | None = "sim.log"
 
 
 class Simulator:
@@ -69,6 +72,7 @@ class Simulator:
         self.arch = layout.options.arch
         self.timing = opts.timing
         self.trace = TraceRecorder() if opts.trace else None
+        self.sim_log: list[str] = []
         self.compilation = layout.programs[0].instance.ctx
         self.cycle = 0
         self.running: Context | None = None
@@ -199,6 +203,12 @@ class Simulator:
         for pump in list(self.host_io):
             progressed |= pump()
         for pe in self.pes:
+            if pe.timed_activations:
+                due = [t for t in pe.timed_activations if t[0] <= self.cycle]
+                if due:
+                    pe.timed_activations = [t for t in pe.timed_activations if t[0] > self.cycle]
+                    pe.active.update(tid for _, tid in due)
+                    progressed = True
             for m in pe.microthreads:
                 progressed |= self._resume(pe, m)
             if pe.microthreads and any(m.done for m in pe.microthreads):
@@ -228,6 +238,7 @@ class Simulator:
             for c in [pe.main, *pe.microthreads]:
                 if c is not None and not c.done and c.wait is None and c.ready_at >= self.cycle:
                     times.append(c.ready_at)
+            times.extend(t for t, _ in pe.timed_activations)
             f = getattr(pe, "_main_free_at", 0)
             if pe.main is None and f >= self.cycle and pe.runnable_tasks():
                 times.append(f)
@@ -271,6 +282,8 @@ class Simulator:
                 lines.append(f"  PE({pe.x},{pe.y}): {d}")
         for desc in self.host_io_waits():
             lines.append(f"  host: {desc}")
+        from .collectives import waiting
+        lines.extend(f"  {w}" for w in waiting(self))
         for b in self.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
@@ -321,6 +334,18 @@ class Simulator:
             pe.start_context(name, wait_and_run, main=True)
 
     # -- memcpy streams -------------------------------------------------------------------------
+
+    def simprint(self, pe: PE, text: str) -> None:
+        """Append ``<simprint>`` output of ``pe``; complete lines go to the simprint log as
+        ``@<cycle> <text>`` (the format of simfabric's sim.log)."""
+        pe.print_buffer += text
+        while "\n" in pe.print_buffer:
+            line, pe.print_buffer = pe.print_buffer.split("\n", 1)
+            entry = f"@{pe.time} {line}"
+            self.sim_log.append(entry)
+            if self.options.simprint_log:
+                with open(self.options.simprint_log, "a", encoding="utf-8") as f:
+                    f.write(entry + "\n")
 
     def host_io_waits(self) -> list[str]:
         return [p.describe() for p in self.host_io]
