@@ -207,3 +207,24 @@ def test_collective_waiting_for_missing_pe_is_reported(tmp_path):
         dev.launch("main", [])
     assert "collectives_2d broadcast on row 0: 2 of 3 PEs called; waiting for position(s) [1]" \
         in str(ei.value)
+
+
+def test_simprint_lines_carry_the_cycle(tmp_path):
+    src = PROGRAMS / "send_recv"
+    for f in ("layout.csl", "send.csl"):
+        (tmp_path / f).write_text((src / f).read_text())
+    (tmp_path / "recv.csl").write_text((src / "recv.csl").read_text().replace(
+        "task recv(v: f32) void {",
+        "const prt = @import_module(\"<simprint>\");\n"
+        "task recv(v: f32) void {\n  prt.print_string(\"recv \");\n"
+        "  prt.print_u16_decimal(@as(u16, count));\n  prt.print_string(\"\\n\");"))
+    log = tmp_path / "sim.log"
+    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
+        params=(("N", "3"),), memcpy=True, channels=1)), SimOptions(simprint_log=str(log)))
+    dev.memcpy_h2d("x", [(0, 0)], f32_words(np.ones(3))[None], 32)
+    dev.launch("go", [])
+    lines = log.read_text().splitlines()
+    assert [l.split(" ", 1)[1] for l in lines] == ["recv 0", "recv 1", "recv 2"]
+    cycles = [int(l.split(" ", 1)[0][1:]) for l in lines]
+    assert cycles == sorted(cycles) and cycles[0] > 0
+    assert dev.sim.sim_log == lines
