@@ -63,6 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run an SDK host script unmodified, with cerebras.sdk.runtime."
         "sdkruntimepybind, cerebras.sdk.sdk_utils and cerebras.sdk.debug.debug_util served by "
         "waferscale. Arguments after SCRIPT go to the script.")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (Perfetto) of the run")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-task-order")
+    p.add_argument("--random-task-order", action="store_true",
+                   help="pick runnable tasks at random (flushes out order dependencies)")
+    p.add_argument("--uninitialized-nan", action="store_true",
+                   help="fill PE memory with NaN so reads of uninitialised data show up")
+    p.add_argument("--max-cycles", type=int, default=None,
+                   help="stop a host command that needs more simulated cycles than this")
     p.add_argument("script", metavar="SCRIPT")
     p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS")
     p.set_defaults(func=run_cs_python)
@@ -174,7 +182,13 @@ def run_cs_python(args: argparse.Namespace) -> int:
     argv = list(args.script_args)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    with sdk_modules(), _script_env(script, argv), _show_warnings():
+    from waferscale.sim.device import session
+    sim_opts: dict = {"seed": args.seed, "random_task_order": args.random_task_order,
+                      "uninitialized_nan": args.uninitialized_nan, "trace": bool(args.trace)}
+    if args.max_cycles is not None:
+        sim_opts["max_cycles"] = args.max_cycles
+    with session(sim_opts, args.trace), sdk_modules(), _script_env(script, argv), \
+            _show_warnings():
         try:
             runpy.run_path(str(script), run_name="__main__")
         except SystemExit as e:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +25,31 @@ def _export_info(name: str, t: T.Type, mutable: bool | None) -> ExportInfo:
     return ExportInfo(name, "data", str(t), bool(mutable), bits)
 
 
+# Set by `session()` (the cs_python command): default options and the devices created.
+_SESSION: dict | None = None
+
+
+@contextlib.contextmanager
+def session(options: dict, trace_path: str | None = None) -> Iterator[list]:
+    """Within the block, devices built by ``from_output_dir`` use ``options``; at the end
+    each device's Chrome trace is written to ``trace_path`` (``name.N.json`` when a script
+    creates several runtimes)."""
+    global _SESSION
+    prev, _SESSION = _SESSION, {"options": dict(options), "devices": []}
+    devices = _SESSION["devices"]
+    try:
+        yield devices
+    finally:
+        _SESSION = prev
+        if trace_path:
+            for i, dev in enumerate(devices):
+                p = Path(trace_path)
+                if len(devices) > 1:
+                    p = p.with_name(f"{p.stem}.{i}{p.suffix}")
+                if dev.sim.trace is not None:
+                    dev.sim.trace.write(p)
+
+
 class SimulatorDevice:
     """Runs a compiled program on :class:`~waferscale.sim.simulator.Simulator`."""
 
@@ -31,6 +57,8 @@ class SimulatorDevice:
         self.layout = layout
         self.sim = Simulator(layout, options)
         self.width, self.height = layout.width, layout.height
+        if _SESSION is not None:
+            _SESSION["devices"].append(self)
 
     @classmethod
     def from_output_dir(cls, out_dir: str | Path, **options) -> "SimulatorDevice":
@@ -38,7 +66,8 @@ class SimulatorDevice:
         ``waferscale cslc``) and build a simulator for it."""
         from ..host.compile import read_output_dir
         rec = read_output_dir(out_dir)
-        return cls(elaborate(rec.layout, rec.compile_options()), SimOptions(**options))
+        opts = {**(_SESSION["options"] if _SESSION is not None else {}), **options}
+        return cls(elaborate(rec.layout, rec.compile_options()), SimOptions(**opts))
 
     # -- protocol -------------------------------------------------------------------------------
 
