@@ -41,6 +41,9 @@ class DsdOp:
     fn: Callable[..., Any]
     simd: tuple[int, int]          # elements per cycle on (wse2, wse3); csl-language.md §4.1
     scalar_last: bool = False      # the last argument is a scalar multiplier (fmac*)
+    # The same function on whole NumPy vectors (same rounding: IEEE ops in the element type),
+    # used when no operand overlaps another (dsd.vectorizable); None: always element-wise.
+    vector: Callable[..., Any] | None = None
 
 
 def _add(r):
@@ -52,28 +55,31 @@ def _wrap16(v: int) -> int:
 
 
 DSD_OPS: dict[str, DsdOp] = {
-    "fadds": DsdOp(F32, (F32, F32), _add(_r32), (2, 4)),
-    "faddh": DsdOp(F16, (F16, F16), _add(_r16), (4, 8)),
-    "fsubs": DsdOp(F32, (F32, F32), lambda a, b: _r32(a - b), (2, 4)),
-    "fsubh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a - b), (4, 8)),
-    "fmuls": DsdOp(F32, (F32, F32), lambda a, b: _r32(a * b), (2, 4)),
-    "fmulh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a * b), (4, 8)),
+    "fadds": DsdOp(F32, (F32, F32), _add(_r32), (2, 4), vector=lambda a, b: a + b),
+    "faddh": DsdOp(F16, (F16, F16), _add(_r16), (4, 8), vector=lambda a, b: a + b),
+    "fsubs": DsdOp(F32, (F32, F32), lambda a, b: _r32(a - b), (2, 4), vector=lambda a, b: a - b),
+    "fsubh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a - b), (4, 8), vector=lambda a, b: a - b),
+    "fmuls": DsdOp(F32, (F32, F32), lambda a, b: _r32(a * b), (2, 4), vector=lambda a, b: a * b),
+    "fmulh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a * b), (4, 8), vector=lambda a, b: a * b),
     "fmaxs": DsdOp(F32, (F32, F32), lambda a, b: a if a >= b or b != b else b, (1, 4)),
     "fmaxh": DsdOp(F16, (F16, F16), lambda a, b: a if a >= b or b != b else b, (1, 8)),
     # d = s1 + s2 * v, multiply and add each rounded (unfused; an assumption).
-    "fmacs": DsdOp(F32, (F32, F32, F32), lambda a, b, v: _r32(a + _r32(b * v)), (1, 1), True),
-    "fmach": DsdOp(F16, (F16, F16, F16), lambda a, b, v: _r16(a + _r16(b * v)), (4, 8), True),
-    "fmachs": DsdOp(F32, (F32, F16, F16), lambda a, b, v: _r32(a + _r32(b * v)), (2, 4), True),
-    "fmovs": DsdOp(F32, (F32,), lambda a: a, (2, 4)),
-    "fmovh": DsdOp(F16, (F16,), lambda a: a, (4, 8)),
-    "fnegs": DsdOp(F32, (F32,), lambda a: -a, (2, 4)),
-    "fnegh": DsdOp(F16, (F16,), lambda a: -a, (4, 8)),
-    "fabss": DsdOp(F32, (F32,), abs, (2, 4)),
-    "fabsh": DsdOp(F16, (F16,), abs, (4, 8)),
-    "fh2s": DsdOp(F32, (F16,), lambda a: a, (1, 4)),
-    "fs2h": DsdOp(F16, (F32,), _r16, (1, 4)),
-    "mov16": DsdOp(T.U16, (T.U16,), lambda a: a, (4, 8)),
-    "mov32": DsdOp(T.U32, (T.U32,), lambda a: a, (2, 4)),
+    "fmacs": DsdOp(F32, (F32, F32, F32), lambda a, b, v: _r32(a + _r32(b * v)), (1, 1), True,
+                    vector=lambda a, b, v: a + b * v),
+    "fmach": DsdOp(F16, (F16, F16, F16), lambda a, b, v: _r16(a + _r16(b * v)), (4, 8), True,
+                    vector=lambda a, b, v: a + b * v),
+    "fmachs": DsdOp(F32, (F32, F16, F16), lambda a, b, v: _r32(a + _r32(b * v)), (2, 4), True,
+                    vector=lambda a, b, v: a + b.astype(np.float32) * np.float32(v)),
+    "fmovs": DsdOp(F32, (F32,), lambda a: a, (2, 4), vector=lambda a: a),
+    "fmovh": DsdOp(F16, (F16,), lambda a: a, (4, 8), vector=lambda a: a),
+    "fnegs": DsdOp(F32, (F32,), lambda a: -a, (2, 4), vector=lambda a: -a),
+    "fnegh": DsdOp(F16, (F16,), lambda a: -a, (4, 8), vector=lambda a: -a),
+    "fabss": DsdOp(F32, (F32,), abs, (2, 4), vector=np.abs),
+    "fabsh": DsdOp(F16, (F16,), abs, (4, 8), vector=np.abs),
+    "fh2s": DsdOp(F32, (F16,), lambda a: a, (1, 4), vector=lambda a: a.astype(np.float32)),
+    "fs2h": DsdOp(F16, (F32,), _r16, (1, 4), vector=lambda a: a.astype(np.float16)),
+    "mov16": DsdOp(T.U16, (T.U16,), lambda a: a, (4, 8), vector=lambda a: a),
+    "mov32": DsdOp(T.U32, (T.U32,), lambda a: a, (2, 4), vector=lambda a: a),
     "add16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a + b), (4, 8)),
     "sub16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a - b), (4, 8)),
 }
@@ -120,9 +126,11 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     def body() -> None:
         start = pe.time
         pe.cost(pe.sim.timing.dsd_op_setup + -(-n // simd))
-        for i in range(n):
-            args = [D.read_elem(pe, o, i, t) for o, t in zip(srcs, op.srcs)]
-            D.write_elem(pe, dest, i, op.dest, op.fn(*args))
+        if not (op.vector is not None and D.vectorizable(dest, srcs, n)
+                and D.run_vectorized(pe, op, dest, srcs, n)):
+            for i in range(n):
+                args = [D.read_elem(pe, o, i, t) for o, t in zip(srcs, op.srcs)]
+                D.write_elem(pe, dest, i, op.dest, op.fn(*args))
         if pe.sim.trace is not None:
             pe.sim.trace.span(pe, f"@{e.name}", "dsd", start, pe.time, n=n)
         _complete(pe, cfg, e)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..lang import types as T
 from ..lang.values import DsdVal, TensorAccessVal, Val
 from .memory import decode, encode, words_of
@@ -168,3 +170,73 @@ def write_elem(pe, op, i: int, t: T.Type, value) -> None:
     pe.wait(lambda: fab.oq_free(pe.x, pe.y, op.queue) > 0,
             f"space in output queue {op.queue} (color {op.color})")
     fab.ce_send(pe.x, pe.y, op.queue, op.color, bits)
+
+
+# -- vectorized execution -----------------------------------------------------------------------
+
+_NP = {"f32": np.float32, "f16": np.float16}
+
+
+def vectorizable(dest, srcs, n: int) -> bool:
+    """Whole-vector execution equals the element-by-element order exactly when every operand
+    is memory or a scalar and each source either touches no address the destination writes,
+    or reads each element exactly where the destination writes it (an in-place update)."""
+    if not isinstance(dest, MemOperand) or dest.pointer or len(dest.addrs) < n:
+        return False
+    if len(set(dest.addrs[:n])) != n:
+        return False            # the destination revisits an address: a reduction
+    dset = set(dest.addrs[:n])
+    for s in srcs:
+        if isinstance(s, Scalar):
+            continue
+        if not isinstance(s, MemOperand) or s.pointer or len(s.addrs) < n:
+            return False
+        if s.addrs[:n] != dest.addrs[:n] and dset.intersection(s.addrs[:n]):
+            return False
+    return True
+
+
+def _gather(pe, addrs: list[int], t: T.Type) -> np.ndarray:
+    w = pe.mem.words
+    a = np.asarray(addrs, dtype=np.int64)
+    if words_of(t) == 2:
+        bits = w[a].astype(np.uint32) | (w[a + 1].astype(np.uint32) << 16)
+        return bits.view(np.float32) if t == T.F32 else bits.view(
+            np.int32 if isinstance(t, T.IntT) and t.signed else np.uint32)
+    bits = w[a]
+    if t == T.F16:
+        return bits.view(np.float16)
+    return bits.view(np.int16) if isinstance(t, T.IntT) and t.signed else bits
+
+
+def _scatter(pe, addrs: list[int], t: T.Type, values: np.ndarray) -> None:
+    w = pe.mem.words
+    a = np.asarray(addrs, dtype=np.int64)
+    if words_of(t) == 2:
+        bits = np.ascontiguousarray(values.astype(np.float32 if t == T.F32 else
+                                                  values.dtype)).view(np.uint32)
+        w[a] = (bits & 0xFFFF).astype(np.uint16)
+        w[a + 1] = (bits >> 16).astype(np.uint16)
+    elif t == T.F16:
+        w[a] = np.ascontiguousarray(values.astype(np.float16)).view(np.uint16)
+    else:
+        w[a] = values.astype(np.int64).astype(np.uint16)
+
+
+def run_vectorized(pe, op, dest: MemOperand, srcs: list, n: int) -> bool:
+    """Execute a memory-only DSD op on whole vectors; False if the types are not handled."""
+    if not all(isinstance(t, T.FloatT) and t.name in _NP or t in (T.U16, T.U32)
+               for t in (op.dest, *op.srcs)):
+        return False
+    args = []
+    for s, t in zip(srcs, op.srcs):
+        if isinstance(s, Scalar):
+            args.append(_NP[t.name](s.value.v) if isinstance(t, T.FloatT) else s.value.v)
+        else:
+            args.append(_gather(pe, s.addrs[:n], t))
+    with np.errstate(all="ignore"):
+        result = op.vector(*args)
+    if isinstance(op.dest, T.FloatT):
+        result = np.asarray(result, dtype=_NP[op.dest.name])
+    _scatter(pe, dest.addrs[:n], op.dest, np.asarray(result))
+    return True

@@ -202,7 +202,14 @@ class Simulator:
         progressed = False
         for pump in list(self.host_io):
             progressed |= pump()
+        iq_count = self.fabric.core.iq_count
         for pe in self.pes:
+            # Skip PEs with nothing that could run this cycle (most of a large grid, most of
+            # the time): no live context, no activation pending, no wavelet for a data task.
+            if (pe.main is None and not pe.microthreads and not pe.timed_activations
+                    and not pe.active and not any(iq_count(pe.x, pe.y, q)
+                                                   for q in pe.data_queue.values())):
+                continue
             if pe.timed_activations:
                 due = [t for t in pe.timed_activations if t[0] <= self.cycle]
                 if due:
