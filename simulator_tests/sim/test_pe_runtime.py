@@ -24,6 +24,21 @@ def device(name: str, arch: str = "wse3", **params) -> SimulatorDevice:
     return SimulatorDevice(elaborate(PROGRAMS / name / "layout.csl", opts))
 
 
+def variant(tmp_path: Path, name: str, edits: dict[str, tuple[str, str]], params: dict,
+            options: SimOptions | None = None) -> SimulatorDevice:
+    """A copy of program ``name`` with text edits {file: (old, new)}, compiled for wse3."""
+    for f in (PROGRAMS / name).glob("*.csl"):
+        text = f.read_text()
+        if f.name in edits:
+            old, new = edits[f.name]
+            assert old in text, (f.name, old)
+            text = text.replace(old, new)
+        (tmp_path / f.name).write_text(text)
+    opts = CompileOptions(params=tuple((k, str(v)) for k, v in params.items()), memcpy=True,
+                          channels=1)
+    return SimulatorDevice(elaborate(tmp_path / "layout.csl", opts), options)
+
+
 def f32_words(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
 
@@ -82,13 +97,8 @@ def test_random_task_order_gives_same_result():
 
 def test_deadlock_is_reported_per_pe(tmp_path):
     # The receiver waits for one more wavelet than the sender sends: a real deadlock.
-    src = PROGRAMS / "send_recv"
-    for f in ("layout.csl", "send.csl"):
-        (tmp_path / f).write_text((src / f).read_text())
-    (tmp_path / "recv.csl").write_text((src / "recv.csl").read_text().replace(
-        "if (count == N)", "if (count == N + 1)"))
-    opts = CompileOptions(params=(("N", "4"),), memcpy=True, channels=1)
-    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts))
+    dev = variant(tmp_path, "send_recv", {"recv.csl": ("if (count == N)",
+                                                        "if (count == N + 1)")}, {"N": 4})
     with pytest.raises(DeadlockError) as ei:
         dev.launch("go", [])
     text = str(ei.value)
@@ -100,15 +110,10 @@ def test_deadlock_is_reported_per_pe(tmp_path):
 def test_backpressure_stalls_sender_without_losing_data(tmp_path):
     # A slow receiver (long data task) makes the sender's queue fill up: wavelets wait, none
     # are lost or reordered.
-    src = PROGRAMS / "send_recv"
-    for f in ("layout.csl", "send.csl"):
-        (tmp_path / f).write_text((src / f).read_text())
-    (tmp_path / "recv.csl").write_text((src / "recv.csl").read_text().replace(
-        "  y[count] = v * 3.0;",
-        "  var k: i16 = 0;\n  while (k < 20) : (k += 1) { }\n  y[count] = v * 3.0;"))
     n = 40
-    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
-        params=(("N", str(n)),), memcpy=True, channels=1)))
+    dev = variant(tmp_path, "send_recv", {"recv.csl": (
+        "  y[count] = v * 3.0;",
+        "  var k: i16 = 0;\n  while (k < 20) : (k += 1) { }\n  y[count] = v * 3.0;")}, {"N": n})
     x = np.arange(n, dtype=np.float32)
     dev.memcpy_h2d("x", [(0, 0)], f32_words(x)[None], 32)
     dev.launch("go", [])
@@ -138,14 +143,10 @@ def test_d2h_stream_waiting_for_data_is_a_deadlock():
 
 
 def test_out_of_bounds_dsd_names_cycle_pe_task_and_symbol(tmp_path):
-    src = PROGRAMS / "single_pe_gemv"
-    (tmp_path / "layout.csl").write_text((src / "layout.csl").read_text())
     # One increment too many walks the column DSD past the end of A.
-    (tmp_path / "pe.csl").write_text((src / "pe.csl").read_text().replace(
+    dev = variant(tmp_path, "single_pe_gemv", {"pe.csl": (
         "for (@range(i16, N)) |j| {", "A_dsd = @increment_dsd_offset(A_dsd, M, f32);\n"
-        "  for (@range(i16, N)) |j| {"))
-    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
-        params=(("M", "4"), ("N", "3")), memcpy=True, channels=1)))
+        "  for (@range(i16, N)) |j| {")}, {"M": 4, "N": 3})
     with pytest.raises(SimError) as ei:
         dev.launch("compute", [])
     text = str(ei.value)
@@ -195,14 +196,10 @@ def test_collectives_2d(arch, p, n):
 
 
 def test_collective_waiting_for_missing_pe_is_reported(tmp_path):
-    src = PROGRAMS / "collectives"
-    (tmp_path / "layout.csl").write_text((src / "layout.csl").read_text())
     # PE x = 1 never joins the broadcast.
-    (tmp_path / "pe.csl").write_text((src / "pe.csl").read_text().replace(
+    dev = variant(tmp_path, "collectives", {"pe.csl": (
         "  mpi_x.broadcast(0,", "  const layout_mod = @import_module(\"<layout>\");\n"
-        "  if (layout_mod.get_x_coord() != 1) mpi_x.broadcast(0,"))
-    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
-        params=(("P", "3"), ("N", "2")), memcpy=True, channels=1)))
+        "  if (layout_mod.get_x_coord() != 1) mpi_x.broadcast(0,")}, {"P": 3, "N": 2})
     with pytest.raises(DeadlockError) as ei:
         dev.launch("main", [])
     assert "collectives_2d broadcast on row 0: 2 of 3 PEs called; waiting for position(s) [1]" \
@@ -210,17 +207,13 @@ def test_collective_waiting_for_missing_pe_is_reported(tmp_path):
 
 
 def test_simprint_lines_carry_the_cycle(tmp_path):
-    src = PROGRAMS / "send_recv"
-    for f in ("layout.csl", "send.csl"):
-        (tmp_path / f).write_text((src / f).read_text())
-    (tmp_path / "recv.csl").write_text((src / "recv.csl").read_text().replace(
+    log = tmp_path / "sim.log"
+    dev = variant(tmp_path, "send_recv", {"recv.csl": (
         "task recv(v: f32) void {",
         "const prt = @import_module(\"<simprint>\");\n"
         "task recv(v: f32) void {\n  prt.print_string(\"recv \");\n"
-        "  prt.print_u16_decimal(@as(u16, count));\n  prt.print_string(\"\\n\");"))
-    log = tmp_path / "sim.log"
-    dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", CompileOptions(
-        params=(("N", "3"),), memcpy=True, channels=1)), SimOptions(simprint_log=str(log)))
+        "  prt.print_u16_decimal(@as(u16, count));\n  prt.print_string(\"\\n\");")},
+        {"N": 3}, SimOptions(simprint_log=str(log)))
     dev.memcpy_h2d("x", [(0, 0)], f32_words(np.ones(3))[None], 32)
     dev.launch("go", [])
     lines = log.read_text().splitlines()
