@@ -123,6 +123,11 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
                 raise pe.error("@set_dsd_base_addr needs a pointer or array address", node)
             offset = 0
     ew = words_of(elem)
+    if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
+        addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
+                 ).tolist()
+        pe.check_access(addrs, elem, node, p.kind, base)
+        return MemOperand(addrs, elem)
     addrs = []
     # mem4d iteration: innermost-first extents; stride k applies when loop k advances.
     n_total = 1
