@@ -33,6 +33,14 @@ def host_index(h: int, w: int, l: int, order: MemcpyOrder) -> np.ndarray:
     return idx
 
 
+@pytest.mark.parametrize("order", list(MemcpyOrder))
+@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("roi", [(0, 0, 3, 2), (1, 0, 2, 2), (0, 1, 3, 1)])
+def test_fixed_rois(out_dir, order, bits, roi):
+    x, y, w, h = roi
+    check(out_dir, x, y, w, h, 3, order, bits, seed=w * 10 + h)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(x=st.integers(0, GRID[0] - 1), y=st.integers(0, GRID[1] - 1), data=st.data(),
@@ -41,6 +49,10 @@ def host_index(h: int, w: int, l: int, order: MemcpyOrder) -> np.ndarray:
 def test_round_trip_and_placement(out_dir, x, y, data, l, order, bits, seed):
     w = data.draw(st.integers(1, GRID[0] - x))
     h = data.draw(st.integers(1, GRID[1] - y))
+    check(out_dir, x, y, w, h, l, order, bits, seed)
+
+
+def check(out_dir, x, y, w, h, l, order, bits, seed) -> None:
     rng = np.random.default_rng(seed)
     if bits == 32:
         src = rng.standard_normal(w * h * l).astype(np.float32)
