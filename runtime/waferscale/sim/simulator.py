@@ -255,7 +255,15 @@ class Simulator:
         """Run cycles until ``done()``; raise DeadlockError if nothing can progress."""
         start = self.cycle
         hops = self._hops()
+        bar = _Progress(what)
+        try:
+            self._run_loop(done, what, start, hops, bar)
+        finally:
+            bar.close()
+
+    def _run_loop(self, done, what: str, start: int, hops: int, bar: "_Progress") -> None:
         while not done():
+            bar.update(self.cycle - start)
             if self.cycle - start > self.options.max_cycles:
                 raise SimError(f"{what}: not finished after {self.options.max_cycles} cycles "
                                f"(SimOptions.max_cycles)\n{self.report()}")
@@ -378,6 +386,34 @@ class Simulator:
         finally:
             self.host_io.remove(pump)
         return pump.out
+
+
+class _Progress:
+    """A tqdm bar of simulated cycles, shown only on a terminal and only for runs that last
+    more than about a second of wall time."""
+
+    def __init__(self, what: str) -> None:
+        import sys
+        import time
+        self.what, self.bar, self.last = what, None, 0
+        self.enabled = sys.stderr.isatty()
+        self.t0 = time.monotonic()
+
+    def update(self, cycles: int) -> None:
+        if not self.enabled or cycles - self.last < 1000:
+            return
+        import time
+        if self.bar is None:
+            if time.monotonic() - self.t0 < 1.0:
+                return
+            from tqdm import tqdm
+            self.bar = tqdm(desc=self.what, unit=" cycles", leave=False)
+        self.bar.update(cycles - self.last)
+        self.last = cycles
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _H2DPump:
