@@ -479,10 +479,7 @@ def _dsd_mutator(field_name: str, nargs: int):
     def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         a = _args(ip, e, s, nargs)
         d = _dsd_arg(ip, a[0], e.args[0])
-        new = dict(d.fields)
-        new.setdefault("_mods", Val(T.VOID, []))
-        new["_mods"] = Val(T.VOID, list(new["_mods"].v) + [(field_name, a[1:])])
-        return Val(a[0].type, DsdVal(d.kind, new))
+        return Val(a[0].type, DsdVal(d.kind, d.fields, d.mods + ((field_name, tuple(a[1:])),)))
     return fn
 
 

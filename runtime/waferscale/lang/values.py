@@ -87,9 +87,13 @@ class FnVal:
 
 @dataclass(slots=True)
 class DsdVal:
-    """A DSD built by ``@get_dsd``; ``fields`` holds the resolved descriptor fields."""
+    """A DSD built by ``@get_dsd``: ``fields`` holds its descriptor fields as written, and
+    ``mods`` the ``@increment_dsd_offset``/``@set_dsd_*`` changes applied since, in order, as
+    ``(what, args)`` with what in ``increment_offset | base_addr | length | stride``. (The
+    mutators return new values; the sequence is resolved when the DSD is used.)"""
     kind: str
     fields: dict[str, Any]
+    mods: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
 @dataclass(slots=True)

@@ -66,12 +66,12 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
         return MemOperand([p], v.type.elem, pointer=True)
     if not isinstance(p, DsdVal):
         return Scalar(v)
-    f = dict(p.fields)
-    mods = f.pop("_mods", None)
+    f = p.fields
+    mods = p.mods
     arch = pe.sim.arch
     if p.kind in ("fabin_dsd", "fabout_dsd"):
         extent = _int(f.get("extent", Val(T.U16, 0)))
-        for name, args in (mods.v if mods else []):
+        for name, args in mods:
             if name == "length":
                 extent = _int(args[0])
         if p.kind == "fabin_dsd":
@@ -108,7 +108,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
             [_int(s) for s in f["stride"].v]
         extents = [_int(f.get("extent", Val(T.U16, 0)))] if p.kind == "mem1d_dsd" else \
             [_int(s) for s in f["extent"].v]
-    for name, args in (mods.v if mods else []):
+    for name, args in mods:
         if name == "increment_offset":
             offset += _int(args[0])
         elif name == "length":

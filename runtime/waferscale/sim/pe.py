@@ -224,6 +224,7 @@ class PE:
         self.tasks: dict[int, tuple[str, FnVal]] = {}
         self.data_queue: dict[int, int] = {}      # task id -> input queue feeding it
         self.main: Context | None = None
+        self.main_free_at = 0                     # cycle the last task's clock reached
         self.microthreads: list[Context] = []
         self.time = 0                             # local clock while a context runs
         self.current_task = "-"

@@ -223,8 +223,8 @@ class Simulator:
             if pe.main is not None and pe.main.done:
                 free_at = pe.main.ready_at
                 pe.main = None
-                pe._main_free_at = free_at
-            if pe.main is None and getattr(pe, "_main_free_at", 0) <= self.cycle:
+                pe.main_free_at = free_at
+            if pe.main is None and pe.main_free_at <= self.cycle:
                 tid = pe.pick_task()
                 if tid is not None:
                     pe.start_task(tid)
@@ -246,7 +246,7 @@ class Simulator:
                 if c is not None and not c.done and c.wait is None and c.ready_at >= self.cycle:
                     times.append(c.ready_at)
             times.extend(t for t, _ in pe.timed_activations)
-            f = getattr(pe, "_main_free_at", 0)
+            f = pe.main_free_at
             if pe.main is None and f >= self.cycle and pe.runnable_tasks():
                 times.append(f)
         return min(times) if times else None
