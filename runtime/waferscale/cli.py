@@ -19,6 +19,7 @@ from waferscale.lang.errors import CslError
 COMMAND_MODULES = [
     "waferscale.lang.cli",
     "waferscale.host.cli",
+    "waferscale.kernels.bench",
     "waferscale.model.cli",
 ]
 

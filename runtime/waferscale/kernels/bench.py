@@ -1,0 +1,95 @@
+"""``waferscale bench``: simulated cycles of each kernel at fixed shapes against its floor.
+
+Cycles are simulated PE clock cycles under the timing model of docs/timing-model.md (no clock
+conversion); the floor is the formula of :mod:`.floors`; efficiency = floor / cycles. Each
+kernel's result is checked against NumPy before its cycles are reported, so a wrong kernel
+cannot score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import numpy as np
+
+
+def _gemv(M: int, N: int, P: int, fp16: bool, arch: str) -> dict:
+    from .gemv import Gemv
+    k = Gemv(M, N, P, P, fp16, arch)
+    rng = np.random.default_rng(0)
+    wt = np.float16 if fp16 else np.float32
+    W = rng.uniform(-1, 1, (M, N)).astype(wt)
+    x = rng.uniform(-1, 1, N).astype(wt)
+    y, cycles = k.run(W, x)
+    exact = W.astype(np.float64) @ x.astype(np.float64)
+    bound = N * 2.0**-23 * (np.abs(W.astype(np.float64)) @ np.abs(x.astype(np.float64)))
+    if not np.all(np.abs(y - exact) <= bound):          # f32 accumulation of N products
+        raise RuntimeError("gemv result does not match NumPy")
+    return {"kernel": "gemv", "arch": arch, "shape": [M, N], "grid": [P, P],
+            "dtype": k.dtype, "cycles": cycles, "floor": k.floor()}
+
+
+def _allreduce(N: int, P: int, arch: str) -> dict:
+    from .allreduce import Allreduce
+    k = Allreduce(N, P, 1, "sum", arch)
+    v = np.random.default_rng(0).uniform(-1, 1, (1, P, N)).astype(np.float32)
+    r, cycles = k.run(v)
+    exact = v.astype(np.float64).sum(axis=1, keepdims=True)
+    if not np.all(np.abs(r - exact) <= P * 2.0**-23 * np.abs(v).sum(axis=1, keepdims=True)):
+        raise RuntimeError("allreduce result does not match NumPy")
+    return {"kernel": "allreduce", "arch": arch, "shape": [N], "grid": [P, 1],
+            "dtype": "f32", "cycles": cycles, "floor": k.floor()}
+
+
+# kernel -> (full-size cases, quick cases); each case is a function of arch.
+CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
+    "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
+             [lambda a: _gemv(64, 48, 4, True, a), lambda a: _gemv(29, 34, 3, False, a)]),
+    "allreduce": ([lambda a: _allreduce(1, 32, a), lambda a: _allreduce(256, 32, a)],
+                  [lambda a: _allreduce(1, 8, a)]),
+}
+
+
+def run(kernels: list[str], arch: str, quick: bool) -> list[dict]:
+    rows = []
+    for name in kernels:
+        for case in CASES[name][1 if quick else 0]:
+            r = case(arch)
+            r["efficiency"] = round(r["floor"] / r["cycles"], 4)
+            rows.append(r)
+    return rows
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="kernel cycles vs their physical floors",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("kernels", nargs="*", metavar="KERNEL", help=f"of {sorted(CASES)} "
+                   "(default: all)")
+    p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
+    p.add_argument("--json", action="store_true", help="print a JSON list of results")
+    p.add_argument("--quick", action="store_true", help="small shapes (seconds, for CI)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    names = args.kernels or sorted(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"bench: unknown kernel(s) {unknown}; known: {sorted(CASES)}", file=sys.stderr)
+        return 2
+    rows = run(names, args.arch, args.quick)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'kernel':10} {'arch':5} {'shape':>11} {'grid':>7} {'dtype':5} {'cycles':>8} "
+          f"{'floor':>7} {'floor/cycles':>12}")
+    for r in rows:
+        print(f"{r['kernel']:10} {r['arch']:5} {'x'.join(map(str, r['shape'])):>11} "
+              f"{'x'.join(map(str, r['grid'])):>7} {r['dtype']:5} {r['cycles']:>8} "
+              f"{r['floor']:>7} {r['efficiency']:>12.3f}")
+    print("cycles: simulated PE cycles (docs/timing-model.md); floors: docs/kernels.md",
+          file=sys.stderr)
+    return 0

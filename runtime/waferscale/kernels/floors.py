@@ -1,0 +1,25 @@
+"""Physical floors of the kernels (docs/kernels.md): the fewest cycles any implementation
+could take on the modelled hardware, against which ``waferscale bench`` reports efficiency
+= floor / measured."""
+
+from __future__ import annotations
+
+import math
+
+# Elements per cycle of the multiply-accumulate each GEMV variant uses, by arch
+# (csl-language.md §4.1): fp32 @fmacs is not in the SIMD table, so 1; fp16 weights with fp32
+# accumulation use @fmachs, 2 on WSE-2 and 4 on WSE-3.
+MAC_SIMD = {("f32", "wse2"): 1, ("f32", "wse3"): 1, ("f16", "wse2"): 2, ("f16", "wse3"): 4}
+
+
+def gemv_floor(M: int, N: int, P_c: int, P_r: int, dtype: str, arch: str) -> int:
+    """⌈M·N / (P_r·P_c·S)⌉ + P_red: every PE's share of the MACs at full SIMD width, plus one
+    hop per PE along the reduction axis (rows, P_red = P_c)."""
+    S = MAC_SIMD[(dtype, arch)]
+    return math.ceil(M * N / (P_r * P_c * S)) + P_c
+
+
+def allreduce_floor(P: int, N: int = 1) -> int:
+    """A line of P PEs: reduce to the middle and broadcast back, one hop a cycle: P cycles for
+    one element; N elements stream behind the first at one wavelet a cycle: P + N - 1."""
+    return P + N - 1
