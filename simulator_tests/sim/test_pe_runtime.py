@@ -221,3 +221,12 @@ def test_simprint_lines_carry_the_cycle(tmp_path):
     cycles = [int(l.split(" ", 1)[0][1:]) for l in lines]
     assert cycles == sorted(cycles) and cycles[0] > 0
     assert dev.sim.sim_log == lines
+
+
+@pytest.mark.parametrize("arch", ["wse2", "wse3"])
+def test_streaming_fabout_dsd_helper(arch):
+    dev = device("stream_fabout", arch, width=2, N=6, h2d_id=5, d2h_id=6)
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    pes = [(0, 0), (1, 0)]
+    dev.stream_h2d(5, pes, f32_words(x))
+    np.testing.assert_array_equal(dev.stream_d2h(6, pes, 6).view(np.float32), 2 * x)

@@ -21,7 +21,7 @@ from . import ast as A
 from . import types as T
 from .comptime import Interp, ModuleInstance, RuntimeIntrinsic
 from .errors import CslImportError
-from .values import FnVal, Val
+from .values import DsdVal, FnVal, Val
 
 
 class NativeModule(ModuleInstance):
@@ -117,8 +117,19 @@ def _memcpy_pe(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
         if k in params:
             m.members[k] = params[k]
     m.runtime_fn("unblock_cmd_stream", (), T.VOID)
-    m.runtime_fn("get_streaming_fabout_dsd", (T.COLOR, T.U16, T.OUTPUT_QUEUE),
-                 T.NAMED_TYPES["fabout_dsd"])
+    def get_streaming_fabout_dsd(ip_: Interp, args: list[Val], call: A.Node) -> Val:
+        """A fabout DSD of ``extent`` wavelets to a D2H stream color through ``queue``."""
+        if len(args) != 3:
+            raise ip_.err("get_streaming_fabout_dsd takes (color, extent, output_queue)", call)
+        color, extent, oq = args
+        if color.type != T.COLOR and not T.is_int(color.type):
+            raise ip_.err(f"expected a color, found '{color.type}'", call)
+        if oq.type != T.OUTPUT_QUEUE:
+            raise ip_.err(f"expected an output_queue, found '{oq.type}'", call)
+        fields = {"extent": extent, "fabric_color": Val(T.COLOR, color.v), "output_queue": oq}
+        return Val(T.NAMED_TYPES["fabout_dsd"], DsdVal("fabout_dsd", fields))
+
+    m.comptime_fn("get_streaming_fabout_dsd", get_streaming_fabout_dsd)
     return m
 
 
