@@ -230,3 +230,24 @@ def test_streaming_fabout_dsd_helper(arch):
     pes = [(0, 0), (1, 0)]
     dev.stream_h2d(5, pes, f32_words(x))
     np.testing.assert_array_equal(dev.stream_d2h(6, pes, 6).view(np.float32), 2 * x)
+
+
+@pytest.mark.parametrize("arch", ["wse2", "wse3"])
+def test_wavelet_index_selects_column(arch):
+    R, C = 5, 7
+    dev = device("index_offset", arch, R=R, C=C, h2d_id=4)
+    rng = np.random.default_rng(3)
+    A = rng.uniform(-1, 1, (R, C)).astype(np.float16)
+    x = rng.uniform(-1, 1, C).astype(np.float16)
+    dev.memcpy_h2d("A", [(0, 0)], A.ravel().view(np.uint16).astype(np.uint32)[None], 16)
+    order = rng.permutation(C)                           # columns arrive in any order
+    words = np.array([int(x[j].view(np.uint16)) | (int(j) << 16) for j in order],
+                     dtype=np.uint32)
+    dev.stream_h2d(4, [(0, 0)], words[None])
+    dev.sim.run_until(lambda: all(pe.main is None and not pe.runnable_tasks()
+                                  for pe in dev.sim.pes), "draining")
+    got = dev.memcpy_d2h("acc", [(0, 0)], R, 16)[0].astype(np.uint16).view(np.float16)
+    expect = np.zeros(R, dtype=np.float16)
+    for j in order:                                      # f16 fmach, each step rounded
+        expect = (expect + (A[:, j] * x[j]).astype(np.float16)).astype(np.float16)
+    np.testing.assert_array_equal(got, expect)

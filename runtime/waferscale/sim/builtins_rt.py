@@ -112,8 +112,9 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
         raise pe.error(f"@{e.name} takes {1 + len(op.srcs)} operands, got {len(vals)}", e)
     dest = D.resolve(pe, vals[0], e)
     srcs = [D.resolve(pe, v, e) for v in vals[1:]]
-    if "index" in cfg and isinstance(dest, D.FabOut):
-        dest.index = int(cfg["index"].v)
+    if "index" in cfg:
+        for o in (dest, *srcs):
+            D.apply_index(pe, o, int(cfg["index"].v), e)
     # The op's length is that of its first DSD operand (destination first); a `*T`
     # destination is a one-element accumulator rewritten at every step.
     dsds = [o for o in [dest, *srcs] if isinstance(o, (D.FabIn, D.FabOut)) or

@@ -29,6 +29,7 @@ class MemOperand:
     addrs: list[int]
     elem: T.Type | None          # None: the op decides (raw 16/32-bit moves)
     pointer: bool = False        # a `*T` operand: one element, rewritten every step
+    index_offset: bool = False   # `.wavelet_index_offset = true`: `.index` shifts the base
 
     @property
     def length(self) -> int:
@@ -127,7 +128,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
                  ).tolist()
         pe.check_access(addrs, elem, node, p.kind, base)
-        return MemOperand(addrs, elem)
+        return MemOperand(addrs, elem, index_offset=_flag(f, "wavelet_index_offset"))
     addrs = []
     # mem4d iteration: innermost-first extents; stride k applies when loop k advances.
     n_total = 1
@@ -146,7 +147,26 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
             counters[k] = 0
             k += 1
     pe.check_access(addrs, elem, node, p.kind, base)
-    return MemOperand(addrs, elem)
+    return MemOperand(addrs, elem, index_offset=_flag(f, "wavelet_index_offset"))
+
+
+def _flag(fields: dict, name: str) -> bool:
+    v = fields.get(name)
+    return bool(v.v) if isinstance(v, Val) else False
+
+
+def apply_index(pe, op, index: int, node) -> None:
+    """``.index = i`` on an op: a memory operand built with ``.wavelet_index_offset = true``
+    starts ``i`` elements further (assumption: the docs say "a word offset", which is the same
+    for 16-bit data; we read it as elements for 32-bit data too); a fabout carries ``i`` in
+    the upper 16 bits of each wavelet."""
+    if isinstance(op, MemOperand) and op.index_offset:
+        ew = words_of(op.elem)
+        base = op.addrs[0] if op.addrs else 0
+        op.addrs = [a + index * ew for a in op.addrs]
+        pe.check_access(op.addrs, op.elem, node, "DSD shifted by .index", base)
+    elif isinstance(op, FabOut):
+        op.index = index
 
 
 def read_elem(pe, op, i: int, t: T.Type):
