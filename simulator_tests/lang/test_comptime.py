@@ -198,3 +198,11 @@ def test_unbound_module_param_points_at_import(tmp_path):
     text = ei.value.render()
     assert "param 'k' of needs.csl is not bound" in text
     assert "note: instantiated here" in text and "main.csl:1:" in text
+
+
+def test_pointer_to_2d_array_coerces_to_many_pointer():
+    # As the official gemv-checkerboard example exports a [M, N]f16 array through [*]f16.
+    ip, mod = instantiate_source("var A: [2, 3]f16;\nvar p: [*]f16 = &A;\n", path="t.csl")
+    v = ip.global_value(mod, "p", None)
+    assert str(v.type) == "[*]f16"
+    assert "expected type '[*]f32'" in error("var A: [2, 3]f16;\nvar r: [*]f32 = &A;\n")

@@ -439,8 +439,10 @@ class Interp:
         if target == T.COMPTIME_FLOAT and src == T.COMPTIME_INT:
             return Val(target, float(p))
         if isinstance(target, T.PointerT) and isinstance(src, T.PointerT):
+            # *[N]T (and *[N, M]T: the official gemv-checkerboard example exports a 2-D
+            # array through a [*]f16) coerces to [*]T.
             ok_elem = src.elem == target.elem or (
-                isinstance(src.elem, T.ArrayT) and len(src.elem.dims) == 1 and target.many
+                isinstance(src.elem, T.ArrayT) and target.many
                 and src.elem.elem == target.elem)
             if ok_elem and (target.const or not src.const) and (target.many or not src.many):
                 return Val(target, p)
