@@ -6,7 +6,7 @@ against NumPy in ``simulator_tests/kernels``. ``waferscale bench`` (:mod:`.bench
 them against their physical floors (:mod:`.floors`, docs/kernels.md).
 """
 
-__all__ = ["Allreduce", "Gemv"]
+__all__ = ["Allreduce", "Argmax", "Gemv"]
 
 
 def __getattr__(name: str):
@@ -14,6 +14,9 @@ def __getattr__(name: str):
     if name == "Gemv":
         from .gemv import Gemv
         return Gemv
+    if name == "Argmax":
+        from .argmax import Argmax
+        return Argmax
     if name == "Allreduce":
         from .allreduce import Allreduce
         return Allreduce

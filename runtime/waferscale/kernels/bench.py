@@ -44,12 +44,25 @@ def _allreduce(N: int, P: int, arch: str) -> dict:
             "dtype": "f32", "cycles": cycles, "floor": k.floor()}
 
 
+def _argmax(V: int, P_c: int, P_r: int, arch: str) -> dict:
+    from .argmax import Argmax
+    k = Argmax(V, P_c, P_r, arch)
+    logits = np.random.default_rng(0).standard_normal(V).astype(np.float32)
+    index, value, cycles = k.run(logits)
+    if index != int(np.argmax(logits)) or np.float32(value) != logits[index]:
+        raise RuntimeError("argmax result does not match NumPy")
+    return {"kernel": "argmax", "arch": arch, "shape": [V], "grid": [P_c, P_r],
+            "dtype": "f32", "cycles": cycles, "floor": k.floor()}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
              [lambda a: _gemv(64, 48, 4, True, a), lambda a: _gemv(29, 34, 3, False, a)]),
     "allreduce": ([lambda a: _allreduce(1, 32, a), lambda a: _allreduce(256, 32, a)],
                   [lambda a: _allreduce(1, 8, a)]),
+    "argmax": ([lambda a: _argmax(49152, 8, 8, a), lambda a: _argmax(49152, 16, 16, a)],
+               [lambda a: _argmax(101, 5, 3, a)]),
 }
 
 

@@ -23,3 +23,15 @@ def allreduce_floor(P: int, N: int = 1) -> int:
     """A line of P PEs: reduce to the middle and broadcast back, one hop a cycle: P cycles for
     one element; N elements stream behind the first at one wavelet a cycle: P + N - 1."""
     return P + N - 1
+
+
+# @fmaxs elements per cycle (csl-language.md §4.1).
+FMAXS_SIMD = {"wse2": 1, "wse3": 4}
+
+
+def argmax_floor(V: int, P_c: int, P_r: int, arch: str) -> int:
+    """⌈⌈V/(P_c·P_r)⌉ / S⌉ + (P_c − 1) + (P_r − 1) + 1: the largest block's max at the SIMD
+    width S of @fmaxs, plus the fabric distance between the two farthest PEs (every PE's
+    answer depends on every block) at one hop a cycle, plus the pair's second wavelet."""
+    n_max = -(-V // (P_c * P_r))
+    return math.ceil(n_max / FMAXS_SIMD[arch]) + (P_c - 1) + (P_r - 1) + 1
