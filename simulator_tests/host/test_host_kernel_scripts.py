@@ -91,8 +91,9 @@ def test_kernel_commands_run_on_the_simulator(kernel: Path, tmp_path: Path, monk
     """Every line of a kernel's commands_wse3.sh, prefixed with `waferscale`, on the real
     simulator (the default device): the use case the host API exists for."""
     import shlex
-    app = tmp_path / kernel.name
-    shutil.copytree(kernel, app)
+    # The whole kernel tree: kernels import each other (rmsnorm imports ../allreduce).
+    shutil.copytree(kernel.parent, tmp_path / "csl")
+    app = tmp_path / "csl" / kernel.name
     monkeypatch.chdir(app)
     monkeypatch.delenv(sdkruntime.ENV_DEVICE_FACTORY, raising=False)
     lines = [shlex.split(line, comments=True)

@@ -6,7 +6,7 @@ against NumPy in ``simulator_tests/kernels``. ``waferscale bench`` (:mod:`.bench
 them against their physical floors (:mod:`.floors`, docs/kernels.md).
 """
 
-__all__ = ["Allreduce", "Argmax", "Gemv"]
+__all__ = ["Allreduce", "Argmax", "Gemv", "RmsNorm", "SwiGLU"]
 
 
 def __getattr__(name: str):
@@ -14,6 +14,12 @@ def __getattr__(name: str):
     if name == "Gemv":
         from .gemv import Gemv
         return Gemv
+    if name == "RmsNorm":
+        from .rmsnorm import RmsNorm
+        return RmsNorm
+    if name == "SwiGLU":
+        from .swiglu import SwiGLU
+        return SwiGLU
     if name == "Argmax":
         from .argmax import Argmax
         return Argmax

@@ -33,7 +33,10 @@ def compiled(name: str, arch: str, width: int, height: int, params: dict[str, An
     and return the output directory; identical requests reuse one compile."""
     src = kernel_dir(name)
     digest = hashlib.sha256()
-    for f in sorted(src.glob("*.csl")):
+    # Every .csl of the kernel tree: kernels import each other (rmsnorm uses allreduce).
+    root = src.parent
+    for f in sorted(root.rglob("*.csl")):
+        digest.update(str(f.relative_to(root)).encode())
         digest.update(f.read_bytes())
     digest.update(json.dumps([arch, width, height, sorted(params.items())]).encode())
     out = _CACHE / f"{name}-{digest.hexdigest()[:16]}"

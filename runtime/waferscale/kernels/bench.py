@@ -55,6 +55,35 @@ def _argmax(V: int, P_c: int, P_r: int, arch: str) -> dict:
             "dtype": "f32", "cycles": cycles, "floor": k.floor()}
 
 
+def _rmsnorm(D: int, P: int, residual: bool, arch: str) -> dict:
+    from .rmsnorm import RmsNorm
+    k = RmsNorm(D, P, 1e-5, residual, arch)
+    rng = np.random.default_rng(0)
+    x, g = rng.uniform(-2, 2, D).astype(np.float32), rng.uniform(-1, 1, D).astype(np.float32)
+    r = rng.uniform(-2, 2, D).astype(np.float32) if residual else None
+    y, cycles = k.run(x, g, r)
+    h = (x + r if residual else x).astype(np.float64)
+    exact = h * g / np.sqrt(np.mean(h * h) + float(np.float32(1e-5)))
+    if not np.all(np.abs(y - exact) <= (D + 5) * 2.0**-23 * np.abs(exact)):  # >= gamma_{D+5}
+        raise RuntimeError("rmsnorm result does not match NumPy")
+    return {"kernel": "rmsnorm", "arch": arch, "shape": [D], "grid": [P, 1],
+            "dtype": "f32", "cycles": cycles, "floor": k.floor()}
+
+
+def _swiglu(D: int, P: int, arch: str) -> dict:
+    from .swiglu import SwiGLU
+    k = SwiGLU(D, P, arch)
+    rng = np.random.default_rng(0)
+    gate = rng.uniform(-8, 8, D).astype(np.float32)
+    up = rng.uniform(-2, 2, D).astype(np.float32)
+    out, cycles = k.run(gate, up)
+    exact = gate / (1.0 + np.exp(-gate.astype(np.float64))) * up
+    if not np.all(np.abs(out - exact) <= 4 * 2.0**-23 * np.abs(exact) + 2.0**-126):  # >= gamma_4
+        raise RuntimeError("swiglu result does not match NumPy")
+    return {"kernel": "swiglu", "arch": arch, "shape": [D], "grid": [P, 1],
+            "dtype": "f32", "cycles": cycles, "floor": k.floor()}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
@@ -63,6 +92,9 @@ CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]
                   [lambda a: _allreduce(1, 8, a)]),
     "argmax": ([lambda a: _argmax(49152, 8, 8, a), lambda a: _argmax(49152, 16, 16, a)],
                [lambda a: _argmax(101, 5, 3, a)]),
+    "rmsnorm": ([lambda a: _rmsnorm(2048, 32, True, a), lambda a: _rmsnorm(2048, 32, False, a)],
+                [lambda a: _rmsnorm(64, 8, True, a)]),
+    "swiglu": ([lambda a: _swiglu(2048, 32, a)], [lambda a: _swiglu(64, 8, a)]),
 }
 
 

@@ -35,3 +35,21 @@ def argmax_floor(V: int, P_c: int, P_r: int, arch: str) -> int:
     answer depends on every block) at one hop a cycle, plus the pair's second wavelet."""
     n_max = -(-V // (P_c * P_r))
     return math.ceil(n_max / FMAXS_SIMD[arch]) + (P_c - 1) + (P_r - 1) + 1
+
+
+# Elements per cycle of f32 @fadds/@fmuls (csl-language.md §4.1).
+F32_SIMD = {"wse2": 2, "wse3": 4}
+
+
+def rmsnorm_floor(D: int, P: int, residual: bool, arch: str) -> int:
+    """(2 + residual)·⌈⌈D/P⌉ / S⌉ + P: on the PE with the largest block, one SIMD pass to
+    square (and sum) it, one to write y, one more for the stored residual sum; plus the
+    one-element allreduce over the row (P hops, as allreduce's floor)."""
+    n_t = -(-D // P)
+    return (3 if residual else 2) * -(-n_t // F32_SIMD[arch]) + P
+
+
+def swiglu_floor(D: int, P: int) -> int:
+    """⌈D/P⌉: the PE with the largest block evaluates one exp per element, and a @map (a
+    scalar function per element, not a SIMD op) yields at most one element a cycle."""
+    return -(-D // P)

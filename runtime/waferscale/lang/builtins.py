@@ -9,15 +9,13 @@ record into the module's :class:`~waferscale.lang.comptime.ProgramRecord`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from . import ast as A
 from . import types as T
-from .comptime import (DIRECTIONS, Interp, ModuleInstance, RuntimeRef, Scope, val_key)
-from .errors import CslImportError
+from .comptime import (Interp, RuntimeRef, Scope)
 from .values import VOID_VAL, ArrayData, DsdVal, FnVal, PtrVal, TensorAccessVal, Val, \
     describe, numpy_dtype, round_float
 

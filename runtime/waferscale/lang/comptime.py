@@ -38,7 +38,7 @@ from . import ast as A
 from . import types as T
 from .errors import CslError, CslImportError, CslSemanticError
 from .source import Span
-from .values import (VOID_VAL, ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, TensorAccessVal,
+from .values import (VOID_VAL, ArrayData, FnVal, GlobalVar, PtrVal, TensorAccessVal,
                      Val, describe, numpy_dtype, round_float)
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.builtins import BUILTINS as CT_BUILTINS
-from ..lang.values import DsdVal, FnVal, Val
+from ..lang.values import FnVal, Val
 from . import dsd as D
 
 F32, F16 = T.F32, T.F16

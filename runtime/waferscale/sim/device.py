@@ -11,7 +11,7 @@ import numpy as np
 from ..host.device import DeviceError, ExportInfo
 from ..lang import types as T
 from ..lang.layout import Layout, elaborate
-from ..lang.values import FnVal, GlobalVar, Val
+from ..lang.values import GlobalVar, Val
 from .memory import words_of
 from .pe import PE
 from .simulator import SimOptions, Simulator

@@ -69,7 +69,6 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
         return Scalar(v)
     f = p.fields
     mods = p.mods
-    arch = pe.sim.arch
     if p.kind in ("fabin_dsd", "fabout_dsd"):
         extent = _int(f.get("extent", Val(T.U16, 0)))
         for name, args in mods:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import greenlet
@@ -32,8 +32,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.comptime import Interp, ModuleInstance, RuntimeIntrinsic, RuntimeRef, Scope
-from ..lang.errors import CslError
+from ..lang.comptime import Interp, RuntimeIntrinsic, RuntimeRef, Scope
 from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
 from ..host.device import DeviceError
 from .memory import MemoryError_, PEMemory, words_of

@@ -23,7 +23,6 @@ from typing import Callable
 import greenlet
 
 from ..host.device import DeadlockError
-from ..lang import types as T
 from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricError, FabricOptions
 from .memory import MemoryError_
