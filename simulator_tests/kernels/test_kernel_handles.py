@@ -78,3 +78,13 @@ def test_bench_quick_json(capsys):
         assert set(r) >= {"kernel", "arch", "shape", "grid", "cycles", "floor", "efficiency"}
         assert r["efficiency"] == round(r["floor"] / r["cycles"], 4)
         assert 0 < r["efficiency"] <= 1
+
+
+def test_bench_phases_break_down_the_last_pe(capsys):
+    assert main(["bench", "gemv", "--quick", "--json", "--phases"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for r in rows:
+        phases = r["phases"]
+        assert any(k.startswith("task:") for k in phases)
+        assert any(k.startswith("dsd:@fmac") for k in phases)     # the MACs show up
+        assert max(phases.values()) <= r["cycles"] + 16           # spans lie within the run

@@ -98,12 +98,34 @@ CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]
 }
 
 
-def run(kernels: list[str], arch: str, quick: bool) -> list[dict]:
+def breakdown(device) -> dict[str, int]:
+    """Where the cycles of the last PE to finish went: cycles per task / DSD-op name from the
+    run's trace (spans of one PE may overlap: async ops run beside tasks)."""
+    events = [e for e in device.sim.trace.events if e.get("ph") == "X"]
+    if not events:
+        return {}
+    end_by_pe: dict[int, int] = {}
+    for e in events:
+        end_by_pe[e["tid"]] = max(end_by_pe.get(e["tid"], 0), e["ts"] + e["dur"])
+    last = max(end_by_pe, key=lambda t: end_by_pe[t])
+    out: dict[str, int] = {}
+    for e in events:
+        if e["tid"] == last:
+            key = f"{e['cat']}:{e['name']}"
+            out[key] = out.get(key, 0) + e["dur"]
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def run(kernels: list[str], arch: str, quick: bool, phases: bool = False) -> list[dict]:
+    from ..sim.device import session
     rows = []
     for name in kernels:
         for case in CASES[name][1 if quick else 0]:
-            r = case(arch)
+            with session({"trace": phases}) as devices:
+                r = case(arch)
             r["efficiency"] = round(r["floor"] / r["cycles"], 4)
+            if phases and devices:
+                r["phases"] = breakdown(devices[-1])
             rows.append(r)
     return rows
 
@@ -116,6 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.add_argument("--quick", action="store_true", help="small shapes (seconds, for CI)")
+    p.add_argument("--phases", action="store_true",
+                   help="also break each case's cycles down by task / DSD op (from a trace "
+                   "of the PE that finishes last)")
     p.set_defaults(func=main)
 
 
@@ -125,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         print(f"bench: unknown kernel(s) {unknown}; known: {sorted(CASES)}", file=sys.stderr)
         return 2
-    rows = run(names, args.arch, args.quick)
+    rows = run(names, args.arch, args.quick, args.phases)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -135,6 +160,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{r['kernel']:10} {r['arch']:5} {'x'.join(map(str, r['shape'])):>11} "
               f"{'x'.join(map(str, r['grid'])):>7} {r['dtype']:5} {r['cycles']:>8} "
               f"{r['floor']:>7} {r['efficiency']:>12.3f}")
+        for name, cycles in list(r.get("phases", {}).items())[:6]:
+            print(f"{'':12}{cycles:>8}  {name}")
     print("cycles: simulated PE cycles (docs/timing-model.md); floors: docs/kernels.md",
           file=sys.stderr)
     return 0
