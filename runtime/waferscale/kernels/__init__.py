@@ -6,7 +6,7 @@ against NumPy in ``simulator_tests/kernels``. ``waferscale bench`` (:mod:`.bench
 them against their physical floors (:mod:`.floors`, docs/kernels.md).
 """
 
-__all__ = ["Allreduce", "Argmax", "Gemv", "RmsNorm", "SwiGLU"]
+__all__ = ["Allreduce", "Argmax", "Gemv", "RmsNorm", "Rope", "SwiGLU"]
 
 
 def __getattr__(name: str):
@@ -14,6 +14,9 @@ def __getattr__(name: str):
     if name == "Gemv":
         from .gemv import Gemv
         return Gemv
+    if name == "Rope":
+        from .rope import Rope
+        return Rope
     if name == "RmsNorm":
         from .rmsnorm import RmsNorm
         return RmsNorm

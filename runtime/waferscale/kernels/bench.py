@@ -84,6 +84,24 @@ def _swiglu(D: int, P: int, arch: str) -> dict:
             "dtype": "f32", "cycles": cycles, "floor": k.floor()}
 
 
+def _rope(H: int, d: int, P: int, max_pos: int, arch: str) -> dict:
+    from ..model.reference import apply_rope, rope_tables
+    from .rope import Rope
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (H, d)).astype(np.float32)
+    pos = max_pos - 1
+    with Rope(H, d, P, max_pos, 10000.0, arch) as k:
+        y, cycles = k.apply(x, pos)
+        floor = k.floor()
+    ref = apply_rope(x[None], *rope_tables([pos], d, 10000.0))[0]
+    # Same f32 tables, two products and one add each: within 2 gamma_2 of each other.
+    size = np.repeat(np.abs(x[:, 0::2]) + np.abs(x[:, 1::2]), 2, axis=1).astype(np.float64)
+    if not np.all(np.abs(y.astype(np.float64) - ref) <= 4 * 2.0**-23 * size + 2.0**-126):
+        raise RuntimeError("rope result does not match NumPy")
+    return {"kernel": "rope", "arch": arch, "shape": [H, d], "grid": [P, 1],
+            "dtype": "f32", "cycles": cycles, "floor": floor}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
@@ -95,6 +113,7 @@ CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]
     "rmsnorm": ([lambda a: _rmsnorm(2048, 32, True, a), lambda a: _rmsnorm(2048, 32, False, a)],
                 [lambda a: _rmsnorm(64, 8, True, a)]),
     "swiglu": ([lambda a: _swiglu(2048, 32, a)], [lambda a: _swiglu(64, 8, a)]),
+    "rope": ([lambda a: _rope(9, 64, 8, 128, a)], [lambda a: _rope(4, 8, 4, 16, a)]),
 }
 
 

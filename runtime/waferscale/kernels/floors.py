@@ -53,3 +53,12 @@ def swiglu_floor(D: int, P: int) -> int:
     """⌈D/P⌉: the PE with the largest block evaluates one exp per element, and a @map (a
     scalar function per element, not a SIMD op) yields at most one element a cycle."""
     return -(-D // P)
+
+
+def rope_floor(H: int, d: int, P: int, arch: str) -> int:
+    """⌈6·m / S⌉ with m = ⌈H·d/2 / P⌉: the PE with the most pairs produces 2m outputs, each
+    two f32 products and one add or subtract (6m SIMD element operations), at the f32
+    ``@fmuls``/``@fadds``/``@fsubs`` width S (2 on WSE-2, 4 on WSE-3). No fabric term: the
+    PEs never communicate."""
+    m = -(-(H * d // 2) // P)
+    return -(-6 * m // F32_SIMD[arch])
