@@ -27,8 +27,11 @@ import json
 import math
 
 import numpy as np
-
-from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
+from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-in-module
+    MemcpyDataType,
+    MemcpyOrder,
+    SdkRuntime,
+)
 
 U_F32 = 2.0**-24
 

@@ -6,27 +6,17 @@ against NumPy in ``simulator_tests/kernels``. ``waferscale bench`` (:mod:`.bench
 them against their physical floors (:mod:`.floors`, docs/kernels.md).
 """
 
-__all__ = ["Allreduce", "Argmax", "Gemv", "RmsNorm", "Rope", "SwiGLU"]
+import importlib
+
+# Handle class -> module of this package defining it.
+_HANDLES = {"Allreduce": "allreduce", "Argmax": "argmax", "DecodeAttention": "attention",
+            "Gemv": "gemv", "RmsNorm": "rmsnorm", "Rope": "rope", "SwiGLU": "swiglu"}
+
+__all__ = sorted(_HANDLES)
 
 
 def __getattr__(name: str):
     # Lazy, so that registering `waferscale bench` does not import NumPy and the host API.
-    if name == "Gemv":
-        from .gemv import Gemv
-        return Gemv
-    if name == "Rope":
-        from .rope import Rope
-        return Rope
-    if name == "RmsNorm":
-        from .rmsnorm import RmsNorm
-        return RmsNorm
-    if name == "SwiGLU":
-        from .swiglu import SwiGLU
-        return SwiGLU
-    if name == "Argmax":
-        from .argmax import Argmax
-        return Argmax
-    if name == "Allreduce":
-        from .allreduce import Allreduce
-        return Allreduce
-    raise AttributeError(name)
+    if name in _HANDLES:
+        return getattr(importlib.import_module(f".{_HANDLES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import math
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
 from .base import Run, compiled
+from .floors import attention_floor
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,9 @@ _DATA_BUDGET_BYTES = 40 * 1024
 _MAX_SLOTS = 127
 _U16_MAX = 0xFFFF
 # Elements per cycle of f32 @fmacs (not in the SIMD table: 1 on both, docs/timing-model.md).
-_FMACS_SIMD = {"wse2": 1, "wse3": 1}
 
-_COPY = dict(streaming=False, order=MemcpyOrder.ROW_MAJOR,
-             data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
+_COPY = {"streaming": False, "order": MemcpyOrder.ROW_MAJOR,
+         "data_type": MemcpyDataType.MEMCPY_32BIT, "nonblock": False}
 
 
 def scale_bits(d: int) -> int:
@@ -51,18 +52,49 @@ def scale_bits(d: int) -> int:
 
 def data_bytes(H: int, H_kv: int, d: int, n: int) -> int:
     """Data bytes per PE (layout.csl's check, README.md): K and V blocks, scores, q, k_new,
-    v_new, maxima, output plus denominators, and 26 bytes of slot count and pointers."""
+    v_new, maxima, output plus denominators, and 14 bytes of slot count and pointers."""
     words = 2 * H_kv * d * n + H * n + H * d + 2 * H_kv * d + H + H * (d + 1)
-    return 4 * words + 26
+    return 4 * words + 14
 
 
-def attention_floor(H: int, d: int, L: int, P: int, arch: str) -> int:
-    """Proposed floor of one decode step at position L (L + 1 keys): the 2·H·d·(L+1) MACs of
-    scores and outputs spread evenly over the P PEs at the f32 @fmacs rate S, plus the two
-    dependent collectives along the row: the max of H scores (P + H − 1) and the sum of the
-    H·d partial outputs (P + H·d − 1), as csl/allreduce's floor."""
-    macs = 2 * H * d * (L + 1)
-    return -(-macs // (P * _FMACS_SIMD[arch])) + (P + H - 1) + (P + H * d - 1)
+def exact_with_bound(q: np.ndarray, K: np.ndarray, V: np.ndarray,
+                     P: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 attention of one query q (H, d) over K, V (H_kv, T, d) (all T keys visible),
+    and the bound on the kernel's error per output element, both (H, d).
+
+    With u = 2^-24 and gamma_k = k u / (1 - k u): a score is off by at most
+    delta_t = gamma_{d+2} scale sum_j |q_j k_tj| (d products and sums, the f32 scale and its
+    multiply); exp(s_t - max) then has a relative error within exp(+-R),
+    R = max_t (delta_t + u (|s*_t - max s*| + 2 max delta)) + 2u (score errors, the
+    subtraction, one ulp for exp_f32); each probability is within exp(+-2R) of the exact one;
+    the sums of T terms plus P - 1 allreduce additions, the reciprocal and the multiply add
+    gamma_{2(T+P+4)}. Bound: (exp(2R) (1 + gamma_{2(T+P+4)}) - 1) sum_t p*_t |v_t| + 2^-126
+    (relative to sum p |v|, since the weighted sum may cancel). Any f32 implementation that
+    sums in another order (NumPy's) obeys the same bound.
+    """
+    u = 2.0**-24
+
+    def gamma(k: int) -> float:
+        return k * u / (1 - k * u)
+
+    H, d = q.shape
+    H_kv, T, _ = K.shape
+    group = H // H_kv
+    scale = float(np.float32(1.0 / math.sqrt(d)))
+    q64, K64, V64 = (np.asarray(a, dtype=np.float64) for a in (q, K, V))
+    out = np.zeros((H, d))
+    bound = np.zeros((H, d))
+    for h in range(H):
+        g = h // group
+        s = K64[g] @ q64[h] / math.sqrt(d)
+        delta = gamma(d + 2) * scale * (np.abs(K64[g]) @ np.abs(q64[h]))
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        out[h] = p @ V64[g]
+        R = float(np.max(delta + u * (np.abs(s - s.max()) + 2 * delta.max()))) + 2 * u
+        rel = math.exp(2 * R) * (1 + gamma(2 * (T + P + 4))) - 1
+        bound[h] = rel * (p @ np.abs(V64[g])) + 2.0**-126
+    return out, bound
 
 
 class DecodeAttention:
@@ -117,7 +149,7 @@ class DecodeAttention:
 
     # ---- device lifetime -------------------------------------------------------------------
 
-    def open(self) -> "DecodeAttention":
+    def open(self) -> Self:
         """Compile (cached per shape) and load the program; the cache starts empty."""
         if self._run is not None:
             raise RuntimeError("DecodeAttention: already open")
@@ -134,7 +166,7 @@ class DecodeAttention:
             self._run.runtime.stop()
             self._run = None
 
-    def __enter__(self) -> "DecodeAttention":
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -102,6 +102,25 @@ def _rope(H: int, d: int, P: int, max_pos: int, arch: str) -> dict:
             "dtype": "f32", "cycles": cycles, "floor": floor}
 
 
+def _attention(H: int, H_kv: int, d: int, L: int, P: int, arch: str) -> dict:
+    from ..model.reference import attention as reference_attention
+    from .attention import DecodeAttention, exact_with_bound
+    rng = np.random.default_rng(0)
+    K = rng.standard_normal((H_kv, L + 1, d)).astype(np.float32)
+    V = rng.standard_normal((H_kv, L + 1, d)).astype(np.float32)
+    q = rng.standard_normal((H, d)).astype(np.float32)
+    with DecodeAttention(H, H_kv, d, L + 1, P, arch) as k:
+        k.load_cache(K[:, :L], V[:, :L])
+        out, cycles = k.step(q, K[:, L], V[:, L])
+        floor = k.floor(L)
+    _, bound = exact_with_bound(q, K, V, P)
+    ref = reference_attention(q[None], K, V, start=L).reshape(H, d)
+    if not np.all(np.abs(out.astype(np.float64) - ref) <= 2 * bound):
+        raise RuntimeError("attention result does not match NumPy")
+    return {"kernel": "attention", "arch": arch, "shape": [H, H_kv, d, L + 1],
+            "grid": [P, 1], "dtype": "f32", "cycles": cycles, "floor": floor}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
@@ -114,6 +133,8 @@ CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]
                 [lambda a: _rmsnorm(64, 8, True, a)]),
     "swiglu": ([lambda a: _swiglu(2048, 32, a)], [lambda a: _swiglu(64, 8, a)]),
     "rope": ([lambda a: _rope(9, 64, 8, 128, a)], [lambda a: _rope(4, 8, 4, 16, a)]),
+    "attention": ([lambda a: _attention(9, 3, 64, 1024, 48, a)],
+                  [lambda a: _attention(4, 2, 8, 23, 4, a)]),
 }
 
 

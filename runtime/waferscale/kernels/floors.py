@@ -62,3 +62,12 @@ def rope_floor(H: int, d: int, P: int, arch: str) -> int:
     PEs never communicate."""
     m = -(-(H * d // 2) // P)
     return -(-6 * m // F32_SIMD[arch])
+
+
+def attention_floor(H: int, d: int, L: int, P: int, arch: str) -> int:
+    """Proposed floor of one decode step at position L (L + 1 keys): the 2·H·d·(L+1) MACs of
+    scores and outputs spread evenly over the P PEs at the f32 @fmacs rate S, plus the two
+    dependent collectives along the row: the max of H scores (P + H − 1) and the sum of the
+    H·d partial outputs (P + H·d − 1), as csl/allreduce's floor."""
+    macs = 2 * H * d * (L + 1)
+    return -(-macs // (P * MAC_SIMD[("f32", arch)])) + (P + H - 1) + (P + H * d - 1)
