@@ -121,6 +121,21 @@ def _attention(H: int, H_kv: int, d: int, L: int, P: int, arch: str) -> dict:
             "grid": [P, 1], "dtype": "f32", "cycles": cycles, "floor": floor}
 
 
+def _gemm(M: int, K: int, N: int, P: int, arch: str) -> dict:
+    from .gemm import Gemm
+    k = Gemm(M, K, N, P, arch)
+    rng = np.random.default_rng(0)
+    A = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+    B = rng.uniform(-1, 1, (K, N)).astype(np.float32)
+    C, cycles = k.run(A, B)
+    A64, B64 = A.astype(np.float64), B.astype(np.float64)
+    bound = K * 2.0**-23 * (np.abs(A64) @ np.abs(B64))    # >= gamma_K(f32) + gamma_K(f64)
+    if not np.all(np.abs(C - A64 @ B64) <= bound):
+        raise RuntimeError("gemm result does not match NumPy")
+    return {"kernel": "gemm", "arch": arch, "shape": [M, K, N], "grid": [P, P],
+            "dtype": k.dtype, "cycles": cycles, "floor": k.floor()}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
@@ -135,6 +150,7 @@ CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]
     "rope": ([lambda a: _rope(9, 64, 8, 128, a)], [lambda a: _rope(4, 8, 4, 16, a)]),
     "attention": ([lambda a: _attention(9, 3, 64, 1024, 48, a)],
                   [lambda a: _attention(4, 2, 8, 23, 4, a)]),
+    "gemm": ([lambda a: _gemm(128, 256, 256, 8, a)], [lambda a: _gemm(32, 24, 16, 4, a)]),
 }
 
 

@@ -71,3 +71,19 @@ def attention_floor(H: int, d: int, L: int, P: int, arch: str) -> int:
     H·d partial outputs (P + H·d − 1), as csl/allreduce's floor."""
     macs = 2 * H * d * (L + 1)
     return -(-macs // (P * MAC_SIMD[("f32", arch)])) + (P + H - 1) + (P + H * d - 1)
+
+
+def gemm_floor(M: int, K: int, N: int, P: int, dtype: str, arch: str) -> int:
+    """Proposed floor: ⌈M·K·N / (P²·S)⌉ + span. Every PE's share of the MACs at the SIMD width
+    S of its multiply-accumulate (@fmacs f32: 1; @fmachs f16: 2 on WSE-2, 4 on WSE-3), plus
+    the first step's broadcasts, which must land before any MAC can use them:
+    span = max(Mt·Kt, Kt·Nt) words / elements-per-word + P (the simulator's pipelined line
+    transfer, sim/collectives.py), 0 for P = 1. Later broadcasts can hide behind the MACs of
+    the previous step (double buffering), so they are not part of the floor."""
+    S = MAC_SIMD[(dtype, arch)]
+    macs = -(-M * K * N // (P * P * S))
+    if P == 1:
+        return macs
+    per_word = 2 if dtype == "f16" else 1
+    Mt, Kt, Nt = M // P, K // P, N // P
+    return macs + -(-max(Mt * Kt, Kt * Nt) // per_word) + P
