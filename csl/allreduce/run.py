@@ -1,11 +1,13 @@
 #!/usr/bin/env cs_python
-"""Host driver of csl/allreduce: allreduce (sum or max) along every row of P_c x P_r PEs.
+"""Host driver of csl/allreduce: allreduce (sum or max) along every row (axis = 0) or every
+column (axis = 1) of P_c x P_r PEs.
 
 Compile first (see commands_wse3.sh / commands_wse2.sh), then run ``cs_python run.py --name out``
 (add ``--cmaddr IP:PORT`` for a CS system; without it the SDK simulator runs).
 
 Every PE (px, py) gets its own random vector v[py, px, :] of N f32 values; after the launch
-every PE of row py must hold the elementwise sum (op = 0) or max (op = 1) of v[py, :, :].
+every PE of row py must hold the elementwise sum (op = 0) or max (op = 1) of v[py, :, :]
+(axis = 0), or every PE of column px that of v[:, px, :] (axis = 1).
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ def main() -> None:
     with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
         compile_data = json.load(json_file)
     params = compile_data["params"]
-    P_c = int(params["P_c"])  # PE columns: length of each allreduce
-    P_r = int(params["P_r"])  # PE rows: independent allreduces
+    P_c = int(params["P_c"])  # PE columns
+    P_r = int(params["P_r"])  # PE rows
     N = int(params["N"])      # vector length
     use_max = int(params.get("op", 0)) == 1  # layout.csl's default is 0 (sum)
+    axis = int(params.get("axis", 0))        # layout.csl's default is 0 (along rows)
+    # Axis of the host array [P_r][P_c][N] that one allreduce runs along, and its length.
+    red_axis = 1 if axis == 0 else 0
+    L = P_c if axis == 0 else P_r
 
     # Use a deterministic seed so that CI results are predictable. Both signs make the sums
     # cancel and the max pick negative values too.
@@ -70,23 +76,25 @@ def main() -> None:
 
     runner.stop()
 
+    line = "row" if axis == 0 else "column"
     if use_max:
-        # The max involves no rounding: every PE must hold exactly the row maximum.
-        expected = np.broadcast_to(v.max(axis=1, keepdims=True), v.shape)
+        # The max involves no rounding: every PE must hold exactly the maximum of its line.
+        expected = np.broadcast_to(v.max(axis=red_axis, keepdims=True), v.shape)
         np.testing.assert_array_equal(result, expected)
-        print("every PE holds the exact maximum of its row")
+        print(f"every PE holds the exact maximum of its {line}")
     else:
-        # A sum of P_c terms in any association order has at most P_c - 1 roundings:
-        # |error| <= gamma_{P_c-1}(f32) * sum |v|, plus the f64 reference's own error.
+        # A sum of L terms in any association order has at most L - 1 roundings:
+        # |error| <= gamma_{L-1}(f32) * sum |v|, plus the f64 reference's own error.
         v64 = v.astype(np.float64)
-        exact = np.broadcast_to(v64.sum(axis=1, keepdims=True), v.shape)
-        allowed = (gamma(P_c - 1, U_F32) + gamma(P_c, U_F64)) * np.broadcast_to(
-            np.abs(v64).sum(axis=1, keepdims=True), v.shape)
+        exact = np.broadcast_to(v64.sum(axis=red_axis, keepdims=True), v.shape)
+        allowed = (gamma(L - 1, U_F32) + gamma(L, U_F64)) * np.broadcast_to(
+            np.abs(v64).sum(axis=red_axis, keepdims=True), v.shape)
         err = np.abs(result.astype(np.float64) - exact)
         print(f"max |sum - exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
         assert np.all(err <= allowed), "a sum exceeds its floating-point error bound"
-        # The whole row receives one broadcast, so its PEs must agree bit for bit.
-        assert np.all(result == result[:, :1, :]), "PEs of one row disagree on the result"
+        # The whole line receives one broadcast, so its PEs must agree bit for bit.
+        first = result[:, :1, :] if axis == 0 else result[:1, :, :]
+        assert np.all(result == first), f"PEs of one {line} disagree on the result"
 
     print("SUCCESS!")
 

@@ -9,7 +9,7 @@ them against their physical floors (:mod:`.floors`, docs/kernels.md).
 import importlib
 
 # Handle class -> module of this package defining it.
-_HANDLES = {"Allreduce": "allreduce", "Argmax": "argmax", "DecodeAttention": "attention",
+_HANDLES = {"Allreduce": "allreduce", "Argmax": "argmax", "Broadcast": "broadcast", "DecodeAttention": "attention",
             "Gemm": "gemm", "Gemv": "gemv", "RmsNorm": "rmsnorm", "Rope": "rope", "SwiGLU": "swiglu"}
 
 __all__ = sorted(_HANDLES)

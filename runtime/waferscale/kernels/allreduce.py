@@ -60,12 +60,14 @@ class Allreduce:
         run = Run.start(out)
         rt = run.runtime
         v_id = rt.get_id("v")
-        args = dict(streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                    data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
-        rt.memcpy_h2d(v_id, v.ravel(), 0, 0, self.P_c, self.P_r, self.N, **args)
+        rt.memcpy_h2d(v_id, v.ravel(), 0, 0, self.P_c, self.P_r, self.N,
+                      streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                      data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         cycles = run.timed_launch("allreduce")
         result = np.zeros(v.size, dtype=np.float32)
-        rt.memcpy_d2h(result, v_id, 0, 0, self.P_c, self.P_r, self.N, **args)
+        rt.memcpy_d2h(result, v_id, 0, 0, self.P_c, self.P_r, self.N,
+                      streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                      data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         rt.stop()
         log.debug("allreduce %s along %ss of %dx%d, N=%d: %d cycles", self.op, self.axis,
                   self.P_c, self.P_r, self.N, cycles)

@@ -136,12 +136,38 @@ def _gemm(M: int, K: int, N: int, P: int, arch: str) -> dict:
             "dtype": k.dtype, "cycles": cycles, "floor": k.floor()}
 
 
+def _allreduce_col(N: int, P: int, arch: str) -> dict:
+    from .allreduce import Allreduce
+    k = Allreduce(N, 1, P, "sum", arch, axis="col")
+    v = np.random.default_rng(0).uniform(-1, 1, (P, 1, N)).astype(np.float32)
+    r, cycles = k.run(v)
+    exact = v.astype(np.float64).sum(axis=0, keepdims=True)
+    if not np.all(np.abs(r - exact) <= P * 2.0**-23 * np.abs(v).sum(axis=0, keepdims=True)):
+        raise RuntimeError("column allreduce result does not match NumPy")
+    return {"kernel": "allreduce", "arch": arch, "shape": [N], "grid": [1, P],
+            "dtype": "f32", "cycles": cycles, "floor": k.floor()}
+
+
+def _broadcast(N: int, P: int, arch: str) -> dict:
+    from .broadcast import Broadcast
+    k = Broadcast(N, P, (P - 1) // 2, "row", arch)
+    v = np.random.default_rng(0).uniform(-1, 1, N).astype(np.float32)
+    r, cycles = k.run(v)
+    if not np.array_equal(r, np.broadcast_to(v, (P, N))):
+        raise RuntimeError("broadcast result does not match NumPy")
+    return {"kernel": "broadcast", "arch": arch, "shape": [N], "grid": [P, 1],
+            "dtype": "f32", "cycles": cycles, "floor": k.floor()}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
              [lambda a: _gemv(64, 48, 4, True, a), lambda a: _gemv(29, 34, 3, False, a)]),
-    "allreduce": ([lambda a: _allreduce(1, 32, a), lambda a: _allreduce(256, 32, a)],
-                  [lambda a: _allreduce(1, 8, a)]),
+    "allreduce": ([lambda a: _allreduce(1, 32, a), lambda a: _allreduce(256, 32, a),
+                   lambda a: _allreduce_col(1, 32, a), lambda a: _allreduce_col(256, 32, a)],
+                  [lambda a: _allreduce(1, 8, a), lambda a: _allreduce_col(1, 8, a)]),
+    "broadcast": ([lambda a: _broadcast(1, 32, a), lambda a: _broadcast(256, 32, a)],
+                  [lambda a: _broadcast(1, 8, a)]),
     "argmax": ([lambda a: _argmax(49152, 8, 8, a), lambda a: _argmax(49152, 16, 16, a)],
                [lambda a: _argmax(101, 5, 3, a)]),
     "rmsnorm": ([lambda a: _rmsnorm(2048, 32, True, a), lambda a: _rmsnorm(2048, 32, False, a)],

@@ -12,20 +12,12 @@ import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
 from .base import Run, compiled
+from .floors import broadcast_floor
 
 log = logging.getLogger(__name__)
 
 # Handle axis name -> layout.csl's `axis` param.
 AXES = {"row": 0, "col": 1}
-
-
-def broadcast_floor(P: int, root: int, N: int) -> int:
-    """max(root, P − 1 − root) + N: the farthest PE is that many hops from the root, one hop a
-    cycle, and the N wavelets leave the root one a cycle behind the first. A line of one PE
-    moves nothing: 1 (the launch itself), so that efficiency stays in (0, 1]."""
-    if P == 1:
-        return 1
-    return max(root, P - 1 - root) + N
 
 
 @dataclass(frozen=True)
@@ -65,13 +57,16 @@ class Broadcast:
         run = Run.start(out)
         rt = run.runtime
         v_id = rt.get_id("v")
-        args = dict(streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                    data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         x0, y0 = (self.root, 0) if self.axis == "row" else (0, self.root)
-        rt.memcpy_h2d(v_id, v, x0, y0, 1, 1, self.N, **args)     # the root only
+        # The root's vector only; the other PEs' v are outputs.
+        rt.memcpy_h2d(v_id, v, x0, y0, 1, 1, self.N,
+                      streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                      data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         cycles = run.timed_launch("broadcast")
         result = np.zeros(self.P * self.N, dtype=np.float32)
-        rt.memcpy_d2h(result, v_id, 0, 0, P_c, P_r, self.N, **args)
+        rt.memcpy_d2h(result, v_id, 0, 0, P_c, P_r, self.N,
+                      streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                      data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         rt.stop()
         log.debug("broadcast of %d from %d along a %s of %d: %d cycles", self.N, self.root,
                   self.axis, self.P, cycles)

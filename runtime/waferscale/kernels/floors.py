@@ -87,3 +87,12 @@ def gemm_floor(M: int, K: int, N: int, P: int, dtype: str, arch: str) -> int:
     per_word = 2 if dtype == "f16" else 1
     Mt, Kt, Nt = M // P, K // P, N // P
     return macs + -(-max(Mt * Kt, Kt * Nt) // per_word) + P
+
+
+def broadcast_floor(P: int, root: int, N: int) -> int:
+    """max(root, P − 1 − root) + N: the farthest PE is that many hops from the root, one hop a
+    cycle, and the N wavelets leave the root one a cycle behind the first. A line of one PE
+    moves nothing: 1 (the launch itself), so that efficiency stays in (0, 1]."""
+    if P == 1:
+        return 1
+    return max(root, P - 1 - root) + N
