@@ -251,3 +251,14 @@ def test_wavelet_index_selects_column(arch):
     for j in order:                                      # f16 fmach, each step rounded
         expect = (expect + (A[:, j] * x[j]).astype(np.float16)).astype(np.float16)
     np.testing.assert_array_equal(got, expect)
+
+
+def test_out_of_bounds_pointer_access_names_the_symbol(tmp_path):
+    dev = variant(tmp_path, "single_pe_gemv", {"pe.csl": (
+        "  sys_mod.unblock_cmd_stream();\n}",
+        "  y_ptr[M] = 1.0;\n  sys_mod.unblock_cmd_stream();\n}")}, {"M": 4, "N": 3})
+    with pytest.raises(SimError) as ei:
+        dev.launch("compute", [])
+    text = str(ei.value)
+    assert "PE(0,0), task compute (launch)" in text
+    assert "pointer access reaches element 4 of 'y', which has 4 element(s)" in text

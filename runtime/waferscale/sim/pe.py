@@ -123,15 +123,20 @@ class PEInterp(Interp):
                     raise self.err(f"indexing '{at}' needs {len(at.dims)} indices", e)
                 for d, (i, n) in enumerate(zip(idx, at.dims)):
                     if not 0 <= i < n:
-                        raise self.err(f"index {i} out of bounds for dimension {d} of size "
-                                       f"{n}", e)
+                        sym = self.pe.symbol_at(base.addr)
+                        what = f" of '{sym.var.qualname}'" if sym is not None else ""
+                        raise self.err(f"index {i} out of bounds for dimension {d}{what} of "
+                                       f"size {n}", e)
                 flat = int(np.ravel_multi_index(tuple(idx), at.dims))
                 return Place(base.addr + flat * words_of(at.elem), at.elem)
             ptr = self.eval(e.target, scope)
             if isinstance(ptr.type, T.PointerT) and ptr.type.many:
                 if len(idx) != 1:
                     raise self.err("a [*]T pointer takes one index", e)
-                return Place(ptr.v + idx[0] * words_of(ptr.type.elem), ptr.type.elem)
+                addr = ptr.v + idx[0] * words_of(ptr.type.elem)
+                # A pointer may only reach inside the variable it points into.
+                self.pe.check_access([addr], ptr.type.elem, e, "pointer access", ptr.v)
+                return Place(addr, ptr.type.elem)
             if isinstance(ptr.type, T.PointerT) and isinstance(ptr.type.elem, T.ArrayT):
                 at = ptr.type.elem
                 flat = int(np.ravel_multi_index(tuple(idx), at.dims))
