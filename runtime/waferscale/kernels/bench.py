@@ -159,6 +159,28 @@ def _broadcast(N: int, P: int, arch: str) -> dict:
             "dtype": "f32", "cycles": cycles, "floor": k.floor()}
 
 
+def _gemv_chain(M1: int, N: int, M2: int, P: int, fp16: bool, arch: str) -> dict:
+    from .gemv_chain import GemvChain
+    k = GemvChain(M1, N, M2, P, P, fp16, arch)
+    rng = np.random.default_rng(0)
+    wt = np.float16 if fp16 else np.float32
+    W1 = rng.uniform(-1, 1, (M1, N)).astype(wt)
+    x = rng.uniform(-1, 1, N).astype(wt)
+    W2 = rng.uniform(-1, 1, (M2, M1)).astype(wt)
+    y2, cycles = k.run(W1, W2, x)
+    W1d, xd, W2d = (a.astype(np.float64) for a in (W1, x, W2))
+    y1 = W1d @ xd
+    # GEMV1's f32 error, plus the f16 rounding of y1 when fp16; then GEMV2's own error.
+    d = N * 2.0**-23 * (np.abs(W1d) @ np.abs(xd))
+    if fp16:
+        d = d + 2.0**-11 * (np.abs(y1) + 1e-30) + 2.0**-25
+    bound = np.abs(W2d) @ d + M1 * 2.0**-23 * (np.abs(W2d) @ (np.abs(y1) + d))
+    if not np.all(np.abs(y2 - W2d @ y1) <= bound):
+        raise RuntimeError("gemv_chain result does not match NumPy")
+    return {"kernel": "gemv_chain", "arch": arch, "shape": [M1, N, M2], "grid": [P, P],
+            "dtype": k.dtype, "cycles": cycles, "floor": k.floor()}
+
+
 # kernel -> (full-size cases, quick cases); each case is a function of arch.
 CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]] = {
     "gemv": ([lambda a: _gemv(2048, 2048, 32, True, a)],
@@ -177,6 +199,9 @@ CASES: dict[str, tuple[list[Callable[[str], dict]], list[Callable[[str], dict]]]
     "attention": ([lambda a: _attention(9, 3, 64, 1024, 48, a)],
                   [lambda a: _attention(4, 2, 8, 23, 4, a)]),
     "gemm": ([lambda a: _gemm(128, 256, 256, 8, a)], [lambda a: _gemm(32, 24, 16, 4, a)]),
+    "gemv_chain": ([lambda a: _gemv_chain(1536, 576, 576, 32, True, a)],
+                   [lambda a: _gemv_chain(64, 48, 40, 4, True, a),
+                    lambda a: _gemv_chain(29, 34, 23, 3, False, a)]),
 }
 
 

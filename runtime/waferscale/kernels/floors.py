@@ -96,3 +96,14 @@ def broadcast_floor(P: int, root: int, N: int) -> int:
     if P == 1:
         return 1
     return max(root, P - 1 - root) + N
+
+
+def gemv_chain_floor(M1: int, N: int, M2: int, P_c: int, P_r: int, dtype: str,
+                     arch: str) -> int:
+    """⌈M1·N / (P·S)⌉ + P_c + ⌈M2·M1 / (P·S)⌉ + P_r with P = P_c·P_r: each GEMV's MAC share
+    per PE at full SIMD width S plus one hop per PE along its reduction axis (rows for the
+    first GEMV, columns for the second). The two add up because every element of the
+    second GEMV's input depends on a whole reduction of the first."""
+    S = MAC_SIMD[(dtype, arch)]
+    P = P_c * P_r
+    return math.ceil(M1 * N / (P * S)) + P_c + math.ceil(M2 * M1 / (P * S)) + P_r

@@ -1,0 +1,195 @@
+#!/usr/bin/env cs_python
+"""Host driver of csl/gemv_chain: y2 = W2·(W1·x) in one launch on a P_c x P_r rectangle.
+
+Compile first (see commands_wse3.sh / commands_wse2.sh), then run ``cs_python run.py --name out``
+(add ``--cmaddr IP:PORT`` for a CS system; without it the SDK simulator runs).
+
+Host-side data layout, identical to layout.csl's ``block_len`` (the first ``total % parts``
+blocks one longer):
+
+* W1 (M1 x N): PE (px, py) holds ``W1[rows of block py of M1 over P_r, columns of block px of
+  N over P_c]`` column-major (as csl/gemv).
+* x (N): the top-row PE (px, 0) holds ``x[block px of N over P_c]``.
+* W2 (M2 x M1): PE (px, py) holds ``W2[rows of block px of M2 over P_c, columns of block py of
+  M1 over P_r]`` column-major.
+* y2 (M2): row ``root_y = (P_r - 1) // 2`` returns it, PE (px, root_y) holding block px of M2
+  over P_c.
+
+y1 = W1·x never leaves the fabric. memcpy moves the same number of elements to every PE of one
+call, so each transfer is issued once per group of PEs with equal block sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-in-module
+    MemcpyDataType,
+    MemcpyOrder,
+    SdkRuntime,
+)
+
+# Unit roundoff of the formats involved, and half the smallest f16 subnormal (the absolute
+# error of rounding a tiny value to f16).
+U_F16 = 2.0**-11
+U_F32 = 2.0**-24
+U_F64 = 2.0**-53
+ETA_F16 = 2.0**-25
+
+
+def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
+    """Groups of equal-length blocks when ``total`` items are split over ``parts`` PEs.
+
+    Returns ``(first_pe, num_pes, block_len, first_item)`` per group, in order.
+    """
+    base, extra = divmod(total, parts)
+    groups = []
+    if extra:
+        groups.append((0, extra, base + 1, 0))
+    if parts - extra:
+        groups.append((extra, parts - extra, base, extra * (base + 1)))
+    return groups
+
+
+def gamma(n: int, u: float) -> float:
+    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
+    return n * u / (1.0 - n * u)
+
+
+def signed_magnitudes(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random values with magnitude in [1/16, 1) and a random sign."""
+    sign = rng.choice(np.array([-1.0, 1.0]), size=shape)
+    return sign * rng.uniform(1.0 / 16.0, 1.0, size=shape)
+
+
+def to_memcpy_words(a: np.ndarray) -> np.ndarray:
+    """1-D array as memcpy wants it: f32 as is, f16 zero-extended into the low half of u32."""
+    a = np.ascontiguousarray(a).ravel()
+    if a.dtype == np.float16:
+        return a.view(np.uint16).astype(np.uint32)
+    return a.astype(np.float32)
+
+
+def gemv_bound(k: int, fp16: bool) -> tuple[float, float]:
+    """(c, d) such that one GEMV of k terms, accumulated in f32, has |y - W·a| <= c·|W||a| + d.
+
+    f32: gamma_k. f16 weights (@fmachs): each product may be rounded to f16 first, one more
+    relative U_F16 and, near underflow, an absolute ETA_F16 per product.
+    """
+    if fp16:
+        return U_F16 + gamma(k, U_F32) * (1.0 + U_F16), 2.0 * k * ETA_F16
+    return gamma(k, U_F32), 0.0
+
+
+def chain_bound(W1: np.ndarray, x: np.ndarray, W2: np.ndarray, fp16: bool) -> np.ndarray:
+    """Per-element bound on |y2 - W2·W1·x| for the chain (all arithmetic in float64).
+
+    y1's error e1 = c1·|W1||x| + d1; with fp16 y1 is rounded to f16 before GEMV2, adding
+    U_F16·(|y1| + e1) + ETA_F16. With delta that error of GEMV2's input,
+    |y2 - W2·y1| <= |W2|·delta + c2·|W2|·(|y1| + delta) + d2. The f64 reference adds
+    gamma_{N+M1}(f64)·|W2||W1||x|.
+    """
+    M1, N = W1.shape
+    aW1, ax, aW2 = np.abs(W1), np.abs(x), np.abs(W2)
+    c1, d1 = gemv_bound(N, fp16)
+    c2, d2 = gemv_bound(M1, fp16)
+    abs1 = aW1 @ ax
+    y1 = np.abs(W1 @ x)
+    delta = c1 * abs1 + d1
+    if fp16:
+        delta = delta + U_F16 * (y1 + delta) + ETA_F16
+    return aW2 @ delta + c2 * (aW2 @ (y1 + delta)) + d2 + gamma(N + M1, U_F64) * (aW2 @ abs1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", help="the test compile output dir")
+    parser.add_argument("--cmaddr", help="IP:port for CS system")
+    args = parser.parse_args()
+
+    # Get matrix and grid dimensions from compile metadata
+    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
+        compile_data = json.load(json_file)
+    params = compile_data["params"]
+    P_c = int(params["P_c"])  # PE columns
+    P_r = int(params["P_r"])  # PE rows
+    M1 = int(params["M1"])    # rows of W1, columns of W2
+    N = int(params["N"])      # columns of W1
+    M2 = int(params["M2"])    # rows of W2
+    fp16 = int(params.get("fp16", 0)) == 1  # layout.csl's default is 0
+    root_y = (P_r - 1) // 2   # the row that collects y2, as in layout.csl
+
+    w_dtype = np.float16 if fp16 else np.float32
+    memcpy_dtype = MemcpyDataType.MEMCPY_16BIT if fp16 else MemcpyDataType.MEMCPY_32BIT
+
+    # Deterministic data; both signs make cancellation happen (the bound accounts for it).
+    rng = np.random.default_rng(seed=7)
+    W1 = signed_magnitudes(rng, (M1, N)).astype(w_dtype)
+    x = signed_magnitudes(rng, (N,)).astype(w_dtype)
+    W2 = signed_magnitudes(rng, (M2, M1)).astype(w_dtype)
+
+    # Reference in float64.
+    W1_64, x64, W2_64 = (a.astype(np.float64) for a in (W1, x, W2))
+    y2_exact = W2_64 @ (W1_64 @ x64)
+
+    runner = SdkRuntime(args.name, cmaddr=args.cmaddr)
+
+    W1_symbol = runner.get_id("W1")
+    W2_symbol = runner.get_id("W2")
+    x_symbol = runner.get_id("x")
+    y_symbol = runner.get_id("y")
+
+    runner.load()
+    runner.run()
+
+    # W1 tiles, as csl/gemv: order [py][px][j][i] per group of equal tiles.
+    for py0, h, m, r0 in blocks(M1, P_r):
+        for px0, w, n, c0 in blocks(N, P_c):
+            sub = W1[r0:r0 + h * m, c0:c0 + w * n]
+            tiles = sub.reshape(h, m, w, n).transpose(0, 2, 3, 1)
+            runner.memcpy_h2d(W1_symbol, to_memcpy_words(tiles), px0, py0, w, h, m * n,
+                              streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                              data_type=memcpy_dtype, nonblock=False)
+
+    # W2 tiles: rows of W2 over PE columns, columns over PE rows. For a group of w x h PEs
+    # with m x n tiles, sub.reshape(w, m, h, n).transpose(2, 0, 3, 1) orders [py][px][j][i].
+    for px0, w, m, r0 in blocks(M2, P_c):
+        for py0, h, n, c0 in blocks(M1, P_r):
+            sub = W2[r0:r0 + w * m, c0:c0 + h * n]
+            tiles = sub.reshape(w, m, h, n).transpose(2, 0, 3, 1)
+            runner.memcpy_h2d(W2_symbol, to_memcpy_words(tiles), px0, py0, w, h, m * n,
+                              streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                              data_type=memcpy_dtype, nonblock=False)
+
+    # x tiles into the top row.
+    for px0, w, n, c0 in blocks(N, P_c):
+        runner.memcpy_h2d(x_symbol, to_memcpy_words(x[c0:c0 + w * n]), px0, 0, w, 1, n,
+                          streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                          data_type=memcpy_dtype, nonblock=False)
+
+    # Launch both GEMVs. The call returns when every PE has unblocked the command stream.
+    runner.launch("compute", nonblock=False)
+
+    # y2 tiles from row root_y.
+    y2 = np.zeros(M2, dtype=np.float32)
+    for px0, w, m, r0 in blocks(M2, P_c):
+        part = np.zeros(w * m, dtype=np.float32)
+        runner.memcpy_d2h(part, y_symbol, px0, root_y, w, 1, m, streaming=False,
+                          order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_32BIT,
+                          nonblock=False)
+        y2[r0:r0 + w * m] = part
+
+    runner.stop()
+
+    err = np.abs(y2.astype(np.float64) - y2_exact)
+    allowed = chain_bound(W1_64, x64, W2_64, fp16)
+    print(f"max |y2 - y2_exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
+    assert np.all(err <= allowed), "y2 exceeds its floating-point error bound"
+
+    print("SUCCESS!")
+
+
+if __name__ == "__main__":
+    main()
