@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..host import SdkRuntime
+import numpy as np
+
+from ..host import MemcpyDataType, MemcpyOrder, SdkRuntime
 from ..host import compile as cslc
 from ..lang.cli import find_csl_root
 
@@ -47,6 +49,32 @@ def compiled(name: str, arch: str, width: int, height: int, params: dict[str, An
     return out
 
 
+def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
+    """How the kernels split ``total`` items over ``parts`` PEs: contiguous blocks, the first
+    ``total % parts`` one longer. Returns ``(first_pe, num_pes, block_len, first_item)`` per
+    group of equal-length blocks (at most two groups), since one memcpy moves equal counts."""
+    base, extra = divmod(total, parts)
+    groups = []
+    if extra:
+        groups.append((0, extra, base + 1, 0))
+    if parts - extra:
+        groups.append((extra, parts - extra, base, extra * (base + 1)))
+    return groups
+
+
+def memcpy_words(a: np.ndarray) -> np.ndarray:
+    """1-D array as memcpy takes it: f32 as is, f16 zero-extended into the low half of u32."""
+    a = np.ascontiguousarray(a).ravel()
+    return a.view(np.uint16).astype(np.uint32) if a.dtype == np.float16 else a.astype(
+        np.float32)
+
+
+def _line(axis: str, p0: int, k: int, at: int) -> tuple[int, int, int, int]:
+    """The memcpy rectangle (x, y, w, h) of ``k`` PEs from ``p0`` along ``axis`` ("x": a row,
+    at row ``at``; "y": a column, at column ``at``)."""
+    return (p0, at, k, 1) if axis == "x" else (at, p0, 1, k)
+
+
 @dataclass
 class Run:
     """A runtime on the simulator plus the simulated cycle counter around a launch."""
@@ -68,3 +96,32 @@ class Run:
         start = self.device.sim.cycle
         self.runtime.launch(name, *args, nonblock=False)
         return self.device.sim.cycle - start
+
+    def put_blocks(self, name: str, v: np.ndarray, parts: int, *, axis: str = "x",
+                   at: int = 0, item: int = 1) -> None:
+        """Copy the 1-D ``v`` to the exported ``name`` split as :func:`blocks` over ``parts``
+        PEs along a row (``axis="x"``, row ``at``) or a column (``"y"``, column ``at``);
+        an item is ``item`` consecutive elements (RoPE's pairs). f16 data moves as 16-bit."""
+        rt = self.runtime
+        sym = rt.get_id(name)
+        dt = MemcpyDataType.MEMCPY_16BIT if v.dtype == np.float16 else \
+            MemcpyDataType.MEMCPY_32BIT
+        for p0, k, n, i0 in blocks(v.size // item, parts):
+            rt.memcpy_h2d(sym, memcpy_words(v[i0 * item:(i0 + k * n) * item]),
+                          *_line(axis, p0, k, at), n * item, streaming=False,
+                          order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
+
+    def get_blocks(self, name: str, total: int, parts: int, *, axis: str = "x", at: int = 0,
+                   item: int = 1) -> np.ndarray:
+        """The f32 vector of ``total`` elements that :meth:`put_blocks`' layout holds in the
+        exported ``name``."""
+        rt = self.runtime
+        sym = rt.get_id(name)
+        out = np.zeros(total, dtype=np.float32)
+        for p0, k, n, i0 in blocks(total // item, parts):
+            part = np.zeros(k * n * item, dtype=np.float32)
+            rt.memcpy_d2h(part, sym, *_line(axis, p0, k, at), n * item, streaming=False,
+                          order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_32BIT,
+                          nonblock=False)
+            out[i0 * item:(i0 + k * n) * item] = part
+        return out

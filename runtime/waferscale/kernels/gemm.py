@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
-from .base import Run, compiled
+from .base import Run, compiled, memcpy_words
 from .floors import gemm_floor
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,6 @@ def to_tiles(X: np.ndarray, P: int) -> np.ndarray:
 def from_tiles(flat: np.ndarray, P: int, rows: int, cols: int) -> np.ndarray:
     """Inverse of :func:`to_tiles`: the rows × cols matrix from PE-ordered column-major tiles."""
     return flat.reshape(P, P, cols // P, rows // P).transpose(0, 3, 1, 2).reshape(rows, cols)
-
-
-def _words(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a).ravel()
-    return a.view(np.uint16).astype(np.uint32) if a.dtype == np.float16 else a.astype(
-        np.float32)
 
 
 @dataclass(frozen=True)
@@ -103,7 +97,7 @@ class Gemm:
         rt = run.runtime
         dt = MemcpyDataType.MEMCPY_16BIT if self.fp16 else MemcpyDataType.MEMCPY_32BIT
         for sym, X, count in (("A", A, Mt * Kt), ("B", B, Kt * Nt)):
-            rt.memcpy_h2d(rt.get_id(sym), _words(to_tiles(X, P)), 0, 0, P, P, count,
+            rt.memcpy_h2d(rt.get_id(sym), memcpy_words(to_tiles(X, P)), 0, 0, P, P, count,
                           streaming=False, order=MemcpyOrder.ROW_MAJOR, data_type=dt,
                           nonblock=False)
         cycles = run.timed_launch("compute")

@@ -14,25 +14,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
-from .base import Run, compiled
+from .base import Run, blocks, compiled, memcpy_words
 from .floors import gemv_floor
 
 
-def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
-    """``(first_pe, num_pes, block_len, first_item)`` per group of equal blocks."""
-    base, extra = divmod(total, parts)
-    groups = []
-    if extra:
-        groups.append((0, extra, base + 1, 0))
-    if parts - extra:
-        groups.append((extra, parts - extra, base, extra * (base + 1)))
-    return groups
-
-
-def _words(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a).ravel()
-    return a.view(np.uint16).astype(np.uint32) if a.dtype == np.float16 else a.astype(
-        np.float32)
+def put_tiles(run: Run, name: str, W: np.ndarray, P_c: int, P_r: int) -> None:
+    """Copy W (M×N) to the exported ``name``: its rows split as :func:`.base.blocks` over
+    the P_r PE rows, its columns over the P_c PE columns, each tile column-major. For a group
+    of h×w PEs with m×n tiles, ``reshape(h, m, w, n).transpose(0, 2, 3, 1)`` orders the data
+    PE by PE (ROW_MAJOR h-w-l) and column-major within a tile."""
+    rt = run.runtime
+    sym = rt.get_id(name)
+    dt = MemcpyDataType.MEMCPY_16BIT if W.dtype == np.float16 else MemcpyDataType.MEMCPY_32BIT
+    M, N = W.shape
+    for py0, h, m, r0 in blocks(M, P_r):
+        for px0, w, n, c0 in blocks(N, P_c):
+            tiles = W[r0:r0 + h * m, c0:c0 + w * n].reshape(h, m, w, n).transpose(0, 2, 3, 1)
+            rt.memcpy_h2d(sym, memcpy_words(tiles), px0, py0, w, h, m * n, streaming=False,
+                          order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
 
 
 @dataclass(frozen=True)
@@ -70,25 +69,9 @@ class Gemv:
                        {"P_c": self.P_c, "P_r": self.P_r, "M": self.M, "N": self.N,
                         "fp16": int(self.fp16)})
         run = Run.start(out)
-        rt = run.runtime
-        dt = MemcpyDataType.MEMCPY_16BIT if self.fp16 else MemcpyDataType.MEMCPY_32BIT
-        W_id, x_id, y_id = rt.get_id("W"), rt.get_id("x"), rt.get_id("y")
-        for py0, h, m, r0 in blocks(self.M, self.P_r):
-            for px0, w, n, c0 in blocks(self.N, self.P_c):
-                tiles = W[r0:r0 + h * m, c0:c0 + w * n].reshape(h, m, w, n).transpose(0, 2, 3, 1)
-                rt.memcpy_h2d(W_id, _words(tiles), px0, py0, w, h, m * n, streaming=False,
-                              order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
-        for px0, w, n, c0 in blocks(self.N, self.P_c):
-            rt.memcpy_h2d(x_id, _words(x[c0:c0 + w * n]), px0, 0, w, 1, n, streaming=False,
-                          order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
+        put_tiles(run, "W", W, self.P_c, self.P_r)
+        run.put_blocks("x", x, self.P_c)                      # the top row
         cycles = run.timed_launch("compute")
-        y = np.zeros(self.M, dtype=np.float32)
-        root_x = (self.P_c - 1) // 2
-        for py0, h, m, r0 in blocks(self.M, self.P_r):
-            part = np.zeros(h * m, dtype=np.float32)
-            rt.memcpy_d2h(part, y_id, root_x, py0, 1, h, m, streaming=False,
-                          order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_32BIT,
-                          nonblock=False)
-            y[r0:r0 + h * m] = part
-        rt.stop()
+        y = run.get_blocks("y", self.M, self.P_r, axis="y", at=(self.P_c - 1) // 2)
+        run.runtime.stop()
         return y, cycles

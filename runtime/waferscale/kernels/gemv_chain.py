@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
-from .base import Run, compiled
+from .base import Run, blocks, compiled, memcpy_words
 from .floors import gemv_chain_floor
-from .gemv import _words, blocks
+from .gemv import put_tiles
 
 log = logging.getLogger(__name__)
 
@@ -80,32 +80,19 @@ class GemvChain:
                         "M2": self.M2, "fp16": int(self.fp16)})
         run = Run.start(out)
         rt = run.runtime
-        dt = MemcpyDataType.MEMCPY_16BIT if self.fp16 else MemcpyDataType.MEMCPY_32BIT
-        W1_id, W2_id = rt.get_id("W1"), rt.get_id("W2")
-        x_id, y_id = rt.get_id("x"), rt.get_id("y")
-        for py0, h, m, r0 in blocks(self.M1, self.P_r):
-            for px0, w, n, c0 in blocks(self.N, self.P_c):
-                tiles = W1[r0:r0 + h * m, c0:c0 + w * n].reshape(h, m, w, n).transpose(0, 2, 3, 1)
-                rt.memcpy_h2d(W1_id, _words(tiles), px0, py0, w, h, m * n, streaming=False,
-                              order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
+        put_tiles(run, "W1", W1, self.P_c, self.P_r)
         # W2: output rows over PE columns, input columns over PE rows; [py][px][j][i].
+        dt = MemcpyDataType.MEMCPY_16BIT if self.fp16 else MemcpyDataType.MEMCPY_32BIT
+        W2_id = rt.get_id("W2")
         for px0, w, m, r0 in blocks(self.M2, self.P_c):
             for py0, h, n, c0 in blocks(self.M1, self.P_r):
                 tiles = W2[r0:r0 + w * m, c0:c0 + h * n].reshape(w, m, h, n).transpose(2, 0, 3, 1)
-                rt.memcpy_h2d(W2_id, _words(tiles), px0, py0, w, h, m * n, streaming=False,
-                              order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
-        for px0, w, n, c0 in blocks(self.N, self.P_c):
-            rt.memcpy_h2d(x_id, _words(x[c0:c0 + w * n]), px0, 0, w, 1, n, streaming=False,
-                          order=MemcpyOrder.ROW_MAJOR, data_type=dt, nonblock=False)
+                rt.memcpy_h2d(W2_id, memcpy_words(tiles), px0, py0, w, h, m * n,
+                              streaming=False, order=MemcpyOrder.ROW_MAJOR, data_type=dt,
+                              nonblock=False)
+        run.put_blocks("x", x, self.P_c)                      # the top row
         cycles = run.timed_launch("compute")
-        y2 = np.zeros(self.M2, dtype=np.float32)
-        root_y = (self.P_r - 1) // 2
-        for px0, w, m, r0 in blocks(self.M2, self.P_c):
-            part = np.zeros(w * m, dtype=np.float32)
-            rt.memcpy_d2h(part, y_id, px0, root_y, w, 1, m, streaming=False,
-                          order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_32BIT,
-                          nonblock=False)
-            y2[r0:r0 + w * m] = part
+        y2 = run.get_blocks("y", self.M2, self.P_c, at=(self.P_r - 1) // 2)
         rt.stop()
         log.debug("gemv_chain %s: %d cycles", self, cycles)
         return y2, cycles

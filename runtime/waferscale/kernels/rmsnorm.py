@@ -15,14 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..host import MemcpyDataType, MemcpyOrder
 from .base import Run, compiled
 from .floors import F32_SIMD, rmsnorm_floor
-from .gemv import blocks
 
 log = logging.getLogger(__name__)
 
-MEMCPY_F32 = MemcpyDataType.MEMCPY_32BIT
 
 # cslc params are u16 here; the layout also keeps data under 40 KiB per PE.
 _MAX_D = 0xFFFF
@@ -32,12 +29,6 @@ _DATA_BUDGET_BYTES = 40 * 1024
 def f32_bits(value: float) -> int:
     """The IEEE-754 bit pattern of ``value`` rounded to f32 (how layout.csl takes eps)."""
     return int(np.array(value, dtype=np.float32).view(np.uint32))
-
-
-def block_lengths(total: int, parts: int) -> list[int]:
-    """Length of each PE's block: the first ``total % parts`` blocks are one longer."""
-    base, extra = divmod(total, parts)
-    return [base + 1 if k < extra else base for k in range(parts)]
 
 
 @dataclass(frozen=True)
@@ -90,23 +81,9 @@ class RmsNorm:
                              {"P_c": self.P, "D": self.D, "eps_bits": f32_bits(self.eps),
                               "residual": int(self.residual)})
         run = Run.start(out)
-        rt = run.runtime
-        groups = blocks(self.D, self.P)
         for name, v in host.items():
-            sym = rt.get_id(name)
-            for px0, w, n, c0 in groups:
-                rt.memcpy_h2d(sym, v[c0:c0 + w * n], px0, 0, w, 1, n, streaming=False,
-                              order=MemcpyOrder.ROW_MAJOR, data_type=MEMCPY_F32, nonblock=False)
+            run.put_blocks(name, v, self.P)
         cycles = run.timed_launch("rmsnorm")
-        result = {}
-        for name in ("x", "y"):
-            sym = rt.get_id(name)
-            full = np.zeros(self.D, dtype=np.float32)
-            for px0, w, n, c0 in groups:
-                part = np.zeros(w * n, dtype=np.float32)
-                rt.memcpy_d2h(part, sym, px0, 0, w, 1, n, streaming=False,
-                              order=MemcpyOrder.ROW_MAJOR, data_type=MEMCPY_F32, nonblock=False)
-                full[c0:c0 + w * n] = part
-            result[name] = full
-        rt.stop()
+        result = {name: run.get_blocks(name, self.D, self.P) for name in ("x", "y")}
+        run.runtime.stop()
         return result["x"], result["y"], cycles

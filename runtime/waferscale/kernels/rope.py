@@ -26,9 +26,8 @@ import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
 from ..model.reference import rope_tables
-from .base import Run, compiled
+from .base import Run, blocks, compiled
 from .floors import F32_SIMD, rope_floor
-from .gemv import blocks
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +120,10 @@ class Rope:
         xv = np.asarray(x, dtype=np.float32)
         if xv.shape != (self.H, self.d):
             raise ValueError(f"expected x of shape {(self.H, self.d)}, got {xv.shape}")
-        flat = np.ascontiguousarray(xv).ravel()
         run = self._start()
-        rt = run.runtime
-        copy = {"streaming": False, "order": MemcpyOrder.ROW_MAJOR, "data_type": MEMCPY_F32,
-                "nonblock": False}
-        x_sym = rt.get_id("x")
-        for px0, w, m, q0 in self._groups:
-            rt.memcpy_h2d(x_sym, flat[2 * q0:2 * (q0 + w * m)], px0, 0, w, 1, 2 * m, **copy)
+        run.put_blocks("x", np.ascontiguousarray(xv).ravel(), self.P, item=2)   # whole pairs
         cycles = run.timed_launch("rope", np.int16(pos))
-        y = np.zeros(self.H * self.d, dtype=np.float32)
-        y_sym = rt.get_id("y")
-        for px0, w, m, q0 in self._groups:
-            part = np.zeros(w * 2 * m, dtype=np.float32)
-            rt.memcpy_d2h(part, y_sym, px0, 0, w, 1, 2 * m, **copy)
-            y[2 * q0:2 * (q0 + w * m)] = part
+        y = run.get_blocks("y", self.H * self.d, self.P, item=2)
         return y.reshape(self.H, self.d), cycles
 
     def close(self) -> None:

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..host import MemcpyDataType, MemcpyOrder
 from .base import Run, compiled
 from .floors import swiglu_floor
-from .gemv import blocks
 
 log = logging.getLogger(__name__)
 
-MEMCPY_F32 = MemcpyDataType.MEMCPY_32BIT
 
 _MAX_D = 0xFFFF
 _DATA_BUDGET_BYTES = 40 * 1024
@@ -54,20 +51,9 @@ class SwiGLU:
                 raise ValueError(f"expected {k} of shape {(self.D,)}, got {v.shape}")
         out_dir = compiled("swiglu", self.arch, self.P, 1, {"P_c": self.P, "D": self.D})
         run = Run.start(out_dir)
-        rt = run.runtime
-        groups = blocks(self.D, self.P)
         for name, v in host.items():
-            sym = rt.get_id(name)
-            for px0, w, n, c0 in groups:
-                rt.memcpy_h2d(sym, v[c0:c0 + w * n], px0, 0, w, 1, n, streaming=False,
-                              order=MemcpyOrder.ROW_MAJOR, data_type=MEMCPY_F32, nonblock=False)
+            run.put_blocks(name, v, self.P)
         cycles = run.timed_launch("swiglu")
-        out = np.zeros(self.D, dtype=np.float32)
-        sym = rt.get_id("out")
-        for px0, w, n, c0 in groups:
-            part = np.zeros(w * n, dtype=np.float32)
-            rt.memcpy_d2h(part, sym, px0, 0, w, 1, n, streaming=False,
-                          order=MemcpyOrder.ROW_MAJOR, data_type=MEMCPY_F32, nonblock=False)
-            out[c0:c0 + w * n] = part
-        rt.stop()
+        out = run.get_blocks("out", self.D, self.P)
+        run.runtime.stop()
         return out, cycles
