@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 _CACHE = Path(tempfile.gettempdir()) / "waferscale-kernels"
 
+# A handle's axis name -> the `axis` param of the line kernels' layout.csl (allreduce,
+# broadcast): along a row or along a column.
+AXES = {"row": 0, "col": 1}
+
 
 def kernel_dir(name: str) -> Path:
     """``csl/<name>`` of this checkout (kernels ship with the repository, not the wheel)."""

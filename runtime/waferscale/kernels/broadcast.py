@@ -11,14 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
-from .base import Run, compiled
+from .base import AXES, Run, compiled
 from .floors import broadcast_floor
 
 log = logging.getLogger(__name__)
-
-# Handle axis name -> layout.csl's `axis` param.
-AXES = {"row": 0, "col": 1}
-
 
 @dataclass(frozen=True)
 class Broadcast:
