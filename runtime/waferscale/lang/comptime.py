@@ -414,8 +414,6 @@ class Interp:
             return v
         p = v.v
         if isinstance(p, RuntimeRef):
-            if src == target:
-                return v
             raise self.err(f"expected type '{target}', found runtime variable of type '{src}'",
                            node)
         if target == T.COMPTIME_STRUCT and (isinstance(src, (T.AnonStructT, T.StructT,
@@ -722,14 +720,16 @@ class Interp:
         args = [self.eval(a, s) for a in e.args]
         return self.call(f.v, args, e)
 
-    def call(self, fn: FnVal, args: list[Val], node: A.Node) -> Val:
+    def call(self, fn: FnVal, args: list[Val], node: A.Node, *, as_task: bool = False) -> Val:
+        """Call ``fn`` with ``args``. CSL code may not call a task; the simulator runs one
+        (its body, as a call) with ``as_task=True``."""
         self.tick(node)
         if fn.intrinsic is not None:
             if isinstance(fn.intrinsic, RuntimeIntrinsic):
                 raise self.err(f"'{fn.intrinsic.qualname}' can only be called at run time", node)
             return fn.intrinsic(self, args, node)
         d: A.FnDecl = fn.decl
-        if d.is_task:
+        if d.is_task and not as_task:
             raise self.err(f"task '{d.name}' cannot be called; activate it instead", node)
         if d.body is None:
             raise self.err(f"extern function '{d.name}' cannot be called at compile time", node)

@@ -172,11 +172,11 @@ class PEInterp(Interp):
     def check_comptime(self, v: Val, node: A.Node) -> Val:
         return v                               # everything is known at run time
 
-    def call(self, fn: FnVal, args: list[Val], node: A.Node) -> Val:
+    def call(self, fn: FnVal, args: list[Val], node: A.Node, *, as_task: bool = False) -> Val:
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
             self.pe.cost(self.pe.sim.timing.branch)
             return self.pe.intrinsic(fn.intrinsic.qualname, args, node, fn.owner)
-        return super().call(fn, args, node)
+        return super().call(fn, args, node, as_task=as_task)
 
     def field_of(self, v: Val, name: str, e: A.Node) -> Val:
         return self.materialize(super().field_of(v, name, e), e)
@@ -400,8 +400,8 @@ class PE:
         else:
             self.active.discard(tid)
         self.stats.tasks_run += 1
-        ctx = self.start_context(fn.name, lambda: self.interp.call(fn_as_callable(fn), args,
-                                                                   fn.decl), main=True)
+        ctx = self.start_context(fn.name, lambda: self.interp.call(fn, args, fn.decl,
+                                                                   as_task=True), main=True)
         ctx.ready_at = self.sim.cycle + self.sim.timing.task_start
         self.stats.busy += self.sim.timing.task_start
 
@@ -483,22 +483,3 @@ class PE:
             parts.append("activated but blocked task ID(s) " + ", ".join(map(str,
                                                                                blocked_active)))
         return "; ".join(parts)
-
-
-def fn_as_callable(fn: FnVal) -> FnVal:
-    """Tasks are run through Interp.call, which refuses to *call* tasks from CSL code."""
-    return FnVal(_TaskDecl(fn.decl), fn.owner)
-
-
-class _TaskDecl:
-    """A view of a task's FnDecl that Interp.call accepts (is_task=False)."""
-
-    def __init__(self, decl: A.FnDecl) -> None:
-        self._d = decl
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "is_task":
-            return False
-        if name == "ret":
-            return None
-        return getattr(self._d, name)

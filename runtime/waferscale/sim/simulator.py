@@ -77,14 +77,15 @@ class Simulator:
         self.running: Context | None = None
         self.loop_greenlet = greenlet.getcurrent()
         arch = layout.options.arch
-        # WSE-3: queues 8..11 stand for memcpy's own receive queues of D2H streams (a model
-        # detail, invisible to user code, which may only name queues 0..7).
-        fo = FabricOptions(arch=arch, input_queue_depths=ARCH_QUEUE_DEPTHS["wse3"][0] + (8,) * 4)
         if arch == "wse2":
             # Queues 0..7 are the hardware's; 8 + c is the implicit queue of color c that
-            # WSE-2 data tasks and color-addressed fabin DSDs read from.
-            iq = ARCH_QUEUE_DEPTHS["wse2"][0] + (4,) * 24   # implicit queues: depth 4 (assumed)
-            fo = FabricOptions(arch=arch, input_queue_depths=iq)
+            # WSE-2 data tasks and color-addressed fabin DSDs read from (depth 4, assumed).
+            iq = ARCH_QUEUE_DEPTHS["wse2"][0] + (4,) * 24
+        else:
+            # WSE-3: queues 8..11 stand for memcpy's own receive queues of D2H streams (a
+            # model detail, invisible to user code, which may only name queues 0..7).
+            iq = ARCH_QUEUE_DEPTHS["wse3"][0] + (8,) * 4
+        fo = FabricOptions(arch=arch, input_queue_depths=iq)
         self.fabric = Fabric(layout.width, layout.height, fo, backend=opts.fabric_backend)
         self.pes: list[PE] = []
         self.grid: dict[tuple[int, int], PE] = {}
@@ -336,16 +337,14 @@ class Simulator:
 
     def _start_rpc(self, pe: PE, name: str, body) -> None:
         """Queue a host-launched function as the PE's next main-thread work."""
-        def wait_and_run() -> None:
-            body()
         if pe.main is not None and not pe.main.done:
             # The RPC task runs when the main thread is free (memcpy's task is a task too).
             prev = pe.main
-            ctx = pe.start_context(name, wait_and_run, main=False)
+            ctx = pe.start_context(name, body, main=False)
             ctx.wait = lambda: prev.done
             ctx.wait_desc = "the main thread to finish its task"
         else:
-            pe.start_context(name, wait_and_run, main=True)
+            pe.start_context(name, body, main=True)
 
     # -- memcpy streams -------------------------------------------------------------------------
 
