@@ -10,6 +10,10 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
 #include <cstdint>
 #include <exception>
 #include <stdexcept>
@@ -342,6 +346,7 @@ class Core {
                                             static_cast<uint8_t>(color), ctrl}});
     add_load(r, i);
     ++link_in_[static_cast<size_t>(i) * kDirs + direction];
+    ++hops_;
     return true;
   }
 
@@ -466,6 +471,25 @@ class Core {
 
   int width() const { return width_; }
   int height() const { return height_; }
+
+  // ---- for the PE engine (pe_engine.hpp): by router index, queue numbers already checked ----
+  int n_iq() const { return n_iq_; }
+  int n_oq() const { return n_oq_; }
+  int iq_count_at(int i, int q) const { return iq_rings_[static_cast<size_t>(i) * n_iq_ + q].count; }
+  int oq_free_at(int i, int q) const {
+    const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
+    return ring.cap - ring.count;
+  }
+  void ce_send_at(int i, int oq, int color, uint32_t payload) {
+    Router& r = routers_[i];
+    push(oq_rings_[static_cast<size_t>(i) * n_oq_ + oq],
+         Wavelet{payload, static_cast<uint8_t>(color), 0});
+    r.oq_nonempty |= 1u << oq;
+    add_load(r, i);
+  }
+  uint32_t ce_recv_at(int i, int iq) { return pop(iq_rings_[static_cast<size_t>(i) * n_iq_ + iq]).payload; }
+  // Wavelet link traversals so far (the sum of the link_out and link_in counters).
+  int64_t hops() const { return hops_; }
 
  private:
   // ---- helpers ----
@@ -718,6 +742,7 @@ class Core {
       for (int o = 0; o < kDirs; ++o) {
         if (!(m.tx >> o & 1)) continue;
         ++link_out_[static_cast<size_t>(i) * kDirs + o];
+        ++hops_;
         if (o == kRamp) {
           const int q = r.color_iq[color];
           push(iq_rings_[static_cast<size_t>(i) * n_iq_ + q], w);
@@ -732,6 +757,7 @@ class Core {
         }
         const int back = kOpposite[o];
         ++link_in_[static_cast<size_t>(nb) * kDirs + back];
+        ++hops_;
         push_buffer(routers_[nb], nb, back * kColors + color, w);
       }
     }
@@ -744,6 +770,7 @@ class Core {
       --r.load;
       --in_flight_;
       ++link_in_[static_cast<size_t>(i) * kDirs + kRamp];
+      ++hops_;
       push_buffer(r, i, kRamp * kColors + w.color, w);
     }
     for (const Injection& inj : injections_) {
@@ -831,7 +858,11 @@ class Core {
   std::vector<std::pair<int, int>> stalls_;
   std::vector<Pointer> pointers_;
   std::vector<int64_t> link_out_, link_in_, stall_cycles_, stalled_;
+  int64_t hops_ = 0;
 };
+
+// The compiled PE model, running on Core (its own file: one concern per file).
+#include "pe_engine.hpp"
 
 }  // namespace
 
@@ -888,4 +919,30 @@ PYBIND11_MODULE(_fabric, m) {
       .def("take_deliveries", &Core::take_deliveries)
       .def("blocked_wavelets", &Core::blocked_wavelets)
       .def("counters", &Core::counters);
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init<Core&, bool, int64_t, int64_t, int64_t, int64_t, int64_t>(),
+           py::arg("core"), py::arg("wse2"), py::arg("statement"), py::arg("branch"),
+           py::arg("task_start"), py::arg("dsd_op_setup"), py::arg("max_cycles"),
+           py::keep_alive<1, 2>())
+      .def("add_program", &Engine::add_program)
+      .def("add_pe", &Engine::add_pe)
+      .def("set_dsd_var", &Engine::set_dsd_var)
+      .def("launch", &Engine::launch)
+      .def("stream_h2d", &Engine::stream_h2d)
+      .def("stream_d2h", &Engine::stream_d2h)
+      .def("advance_to", &Engine::advance_to)
+      .def_property_readonly("cycle", &Engine::cycle)
+      .def("last_error", &Engine::last_error)
+      .def("describe", &Engine::describe)
+      .def("host_io_waits", &Engine::host_io_waits)
+      .def("stats", &Engine::stats)
+      .def("task_state", &Engine::task_state);
+  m.attr("ENGINE_DSD_OPS") = [] {
+    py::list l;
+    for (const OpInfo& o : kOps) l.append(o.name);
+    return l;
+  }();
+  m.attr("ENGINE_DSD_WORDS") = kDsdInts;
+  m.attr("ENGINE_CALL_WORDS") = kCallInts;
 }

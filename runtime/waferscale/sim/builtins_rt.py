@@ -121,6 +121,10 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     if not dsds:
         raise pe.error(f"@{e.name} needs at least one DSD operand", e)
     n = dsds[0].length
+    for k, o in enumerate([dest, *srcs]):
+        if isinstance(o, D.MemOperand) and not o.pointer and o.length < n:
+            raise pe.error(f"@{e.name}: operand {k} has {o.length} element(s), fewer than the "
+                           f"op's {n}", e)
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
 
     def body() -> None:

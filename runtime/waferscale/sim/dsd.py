@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..lang import types as T
-from ..lang.values import DsdVal, TensorAccessVal, Val
+from ..lang.values import DsdVal, TensorAccessVal, Val, round_float
 from .memory import decode, encode, words_of
 
 
@@ -171,7 +171,14 @@ def apply_index(pe, op, index: int, node) -> None:
 def read_elem(pe, op, i: int, t: T.Type):
     """Element ``i`` of a source operand as a Python value of type ``t``."""
     if isinstance(op, Scalar):
-        return op.value.v
+        # A scalar source is used at the op's source type (an f32 register for @fmacs, say),
+        # as the vectorized path does.
+        v = op.value.v
+        if isinstance(t, T.FloatT) and isinstance(v, (int, float)):
+            return round_float(t, float(v))
+        if isinstance(t, T.IntT) and isinstance(v, float):
+            return int(v)
+        return v
     if isinstance(op, MemOperand):
         return pe.mem.load(op.addrs[0 if op.pointer else i], t)
     fab = pe.sim.fabric

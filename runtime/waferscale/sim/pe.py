@@ -421,14 +421,12 @@ class PE:
         ctx_holder: list[Context] = []
 
         def run() -> None:
-            prev = self.current_task
-            self.current_task = name
+            # (The simulator sets current_task to the context's name at every resume.)
             start = self.time
             try:
                 body()
             finally:
                 ctx_holder[0].done = True
-                self.current_task = prev
                 if self.sim.trace is not None:
                     self.sim.trace.span(self, name, "task" if main else "async", start,
                                         self.time)

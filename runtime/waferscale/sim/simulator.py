@@ -48,6 +48,8 @@ class SimOptions:
         max_cycles: a run that needs more cycles than this for one host command stops with an
             error (a guard against endless programs).
         fabric_backend: "auto" | "cpp" | "python" (see sim/fabric.py).
+        engine: "auto" | "compiled" | "python": run PE code on the compiled engine or the
+            Python interpreter (sim/engine.py says when "auto" picks which).
         timing: the cost table (sim/timing.py).
         trace: record a Chrome trace (``Simulator.trace``; see sim/trace.py).
         simprint_log: file that ``<simprint>`` lines are appended to (None: keep them only in
@@ -58,6 +60,7 @@ class SimOptions:
     uninitialized_nan: bool = False
     max_cycles: int = 20_000_000
     fabric_backend: str = "auto"
+    engine: str = "auto"
     timing: TimingModel = DEFAULT_TIMING
     trace: bool = False
     simprint_log: str | None = "sim.log"
@@ -103,6 +106,11 @@ class Simulator:
                 for tid, (kind, _) in pe.tasks.items():
                     if kind == "data":
                         pe.data_queue[tid] = self.wse2_queue(tid, pe)
+        if opts.engine not in ("auto", "compiled", "python"):
+            raise SimError(f"SimOptions.engine must be 'auto', 'compiled' or 'python', got "
+                           f"{opts.engine!r}")
+        from .engine import select
+        self.engine = select(self)
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -180,6 +188,7 @@ class Simulator:
             return False
         self.running = ctx
         pe.time = max(ctx.ready_at, self.cycle)
+        prev_task, pe.current_task = pe.current_task, ctx.name
         try:
             ctx.glet.switch()
         except SimError:
@@ -194,6 +203,7 @@ class Simulator:
             raise
         finally:
             self.running = None
+            pe.current_task = prev_task
         ctx.ready_at = max(ctx.ready_at, pe.time)
         return True
 
@@ -290,6 +300,8 @@ class Simulator:
         return int(c.link_out.sum()) + int(c.link_in.sum())
 
     def report(self) -> str:
+        if self.engine is not None:
+            return self.engine.report()
         lines = []
         for pe in self.pes:
             d = pe.describe_wait()
@@ -307,6 +319,9 @@ class Simulator:
     # -- host services (used by SimulatorDevice) ----------------------------------------------
 
     def launch(self, name: str, args: list) -> None:
+        if self.engine is not None:
+            self.engine.launch(name, args)
+            return
         for pe in self.pes:
             fn = pe.record.exported_symbols.get(name)
             if fn is None:
@@ -325,6 +340,9 @@ class Simulator:
 
     def advance_to(self, target: int) -> None:
         """Simulate until the global clock reaches ``target`` (skipping idle stretches)."""
+        if self.engine is not None:
+            self.engine.advance_to(target)
+            return
         while self.cycle < target:
             if self.fabric.idle:
                 t = self.pending_time()
@@ -364,6 +382,9 @@ class Simulator:
         return [p.describe() for p in self.host_io]
 
     def stream_h2d(self, color: int, pes: list, data) -> None:
+        if self.engine is not None:
+            self.engine.stream_h2d(color, pes, data)
+            return
         pump = _H2DPump(self, color, pes, data)
         self.host_io.append(pump)
         try:
@@ -376,6 +397,8 @@ class Simulator:
         q = self.d2h_queue.get(color)
         if q is None:
             raise SimError(f"color {color} is not a memcpy D2H stream of this program")
+        if self.engine is not None:
+            return self.engine.stream_d2h(color, q, pes, count)
         pump = _D2HPump(self, color, q, pes, count)
         self.host_io.append(pump)
         try:

@@ -1,0 +1,1370 @@
+// The compiled PE model: a bytecode VM for the run-time code of every PE, its task scheduler,
+// and the simulator's cycle loop, running on the C++ fabric core (fabric.cpp includes this).
+//
+// This is the same model as runtime/waferscale/sim/simulator.py + pe.py + dsd.py, which are
+// its definition; runtime/waferscale/sim/lower.py documents the bytecode and compiles CSL to
+// it. The two paths must agree cycle for cycle and bit for bit:
+// simulator_tests/sim/test_engine.py runs programs and kernels on both and compares memory,
+// cycles and per-PE counters. Each function below names the Python function it mirrors.
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+// ---- value types (lower.py: TCODES) ----
+enum TCode : int { kBool = 0, kI8, kU8, kI16, kU16, kI32, kU32, kF16, kF32, kBF16 };
+
+inline int tc_bits(int t) {
+  switch (t) {
+    case kBool: case kI8: case kU8: return 8;
+    case kI16: case kU16: case kF16: case kBF16: return 16;
+    default: return 32;
+  }
+}
+inline bool tc_float(int t) { return t == kF16 || t == kF32 || t == kBF16; }
+inline bool tc_signed(int t) { return t == kI8 || t == kI16 || t == kI32; }
+inline int tc_words(int t) { return tc_bits(t) > 16 ? 2 : 1; }
+
+// IntT.wrap
+inline int64_t wrap_int(int t, int64_t v) {
+  const int bits = tc_bits(t);
+  const uint64_t mask = bits == 64 ? ~uint64_t(0) : ((uint64_t(1) << bits) - 1);
+  uint64_t u = static_cast<uint64_t>(v) & mask;
+  if (tc_signed(t) && (u >> (bits - 1) & 1)) return static_cast<int64_t>(u) - (int64_t(1) << bits);
+  return static_cast<int64_t>(u);
+}
+
+inline double half_to_double(uint16_t h) {
+  const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+  double v;
+  if (e == 0) v = std::ldexp(static_cast<double>(m), -24);
+  else if (e == 31) v = m ? std::nan("") : INFINITY;
+  else v = std::ldexp(static_cast<double>(m + 1024), e - 25);
+  if (e == 31 && m) {  // keep the sign of NaNs, as numpy does
+    uint64_t b = 0x7FF8000000000000ULL | (static_cast<uint64_t>(m) << 42);
+    if (s) b |= 1ULL << 63;
+    std::memcpy(&v, &b, 8);
+    return v;
+  }
+  return s ? -v : v;
+}
+
+// Round-to-nearest-even double -> binary16, as numpy's npy_double_to_half.
+inline uint16_t double_to_half(double x) {
+  uint64_t b;
+  std::memcpy(&b, &x, 8);
+  const uint16_t sign = static_cast<uint16_t>((b >> 48) & 0x8000);
+  if (std::isnan(x)) {
+    uint16_t m = static_cast<uint16_t>((b & 0xFFFFFFFFFFFFFULL) >> 42);
+    return static_cast<uint16_t>(sign | 0x7C00 | (m ? m : 1));
+  }
+  const double a = std::fabs(x);
+  if (a >= 65520.0) return static_cast<uint16_t>(sign | 0x7C00);
+  if (a < 6.103515625e-05) {                       // subnormal (or zero): units of 2^-24
+    const double r = std::nearbyint(a * 16777216.0);
+    return static_cast<uint16_t>(sign | static_cast<uint16_t>(r));
+  }
+  int e;
+  std::frexp(a, &e);                               // a = f * 2^e, f in [0.5, 1)
+  double r = std::nearbyint(std::ldexp(a, 11 - e));  // 11 significant bits, in [1024, 2048]
+  int E = e - 1 + 15;
+  if (r == 2048.0) { r = 1024.0; ++E; }
+  if (E >= 31) return static_cast<uint16_t>(sign | 0x7C00);
+  return static_cast<uint16_t>(sign | (E << 10) | (static_cast<int>(r) - 1024));
+}
+
+// values.round_float
+inline double round_to(int t, double x) {
+  if (t == kF32) return static_cast<double>(static_cast<float>(x));
+  if (t == kF16) return half_to_double(double_to_half(x));
+  if (t == kBF16) {
+    float f = static_cast<float>(x);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if (!std::isnan(f)) u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  return x;
+}
+
+// A scalar on the VM stack; which member is live is known statically (lower.py types it).
+union Scalar {
+  int64_t i;
+  double f;
+};
+
+// memory.encode / memory.decode
+inline uint32_t encode_value(int t, Scalar v) {
+  switch (t) {
+    case kF32: { float f = static_cast<float>(v.f); uint32_t u; std::memcpy(&u, &f, 4); return u; }
+    case kF16: return double_to_half(v.f);
+    case kBF16: { float f = static_cast<float>(v.f); uint32_t u; std::memcpy(&u, &f, 4); return u >> 16; }
+    case kBool: return v.i ? 1 : 0;
+    default: {
+      const int bits = tc_bits(t);
+      return static_cast<uint32_t>(static_cast<uint64_t>(v.i) & ((uint64_t(1) << bits) - 1));
+    }
+  }
+}
+inline Scalar decode_value(int t, uint32_t bits) {
+  Scalar s;
+  switch (t) {
+    case kF32: { float f; std::memcpy(&f, &bits, 4); s.f = f; break; }
+    case kF16: s.f = half_to_double(static_cast<uint16_t>(bits & 0xFFFF)); break;
+    case kBF16: { uint32_t u = (bits & 0xFFFF) << 16; float f; std::memcpy(&f, &u, 4); s.f = f; break; }
+    case kBool: s.i = (bits & 0xFF) != 0; break;
+    default: s.i = wrap_int(t, bits); break;
+  }
+  return s;
+}
+
+// ---- bytecode (lower.py: the Op enum and the meaning of a, b, c) ----
+enum Op : int32_t {
+  kNop = 0, kCost, kPushK, kLoadL, kStoreL, kLoadM, kStoreM, kLoadA, kStoreA, kBounds,
+  kPtrIdx, kIBin, kFBin, kICmp, kFCmp, kINeg, kFNeg, kNot, kBNot, kConv, kJmp, kJz, kCall,
+  kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
+  kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kNumOps
+};
+enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
+enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
+
+struct Ins {
+  int32_t op, a, b, c;
+};
+
+// A resolved DSD value (dsd.resolve applied eagerly to the descriptor and its modifiers).
+enum DsdKind : int32_t { kMem1d = 0, kMem4d, kFabin, kFabout };
+struct Dsd {
+  int32_t kind, tcode, ndim, wio;   // wio: .wavelet_index_offset
+  int32_t base, offset;             // word address of the base; offset in elements
+  int32_t ext[4], str[4];
+  int32_t queue, color;
+};
+constexpr int kDsdInts = 16;
+
+// One DSD-operation call site (lower.py: DsdCallSite).
+struct DsdCall {
+  int32_t op;                       // index into kOps
+  int32_t nops;                     // destination + sources
+  int32_t kind[4];                  // operand source: 0 DSD stack, 1 scalar (tcode), 2 pointer
+  int32_t tcode[4];                 // scalar: its type; pointer: the element type
+  int32_t async_, activate, unblock, has_index;
+  int32_t node, name;               // error location; context name ("@fmovs")
+};
+constexpr int kCallInts = 16;
+
+// sim/builtins_rt.DSD_OPS: types and SIMD widths (wse2, wse3).
+struct OpInfo {
+  const char* name;
+  int dest, nsrc, src[3], simd2, simd3;
+};
+const OpInfo kOps[] = {
+    {"fadds", kF32, 2, {kF32, kF32}, 2, 4},   {"faddh", kF16, 2, {kF16, kF16}, 4, 8},
+    {"fsubs", kF32, 2, {kF32, kF32}, 2, 4},   {"fsubh", kF16, 2, {kF16, kF16}, 4, 8},
+    {"fmuls", kF32, 2, {kF32, kF32}, 2, 4},   {"fmulh", kF16, 2, {kF16, kF16}, 4, 8},
+    {"fmaxs", kF32, 2, {kF32, kF32}, 1, 4},   {"fmaxh", kF16, 2, {kF16, kF16}, 1, 8},
+    {"fmacs", kF32, 3, {kF32, kF32, kF32}, 1, 1}, {"fmach", kF16, 3, {kF16, kF16, kF16}, 4, 8},
+    {"fmachs", kF32, 3, {kF32, kF16, kF16}, 2, 4}, {"fmovs", kF32, 1, {kF32}, 2, 4},
+    {"fmovh", kF16, 1, {kF16}, 4, 8},         {"fnegs", kF32, 1, {kF32}, 2, 4},
+    {"fnegh", kF16, 1, {kF16}, 4, 8},         {"fabss", kF32, 1, {kF32}, 2, 4},
+    {"fabsh", kF16, 1, {kF16}, 4, 8},         {"fh2s", kF32, 1, {kF16}, 1, 4},
+    {"fs2h", kF16, 1, {kF32}, 1, 4},          {"mov16", kU16, 1, {kU16}, 4, 8},
+    {"mov32", kU32, 1, {kU32}, 2, 4},         {"add16", kI16, 2, {kI16, kI16}, 4, 8},
+    {"sub16", kI16, 2, {kI16, kI16}, 4, 8},
+};
+constexpr int kNumDsdOps = sizeof(kOps) / sizeof(kOps[0]);
+
+// The element function of each op (builtins_rt.DSD_OPS[...].fn); returns the value before the
+// destination's encoding (which rounds it to the destination type).
+inline Scalar op_apply(int op, const Scalar* v) {
+  Scalar r;
+  const auto r32 = [](double x) { return round_to(kF32, x); };
+  const auto r16 = [](double x) { return round_to(kF16, x); };
+  switch (op) {
+    case 0: r.f = r32(v[0].f + v[1].f); break;
+    case 1: r.f = r16(v[0].f + v[1].f); break;
+    case 2: r.f = r32(v[0].f - v[1].f); break;
+    case 3: r.f = r16(v[0].f - v[1].f); break;
+    case 4: r.f = r32(v[0].f * v[1].f); break;
+    case 5: r.f = r16(v[0].f * v[1].f); break;
+    case 6: case 7: r.f = (v[0].f >= v[1].f || v[1].f != v[1].f) ? v[0].f : v[1].f; break;
+    case 8: case 10: r.f = r32(v[0].f + r32(v[1].f * v[2].f)); break;
+    case 9: r.f = r16(v[0].f + r16(v[1].f * v[2].f)); break;
+    case 11: case 12: case 17: r.f = v[0].f; break;
+    case 13: case 14: r.f = -v[0].f; break;
+    case 15: case 16: r.f = std::fabs(v[0].f); break;
+    case 18: r.f = r16(v[0].f); break;
+    case 19: case 20: r.i = v[0].i; break;
+    case 21: r.i = wrap_int(kI16, v[0].i + v[1].i); break;
+    case 22: r.i = wrap_int(kI16, v[0].i - v[1].i); break;
+    default: r.i = 0;
+  }
+  return r;
+}
+
+struct FnCode {
+  int32_t entry, nslots, ndslots, nparams;
+  std::vector<int32_t> param_dsd;   // per parameter: 1 if it is a DSD (goes to a DSD slot)
+};
+
+struct TaskEntry {
+  int32_t tid, kind, fn;            // kind: 0 local, 1 data, 2 control
+  std::vector<int32_t> ptypes;      // data task parameters (wavelet halves)
+  int32_t name;
+};
+
+struct Sym {
+  int32_t lo, n;                    // words
+  std::string name;
+};
+
+struct Program {
+  std::vector<Ins> code;
+  std::vector<Scalar> consts;
+  std::vector<Dsd> dconsts;
+  std::vector<DsdCall> calls;
+  std::vector<FnCode> fns;
+  std::vector<TaskEntry> tasks;
+  std::unordered_map<std::string, int32_t> exports;
+  std::vector<Sym> syms;
+  std::vector<std::string> names;
+};
+
+// An error of the simulated program: Python formats it with cycle, PE, task and source span.
+struct EngineError {
+  std::string msg;
+  int32_t node;
+};
+
+enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain };
+enum Step : int { kYield = 0, kDone = 1 };
+
+// A resolved DSD-operation operand (dsd.MemOperand / FabIn / FabOut / Scalar).
+struct Operand {
+  int32_t kind;                     // 0 memory, 1 fabin, 2 fabout, 3 scalar
+  bool pointer = false;
+  int32_t ew = 1;                   // words per element (memory)
+  int32_t abase = 0, astep = 0;     // element i at abase + i * astep (when addrs is empty)
+  std::vector<int32_t> addrs;       // explicit addresses (mem4d)
+  int32_t len = 0;
+  int32_t queue = 0, color = 0, index = -1;
+  Scalar value{};
+  int32_t addr(int i) const {
+    if (pointer) return abase;
+    return addrs.empty() ? abase + i * astep : addrs[i];
+  }
+};
+
+struct OpState {
+  const DsdCall* call = nullptr;
+  Operand ops[4];
+  int32_t n = 0, i = 0, j = 0;
+  bool started = false, computed = false;
+  Scalar vals[3]{};
+  Scalar result{};
+};
+
+struct Frame {
+  int32_t fn, pc, slots, dslots;
+};
+
+struct Ctx {
+  int32_t name;
+  int64_t ready_at = 0;
+  bool done = false;
+  int32_t wait = kNoWait, wq = 0, wcolor = 0;
+  std::shared_ptr<Ctx> prev;        // kWaitMain: the main context this RPC waits for
+  int32_t phase = 0;                // fabric access: 0 before sync_time, 1 waiting
+  std::vector<Frame> frames;
+  std::vector<Scalar> stack, locals;
+  std::vector<Dsd> dstack, dlocals;
+  bool in_op = false, async_op = false;
+  OpState op;
+};
+
+struct PEState {
+  int32_t x, y, idx;                // idx: router index
+  Program* prog;
+  uint16_t* mem;
+  std::vector<std::pair<int32_t, int32_t>> data_queue;  // (task id, input queue)
+  std::vector<uint8_t> active, blocked;                 // by task id (0..127)
+  std::shared_ptr<Ctx> main;
+  std::vector<std::shared_ptr<Ctx>> micro;
+  int64_t main_free_at = 0, time = 0, unblock_time = 0;
+  bool cmd_blocked = false;
+  int64_t busy = 0, stall = 0, tasks_run = 0;
+  std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
+  int32_t task_name = -1;                      // the running context's name
+  bool any_active() const {
+    for (uint8_t a : active) if (a) return true;
+    return false;
+  }
+};
+
+constexpr int32_t kWords = 24 * 1024;
+constexpr int kTasks = 128;
+
+class Engine {
+ public:
+  // Status of a run: what Python turns into its exception (simulator.Simulator).
+  enum Status { kOk = 0, kDeadlock, kMaxCycles, kError, kFabricError };
+
+  Engine(Core& core, bool wse2, int64_t statement, int64_t branch, int64_t task_start,
+         int64_t setup, int64_t max_cycles)
+      : core_(core), wse2_(wse2), statement_(statement), branch_(branch),
+        task_start_(task_start), setup_(setup), max_cycles_(max_cycles) {}
+
+  int add_program(py::array_t<int32_t> code, py::array_t<int64_t> consts,
+                  py::array_t<int32_t> dconsts, py::array_t<int32_t> calls, py::list fns,
+                  py::list tasks, py::dict exports, py::list syms, py::list names) {
+    auto p = std::make_unique<Program>();
+    auto c = code.unchecked<2>();
+    for (py::ssize_t k = 0; k < c.shape(0); ++k)
+      p->code.push_back(Ins{c(k, 0), c(k, 1), c(k, 2), c(k, 3)});
+    auto k1 = consts.unchecked<1>();
+    for (py::ssize_t k = 0; k < k1.shape(0); ++k) { Scalar s; s.i = k1(k); p->consts.push_back(s); }
+    auto d = dconsts.unchecked<2>();
+    for (py::ssize_t k = 0; k < d.shape(0); ++k) {
+      Dsd x;
+      std::memcpy(&x, d.data(k, 0), sizeof(Dsd));
+      p->dconsts.push_back(x);
+    }
+    auto cl = calls.unchecked<2>();
+    for (py::ssize_t k = 0; k < cl.shape(0); ++k) {
+      DsdCall x;
+      std::memcpy(&x, cl.data(k, 0), sizeof(DsdCall));
+      p->calls.push_back(x);
+    }
+    for (auto f : fns) {
+      auto t = f.cast<py::tuple>();
+      p->fns.push_back(FnCode{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<int32_t>(),
+                              t[3].cast<int32_t>(), t[4].cast<std::vector<int32_t>>()});
+    }
+    for (auto f : tasks) {
+      auto t = f.cast<py::tuple>();
+      p->tasks.push_back(TaskEntry{t[0].cast<int32_t>(), t[1].cast<int32_t>(),
+                                   t[2].cast<int32_t>(), t[3].cast<std::vector<int32_t>>(),
+                                   t[4].cast<int32_t>()});
+    }
+    for (auto kv : exports) p->exports[kv.first.cast<std::string>()] = kv.second.cast<int32_t>();
+    for (auto s : syms) {
+      auto t = s.cast<py::tuple>();
+      p->syms.push_back(Sym{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<std::string>()});
+    }
+    for (auto n : names) p->names.push_back(n.cast<std::string>());
+    programs_.push_back(std::move(p));
+    return static_cast<int>(programs_.size()) - 1;
+  }
+
+  void add_pe(int x, int y, int program, py::array_t<uint16_t> mem,
+              std::vector<std::pair<int32_t, int32_t>> data_queue, std::vector<int32_t> active,
+              std::vector<int32_t> blocked) {
+    PEState pe;
+    pe.x = x;
+    pe.y = y;
+    pe.idx = y * core_.width() + x;
+    pe.prog = programs_.at(program).get();
+    pe.mem = mem.mutable_data();
+    mems_.push_back(mem);
+    pe.data_queue = std::move(data_queue);
+    pe.active.assign(kTasks, 0);
+    pe.blocked.assign(kTasks, 0);
+    for (int t : active) pe.active.at(t) = 1;
+    for (int t : blocked) pe.blocked.at(t) = 1;
+    pes_.push_back(std::move(pe));
+  }
+
+  void set_dsd_var(int k, int addr, py::array_t<int32_t> pod) {
+    Dsd d;
+    std::memcpy(&d, pod.data(), sizeof(Dsd));
+    pes_.at(k).dsd_vars[addr] = d;
+  }
+
+  // ---- host commands (simulator.Simulator.launch / stream_h2d / stream_d2h) ----
+
+  int launch(const std::string& name, std::vector<int64_t> args) {
+    for (auto& pe : pes_) {
+      auto it = pe.prog->exports.find(name);
+      if (it == pe.prog->exports.end()) {
+        set_error(pe, "PE(" + std::to_string(pe.x) + "," + std::to_string(pe.y) +
+                          ") does not export '" + name + "'", -1, true);
+        return kError;
+      }
+      pe.cmd_blocked = true;
+      // _start_rpc: the RPC runs when the main thread is free.
+      auto ctx = std::make_shared<Ctx>();
+      ctx->name = launch_name(*pe.prog, name);
+      ctx->ready_at = cycle();
+      const FnCode& fn = pe.prog->fns[it->second];
+      enter(*pe.prog, *ctx, it->second);
+      for (int k = 0; k < fn.nparams && k < static_cast<int>(args.size()); ++k)
+        ctx->locals[ctx->frames.back().slots + k].i = args[k];
+      if (pe.main && !pe.main->done) {
+        ctx->wait = kWaitMain;
+        ctx->prev = pe.main;
+        pe.micro.push_back(ctx);
+      } else {
+        pe.main = ctx;
+      }
+    }
+    int st = run_until([this] {
+      for (auto& pe : pes_) if (pe.cmd_blocked) return false;
+      return true;
+    }, "running launch('" + name + "')");
+    if (st != kOk) return st;
+    int64_t target = 0;
+    for (auto& pe : pes_) target = std::max(target, pe.unblock_time);
+    return advance_to(target);
+  }
+
+  int stream_h2d(int color, std::vector<int32_t> pes, std::vector<std::vector<uint32_t>> data) {
+    H2D pump{color, std::move(pes), std::move(data), {}};
+    pump.pos.assign(pump.pes.size(), 0);
+    size_t total = 0;
+    for (auto& r : pump.data) total += r.size();
+    h2d_ = &pump;
+    int st = run_until([&pump] {
+      for (size_t k = 0; k < pump.pes.size(); ++k)
+        if (pump.pos[k] < pump.data[k].size()) return false;
+      return true;
+    }, "streaming " + std::to_string(total) + " wavelet(s) to the device on color " +
+           std::to_string(color));
+    h2d_ = nullptr;
+    return st;
+  }
+
+  py::tuple stream_d2h(int color, int queue, std::vector<int32_t> pes, int count) {
+    D2H pump{color, queue, std::move(pes), count, {}, {}};
+    pump.got.assign(pump.pes.size(), 0);
+    pump.out.assign(pump.pes.size() * static_cast<size_t>(count), 0);
+    d2h_ = &pump;
+    int st = run_until([&pump] {
+      for (int g : pump.got) if (g < pump.count) return false;
+      return true;
+    }, "receiving " + std::to_string(count) + " wavelet(s) per PE on D2H color " +
+           std::to_string(color));
+    d2h_ = nullptr;
+    py::array_t<uint32_t> out({static_cast<py::ssize_t>(pump.pes.size()),
+                               static_cast<py::ssize_t>(count)});
+    std::copy(pump.out.begin(), pump.out.end(), out.mutable_data());
+    return py::make_tuple(st, out);
+  }
+
+  // simulator.Simulator.advance_to
+  int advance_to(int64_t target) {
+    try {
+      while (cycle() < target) {
+        if (core_.idle()) {
+          int64_t t = pending_time();
+          bool nothing_now = true;
+          for (auto& pe : pes_)
+            if (!pe.main && runnable(pe, nullptr)) { nothing_now = false; break; }
+          if (nothing_now && (t < 0 || t > target)) {
+            core_.advance_clock(target - cycle());
+            break;
+          }
+        }
+        step();
+      }
+    } catch (const EngineError& e) {
+      return error_status(e);
+    } catch (const FabricException& e) {
+      error_ = e.what();
+      return kFabricError;
+    }
+    return kOk;
+  }
+
+  // ---- state for Python (reports, counters) ----
+
+  int64_t cycle() const { return core_.cycle(); }
+
+  py::tuple last_error() const {
+    return py::make_tuple(error_, error_pe_, error_task_, error_node_, error_cycle_);
+  }
+  const std::string& run_what() const { return what_; }
+
+  // pe.PE.describe_wait
+  std::string describe(int k) const {
+    const PEState& pe = pes_.at(k);
+    std::vector<std::string> parts;
+    const auto desc = [&](const Ctx& c) -> std::string {
+      switch (c.wait) {
+        case kWaitIq: return "a wavelet in input queue " + std::to_string(c.wq);
+        case kWaitOq: return "space in output queue " + std::to_string(c.wq) + " (color " +
+                             std::to_string(c.wcolor) + ")";
+        case kWaitMain: return "the main thread to finish its task";
+        default: return "time";
+      }
+    };
+    if (pe.main && !pe.main->done)
+      parts.push_back("task " + pe.prog->names[pe.main->name] + " waits for " + desc(*pe.main));
+    for (auto& m : pe.micro)
+      if (!m->done)
+        parts.push_back("async op " + pe.prog->names[m->name] + " waits for " + desc(*m));
+    if (pe.cmd_blocked)
+      parts.push_back("the host command stream waits for sys_mod.unblock_cmd_stream()");
+    std::string ba;
+    for (int t = 0; t < kTasks; ++t)
+      if (pe.active[t] && pe.blocked[t]) ba += (ba.empty() ? "" : ", ") + std::to_string(t);
+    if (!ba.empty()) parts.push_back("activated but blocked task ID(s) " + ba);
+    std::string out;
+    for (size_t k2 = 0; k2 < parts.size(); ++k2) out += (k2 ? "; " : "") + parts[k2];
+    return out;
+  }
+
+  // Host streams still pending (during a run, or when the last run stopped with an error).
+  std::vector<std::string> host_io_waits() const {
+    if (!h2d_ && !d2h_) return error_io_;
+    std::vector<std::string> out;
+    if (h2d_) {
+      std::string s = "memcpy H2D stream on color " + std::to_string(h2d_->color) +
+                      " still has to deliver ";
+      int shown = 0, left = 0;
+      for (size_t k = 0; k < h2d_->pes.size(); ++k) {
+        const size_t n = h2d_->data[k].size() - h2d_->pos[k];
+        if (!n) continue;
+        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) to " + pe_tuple(h2d_->pes[k]);
+      }
+      out.push_back(s + (left > 6 ? " ..." : ""));
+    }
+    if (d2h_) {
+      std::string s = "memcpy D2H stream on color " + std::to_string(d2h_->color) +
+                      " still waits for ";
+      int shown = 0, left = 0;
+      for (size_t k = 0; k < d2h_->pes.size(); ++k) {
+        const int n = d2h_->count - d2h_->got[k];
+        if (!n) continue;
+        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) from " + pe_tuple(d2h_->pes[k]);
+      }
+      out.push_back(s + (left > 6 ? " ..." : ""));
+    }
+    return out;
+  }
+
+  py::dict stats() const {
+    const py::ssize_t n = static_cast<py::ssize_t>(pes_.size());
+    py::array_t<int64_t> busy(n), stall(n), tasks(n), unblock(n);
+    for (py::ssize_t k = 0; k < n; ++k) {
+      busy.mutable_data()[k] = pes_[k].busy;
+      stall.mutable_data()[k] = pes_[k].stall;
+      tasks.mutable_data()[k] = pes_[k].tasks_run;
+      unblock.mutable_data()[k] = pes_[k].unblock_time;
+    }
+    py::dict d;
+    d["busy"] = busy;
+    d["stall"] = stall;
+    d["tasks_run"] = tasks;
+    d["unblock_time"] = unblock;
+    return d;
+  }
+
+  py::tuple task_state(int k) const {
+    const PEState& pe = pes_.at(k);
+    std::vector<int> a, b;
+    for (int t = 0; t < kTasks; ++t) {
+      if (pe.active[t]) a.push_back(t);
+      if (pe.blocked[t]) b.push_back(t);
+    }
+    return py::make_tuple(a, b, pe.cmd_blocked);
+  }
+
+ private:
+  struct H2D {
+    int color;
+    std::vector<int32_t> pes;
+    std::vector<std::vector<uint32_t>> data;
+    std::vector<size_t> pos;
+  };
+  struct D2H {
+    int color, queue;
+    std::vector<int32_t> pes;
+    int count;
+    std::vector<int> got;
+    std::vector<uint32_t> out;
+  };
+
+  std::string pe_tuple(int k) const {
+    return "PE(" + std::to_string(pes_[k].x) + ", " + std::to_string(pes_[k].y) + ")";
+  }
+
+  int32_t launch_name(Program& p, const std::string& name) {
+    const std::string full = name + " (launch)";
+    for (size_t k = 0; k < p.names.size(); ++k)
+      if (p.names[k] == full) return static_cast<int32_t>(k);
+    p.names.push_back(full);
+    return static_cast<int32_t>(p.names.size()) - 1;
+  }
+
+  void set_error(const PEState& pe, const std::string& msg, int32_t node, bool bare = false) {
+    error_ = msg;
+    error_pe_ = bare ? -1 : static_cast<int32_t>(&pe - pes_.data());
+    error_task_ = pe.task_name >= 0 ? pe.prog->names[pe.task_name] : "-";
+    error_node_ = node;
+    error_cycle_ = cycle();
+  }
+
+  int error_status(const EngineError& e) {
+    set_error(*cur_pe_, e.msg, e.node);
+    return kError;
+  }
+
+  // ---- the cycle loop (simulator.Simulator._run_loop / step / pending_time) ----
+
+  template <class Done>
+  int run_until(Done done, const std::string& what) {
+    what_ = what;
+    error_io_.clear();
+    const int64_t start = cycle();
+    int64_t hops = core_.hops();
+    try {
+      while (!done()) {
+        if (cycle() - start > max_cycles_) {
+          error_ = what + ": not finished after " + std::to_string(max_cycles_) +
+                   " cycles (SimOptions.max_cycles)";
+          error_io_ = host_io_waits();
+          return kMaxCycles;
+        }
+        const bool progressed = step();
+        const int64_t new_hops = core_.hops();
+        if (progressed || new_hops != hops) {
+          hops = new_hops;
+          continue;
+        }
+        if (done()) break;
+        const int64_t t = pending_time();
+        if (t >= 0) {
+          if (core_.idle() && t > cycle() + 1) core_.advance_clock(t - cycle() - 1);
+          continue;
+        }
+        if (!core_.idle() && !core_.stuck()) continue;
+        error_ = "deadlock at cycle " + std::to_string(cycle()) + " while " + what +
+                 ": nothing can progress";
+        error_io_ = host_io_waits();
+        return kDeadlock;
+      }
+    } catch (const EngineError& e) {
+      return error_status(e);
+    } catch (const FabricException& e) {
+      error_ = e.what();
+      error_io_ = host_io_waits();
+      return kFabricError;
+    }
+    return kOk;
+  }
+
+  bool step() {
+    bool progressed = false;
+    const int64_t now = cycle();
+    if (h2d_) {
+      for (size_t k = 0; k < h2d_->pes.size(); ++k) {
+        const int i = pes_[h2d_->pes[k]].idx;
+        if (h2d_->pos[k] < h2d_->data[k].size() && core_.oq_free_at(i, 0) > 0) {
+          core_.ce_send_at(i, 0, h2d_->color, h2d_->data[k][h2d_->pos[k]++]);
+          progressed = true;
+        }
+      }
+    }
+    if (d2h_) {
+      for (size_t k = 0; k < d2h_->pes.size(); ++k) {
+        const int i = pes_[d2h_->pes[k]].idx;
+        if (d2h_->got[k] < d2h_->count && core_.iq_count_at(i, d2h_->queue) > 0) {
+          d2h_->out[k * d2h_->count + d2h_->got[k]++] = core_.ce_recv_at(i, d2h_->queue);
+          progressed = true;
+        }
+      }
+    }
+    for (auto& pe : pes_) {
+      if (!pe.main && pe.micro.empty() && !pe.any_active()) {
+        bool data = false;
+        for (auto& dq : pe.data_queue)
+          if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
+        if (!data) continue;
+      }
+      cur_pe_ = &pe;
+      bool any_done = false;
+      // By index, as Python's list iteration: an RPC running here may append microthreads,
+      // which then run in this same cycle.
+      for (size_t k = 0; k < pe.micro.size(); ++k) {
+        std::shared_ptr<Ctx> m = pe.micro[k];
+        progressed |= resume(pe, *m, now);
+        any_done |= m->done;
+      }
+      if (any_done)
+        pe.micro.erase(std::remove_if(pe.micro.begin(), pe.micro.end(),
+                                      [](const std::shared_ptr<Ctx>& m) { return m->done; }),
+                       pe.micro.end());
+      if (pe.main && pe.main->done) {
+        pe.main_free_at = pe.main->ready_at;
+        pe.main.reset();
+      }
+      if (!pe.main && pe.main_free_at <= now) {
+        const int tid = pick_task(pe);
+        if (tid >= 0) {
+          start_task(pe, tid, now);
+          progressed = true;
+        }
+      }
+      if (pe.main) progressed |= resume(pe, *pe.main, now);
+    }
+    core_.tick();
+    return progressed;
+  }
+
+  int64_t pending_time() {
+    int64_t best = -1;
+    const int64_t now = cycle();
+    const auto consider = [&](int64_t t) { if (best < 0 || t < best) best = t; };
+    for (auto& pe : pes_) {
+      if (pe.main && !pe.main->done && pe.main->wait == kNoWait && pe.main->ready_at >= now)
+        consider(pe.main->ready_at);
+      for (auto& m : pe.micro)
+        if (!m->done && m->wait == kNoWait && m->ready_at >= now) consider(m->ready_at);
+      if (!pe.main && pe.main_free_at >= now && runnable(pe, nullptr)) consider(pe.main_free_at);
+    }
+    return best;
+  }
+
+  bool wait_holds(const PEState& pe, const Ctx& c) const {
+    switch (c.wait) {
+      case kWaitIq: return core_.iq_count_at(pe.idx, c.wq) > 0;
+      case kWaitOq: return core_.oq_free_at(pe.idx, c.wq) > 0;
+      case kWaitMain: return c.prev->done;
+      default: return true;
+    }
+  }
+
+  // simulator.Simulator._resume
+  bool resume(PEState& pe, Ctx& c, int64_t now) {
+    if (c.done || c.ready_at > now) return false;
+    if (c.wait != kNoWait && !wait_holds(pe, c)) {
+      ++pe.stall;
+      return false;
+    }
+    pe.time = std::max(c.ready_at, now);
+    const int32_t prev_name = pe.task_name;
+    pe.task_name = c.name;
+    run(pe, c, now);
+    pe.task_name = prev_name;
+    c.ready_at = std::max(c.ready_at, pe.time);
+    return true;
+  }
+
+  // ---- tasks (pe.PE.runnable_tasks / pick_task / start_task) ----
+
+  bool runnable(const PEState& pe, std::vector<int>* out) const {
+    for (const TaskEntry& t : pe.prog->tasks) {
+      if (pe.blocked[t.tid]) continue;
+      bool r = false;
+      if (t.kind == 1) {
+        for (auto& dq : pe.data_queue)
+          if (dq.first == t.tid) { r = core_.iq_count_at(pe.idx, dq.second) > 0; break; }
+      } else {
+        r = pe.active[t.tid];
+      }
+      if (r) {
+        if (!out) return true;
+        out->push_back(t.tid);
+      }
+    }
+    return out && !out->empty();
+  }
+
+  int pick_task(const PEState& pe) const {
+    int best = -1;
+    for (const TaskEntry& t : pe.prog->tasks) {
+      if (pe.blocked[t.tid]) continue;
+      bool r;
+      if (t.kind == 1) {
+        r = false;
+        for (auto& dq : pe.data_queue)
+          if (dq.first == t.tid) { r = core_.iq_count_at(pe.idx, dq.second) > 0; break; }
+      } else {
+        r = pe.active[t.tid];
+      }
+      if (r && (best < 0 || t.tid < best)) best = t.tid;
+    }
+    return best;
+  }
+
+  void start_task(PEState& pe, int tid, int64_t now) {
+    const TaskEntry* te = nullptr;
+    for (const TaskEntry& t : pe.prog->tasks) if (t.tid == tid) te = &t;
+    auto ctx = std::make_shared<Ctx>();
+    ctx->name = te->name;
+    enter(*pe.prog, *ctx, te->fn);
+    if (te->kind == 1) {
+      int q = 0;
+      for (auto& dq : pe.data_queue) if (dq.first == tid) q = dq.second;
+      const uint32_t payload = core_.ce_recv_at(pe.idx, q);
+      const int base = ctx->frames.back().slots;
+      if (te->ptypes.size() == 1) {
+        ctx->locals[base] = decode_value(te->ptypes[0], payload);
+      } else {
+        ctx->locals[base] = decode_value(te->ptypes[0], payload & 0xFFFF);
+        ctx->locals[base + 1] = decode_value(te->ptypes[1], payload >> 16);
+      }
+    } else {
+      pe.active[tid] = 0;
+    }
+    ++pe.tasks_run;
+    ctx->ready_at = now + task_start_;
+    pe.busy += task_start_;
+    pe.main = ctx;
+  }
+
+  static void enter(const Program& p, Ctx& c, int fn) {
+    // Frames of one context share its stacks; the callee's slots follow the caller's.
+    const FnCode& f = p.fns[fn];
+    const int32_t slots = static_cast<int32_t>(c.locals.size());
+    const int32_t dslots = static_cast<int32_t>(c.dlocals.size());
+    c.locals.resize(slots + f.nslots);
+    c.dlocals.resize(dslots + f.ndslots);
+    c.frames.push_back(Frame{fn, f.entry, slots, dslots});
+  }
+
+  // ---- memory (memory.PEMemory, pe.PE.check_access) ----
+
+  static void check_range(int64_t addr, int n) {
+    if (addr < 0 || addr + n > kWords)
+      throw EngineError{"address " + std::to_string(addr) + " (+" + std::to_string(n) +
+                            " words) is outside the PE's 48 KiB (" + std::to_string(kWords) +
+                            " words)", -1};
+  }
+  static Scalar load(const PEState& pe, int t, int64_t addr) {
+    const int nw = tc_words(t);
+    check_range(addr, nw);
+    uint32_t bits = pe.mem[addr];
+    if (nw == 2) bits |= static_cast<uint32_t>(pe.mem[addr + 1]) << 16;
+    return decode_value(t, bits);
+  }
+  static void store(PEState& pe, int t, int64_t addr, Scalar v) {
+    const int nw = tc_words(t);
+    check_range(addr, nw);
+    const uint32_t bits = encode_value(t, v);
+    pe.mem[addr] = static_cast<uint16_t>(bits & 0xFFFF);
+    if (nw == 2) pe.mem[addr + 1] = static_cast<uint16_t>(bits >> 16);
+  }
+  static const Sym* symbol_at(const PEState& pe, int64_t addr) {
+    for (const Sym& s : pe.prog->syms)
+      if (s.lo <= addr && addr < s.lo + std::max(1, s.n)) return &s;
+    return nullptr;
+  }
+  // pe.PE.check_access over the addresses first, first + step, ... (n of them) or an explicit list.
+  static void check_access(const PEState& pe, const Operand& o, int n, int ew, const char* what,
+                           int64_t base, int32_t node) {
+    if (n <= 0) return;
+    int64_t lo, hi;
+    if (o.addrs.empty()) {           // an arithmetic progression: its two ends
+      lo = std::min<int64_t>(o.addr(0), o.addr(n - 1));
+      hi = std::max<int64_t>(o.addr(0), o.addr(n - 1));
+    } else {
+      lo = *std::min_element(o.addrs.begin(), o.addrs.begin() + n);
+      hi = *std::max_element(o.addrs.begin(), o.addrs.begin() + n);
+    }
+    const Sym* s = symbol_at(pe, base);
+    if (!s)
+      throw EngineError{std::string(what) + " has base address " + std::to_string(base) +
+                            ", outside every variable", node};
+    const int64_t a = s->lo, m = std::max(1, s->n);
+    if (lo < a || hi + ew > a + m) {
+      int64_t bad = 0;
+      for (int i = 0; i < n; ++i) {
+        const int64_t x = o.addr(i);
+        if (x < a || x + ew > a + m) { bad = x; break; }
+      }
+      throw EngineError{std::string(what) + " reaches element " + std::to_string((bad - a) / ew) +
+                            " of '" + s->name + "', which has " + std::to_string(m / ew) +
+                            " element(s): out of bounds", node};
+    }
+  }
+
+  // ---- DSD operands (dsd.resolve / dsd.apply_index) ----
+
+  Operand resolve(const PEState& pe, const Dsd& d, int32_t node) {
+    Operand o;
+    if (d.kind == kFabin) {
+      o.kind = 1;
+      o.queue = d.queue;
+      o.len = d.ext[0];
+      return o;
+    }
+    if (d.kind == kFabout) {
+      o.kind = 2;
+      o.queue = d.queue;
+      o.color = d.color;
+      o.len = d.ext[0];
+      return o;
+    }
+    o.kind = 0;
+    o.ew = tc_words(d.tcode);
+    if (d.ndim == 1) {
+      o.len = std::max(0, d.ext[0]);
+      o.abase = d.base + d.offset * o.ew;
+      o.astep = d.str[0] * o.ew;
+    } else {
+      int64_t total = 1;
+      for (int k = 0; k < d.ndim; ++k) total *= d.ext[k];
+      int32_t pos = d.offset;
+      int32_t counters[4] = {0, 0, 0, 0};
+      for (int64_t m = 0; m < total; ++m) {
+        o.addrs.push_back(d.base + pos * o.ew);
+        for (int k = 0; k < d.ndim; ++k) {
+          if (++counters[k] < d.ext[k]) { pos += d.str[k]; break; }
+          counters[k] = 0;
+        }
+      }
+      o.len = static_cast<int32_t>(total);
+    }
+    o.index = d.wio ? -2 : -1;   // -2: memory operand shifted by .index (wavelet_index_offset)
+    check_access(pe, o, o.len, o.ew, d.kind == kMem1d ? "mem1d_dsd" : "mem4d_dsd", d.base, node);
+    return o;
+  }
+
+  void apply_index(const PEState& pe, Operand& o, int64_t index, int32_t node) {
+    if (o.kind == 0 && o.index == -2) {
+      const int64_t base = o.len ? o.addr(0) : 0;
+      if (o.addrs.empty()) o.abase += static_cast<int32_t>(index * o.ew);
+      else for (auto& a : o.addrs) a += static_cast<int32_t>(index * o.ew);
+      check_access(pe, o, o.len, o.ew, "DSD shifted by .index", base, node);
+    } else if (o.kind == 2) {
+      o.index = static_cast<int32_t>(index);
+    }
+  }
+
+  // A DSD op's fabric access: pe.sync_time, then pe.wait until the queue can serve it.
+  bool fabric_ready(PEState& pe, Ctx& c, bool input, int q, int color, int64_t now) {
+    if (c.phase == 0) {
+      c.phase = 1;
+      if (pe.time > now) {
+        c.ready_at = pe.time;
+        return false;
+      }
+    }
+    const bool ok = input ? core_.iq_count_at(pe.idx, q) > 0 : core_.oq_free_at(pe.idx, q) > 0;
+    if (!ok) {
+      c.wait = input ? kWaitIq : kWaitOq;
+      c.wq = q;
+      c.wcolor = color;
+      return false;
+    }
+    c.wait = kNoWait;
+    c.phase = 0;
+    return true;
+  }
+
+  // builtins_rt.run_dsd_op's body
+  Step run_op(PEState& pe, Ctx& c, int64_t now) {
+    OpState& s = c.op;
+    const OpInfo& info = kOps[s.call->op];
+    if (!s.started) {
+      s.started = true;
+      const int simd = wse2_ ? info.simd2 : info.simd3;
+      const int64_t cyc = setup_ + (s.n + simd - 1) / simd;
+      pe.time += cyc;
+      pe.busy += cyc;
+    }
+    while (s.i < s.n) {
+      while (s.j < info.nsrc) {
+        const Operand& o = s.ops[1 + s.j];
+        const int t = info.src[s.j];
+        if (o.kind == 3) {
+          s.vals[s.j] = o.value;
+        } else if (o.kind == 0) {
+          s.vals[s.j] = load(pe, t, o.addr(s.i));
+        } else if (o.kind == 1) {
+          if (!fabric_ready(pe, c, true, o.queue, 0, now)) return kYield;
+          const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
+          s.vals[s.j] = decode_value(t, tc_words(t) == 2 ? p : (p & 0xFFFF));
+        } else {
+          throw EngineError{std::string("@") + info.name + " cannot read from a fabout DSD",
+                            s.call->node};
+        }
+        ++s.j;
+      }
+      if (!s.computed) {
+        s.result = op_apply(s.call->op, s.vals);
+        s.computed = true;
+      }
+      const Operand& d = s.ops[0];
+      if (d.kind == 0) {
+        store(pe, info.dest, d.addr(s.i), s.result);
+      } else if (d.kind == 2) {
+        if (!fabric_ready(pe, c, false, d.queue, d.color, now)) return kYield;
+        uint32_t bits = encode_value(info.dest, s.result);
+        if (d.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(d.index & 0xFFFF) << 16);
+        core_.ce_send_at(pe.idx, d.queue, d.color, bits);
+      } else {
+        throw EngineError{std::string("@") + info.name + " cannot write to this operand",
+                          s.call->node};
+      }
+      ++s.i;
+      s.j = 0;
+      s.computed = false;
+    }
+    if (s.call->activate >= 0) pe.active[s.call->activate] = 1;
+    if (s.call->unblock >= 0) pe.blocked[s.call->unblock] = 0;
+    return kDone;
+  }
+
+  // Issue a DSD operation (builtins_rt.run_dsd_op): resolve operands now, run the body now
+  // (synchronous) or on a new microthread (async).
+  void issue_op(PEState& pe, Ctx& c, const DsdCall& call, int64_t now) {
+    const OpInfo& info = kOps[call.op];
+    Operand ops[4];
+    int64_t index = 0;
+    if (call.has_index) { index = c.stack.back().i; c.stack.pop_back(); }
+    // Pop the operands, then resolve them in source order (destination first), as Python does.
+    Dsd dsds[4];
+    Scalar scalars[4];
+    for (int k = call.nops - 1; k >= 0; --k) {
+      if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
+      else { scalars[k] = c.stack.back(); c.stack.pop_back(); }
+    }
+    for (int k = 0; k < call.nops; ++k) {
+      Operand& o = ops[k];
+      if (call.kind[k] == 0) {
+        o = resolve(pe, dsds[k], call.node);
+      } else if (call.kind[k] == 1) {
+        o.kind = 3;
+        const Scalar v = scalars[k];
+        // A scalar source is used at the op's source type (an f32 register, say).
+        const int want = k == 0 ? info.dest : info.src[k - 1];
+        const bool have_f = tc_float(call.tcode[k]);
+        if (tc_float(want)) o.value.f = round_to(want, have_f ? v.f : static_cast<double>(v.i));
+        else o.value.i = have_f ? static_cast<int64_t>(v.f) : v.i;
+      } else {
+        o.kind = 0;
+        o.pointer = true;
+        o.ew = tc_words(call.tcode[k]);
+        o.abase = static_cast<int32_t>(scalars[k].i);
+        o.len = 1;
+      }
+    }
+    if (call.has_index)
+      for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
+    int n = -1;
+    for (int k = 0; k < call.nops; ++k)
+      if (ops[k].kind == 1 || ops[k].kind == 2 || (ops[k].kind == 0 && !ops[k].pointer)) {
+        n = ops[k].len;
+        break;
+      }
+    if (n < 0) throw EngineError{std::string("@") + info.name + " needs at least one DSD operand", call.node};
+    for (int k = 0; k < call.nops; ++k)
+      if (ops[k].kind == 0 && !ops[k].pointer && ops[k].len < n)
+        throw EngineError{std::string("@") + info.name + ": operand " + std::to_string(k) +
+                              " has " + std::to_string(ops[k].len) + " element(s), fewer than the op's " +
+                              std::to_string(n), call.node};
+    Ctx* target = &c;
+    std::shared_ptr<Ctx> m;
+    if (call.async_) {
+      m = std::make_shared<Ctx>();
+      m->name = call.name;
+      m->ready_at = now;
+      m->async_op = true;
+      target = m.get();
+    }
+    OpState& s = target->op;
+    s = OpState{};
+    s.call = &call;
+    for (int k = 0; k < call.nops; ++k) s.ops[k] = std::move(ops[k]);
+    s.n = n;
+    target->in_op = true;
+    if (m) pe.micro.push_back(m);
+  }
+
+  // ---- the VM ----
+
+  void run(PEState& pe, Ctx& c, int64_t now) {
+    Program& P = *pe.prog;
+    for (;;) {
+      if (c.in_op) {
+        if (run_op(pe, c, now) == kYield) return;
+        c.in_op = false;
+        if (c.async_op) { c.done = true; return; }
+      }
+      if (c.frames.empty()) { c.done = true; return; }
+      Frame& f = c.frames.back();
+      const Ins in = P.code[f.pc++];
+      auto& st = c.stack;
+      switch (in.op) {
+        case kNop: break;
+        case kCost: pe.time += in.a; pe.busy += in.a; break;
+        case kPushK: st.push_back(P.consts[in.a]); break;
+        case kLoadL: st.push_back(c.locals[f.slots + in.a]); break;
+        case kStoreL: c.locals[f.slots + in.a] = st.back(); st.pop_back(); break;
+        case kLoadM: wrap_node(in.c, [&] { st.push_back(load(pe, in.a, in.b)); }); break;
+        case kStoreM: wrap_node(in.c, [&] { store(pe, in.a, in.b, st.back()); }); st.pop_back(); break;
+        case kLoadA: {
+          const int64_t a = st.back().i;
+          st.pop_back();
+          wrap_node(in.c, [&] { st.push_back(load(pe, in.a, a)); });
+          break;
+        }
+        case kStoreA: {
+          const Scalar v = st.back();
+          st.pop_back();
+          const int64_t a = st.back().i;
+          st.pop_back();
+          wrap_node(in.c, [&] { store(pe, in.a, a, v); });
+          break;
+        }
+        case kBounds: {
+          // a: size, b: dimension, c: node; the base address of the array is on the stack
+          // below the index (for the message), and stays there.
+          const int64_t i = st.back().i;
+          if (i < 0 || i >= in.a) {
+            const int64_t base = st[st.size() - 2].i;
+            const Sym* s = symbol_at(pe, base);
+            const std::string of = s ? " of '" + s->name + "'" : "";
+            throw EngineError{"index " + std::to_string(i) + " out of bounds for dimension " +
+                                  std::to_string(in.b) + of + " of size " + std::to_string(in.a),
+                              in.c};
+          }
+          break;
+        }
+        case kPtrIdx: {
+          // [*]T indexing: stack [ptr, i] -> address; a: words per element, b: tcode, c: node.
+          const int64_t i = st.back().i;
+          st.pop_back();
+          const int64_t p = st.back().i;
+          st.back().i = p + i * in.a;
+          Operand o;
+          o.kind = 0;
+          o.pointer = true;
+          o.abase = static_cast<int32_t>(p + i * in.a);
+          check_access(pe, o, 1, in.a, "pointer access", p, in.c);
+          break;
+        }
+        case kIBin: {
+          const int64_t y = st.back().i;
+          st.pop_back();
+          int64_t& x = st.back().i;
+          x = ibin(in.a, in.b, x, y, in.c);
+          break;
+        }
+        case kFBin: {
+          const double y = st.back().f;
+          st.pop_back();
+          double& x = st.back().f;
+          x = fbin(in.a, in.b, x, y);
+          break;
+        }
+        case kICmp: {
+          const int64_t y = st.back().i;
+          st.pop_back();
+          st.back().i = cmp(in.a, st.back().i, y);
+          break;
+        }
+        case kFCmp: {
+          const double y = st.back().f;
+          st.pop_back();
+          const double x = st.back().f;
+          st.back().i = cmp(in.a, x, y);
+          break;
+        }
+        case kINeg: st.back().i = wrap_int(in.a, -st.back().i); break;
+        case kFNeg: st.back().f = -st.back().f; break;
+        case kNot: st.back().i = !st.back().i; break;
+        case kBNot: st.back().i = wrap_int(in.a, ~st.back().i); break;
+        case kConv: st.back() = conv(in.a, in.b, st.back(), in.c); break;
+        case kFitChk: {   // a: target tcode; implicit int coercion must fit (Interp.coerce)
+          const int64_t v = st.back().i;
+          if (wrap_int(in.a, v) != v)
+            throw EngineError{"type '" + tc_name(in.a) + "' cannot represent integer value " +
+                                  std::to_string(v), in.c};
+          break;
+        }
+        case kJmp: f.pc = in.a; break;
+        case kJz: {
+          const int64_t v = st.back().i;
+          st.pop_back();
+          if (!v) f.pc = in.a;
+          break;
+        }
+        case kCall: {
+          // Arguments are on the stacks in order; scalar parameters take the callee's first
+          // scalar slots, DSD parameters its first DSD slots.
+          enter(P, c, in.a);
+          const FnCode& fn = P.fns[in.a];
+          const Frame nf = c.frames.back();
+          int ns = 0, nd = 0;
+          for (int32_t d : fn.param_dsd) (d ? nd : ns)++;
+          for (int k = fn.nparams - 1; k >= 0; --k) {
+            if (fn.param_dsd[k]) {
+              c.dlocals[nf.dslots + --nd] = c.dstack.back();
+              c.dstack.pop_back();
+            } else {
+              c.locals[nf.slots + --ns] = st.back();
+              st.pop_back();
+            }
+          }
+          break;
+        }
+        case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
+        case kDup: st.push_back(st.back()); break;
+        case kRet: {
+          const Frame done = c.frames.back();
+          c.frames.pop_back();
+          c.locals.resize(done.slots);
+          c.dlocals.resize(done.dslots);
+          if (c.frames.empty()) { c.done = true; return; }
+          break;
+        }
+        case kPop: st.pop_back(); break;
+        case kActivate: pe.active[in.a] = 1; break;
+        case kBlock: pe.blocked[in.a] = 1; break;
+        case kUnblock: pe.blocked[in.a] = 0; break;
+        case kUnblockCmd:
+          pe.cmd_blocked = false;
+          pe.unblock_time = pe.time;
+          break;
+        case kTimestamp: {
+          const int64_t a = st.back().i;
+          st.pop_back();
+          for (int k = 0; k < 3; ++k) {
+            Scalar w;
+            w.i = (pe.time >> (16 * k)) & 0xFFFF;
+            wrap_node(in.c, [&] { store(pe, kU16, a + k, w); });
+          }
+          break;
+        }
+        case kDPushK: c.dstack.push_back(P.dconsts[in.a]); break;
+        case kDLoadL: c.dstack.push_back(c.dlocals[f.dslots + in.a]); break;
+        case kDStoreL: c.dlocals[f.dslots + in.a] = c.dstack.back(); c.dstack.pop_back(); break;
+        case kDLoadG: {
+          auto it = pe.dsd_vars.find(in.a);
+          if (it == pe.dsd_vars.end())
+            throw EngineError{"DSD variable '" + P.names[in.b] + "' is read before it is set", in.c};
+          c.dstack.push_back(it->second);
+          break;
+        }
+        case kDStoreG: pe.dsd_vars[in.a] = c.dstack.back(); c.dstack.pop_back(); break;
+        case kDMod: {
+          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar)
+          const int64_t v = st.back().i;
+          st.pop_back();
+          Dsd& d = c.dstack.back();
+          if (in.a == 0) d.offset += static_cast<int32_t>(v);
+          else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); if (d.kind == kMem4d) d.ndim = 1; }
+          else if (in.a == 2) d.str[0] = static_cast<int32_t>(v);
+          else { d.base = static_cast<int32_t>(v); d.offset = 0; }
+          break;
+        }
+        case kDsdOp: issue_op(pe, c, P.calls[in.a], now); break;
+        case kDPop: c.dstack.pop_back(); break;
+        case kPushXY: { Scalar s; s.i = in.a ? pe.y : pe.x; st.push_back(s); break; }
+        default: throw EngineError{"bad instruction " + std::to_string(in.op), -1};
+      }
+    }
+  }
+
+  template <class F>
+  static void wrap_node(int32_t node, F&& f) {
+    try {
+      f();
+    } catch (EngineError& e) {
+      if (e.node < 0) e.node = node;
+      throw;
+    }
+  }
+
+  static std::string tc_name(int t) {
+    static const char* const n[] = {"bool", "i8", "u8", "i16", "u16", "i32", "u32", "f16", "f32", "bf16"};
+    return n[t];
+  }
+
+  // Interp.binop for fixed-width integers (run-time arithmetic wraps, PEInterp._int_result).
+  static int64_t ibin(int op, int t, int64_t x, int64_t y, int32_t node) {
+    switch (op) {
+      case kAdd: return wrap_int(t, x + y);
+      case kSub: return wrap_int(t, x - y);
+      case kMul: return wrap_int(t, static_cast<int64_t>(static_cast<uint64_t>(x) * static_cast<uint64_t>(y)));
+      case kDiv:
+        if (!y) throw EngineError{"division by zero", node};
+        return wrap_int(t, x / y);
+      case kMod:
+        if (!y) throw EngineError{"division by zero", node};
+        return wrap_int(t, x % y);
+      case kAnd: return wrap_int(t, x & y);
+      case kOr: return wrap_int(t, x | y);
+      case kXor: return wrap_int(t, x ^ y);
+      case kShl:
+        if (y >= tc_bits(t)) throw EngineError{"shift amount " + std::to_string(y) + " is too large for '" + tc_name(t) + "'", node};
+        return wrap_int(t, static_cast<int64_t>(static_cast<uint64_t>(x) << y));
+      case kShr: return y >= 63 ? (x < 0 ? -1 : 0) : (x >> y);
+    }
+    return 0;
+  }
+
+  static double fbin(int op, int t, double x, double y) {
+    double r;
+    switch (op) {
+      case kAdd: r = x + y; break;
+      case kSub: r = x - y; break;
+      case kMul: r = x * y; break;
+      case kDiv:
+        if (y == 0.0) r = x != 0 ? std::copysign(INFINITY, x) * std::copysign(1.0, y) : std::nan("");
+        else r = x / y;
+        break;
+      case kMod: r = y != 0 ? std::fmod(x, y) : std::nan(""); break;
+      default: r = 0;
+    }
+    return round_to(t, r);
+  }
+
+  template <class V>
+  static int64_t cmp(int op, V x, V y) {
+    switch (op) {
+      case kLt: return x < y;
+      case kLe: return x <= y;
+      case kGt: return x > y;
+      case kGe: return x >= y;
+      case kEq: return x == y;
+      default: return x != y;
+    }
+  }
+
+  // builtins.cast_value (@as) between run-time scalar types.
+  static Scalar conv(int from, int to, Scalar v, int32_t node) {
+    Scalar r;
+    if (tc_float(to)) {
+      r.f = round_to(to, tc_float(from) ? v.f : static_cast<double>(v.i));
+      return r;
+    }
+    if (to == kBool) {
+      r.i = tc_float(from) ? v.f != 0 : v.i != 0;
+      return r;
+    }
+    int64_t x;
+    if (tc_float(from)) {
+      if (!std::isfinite(v.f)) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s", std::isnan(v.f) ? "nan" : (v.f > 0 ? "inf" : "-inf"));
+        throw EngineError{std::string("cannot convert ") + buf + " to '" + tc_name(to) + "'", node};
+      }
+      x = static_cast<int64_t>(v.f);
+    } else {
+      x = v.i;
+    }
+    if (wrap_int(to, x) != x)
+      throw EngineError{"type '" + tc_name(to) + "' cannot represent integer value " + std::to_string(x), node};
+    r.i = x;
+    return r;
+  }
+
+  Core& core_;
+  bool wse2_;
+  int64_t statement_, branch_, task_start_, setup_, max_cycles_;
+  std::vector<std::unique_ptr<Program>> programs_;
+  std::vector<PEState> pes_;
+  std::vector<py::array_t<uint16_t>> mems_;
+  PEState* cur_pe_ = nullptr;
+  H2D* h2d_ = nullptr;
+  D2H* d2h_ = nullptr;
+  std::string what_, error_, error_task_;
+  std::vector<std::string> error_io_;
+  int32_t error_pe_ = -1, error_node_ = -1;
+  int64_t error_cycle_ = 0;
+};

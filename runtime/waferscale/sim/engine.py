@@ -1,0 +1,184 @@
+"""The compiled engine behind :class:`~waferscale.sim.simulator.Simulator`.
+
+The Python interpreter (sim/pe.py, sim/dsd.py) defines the PE model; the compiled engine
+(``bindings/pe_engine.hpp``) runs the same model on bytecode produced by :mod:`.lower`, with
+the cycle loop in C++ on the C++ fabric core. Both give the same memory contents, cycle counts
+and per-PE counters (simulator_tests/sim/test_engine.py runs both and compares).
+
+Choice of path (``SimOptions.engine``):
+
+``"auto"``      the engine when it can run the program, else the Python path (logged at INFO
+                with the reason: a construct :mod:`.lower` does not compile, a library it does
+                not implement, tracing, the random task order or the Python fabric backend)
+``"compiled"``  the engine, or a :class:`~waferscale.sim.pe.SimError` saying why not
+``"python"``    the Python path
+
+Once chosen, one path runs the whole session (the engine owns the task tables, contexts and
+DSD variables; PE memory is shared, so host copies and ``read_symbol`` work on either).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..host.device import DeadlockError
+from ..lang import types as T
+from .lower import LoweredProgram, ProgramLowering, Unsupported
+from .pe import SimError
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
+
+log = logging.getLogger(__name__)
+
+# Engine.Status
+_OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = range(5)
+
+
+def why_not(sim: "Simulator") -> str | None:
+    """Why the compiled engine cannot run ``sim``'s program (None: it can)."""
+    o = sim.options
+    if o.trace:
+        return "tracing (--trace) records on the Python path"
+    if o.random_task_order:
+        return "the random task order uses Python's random module"
+    if sim.fabric.backend != "cpp":
+        return "the fabric runs on its Python backend"
+    return None
+
+
+class CompiledEngine:
+    """Runs a :class:`Simulator`'s host commands on the C++ engine."""
+
+    def __init__(self, sim: "Simulator", lowered: dict[int, LoweredProgram]) -> None:
+        from .. import _fabric
+        self.sim = sim
+        t = sim.timing
+        self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.statement, t.branch,
+                                   t.task_start, t.dsd_op_setup, sim.options.max_cycles)
+        self.lowered = lowered
+        prog_ids = {}
+        for key, lp in lowered.items():
+            prog_ids[key] = self.core.add_program(lp.code, lp.consts, lp.dconsts, lp.calls,
+                                                  lp.fns, lp.tasks, lp.exports, lp.syms,
+                                                  lp.names)
+        self.index = {}
+        for k, pe in enumerate(sim.pes):
+            key = pe.program.index
+            self.core.add_pe(pe.x, pe.y, prog_ids[key], pe.mem.words,
+                             sorted(pe.data_queue.items()), sorted(pe.active),
+                             sorted(pe.blocked))
+            for addr, pod in lowered[key].dsd_globals.items():
+                self.core.set_dsd_var(k, addr, pod)
+            self.index[(pe.x, pe.y)] = k
+
+    @classmethod
+    def build(cls, sim: "Simulator") -> "CompiledEngine":
+        """Lower every program of ``sim``; raises :class:`Unsupported` when one can't be."""
+        reason = why_not(sim)
+        if reason is not None:
+            raise Unsupported(reason)
+        from .. import _fabric
+        lowered: dict[int, LoweredProgram] = {}
+        for pe in sim.pes:
+            key = pe.program.index
+            if key not in lowered:
+                lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
+                                               _fabric.ENGINE_DSD_WORDS,
+                                               _fabric.ENGINE_CALL_WORDS).lower()
+        return cls(sim, lowered)
+
+    # -- host commands --------------------------------------------------------------------------
+
+    def launch(self, name: str, args: list) -> None:
+        bits = []
+        for v in args:
+            if isinstance(v.type, T.FloatT):
+                bits.append(int(np.array(float(v.v), dtype=np.float64).view(np.int64)))
+            else:
+                bits.append(int(v.v))
+        self._check(self.core.launch(name, bits))
+
+    def stream_h2d(self, color: int, pes: list, data) -> None:
+        idx = [self._pe_index(p) for p in pes]
+        rows = [[int(w) for w in row] for row in data]
+        self._check(self.core.stream_h2d(color, idx, rows))
+
+    def stream_d2h(self, color: int, queue: int, pes: list, count: int) -> np.ndarray:
+        idx = [self._pe_index(p) for p in pes]
+        status, out = self.core.stream_d2h(color, queue, idx, count)
+        self._check(status)
+        return out
+
+    def advance_to(self, target: int) -> None:
+        self._check(self.core.advance_to(target))
+
+    def _pe_index(self, xy) -> int:
+        return self.index[tuple(xy)]
+
+    # -- results and errors -----------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Copy the engine's clock and per-PE state the Python side reports on."""
+        sim = self.sim
+        sim.cycle = sim.fabric.cycle
+        st = self.core.stats()
+        for k, pe in enumerate(sim.pes):
+            pe.stats.busy = int(st["busy"][k])
+            pe.stats.stall = int(st["stall"][k])
+            pe.stats.tasks_run = int(st["tasks_run"][k])
+            pe.unblock_time = int(st["unblock_time"][k])
+            active, blocked, pe.cmd_blocked = self.core.task_state(k)
+            pe.active, pe.blocked = set(active), set(blocked)
+
+    def _check(self, status: int) -> None:
+        self.sync()
+        if status == _OK:
+            return
+        msg, pe_k, task, node_id, cycle = self.core.last_error()
+        if status == _DEADLOCK:
+            raise DeadlockError(f"{msg}\n{self.report()}")
+        if status in (_MAX_CYCLES, _FABRIC):
+            raise SimError(f"{msg}\n{self.report()}")
+        if pe_k < 0:
+            raise SimError(msg)
+        pe = self.sim.pes[pe_k]
+        where = ""
+        if node_id >= 0:
+            node = self.lowered[pe.program.index].nodes[node_id]
+            if node.span.file is not None:
+                where = f" at {node.span}"
+        raise SimError(f"cycle {cycle}, PE({pe.x},{pe.y}), task {task}: {msg}{where}")
+
+    def report(self) -> str:
+        """Simulator.report, from the engine's state."""
+        lines = []
+        for k, pe in enumerate(self.sim.pes):
+            d = self.core.describe(k)
+            if d:
+                lines.append(f"  PE({pe.x},{pe.y}): {d}")
+        for desc in self.core.host_io_waits():
+            lines.append(f"  host: {desc}")
+        for b in self.sim.fabric.blocked_wavelets():
+            lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
+                         f"{b.color} waits: {b.waits_on}")
+        return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+
+
+def select(sim: "Simulator") -> Any:
+    """The engine for ``sim`` according to ``SimOptions.engine`` (None: the Python path)."""
+    mode = sim.options.engine
+    if mode == "python":
+        return None
+    try:
+        eng = CompiledEngine.build(sim)
+    except Unsupported as e:
+        if mode == "compiled":
+            raise SimError(f"the compiled engine cannot run this program: {e}") from None
+        log.info("simulating on the Python path: the compiled engine does not support %s", e)
+        return None
+    log.debug("simulating on the compiled engine")
+    return eng

@@ -1,0 +1,1169 @@
+"""Lowering: a PE program's run-time code compiled to the bytecode of the C++ engine.
+
+The compiled engine (``bindings/pe_engine.hpp``, glue in :mod:`waferscale.sim.engine`) runs
+the same model as the Python interpreter (:mod:`waferscale.sim.pe`), much faster. This module
+turns the run-time code of one :class:`~waferscale.lang.layout.PEProgram` (its tasks, the
+functions they call and its exported functions) into that engine's bytecode.
+
+Protocol:
+
+* Everything comptime-known is folded here with the comptime evaluator, exactly as the Python
+  path evaluates it at run time (params, consts, DSD descriptors, ``@as`` of constants...).
+  What remains is typed statically: each run-time value has a CSL type, so each instruction
+  knows whether it works on a wrapped integer, an f16/f32 float, a pointer or a DSD.
+* Time is charged where the Python path charges it (``TimingModel``): one ``statement`` per
+  statement executed, one ``branch`` per call, intrinsic call and loop iteration, and the DSD
+  op costs inside the engine. So both paths give the same cycle counts, which
+  simulator_tests/sim/test_engine.py checks.
+* Anything outside the supported subset raises :class:`Unsupported` with the construct and
+  its location. The simulator then runs the whole program on the Python path (``SimOptions.
+  engine="auto"``), so the subset limits speed, never what runs.
+
+Supported subset: functions and tasks without comptime parameters; locals of integer, float,
+bool, pointer and DSD types; global scalars, arrays (any rank, bounds-checked) and DSD
+variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a comptime ``@range``
+with ``break``/``continue`` (no labels); the arithmetic, comparison and logic operators; ``@as``
+between numeric types; the DSD operations the engine's table lists, sync or async with
+``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
+``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
+Not supported (Python path): ``@map``, ``<simprint>``, ``<collectives_2d>``, runtime structs,
+arrays as values, switch, labelled loops, comptime-int variables.
+
+Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
+each one's operands.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..lang import ast as A
+from ..lang import types as T
+from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope
+from ..lang.errors import CslError
+from ..lang.values import DsdVal, FnVal, PtrVal, TensorAccessVal, Val
+from .memory import words_of
+
+
+class Unsupported(Exception):
+    """A construct the compiled engine does not handle (the message says which, and where)."""
+
+
+class Op(enum.IntEnum):
+    NOP = 0
+    COST = 1
+    PUSHK = 2
+    LOADL = 3
+    STOREL = 4
+    LOADM = 5
+    STOREM = 6
+    LOADA = 7
+    STOREA = 8
+    BOUNDS = 9
+    PTRIDX = 10
+    IBIN = 11
+    FBIN = 12
+    ICMP = 13
+    FCMP = 14
+    INEG = 15
+    FNEG = 16
+    NOT = 17
+    BNOT = 18
+    CONV = 19
+    JMP = 20
+    JZ = 21
+    CALL = 22
+    RET = 23
+    POP = 24
+    ACTIVATE = 25
+    BLOCK = 26
+    UNBLOCK = 27
+    UNBLOCK_CMD = 28
+    TIMESTAMP = 29
+    DPUSHK = 30
+    DLOADL = 31
+    DSTOREL = 32
+    DLOADG = 33
+    DSTOREG = 34
+    DMOD = 35
+    DSDOP = 36
+    DPOP = 37
+    PUSHXY = 38
+    FITCHK = 39
+    SWAP = 40
+    DUP = 41
+
+
+TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
+          "f16": 7, "f32": 8, "bf16": 9}
+BINOPS = {"+": 0, "-": 1, "*": 2, "/": 3, "%": 4, "&": 5, "|": 6, "^": 7, "<<": 8, ">>": 9}
+CMPOPS = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
+DMODS = {"increment_dsd_offset": 0, "set_dsd_length": 1, "set_dsd_stride": 2,
+         "set_dsd_base_addr": 3}
+DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3}
+CONFIG_KEYS = {"async", "activate", "unblock", "index"}
+ADDR_T = T.IntT(32, True)      # address arithmetic (never wraps for 48 KiB)
+# Builtins that act at run time: never folded as constants.
+EFFECTFUL = {"activate", "block", "unblock", "map", "assert", "is_comptime", "ptrcast",
+             *DMODS}
+
+
+def tcode(t: T.Type, node: A.Node | None = None) -> int:
+    """The engine's code for a run-time scalar type (pointers and IDs are 16-bit words)."""
+    if isinstance(t, (T.IntT, T.FloatT)) and str(t) in TCODES:
+        return TCODES[str(t)]
+    if t == T.BOOL:
+        return TCODES["bool"]
+    if isinstance(t, T.PointerT) or T.is_hw_id(t):
+        return TCODES["u16"]
+    raise _unsupported(f"values of type '{t}'", node)
+
+
+def _unsupported(what: str, node: A.Node | None) -> Unsupported:
+    where = f" at {node.span}" if node is not None and node.span.file is not None else ""
+    return Unsupported(f"{what}{where}")
+
+
+def _f64_bits(x: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", float(x)))[0]
+
+
+@dataclass
+class Dyn:
+    """A run-time value on the engine's stack (the DSD stack for DSD types)."""
+    type: T.Type
+
+
+@dataclass
+class Local:
+    slot: int
+    type: T.Type
+    mutable: bool
+
+    @property
+    def dsd(self) -> bool:
+        return T.is_dsd(self.type)
+
+
+@dataclass
+class _Loop:
+    breaks: list[int] = field(default_factory=list)
+    conts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Fn:
+    fn: FnVal
+    index: int
+    ret: T.Type = T.VOID
+    nslots: int = 0
+    ndslots: int = 0
+    scopes: list[dict[str, Any]] = field(default_factory=list)
+    iscope: Scope | None = None
+    loops: list[_Loop] = field(default_factory=list)
+
+
+@dataclass
+class LoweredProgram:
+    """What ``Engine.add_program`` takes (see pe_engine.hpp)."""
+    code: np.ndarray
+    consts: np.ndarray
+    dconsts: np.ndarray
+    calls: np.ndarray
+    fns: list[tuple]
+    tasks: list[tuple]
+    exports: dict[str, int]
+    syms: list[tuple[int, int, str]]
+    names: list[str]
+    nodes: list[A.Node]                     # error locations, by node id
+    dsd_globals: dict[int, np.ndarray]      # word address -> initial DSD value
+
+
+class ProgramLowering:
+    """Lowers the run-time code of one PE program (see the module docstring)."""
+
+    def __init__(self, pe: Any, op_names: list[str], dsd_words: int, call_words: int) -> None:
+        self.pe = pe                                # a PE running this program (addresses)
+        self.sim = pe.sim
+        self.record = pe.record
+        self.interp = Interp(self.sim.compilation)   # plain comptime evaluator for folding
+        self.rt = pe.interp                          # run-time semantics of folded operators
+        self.op_index = {n: k for k, n in enumerate(op_names)}
+        self.dsd_words, self.call_words = dsd_words, call_words
+        self.code: list[list[int]] = []
+        self.consts: list[int] = []
+        self.const_index: dict[int, int] = {}
+        self.dconsts: list[list[int]] = []
+        self.calls: list[list[int]] = []
+        self.fns: list[tuple] = []
+        self.fn_index: dict[tuple[int, int], int] = {}
+        self.pending: list[_Fn] = []
+        self.names: list[str] = []
+        self.nodes: list[A.Node] = []
+        self.barrier = 0                             # no COST merging across a jump target
+        self.cur: _Fn | None = None
+        self.task_ids = {id(fn.decl): tid for tid, (_, fn) in pe.tasks.items()}
+
+    # -- entry point ------------------------------------------------------------------------
+
+    def lower(self) -> LoweredProgram:
+        tasks = []
+        for tid, (kind, fn) in self.pe.tasks.items():
+            k = {"local": 0, "data": 1, "control": 2}[kind]
+            ptypes: list[int] = []
+            if kind == "data":
+                scope = Scope(fn.owner.scope, fn.owner)
+                pts = [self.interp.eval_type(p.type, scope) for p in fn.decl.params]
+                if not 1 <= len(pts) <= 2:
+                    raise _unsupported("a data task with neither one nor two parameters",
+                                       fn.decl)
+                ptypes = [tcode(t, fn.decl) for t in pts]
+            tasks.append((tid, k, self.function(fn), ptypes, self.name(fn.name)))
+        exports = {}
+        for name, (sym, _span) in self.record.exported_symbols.items():
+            if isinstance(sym, FnVal):
+                exports[name] = self.function(sym)
+        while self.pending:
+            self._lower_fn(self.pending.pop(0))
+        syms = [(p.address // 2, p.size // 2, p.var.qualname)
+                for p in self.pe.program.memory.placements]
+        dsd_globals = {addr: np.array(self.dsd_pod(v, None), dtype=np.int32)
+                       for addr, v in self.pe.dsd_vars.items()}
+        return LoweredProgram(
+            code=np.array(self.code or [[0, 0, 0, 0]], dtype=np.int32).reshape(-1, 4),
+            consts=np.array(self.consts or [0], dtype=np.int64),
+            dconsts=np.array(self.dconsts or [[0] * self.dsd_words], dtype=np.int32),
+            calls=np.array(self.calls or [[0] * self.call_words], dtype=np.int32),
+            fns=self.fns, tasks=tasks, exports=exports, syms=syms, names=self.names,
+            nodes=self.nodes, dsd_globals=dsd_globals)
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def name(self, s: str) -> int:
+        if s in self.names:
+            return self.names.index(s)
+        self.names.append(s)
+        return len(self.names) - 1
+
+    def node(self, n: A.Node | None) -> int:
+        if n is None:
+            return -1
+        self.nodes.append(n)
+        return len(self.nodes) - 1
+
+    def emit(self, op: Op, a: int = 0, b: int = 0, c: int = 0) -> int:
+        if op == Op.COST and self.code and self.code[-1][0] == Op.COST \
+                and len(self.code) > self.barrier:
+            self.code[-1][1] += a
+            return len(self.code) - 1
+        self.code.append([int(op), int(a), int(b), int(c)])
+        return len(self.code) - 1
+
+    def label(self) -> int:
+        self.barrier = len(self.code)
+        return self.barrier
+
+    def patch(self, at: list[int], target: int) -> None:
+        for i in at:
+            self.code[i][1] = target
+
+    def const(self, bits: int) -> int:
+        k = self.const_index.get(bits)
+        if k is None:
+            k = self.const_index[bits] = len(self.consts)
+            self.consts.append(bits)
+        return k
+
+    # -- functions ------------------------------------------------------------------------------
+
+    def function(self, fn: FnVal) -> int:
+        key = id(fn.decl), id(fn.owner)
+        k = self.fn_index.get(key)
+        if k is not None:
+            return k
+        d = fn.decl
+        if fn.intrinsic is not None or d is None or d.body is None:
+            raise _unsupported(f"calling '{fn.name}' (not CSL code)", d)
+        for p in d.params:
+            if p.is_comptime or isinstance(p.type, A.AnyType):
+                raise _unsupported(f"comptime or anytype parameter of '{d.name}'", p)
+        k = len(self.fns)
+        self.fn_index[key] = k
+        self.fns.append((0, 0, 0, 0, []))
+        self.pending.append(_Fn(fn, k))
+        return k
+
+    def _lower_fn(self, f: _Fn) -> None:
+        fn, d = f.fn, f.fn.decl
+        self.cur = f
+        scope = Scope(fn.owner.scope, fn.owner)
+        f.iscope = scope
+        f.scopes = [{}]
+        entry = self.label()
+        param_dsd = []
+        for p in d.params:
+            t = self.interp.eval_type(p.type, scope)
+            loc = self.new_local(p.name or "_", t, mutable=False, node=p)
+            param_dsd.append(int(loc.dsd))
+        f.ret = self.interp.eval_type(d.ret, scope) if d.ret is not None else T.VOID
+        self.emit(Op.COST, self.sim.timing.branch)       # the call's tick (Interp.call)
+        self.block_body(d.body)
+        self.emit(Op.RET)
+        self.fns[f.index] = (entry, f.nslots, f.ndslots, len(d.params), param_dsd)
+        self.cur = None
+
+    def new_local(self, name: str, t: T.Type, mutable: bool, node: A.Node | None) -> Local:
+        f = self.cur
+        if T.is_dsd(t):
+            loc = Local(f.ndslots, t, mutable)
+            f.ndslots += 1
+        else:
+            tcode(t, node)
+            loc = Local(f.nslots, t, mutable)
+            f.nslots += 1
+        f.scopes[-1][name] = loc
+        return loc
+
+    def find(self, name: str) -> Local | None:
+        for sc in reversed(self.cur.scopes):
+            v = sc.get(name)
+            if v is not None:
+                return v if isinstance(v, Local) else None
+            if name in sc:
+                return None
+        return None
+
+    def push_scope(self) -> None:
+        self.cur.scopes.append({})
+        self.cur.iscope = Scope(self.cur.iscope, self.cur.iscope.module)
+
+    def pop_scope(self) -> None:
+        self.cur.scopes.pop()
+        self.cur.iscope = self.cur.iscope.parent
+
+    def const_local(self, name: str, v: Val) -> None:
+        self.cur.scopes[-1][name] = v
+        self.cur.iscope.vars[name] = Cell(name, v.type, v, False)
+
+    # -- statements -------------------------------------------------------------------------
+
+    def block_body(self, b: A.Block) -> None:
+        """Interp.exec_block: a new scope, each statement through exec_stmt."""
+        if b.label is not None:
+            raise _unsupported("labelled blocks", b)
+        self.push_scope()
+        for st in b.stmts:
+            self.stmt(st)
+        self.pop_scope()
+
+    def branch(self, st: A.Stmt) -> None:
+        """Interp._branch."""
+        if isinstance(st, A.Block):
+            self.stmt(st)
+        else:
+            self.push_scope()
+            self.stmt(st)
+            self.pop_scope()
+
+    def stmt(self, st: A.Stmt) -> None:
+        """Interp.exec_stmt: one ``statement`` cost, then the statement."""
+        self.emit(Op.COST, self.sim.timing.statement)
+        m = getattr(self, "_s_" + type(st).__name__, None)
+        if m is None:
+            raise _unsupported(f"{type(st).__name__} statements", st)
+        m(st)
+
+    def _s_Block(self, st: A.Block) -> None:
+        self.block_body(st)
+
+    def _s_ExprStmt(self, st: A.ExprStmt) -> None:
+        r = self.expr(st.expr, want_value=False)
+        self.discard(r)
+
+    def discard(self, r: Val | Dyn) -> None:
+        if isinstance(r, Dyn) and r.type != T.VOID:
+            self.emit(Op.DPOP if T.is_dsd(r.type) else Op.POP)
+
+    def _s_VarDecl(self, d: A.VarDecl) -> None:
+        if d.kind == "param" or d.is_comptime:
+            raise _unsupported("comptime or param declarations in run-time code", d)
+        declared = self.interp.eval_type(d.type, self.cur.iscope) if d.type is not None else None
+        if d.init is None:
+            if declared is None or d.kind == "const":
+                raise _unsupported("a declaration without initializer", d)
+            self.new_local(d.name, declared, True, d)
+            return
+        v = self.expr(d.init)
+        if isinstance(v, Val) and v.type == T.UNDEFINED_T:
+            if declared is None:
+                raise _unsupported("an undefined value without a type", d)
+            self.new_local(d.name, declared, True, d)
+            return
+        if isinstance(v, Val) and d.kind == "const":
+            if declared is not None:
+                v = self._coerce_const(v, declared, d.init)
+            self.const_local(d.name, v)
+            return
+        t = declared or v.type
+        if isinstance(v, Val):
+            if t in (T.COMPTIME_INT, T.COMPTIME_FLOAT):
+                raise _unsupported("a run-time variable of a comptime type", d)
+            self.push(v, t, d.init)
+        else:
+            self.coerce_dyn(v.type, t, d.init)
+        loc = self.new_local(d.name, t, d.kind == "var", d)
+        self.emit(Op.DSTOREL if loc.dsd else Op.STOREL, loc.slot)
+
+    def _s_Assign(self, st: A.Assign) -> None:
+        tgt = st.target
+        if isinstance(tgt, A.Ident) and tgt.name == "_" and st.op == "=":
+            self.discard(self.expr(st.value))
+            return
+        if isinstance(tgt, A.Ident):
+            loc = self.find(tgt.name)
+            if loc is not None:
+                if not loc.mutable:
+                    raise _unsupported(f"assignment to constant '{tgt.name}'", st)
+                if st.op == "=":
+                    self.value(st.value, loc.type)
+                else:
+                    self.emit(Op.LOADL, loc.slot)
+                    self.arith(st.op[:-1], Dyn(loc.type), st.value, st, result=loc.type)
+                self.emit(Op.DSTOREL if loc.dsd else Op.STOREL, loc.slot)
+                return
+            if any(tgt.name in sc for sc in self.cur.scopes):
+                raise _unsupported(f"assignment to constant '{tgt.name}'", st)
+        pl = self.place(tgt)
+        if pl is None:
+            raise _unsupported("this assignment target", tgt)
+        addr, t = pl
+        if T.is_dsd(t):
+            if addr is None or st.op != "=":
+                raise _unsupported("this DSD assignment", st)
+            self.value(st.value, t)
+            self.emit(Op.DSTOREG, addr)
+            return
+        tc = tcode(t, st)
+        if addr is None:                     # the address is on the stack
+            if st.op == "=":
+                self.value(st.value, t)
+            else:
+                self.emit(Op.DUP)
+                self.emit(Op.LOADA, tc, 0, self.node(st))
+                self.arith(st.op[:-1], Dyn(t), st.value, st, result=t)
+            self.emit(Op.STOREA, tc, 0, self.node(st))
+            return
+        if st.op == "=":
+            self.value(st.value, t)
+        else:
+            self.emit(Op.LOADM, tc, addr, self.node(st))
+            self.arith(st.op[:-1], Dyn(t), st.value, st, result=t)
+        self.emit(Op.STOREM, tc, addr, self.node(st))
+
+    def _s_Return(self, st: A.Return) -> None:
+        ret = self.cur.ret
+        if st.value is not None:
+            if ret == T.VOID:
+                raise _unsupported("returning a value from a void function", st)
+            self.value(st.value, ret)
+        elif ret != T.VOID:
+            raise _unsupported("a bare return from a non-void function", st)
+        self.emit(Op.RET)
+
+    def _s_Break(self, st: A.Break) -> None:
+        if st.label is not None or st.value is not None or not self.cur.loops:
+            raise _unsupported("labelled breaks or breaks with a value", st)
+        self.cur.loops[-1].breaks.append(self.emit(Op.JMP))
+
+    def _s_Continue(self, st: A.Continue) -> None:
+        if st.label is not None or not self.cur.loops:
+            raise _unsupported("labelled continues", st)
+        self.cur.loops[-1].conts.append(self.emit(Op.JMP))
+
+    def _s_If(self, st: A.If) -> None:
+        c = self.expr(st.cond)
+        if isinstance(c, Val):
+            if c.type != T.BOOL:
+                raise _unsupported("a non-bool condition", st.cond)
+            if c.v:
+                self.branch(st.then)
+            elif st.else_ is not None:
+                self.branch(st.else_)
+            return
+        if c.type != T.BOOL:
+            raise _unsupported("a non-bool condition", st.cond)
+        jz = self.emit(Op.JZ)
+        self.branch(st.then)
+        if st.else_ is None:
+            self.patch([jz], self.label())
+            return
+        jend = self.emit(Op.JMP)
+        self.patch([jz], self.label())
+        self.branch(st.else_)
+        self.patch([jend], self.label())
+
+    def _s_While(self, st: A.While) -> None:
+        if st.label is not None:
+            raise _unsupported("labelled loops", st)
+        top = self.label()
+        self.emit(Op.COST, self.sim.timing.branch)
+        c = self.expr(st.cond)
+        exits = []
+        if isinstance(c, Val):
+            if c.type != T.BOOL:
+                raise _unsupported("a non-bool condition", st.cond)
+            if not c.v:
+                exits.append(self.emit(Op.JMP))
+        else:
+            exits.append(self.emit(Op.JZ))
+        loop = _Loop()
+        self.cur.loops.append(loop)
+        self.branch(st.body)
+        self.cur.loops.pop()
+        self.patch(loop.conts, self.label())
+        if st.cont is not None:
+            self.stmt(st.cont)
+        self.emit(Op.JMP, top)
+        end = self.label()
+        self.patch(exits + loop.breaks, end)
+
+    def _s_For(self, st: A.For) -> None:
+        if st.label is not None or len(st.captures) > 1:
+            raise _unsupported("labelled loops or index captures", st)
+        it = self.expr(st.iterable)
+        if not isinstance(it, Val) or not isinstance(it.type, T.RangeT):
+            raise _unsupported("for loops over anything but a comptime @range", st.iterable)
+        start, stop, step = it.v
+        elem = it.type.elem
+        f = self.cur
+        counter = f.nslots
+        f.nslots += 1
+        self.emit(Op.PUSHK, self.const(start))
+        self.emit(Op.STOREL, counter)
+        top = self.label()
+        self.emit(Op.LOADL, counter)
+        self.emit(Op.PUSHK, self.const(stop))
+        self.emit(Op.ICMP, CMPOPS["<" if step > 0 else ">"])
+        jend = self.emit(Op.JZ)
+        self.emit(Op.COST, self.sim.timing.branch)
+        self.push_scope()
+        if st.captures:
+            cap = self.new_local(st.captures[0], elem, False, st)
+            self.emit(Op.LOADL, counter)
+            self.emit(Op.STOREL, cap.slot)
+        loop = _Loop()
+        f.loops.append(loop)
+        self.branch(st.body)
+        f.loops.pop()
+        self.pop_scope()
+        self.patch(loop.conts, self.label())
+        self.emit(Op.LOADL, counter)
+        self.emit(Op.PUSHK, self.const(step))
+        self.emit(Op.IBIN, BINOPS["+"], tcode(ADDR_T))
+        self.emit(Op.STOREL, counter)
+        self.emit(Op.JMP, top)
+        end = self.label()
+        self.patch([jend] + loop.breaks, end)
+
+    # -- expressions ----------------------------------------------------------------------------
+
+    def mentions_runtime(self, e: Any) -> bool:
+        """Does ``e`` read a run-time local, call a function or act at run time?"""
+        if isinstance(e, A.Ident):
+            return self.find(e.name) is not None
+        if isinstance(e, (A.Call, A.Deref)):
+            return True
+        if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in self.op_index):
+            return True
+        if isinstance(e, A.Node):
+            for v in vars(e).values():
+                if isinstance(v, list):
+                    if any(self.mentions_runtime(x) for x in v if isinstance(x, A.Node)):
+                        return True
+                elif isinstance(v, A.Node) and self.mentions_runtime(v):
+                    return True
+        return False
+
+    def try_const(self, e: A.Expr) -> Val | None:
+        if self.mentions_runtime(e):
+            return None
+        try:
+            v = self.interp.eval(e, self.cur.iscope)
+        except CslError:
+            return None
+        if isinstance(v.v, RuntimeRef):
+            return None
+        return v
+
+    def expr(self, e: A.Expr, want_value: bool = True) -> Val | Dyn:
+        """Lower ``e``: a comptime-known Val (no code), or Dyn (its code leaves the value on
+        a stack)."""
+        v = self.try_const(e)
+        if v is not None:
+            return v
+        m = getattr(self, "_e_" + type(e).__name__, None)
+        if m is None:
+            raise _unsupported(f"{type(e).__name__} expressions at run time", e)
+        r = m(e)
+        if want_value and isinstance(r, Dyn) and r.type == T.VOID:
+            raise _unsupported("using the value of a void call", e)
+        return r
+
+    def value(self, e: A.Expr, t: T.Type) -> None:
+        """Lower ``e`` and leave it on the stack coerced to ``t``."""
+        r = self.expr(e)
+        if isinstance(r, Val):
+            self.push(r, t, e)
+        else:
+            self.coerce_dyn(r.type, t, e)
+
+    def _coerce_const(self, v: Val, t: T.Type, node: A.Node) -> Val:
+        try:
+            return self.rt.coerce(v, t, node)
+        except CslError as ex:
+            raise _unsupported(f"a constant that does not coerce ({ex.message})", node) \
+                from None
+
+    def push(self, v: Val, t: T.Type | None, node: A.Node) -> None:
+        """Materialize a comptime value on the stack (as type ``t`` when given)."""
+        if isinstance(v.v, DsdVal):
+            self.dconsts.append(self.dsd_pod(v, node))
+            self.emit(Op.DPUSHK, len(self.dconsts) - 1)
+            return
+        if t is not None and v.type != t and not (isinstance(v.v, PtrVal)):
+            v = self._coerce_const(v, t, node)
+        p = v.v
+        if isinstance(p, PtrVal):
+            bits = self.rt.materialize(v, node).v
+        elif isinstance(p, bool):
+            bits = int(p)
+        elif isinstance(p, int):
+            bits = p
+        elif isinstance(p, float):
+            bits = _f64_bits(p)
+        else:
+            raise _unsupported(f"a run-time value of type '{v.type}'", node)
+        self.emit(Op.PUSHK, self.const(bits))
+
+    def coerce_dyn(self, src: T.Type, dst: T.Type, node: A.Node) -> None:
+        """Interp.coerce for a run-time value of static type ``src``."""
+        if src == dst:
+            return
+        if isinstance(src, T.IntT) and isinstance(dst, T.IntT):
+            if not (dst.min <= src.min and src.max <= dst.max):
+                self.emit(Op.FITCHK, tcode(dst), 0, self.node(node))
+            return
+        if src == T.F16 and dst == T.F32:
+            return
+        if isinstance(src, T.PointerT) and isinstance(dst, T.PointerT):
+            try:
+                self.interp.coerce(Val(src, PtrVal(None, 0)), dst, node)
+            except CslError:
+                raise _unsupported(f"coercing '{src}' to '{dst}'", node) from None
+            return
+        if T.is_dsd(src) and T.is_dsd(dst) and src == dst:
+            return
+        raise _unsupported(f"coercing a run-time '{src}' to '{dst}'", node)
+
+    def _e_Ident(self, e: A.Ident) -> Dyn:
+        loc = self.find(e.name)
+        if loc is not None:
+            self.emit(Op.DLOADL if loc.dsd else Op.LOADL, loc.slot)
+            return Dyn(loc.type)
+        pl = self.place(e)
+        if pl is None:
+            raise _unsupported(f"reading '{e.name}' at run time", e)
+        return self.load(pl, e)
+
+    def load(self, pl: tuple[int | None, T.Type], e: A.Node) -> Dyn:
+        addr, t = pl
+        if T.is_dsd(t):
+            if addr is None:
+                raise _unsupported("DSDs behind pointers", e)
+            name = self.name(getattr(e, "name", "dsd"))
+            self.emit(Op.DLOADG, addr, name, self.node(e))
+            return Dyn(t)
+        if isinstance(t, T.ArrayT):
+            raise _unsupported("arrays as run-time values", e)
+        tc = tcode(t, e)
+        if addr is None:
+            self.emit(Op.LOADA, tc, 0, self.node(e))
+        else:
+            self.emit(Op.LOADM, tc, addr, self.node(e))
+        return Dyn(t)
+
+    def _e_Index(self, e: A.Index) -> Dyn:
+        pl = self.place(e)
+        if pl is None:
+            raise _unsupported("indexing a run-time value that is not in memory", e)
+        return self.load(pl, e)
+
+    def _e_Deref(self, e: A.Deref) -> Dyn:
+        pl = self.place(e)
+        if pl is None:
+            raise _unsupported("this dereference", e)
+        return self.load(pl, e)
+
+    def place(self, e: A.Expr) -> tuple[int | None, T.Type] | None:
+        """PEInterp.place: (word address, type) with the address comptime-known, or
+        (None, type) with its code leaving the address on the stack; None: not in memory."""
+        if isinstance(e, A.Ident):
+            if self.find(e.name) is not None or any(e.name in sc for sc in self.cur.scopes):
+                return None
+            mod = self.cur.iscope.module
+            if self.cur.iscope.find(e.name) is not None or e.name not in mod.globals:
+                return None
+            v = self.interp.global_value(mod, e.name, e.span)
+            if not isinstance(v.v, RuntimeRef):
+                return None
+            gv = v.v.var
+            return self.pe.address_of(gv), gv.type
+        if isinstance(e, A.Index):
+            base = self.place(e.target)
+            if base is not None and isinstance(base[1], T.ArrayT):
+                return self._index_array(base, e)
+            ptr = self.expr(e.target)
+            pt = ptr.type
+            if not isinstance(pt, T.PointerT):
+                return None
+            if len(e.indices) != 1 and (pt.many or not isinstance(pt.elem, T.ArrayT)):
+                raise _unsupported("a [*]T pointer with several indices", e)
+            if pt.many:
+                if isinstance(ptr, Val):
+                    self.push(ptr, None, e)
+                self.index_value(e.indices[0])
+                ew = words_of(pt.elem)
+                self.emit(Op.PTRIDX, ew, tcode(pt.elem, e), self.node(e))
+                return None, pt.elem
+            if isinstance(pt.elem, T.ArrayT):
+                if isinstance(ptr, Val):
+                    addr = self.rt.materialize(ptr, e).v
+                    return self._index_array((addr, pt.elem), e, checked=False)
+                return self._index_array((None, pt.elem), e, checked=False)
+            return None
+        if isinstance(e, A.Deref):
+            ptr = self.expr(e.target)
+            pt = ptr.type
+            if not isinstance(pt, T.PointerT) or pt.many:
+                raise _unsupported("this dereference", e)
+            if isinstance(ptr, Val):
+                return self.rt.materialize(ptr, e).v, pt.elem
+            return None, pt.elem
+        return None
+
+    def _index_array(self, base: tuple[int | None, T.Type], e: A.Index,
+                     checked: bool = True) -> tuple[int | None, T.Type]:
+        addr, at = base
+        if len(e.indices) != len(at.dims):
+            raise _unsupported(f"indexing '{at}' with {len(e.indices)} indices", e)
+        ew = words_of(at.elem)
+        strides = [int(np.prod(at.dims[d + 1:], dtype=np.int64)) for d in range(len(at.dims))]
+        consts = [self.try_const(i) for i in e.indices]
+        if addr is not None and all(c is not None for c in consts):
+            flat = 0
+            for d, (c, n) in enumerate(zip(consts, at.dims)):
+                if not T.is_int(c.type) or (checked and not 0 <= c.v < n):
+                    raise _unsupported("a constant index out of bounds", e)
+                flat += c.v * strides[d]
+            return addr + flat * ew, at.elem
+        if addr is not None:
+            self.emit(Op.PUSHK, self.const(addr))
+        for d, (i, n) in enumerate(zip(e.indices, at.dims)):
+            self.index_value(i)
+            if checked:
+                self.emit(Op.BOUNDS, n, d, self.node(e))
+            if strides[d] * ew != 1:
+                self.emit(Op.PUSHK, self.const(strides[d] * ew))
+                self.emit(Op.IBIN, BINOPS["*"], tcode(ADDR_T))
+            self.emit(Op.IBIN, BINOPS["+"], tcode(ADDR_T))
+        return None, at.elem
+
+    def index_value(self, i: A.Expr) -> None:
+        """An index on the stack as a plain integer (Interp.to_int: any integer type)."""
+        r = self.expr(i)
+        if isinstance(r, Val):
+            if not T.is_int(r.type) or not isinstance(r.v, int):
+                raise _unsupported("a non-integer index", i)
+            self.emit(Op.PUSHK, self.const(r.v))
+        elif not isinstance(r.type, T.IntT):
+            raise _unsupported("a non-integer index", i)
+
+    def _e_Unary(self, e: A.Unary) -> Dyn:
+        if e.op == "&":
+            pl = self.place(e.operand)
+            if pl is None:
+                raise _unsupported("this address-of", e)
+            addr, t = pl
+            if addr is not None:
+                self.emit(Op.PUSHK, self.const(addr))
+            return Dyn(T.PointerT(t))
+        r = self.expr(e.operand)
+        assert isinstance(r, Dyn)
+        t = r.type
+        if e.op == "!" and t == T.BOOL:
+            self.emit(Op.NOT)
+        elif e.op == "-" and isinstance(t, T.IntT):
+            self.emit(Op.INEG, tcode(t))
+        elif e.op == "-" and isinstance(t, T.FloatT):
+            self.emit(Op.FNEG)
+        elif e.op == "~" and isinstance(t, T.IntT):
+            self.emit(Op.BNOT, tcode(t))
+        else:
+            raise _unsupported(f"operator '{e.op}' on '{t}'", e)
+        return Dyn(t)
+
+    def _e_Binary(self, e: A.Binary) -> Val | Dyn:
+        op = e.op
+        if op in ("and", "or"):
+            return self._logic(e)
+        lhs = self.expr(e.lhs)
+        return self.arith(op, lhs, e.rhs, e)
+
+    def _logic(self, e: A.Binary) -> Val | Dyn:
+        lhs = self.expr(e.lhs)
+        if isinstance(lhs, Val):
+            if lhs.type != T.BOOL:
+                raise _unsupported("a non-bool operand of and/or", e.lhs)
+            if lhs.v == (e.op == "or"):
+                return Val(T.BOOL, lhs.v)
+            r = self.expr(e.rhs)
+            if r.type != T.BOOL:
+                raise _unsupported("a non-bool operand of and/or", e.rhs)
+            return r
+        if lhs.type != T.BOOL:
+            raise _unsupported("a non-bool operand of and/or", e.lhs)
+        jz = self.emit(Op.JZ)
+        if e.op == "and":
+            self.value(e.rhs, T.BOOL)
+            jend = self.emit(Op.JMP)
+            self.patch([jz], self.label())
+            self.emit(Op.PUSHK, self.const(0))
+        else:
+            self.emit(Op.PUSHK, self.const(1))
+            jend = self.emit(Op.JMP)
+            self.patch([jz], self.label())
+            self.value(e.rhs, T.BOOL)
+        self.patch([jend], self.label())
+        return Dyn(T.BOOL)
+
+    def arith(self, op: str, lhs: Val | Dyn, rhs_e: A.Expr, node: A.Node,
+              result: T.Type | None = None) -> Val | Dyn:
+        """Interp.binop with ``lhs`` lowered already (on the stack when Dyn) and the right
+        operand still an expression. ``result``: coerce the result to this type."""
+        rhs = self.expr(rhs_e)
+        if isinstance(lhs, Val) and isinstance(rhs, Val):
+            try:
+                v = self.rt.binop(op, lhs, rhs, node)
+            except CslError:
+                raise _unsupported(f"constant operation '{op}'", node) from None
+            if result is not None:
+                self.push(v, result, node)
+                return Dyn(result)
+            return v
+        if op in ("<<", ">>"):
+            t = lhs.type
+            if not isinstance(t, T.IntT) or not (isinstance(rhs.type, T.IntT)
+                                                 and not rhs.type.signed
+                                                 or rhs.type == T.COMPTIME_INT):
+                raise _unsupported(f"shift of '{t}' by '{rhs.type}'", node)
+            if isinstance(lhs, Val):
+                raise _unsupported("shifting a constant by a run-time amount", node)
+            if isinstance(rhs, Val):
+                if rhs.v < 0:
+                    raise _unsupported("a negative shift", node)
+                self.emit(Op.PUSHK, self.const(rhs.v))
+            self.emit(Op.IBIN, BINOPS[op], tcode(t), self.node(node))
+            out: T.Type = t
+        else:
+            t = self._unify(lhs.type, rhs.type, node)
+            if isinstance(rhs, Val):
+                self.push(rhs, t, rhs_e)
+            elif isinstance(lhs, Val):
+                self.push(lhs, t, node)
+                self.emit(Op.SWAP)
+            if op in CMPOPS:
+                if not (T.is_numeric(t) or t == T.BOOL or T.is_hw_id(t)) or (
+                        op not in ("==", "!=") and not T.is_numeric(t)):
+                    raise _unsupported(f"comparing '{t}' with '{op}'", node)
+                self.emit(Op.FCMP if isinstance(t, T.FloatT) else Op.ICMP, CMPOPS[op])
+                out = T.BOOL
+            elif op in BINOPS:
+                if isinstance(t, T.IntT):
+                    self.emit(Op.IBIN, BINOPS[op], tcode(t), self.node(node))
+                elif isinstance(t, T.FloatT) and op in "+-*/%":
+                    self.emit(Op.FBIN, BINOPS[op], tcode(t))
+                else:
+                    raise _unsupported(f"operator '{op}' on '{t}'", node)
+                out = t
+            else:
+                raise _unsupported(f"operator '{op}'", node)
+        if result is not None:
+            self.coerce_dyn(out, result, node)
+            return Dyn(result)
+        return Dyn(out)
+
+    def _unify(self, ta: T.Type, tb: T.Type, node: A.Node) -> T.Type:
+        if ta == tb:
+            return ta
+        for x, y in ((ta, tb), (tb, ta)):
+            if x == T.COMPTIME_INT and T.is_numeric(y) and y not in (T.COMPTIME_FLOAT,):
+                return y
+            if x == T.COMPTIME_FLOAT and isinstance(y, T.FloatT):
+                return y
+        raise _unsupported(f"mixing '{ta}' and '{tb}'", node)
+
+    def _e_Call(self, e: A.Call) -> Dyn:
+        callee = self.expr(e.callee)
+        if not isinstance(callee, Val) or not isinstance(callee.v, FnVal):
+            raise _unsupported("calling a run-time function value", e)
+        fn = callee.v
+        if isinstance(fn.intrinsic, RuntimeIntrinsic):
+            return self._intrinsic(fn.intrinsic.qualname, e)
+        k = self.function(fn)
+        scope = Scope(fn.owner.scope, fn.owner)
+        for p, a in zip(fn.decl.params, e.args):
+            self.value(a, self.interp.eval_type(p.type, scope))
+        if len(e.args) != len(fn.decl.params):
+            raise _unsupported("a call with the wrong number of arguments", e)
+        self.emit(Op.CALL, k)
+        ret = self.interp.eval_type(fn.decl.ret, scope) if fn.decl.ret is not None else T.VOID
+        return Dyn(ret)
+
+    def _intrinsic(self, name: str, e: A.Call) -> Dyn:
+        branch = self.sim.timing.branch
+        if name == "memcpy/memcpy.unblock_cmd_stream":
+            self.emit(Op.COST, branch)
+            self.emit(Op.UNBLOCK_CMD)
+            return Dyn(T.VOID)
+        if name in ("layout.get_x_coord", "layout.get_y_coord"):
+            self.emit(Op.COST, branch)
+            self.emit(Op.PUSHXY, int(name.endswith("y_coord")))
+            return Dyn(T.U16)
+        if name in ("time.enable_tsc", "time.disable_tsc"):
+            self.emit(Op.COST, branch)
+            return Dyn(T.VOID)
+        if name == "time.get_timestamp" and len(e.args) == 1:
+            r = self.expr(e.args[0])
+            if isinstance(r, Val):
+                self.push(r, None, e)
+            self.emit(Op.COST, branch)
+            self.emit(Op.TIMESTAMP, 0, 0, self.node(e))
+            return Dyn(T.VOID)
+        raise _unsupported(f"the library function '{name}'", e)
+
+    def _e_BuiltinCall(self, e: A.BuiltinCall) -> Val | Dyn:
+        n = e.name
+        if n in self.op_index:
+            return self._dsd_op(e)
+        if n in ("activate", "block", "unblock"):
+            (a,) = e.args
+            v = self.expr(a)
+            if not isinstance(v, Val):
+                raise _unsupported(f"@{n} of a run-time task ID", e)
+            tid = self.task_id(v, e)
+            self.emit({"activate": Op.ACTIVATE, "block": Op.BLOCK,
+                       "unblock": Op.UNBLOCK}[n], tid)
+            return Dyn(T.VOID)
+        if n == "is_comptime":
+            return Val(T.BOOL, False)
+        if n == "as" and len(e.args) == 2:
+            t = self.try_const(e.args[0])
+            if t is None or t.type != T.TYPE:
+                raise _unsupported("@as with a run-time type", e)
+            r = self.expr(e.args[1])
+            if isinstance(r, Val):
+                raise _unsupported("this @as", e)
+            src, dst = r.type, t.v
+            if src == dst:
+                return r
+            if not (T.is_numeric(src) or src == T.BOOL) or not (T.is_numeric(dst)
+                                                                or dst == T.BOOL):
+                raise _unsupported(f"@as from '{src}' to '{dst}'", e)
+            self.emit(Op.CONV, tcode(src, e), tcode(dst, e), self.node(e))
+            return Dyn(dst)
+        if n in DMODS:
+            d = self.expr(e.args[0])
+            if isinstance(d, Val):
+                self.push(d, None, e)
+            elif not T.is_dsd(d.type):
+                raise _unsupported(f"@{n} of a non-DSD", e)
+            if n == "set_dsd_base_addr":
+                r = self.expr(e.args[1])
+                if isinstance(r, Val):
+                    self.push(r, None, e)
+            else:
+                self.value(e.args[1], ADDR_T)
+            self.emit(Op.DMOD, DMODS[n])
+            return Dyn(d.type)
+        raise _unsupported(f"@{n} at run time", e)
+
+    def task_id(self, v: Val, node: A.Node) -> int:
+        """builtins_rt._task_id."""
+        if isinstance(v.v, FnVal):
+            tid = self.task_ids.get(id(v.v.decl))
+            if tid is None:
+                raise _unsupported(f"task '{v.v.name}' is not bound to a task ID", node)
+            return tid
+        if not isinstance(v.v, int):
+            raise _unsupported("a task ID that is not an integer", node)
+        return int(v.v)
+
+    def _dsd_op(self, e: A.BuiltinCall) -> Dyn:
+        from .builtins_rt import DSD_OPS
+        op = DSD_OPS[e.name]
+        args = list(e.args)
+        cfg: dict[str, A.Expr] = {}
+        if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
+                and args[-1].fields and not args[-1].items:
+            names = {f.name for f in args[-1].fields}
+            if names <= CONFIG_KEYS:
+                cfg = {f.name: f.value for f in args.pop().fields}
+            elif names & {"ut_id", "priority", "on_control"}:
+                raise _unsupported(f"DSD op options {sorted(names - CONFIG_KEYS)}", e)
+        if len(args) != 1 + len(op.srcs):
+            raise _unsupported(f"@{e.name} with {len(args)} operands", e)
+        row = [0] * self.call_words
+        row[0] = self.op_index[e.name]
+        row[1] = len(args)
+        for k, a in enumerate(args):
+            r = self.expr(a)
+            t = r.type
+            if T.is_dsd(t):
+                if isinstance(r, Val):
+                    self.push(r, None, a)
+                kind, tc = 0, 0
+            elif isinstance(t, T.PointerT) and not t.many:
+                if isinstance(t.elem, (T.ArrayT,)) or T.is_dsd(t.elem):
+                    raise _unsupported("a pointer-to-array DSD operand", a)
+                if isinstance(r, Val):
+                    self.push(r, None, a)
+                kind, tc = 2, tcode(t.elem, a)
+            elif T.is_numeric(t):
+                if k == 0:
+                    raise _unsupported("a scalar destination", a)
+                if isinstance(r, Val):
+                    if t == T.COMPTIME_INT:
+                        self.emit(Op.PUSHK, self.const(int(r.v)))
+                        tc = TCODES["i32"]
+                    else:
+                        self.emit(Op.PUSHK, self.const(_f64_bits(r.v)) if isinstance(
+                            r.v, float) else self.const(int(r.v)))
+                        tc = TCODES["f32"] if isinstance(r.v, float) else tcode(t, a)
+                else:
+                    tc = tcode(t, a)
+                kind = 1
+            else:
+                raise _unsupported(f"a DSD op operand of type '{t}'", a)
+            row[2 + k], row[6 + k] = kind, tc
+        asyn = activate = unblock = -1
+        if "async" in cfg:
+            v = self.expr(cfg["async"])
+            if not isinstance(v, Val) or v.type != T.BOOL:
+                raise _unsupported("a run-time .async", e)
+            asyn = int(v.v)
+        for key in ("activate", "unblock"):
+            if key in cfg:
+                v = self.expr(cfg[key])
+                if not isinstance(v, Val):
+                    raise _unsupported(f"a run-time .{key}", e)
+                tid = self.task_id(v, e)
+                if key == "activate":
+                    activate = tid
+                else:
+                    unblock = tid
+        has_index = 0
+        if "index" in cfg:
+            self.value(cfg["index"], ADDR_T)
+            has_index = 1
+        row[10], row[11], row[12], row[13] = max(asyn, 0), activate, unblock, has_index
+        row[14], row[15] = self.node(e), self.name(f"@{e.name}")
+        self.calls.append(row)
+        self.emit(Op.DSDOP, len(self.calls) - 1)
+        return Dyn(T.VOID)
+
+    # -- DSD descriptors -------------------------------------------------------------------------
+
+    def dsd_pod(self, v: Val, node: A.Node | None) -> list[int]:
+        """dsd.resolve applied at lowering time: the engine's Dsd struct, as ints."""
+        p = v.v
+        if not isinstance(p, DsdVal):
+            raise _unsupported(f"a DSD value of type '{v.type}'", node)
+        f, pe = p.fields, self.pe
+
+        def num(x: Any) -> int:
+            return int(x.v if isinstance(x, Val) else x)
+
+        kind = DSD_KINDS.get(p.kind)
+        if kind is None:
+            raise _unsupported(f"{p.kind} at run time", node)
+        base = offset = queue = color = wio = 0
+        tc = 0
+        extents: list[int] = []
+        strides: list[int] = []
+        if p.kind in ("fabin_dsd", "fabout_dsd"):
+            ext = num(f.get("extent", Val(T.U16, 0)))
+            for name, args in p.mods:
+                if name == "length":
+                    ext = num(args[0])
+                else:
+                    raise _unsupported(f"modifying a fabric DSD's {name}", node)
+            if p.kind == "fabin_dsd":
+                if self.sim.arch == "wse2" and "fabric_color" in f:
+                    queue = self.sim.wse2_queue(num(f["fabric_color"]), pe)
+                elif "input_queue" in f:
+                    queue = num(f["input_queue"])
+                else:
+                    queue = self.sim.wse2_queue(num(f["fabric_color"]), pe)
+            else:
+                queue = num(f["output_queue"]) if "output_queue" in f else 0
+                color = (num(f["fabric_color"]) if "fabric_color" in f
+                         else self.sim.output_queue_color(pe, queue))
+            extents, strides = [ext], [1]
+        else:
+            if "tensor_access" in f:
+                ta: TensorAccessVal = f["tensor_access"].v
+                base = pe.address_of(ta.base)
+                elem = ta.base.type.elem if isinstance(ta.base.type, T.ArrayT) else ta.base.type
+                offset, strides, extents = ta.offset, list(ta.strides), list(ta.extents)
+            else:
+                bv = f["base_address"]
+                if not isinstance(bv.type, T.PointerT):
+                    raise _unsupported("a DSD whose base is not a pointer", node)
+                elem = bv.type.elem.elem if isinstance(bv.type.elem, T.ArrayT) else bv.type.elem
+                base = bv.v if isinstance(bv.v, int) else self.rt.materialize(bv, node).v
+                offset = num(f.get("offset", Val(T.I16, 0)))
+                if p.kind == "mem1d_dsd":
+                    strides = [num(f.get("stride", Val(T.I16, 1)))]
+                    extents = [num(f.get("extent", Val(T.U16, 0)))]
+                else:
+                    strides = [num(s) for s in f["stride"].v]
+                    extents = [num(s) for s in f["extent"].v]
+            for name, args in p.mods:
+                if name == "increment_offset":
+                    offset += num(args[0])
+                elif name == "length":
+                    extents = [num(args[0])]
+                elif name == "stride":
+                    strides = [num(args[0])]
+                elif name == "base_addr":
+                    nb = args[0]
+                    if not isinstance(nb.type, T.PointerT):
+                        raise _unsupported("@set_dsd_base_addr of a non-pointer", node)
+                    base = nb.v if isinstance(nb.v, int) else self.rt.materialize(nb, node).v
+                    offset = 0
+            tc = tcode(elem, node)
+            wio = int(bool(f["wavelet_index_offset"].v)) if isinstance(
+                f.get("wavelet_index_offset"), Val) else 0
+            if len(extents) > 4 or len(strides) < len(extents):
+                raise _unsupported("a DSD of more than four dimensions", node)
+            kind = 0 if len(extents) == 1 else 1
+        pod = [kind, tc, len(extents), wio, base, offset]
+        pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [queue, color]
+        assert len(pod) == self.dsd_words
+        return pod
+
