@@ -124,7 +124,8 @@ enum Op : int32_t {
   kNop = 0, kCost, kPushK, kLoadL, kStoreL, kLoadM, kStoreM, kLoadA, kStoreA, kBounds,
   kPtrIdx, kIBin, kFBin, kICmp, kFCmp, kINeg, kFNeg, kNot, kBNot, kConv, kJmp, kJz, kCall,
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
-  kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kNumOps
+  kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
+  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -235,6 +236,7 @@ struct Program {
 struct EngineError {
   std::string msg;
   int32_t node;
+  bool semantic = false;   // a CSL semantic error (Python: CslSemanticError, rendered with a caret)
 };
 
 enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain };
@@ -265,6 +267,15 @@ struct OpState {
   Scalar result{};
 };
 
+// A running @map (builtins_rt._map): resolved operands (inputs, then the output) and the
+// element index; the loop itself is a synthetic function of map instructions (lower.py).
+struct MapState {
+  const DsdCall* call = nullptr;
+  std::vector<Operand> ops;
+  std::vector<int32_t> scalar_tc;   // per operand: the type of a scalar operand
+  int32_t n = 0, i = 0;
+};
+
 struct Frame {
   int32_t fn, pc, slots, dslots;
 };
@@ -281,6 +292,7 @@ struct Ctx {
   std::vector<Dsd> dstack, dlocals;
   bool in_op = false, async_op = false;
   OpState op;
+  MapState map;
 };
 
 struct PEState {
@@ -481,7 +493,8 @@ class Engine {
   int64_t cycle() const { return core_.cycle(); }
 
   py::tuple last_error() const {
-    return py::make_tuple(error_, error_pe_, error_task_, error_node_, error_cycle_);
+    return py::make_tuple(error_, error_pe_, error_task_, error_node_, error_cycle_,
+                          error_semantic_);
   }
   const std::string& run_what() const { return what_; }
 
@@ -597,8 +610,10 @@ class Engine {
     return static_cast<int32_t>(p.names.size()) - 1;
   }
 
-  void set_error(const PEState& pe, const std::string& msg, int32_t node, bool bare = false) {
+  void set_error(const PEState& pe, const std::string& msg, int32_t node, bool bare = false,
+                 bool semantic = false) {
     error_ = msg;
+    error_semantic_ = semantic;
     error_pe_ = bare ? -1 : static_cast<int32_t>(&pe - pes_.data());
     error_task_ = pe.task_name >= 0 ? pe.prog->names[pe.task_name] : "-";
     error_node_ = node;
@@ -606,7 +621,7 @@ class Engine {
   }
 
   int error_status(const EngineError& e) {
-    set_error(*cur_pe_, e.msg, e.node);
+    set_error(*cur_pe_, e.msg, e.node, false, e.semantic);
     return kError;
   }
 
@@ -1074,6 +1089,69 @@ class Engine {
     if (m) pe.micro.push_back(m);
   }
 
+  // builtins_rt._map: resolve the operands now; run the element loop (function `fn`) here or
+  // on a new microthread (async).
+  void issue_map(PEState& pe, Ctx& c, const Program& P, const DsdCall& call, int fn, int64_t now) {
+    MapState ms;
+    ms.call = &call;
+    ms.ops.resize(call.nops);
+    ms.scalar_tc.assign(call.nops, 0);
+    Dsd dsds[4];
+    Scalar scalars[4];
+    for (int k = call.nops - 1; k >= 0; --k) {
+      if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
+      else { scalars[k] = c.stack.back(); c.stack.pop_back(); }
+    }
+    int n = -1;
+    for (int k = 0; k < call.nops; ++k) {
+      Operand& o = ms.ops[k];
+      if (call.kind[k] == 0) {
+        o = resolve(pe, dsds[k], call.node);
+      } else if (call.kind[k] == 1) {
+        o.kind = 3;
+        o.value = scalars[k];
+        ms.scalar_tc[k] = call.tcode[k];
+      } else {
+        o.kind = 0;
+        o.pointer = true;
+        o.ew = tc_words(call.tcode[k]);
+        o.abase = static_cast<int32_t>(scalars[k].i);
+        o.len = 1;
+      }
+      if (o.kind == 1 || o.kind == 2 || (o.kind == 0 && !o.pointer)) n = n < 0 ? o.len : std::min(n, o.len);
+    }
+    ms.n = n < 0 ? 1 : n;
+    if (call.async_) {
+      auto m = std::make_shared<Ctx>();
+      m->name = call.name;
+      m->ready_at = now;
+      m->map = std::move(ms);
+      enter(P, *m, fn);
+      pe.micro.push_back(m);
+    } else {
+      if (c.map.call) throw EngineError{"@map inside the function of a @map", call.node};
+      c.map = std::move(ms);
+      enter(P, c, fn);
+    }
+  }
+
+  // builtins_rt's <math> intrinsics (_math1 with its guards), in double before rounding.
+  static double math_fn(int f, double x) {
+    const auto safe_exp = [](double v) { return v < 709 ? std::exp(v) : INFINITY; };
+    switch (f) {
+      case 0: return safe_exp(x);
+      case 1: return x >= 0 ? std::sqrt(x) : std::nan("");
+      case 2: return x > 0 ? std::log(x) : (x == 0 ? -INFINITY : std::nan(""));
+      case 3: return x != 0 ? 1.0 / x : std::copysign(INFINITY, x);
+      case 4: return x > 0 ? 1.0 / std::sqrt(x) : INFINITY;
+      case 5: return std::tanh(x);
+      case 6: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::sin(x);
+      case 7: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::cos(x);
+      case 8: return 1.0 / (1.0 + safe_exp(-x));
+    }
+    return std::nan("");
+  }
+
   // ---- the VM ----
 
   void run(PEState& pe, Ctx& c, int64_t now) {
@@ -1120,7 +1198,7 @@ class Engine {
             const std::string of = s ? " of '" + s->name + "'" : "";
             throw EngineError{"index " + std::to_string(i) + " out of bounds for dimension " +
                                   std::to_string(in.b) + of + " of size " + std::to_string(in.a),
-                              in.c};
+                              in.c, true};
           }
           break;
         }
@@ -1173,7 +1251,7 @@ class Engine {
           const int64_t v = st.back().i;
           if (wrap_int(in.a, v) != v)
             throw EngineError{"type '" + tc_name(in.a) + "' cannot represent integer value " +
-                                  std::to_string(v), in.c};
+                                  std::to_string(v), in.c, true};
           break;
         }
         case kJmp: f.pc = in.a; break;
@@ -1202,6 +1280,56 @@ class Engine {
           }
           break;
         }
+        case kMath: {   // a: function (lower.py MATH_FNS), b: result tcode, c: argument tcode
+          Scalar& x = st.back();
+          x.f = round_to(in.b, math_fn(in.a, tc_float(in.c) ? x.f : static_cast<double>(x.i)));
+          break;
+        }
+        case kMapIssue: issue_map(pe, c, P, P.calls[in.a], in.b, now); break;
+        case kMapTest:
+          if (c.map.i >= c.map.n) f.pc = in.a;
+          break;
+        case kMapRead: {   // a: input operand, b: element type
+          const Operand& o = c.map.ops[in.a];
+          Scalar v;
+          if (o.kind == 3) {
+            v = o.value;
+            const bool have_f = tc_float(c.map.scalar_tc[in.a]);
+            if (tc_float(in.b)) v.f = round_to(in.b, have_f ? v.f : static_cast<double>(v.i));
+            else if (have_f) v.i = static_cast<int64_t>(v.f);
+          } else if (o.kind == 0) {
+            v = load(pe, in.b, o.addr(c.map.i));
+          } else if (o.kind == 1) {
+            if (!fabric_ready(pe, c, true, o.queue, 0, now)) { --f.pc; return; }
+            const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
+            v = decode_value(in.b, tc_words(in.b) == 2 ? p : (p & 0xFFFF));
+          } else {
+            throw EngineError{"@map cannot read from a fabout DSD", c.map.call->node};
+          }
+          st.push_back(v);
+          break;
+        }
+        case kMapWrite: {  // a: element type; the value stays on the stack until it is written
+          const Operand& o = c.map.ops.back();
+          if (o.kind == 0) {
+            store(pe, in.a, o.addr(c.map.i), st.back());
+          } else if (o.kind == 2) {
+            if (!fabric_ready(pe, c, false, o.queue, o.color, now)) { --f.pc; return; }
+            uint32_t bits = encode_value(in.a, st.back());
+            if (o.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(o.index & 0xFFFF) << 16);
+            core_.ce_send_at(pe.idx, o.queue, o.color, bits);
+          } else {
+            throw EngineError{"@map cannot write to this operand", c.map.call->node};
+          }
+          st.pop_back();
+          break;
+        }
+        case kMapStep: ++c.map.i; break;
+        case kMapDone:
+          if (c.map.call->activate >= 0) pe.active[c.map.call->activate] = 1;
+          if (c.map.call->unblock >= 0) pe.blocked[c.map.call->unblock] = 0;
+          c.map = MapState{};
+          break;
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {
@@ -1282,16 +1410,16 @@ class Engine {
       case kSub: return wrap_int(t, x - y);
       case kMul: return wrap_int(t, static_cast<int64_t>(static_cast<uint64_t>(x) * static_cast<uint64_t>(y)));
       case kDiv:
-        if (!y) throw EngineError{"division by zero", node};
+        if (!y) throw EngineError{"division by zero", node, true};
         return wrap_int(t, x / y);
       case kMod:
-        if (!y) throw EngineError{"division by zero", node};
+        if (!y) throw EngineError{"division by zero", node, true};
         return wrap_int(t, x % y);
       case kAnd: return wrap_int(t, x & y);
       case kOr: return wrap_int(t, x | y);
       case kXor: return wrap_int(t, x ^ y);
       case kShl:
-        if (y >= tc_bits(t)) throw EngineError{"shift amount " + std::to_string(y) + " is too large for '" + tc_name(t) + "'", node};
+        if (y >= tc_bits(t)) throw EngineError{"shift amount " + std::to_string(y) + " is too large for '" + tc_name(t) + "'", node, true};
         return wrap_int(t, static_cast<int64_t>(static_cast<uint64_t>(x) << y));
       case kShr: return y >= 63 ? (x < 0 ? -1 : 0) : (x >> y);
     }
@@ -1342,14 +1470,14 @@ class Engine {
       if (!std::isfinite(v.f)) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%s", std::isnan(v.f) ? "nan" : (v.f > 0 ? "inf" : "-inf"));
-        throw EngineError{std::string("cannot convert ") + buf + " to '" + tc_name(to) + "'", node};
+        throw EngineError{std::string("cannot convert ") + buf + " to '" + tc_name(to) + "'", node, true};
       }
       x = static_cast<int64_t>(v.f);
     } else {
       x = v.i;
     }
     if (wrap_int(to, x) != x)
-      throw EngineError{"type '" + tc_name(to) + "' cannot represent integer value " + std::to_string(x), node};
+      throw EngineError{"type '" + tc_name(to) + "' cannot represent integer value " + std::to_string(x), node, true};
     r.i = x;
     return r;
   }
@@ -1367,4 +1495,5 @@ class Engine {
   std::vector<std::string> error_io_;
   int32_t error_pe_ = -1, error_node_ = -1;
   int64_t error_cycle_ = 0;
+  bool error_semantic_ = false;
 };

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..host.device import DeadlockError
 from ..lang import types as T
+from ..lang.errors import CslSemanticError
 from .lower import LoweredProgram, ProgramLowering, Unsupported
 from .pe import SimError
 
@@ -138,7 +139,7 @@ class CompiledEngine:
         self.sync()
         if status == _OK:
             return
-        msg, pe_k, task, node_id, cycle = self.core.last_error()
+        msg, pe_k, task, node_id, cycle, semantic = self.core.last_error()
         if status == _DEADLOCK:
             raise DeadlockError(f"{msg}\n{self.report()}")
         if status in (_MAX_CYCLES, _FABRIC):
@@ -146,12 +147,12 @@ class CompiledEngine:
         if pe_k < 0:
             raise SimError(msg)
         pe = self.sim.pes[pe_k]
-        where = ""
-        if node_id >= 0:
-            node = self.lowered[pe.program.index].nodes[node_id]
-            if node.span.file is not None:
-                where = f" at {node.span}"
-        raise SimError(f"cycle {cycle}, PE({pe.x},{pe.y}), task {task}: {msg}{where}")
+        node = self.lowered[pe.program.index].nodes[node_id] if node_id >= 0 else None
+        prefix = f"cycle {cycle}, PE({pe.x},{pe.y}), task {task}: "
+        if semantic:      # as the Python path renders a CslSemanticError from run-time code
+            raise SimError(prefix + CslSemanticError(msg, node.span if node else None).render())
+        where = f" at {node.span}" if node is not None and node.span.file is not None else ""
+        raise SimError(f"{prefix}{msg}{where}")
 
     def report(self) -> str:
         """Simulator.report, from the engine's state."""

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope
+from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, val_key
 from ..lang.errors import CslError
 from ..lang.values import DsdVal, FnVal, PtrVal, TensorAccessVal, Val
 from .memory import words_of
@@ -97,6 +97,13 @@ class Op(enum.IntEnum):
     FITCHK = 39
     SWAP = 40
     DUP = 41
+    MATH = 42
+    MAPISSUE = 43
+    MAPTEST = 44
+    MAPREAD = 45
+    MAPWRITE = 46
+    MAPSTEP = 47
+    MAPDONE = 48
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -107,6 +114,9 @@ DMODS = {"increment_dsd_offset": 0, "set_dsd_length": 1, "set_dsd_stride": 2,
          "set_dsd_base_addr": 3}
 DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3}
 CONFIG_KEYS = {"async", "activate", "unblock", "index"}
+# <math> functions the engine implements (pe_engine.hpp: math_fn), by base name.
+MATH_FNS = {"exp": 0, "sqrt": 1, "log": 2, "inv": 3, "invsqrt": 4, "tanh": 5, "sin": 6,
+            "cos": 7, "sig": 8}
 ADDR_T = T.IntT(32, True)      # address arithmetic (never wraps for 48 KiB)
 # Builtins that act at run time: never folded as constants.
 EFFECTFUL = {"activate", "block", "unblock", "map", "assert", "is_comptime", "ptrcast",
@@ -160,6 +170,9 @@ class _Loop:
 class _Fn:
     fn: FnVal
     index: int
+    # Per parameter: a comptime Val (comptime params, and anytype ones given a constant) or
+    # the run-time type of the argument; None: the declared type (a run-time parameter).
+    bindings: list[Val | T.Type | None] = field(default_factory=list)
     ret: T.Type = T.VOID
     nslots: int = 0
     ndslots: int = 0
@@ -202,7 +215,7 @@ class ProgramLowering:
         self.calls: list[list[int]] = []
         self.fns: list[tuple] = []
         self.fn_index: dict[tuple[int, int], int] = {}
-        self.pending: list[_Fn] = []
+        self.pending: list[Any] = []                 # code still to emit: callables
         self.names: list[str] = []
         self.nodes: list[A.Node] = []
         self.barrier = 0                             # no COST merging across a jump target
@@ -229,7 +242,7 @@ class ProgramLowering:
             if isinstance(sym, FnVal):
                 exports[name] = self.function(sym)
         while self.pending:
-            self._lower_fn(self.pending.pop(0))
+            self.pending.pop(0)()
         syms = [(p.address // 2, p.size // 2, p.var.qualname)
                 for p in self.pe.program.memory.placements]
         dsd_globals = {addr: np.array(self.dsd_pod(v, None), dtype=np.int32)
@@ -281,21 +294,28 @@ class ProgramLowering:
 
     # -- functions ------------------------------------------------------------------------------
 
-    def function(self, fn: FnVal) -> int:
-        key = id(fn.decl), id(fn.owner)
-        k = self.fn_index.get(key)
-        if k is not None:
-            return k
+    def function(self, fn: FnVal, bindings: list[Val | T.Type | None] | None = None) -> int:
+        """The index of ``fn``'s code, specialised for ``bindings`` (see _Fn); a function
+        with comptime or anytype parameters gets one version per distinct binding."""
         d = fn.decl
         if fn.intrinsic is not None or d is None or d.body is None:
             raise _unsupported(f"calling '{fn.name}' (not CSL code)", d)
-        for p in d.params:
-            if p.is_comptime or isinstance(p.type, A.AnyType):
-                raise _unsupported(f"comptime or anytype parameter of '{d.name}'", p)
+        if bindings is None:
+            for p in d.params:
+                if p.is_comptime or isinstance(p.type, A.AnyType):
+                    raise _unsupported(f"a task or exported function with the comptime or "
+                                       f"anytype parameter '{p.name}'", p)
+            bindings = [None] * len(d.params)
+        key = (id(d), id(fn.owner), tuple(
+            ("ct", val_key(b)) if isinstance(b, Val) else ("rt", b) for b in bindings))
+        k = self.fn_index.get(key)
+        if k is not None:
+            return k
         k = len(self.fns)
         self.fn_index[key] = k
         self.fns.append((0, 0, 0, 0, []))
-        self.pending.append(_Fn(fn, k))
+        f = _Fn(fn, k, list(bindings))
+        self.pending.append(lambda: self._lower_fn(f))
         return k
 
     def _lower_fn(self, f: _Fn) -> None:
@@ -306,15 +326,18 @@ class ProgramLowering:
         f.scopes = [{}]
         entry = self.label()
         param_dsd = []
-        for p in d.params:
-            t = self.interp.eval_type(p.type, scope)
+        for p, b in zip(d.params, f.bindings):
+            if isinstance(b, Val):
+                self.const_local(p.name or "_", b)
+                continue
+            t = b if b is not None else self.interp.eval_type(p.type, f.iscope)
             loc = self.new_local(p.name or "_", t, mutable=False, node=p)
             param_dsd.append(int(loc.dsd))
         f.ret = self.interp.eval_type(d.ret, scope) if d.ret is not None else T.VOID
         self.emit(Op.COST, self.sim.timing.branch)       # the call's tick (Interp.call)
         self.block_body(d.body)
         self.emit(Op.RET)
-        self.fns[f.index] = (entry, f.nslots, f.ndslots, len(d.params), param_dsd)
+        self.fns[f.index] = (entry, f.nslots, f.ndslots, len(param_dsd), param_dsd)
         self.cur = None
 
     def new_local(self, name: str, t: T.Type, mutable: bool, node: A.Node | None) -> Local:
@@ -535,19 +558,26 @@ class ProgramLowering:
     def _s_For(self, st: A.For) -> None:
         if st.label is not None or len(st.captures) > 1:
             raise _unsupported("labelled loops or index captures", st)
-        it = self.expr(st.iterable)
-        if not isinstance(it, Val) or not isinstance(it.type, T.RangeT):
-            raise _unsupported("for loops over anything but a comptime @range", st.iterable)
-        start, stop, step = it.v
-        elem = it.type.elem
         f = self.cur
         counter = f.nslots
         f.nslots += 1
-        self.emit(Op.PUSHK, self.const(start))
-        self.emit(Op.STOREL, counter)
+        it = self.try_const(st.iterable)
+        stop_slot = None
+        if it is not None:
+            if not isinstance(it.type, T.RangeT):
+                raise _unsupported("for loops over anything but a @range", st.iterable)
+            start, stop, step = it.v
+            elem = it.type.elem
+            self.emit(Op.PUSHK, self.const(start))
+            self.emit(Op.STOREL, counter)
+        else:
+            elem, step, stop_slot = self._runtime_range(st.iterable, counter)
         top = self.label()
         self.emit(Op.LOADL, counter)
-        self.emit(Op.PUSHK, self.const(stop))
+        if stop_slot is None:
+            self.emit(Op.PUSHK, self.const(stop))
+        else:
+            self.emit(Op.LOADL, stop_slot)
         self.emit(Op.ICMP, CMPOPS["<" if step > 0 else ">"])
         jend = self.emit(Op.JZ)
         self.emit(Op.COST, self.sim.timing.branch)
@@ -569,6 +599,34 @@ class ProgramLowering:
         self.emit(Op.JMP, top)
         end = self.label()
         self.patch([jend] + loop.breaks, end)
+
+    def _runtime_range(self, e: A.Expr, counter: int) -> tuple[T.Type, int, int]:
+        """``@range(T, stop)`` / ``@range(T, start, stop, step)`` with run-time bounds (the
+        step must be comptime-known): start goes to ``counter``, stop to a new slot."""
+        if not isinstance(e, A.BuiltinCall) or e.name != "range" or len(e.args) not in (2, 4):
+            raise _unsupported("for loops over anything but a @range", e)
+        t = self.try_const(e.args[0])
+        if t is None or t.type != T.TYPE or not isinstance(t.v, T.IntT):
+            raise _unsupported("a @range of a run-time or non-integer type", e)
+        elem = t.v
+        if len(e.args) == 2:
+            start_e, stop_e, step = None, e.args[1], 1
+        else:
+            start_e, stop_e = e.args[1], e.args[2]
+            sv = self.try_const(e.args[3])
+            if sv is None or not T.is_int(sv.type) or sv.v == 0:
+                raise _unsupported("a @range with a run-time or zero step", e.args[3])
+            step = sv.v
+        if start_e is None:
+            self.emit(Op.PUSHK, self.const(0))
+        else:
+            self.value(start_e, elem)
+        self.emit(Op.STOREL, counter)
+        stop_slot = self.cur.nslots
+        self.cur.nslots += 1
+        self.value(stop_e, elem)
+        self.emit(Op.STOREL, stop_slot)
+        return elem, step, stop_slot
 
     # -- expressions ----------------------------------------------------------------------------
 
@@ -924,14 +982,32 @@ class ProgramLowering:
         fn = callee.v
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
             return self._intrinsic(fn.intrinsic.qualname, e)
-        k = self.function(fn)
-        scope = Scope(fn.owner.scope, fn.owner)
-        for p, a in zip(fn.decl.params, e.args):
-            self.value(a, self.interp.eval_type(p.type, scope))
-        if len(e.args) != len(fn.decl.params):
+        d = fn.decl
+        if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
+        # Interp.call: parameter types are evaluated with the earlier parameters bound.
+        scope = Scope(fn.owner.scope, fn.owner)
+        bindings: list[Val | T.Type | None] = []
+        for p, a in zip(d.params, e.args):
+            if isinstance(p.type, A.AnyType):
+                r = self.expr(a)
+                bindings.append(r if isinstance(r, Val) else r.type)
+                v = r if isinstance(r, Val) else None
+            elif p.is_comptime:
+                r = self.expr(a)
+                if not isinstance(r, Val):
+                    raise _unsupported(f"a run-time argument for comptime '{p.name}'", a)
+                v = self._coerce_const(r, self.interp.eval_type(p.type, scope), a)
+                bindings.append(v)
+            else:
+                self.value(a, self.interp.eval_type(p.type, scope))
+                bindings.append(None)
+                v = None
+            if v is not None and p.name is not None:
+                scope.vars[p.name] = Cell(p.name, v.type, v, False)
+        k = self.function(fn, bindings)
         self.emit(Op.CALL, k)
-        ret = self.interp.eval_type(fn.decl.ret, scope) if fn.decl.ret is not None else T.VOID
+        ret = self.interp.eval_type(d.ret, scope) if d.ret is not None else T.VOID
         return Dyn(ret)
 
     def _intrinsic(self, name: str, e: A.Call) -> Dyn:
@@ -954,7 +1030,26 @@ class ProgramLowering:
             self.emit(Op.COST, branch)
             self.emit(Op.TIMESTAMP, 0, 0, self.node(e))
             return Dyn(T.VOID)
+        if name.startswith("math.") and len(e.args) == 1:
+            base = name[5:].removesuffix("_f16").removesuffix("_f32")
+            if base in MATH_FNS:
+                r = self.expr(e.args[0])
+                t = r.type
+                if isinstance(r, Val):
+                    if t not in (T.F16, T.F32):
+                        t = T.F32 if isinstance(r.v, float) else T.I32
+                    self.push(r, t, e)
+                return Dyn(self.math(base, t, e))
         raise _unsupported(f"the library function '{name}'", e)
+
+    def math(self, base: str, t: T.Type, node: A.Node) -> T.Type:
+        """A <math> call on the value on the stack (builtins_rt._math1); returns its type."""
+        if not (t in (T.F16, T.F32) or isinstance(t, T.IntT)):
+            raise _unsupported(f"<math> {base} of '{t}'", node)
+        out = t if t in (T.F16, T.F32) else T.F32
+        self.emit(Op.COST, self.sim.timing.branch)
+        self.emit(Op.MATH, MATH_FNS[base], tcode(out), tcode(t))
+        return out
 
     def _e_BuiltinCall(self, e: A.BuiltinCall) -> Val | Dyn:
         n = e.name
@@ -969,6 +1064,8 @@ class ProgramLowering:
             self.emit({"activate": Op.ACTIVATE, "block": Op.BLOCK,
                        "unblock": Op.UNBLOCK}[n], tid)
             return Dyn(T.VOID)
+        if n == "map":
+            return self._map(e)
         if n == "is_comptime":
             return Val(T.BOOL, False)
         if n == "as" and len(e.args) == 2:
@@ -1002,20 +1099,8 @@ class ProgramLowering:
             return Dyn(d.type)
         raise _unsupported(f"@{n} at run time", e)
 
-    def task_id(self, v: Val, node: A.Node) -> int:
-        """builtins_rt._task_id."""
-        if isinstance(v.v, FnVal):
-            tid = self.task_ids.get(id(v.v.decl))
-            if tid is None:
-                raise _unsupported(f"task '{v.v.name}' is not bound to a task ID", node)
-            return tid
-        if not isinstance(v.v, int):
-            raise _unsupported("a task ID that is not an integer", node)
-        return int(v.v)
-
-    def _dsd_op(self, e: A.BuiltinCall) -> Dyn:
-        from .builtins_rt import DSD_OPS
-        op = DSD_OPS[e.name]
+    def _config(self, e: A.BuiltinCall) -> tuple[list[A.Expr], dict[str, A.Expr]]:
+        """builtins_rt._split_config on the AST: operands and the trailing options struct."""
         args = list(e.args)
         cfg: dict[str, A.Expr] = {}
         if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
@@ -1025,41 +1110,38 @@ class ProgramLowering:
                 cfg = {f.name: f.value for f in args.pop().fields}
             elif names & {"ut_id", "priority", "on_control"}:
                 raise _unsupported(f"DSD op options {sorted(names - CONFIG_KEYS)}", e)
-        if len(args) != 1 + len(op.srcs):
-            raise _unsupported(f"@{e.name} with {len(args)} operands", e)
-        row = [0] * self.call_words
-        row[0] = self.op_index[e.name]
-        row[1] = len(args)
-        for k, a in enumerate(args):
-            r = self.expr(a)
-            t = r.type
-            if T.is_dsd(t):
-                if isinstance(r, Val):
-                    self.push(r, None, a)
-                kind, tc = 0, 0
-            elif isinstance(t, T.PointerT) and not t.many:
-                if isinstance(t.elem, (T.ArrayT,)) or T.is_dsd(t.elem):
-                    raise _unsupported("a pointer-to-array DSD operand", a)
-                if isinstance(r, Val):
-                    self.push(r, None, a)
-                kind, tc = 2, tcode(t.elem, a)
-            elif T.is_numeric(t):
-                if k == 0:
-                    raise _unsupported("a scalar destination", a)
-                if isinstance(r, Val):
-                    if t == T.COMPTIME_INT:
-                        self.emit(Op.PUSHK, self.const(int(r.v)))
-                        tc = TCODES["i32"]
-                    else:
-                        self.emit(Op.PUSHK, self.const(_f64_bits(r.v)) if isinstance(
-                            r.v, float) else self.const(int(r.v)))
-                        tc = TCODES["f32"] if isinstance(r.v, float) else tcode(t, a)
+        return args, cfg
+
+    def _operand(self, a: A.Expr, dest: bool) -> tuple[int, int, Val | Dyn]:
+        """Push one DSD-op or @map operand; returns (kind, tcode, lowered value) with kind
+        0 DSD, 1 scalar, 2 ``*T`` pointer (DsdCall.kind in pe_engine.hpp)."""
+        r = self.expr(a)
+        t = r.type
+        if T.is_dsd(t):
+            if isinstance(r, Val):
+                self.push(r, None, a)
+            return 0, 0, r
+        if isinstance(t, T.PointerT) and not t.many:
+            if isinstance(t.elem, T.ArrayT) or T.is_dsd(t.elem):
+                raise _unsupported("a pointer-to-array DSD operand", a)
+            if isinstance(r, Val):
+                self.push(r, None, a)
+            return 2, tcode(t.elem, a), r
+        if T.is_numeric(t) and not dest:
+            if isinstance(r, Val):
+                if isinstance(r.v, float):
+                    self.emit(Op.PUSHK, self.const(_f64_bits(r.v)))
+                    tc = tcode(t, a) if t in (T.F16, T.F32) else TCODES["f32"]
                 else:
-                    tc = tcode(t, a)
-                kind = 1
+                    self.emit(Op.PUSHK, self.const(int(r.v)))
+                    tc = tcode(t, a) if isinstance(t, T.IntT) else TCODES["i32"]
             else:
-                raise _unsupported(f"a DSD op operand of type '{t}'", a)
-            row[2 + k], row[6 + k] = kind, tc
+                tc = tcode(t, a)
+            return 1, tc, r
+        raise _unsupported(f"a DSD operand of type '{t}'", a)
+
+    def _options(self, cfg: dict[str, A.Expr], e: A.Node, row: list[int]) -> None:
+        """Fill DsdCall's async/activate/unblock fields from comptime options."""
         asyn = activate = unblock = -1
         if "async" in cfg:
             v = self.expr(cfg["async"])
@@ -1076,11 +1158,91 @@ class ProgramLowering:
                     activate = tid
                 else:
                     unblock = tid
-        has_index = 0
+        row[10], row[11], row[12] = max(asyn, 0), activate, unblock
+
+    def _map(self, e: A.BuiltinCall) -> Dyn:
+        """builtins_rt._map: operands resolved at issue, then a synthetic function runs the
+        element loop (read the inputs, call the function, write the output)."""
+        args, cfg = self._config(e)
+        if "index" in cfg or len(args) < 3 or len(args) > 5:
+            raise _unsupported("this form of @map", e)
+        fnv = self.try_const(args[0])
+        if fnv is None or not isinstance(fnv.v, FnVal) or not isinstance(fnv.type, T.FnT):
+            raise _unsupported("@map of something that is not a known function", args[0])
+        ins = args[1:-1]
+        in_types = list(fnv.type.params)
+        if len(in_types) != len(ins) or any(t is None for t in in_types):
+            raise _unsupported("@map of a function with untyped parameters", e)
+        ret = fnv.type.ret
+        row = [0] * self.call_words
+        row[1] = len(args) - 1
+        for k, a in enumerate(args[1:]):
+            kind, tc, _ = self._operand(a, dest=k == len(args) - 2)
+            row[2 + k], row[6 + k] = kind, tc
+        self._options(cfg, e, row)
+        row[14], row[15] = self.node(e), self.name("@map")
+        self.calls.append(row)
+        k = len(self.fns)
+        self.fns.append((0, 0, 0, 0, []))
+        fn, node = fnv.v, e
+        self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node))
+        self.emit(Op.MAPISSUE, len(self.calls) - 1, k)
+        return Dyn(T.VOID)
+
+    def _map_loop(self, k: int, fn: FnVal, in_types: list[T.Type], ret: T.Type,
+                  node: A.Node) -> None:
+        entry = self.label()
+        top = self.label()
+        jend = self.emit(Op.MAPTEST)
+        for j, t in enumerate(in_types):
+            self.emit(Op.MAPREAD, j, tcode(t, node))
+        if isinstance(fn.intrinsic, RuntimeIntrinsic):
+            base = fn.intrinsic.qualname.removeprefix("math.").removesuffix("_f16")
+            base = base.removesuffix("_f32")
+            if not fn.intrinsic.qualname.startswith("math.") or base not in MATH_FNS \
+                    or len(in_types) != 1:
+                raise _unsupported(f"@map of '{fn.intrinsic.qualname}'", node)
+            out = self.math(base, in_types[0], node)
+            if out != ret:
+                raise _unsupported(f"@map of '{fn.intrinsic.qualname}' returning '{ret}'", node)
+        else:
+            self.emit(Op.CALL, self.function(fn))
+        self.emit(Op.MAPWRITE, tcode(ret, node), 0, self.node(node))
+        self.emit(Op.MAPSTEP)
+        self.emit(Op.JMP, top)
+        self.patch([jend], self.label())
+        self.emit(Op.MAPDONE)
+        self.emit(Op.RET)
+        self.fns[k] = (entry, 0, 0, 0, [])
+
+    def task_id(self, v: Val, node: A.Node) -> int:
+        """builtins_rt._task_id."""
+        if isinstance(v.v, FnVal):
+            tid = self.task_ids.get(id(v.v.decl))
+            if tid is None:
+                raise _unsupported(f"task '{v.v.name}' is not bound to a task ID", node)
+            return tid
+        if not isinstance(v.v, int):
+            raise _unsupported("a task ID that is not an integer", node)
+        return int(v.v)
+
+    def _dsd_op(self, e: A.BuiltinCall) -> Dyn:
+        """builtins_rt.run_dsd_op: push the operands, then one DSDOP instruction."""
+        from .builtins_rt import DSD_OPS
+        op = DSD_OPS[e.name]
+        args, cfg = self._config(e)
+        if len(args) != 1 + len(op.srcs):
+            raise _unsupported(f"@{e.name} with {len(args)} operands", e)
+        row = [0] * self.call_words
+        row[0] = self.op_index[e.name]
+        row[1] = len(args)
+        for k, a in enumerate(args):
+            kind, tc, _ = self._operand(a, dest=k == 0)
+            row[2 + k], row[6 + k] = kind, tc
+        self._options(cfg, e, row)
         if "index" in cfg:
             self.value(cfg["index"], ADDR_T)
-            has_index = 1
-        row[10], row[11], row[12], row[13] = max(asyn, 0), activate, unblock, has_index
+            row[13] = 1
         row[14], row[15] = self.node(e), self.name(f"@{e.name}")
         self.calls.append(row)
         self.emit(Op.DSDOP, len(self.calls) - 1)
