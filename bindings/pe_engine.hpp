@@ -35,18 +35,21 @@ inline int64_t wrap_int(int t, int64_t v) {
 }
 
 inline double half_to_double(uint16_t h) {
-  const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
-  double v;
-  if (e == 0) v = std::ldexp(static_cast<double>(m), -24);
-  else if (e == 31) v = m ? std::nan("") : INFINITY;
-  else v = std::ldexp(static_cast<double>(m + 1024), e - 25);
-  if (e == 31 && m) {  // keep the sign of NaNs, as numpy does
-    uint64_t b = 0x7FF8000000000000ULL | (static_cast<uint64_t>(m) << 42);
-    if (s) b |= 1ULL << 63;
-    std::memcpy(&v, &b, 8);
-    return v;
+  // Exact: every binary16 value (NaN payloads included, as numpy widens them) is a float.
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t em = h & 0x7FFF;
+  float f;
+  if (em >= 0x7C00) {                       // inf / NaN
+    const uint32_t b = sign | 0x7F800000u | ((em & 0x3FF) << 13);
+    std::memcpy(&f, &b, 4);
+  } else if (em >= 0x0400) {                // normal
+    const uint32_t b = sign | ((em << 13) + 0x38000000u);
+    std::memcpy(&f, &b, 4);
+  } else {                                  // subnormal or zero: em * 2^-24
+    f = static_cast<float>(em) * 5.9604644775390625e-08f;
+    if (sign) f = -f;
   }
-  return s ? -v : v;
+  return f;
 }
 
 // Round-to-nearest-even double -> binary16, as numpy's npy_double_to_half.
@@ -295,12 +298,21 @@ struct Ctx {
   MapState map;
 };
 
+// A flag per task ID (the task table's active or blocked bits).
+struct TaskBits {
+  uint64_t w[2] = {0, 0};
+  bool get(int t) const { return w[t >> 6] >> (t & 63) & 1; }
+  void set(int t) { w[t >> 6] |= uint64_t(1) << (t & 63); }
+  void clear(int t) { w[t >> 6] &= ~(uint64_t(1) << (t & 63)); }
+  bool any() const { return w[0] | w[1]; }
+};
+
 struct PEState {
   int32_t x, y, idx;                // idx: router index
   Program* prog;
   uint16_t* mem;
   std::vector<std::pair<int32_t, int32_t>> data_queue;  // (task id, input queue)
-  std::vector<uint8_t> active, blocked;                 // by task id (0..127)
+  TaskBits active, blocked;                             // by task id (0..127)
   std::shared_ptr<Ctx> main;
   std::vector<std::shared_ptr<Ctx>> micro;
   int64_t main_free_at = 0, time = 0, unblock_time = 0;
@@ -308,10 +320,6 @@ struct PEState {
   int64_t busy = 0, stall = 0, tasks_run = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
   int32_t task_name = -1;                      // the running context's name
-  bool any_active() const {
-    for (uint8_t a : active) if (a) return true;
-    return false;
-  }
 };
 
 constexpr int32_t kWords = 24 * 1024;
@@ -380,10 +388,8 @@ class Engine {
     pe.mem = mem.mutable_data();
     mems_.push_back(mem);
     pe.data_queue = std::move(data_queue);
-    pe.active.assign(kTasks, 0);
-    pe.blocked.assign(kTasks, 0);
-    for (int t : active) pe.active.at(t) = 1;
-    for (int t : blocked) pe.blocked.at(t) = 1;
+    for (int t : active) pe.active.set(check_tid(t));
+    for (int t : blocked) pe.blocked.set(check_tid(t));
     pes_.push_back(std::move(pe));
   }
 
@@ -391,6 +397,11 @@ class Engine {
     Dsd d;
     std::memcpy(&d, pod.data(), sizeof(Dsd));
     pes_.at(k).dsd_vars[addr] = d;
+  }
+
+  static int check_tid(int t) {
+    if (t < 0 || t >= kTasks) throw std::out_of_range("task ID " + std::to_string(t) + " out of range");
+    return t;
   }
 
   // ---- host commands (simulator.Simulator.launch / stream_h2d / stream_d2h) ----
@@ -520,7 +531,7 @@ class Engine {
       parts.push_back("the host command stream waits for sys_mod.unblock_cmd_stream()");
     std::string ba;
     for (int t = 0; t < kTasks; ++t)
-      if (pe.active[t] && pe.blocked[t]) ba += (ba.empty() ? "" : ", ") + std::to_string(t);
+      if (pe.active.get(t) && pe.blocked.get(t)) ba += (ba.empty() ? "" : ", ") + std::to_string(t);
     if (!ba.empty()) parts.push_back("activated but blocked task ID(s) " + ba);
     std::string out;
     for (size_t k2 = 0; k2 < parts.size(); ++k2) out += (k2 ? "; " : "") + parts[k2];
@@ -577,8 +588,8 @@ class Engine {
     const PEState& pe = pes_.at(k);
     std::vector<int> a, b;
     for (int t = 0; t < kTasks; ++t) {
-      if (pe.active[t]) a.push_back(t);
-      if (pe.blocked[t]) b.push_back(t);
+      if (pe.active.get(t)) a.push_back(t);
+      if (pe.blocked.get(t)) b.push_back(t);
     }
     return py::make_tuple(a, b, pe.cmd_blocked);
   }
@@ -691,7 +702,7 @@ class Engine {
       }
     }
     for (auto& pe : pes_) {
-      if (!pe.main && pe.micro.empty() && !pe.any_active()) {
+      if (!pe.main && pe.micro.empty() && !pe.active.any()) {
         bool data = false;
         for (auto& dq : pe.data_queue)
           if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
@@ -770,13 +781,13 @@ class Engine {
 
   bool runnable(const PEState& pe, std::vector<int>* out) const {
     for (const TaskEntry& t : pe.prog->tasks) {
-      if (pe.blocked[t.tid]) continue;
+      if (pe.blocked.get(t.tid)) continue;
       bool r = false;
       if (t.kind == 1) {
         for (auto& dq : pe.data_queue)
           if (dq.first == t.tid) { r = core_.iq_count_at(pe.idx, dq.second) > 0; break; }
       } else {
-        r = pe.active[t.tid];
+        r = pe.active.get(t.tid);
       }
       if (r) {
         if (!out) return true;
@@ -789,14 +800,14 @@ class Engine {
   int pick_task(const PEState& pe) const {
     int best = -1;
     for (const TaskEntry& t : pe.prog->tasks) {
-      if (pe.blocked[t.tid]) continue;
+      if (pe.blocked.get(t.tid)) continue;
       bool r;
       if (t.kind == 1) {
         r = false;
         for (auto& dq : pe.data_queue)
           if (dq.first == t.tid) { r = core_.iq_count_at(pe.idx, dq.second) > 0; break; }
       } else {
-        r = pe.active[t.tid];
+        r = pe.active.get(t.tid);
       }
       if (r && (best < 0 || t.tid < best)) best = t.tid;
     }
@@ -821,7 +832,7 @@ class Engine {
         ctx->locals[base + 1] = decode_value(te->ptypes[1], payload >> 16);
       }
     } else {
-      pe.active[tid] = 0;
+      pe.active.clear(tid);
     }
     ++pe.tasks_run;
     ctx->ready_at = now + task_start_;
@@ -969,6 +980,33 @@ class Engine {
     return true;
   }
 
+  static bool memory_only(const OpState& s, const OpInfo& info) {
+    if (s.ops[0].kind != 0) return false;
+    for (int j = 0; j < info.nsrc; ++j)
+      if (s.ops[1 + j].kind != 0 && s.ops[1 + j].kind != 3) return false;
+    return true;
+  }
+  static Scalar load_unchecked(const PEState& pe, int t, int64_t addr, bool check) {
+    if (check) return load(pe, t, addr);
+    if (t == kF32) {
+      const uint32_t bits = pe.mem[addr] | static_cast<uint32_t>(pe.mem[addr + 1]) << 16;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      Scalar v;
+      v.f = f;
+      return v;
+    }
+    uint32_t bits = pe.mem[addr];
+    if (tc_words(t) == 2) bits |= static_cast<uint32_t>(pe.mem[addr + 1]) << 16;
+    return decode_value(t, bits);
+  }
+  static void store_unchecked(PEState& pe, int t, int64_t addr, Scalar v, bool check) {
+    if (check) return store(pe, t, addr, v);
+    const uint32_t bits = encode_value(t, v);
+    pe.mem[addr] = static_cast<uint16_t>(bits & 0xFFFF);
+    if (tc_words(t) == 2) pe.mem[addr + 1] = static_cast<uint16_t>(bits >> 16);
+  }
+
   // builtins_rt.run_dsd_op's body
   Step run_op(PEState& pe, Ctx& c, int64_t now) {
     OpState& s = c.op;
@@ -979,6 +1017,18 @@ class Engine {
       const int64_t cyc = setup_ + (s.n + simd - 1) / simd;
       pe.time += cyc;
       pe.busy += cyc;
+      if (memory_only(s, info)) {
+        // No fabric operand: nothing can stall, so the elements run in one tight loop.
+        // Non-pointer operands were bounds-checked at issue; pointers are checked here.
+        for (; s.i < s.n; ++s.i) {
+          for (int j = 0; j < info.nsrc; ++j) {
+            const Operand& o = s.ops[1 + j];
+            s.vals[j] = o.kind == 3 ? o.value : load_unchecked(pe, info.src[j], o.addr(s.i), o.pointer);
+          }
+          store_unchecked(pe, info.dest, s.ops[0].addr(s.i), op_apply(s.call->op, s.vals),
+                          s.ops[0].pointer);
+        }
+      }
     }
     while (s.i < s.n) {
       while (s.j < info.nsrc) {
@@ -1018,8 +1068,8 @@ class Engine {
       s.j = 0;
       s.computed = false;
     }
-    if (s.call->activate >= 0) pe.active[s.call->activate] = 1;
-    if (s.call->unblock >= 0) pe.blocked[s.call->unblock] = 0;
+    if (s.call->activate >= 0) pe.active.set(s.call->activate);
+    if (s.call->unblock >= 0) pe.blocked.clear(s.call->unblock);
     return kDone;
   }
 
@@ -1326,8 +1376,8 @@ class Engine {
         }
         case kMapStep: ++c.map.i; break;
         case kMapDone:
-          if (c.map.call->activate >= 0) pe.active[c.map.call->activate] = 1;
-          if (c.map.call->unblock >= 0) pe.blocked[c.map.call->unblock] = 0;
+          if (c.map.call->activate >= 0) pe.active.set(c.map.call->activate);
+          if (c.map.call->unblock >= 0) pe.blocked.clear(c.map.call->unblock);
           c.map = MapState{};
           break;
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
@@ -1341,9 +1391,9 @@ class Engine {
           break;
         }
         case kPop: st.pop_back(); break;
-        case kActivate: pe.active[in.a] = 1; break;
-        case kBlock: pe.blocked[in.a] = 1; break;
-        case kUnblock: pe.blocked[in.a] = 0; break;
+        case kActivate: pe.active.set(in.a); break;
+        case kBlock: pe.blocked.set(in.a); break;
+        case kUnblock: pe.blocked.clear(in.a); break;
         case kUnblockCmd:
           pe.cmd_blocked = false;
           pe.unblock_time = pe.time;

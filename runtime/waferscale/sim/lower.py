@@ -228,6 +228,8 @@ class ProgramLowering:
         tasks = []
         for tid, (kind, fn) in self.pe.tasks.items():
             k = {"local": 0, "data": 1, "control": 2}[kind]
+            if not 0 <= tid < 128:
+                raise _unsupported(f"task ID {tid}", fn.decl)
             ptypes: list[int] = []
             if kind == "data":
                 scope = Scope(fn.owner.scope, fn.owner)
@@ -1081,7 +1083,8 @@ class ProgramLowering:
             if not (T.is_numeric(src) or src == T.BOOL) or not (T.is_numeric(dst)
                                                                 or dst == T.BOOL):
                 raise _unsupported(f"@as from '{src}' to '{dst}'", e)
-            self.emit(Op.CONV, tcode(src, e), tcode(dst, e), self.node(e))
+            # builtins.cast_value reports at the value (e.args[1]), as the Python path does.
+            self.emit(Op.CONV, tcode(src, e), tcode(dst, e), self.node(e.args[1]))
             return Dyn(dst)
         if n in DMODS:
             d = self.expr(e.args[0])
@@ -1222,8 +1225,8 @@ class ProgramLowering:
             if tid is None:
                 raise _unsupported(f"task '{v.v.name}' is not bound to a task ID", node)
             return tid
-        if not isinstance(v.v, int):
-            raise _unsupported("a task ID that is not an integer", node)
+        if not isinstance(v.v, int) or not 0 <= v.v < 128:
+            raise _unsupported("a task ID that is not an integer in 0..127", node)
         return int(v.v)
 
     def _dsd_op(self, e: A.BuiltinCall) -> Dyn:
