@@ -936,6 +936,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("last_error", &Engine::last_error)
       .def("describe", &Engine::describe)
       .def("host_io_waits", &Engine::host_io_waits)
+      .def("collective_waits", &Engine::collective_waits)
       .def("stats", &Engine::stats)
       .def("task_state", &Engine::task_state);
   m.attr("ENGINE_DSD_OPS") = [] {

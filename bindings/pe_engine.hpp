@@ -128,7 +128,7 @@ enum Op : int32_t {
   kPtrIdx, kIBin, kFBin, kICmp, kFCmp, kINeg, kFNeg, kNot, kBNot, kConv, kJmp, kJz, kCall,
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
-  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kNumOps
+  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -320,6 +320,17 @@ struct PEState {
   int64_t busy = 0, stall = 0, tasks_run = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
   int32_t task_name = -1;                      // the running context's name
+  std::vector<std::pair<int64_t, int32_t>> timed;   // (cycle, task ID): pe.timed_activations
+};
+
+// <collectives_2d/pe> (sim/collectives.py): a rendezvous of every PE of a row or column.
+enum CollOp : int32_t { kBroadcast = 0, kScatter, kGather, kReduceFadds };
+struct CollCall {
+  int32_t pe, op, root, send, recv, count, cb;
+  int64_t time;
+};
+struct CollLine {
+  std::vector<std::pair<int32_t, CollCall>> calls;  // (position, call) in arrival order
 };
 
 constexpr int32_t kWords = 24 * 1024;
@@ -539,6 +550,27 @@ class Engine {
   }
 
   // Host streams still pending (during a run, or when the last run stopped with an error).
+  // collectives.waiting: lines on which not every PE has called yet.
+  std::vector<std::string> collective_waits() const {
+    static const char* const names[] = {"broadcast", "scatter", "gather", "reduce_fadds"};
+    std::vector<std::string> out;
+    for (const auto& kv : lines_) {   // in creation order, as Python's dict
+      const int axis = static_cast<int>(kv.first >> 32), idx = static_cast<int>(kv.first & 0xFFFFFFFF);
+      const int n = axis == 0 ? core_.width() : core_.height();
+      std::vector<bool> have(n, false);
+      for (auto& c : kv.second.calls) have[c.first] = true;
+      std::string missing;
+      int shown = 0;
+      for (int p = 0; p < n && shown < 8; ++p)
+        if (!have[p]) { missing += (shown++ ? ", " : "") + std::to_string(p); }
+      out.push_back("collectives_2d " + std::string(names[kv.second.calls.front().second.op]) +
+                    " on " + (axis == 0 ? "row " : "column ") + std::to_string(idx) + ": " +
+                    std::to_string(kv.second.calls.size()) + " of " + std::to_string(n) +
+                    " PEs called; waiting for position(s) [" + missing + "]");
+    }
+    return out;
+  }
+
   std::vector<std::string> host_io_waits() const {
     if (!h2d_ && !d2h_) return error_io_;
     std::vector<std::string> out;
@@ -702,13 +734,26 @@ class Engine {
       }
     }
     for (auto& pe : pes_) {
-      if (!pe.main && pe.micro.empty() && !pe.active.any()) {
+      if (!pe.main && pe.micro.empty() && !pe.active.any() && pe.timed.empty()) {
         bool data = false;
         for (auto& dq : pe.data_queue)
           if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
         if (!data) continue;
       }
       cur_pe_ = &pe;
+      if (!pe.timed.empty()) {
+        bool due = false;
+        for (auto& t : pe.timed)
+          if (t.first <= now) { pe.active.set(t.second); due = true; }
+        if (due) {
+          pe.timed.erase(std::remove_if(pe.timed.begin(), pe.timed.end(),
+                                        [now](const std::pair<int64_t, int32_t>& t) {
+                                          return t.first <= now;
+                                        }),
+                         pe.timed.end());
+          progressed = true;
+        }
+      }
       bool any_done = false;
       // By index, as Python's list iteration: an RPC running here may append microthreads,
       // which then run in this same cycle.
@@ -747,6 +792,7 @@ class Engine {
         consider(pe.main->ready_at);
       for (auto& m : pe.micro)
         if (!m->done && m->wait == kNoWait && m->ready_at >= now) consider(m->ready_at);
+      for (auto& t : pe.timed) consider(t.first);
       if (!pe.main && pe.main_free_at >= now && runnable(pe, nullptr)) consider(pe.main_free_at);
     }
     return best;
@@ -1185,6 +1231,83 @@ class Engine {
     }
   }
 
+  // collectives.call: join the line's rendezvous; the last PE to call moves the data.
+  void collective(PEState& pe, const CollCall& call, int axis, int32_t node) {
+    static const char* const names[] = {"broadcast", "scatter", "gather", "reduce_fadds"};
+    const int64_t key = (static_cast<int64_t>(axis) << 32) | (axis == 0 ? pe.y : pe.x);
+    auto it = std::find_if(lines_.begin(), lines_.end(),
+                           [key](const std::pair<int64_t, CollLine>& l) { return l.first == key; });
+    if (it == lines_.end()) it = lines_.insert(lines_.end(), {key, CollLine{}});
+    CollLine& line = it->second;
+    const int pos = axis == 0 ? pe.x : pe.y;
+    const std::string ax = axis == 0 ? "x" : "y";
+    for (auto& c : line.calls)
+      if (c.first == pos)
+        throw EngineError{"collectives_2d: " + std::string(names[call.op]) + " called again on the " +
+                              ax + " axis before the previous collective of this line completed", node};
+    line.calls.emplace_back(pos, call);
+    const CollCall& first = line.calls.front().second;
+    if (first.op != call.op || first.root != call.root || first.count != call.count)
+      throw EngineError{"collectives_2d: PEs of one line disagree: " + std::string(names[first.op]) +
+                            "(root=" + std::to_string(first.root) + ", count=" +
+                            std::to_string(first.count) + ") vs " + names[call.op] + "(root=" +
+                            std::to_string(call.root) + ", count=" + std::to_string(call.count) + ")",
+                        node};
+    const int n = axis == 0 ? core_.width() : core_.height();
+    if (call.root < 0 || call.root >= n)
+      throw EngineError{"collectives_2d: root " + std::to_string(call.root) + " is outside the line of " +
+                            std::to_string(n) + " PEs", node};
+    if (static_cast<int>(line.calls.size()) < n) return;
+    std::vector<const CollCall*> calls(n);
+    for (auto& c : line.calls) calls[c.first] = &c.second;
+    const int count = first.count;
+    const CollCall& root = *calls[first.root];
+    const auto word = [&](const CollCall& c, int64_t addr) {
+      return static_cast<uint32_t>(load(pes_[c.pe], kU32, addr).i);
+    };
+    const auto put = [&](const CollCall& c, int64_t addr, uint32_t w) {
+      Scalar v;
+      v.i = w;
+      store(pes_[c.pe], kU32, addr, v);
+    };
+    {   // (memory errors here carry no source location, as on the Python path)
+      if (first.op == kBroadcast) {
+        std::vector<uint32_t> data(count);
+        for (int k = 0; k < count; ++k) data[k] = word(root, root.send + 2 * k);
+        for (auto* c : calls) for (int k = 0; k < count; ++k) put(*c, c->recv + 2 * k, data[k]);
+      } else if (first.op == kScatter) {
+        std::vector<uint32_t> data(static_cast<size_t>(count) * n);
+        for (size_t k = 0; k < data.size(); ++k) data[k] = word(root, root.send + 2 * static_cast<int64_t>(k));
+        for (int p = 0; p < n; ++p)
+          for (int k = 0; k < count; ++k) put(*calls[p], calls[p]->recv + 2 * k, data[p * count + k]);
+      } else if (first.op == kGather) {
+        std::vector<uint32_t> data;
+        for (auto* c : calls) for (int k = 0; k < count; ++k) data.push_back(word(*c, c->send + 2 * k));
+        for (size_t k = 0; k < data.size(); ++k) put(root, root.recv + 2 * static_cast<int64_t>(k), data[k]);
+      } else {
+        std::vector<float> acc(count, 0.0f);
+        for (auto* c : calls)
+          for (int k = 0; k < count; ++k) {
+            const uint32_t w = word(*c, c->send + 2 * k);
+            float f;
+            std::memcpy(&f, &w, 4);
+            acc[k] = acc[k] + f;
+          }
+        for (int k = 0; k < count; ++k) {
+          uint32_t w;
+          std::memcpy(&w, &acc[k], 4);
+          put(root, root.recv + 2 * k, w);
+        }
+      }
+    }
+    int64_t done = 0;
+    for (auto* c : calls) done = std::max(done, c->time);
+    done += count + n;
+    for (auto* c : calls) pes_[c->pe].timed.emplace_back(done, c->cb);
+    lines_.erase(std::find_if(lines_.begin(), lines_.end(),
+                              [key](const std::pair<int64_t, CollLine>& l) { return l.first == key; }));
+  }
+
   // builtins_rt's <math> intrinsics (_math1 with its guards), in double before rounding.
   static double math_fn(int f, double x) {
     const auto safe_exp = [](double v) { return v < 709 ? std::exp(v) : INFINITY; };
@@ -1380,6 +1503,24 @@ class Engine {
           if (c.map.call->unblock >= 0) pe.blocked.clear(c.map.call->unblock);
           c.map = MapState{};
           break;
+        case kCollective: {
+          // a: operation, b: axis (0 x, 1 y), c: node; stack: root, send[, recv], count, cb
+          CollCall call;
+          call.cb = static_cast<int32_t>(st.back().i); st.pop_back();
+          call.count = static_cast<int32_t>(st.back().i); st.pop_back();
+          if (in.a == kBroadcast) {
+            call.send = call.recv = static_cast<int32_t>(st.back().i); st.pop_back();
+          } else {
+            call.recv = static_cast<int32_t>(st.back().i); st.pop_back();
+            call.send = static_cast<int32_t>(st.back().i); st.pop_back();
+          }
+          call.root = static_cast<int32_t>(st.back().i); st.pop_back();
+          call.op = in.a;
+          call.pe = static_cast<int32_t>(&pe - pes_.data());
+          call.time = pe.time;
+          collective(pe, call, in.b, in.c);
+          break;
+        }
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {
@@ -1539,6 +1680,8 @@ class Engine {
   std::vector<PEState> pes_;
   std::vector<py::array_t<uint16_t>> mems_;
   PEState* cur_pe_ = nullptr;
+  // Collectives waiting for the rest of their line: ((axis << 32) | index, line), oldest first.
+  std::vector<std::pair<int64_t, CollLine>> lines_;
   H2D* h2d_ = nullptr;
   D2H* d2h_ = nullptr;
   std::string what_, error_, error_task_;

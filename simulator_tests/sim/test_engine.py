@@ -5,9 +5,9 @@ must give the same result, bit for bit: every PE's memory, the cycle counter, an
 busy / stall / tasks-run counters. The compiled run must really use the engine (a program
 that stops lowering makes these tests fail rather than silently compare Python with Python).
 
-Cases: every kernel's quick benchmark case on both arches (gemm excepted: <collectives_2d>
-runs on the Python path), the tutorial-style test programs, hypothesis-generated random
-programs of scalar code, and error parity (out-of-bounds access, deadlock report).
+Cases: every kernel's quick benchmark case on both arches, hypothesis-generated random
+programs of scalar code, and error parity. (The tutorial-style programs of
+simulator_tests/sim/programs run on the engine in the other tests: ``engine="auto"``.)
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _assert_same(out) -> None:
         assert a["busy"] == b["busy"] and a["stall"] == b["stall"] and a["tasks"] == b["tasks"]
 
 
-KERNEL_CASES = [(name, k, arch) for name, (_full, quick) in CASES.items() if name != "gemm"
+KERNEL_CASES = [(name, k, arch) for name, (_full, quick) in CASES.items()
                 for k in range(len(quick)) for arch in ("wse2", "wse3")]
 
 
@@ -65,19 +65,31 @@ def test_kernels_equal_on_both_paths(name, k, arch):
     _assert_same(_run_both(lambda: CASES[name][1][k](arch)))
 
 
-def test_gemm_falls_back_to_python_with_a_reason(caplog):
+SIMPRINT = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const print = @import_module("<simprint>");
+fn run() void {
+  print.print_string("hello\\n");
+  sys_mod.unblock_cmd_stream();
+}
+comptime { @export_symbol(run); }
+"""
+
+
+def test_auto_falls_back_with_a_reason_and_compiled_refuses(tmp_path, caplog):
     import logging
+    (tmp_path / "pe.csl").write_text(SIMPRINT)
+    (tmp_path / "layout.csl").write_text(LAYOUT.replace(
+        '  @export_name("out", [*]f32, true);\n', ""))
+    lay = elaborate(tmp_path / "layout.csl", OPTIONS)
     with caplog.at_level(logging.INFO, logger="waferscale.sim.engine"):
-        with session({"engine": "auto"}) as devices:
-            CASES["gemm"][1][0]("wse3")
-    assert devices and all(d.sim.engine is None for d in devices)
-    assert "collectives_2d/pe.broadcast" in caplog.text
-
-
-def test_compiled_mode_refuses_what_it_cannot_run():
-    with pytest.raises(SimError, match="compiled engine cannot run this program.*collectives"):
-        with session({"engine": "compiled"}):
-            CASES["gemm"][1][0]("wse3")
+        dev = SimulatorDevice(lay, SimOptions(engine="auto", simprint_log=None))
+    assert dev.sim.engine is None and "simprint.print_string" in caplog.text
+    dev.launch("run", [])
+    assert dev.sim.sim_log and dev.sim.sim_log[0].endswith("hello")
+    with pytest.raises(SimError, match="compiled engine cannot run this program.*simprint"):
+        SimulatorDevice(lay, SimOptions(engine="compiled"))
 
 
 # -- random scalar programs ------------------------------------------------------------------------
@@ -158,6 +170,8 @@ comptime {{
 }}
 """
 
+OPTIONS = CompileOptions(arch="wse3", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
+                         channels=1)
 LAYOUT = """
 const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
 layout {
@@ -172,9 +186,7 @@ layout {
 def _run_program(tmp_path, body: str, n: int, mode: str):
     (tmp_path / "pe.csl").write_text(PROGRAM.format(n=n, body=body))
     (tmp_path / "layout.csl").write_text(LAYOUT)
-    lay = elaborate(tmp_path / "layout.csl", CompileOptions(arch="wse3", fabric_dims=(8, 3),
-                                                            fabric_offsets=(4, 1), memcpy=True,
-                                                            channels=1))
+    lay = elaborate(tmp_path / "layout.csl", OPTIONS)
     dev = SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
     try:
         dev.launch("run", [])
@@ -184,7 +196,7 @@ def _run_program(tmp_path, body: str, n: int, mode: str):
     return _fingerprint(dev), err
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(prog=_program())
 def test_random_programs_equal_on_both_paths(tmp_path, prog):

@@ -163,6 +163,7 @@ class CompiledEngine:
                 lines.append(f"  PE({pe.x},{pe.y}): {d}")
         for desc in self.core.host_io_waits():
             lines.append(f"  host: {desc}")
+        lines.extend(f"  {w}" for w in self.core.collective_waits())
         for b in self.sim.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")

@@ -26,8 +26,10 @@ with ``break``/``continue`` (no labels); the arithmetic, comparison and logic op
 between numeric types; the DSD operations the engine's table lists, sync or async with
 ``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
-Not supported (Python path): ``@map``, ``<simprint>``, ``<collectives_2d>``, runtime structs,
-arrays as values, switch, labelled loops, comptime-int variables.
+``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
+``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
+Not supported (Python path): ``<simprint>``, run-time structs, arrays as values, switch,
+labelled loops and blocks, comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
 each one's operands.
@@ -104,6 +106,7 @@ class Op(enum.IntEnum):
     MAPWRITE = 46
     MAPSTEP = 47
     MAPDONE = 48
+    COLLECTIVE = 49
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -115,6 +118,7 @@ DMODS = {"increment_dsd_offset": 0, "set_dsd_length": 1, "set_dsd_stride": 2,
 DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3}
 CONFIG_KEYS = {"async", "activate", "unblock", "index"}
 # <math> functions the engine implements (pe_engine.hpp: math_fn), by base name.
+COLLECTIVES = {"broadcast": 0, "scatter": 1, "gather": 2, "reduce_fadds": 3}
 MATH_FNS = {"exp": 0, "sqrt": 1, "log": 2, "inv": 3, "invsqrt": 4, "tanh": 5, "sin": 6,
             "cos": 7, "sig": 8}
 ADDR_T = T.IntT(32, True)      # address arithmetic (never wraps for 48 KiB)
@@ -983,7 +987,7 @@ class ProgramLowering:
             raise _unsupported("calling a run-time function value", e)
         fn = callee.v
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
-            return self._intrinsic(fn.intrinsic.qualname, e)
+            return self._intrinsic(fn, e)
         d = fn.decl
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
@@ -1012,7 +1016,9 @@ class ProgramLowering:
         ret = self.interp.eval_type(d.ret, scope) if d.ret is not None else T.VOID
         return Dyn(ret)
 
-    def _intrinsic(self, name: str, e: A.Call) -> Dyn:
+    def _intrinsic(self, fn: FnVal, e: A.Call) -> Dyn:
+        """builtins_rt.INTRINSICS (one ``branch`` each, as PEInterp.call charges)."""
+        name = fn.intrinsic.qualname
         branch = self.sim.timing.branch
         if name == "memcpy/memcpy.unblock_cmd_stream":
             self.emit(Op.COST, branch)
@@ -1031,6 +1037,26 @@ class ProgramLowering:
                 self.push(r, None, e)
             self.emit(Op.COST, branch)
             self.emit(Op.TIMESTAMP, 0, 0, self.node(e))
+            return Dyn(T.VOID)
+        if name == "collectives_2d/pe.init":
+            self.emit(Op.COST, branch)
+            return Dyn(T.VOID)
+        if name.removeprefix("collectives_2d/pe.") in COLLECTIVES:
+            op = COLLECTIVES[name.removeprefix("collectives_2d/pe.")]
+            if len(e.args) != (4 if op == 0 else 5):
+                raise _unsupported(f"'{name}' with {len(e.args)} arguments", e)
+            for a in e.args:          # collectives.call takes the raw values
+                r = self.expr(a)
+                if isinstance(r, Val):
+                    if T.is_hw_id(r.type) or isinstance(r.v, FnVal):
+                        self.emit(Op.PUSHK, self.const(self.task_id(r, a)))
+                    else:
+                        self.push(r, None, a)
+                elif not (isinstance(r.type, (T.IntT, T.PointerT)) or T.is_hw_id(r.type)):
+                    raise _unsupported(f"a '{r.type}' argument of '{name}'", a)
+            axis = fn.owner.params["dim_params"].v["_c2d_axis"].v
+            self.emit(Op.COST, branch)
+            self.emit(Op.COLLECTIVE, op, 0 if axis == "x" else 1, self.node(e))
             return Dyn(T.VOID)
         if name.startswith("math.") and len(e.args) == 1:
             base = name[5:].removesuffix("_f16").removesuffix("_f32")
@@ -1068,6 +1094,17 @@ class ProgramLowering:
             return Dyn(T.VOID)
         if n == "map":
             return self._map(e)
+        if n == "ptrcast" and len(e.args) == 2:
+            # builtins_rt._rt_ptrcast: a pointer is a word address; only its type changes.
+            t = self.try_const(e.args[0])
+            if t is None or t.type != T.TYPE or not isinstance(t.v, T.PointerT):
+                raise _unsupported("@ptrcast to a run-time or non-pointer type", e)
+            r = self.expr(e.args[1])
+            if not isinstance(r.type, T.PointerT):
+                raise _unsupported("@ptrcast of a non-pointer", e)
+            if isinstance(r, Val):
+                self.push(r, None, e)
+            return Dyn(t.v)
         if n == "is_comptime":
             return Val(T.BOOL, False)
         if n == "as" and len(e.args) == 2:
