@@ -18,6 +18,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -921,10 +922,10 @@ PYBIND11_MODULE(_fabric, m) {
       .def("counters", &Core::counters);
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init<Core&, bool, int64_t, int64_t, int64_t, int64_t, int64_t>(),
+      .def(py::init<Core&, bool, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>(),
            py::arg("core"), py::arg("wse2"), py::arg("statement"), py::arg("branch"),
            py::arg("task_start"), py::arg("dsd_op_setup"), py::arg("max_cycles"),
-           py::keep_alive<1, 2>())
+           py::arg("random_order"), py::arg("trace"), py::keep_alive<1, 2>())
       .def("add_program", &Engine::add_program)
       .def("add_pe", &Engine::add_pe)
       .def("set_dsd_var", &Engine::set_dsd_var)
@@ -938,7 +939,8 @@ PYBIND11_MODULE(_fabric, m) {
       .def("host_io_waits", &Engine::host_io_waits)
       .def("collective_waits", &Engine::collective_waits)
       .def("stats", &Engine::stats)
-      .def("task_state", &Engine::task_state);
+      .def("task_state", &Engine::task_state)
+      .def("take_events", &Engine::take_events);
   m.attr("ENGINE_DSD_OPS") = [] {
     py::list l;
     for (const OpInfo& o : kOps) l.append(o.name);

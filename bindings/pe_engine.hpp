@@ -128,7 +128,7 @@ enum Op : int32_t {
   kPtrIdx, kIBin, kFBin, kICmp, kFCmp, kINeg, kFNeg, kNot, kBNot, kConv, kJmp, kJz, kCall,
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
-  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kNumOps
+  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -266,6 +266,7 @@ struct OpState {
   Operand ops[4];
   int32_t n = 0, i = 0, j = 0;
   bool started = false, computed = false;
+  int64_t start_time = 0;
   Scalar vals[3]{};
   Scalar result{};
 };
@@ -285,6 +286,8 @@ struct Frame {
 
 struct Ctx {
   int32_t name;
+  bool main = false, started = false;   // main: a task (trace category "task")
+  int64_t start_time = 0;
   int64_t ready_at = 0;
   bool done = false;
   int32_t wait = kNoWait, wq = 0, wcolor = 0;
@@ -296,6 +299,19 @@ struct Ctx {
   bool in_op = false, async_op = false;
   OpState op;
   MapState map;
+};
+
+// pe.TaskRng: splitmix64, the random task order's generator (the same numbers in Python).
+struct TaskRng {
+  uint64_t state = 0;
+  uint64_t below(uint64_t n) {
+    state += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z % n;
+  }
 };
 
 // A flag per task ID (the task table's active or blocked bits).
@@ -321,6 +337,8 @@ struct PEState {
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
   int32_t task_name = -1;                      // the running context's name
   std::vector<std::pair<int64_t, int32_t>> timed;   // (cycle, task ID): pe.timed_activations
+  TaskRng rng;                                      // --random-task-order
+  std::string print_buffer;                         // <simprint> text before its newline
 };
 
 // <collectives_2d/pe> (sim/collectives.py): a rendezvous of every PE of a row or column.
@@ -342,9 +360,10 @@ class Engine {
   enum Status { kOk = 0, kDeadlock, kMaxCycles, kError, kFabricError };
 
   Engine(Core& core, bool wse2, int64_t statement, int64_t branch, int64_t task_start,
-         int64_t setup, int64_t max_cycles)
+         int64_t setup, int64_t max_cycles, bool random_order, bool trace)
       : core_(core), wse2_(wse2), statement_(statement), branch_(branch),
-        task_start_(task_start), setup_(setup), max_cycles_(max_cycles) {}
+        task_start_(task_start), setup_(setup), max_cycles_(max_cycles),
+        random_order_(random_order), trace_(trace) {}
 
   int add_program(py::array_t<int32_t> code, py::array_t<int64_t> consts,
                   py::array_t<int32_t> dconsts, py::array_t<int32_t> calls, py::list fns,
@@ -390,8 +409,9 @@ class Engine {
 
   void add_pe(int x, int y, int program, py::array_t<uint16_t> mem,
               std::vector<std::pair<int32_t, int32_t>> data_queue, std::vector<int32_t> active,
-              std::vector<int32_t> blocked) {
+              std::vector<int32_t> blocked, uint64_t seed) {
     PEState pe;
+    pe.rng.state = seed;
     pe.x = x;
     pe.y = y;
     pe.idx = y * core_.width() + x;
@@ -439,6 +459,7 @@ class Engine {
         ctx->prev = pe.main;
         pe.micro.push_back(ctx);
       } else {
+        ctx->main = true;
         pe.main = ctx;
       }
     }
@@ -614,6 +635,17 @@ class Engine {
     d["tasks_run"] = tasks;
     d["unblock_time"] = unblock;
     return d;
+  }
+
+  // Trace spans and <simprint> lines since the last call (see spans_ / prints_).
+  py::tuple take_events() {
+    py::list spans, prints;
+    for (auto& sp : spans_) spans.append(py::make_tuple(sp.pe, sp.name, sp.cat, sp.start, sp.end, sp.n));
+    for (auto& pr : prints_)
+      prints.append(py::make_tuple(std::get<0>(pr), std::get<1>(pr), py::bytes(std::get<2>(pr))));
+    spans_.clear();
+    prints_.clear();
+    return py::make_tuple(spans, prints);
   }
 
   py::tuple task_state(int k) const {
@@ -815,10 +847,14 @@ class Engine {
       return false;
     }
     pe.time = std::max(c.ready_at, now);
+    if (!c.started) { c.started = true; c.start_time = pe.time; }
     const int32_t prev_name = pe.task_name;
     pe.task_name = c.name;
     run(pe, c, now);
     pe.task_name = prev_name;
+    if (c.done && trace_)
+      spans_.push_back(SpanRec{static_cast<int32_t>(&pe - pes_.data()), pe.prog->names[c.name],
+                               c.main ? 0 : 1, c.start_time, pe.time, -1});
     c.ready_at = std::max(c.ready_at, pe.time);
     return true;
   }
@@ -843,7 +879,14 @@ class Engine {
     return out && !out->empty();
   }
 
-  int pick_task(const PEState& pe) const {
+  int pick_task(PEState& pe) {
+    if (random_order_) {
+      std::vector<int> r;
+      runnable(pe, &r);
+      if (r.empty()) return -1;
+      std::sort(r.begin(), r.end());
+      return r[pe.rng.below(r.size())];
+    }
     int best = -1;
     for (const TaskEntry& t : pe.prog->tasks) {
       if (pe.blocked.get(t.tid)) continue;
@@ -881,6 +924,7 @@ class Engine {
       pe.active.clear(tid);
     }
     ++pe.tasks_run;
+    ctx->main = true;
     ctx->ready_at = now + task_start_;
     pe.busy += task_start_;
     pe.main = ctx;
@@ -1059,6 +1103,7 @@ class Engine {
     const OpInfo& info = kOps[s.call->op];
     if (!s.started) {
       s.started = true;
+      s.start_time = pe.time;
       const int simd = wse2_ ? info.simd2 : info.simd3;
       const int64_t cyc = setup_ + (s.n + simd - 1) / simd;
       pe.time += cyc;
@@ -1114,6 +1159,9 @@ class Engine {
       s.j = 0;
       s.computed = false;
     }
+    if (trace_)
+      spans_.push_back(SpanRec{static_cast<int32_t>(&pe - pes_.data()), std::string("@") + info.name,
+                               2, s.start_time, pe.time, s.n});
     if (s.call->activate >= 0) pe.active.set(s.call->activate);
     if (s.call->unblock >= 0) pe.blocked.clear(s.call->unblock);
     return kDone;
@@ -1521,6 +1569,24 @@ class Engine {
           collective(pe, call, in.b, in.c);
           break;
         }
+        case kPrint: {   // <simprint>: a: 0 string (b: its name index), 1 u16, 2 u32 decimal
+          std::string text;
+          if (in.a == 0) {
+            text = P.names[in.b];
+          } else {
+            const uint64_t v = static_cast<uint64_t>(st.back().i) & (in.a == 1 ? 0xFFFF : 0xFFFFFFFF);
+            st.pop_back();
+            text = std::to_string(v);
+          }
+          pe.print_buffer += text;
+          size_t nl;
+          while ((nl = pe.print_buffer.find('\n')) != std::string::npos) {
+            prints_.emplace_back(static_cast<int32_t>(&pe - pes_.data()), pe.time,
+                                 pe.print_buffer.substr(0, nl));
+            pe.print_buffer.erase(0, nl + 1);
+          }
+          break;
+        }
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {
@@ -1676,6 +1742,12 @@ class Engine {
   Core& core_;
   bool wse2_;
   int64_t statement_, branch_, task_start_, setup_, max_cycles_;
+  bool random_order_, trace_;
+  // Trace spans (pe, name, category 0 task / 1 async / 2 dsd, start, end, elements) and
+  // <simprint> lines (pe, cycle, text), in the order they happened; Python takes them.
+  struct SpanRec { int32_t pe; std::string name; int32_t cat; int64_t start, end, n; };
+  std::vector<SpanRec> spans_;
+  std::vector<std::tuple<int32_t, int64_t, std::string>> prints_;
   std::vector<std::unique_ptr<Program>> programs_;
   std::vector<PEState> pes_;
   std::vector<py::array_t<uint16_t>> mems_;

@@ -5,8 +5,8 @@ must give the same result, bit for bit: every PE's memory, the cycle counter, an
 busy / stall / tasks-run counters. The compiled run must really use the engine (a program
 that stops lowering makes these tests fail rather than silently compare Python with Python).
 
-Cases: every kernel's quick benchmark case on both arches, hypothesis-generated random
-programs of scalar code, and error parity. (The tutorial-style programs of
+Cases: every kernel's quick benchmark case on both arches, traces, the random task order,
+<simprint> output, hypothesis-generated random programs of scalar code, and error parity. (The tutorial-style programs of
 simulator_tests/sim/programs run on the engine in the other tests: ``engine="auto"``.)
 """
 
@@ -33,13 +33,14 @@ def _fingerprint(dev) -> dict:
         "stall": [pe.stats.stall for pe in sim.pes],
         "tasks": [pe.stats.tasks_run for pe in sim.pes],
         "engine": sim.engine is not None,
+        "trace": sim.trace.events if sim.trace is not None else None,
     }
 
 
-def _run_both(fn):
+def _run_both(fn, **options):
     out = {}
     for mode in ("python", "compiled"):
-        with session({"engine": mode}) as devices:
+        with session({"engine": mode, **options}) as devices:
             result = fn()
         out[mode] = (result, [_fingerprint(d) for d in devices])
     return out
@@ -54,6 +55,7 @@ def _assert_same(out) -> None:
         assert a["cycle"] == b["cycle"]
         assert np.array_equal(a["mem"], b["mem"])
         assert a["busy"] == b["busy"] and a["stall"] == b["stall"] and a["tasks"] == b["tasks"]
+        assert a["trace"] == b["trace"]
 
 
 KERNEL_CASES = [(name, k, arch) for name, (_full, quick) in CASES.items()
@@ -65,31 +67,59 @@ def test_kernels_equal_on_both_paths(name, k, arch):
     _assert_same(_run_both(lambda: CASES[name][1][k](arch)))
 
 
+@pytest.mark.parametrize("name", ["gemv", "attention", "gemm"])
+def test_traces_equal_on_both_paths(name):
+    out = _run_both(lambda: CASES[name][1][0]("wse3"), trace=True)
+    _assert_same(out)
+    events = out["compiled"][1][0]["trace"]
+    assert {e.get("cat") for e in events} >= {"task", "dsd"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("name", ["gemv", "attention", "rmsnorm"])
+def test_random_task_order_equal_on_both_paths(name, seed):
+    _assert_same(_run_both(lambda: CASES[name][1][0]("wse2"), random_task_order=True,
+                           seed=seed))
+
+
 SIMPRINT = """
-param memcpy_params;
-const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
-const print = @import_module("<simprint>");
-fn run() void {
-  print.print_string("hello\\n");
-  sys_mod.unblock_cmd_stream();
-}
-comptime { @export_symbol(run); }
+  var k: u16 = 40000;
+  print.print_string("k=");
+  print.print_u16_decimal(k + 7);
+  print.print_string(" done\\n");
+  print.print_u32_decimal(@as(u32, k) * 3);
+  print.print_string("\\n");
+"""
+
+
+def test_simprint_lines_equal_on_both_paths(tmp_path):
+    logs = []
+    for mode in ("python", "compiled"):
+        dev = _device(tmp_path, SIMPRINT, 1, mode)
+        dev.launch("run", [])
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        logs.append(dev.sim.sim_log)
+    assert logs[0] == logs[1] and logs[0][0].endswith(" k=40007 done")
+
+
+SWITCH = """
+  var i: u16 = 1;
+  switch (i) {
+    0 => { out[0] = 1.0; },
+    else => { out[0] = 2.0; },
+  }
 """
 
 
 def test_auto_falls_back_with_a_reason_and_compiled_refuses(tmp_path, caplog):
     import logging
-    (tmp_path / "pe.csl").write_text(SIMPRINT)
-    (tmp_path / "layout.csl").write_text(LAYOUT.replace(
-        '  @export_name("out", [*]f32, true);\n', ""))
-    lay = elaborate(tmp_path / "layout.csl", OPTIONS)
     with caplog.at_level(logging.INFO, logger="waferscale.sim.engine"):
-        dev = SimulatorDevice(lay, SimOptions(engine="auto", simprint_log=None))
-    assert dev.sim.engine is None and "simprint.print_string" in caplog.text
+        dev = _device(tmp_path, SWITCH, 1, "auto")
+    assert dev.sim.engine is None and "Switch" in caplog.text
     dev.launch("run", [])
-    assert dev.sim.sim_log and dev.sim.sim_log[0].endswith("hello")
-    with pytest.raises(SimError, match="compiled engine cannot run this program.*simprint"):
-        SimulatorDevice(lay, SimOptions(engine="compiled"))
+    assert dev.read_symbol(0, 0, "out")[0] == 2.0
+    with pytest.raises(SimError, match="compiled engine cannot run this program.*Switch"):
+        _device(tmp_path, SWITCH, 1, "compiled")
 
 
 # -- random scalar programs ------------------------------------------------------------------------
@@ -157,6 +187,7 @@ def _program(draw) -> tuple[str, int]:
 PROGRAM = """
 param memcpy_params;
 const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const print = @import_module("<simprint>");
 var out: [{n}]f32;
 var buf: [8]f32;
 var out_ptr: [*]f32 = &out;
@@ -183,11 +214,15 @@ layout {
 """
 
 
-def _run_program(tmp_path, body: str, n: int, mode: str):
+def _device(tmp_path, body: str, n: int, mode: str) -> SimulatorDevice:
     (tmp_path / "pe.csl").write_text(PROGRAM.format(n=n, body=body))
     (tmp_path / "layout.csl").write_text(LAYOUT)
     lay = elaborate(tmp_path / "layout.csl", OPTIONS)
-    dev = SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
+    return SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
+
+
+def _run_program(tmp_path, body: str, n: int, mode: str):
+    dev = _device(tmp_path, body, n, mode)
     try:
         dev.launch("run", [])
         err = None

@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fill PE memory with NaN so reads of uninitialised data show up")
     p.add_argument("--max-cycles", type=int, default=None,
                    help="stop a host command that needs more simulated cycles than this")
+    p.add_argument("--engine", choices=["auto", "compiled", "python"], default="auto",
+                   help="run PE code compiled (fast) or on the Python interpreter (the "
+                        "reference); auto: compiled unless the program needs the interpreter")
     p.add_argument("script", metavar="SCRIPT")
     p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS")
     p.set_defaults(func=run_cs_python)
@@ -184,7 +187,8 @@ def run_cs_python(args: argparse.Namespace) -> int:
         argv = argv[1:]
     from waferscale.sim.device import session
     sim_opts: dict = {"seed": args.seed, "random_task_order": args.random_task_order,
-                      "uninitialized_nan": args.uninitialized_nan, "trace": bool(args.trace)}
+                      "uninitialized_nan": args.uninitialized_nan, "trace": bool(args.trace),
+                      "engine": args.engine}
     if args.max_cycles is not None:
         sim_opts["max_cycles"] = args.max_cycles
     with session(sim_opts, args.trace), sdk_modules(), _script_env(script, argv), \

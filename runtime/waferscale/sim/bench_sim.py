@@ -7,8 +7,12 @@ takes (``waferscale cslc`` then the kernel's unmodified ``run.py`` under
     PE-cycles/s = simulated cycles of the launch × PEs in the rectangle / wall seconds
 
 run.py checks the result against NumPy, so a fast but wrong simulator cannot score.
+``--engine`` picks the PE model (sim/engine.py); ``--compare`` also runs the Python
+interpreter on the same program in the same process and reports the speed-up (both runs must
+take the same number of simulated cycles).
 
     python -m waferscale.sim.bench_sim [--P 32] [--M 256] [--N 256] [--fp16] [--arch wse3]
+                                       [--engine compiled|python|auto] [--compare]
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from pathlib import Path
 
 
-def run(P: int, M: int, N: int, fp16: bool, arch: str) -> dict:
+def run(P: int, M: int, N: int, fp16: bool, arch: str, engine: str = "compiled") -> dict:
     from waferscale import cli
     from waferscale.lang.cli import find_csl_root
     from waferscale.sim import simulator as S
@@ -50,13 +54,14 @@ def run(P: int, M: int, N: int, fp16: bool, arch: str) -> dict:
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out), contextlib.chdir(work):
-                rc = cli.main(["cs_python", str(work / "run.py"), "--name", str(work / "out")])
+                rc = cli.main(["cs_python", f"--engine={engine}", str(work / "run.py"),
+                               "--name", str(work / "out")])
         finally:
             S.Simulator.launch = orig
         if rc != 0 or "SUCCESS" not in out.getvalue():
             raise SystemExit(f"run.py failed:\n{out.getvalue()}")
     cycles, pes, wall = timings[-1]
-    return {"kernel": "gemv", "arch": arch, "grid": [P, P], "shape": [M, N],
+    return {"kernel": "gemv", "arch": arch, "grid": [P, P], "shape": [M, N], "engine": engine,
             "dtype": "f16" if fp16 else "f32", "cycles": cycles, "pes": pes,
             "wall_s": round(wall, 3), "pe_cycles_per_s": cycles * pes / wall}
 
@@ -68,10 +73,21 @@ def main() -> None:
     ap.add_argument("--N", type=int, default=256)
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
+    ap.add_argument("--engine", choices=["compiled", "python", "auto"], default="compiled")
+    ap.add_argument("--compare", action="store_true",
+                    help="also run the Python interpreter and report the speed-up")
     a = ap.parse_args()
-    r = run(a.P, a.M, a.N, a.fp16, a.arch)
-    print(f"gemv {a.M}x{a.N} {r['dtype']} on {a.P}x{a.P} PEs ({a.arch}): {r['cycles']} simulated "
-          f"cycles x {r['pes']} PEs in {r['wall_s']} s = {r['pe_cycles_per_s']:.3g} PE-cycles/s")
+    engines = [a.engine, "python"] if a.compare and a.engine != "python" else [a.engine]
+    rows = [run(a.P, a.M, a.N, a.fp16, a.arch, e) for e in engines]
+    for r in rows:
+        print(f"gemv {a.M}x{a.N} {r['dtype']} on {a.P}x{a.P} PEs ({a.arch}, {r['engine']}): "
+              f"{r['cycles']} simulated cycles x {r['pes']} PEs in {r['wall_s']} s = "
+              f"{r['pe_cycles_per_s']:.3g} PE-cycles/s")
+    if len(rows) == 2:
+        if rows[0]["cycles"] != rows[1]["cycles"]:
+            raise SystemExit("the two engines disagree on the cycle count")
+        print(f"speed-up over the Python interpreter: "
+              f"{rows[0]['pe_cycles_per_s'] / rows[1]['pe_cycles_per_s']:.0f}x")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Choice of path (``SimOptions.engine``):
 
 ``"auto"``      the engine when it can run the program, else the Python path (logged at INFO
                 with the reason: a construct :mod:`.lower` does not compile, a library it does
-                not implement, tracing, the random task order or the Python fabric backend)
+                not implement, or the Python fabric backend)
 ``"compiled"``  the engine, or a :class:`~waferscale.sim.pe.SimError` saying why not
 ``"python"``    the Python path
 
@@ -41,11 +41,6 @@ _OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = range(5)
 
 def why_not(sim: "Simulator") -> str | None:
     """Why the compiled engine cannot run ``sim``'s program (None: it can)."""
-    o = sim.options
-    if o.trace:
-        return "tracing (--trace) records on the Python path"
-    if o.random_task_order:
-        return "the random task order uses Python's random module"
     if sim.fabric.backend != "cpp":
         return "the fabric runs on its Python backend"
     return None
@@ -58,8 +53,10 @@ class CompiledEngine:
         from .. import _fabric
         self.sim = sim
         t = sim.timing
+        o = sim.options
         self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.statement, t.branch,
-                                   t.task_start, t.dsd_op_setup, sim.options.max_cycles)
+                                   t.task_start, t.dsd_op_setup, o.max_cycles,
+                                   o.random_task_order, o.trace)
         self.lowered = lowered
         prog_ids = {}
         for key, lp in lowered.items():
@@ -71,7 +68,7 @@ class CompiledEngine:
             key = pe.program.index
             self.core.add_pe(pe.x, pe.y, prog_ids[key], pe.mem.words,
                              sorted(pe.data_queue.items()), sorted(pe.active),
-                             sorted(pe.blocked))
+                             sorted(pe.blocked), pe.rng.state)
             for addr, pod in lowered[key].dsd_globals.items():
                 self.core.set_dsd_var(k, addr, pod)
             self.index[(pe.x, pe.y)] = k
@@ -126,6 +123,12 @@ class CompiledEngine:
         """Copy the engine's clock and per-PE state the Python side reports on."""
         sim = self.sim
         sim.cycle = sim.fabric.cycle
+        spans, prints = self.core.take_events()
+        for k, name, cat, start, end, n in spans:
+            sim.trace.span(sim.pes[k], name, ("task", "async", "dsd")[cat], start, end,
+                           **({"n": n} if cat == 2 else {}))
+        for _k, cycle, text in prints:
+            sim.log_line(cycle, text.decode("utf-8", "replace"))
         st = self.core.stats()
         for k, pe in enumerate(sim.pes):
             pe.stats.busy = int(st["busy"][k])

@@ -28,7 +28,7 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
 ``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
-Not supported (Python path): ``<simprint>``, run-time structs, arrays as values, switch,
+``<simprint>``'s print_string and decimal prints. Not supported (Python path): run-time structs, arrays as values, switch,
 labelled loops and blocks, comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
@@ -107,6 +107,7 @@ class Op(enum.IntEnum):
     MAPSTEP = 47
     MAPDONE = 48
     COLLECTIVE = 49
+    PRINT = 50
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -1037,6 +1038,25 @@ class ProgramLowering:
                 self.push(r, None, e)
             self.emit(Op.COST, branch)
             self.emit(Op.TIMESTAMP, 0, 0, self.node(e))
+            return Dyn(T.VOID)
+        if name == "simprint.print_string" and len(e.args) == 1:
+            r = self.expr(e.args[0])
+            if not isinstance(r, Val) or not isinstance(r.v, str):
+                raise _unsupported("print_string of a run-time value", e)
+            self.emit(Op.COST, branch)
+            self.emit(Op.PRINT, 0, self.name(r.v))
+            return Dyn(T.VOID)
+        if name in ("simprint.print_u16_decimal", "simprint.print_u32_decimal") \
+                and len(e.args) == 1:
+            r = self.expr(e.args[0])
+            if isinstance(r, Val):
+                if not isinstance(r.v, int):
+                    raise _unsupported(f"'{name}' of '{r.type}'", e)
+                self.emit(Op.PUSHK, self.const(r.v))
+            elif not isinstance(r.type, T.IntT):
+                raise _unsupported(f"'{name}' of '{r.type}'", e)
+            self.emit(Op.COST, branch)
+            self.emit(Op.PRINT, 1 if "u16" in name else 2)
             return Dyn(T.VOID)
         if name == "collectives_2d/pe.init":
             self.emit(Op.COST, branch)

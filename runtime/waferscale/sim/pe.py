@@ -23,7 +23,6 @@ ID first, or a seeded random runnable ID when ``SimOptions.random_task_order`` i
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -204,6 +203,23 @@ def _elem_of(t: T.Type) -> T.Type:
     return t.elem if isinstance(t, T.ArrayT) else t
 
 
+class TaskRng:
+    """The random task order's generator: splitmix64, so the compiled engine draws the same
+    numbers (pe_engine.hpp: TaskRng)."""
+
+    MASK = (1 << 64) - 1
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & self.MASK
+
+    def below(self, n: int) -> int:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
+        return (z ^ (z >> 31)) % n
+
+
 @dataclass
 class PEStats:
     busy: int = 0          # cycles spent executing (statements and DSD element work)
@@ -237,7 +253,7 @@ class PE:
         self.print_buffer = ""                    # <simprint> text before its newline
         self.unblock_time = 0                     # local cycle of the last unblock
         self.stats = PEStats()
-        self.rng = random.Random(sim.options.seed * 1_000_003 + y * 10007 + x)
+        self.rng = TaskRng(sim.options.seed * 1_000_003 + y * 10007 + x)
         self._init_memory()
         self._init_tasks()
 
@@ -389,7 +405,10 @@ class PE:
         r = self.runnable_tasks()
         if not r:
             return None
-        return self.rng.choice(sorted(r)) if self.sim.options.random_task_order else min(r)
+        if self.sim.options.random_task_order:
+            r = sorted(r)
+            return r[self.rng.below(len(r))]
+        return min(r)
 
     def start_task(self, tid: int) -> None:
         kind, fn = self.tasks[tid]

@@ -372,11 +372,15 @@ class Simulator:
         pe.print_buffer += text
         while "\n" in pe.print_buffer:
             line, pe.print_buffer = pe.print_buffer.split("\n", 1)
-            entry = f"@{pe.time} {line}"
-            self.sim_log.append(entry)
-            if self.options.simprint_log:
-                with open(self.options.simprint_log, "a", encoding="utf-8") as f:
-                    f.write(entry + "\n")
+            self.log_line(pe.time, line)
+
+    def log_line(self, cycle: int, line: str) -> None:
+        """One complete ``<simprint>`` line, printed at ``cycle`` (the PE's local clock)."""
+        entry = f"@{cycle} {line}"
+        self.sim_log.append(entry)
+        if self.options.simprint_log:
+            with open(self.options.simprint_log, "a", encoding="utf-8") as f:
+                f.write(entry + "\n")
 
     def host_io_waits(self) -> list[str]:
         return [p.describe() for p in self.host_io]
