@@ -1,32 +1,19 @@
-"""Larger grids, opt-in (`python -m pytest -m slow simulator_tests/kernels`): the kernels at
-sizes closer to a real decode step, each checked against NumPy the same way as the fast
-tests (the same error bounds, via `waferscale bench`'s checked cases)."""
+"""The kernels at the decode sizes `waferscale bench` reports (GEMV 2048x2048 on 32x32 PEs,
+attention over 1025 positions on 48 PEs, ...), on both arches, each checked against NumPy the
+same way as the small hypothesis cases (the bench cases raise when a result is off). They run
+in seconds on the compiled engine (sim/engine.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from waferscale.kernels import bench
+from waferscale.kernels.bench import CASES
 
-pytestmark = pytest.mark.slow
+FULL = [(name, k) for name, (full, _quick) in CASES.items() for k in range(len(full))]
 
 
-@pytest.mark.parametrize("case", [
-    lambda a: bench._gemv(512, 512, 16, True, a),
-    lambda a: bench._gemv_chain(576, 576, 1536, 16, True, a),
-    lambda a: bench._allreduce(64, 32, a),
-    lambda a: bench._allreduce_col(64, 32, a),
-    lambda a: bench._broadcast(64, 32, a),
-    lambda a: bench._argmax(49152, 16, 16, a),
-    lambda a: bench._rmsnorm(2048, 32, True, a),
-    lambda a: bench._swiglu(2048, 32, a),
-    lambda a: bench._rope(9, 64, 8, 128, a),
-    lambda a: bench._attention(9, 3, 64, 255, 16, a),
-    lambda a: bench._gemm(64, 64, 64, 8, a),
-], ids=["gemv-16x16", "gemv_chain-16x16", "allreduce-32", "allreduce_col-32",
-        "broadcast-32", "argmax-16x16", "rmsnorm-32", "swiglu-32", "rope-8", "attention-16",
-        "gemm-8x8"])
+@pytest.mark.parametrize("name, k", FULL, ids=[f"{n}-{k}" for n, k in FULL])
 @pytest.mark.parametrize("arch", ["wse2", "wse3"])
-def test_large(case, arch):
-    row = case(arch)            # raises if the result does not match NumPy
+def test_full_size(name, k, arch):
+    row = CASES[name][0][k](arch)            # raises if the result does not match NumPy
     assert 0 < row["floor"] <= row["cycles"]
