@@ -922,10 +922,11 @@ PYBIND11_MODULE(_fabric, m) {
       .def("counters", &Core::counters);
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init<Core&, bool, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>(),
+      .def(py::init<Core&, bool, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool,
+                    py::list>(),
            py::arg("core"), py::arg("wse2"), py::arg("statement"), py::arg("branch"),
            py::arg("task_start"), py::arg("dsd_op_setup"), py::arg("max_cycles"),
-           py::arg("random_order"), py::arg("trace"), py::keep_alive<1, 2>())
+           py::arg("random_order"), py::arg("trace"), py::arg("ops"), py::keep_alive<1, 2>())
       .def("add_program", &Engine::add_program)
       .def("add_pe", &Engine::add_pe)
       .def("set_dsd_var", &Engine::set_dsd_var)
@@ -943,7 +944,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("take_events", &Engine::take_events);
   m.attr("ENGINE_DSD_OPS") = [] {
     py::list l;
-    for (const OpInfo& o : kOps) l.append(o.name);
+    for (const char* name : kOpNames) l.append(name);
     return l;
   }();
   m.attr("ENGINE_DSD_WORDS") = kDsdInts;

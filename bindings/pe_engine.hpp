@@ -149,7 +149,7 @@ constexpr int kDsdInts = 16;
 
 // One DSD-operation call site (lower.py: DsdCallSite).
 struct DsdCall {
-  int32_t op;                       // index into kOps
+  int32_t op;                       // index into kOpNames / ops_
   int32_t nops;                     // destination + sources
   int32_t kind[4];                  // operand source: 0 DSD stack, 1 scalar (tcode), 2 pointer
   int32_t tcode[4];                 // scalar: its type; pointer: the element type
@@ -158,26 +158,19 @@ struct DsdCall {
 };
 constexpr int kCallInts = 16;
 
-// sim/builtins_rt.DSD_OPS: types and SIMD widths (wse2, wse3).
+// The DSD operations with an element function here (op_apply, same order). Their types and
+// SIMD widths come from Python (sim/builtins_rt.DSD_OPS, the one cost table) at construction.
+const char* const kOpNames[] = {
+    "fadds", "faddh", "fsubs", "fsubh", "fmuls", "fmulh", "fmaxs", "fmaxh", "fmacs", "fmach",
+    "fmachs", "fmovs", "fmovh", "fnegs", "fnegh", "fabss", "fabsh", "fh2s", "fs2h", "mov16",
+    "mov32", "add16", "sub16",
+};
+constexpr int kNumDsdOps = sizeof(kOpNames) / sizeof(kOpNames[0]);
+
 struct OpInfo {
-  const char* name;
+  std::string name;
   int dest, nsrc, src[3], simd2, simd3;
 };
-const OpInfo kOps[] = {
-    {"fadds", kF32, 2, {kF32, kF32}, 2, 4},   {"faddh", kF16, 2, {kF16, kF16}, 4, 8},
-    {"fsubs", kF32, 2, {kF32, kF32}, 2, 4},   {"fsubh", kF16, 2, {kF16, kF16}, 4, 8},
-    {"fmuls", kF32, 2, {kF32, kF32}, 2, 4},   {"fmulh", kF16, 2, {kF16, kF16}, 4, 8},
-    {"fmaxs", kF32, 2, {kF32, kF32}, 1, 4},   {"fmaxh", kF16, 2, {kF16, kF16}, 1, 8},
-    {"fmacs", kF32, 3, {kF32, kF32, kF32}, 1, 1}, {"fmach", kF16, 3, {kF16, kF16, kF16}, 4, 8},
-    {"fmachs", kF32, 3, {kF32, kF16, kF16}, 2, 4}, {"fmovs", kF32, 1, {kF32}, 2, 4},
-    {"fmovh", kF16, 1, {kF16}, 4, 8},         {"fnegs", kF32, 1, {kF32}, 2, 4},
-    {"fnegh", kF16, 1, {kF16}, 4, 8},         {"fabss", kF32, 1, {kF32}, 2, 4},
-    {"fabsh", kF16, 1, {kF16}, 4, 8},         {"fh2s", kF32, 1, {kF16}, 1, 4},
-    {"fs2h", kF16, 1, {kF32}, 1, 4},          {"mov16", kU16, 1, {kU16}, 4, 8},
-    {"mov32", kU32, 1, {kU32}, 2, 4},         {"add16", kI16, 2, {kI16, kI16}, 4, 8},
-    {"sub16", kI16, 2, {kI16, kI16}, 4, 8},
-};
-constexpr int kNumDsdOps = sizeof(kOps) / sizeof(kOps[0]);
 
 // The element function of each op (builtins_rt.DSD_OPS[...].fn); returns the value before the
 // destination's encoding (which rounds it to the destination type).
@@ -359,11 +352,24 @@ class Engine {
   // Status of a run: what Python turns into its exception (simulator.Simulator).
   enum Status { kOk = 0, kDeadlock, kMaxCycles, kError, kFabricError };
 
+  // ops: per kOpNames entry, (dest tcode, [src tcodes], simd wse2, simd wse3).
   Engine(Core& core, bool wse2, int64_t statement, int64_t branch, int64_t task_start,
-         int64_t setup, int64_t max_cycles, bool random_order, bool trace)
+         int64_t setup, int64_t max_cycles, bool random_order, bool trace, py::list ops)
       : core_(core), wse2_(wse2), statement_(statement), branch_(branch),
         task_start_(task_start), setup_(setup), max_cycles_(max_cycles),
-        random_order_(random_order), trace_(trace) {}
+        random_order_(random_order), trace_(trace) {
+    if (static_cast<int>(py::len(ops)) != kNumDsdOps)
+      throw std::invalid_argument("the engine needs one table entry per op of ENGINE_DSD_OPS");
+    for (int k = 0; k < kNumDsdOps; ++k) {
+      auto t = ops[k].cast<py::tuple>();
+      auto src = t[1].cast<std::vector<int>>();
+      if (src.empty() || src.size() > 3) throw std::invalid_argument("bad DSD op sources");
+      OpInfo o{kOpNames[k], t[0].cast<int>(), static_cast<int>(src.size()), {0, 0, 0},
+               t[2].cast<int>(), t[3].cast<int>()};
+      for (size_t j = 0; j < src.size(); ++j) o.src[j] = src[j];
+      ops_.push_back(o);
+    }
+  }
 
   int add_program(py::array_t<int32_t> code, py::array_t<int64_t> consts,
                   py::array_t<int32_t> dconsts, py::array_t<int32_t> calls, py::list fns,
@@ -1100,7 +1106,7 @@ class Engine {
   // builtins_rt.run_dsd_op's body
   Step run_op(PEState& pe, Ctx& c, int64_t now) {
     OpState& s = c.op;
-    const OpInfo& info = kOps[s.call->op];
+    const OpInfo& info = ops_[s.call->op];
     if (!s.started) {
       s.started = true;
       s.start_time = pe.time;
@@ -1170,7 +1176,7 @@ class Engine {
   // Issue a DSD operation (builtins_rt.run_dsd_op): resolve operands now, run the body now
   // (synchronous) or on a new microthread (async).
   void issue_op(PEState& pe, Ctx& c, const DsdCall& call, int64_t now) {
-    const OpInfo& info = kOps[call.op];
+    const OpInfo& info = ops_[call.op];
     Operand ops[4];
     int64_t index = 0;
     if (call.has_index) { index = c.stack.back().i; c.stack.pop_back(); }
@@ -1743,6 +1749,7 @@ class Engine {
   bool wse2_;
   int64_t statement_, branch_, task_start_, setup_, max_cycles_;
   bool random_order_, trace_;
+  std::vector<OpInfo> ops_;
   // Trace spans (pe, name, category 0 task / 1 async / 2 dsd, start, end, elements) and
   // <simprint> lines (pe, cycle, text), in the order they happened; Python takes them.
   struct SpanRec { int32_t pe; std::string name; int32_t cat; int64_t start, end, n; };

@@ -27,7 +27,8 @@ import numpy as np
 from ..host.device import DeadlockError
 from ..lang import types as T
 from ..lang.errors import CslSemanticError
-from .lower import LoweredProgram, ProgramLowering, Unsupported
+from .builtins_rt import DSD_OPS
+from .lower import LoweredProgram, ProgramLowering, Unsupported, tcode
 from .pe import SimError
 
 if TYPE_CHECKING:
@@ -54,9 +55,12 @@ class CompiledEngine:
         self.sim = sim
         t = sim.timing
         o = sim.options
+        # The cost table stays in Python: each op's types and SIMD widths from DSD_OPS.
+        ops = [(tcode(DSD_OPS[n].dest), [tcode(t) for t in DSD_OPS[n].srcs], *DSD_OPS[n].simd)
+               for n in _fabric.ENGINE_DSD_OPS]
         self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.statement, t.branch,
                                    t.task_start, t.dsd_op_setup, o.max_cycles,
-                                   o.random_task_order, o.trace)
+                                   o.random_task_order, o.trace, ops)
         self.lowered = lowered
         prog_ids = {}
         for key, lp in lowered.items():

@@ -49,6 +49,7 @@ from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, val_key
 from ..lang.errors import CslError
 from ..lang.values import DsdVal, FnVal, PtrVal, TensorAccessVal, Val
+from .builtins_rt import DSD_OPS
 from .memory import words_of
 
 
@@ -643,7 +644,7 @@ class ProgramLowering:
             return self.find(e.name) is not None
         if isinstance(e, (A.Call, A.Deref)):
             return True
-        if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in self.op_index):
+        if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in DSD_OPS):
             return True
         if isinstance(e, A.Node):
             for v in vars(e).values():
@@ -1288,7 +1289,6 @@ class ProgramLowering:
 
     def _dsd_op(self, e: A.BuiltinCall) -> Dyn:
         """builtins_rt.run_dsd_op: push the operands, then one DSDOP instruction."""
-        from .builtins_rt import DSD_OPS
         op = DSD_OPS[e.name]
         args, cfg = self._config(e)
         if len(args) != 1 + len(op.srcs):
