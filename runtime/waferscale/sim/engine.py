@@ -7,8 +7,8 @@ and per-PE counters (simulator_tests/sim/test_engine.py runs both and compares).
 
 Choice of path (``SimOptions.engine``):
 
-``"auto"``      the engine when it can run the program, else the Python path (logged at INFO
-                with the reason: a construct :mod:`.lower` does not compile, a library it does
+``"auto"``      the engine when it can run the program, else the Python path (a warning
+                gives the reason: a construct :mod:`.lower` does not compile, a library it does
                 not implement, or the Python fabric backend)
 ``"compiled"``  the engine, or a :class:`~waferscale.sim.pe.SimError` saying why not
 ``"python"``    the Python path
@@ -187,7 +187,8 @@ def select(sim: "Simulator") -> Any:
     except Unsupported as e:
         if mode == "compiled":
             raise SimError(f"the compiled engine cannot run this program: {e}") from None
-        log.info("simulating on the Python path: the compiled engine does not support %s", e)
+        log.warning("simulating on the Python interpreter (about 100x slower than the compiled "
+                    "engine), which does not support %s", e)
         return None
     log.debug("simulating on the compiled engine")
     return eng
