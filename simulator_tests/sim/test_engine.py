@@ -103,23 +103,42 @@ def test_simprint_lines_equal_on_both_paths(tmp_path):
 
 
 SWITCH = """
-  var i: u16 = 1;
-  switch (i) {
-    0 => { out[0] = 1.0; },
-    else => { out[0] = 2.0; },
+  var i: u16 = 3;
+  var acc: f32 = 0.0;
+  while (i > 0) {
+    switch (i) {
+      1 => { acc += 1.0; },
+      2, 3 => acc = acc * 10.0 + 2.0,
+      else => { acc = -1.0; },
+    }
+    i -= 1;
   }
+  out[0] = acc;
+"""
+
+
+def test_switch_equal_on_both_paths(tmp_path):
+    a, ea = _run_program(tmp_path, SWITCH, 1, "python")
+    b, eb = _run_program(tmp_path, SWITCH, 1, "compiled")
+    assert ea is None and eb is None and b["engine"]
+    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
+
+
+IF_EXPR = """
+  var i: u16 = 3;
+  out[0] = if (i > 2) 1.0 else 2.0;
 """
 
 
 def test_auto_falls_back_with_a_reason_and_compiled_refuses(tmp_path, caplog):
     import logging
     with caplog.at_level(logging.WARNING, logger="waferscale.sim.engine"):
-        dev = _device(tmp_path, SWITCH, 1, "auto")
-    assert dev.sim.engine is None and "does not support Switch" in caplog.text
+        dev = _device(tmp_path, IF_EXPR, 1, "auto")
+    assert dev.sim.engine is None and "does not support IfExpr" in caplog.text
     dev.launch("run", [])
-    assert dev.read_symbol(0, 0, "out")[0] == 2.0
-    with pytest.raises(SimError, match="compiled engine cannot run this program.*Switch"):
-        _device(tmp_path, SWITCH, 1, "compiled")
+    assert dev.read_symbol(0, 0, "out")[0] == 1.0
+    with pytest.raises(SimError, match="compiled engine cannot run this program.*IfExpr"):
+        _device(tmp_path, IF_EXPR, 1, "compiled")
 
 
 # -- random scalar programs ------------------------------------------------------------------------

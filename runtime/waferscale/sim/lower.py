@@ -28,8 +28,9 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
 ``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
-``<simprint>``'s print_string and decimal prints. Not supported (Python path): run-time structs, arrays as values, switch,
-labelled loops and blocks, comptime-int variables.
+``<simprint>``'s print_string and decimal prints; switch statements with comptime cases and an
+else prong. Not supported (Python path): run-time structs, arrays as values, if-expressions
+on a run-time condition, labelled loops and blocks, comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
 each one's operands.
@@ -642,7 +643,7 @@ class ProgramLowering:
         """Does ``e`` read a run-time local, call a function or act at run time?"""
         if isinstance(e, A.Ident):
             return self.find(e.name) is not None
-        if isinstance(e, (A.Call, A.Deref)):
+        if isinstance(e, (A.Call, A.Deref, A.Stmt)):     # statements (switch prongs) act
             return True
         if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in DSD_OPS):
             return True
@@ -858,6 +859,67 @@ class ProgramLowering:
             self.emit(Op.PUSHK, self.const(r.v))
         elif not isinstance(r.type, T.IntT):
             raise _unsupported("a non-integer index", i)
+
+    def _e_Switch(self, e: A.Switch) -> Dyn:
+        """A switch statement (Interp._e_Switch / select_prong): the prongs' cases are
+        comptime-known and tested in order; the first match runs, else the else prong."""
+        subj = self.expr(e.subject)
+        t = subj.type
+        if not (isinstance(t, T.IntT) or t == T.BOOL or T.is_hw_id(t)):
+            raise _unsupported(f"a switch on '{t}'", e.subject)
+        prongs = [p for p in e.prongs if not p.is_else]
+        else_prong = next((p for p in e.prongs if p.is_else), None)
+        if else_prong is None or sum(p.is_else for p in e.prongs) > 1:
+            raise _unsupported("a run-time switch without exactly one else prong", e)
+        cases: list[list[int]] = []
+        seen: set[int] = set()
+        for p in prongs:
+            vals = []
+            for c in p.cases:
+                cv = self.try_const(c)
+                if cv is None:
+                    raise _unsupported("a run-time switch case", c)
+                v = self._coerce_const(cv, t, c).v
+                if v in seen:
+                    raise _unsupported("a duplicate switch case", c)
+                seen.add(v)
+                vals.append(int(v))
+            cases.append(vals)
+        if isinstance(subj, Val):
+            v = self._coerce_const(subj, t, e.subject).v
+            chosen = next((p for p, vs in zip(prongs, cases) if v in vs), else_prong)
+            self._prong(chosen)
+            return Dyn(T.VOID)
+        tmp = self.cur.nslots
+        self.cur.nslots += 1
+        self.emit(Op.STOREL, tmp)
+        to_body: list[list[int]] = []
+        for vals in cases:
+            jumps = []
+            for v in vals:
+                self.emit(Op.LOADL, tmp)
+                self.emit(Op.PUSHK, self.const(v))
+                self.emit(Op.ICMP, CMPOPS["!="])
+                jumps.append(self.emit(Op.JZ))
+            to_body.append(jumps)
+        to_else = self.emit(Op.JMP)
+        ends = []
+        for p, jumps in zip(prongs, to_body):
+            self.patch(jumps, self.label())
+            self._prong(p)
+            ends.append(self.emit(Op.JMP))
+        self.patch([to_else], self.label())
+        self._prong(else_prong)
+        self.patch(ends, self.label())
+        return Dyn(T.VOID)
+
+    def _prong(self, p: A.SwitchProng) -> None:
+        if isinstance(p.body, A.Expr):
+            self.discard(self.expr(p.body, want_value=False))
+        else:                         # a statement prong runs in a scope of its own
+            self.push_scope()
+            self.stmt(p.body)
+            self.pop_scope()
 
     def _e_Unary(self, e: A.Unary) -> Dyn:
         if e.op == "&":
