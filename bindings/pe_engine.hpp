@@ -409,6 +409,7 @@ class Engine {
       p->syms.push_back(Sym{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<std::string>()});
     }
     for (auto n : names) p->names.push_back(n.cast<std::string>());
+    validate(*p);
     programs_.push_back(std::move(p));
     return static_cast<int>(programs_.size()) - 1;
   }
@@ -434,6 +435,46 @@ class Engine {
     Dsd d;
     std::memcpy(&d, pod.data(), sizeof(Dsd));
     pes_.at(k).dsd_vars[addr] = d;
+  }
+
+  // The bytecode comes from lower.py; check its table references once so that a lowering bug
+  // is an exception here, never a wild read in the VM.
+  static void validate(const Program& p) {
+    const auto bad = [](const std::string& what) {
+      throw std::invalid_argument("engine bytecode: " + what);
+    };
+    const auto in = [](int64_t v, size_t n) { return v >= 0 && static_cast<size_t>(v) < n; };
+    for (size_t pc = 0; pc < p.code.size(); ++pc) {
+      const Ins& i = p.code[pc];
+      if (!in(i.op, kNumOps)) bad("unknown op at " + std::to_string(pc));
+      bool ok = true;
+      switch (i.op) {
+        case kPushK: ok = in(i.a, p.consts.size()); break;
+        case kDPushK: ok = in(i.a, p.dconsts.size()); break;
+        case kJmp: case kJz: case kMapTest: ok = in(i.a, p.code.size()); break;
+        case kCall: ok = in(i.a, p.fns.size()); break;
+        case kDsdOp: ok = in(i.a, p.calls.size()) && in(p.calls[i.a].op, kNumDsdOps); break;
+        case kMapIssue: ok = in(i.a, p.calls.size()) && in(i.b, p.fns.size()); break;
+        case kActivate: case kBlock: case kUnblock: ok = in(i.a, kTasks); break;
+        case kLoadM: case kStoreM: ok = in(i.b, kWords); break;
+        case kPrint: ok = i.a != 0 || in(i.b, p.names.size()); break;
+        default: break;
+      }
+      if (!ok) bad("operand out of range at " + std::to_string(pc));
+    }
+    for (const DsdCall& c : p.calls) {
+      if (c.nops < 1 || c.nops > 4 || !in(c.name, p.names.size())) bad("bad DSD call site");
+      for (int32_t t : {c.activate, c.unblock})
+        if (t >= kTasks) bad("task ID out of range");
+    }
+    for (const FnCode& f : p.fns)
+      if (!in(f.entry, p.code.size()) || f.nparams != static_cast<int32_t>(f.param_dsd.size()))
+        bad("bad function entry");
+    for (const TaskEntry& t : p.tasks)
+      if (!in(t.tid, kTasks) || !in(t.fn, p.fns.size()) || !in(t.name, p.names.size()))
+        bad("bad task entry");
+    for (const auto& e : p.exports)
+      if (!in(e.second, p.fns.size())) bad("bad export");
   }
 
   static int check_tid(int t) {

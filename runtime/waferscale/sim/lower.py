@@ -257,10 +257,10 @@ class ProgramLowering:
         dsd_globals = {addr: np.array(self.dsd_pod(v, None), dtype=np.int32)
                        for addr, v in self.pe.dsd_vars.items()}
         return LoweredProgram(
-            code=np.array(self.code or [[0, 0, 0, 0]], dtype=np.int32).reshape(-1, 4),
-            consts=np.array(self.consts or [0], dtype=np.int64),
-            dconsts=np.array(self.dconsts or [[0] * self.dsd_words], dtype=np.int32),
-            calls=np.array(self.calls or [[0] * self.call_words], dtype=np.int32),
+            code=np.array(self.code, dtype=np.int32).reshape(-1, 4),
+            consts=np.array(self.consts, dtype=np.int64),
+            dconsts=np.array(self.dconsts, dtype=np.int32).reshape(-1, self.dsd_words),
+            calls=np.array(self.calls, dtype=np.int32).reshape(-1, self.call_words),
             fns=self.fns, tasks=tasks, exports=exports, syms=syms, names=self.names,
             nodes=self.nodes, dsd_globals=dsd_globals)
 
