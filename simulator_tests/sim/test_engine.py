@@ -113,7 +113,10 @@ SWITCH = """
     }
     i -= 1;
   }
-  out[0] = acc;
+  var b: u16 = 5;
+  out[0] = if (acc > 20.0) acc else -acc;
+  var c: f32 = if (b == 5) @as(f32, b) else 0.5;
+  out[0] += c;
 """
 
 
@@ -124,21 +127,27 @@ def test_switch_equal_on_both_paths(tmp_path):
     assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
 
 
-IF_EXPR = """
+LABELLED = """
   var i: u16 = 3;
-  out[0] = if (i > 2) 1.0 else 2.0;
+  blk: {
+    if (i > 2) {
+      out[0] = 1.0;
+      break :blk;
+    }
+    out[0] = 2.0;
+  }
 """
 
 
 def test_auto_falls_back_with_a_reason_and_compiled_refuses(tmp_path, caplog):
     import logging
     with caplog.at_level(logging.WARNING, logger="waferscale.sim.engine"):
-        dev = _device(tmp_path, IF_EXPR, 1, "auto")
-    assert dev.sim.engine is None and "does not support IfExpr" in caplog.text
+        dev = _device(tmp_path, LABELLED, 1, "auto")
+    assert dev.sim.engine is None and "does not support BlockExpr" in caplog.text
     dev.launch("run", [])
     assert dev.read_symbol(0, 0, "out")[0] == 1.0
-    with pytest.raises(SimError, match="compiled engine cannot run this program.*IfExpr"):
-        _device(tmp_path, IF_EXPR, 1, "compiled")
+    with pytest.raises(SimError, match="compiled engine cannot run this program.*BlockExpr"):
+        _device(tmp_path, LABELLED, 1, "compiled")
 
 
 # -- random scalar programs ------------------------------------------------------------------------

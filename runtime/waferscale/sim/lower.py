@@ -29,8 +29,10 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
 ``<simprint>``'s print_string and decimal prints; switch statements with comptime cases and an
-else prong. Not supported (Python path): run-time structs, arrays as values, if-expressions
-on a run-time condition, labelled loops and blocks, comptime-int variables.
+else prong; if-expressions on a run-time condition where the result type is known (an
+assignment, a typed declaration, an argument). Not supported (Python path): run-time structs,
+arrays as values, untyped run-time if-expressions, labelled loops and blocks, comptime-int
+variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
 each one's operands.
@@ -430,6 +432,12 @@ class ProgramLowering:
                 raise _unsupported("a declaration without initializer", d)
             self.new_local(d.name, declared, True, d)
             return
+        if declared is not None and isinstance(d.init, A.IfExpr) \
+                and self.try_const(d.init) is None:
+            self.value(d.init, declared)         # a run-time if-expression, typed here
+            loc = self.new_local(d.name, declared, d.kind == "var", d)
+            self.emit(Op.DSTOREL if loc.dsd else Op.STOREL, loc.slot)
+            return
         v = self.expr(d.init)
         if isinstance(v, Val) and v.type == T.UNDEFINED_T:
             if declared is None:
@@ -683,6 +691,21 @@ class ProgramLowering:
 
     def value(self, e: A.Expr, t: T.Type) -> None:
         """Lower ``e`` and leave it on the stack coerced to ``t``."""
+        if isinstance(e, A.IfExpr) and e.else_ is not None and self.try_const(e) is None:
+            # Interp._e_IfExpr then the coercion to t: each branch coerced to t.
+            c = self.expr(e.cond)
+            if c.type != T.BOOL:
+                raise _unsupported("a non-bool condition", e.cond)
+            if isinstance(c, Val):
+                self.value(e.then if c.v else e.else_, t)
+                return
+            jz = self.emit(Op.JZ)
+            self.value(e.then, t)
+            jend = self.emit(Op.JMP)
+            self.patch([jz], self.label())
+            self.value(e.else_, t)
+            self.patch([jend], self.label())
+            return
         r = self.expr(e)
         if isinstance(r, Val):
             self.push(r, t, e)
