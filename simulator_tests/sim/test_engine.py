@@ -276,6 +276,80 @@ def test_random_programs_equal_on_both_paths(tmp_path, prog):
     assert np.array_equal(a["mem"], b["mem"])
 
 
+# -- random DSD programs ---------------------------------------------------------------------------
+
+# op -> (destination array kind, source array kinds, last source may be a scalar)
+DSD_TEST_OPS = {
+    "fadds": ("s", "ss", True), "fsubs": ("s", "ss", True), "fmuls": ("s", "ss", True),
+    "fmaxs": ("s", "ss", True), "fmacs": ("s", "sss", True), "fmovs": ("s", "s", True),
+    "fnegs": ("s", "s", False), "fabss": ("s", "s", False), "faddh": ("h", "hh", True),
+    "fsubh": ("h", "hh", True), "fmulh": ("h", "hh", True), "fmaxh": ("h", "hh", True),
+    "fmach": ("h", "hhh", True), "fmachs": ("s", "shh", True), "fmovh": ("h", "h", True),
+    "fnegh": ("h", "h", False), "fabsh": ("h", "h", False), "fh2s": ("s", "h", False),
+    "fs2h": ("h", "s", False),
+}
+FMAC3 = {"fmacs", "fmach", "fmachs"}        # d = s1 + s2 * scalar: the last is a scalar
+
+
+@st.composite
+def _dsd_operand(draw, kind: str, n: int) -> str:
+    """A mem1d DSD over one of the arrays of `kind` (s: a, b f32; h: g, k f16) with n
+    elements, a random stride (0 makes an accumulator) and an offset that stays in bounds."""
+    arr = draw(st.sampled_from(["a", "b"] if kind == "s" else ["g", "k"]))
+    stride = draw(st.sampled_from([1, 1, 2, 0, -1]))
+    span = (n - 1) * abs(stride)
+    lo = span if stride < 0 else 0
+    off = draw(st.integers(lo, 31 - (0 if stride < 0 else span)))
+    return (f"@get_dsd(mem1d_dsd, .{{ .base_address = &{arr}, .offset = {off}, "
+            f".stride = {stride}, .extent = {n} }})")
+
+
+@st.composite
+def _dsd_program(draw) -> str:
+    lines = ["  for (@range(u16, 32)) |i| {",
+             "    a[i] = @as(f32, i) * 0.37 - 3.0; b[i] = 1.5 - @as(f32, i) * 0.11;",
+             "    g[i] = @as(f16, @as(f32, i) * 0.5 - 7.0); k[i] = @as(f16, @as(f32, i) * 0.25);",
+             "  }"]
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(sorted(DSD_TEST_OPS)))
+        dkind, skinds, scalar_ok = DSD_TEST_OPS[op]
+        n = draw(st.integers(1, 12))
+        args = [draw(_dsd_operand(dkind, n))]
+        srcs = list(skinds)
+        for j, kind in enumerate(srcs):
+            last = j == len(srcs) - 1
+            if last and (op in FMAC3 or (scalar_ok and draw(st.booleans()))):
+                elem = "a[3]" if kind == "s" else "g[5]"
+                args.append(draw(st.sampled_from([elem, "0.75", "-2.5"])))
+            else:
+                args.append(draw(_dsd_operand(kind, n)))
+        lines.append(f"  @{op}({', '.join(args)});")
+    return "\n".join(lines)
+
+
+DSD_PROGRAM = PROGRAM.replace("var buf: [8]f32;",
+                              "var buf: [8]f32;\nvar a: [32]f32;\nvar b: [32]f32;\n"
+                              "var g: [32]f16;\nvar k: [32]f16;")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(body=_dsd_program())
+def test_random_dsd_programs_equal_on_both_paths(tmp_path, body):
+    """Random DSD operations over overlapping, strided, reversed and zero-stride operands."""
+    out = []
+    for mode in ("python", "compiled"):
+        (tmp_path / "pe.csl").write_text(DSD_PROGRAM.format(n=1, body=body))
+        (tmp_path / "layout.csl").write_text(LAYOUT)
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", OPTIONS),
+                              SimOptions(engine=mode, simprint_log=None))
+        dev.launch("run", [])
+        out.append(_fingerprint(dev))
+    a, b = out
+    assert b["engine"] and a["cycle"] == b["cycle"] and a["busy"] == b["busy"]
+    assert np.array_equal(a["mem"], b["mem"])
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, what", [
