@@ -941,7 +941,8 @@ PYBIND11_MODULE(_fabric, m) {
       .def("collective_waits", &Engine::collective_waits)
       .def("stats", &Engine::stats)
       .def("task_state", &Engine::task_state)
-      .def("take_events", &Engine::take_events);
+      .def("take_events", &Engine::take_events)
+      .def("set_progress", &Engine::set_progress);
   m.attr("ENGINE_DSD_OPS") = [] {
     py::list l;
     for (const char* name : kOpNames) l.append(name);

@@ -684,6 +684,9 @@ class Engine {
     return d;
   }
 
+  // progress(what, cycles so far) is called every few thousand simulated cycles (None: off).
+  void set_progress(py::object progress) { progress_ = std::move(progress); }
+
   // Trace spans and <simprint> lines since the last call (see spans_ / prints_).
   py::tuple take_events() {
     py::list spans, prints;
@@ -763,6 +766,7 @@ class Engine {
           error_io_ = host_io_waits();
           return kMaxCycles;
         }
+        if (++polls_ % 4096 == 0) poll(what, cycle() - start);
         const bool progressed = step();
         const int64_t new_hops = core_.hops();
         if (progressed || new_hops != hops) {
@@ -789,6 +793,13 @@ class Engine {
       return kFabricError;
     }
     return kOk;
+  }
+
+  // Every few thousand cycles: let Python handle signals (Ctrl-C raises KeyboardInterrupt out
+  // of the run) and update the progress bar.
+  void poll(const std::string& what, int64_t cycles) {
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (!progress_.is_none()) progress_(what, cycles);
   }
 
   bool step() {
@@ -1790,6 +1801,8 @@ class Engine {
   bool wse2_;
   int64_t statement_, branch_, task_start_, setup_, max_cycles_;
   bool random_order_, trace_;
+  py::object progress_ = py::none();
+  uint64_t polls_ = 0;
   std::vector<OpInfo> ops_;
   // Trace spans (pe, name, category 0 task / 1 async / 2 dsd, start, end, elements) and
   // <simprint> lines (pe, cycle, text), in the order they happened; Python takes them.

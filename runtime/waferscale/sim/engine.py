@@ -76,6 +76,17 @@ class CompiledEngine:
             for addr, pod in lowered[key].dsd_globals.items():
                 self.core.set_dsd_var(k, addr, pod)
             self.index[(pe.x, pe.y)] = k
+        self._bar: Any = None
+        self.core.set_progress(self._progress)
+
+    def _progress(self, what: str, cycles: int) -> None:
+        """The engine's periodic callback: the same progress bar as the Python loop's."""
+        from .simulator import _Progress
+        if self._bar is None or self._bar.what != what:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = _Progress(what)
+        self._bar.update(cycles)
 
     @classmethod
     def build(cls, sim: "Simulator") -> "CompiledEngine":
@@ -143,6 +154,9 @@ class CompiledEngine:
             pe.active, pe.blocked = set(active), set(blocked)
 
     def _check(self, status: int) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self.sync()
         if status == _OK:
             return
