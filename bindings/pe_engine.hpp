@@ -128,7 +128,8 @@ enum Op : int32_t {
   kPtrIdx, kIBin, kFBin, kICmp, kFCmp, kINeg, kFNeg, kNot, kBNot, kConv, kJmp, kJz, kCall,
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
-  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kNumOps
+  kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
+  kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -1643,6 +1644,12 @@ class Engine {
                                  pe.print_buffer.substr(0, nl));
             pe.print_buffer.erase(0, nl + 1);
           }
+          break;
+        }
+        case kAssert: {   // c: node
+          const int64_t v = st.back().i;
+          st.pop_back();
+          if (!v) throw EngineError{"@assert failed", in.c};
           break;
         }
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;

@@ -157,6 +157,15 @@ def test_get_rectangle(tmp_path):
     assert elaborate(write(tmp_path, layout), opts()).width == 3
 
 
+def test_get_rectangle_in_pe_code(tmp_path):
+    # Official examples size PE programs with @get_rectangle() (gemv-collectives_2d).
+    pe = edit("var buf = @zeros([n]f32);", "const P = @get_rectangle().width;\n"
+              "var buf = @zeros([n + P * 0]f32);\nvar wide: [P]f32;", PE)
+    lay = elaborate(write(tmp_path, LAYOUT, pe), opts())
+    sizes = {p.var.name: p.size for p in lay.programs[0].memory.placements}
+    assert sizes["wide"] == 3 * 4
+
+
 def test_memory_overflow_names_pe_symbols_and_bytes(tmp_path):
     pe = edit("var buf = @zeros([n]f32);", "var buf = @zeros([n]f32);\nvar big: [12000]f32;\n"
               "var other: [100]i16;", PE)

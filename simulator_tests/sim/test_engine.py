@@ -127,6 +127,28 @@ def test_switch_equal_on_both_paths(tmp_path):
     assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
 
 
+TASK_DSD = """
+  // A DSD built in run-time code from a tensor access, a run-time pointer choice, @assert.
+  const d = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> buf[2 * i] });
+  @fmovs(d, 2.5);
+  var k: u16 = 1;
+  const p = if (k > 0) &buf else &buf;
+  var e = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{3} -> buf[i] });
+  e = @set_dsd_base_addr(e, p);
+  @fadds(e, e, 1.0);
+  @assert(buf[0] == 3.5);
+  out[0] = buf[0] + buf[2];
+  @assert(k == 2);
+"""
+
+
+def test_task_dsds_and_assert_equal_on_both_paths(tmp_path):
+    a, ea = _run_program(tmp_path, TASK_DSD, 1, "python")
+    b, eb = _run_program(tmp_path, TASK_DSD, 1, "compiled")
+    assert b["engine"] and ea is not None and "@assert failed" in ea and ea == eb
+    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
+
+
 LABELLED = """
   var i: u16 = 3;
   blk: {

@@ -516,8 +516,14 @@ def _set_rectangle(ip, e, s):
 
 @builtin("get_rectangle")
 def _get_rectangle(ip, e, s):
+    """The program rectangle: in the layout block after @set_rectangle, and in PE code
+    (official examples size their PE programs with it)."""
     _args(ip, e, s, 0)
-    return _layout(ip, e).get_rectangle(e)
+    b = ip.ctx.layout_builder or ip.ctx.layout_done
+    if b is None:
+        raise ip.err("@get_rectangle needs a layout (it is valid in the layout block after "
+                     "@set_rectangle, and in the PE programs of that layout)", e)
+    return b.get_rectangle(e)
 
 
 @builtin("set_tile_code")

@@ -235,6 +235,8 @@ class Compilation:
         self._ast_cache: dict[str, A.Module] = {}
         # Set while the layout block runs (a layout.LayoutBuilder).
         self.layout_builder: Any = None
+        # The finished layout block's builder, so PE programs can call @get_rectangle.
+        self.layout_done: Any = None
         # (location, text) of every @comptime_print, and non-fatal diagnostics.
         self.prints: list[tuple[str, str]] = []
         self.warnings: list[str] = []

@@ -345,6 +345,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
         ip.exec_block(lb.block, Scope(root.scope, root))
     finally:
         ctx.layout_builder = None
+    ctx.layout_done = builder
     lb_span = root.layout_blocks[0].span
     if builder.rect is None:
         raise CslLayoutError("the layout block never calls @set_rectangle", lb_span)

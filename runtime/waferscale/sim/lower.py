@@ -29,10 +29,9 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
 ``<simprint>``'s print_string and decimal prints; switch statements with comptime cases and an
-else prong; if-expressions on a run-time condition where the result type is known (an
-assignment, a typed declaration, an argument). Not supported (Python path): run-time structs,
-arrays as values, untyped run-time if-expressions, labelled loops and blocks, comptime-int
-variables.
+else prong; if-expressions on a run-time condition whose branches have one type, or whose
+result type is known (an assignment, a typed declaration, an argument). Not supported (Python
+path): run-time structs, arrays as values, labelled loops and blocks, comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
 each one's operands.
@@ -112,6 +111,7 @@ class Op(enum.IntEnum):
     MAPDONE = 48
     COLLECTIVE = 49
     PRINT = 50
+    ASSERT = 51
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -883,6 +883,32 @@ class ProgramLowering:
         elif not isinstance(r.type, T.IntT):
             raise _unsupported("a non-integer index", i)
 
+    def _e_IfExpr(self, e: A.IfExpr) -> Val | Dyn:
+        """Interp._e_IfExpr without a type from the context: both branches must have the
+        same run-time type (e.g. ``const p = if (c) &a else &b;``)."""
+        c = self.expr(e.cond)
+        if c.type != T.BOOL or e.else_ is None:
+            raise _unsupported("this if-expression", e)
+        if isinstance(c, Val):
+            return self.expr(e.then if c.v else e.else_)
+        jz = self.emit(Op.JZ)
+        r = self.expr(e.then)
+        t = r.type
+        if t in (T.COMPTIME_INT, T.COMPTIME_FLOAT) or t == T.VOID:
+            raise _unsupported(f"an if-expression of type '{t}' on a run-time condition", e)
+        if isinstance(r, Val):
+            self.push(r, t, e.then)
+        jend = self.emit(Op.JMP)
+        self.patch([jz], self.label())
+        r2 = self.expr(e.else_)
+        if r2.type != t:
+            raise _unsupported(f"an if-expression whose branches have types '{t}' and "
+                               f"'{r2.type}'", e)
+        if isinstance(r2, Val):
+            self.push(r2, t, e.else_)
+        self.patch([jend], self.label())
+        return Dyn(t)
+
     def _e_Switch(self, e: A.Switch) -> Dyn:
         """A switch statement (Interp._e_Switch / select_prong): the prongs' cases are
         comptime-known and tested in order; the first match runs, else the else prong."""
@@ -1200,6 +1226,10 @@ class ProgramLowering:
             return Dyn(T.VOID)
         if n == "map":
             return self._map(e)
+        if n == "assert" and len(e.args) == 1:       # builtins_rt._rt_assert
+            self.value(e.args[0], T.BOOL)
+            self.emit(Op.ASSERT, 0, 0, self.node(e))
+            return Dyn(T.VOID)
         if n == "ptrcast" and len(e.args) == 2:
             # builtins_rt._rt_ptrcast: a pointer is a word address; only its type changes.
             t = self.try_const(e.args[0])

@@ -67,6 +67,7 @@ class PEInterp(Interp):
     def __init__(self, ctx, pe: "PE") -> None:
         super().__init__(ctx)
         self.pe = pe
+        self._raw_ident: A.Expr | None = None
         from .builtins_rt import RUNTIME_BUILTINS
         self.builtins = {**self.builtins, **RUNTIME_BUILTINS}
 
@@ -95,6 +96,20 @@ class PEInterp(Interp):
                 v.type.elem if isinstance(v.type, T.PointerT) and not isinstance(
                     v.type.elem, T.ArrayT) else _elem_of(p.target.type)))
         return v
+
+    def _e_TensorAccess(self, e: A.TensorAccess, s: Scope) -> Val:
+        # The base names a global array variable, not its contents: look it up without
+        # loading it (as at compile time), e.g. for a DSD built inside a task.
+        self._raw_ident = e.access.target if isinstance(e.access, A.Index) else None
+        try:
+            return super()._e_TensorAccess(e, s)
+        finally:
+            self._raw_ident = None
+
+    def _e_Ident(self, e: A.Ident, s: Scope) -> Val:
+        if e is self._raw_ident:
+            return Interp.lookup(self, e.name, s, e)
+        return super()._e_Ident(e, s)
 
     def global_ref(self, e: A.Expr, scope: Scope) -> GlobalVar | None:
         """The global variable an identifier names (None for locals and non-variables)."""
