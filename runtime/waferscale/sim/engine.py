@@ -77,7 +77,6 @@ class CompiledEngine:
                 self.core.set_dsd_var(k, addr, pod)
             self.index[(pe.x, pe.y)] = k
         self._bar: Any = None
-        self.core.set_progress(self._progress)
 
     def _progress(self, what: str, cycles: int) -> None:
         """The engine's periodic callback: the same progress bar as the Python loop's."""
@@ -113,21 +112,34 @@ class CompiledEngine:
                 bits.append(int(np.array(float(v.v), dtype=np.float64).view(np.int64)))
             else:
                 bits.append(int(v.v))
-        self._check(self.core.launch(name, bits))
+        self._check(self._run(self.core.launch, name, bits))
 
     def stream_h2d(self, color: int, pes: list, data) -> None:
         idx = [self._pe_index(p) for p in pes]
         rows = [[int(w) for w in row] for row in data]
-        self._check(self.core.stream_h2d(color, idx, rows))
+        self._check(self._run(self.core.stream_h2d, color, idx, rows))
 
     def stream_d2h(self, color: int, queue: int, pes: list, count: int) -> np.ndarray:
         idx = [self._pe_index(p) for p in pes]
-        status, out = self.core.stream_d2h(color, queue, idx, count)
+        status, out = self._run(self.core.stream_d2h, color, queue, idx, count)
         self._check(status)
         return out
 
     def advance_to(self, target: int) -> None:
-        self._check(self.core.advance_to(target))
+        self._check(self._run(self.core.advance_to, target))
+
+    def _run(self, command, *args):
+        """One engine command with the progress callback attached. (Only for the command's
+        duration: a callback held by the C++ object would be a reference cycle that Python's
+        collector cannot see, and would keep the whole simulator alive.)"""
+        self.core.set_progress(self._progress)
+        try:
+            return command(*args)
+        finally:
+            self.core.set_progress(None)
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
     def _pe_index(self, xy) -> int:
         return self.index[tuple(xy)]
@@ -154,9 +166,6 @@ class CompiledEngine:
             pe.active, pe.blocked = set(active), set(blocked)
 
     def _check(self, status: int) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
         self.sync()
         if status == _OK:
             return
