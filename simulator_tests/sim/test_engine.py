@@ -67,6 +67,20 @@ def test_kernels_equal_on_both_paths(name, k, arch):
     _assert_same(_run_both(lambda: CASES[name][1][k](arch)))
 
 
+def test_simulators_are_freed():
+    # The engine must not hold Python objects that reference back to its simulator (a cycle
+    # through C++ that the collector cannot see would keep every simulator alive).
+    import gc
+    import weakref
+    with session({"engine": "compiled"}) as devices:
+        CASES["gemv"][1][0]("wse3")
+    ref = weakref.ref(devices[0].sim)
+    assert ref().engine is not None
+    del devices
+    gc.collect()
+    assert ref() is None
+
+
 @pytest.mark.parametrize("name", ["gemv", "attention", "gemm"])
 def test_traces_equal_on_both_paths(name):
     out = _run_both(lambda: CASES[name][1][0]("wse3"), trace=True)
