@@ -129,7 +129,7 @@ enum Op : int32_t {
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
   kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
-  kNumOps
+  kChkDef, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -459,6 +459,7 @@ class Engine {
         case kActivate: case kBlock: case kUnblock: ok = in(i.a, kTasks); break;
         case kLoadM: case kStoreM: ok = in(i.b, kWords); break;
         case kPrint: ok = i.a != 0 || in(i.b, p.names.size()); break;
+        case kChkDef: ok = in(i.b, p.names.size()); break;
         default: break;
       }
       if (!ok) bad("operand out of range at " + std::to_string(pc));
@@ -1652,6 +1653,10 @@ class Engine {
           if (!v) throw EngineError{"@assert failed", in.c};
           break;
         }
+        case kChkDef:   // a: the local's "is set" slot, b: its name, c: node
+          if (!c.locals[f.slots + in.a].i)
+            throw EngineError{"use of undefined value of '" + P.names[in.b] + "'", in.c, true};
+          break;
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {

@@ -389,6 +389,9 @@ def test_random_dsd_programs_equal_on_both_paths(tmp_path, body):
 # -- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, what", [
+    ("  var u: f32;\n  var j: u16 = 0;\n  while (j < 2) {\n    var w: f32 = undefined;\n"
+     "    if (j == 0) { w = 1.0; }\n    u = w;\n    j += 1;\n  }",
+     "use of undefined value of 'w'"),
     ("  var i: u16 = 7;\n  buf[i + 1] = 1.0;", "index 8 out of bounds for dimension 0 of 'buf'"),
     ("  var d = @get_dsd(mem1d_dsd, .{ .base_address = &buf, .extent = 8 });\n"
      "  d = @increment_dsd_offset(d, 3, f32);\n  @fmovs(d, 1.0);",

@@ -1072,10 +1072,10 @@ class Interp:
         val = None
         if d.init is not None:
             val = self.eval(d.init, s)
-            if declared is not None:
-                val = self.coerce(val, declared, d.init)
-            if val.type == T.UNDEFINED_T:
+            if val.type == T.UNDEFINED_T:      # `= undefined`: no value until a store
                 val = None
+            elif declared is not None:
+                val = self.coerce(val, declared, d.init)
         elif d.kind == "const":
             raise self.err(f"const '{d.name}' has no initializer", d)
         t = declared if declared is not None else val.type if val is not None else None

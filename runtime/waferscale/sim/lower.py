@@ -112,6 +112,7 @@ class Op(enum.IntEnum):
     COLLECTIVE = 49
     PRINT = 50
     ASSERT = 51
+    CHKDEF = 52
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -163,6 +164,8 @@ class Local:
     slot: int
     type: T.Type
     mutable: bool
+    defined_slot: int | None = None    # declared without a value: a slot saying "it is set"
+    name: str = ""
 
     @property
     def dsd(self) -> bool:
@@ -363,6 +366,24 @@ class ProgramLowering:
         f.scopes[-1][name] = loc
         return loc
 
+    def undefined_local(self, name: str, t: T.Type, node: A.Node) -> Local:
+        """A ``var`` without a value (or ``= undefined``): reading it before a store is the
+        interpreter's "use of undefined value" error, so a hidden slot tracks whether it is set
+        (cleared each time the declaration runs, as a fresh scope cell is)."""
+        if T.is_dsd(t):
+            raise _unsupported("a DSD variable without a value", node)
+        flag = self.cur.nslots
+        self.cur.nslots += 1
+        self.emit(Op.PUSHK, self.const(0))
+        self.emit(Op.STOREL, flag)
+        loc = self.new_local(name, t, True, node)
+        loc.defined_slot, loc.name = flag, name
+        return loc
+
+    def check_defined(self, loc: Local, node: A.Node) -> None:
+        if loc.defined_slot is not None:
+            self.emit(Op.CHKDEF, loc.defined_slot, self.name(loc.name), self.node(node))
+
     def find(self, name: str) -> Local | None:
         for sc in reversed(self.cur.scopes):
             v = sc.get(name)
@@ -430,7 +451,7 @@ class ProgramLowering:
         if d.init is None:
             if declared is None or d.kind == "const":
                 raise _unsupported("a declaration without initializer", d)
-            self.new_local(d.name, declared, True, d)
+            self.undefined_local(d.name, declared, d)
             return
         if declared is not None and isinstance(d.init, A.IfExpr) \
                 and self.try_const(d.init) is None:
@@ -442,7 +463,7 @@ class ProgramLowering:
         if isinstance(v, Val) and v.type == T.UNDEFINED_T:
             if declared is None:
                 raise _unsupported("an undefined value without a type", d)
-            self.new_local(d.name, declared, True, d)
+            self.undefined_local(d.name, declared, d)
             return
         if isinstance(v, Val) and d.kind == "const":
             if declared is not None:
@@ -472,9 +493,13 @@ class ProgramLowering:
                 if st.op == "=":
                     self.value(st.value, loc.type)
                 else:
+                    self.check_defined(loc, tgt)
                     self.emit(Op.LOADL, loc.slot)
                     self.arith(st.op[:-1], Dyn(loc.type), st.value, st, result=loc.type)
                 self.emit(Op.DSTOREL if loc.dsd else Op.STOREL, loc.slot)
+                if loc.defined_slot is not None:
+                    self.emit(Op.PUSHK, self.const(1))
+                    self.emit(Op.STOREL, loc.defined_slot)
                 return
             if any(tgt.name in sc for sc in self.cur.scopes):
                 raise _unsupported(f"assignment to constant '{tgt.name}'", st)
@@ -763,6 +788,7 @@ class ProgramLowering:
     def _e_Ident(self, e: A.Ident) -> Dyn:
         loc = self.find(e.name)
         if loc is not None:
+            self.check_defined(loc, e)
             self.emit(Op.DLOADL if loc.dsd else Op.LOADL, loc.slot)
             return Dyn(loc.type)
         pl = self.place(e)
