@@ -38,7 +38,7 @@ def make_logits(rng: np.random.Generator, V: int, ties: int, negative: bool,
     return x
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(P_c=st.integers(1, 4), P_r=st.integers(1, 4), extra=st.integers(0, 150),
        arch=st.sampled_from(["wse2", "wse3"]), seed=st.integers(0, 2**16),
        ties=st.integers(0, 3), negative=st.booleans(), low_cardinality=st.booleans())

@@ -77,7 +77,7 @@ def run_sequence(k: DecodeAttention, steps: int, rng: np.random.Generator,
     return cycles
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), H_kv=st.integers(1, 3), group=st.integers(1, 3),
        d=st.sampled_from([1, 2, 5, 8, 16]), P=st.integers(1, 4),
        arch=st.sampled_from(["wse2", "wse3"]), q_scale=st.sampled_from([0.5, 4.0]),

@@ -65,7 +65,7 @@ def test_allreduce_both_axes_match_numpy(N, line, lines, op, axis, arch, seed):
     check_allreduce(k, vectors((P_r, P_c, N), seed))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(N=st.integers(1, 12), line=st.integers(2, 8), op=st.sampled_from(["sum", "max"]),
        arch=ARCH, seed=SEED)
 def test_column_allreduce_is_the_transposed_row_allreduce(N, line, op, arch, seed):

@@ -35,7 +35,7 @@ def check_gemv(k: Gemv, seed: int) -> int:
     return cycles
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(M=st.integers(1, 24), N=st.integers(1, 24), P_c=st.integers(1, 4),
        P_r=st.integers(1, 4), fp16=st.booleans(), arch=st.sampled_from(["wse2", "wse3"]),
        seed=st.integers(0, 2**16))
@@ -52,7 +52,7 @@ def test_gemv_fixed(M, N, P):
     assert check_gemv(k, seed=7) >= k.floor() - P   # never faster than the MAC floor
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(N=st.integers(1, 20), P_c=st.integers(1, 8), P_r=st.integers(1, 3),
        op=st.sampled_from(["sum", "max"]), arch=st.sampled_from(["wse2", "wse3"]),
        seed=st.integers(0, 2**16))

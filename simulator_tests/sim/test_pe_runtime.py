@@ -44,7 +44,7 @@ def f32_words(a: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("arch", ["wse2", "wse3"])
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(m=st.integers(1, 6), n=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_single_pe_gemv_matches_numpy(arch, m, n, seed):
     dev = device("single_pe_gemv", arch, M=m, N=n)
