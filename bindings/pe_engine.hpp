@@ -327,7 +327,7 @@ struct PEState {
   std::vector<std::shared_ptr<Ctx>> micro;
   int64_t main_free_at = 0, time = 0, unblock_time = 0;
   bool cmd_blocked = false;
-  int64_t busy = 0, stall = 0, tasks_run = 0;
+  int64_t busy = 0, stall = 0, tasks_run = 0, live = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
   int32_t task_name = -1;                      // the running context's name
   std::vector<std::pair<int64_t, int32_t>> timed;   // (cycle, task ID): pe.timed_activations
@@ -565,7 +565,7 @@ class Engine {
           for (auto& pe : pes_)
             if (!pe.main && runnable(pe, nullptr)) { nothing_now = false; break; }
           if (nothing_now && (t < 0 || t > target)) {
-            core_.advance_clock(target - cycle());
+            skip(target - cycle());
             break;
           }
         }
@@ -671,8 +671,9 @@ class Engine {
 
   py::dict stats() const {
     const py::ssize_t n = static_cast<py::ssize_t>(pes_.size());
-    py::array_t<int64_t> busy(n), stall(n), tasks(n), unblock(n);
+    py::array_t<int64_t> busy(n), stall(n), tasks(n), unblock(n), live(n);
     for (py::ssize_t k = 0; k < n; ++k) {
+      live.mutable_data()[k] = pes_[k].live;
       busy.mutable_data()[k] = pes_[k].busy;
       stall.mutable_data()[k] = pes_[k].stall;
       tasks.mutable_data()[k] = pes_[k].tasks_run;
@@ -683,6 +684,7 @@ class Engine {
     d["stall"] = stall;
     d["tasks_run"] = tasks;
     d["unblock_time"] = unblock;
+    d["live"] = live;
     return d;
   }
 
@@ -778,7 +780,7 @@ class Engine {
         if (done()) break;
         const int64_t t = pending_time();
         if (t >= 0) {
-          if (core_.idle() && t > cycle() + 1) core_.advance_clock(t - cycle() - 1);
+          if (core_.idle() && t > cycle() + 1) skip(t - cycle() - 1);
           continue;
         }
         if (!core_.idle() && !core_.stuck()) continue;
@@ -795,6 +797,13 @@ class Engine {
       return kFabricError;
     }
     return kOk;
+  }
+
+  // Simulator._skip: n cycles pass without stepping.
+  void skip(int64_t n) {
+    for (auto& pe : pes_)
+      if (pe.main || !pe.micro.empty()) pe.live += n;
+    core_.advance_clock(n);
   }
 
   // Every few thousand cycles: let Python handle signals (Ctrl-C raises KeyboardInterrupt out
@@ -833,6 +842,7 @@ class Engine {
         if (!data) continue;
       }
       cur_pe_ = &pe;
+      if (pe.main || !pe.micro.empty()) ++pe.live;
       if (!pe.timed.empty()) {
         bool due = false;
         for (auto& t : pe.timed)

@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sdkruntimepybind, cerebras.sdk.sdk_utils and cerebras.sdk.debug.debug_util served by "
         "waferscale. Arguments after SCRIPT go to the script.")
     p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (Perfetto) of the run")
+    p.add_argument("--stats", metavar="FILE",
+                   help="write per-PE counters (busy, stall, idle cycles, tasks run) as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-task-order")
     p.add_argument("--random-task-order", action="store_true",
                    help="pick runnable tasks at random (flushes out order dependencies)")
@@ -191,7 +193,7 @@ def run_cs_python(args: argparse.Namespace) -> int:
                       "engine": args.engine}
     if args.max_cycles is not None:
         sim_opts["max_cycles"] = args.max_cycles
-    with session(sim_opts, args.trace), sdk_modules(), _script_env(script, argv), \
+    with session(sim_opts, args.trace, args.stats), sdk_modules(), _script_env(script, argv), \
             _show_warnings():
         try:
             runpy.run_path(str(script), run_name="__main__")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -30,24 +31,29 @@ _SESSION: dict | None = None
 
 
 @contextlib.contextmanager
-def session(options: dict, trace_path: str | None = None) -> Iterator[list]:
+def session(options: dict, trace_path: str | None = None,
+            stats_path: str | None = None) -> Iterator[list]:
     """Within the block, devices built by ``from_output_dir`` use ``options``; at the end
-    each device's Chrome trace is written to ``trace_path`` (``name.N.json`` when a script
-    creates several runtimes)."""
+    each device's Chrome trace is written to ``trace_path`` and its per-PE counters (JSON:
+    ``cycles`` and, per PE, ``busy``/``stall``/``idle``/``tasks_run``) to ``stats_path``
+    (``name.N.json`` when a script creates several runtimes)."""
     global _SESSION
     prev, _SESSION = _SESSION, {"options": dict(options), "devices": []}
     devices = _SESSION["devices"]
+
+    def numbered(path: str, i: int) -> Path:
+        p = Path(path)
+        return p.with_name(f"{p.stem}.{i}{p.suffix}") if len(devices) > 1 else p
     try:
         yield devices
     finally:
         _SESSION = prev
-        if trace_path:
-            for i, dev in enumerate(devices):
-                p = Path(trace_path)
-                if len(devices) > 1:
-                    p = p.with_name(f"{p.stem}.{i}{p.suffix}")
-                if dev.sim.trace is not None:
-                    dev.sim.trace.write(p)
+        for i, dev in enumerate(devices):
+            if trace_path and dev.sim.trace is not None:
+                dev.sim.trace.write(numbered(trace_path, i))
+            if stats_path:
+                numbered(stats_path, i).write_text(json.dumps(
+                    {"cycles": dev.sim.cycle, "pes": dev.sim.pe_counters()}, indent=1))
 
 
 class SimulatorDevice:

@@ -161,6 +161,7 @@ class CompiledEngine:
             pe.stats.busy = int(st["busy"][k])
             pe.stats.stall = int(st["stall"][k])
             pe.stats.tasks_run = int(st["tasks_run"][k])
+            pe.stats.live = int(st["live"][k])
             pe.unblock_time = int(st["unblock_time"][k])
             active, blocked, pe.cmd_blocked = self.core.task_state(k)
             pe.active, pe.blocked = set(active), set(blocked)

@@ -237,9 +237,15 @@ class TaskRng:
 
 @dataclass
 class PEStats:
-    busy: int = 0          # cycles spent executing (statements and DSD element work)
-    stall: int = 0         # cycles waiting on the fabric
+    """Per-PE counters (docs/timing-model.md). ``idle`` is derived: simulated cycles at whose
+    start the PE had no task or async op in flight (``cycles - live``)."""
+    busy: int = 0          # cycles charged by the cost table (statements, DSD elements...)
+    stall: int = 0         # cycles a context could not continue because the fabric was not ready
     tasks_run: int = 0
+    live: int = 0          # cycles at whose start a task or async op was in flight
+
+    def idle(self, cycles: int) -> int:
+        return cycles - self.live
 
 
 class PE:

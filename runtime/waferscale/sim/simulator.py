@@ -220,6 +220,8 @@ class Simulator:
                     and not pe.active and not any(iq_count(pe.x, pe.y, q)
                                                    for q in pe.data_queue.values())):
                 continue
+            if pe.main is not None or pe.microthreads:
+                pe.stats.live += 1
             if pe.timed_activations:
                 due = [t for t in pe.timed_activations if t[0] <= self.cycle]
                 if due:
@@ -287,13 +289,26 @@ class Simulator:
             t = self.pending_time()
             if t is not None:
                 if self.fabric.idle and t > self.cycle + 1:
-                    self.fabric.advance_clock(t - self.cycle - 1)   # skip idle time
-                    self.cycle = self.fabric.cycle
+                    self._skip(t - self.cycle - 1)   # nothing happens until t
                 continue
             if not self.fabric.idle and not self.fabric.stuck():
                 continue
             raise DeadlockError(f"deadlock at cycle {self.cycle} while {what}: nothing can "
                                 f"progress\n{self.report()}")
+
+    def _skip(self, n: int) -> None:
+        """Let ``n`` cycles pass without stepping (nothing can happen in them)."""
+        for pe in self.pes:
+            if pe.main is not None or pe.microthreads:
+                pe.stats.live += n
+        self.fabric.advance_clock(n)
+        self.cycle = self.fabric.cycle
+
+    def pe_counters(self) -> list[dict]:
+        """Per-PE counters at the current cycle (``cs_python --stats``)."""
+        return [{"x": pe.x, "y": pe.y, "busy": pe.stats.busy, "stall": pe.stats.stall,
+                 "idle": pe.stats.idle(self.cycle), "tasks_run": pe.stats.tasks_run}
+                for pe in self.pes]
 
     def _hops(self) -> int:
         c = self.fabric.counters()
@@ -348,8 +363,7 @@ class Simulator:
                 t = self.pending_time()
                 nothing_now = not any(pe.runnable_tasks() for pe in self.pes if pe.main is None)
                 if nothing_now and (t is None or t > target):
-                    self.fabric.advance_clock(target - self.cycle)
-                    self.cycle = self.fabric.cycle
+                    self._skip(target - self.cycle)
                     break
             self.step()
 
