@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from waferscale.host.device import DeadlockError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from waferscale.kernels.bench import CASES
 from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.device import SimulatorDevice, session
@@ -392,12 +391,12 @@ def test_random_dsd_programs_equal_on_both_paths(tmp_path, body):
 # -- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, what", [
-    ("  var u: f32;\n  var j: u16 = 0;\n  while (j < 2) {\n    var w: f32 = undefined;\n"
-     "    if (j == 0) { w = 1.0; }\n    u = w;\n    j += 1;\n  }",
+    (("  var u: f32;\n  var j: u16 = 0;\n  while (j < 2) {\n    var w: f32 = undefined;\n"
+      "    if (j == 0) { w = 1.0; }\n    u = w;\n    j += 1;\n  }"),
      "use of undefined value of 'w'"),
     ("  var i: u16 = 7;\n  buf[i + 1] = 1.0;", "index 8 out of bounds for dimension 0 of 'buf'"),
-    ("  var d = @get_dsd(mem1d_dsd, .{ .base_address = &buf, .extent = 8 });\n"
-     "  d = @increment_dsd_offset(d, 3, f32);\n  @fmovs(d, 1.0);",
+    (("  var d = @get_dsd(mem1d_dsd, .{ .base_address = &buf, .extent = 8 });\n"
+      "  d = @increment_dsd_offset(d, 3, f32);\n  @fmovs(d, 1.0);"),
      "mem1d_dsd reaches element 8 of 'buf', which has 8 element(s): out of bounds"),
 ])
 def test_errors_are_the_same_on_both_paths(tmp_path, body, what):

@@ -151,7 +151,8 @@ class CompiledEngine:
         sim = self.sim
         sim.cycle = sim.fabric.cycle
         spans, prints = self.core.take_events()
-        for k, name, cat, start, end, n in spans:
+        for k, name, cat, start, end, n in spans:     # (recorded only when tracing)
+            assert sim.trace is not None
             sim.trace.span(sim.pes[k], name, ("task", "async", "dsd")[cat], start, end,
                            **({"n": n} if cat == 2 else {}))
         for _k, cycle, text in prints:
