@@ -13,8 +13,8 @@ UTF-8, lone surrogates). For every input:
 
 from __future__ import annotations
 
-import re
 import gc
+import re
 import time
 from pathlib import Path
 
