@@ -3,6 +3,7 @@ shape lands in PE memory where the official examples' layout says, and comes bac
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from waferscale.host import MemcpyDataType, MemcpyOrder, SdkRuntime, compile
+from waferscale.sim.memory import WORDS, MemoryError_, PEMemory
 
 PROGRAM = Path(__file__).parent / "programs" / "buffers" / "layout.csl"
 GRID = (3, 2)
@@ -78,3 +80,31 @@ def check(out_dir, x, y, w, h, l, order, bits, seed) -> None:
             want = src[idx[r, c]]
             assert np.array_equal(np.asarray(got)[:l].astype(want.dtype), want)
     rt.stop()
+
+
+@settings(max_examples=200, deadline=None)
+@given(addr=st.one_of(st.integers(-3, 40), st.integers(WORDS - 60, WORDS + 3)),
+       nwords=st.sampled_from([1, 2]), n=st.integers(0, 40), seed=st.integers(0, 2**16))
+def test_block_copies_equal_word_by_word_copies(addr, nwords, n, seed):
+    """PEMemory.store_block / load_block (host copies) against a loop of store_bits /
+    load_bits: same words written, same values read, same error at the same element."""
+    bits = np.random.default_rng(seed).integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    mask = 0xFFFF if nwords == 1 else 0xFFFFFFFF
+    loop, block = PEMemory(), PEMemory()
+    errs = []
+    for store in (lambda: [loop.store_bits(addr + k * nwords, nwords, int(w) & mask)
+                           for k, w in enumerate(bits)],
+                  lambda: block.store_block(addr, nwords, bits)):
+        try:
+            store()
+            errs.append(None)
+        except MemoryError_ as e:
+            errs.append(str(e))
+    assert errs[0] == errs[1] and np.array_equal(loop.words, block.words)
+    try:
+        expect = [loop.load_bits(addr + k * nwords, nwords) for k in range(n)]
+    except MemoryError_ as e:
+        with pytest.raises(MemoryError_, match=re.escape(str(e))):
+            block.load_block(addr, nwords, n)
+    else:
+        assert block.load_block(addr, nwords, n).tolist() == expect

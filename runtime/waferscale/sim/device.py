@@ -105,13 +105,7 @@ class SimulatorDevice:
         for i, xy in enumerate(pes):
             pe = self._pe(xy)
             addr, elem = self._pointer(pe, name)
-            ew = words_of(elem)
-            for k, w in enumerate(np.asarray(data[i], dtype=np.uint32)):
-                w = int(w)
-                if ew == 1:
-                    pe.mem.store_bits(addr + k, 1, w & 0xFFFF)
-                else:
-                    pe.mem.store_bits(addr + 2 * k, 2, w)
+            pe.mem.store_block(addr, words_of(elem), np.asarray(data[i], dtype=np.uint32))
 
     def memcpy_d2h(self, name: str, pes: Sequence[tuple[int, int]], count: int,
                    elem_bits: int) -> np.ndarray:
@@ -119,9 +113,7 @@ class SimulatorDevice:
         for i, xy in enumerate(pes):
             pe = self._pe(xy)
             addr, elem = self._pointer(pe, name)
-            ew = words_of(elem)
-            for k in range(count):
-                out[i, k] = pe.mem.load_bits(addr + k * ew, ew)
+            out[i] = pe.mem.load_block(addr, words_of(elem), count)
         return out
 
     def stream_h2d(self, color: int, pes, data) -> None:

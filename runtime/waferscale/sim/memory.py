@@ -55,6 +55,35 @@ class PEMemory:
         if nwords == 2:
             self.words[addr + 1] = (bits >> 16) & 0xFFFF
 
+    def _fitting(self, addr: int, nwords: int, count: int) -> int:
+        """How many of ``count`` consecutive elements from ``addr`` lie inside memory."""
+        if addr < 0:
+            return 0
+        return max(0, min(count, (WORDS - addr) // nwords))
+
+    def store_block(self, addr: int, nwords: int, bits: np.ndarray) -> None:
+        """store_bits for consecutive elements (a host copy); like a loop of store_bits,
+        the elements before the first one outside memory are written, then it raises."""
+        b = np.asarray(bits, dtype=np.uint32)
+        ok = self._fitting(addr, nwords, len(b))
+        if ok and nwords == 1:
+            self.words[addr:addr + ok] = b[:ok] & 0xFFFF
+        elif ok:
+            self.words[addr:addr + 2 * ok:2] = b[:ok] & 0xFFFF
+            self.words[addr + 1:addr + 2 * ok:2] = b[:ok] >> 16
+        if ok < len(b):
+            self._check(addr + ok * nwords, nwords)
+
+    def load_block(self, addr: int, nwords: int, count: int) -> np.ndarray:
+        """load_bits for ``count`` consecutive elements, as uint32."""
+        ok = self._fitting(addr, nwords, count)
+        if ok < count:
+            self._check(addr + ok * nwords, nwords)
+        if not count:
+            return np.zeros(0, dtype=np.uint32)
+        w = self.words[addr:addr + nwords * count].astype(np.uint32)
+        return w if nwords == 1 else w[0::2] | (w[1::2] << 16)
+
     def load(self, addr: int, t: T.Type):
         """A Python scalar of type ``t`` read at word address ``addr``."""
         nw = words_of(t)
