@@ -116,7 +116,7 @@ class CompiledEngine:
 
     def stream_h2d(self, color: int, pes: list, data) -> None:
         idx = [self._pe_index(p) for p in pes]
-        rows = [[int(w) for w in row] for row in data]
+        rows = [np.asarray(row, dtype=np.uint32) for row in data]
         self._check(self._run(self.core.stream_h2d, color, idx, rows))
 
     def stream_d2h(self, color: int, queue: int, pes: list, count: int) -> np.ndarray:
