@@ -12,6 +12,11 @@ Loop (one iteration = one cycle ``t``), deterministic by construction:
 When nothing can run, no wavelet moves and a host command still waits, the simulator raises
 :class:`~waferscale.host.device.DeadlockError` with a per-PE report of what each PE waits on
 and where wavelets are stuck, instead of spinning.
+
+This module is the reference loop. When the compiled engine runs the program
+(``Simulator.engine``, sim/engine.py), every host command goes to it instead; it runs the same
+loop in C++ (bindings/pe_engine.hpp mirrors ``step``, ``pending_time``, ``_run_loop`` and
+``advance_to`` function by function).
 """
 
 from __future__ import annotations
