@@ -1,5 +1,6 @@
 """memcpy through SdkRuntime on the simulator: every order, element width and rectangle
-shape lands in PE memory where the official examples' layout says, and comes back equal."""
+shape lands in PE memory where the official examples' layout says, and comes back equal (on
+both PE paths: the ``engine`` fixture)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from waferscale.host import MemcpyDataType, MemcpyOrder, SdkRuntime, compile
+from waferscale.sim.device import session
 from waferscale.sim.memory import WORDS, MemoryError_, PEMemory
 
 PROGRAM = Path(__file__).parent / "programs" / "buffers" / "layout.csl"
 GRID = (3, 2)
+
+
+@pytest.fixture(scope="module", autouse=True, params=["python", "compiled"])
+def engine(request):
+    """Every test of this module runs on both PE paths."""
+    with session({"engine": request.param}):
+        yield request.param
 
 
 @pytest.fixture(scope="module")

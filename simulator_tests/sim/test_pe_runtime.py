@@ -1,8 +1,10 @@
 """The PE model end to end on small programs: run-time interpreter, DSD ops, data tasks fed by
-the fabric, async ops, the task table, and the deadlock report."""
+the fabric, async ops, the task table, and the deadlock report. The whole module runs twice:
+on the Python interpreter and on the compiled engine (the ``engine`` fixture)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,24 @@ from waferscale.sim.pe import SimError
 from waferscale.sim.simulator import SimOptions
 
 PROGRAMS = Path(__file__).parent / "programs"
+ENGINE = {"name": "python"}
+
+
+@pytest.fixture(scope="module", autouse=True, params=["python", "compiled"])
+def engine(request) -> str:
+    """Every test of this module runs on both PE paths (module scope keeps hypothesis happy)."""
+    ENGINE["name"] = request.param
+    return request.param
+
+
+def sim_options(**kw) -> SimOptions:
+    return SimOptions(engine=ENGINE["name"], **kw)
 
 
 def device(name: str, arch: str = "wse3", **params) -> SimulatorDevice:
     opts = CompileOptions(arch=arch, params=tuple((k, str(v)) for k, v in params.items()),
                           memcpy=True, channels=1)
-    return SimulatorDevice(elaborate(PROGRAMS / name / "layout.csl", opts))
+    return SimulatorDevice(elaborate(PROGRAMS / name / "layout.csl", opts), sim_options())
 
 
 def variant(tmp_path: Path, name: str, edits: dict[str, tuple[str, str]], params: dict,
@@ -36,7 +50,8 @@ def variant(tmp_path: Path, name: str, edits: dict[str, tuple[str, str]], params
         (tmp_path / f.name).write_text(text)
     opts = CompileOptions(params=tuple((k, str(v)) for k, v in params.items()), memcpy=True,
                           channels=1)
-    return SimulatorDevice(elaborate(tmp_path / "layout.csl", opts), options)
+    return SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                           dataclasses.replace(options or SimOptions(), engine=ENGINE["name"]))
 
 
 def f32_words(a: np.ndarray) -> np.ndarray:
@@ -88,7 +103,7 @@ def test_random_task_order_gives_same_result():
     for seed in range(3):
         opts = CompileOptions(params=(("N", str(n)),), memcpy=True, channels=1)
         dev = SimulatorDevice(elaborate(PROGRAMS / "send_recv" / "layout.csl", opts),
-                              SimOptions(seed=seed, random_task_order=True))
+                              sim_options(seed=seed, random_task_order=True))
         x = np.arange(n, dtype=np.float32)
         dev.memcpy_h2d("x", [(0, 0)], f32_words(x)[None], 32)
         dev.launch("go", [])
@@ -158,7 +173,7 @@ def test_chrome_trace_has_task_and_dsd_spans(tmp_path):
     import json
     opts = CompileOptions(params=(("N", "6"),), memcpy=True, channels=1)
     dev = SimulatorDevice(elaborate(PROGRAMS / "send_recv" / "layout.csl", opts),
-                          SimOptions(trace=True))
+                          sim_options(trace=True))
     dev.memcpy_h2d("x", [(0, 0)], f32_words(np.ones(6))[None], 32)
     dev.launch("go", [])
     path = tmp_path / "trace.json"
