@@ -19,8 +19,12 @@ from hypothesis import strategies as st
 from waferscale.kernels.bench import CASES
 from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.device import SimulatorDevice, session
+from waferscale.sim.fabric import cpp_available
 from waferscale.sim.pe import SimError
 from waferscale.sim.simulator import SimOptions
+
+pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built "
+                                "(pip install -e . needs a C++17 compiler)")
 
 
 def _fingerprint(dev) -> dict:
