@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from waferscale.host import MemcpyDataType, MemcpyOrder, SdkRuntime, compile
-from waferscale.sim.fabric import cpp_available
 from waferscale.sim.device import session
+from waferscale.sim.fabric import cpp_available
 from waferscale.sim.memory import WORDS, MemoryError_, PEMemory
 
 PROGRAM = Path(__file__).parent / "programs" / "buffers" / "layout.csl"
