@@ -5,8 +5,9 @@ must give the same result, bit for bit: every PE's memory, the cycle counter, an
 busy / stall / tasks-run counters. The compiled run must really use the engine (a program
 that stops lowering makes these tests fail rather than silently compare Python with Python).
 
-Cases: every kernel's quick benchmark case on both arches, traces, the random task order,
-<simprint> output, hypothesis-generated random programs of scalar code, and error parity. (The tutorial-style programs of
+Cases: every kernel's benchmark cases on both arches, traces, the random task order,
+<simprint> output, hypothesis-generated random programs (scalar code, DSD operations, and
+streams between PEs with backpressure and async ops), and error parity. (The tutorial-style programs of
 simulator_tests/sim/programs run on the engine in the other tests: ``engine="auto"``.)
 """
 
@@ -390,6 +391,132 @@ def test_random_dsd_programs_equal_on_both_paths(tmp_path, body):
     a, b = out
     assert b["engine"] and a["cycle"] == b["cycle"] and a["busy"] == b["busy"]
     assert np.array_equal(a["mem"], b["mem"])
+
+
+# -- random traffic --------------------------------------------------------------------------------
+
+LINE_PE = """
+param memcpy_params: comptime_struct;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const send_color: color = @get_color({sc});
+const recv_color: color = @get_color({rc});
+const oq: output_queue = @get_output_queue(2);
+const iq: input_queue = @get_input_queue(2);
+const send_done_id: local_task_id = @get_local_task_id(10);
+const recv_done_id: local_task_id = @get_local_task_id(11);
+var src: [{ns}]f32;
+var dst: [{nr}]f32;
+var busy: [4]f32;
+var out: [1]f32;
+var out_ptr: [*]f32 = &out;
+var pending: u16 = 0;
+const src_dsd = @get_dsd(mem1d_dsd, .{{ .base_address = &src, .extent = {ns} }});
+const dst_dsd = @get_dsd(mem1d_dsd, .{{ .base_address = &dst, .extent = {nr} }});
+const send_dsd = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{{ .extent = {ns}, .output_queue = oq }}
+                                    else .{{ .extent = {ns}, .fabric_color = send_color, .output_queue = oq }});
+const recv_dsd = @get_dsd(fabin_dsd, .{{ .extent = {nr}, .input_queue = iq }});
+fn finish() void {{
+  pending -= 1;
+  if (pending == 0) {{ sys_mod.unblock_cmd_stream(); }}
+}}
+task send_done() void {{ finish(); }}
+task recv_done() void {{ finish(); }}
+fn run() void {{
+  pending = 1 + {n_ops};
+  for (@range(u16, {ns})) |i| {{ src[i] = @as(f32, i) * 0.5 + {k}.0; }}
+{body}
+  finish();
+}}
+comptime {{
+  @bind_local_task(send_done, send_done_id);
+  @bind_local_task(recv_done, recv_done_id);
+  if ({send}) {{ @initialize_queue(oq, if (@is_arch("wse3")) .{{ .color = send_color }} else .{{}}); }}
+  if ({recv}) {{ @initialize_queue(iq, .{{ .color = recv_color }}); }}
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}}
+"""
+
+
+@st.composite
+def _line_program(draw) -> tuple[int, list[str], str]:
+    """A row of PEs; PE i streams a random number of wavelets to PE i+1 (alternating colors),
+    sync or async, plain or summed with memory, while PE i+1 receives sync or async (after a
+    random stretch of local work) into memory with a copy, an add or a multiply-add."""
+    w = draw(st.integers(2, 5))
+    lens = [draw(st.integers(1, 24)) for _ in range(w - 1)]
+    files = []
+    for i in range(w):
+        send, recv = i < w - 1, i > 0
+        ns, nr = (lens[i] if send else 1), (lens[i - 1] if recv else 1)
+        ops = []
+        if send:
+            op = draw(st.sampled_from(["@fmovs(send_dsd, src_dsd", "@fadds(send_dsd, src_dsd, src_dsd"]))
+            ops.append(("send", op))
+        if recv:
+            op = draw(st.sampled_from(["@fmovs(dst_dsd, recv_dsd", "@fadds(dst_dsd, dst_dsd, recv_dsd",
+                                       "@fmacs(dst_dsd, dst_dsd, recv_dsd, 1.5"]))
+            ops.append(("recv", op))
+        ops = draw(st.permutations(ops))
+        lines = []
+        n_async = 0
+        for what, op in ops:
+            if what == "recv":
+                lines.append(f"  for (@range(u16, {draw(st.integers(0, 30))})) |j| "
+                             "{ busy[j % 4] += 1.0; }")
+            if draw(st.booleans()):
+                lines.append(f"  {op}, .{{ .async = true, .activate = {what}_done_id }});")
+                n_async += 1
+            else:
+                lines.append(f"  {op});")
+        files.append(LINE_PE.format(sc=i % 2, rc=(i + 1) % 2, ns=ns, nr=nr, k=i, n_ops=n_async,
+                                    body="\n".join(lines), send="true" if send else "false",
+                                    recv="true" if recv else "false"))
+    arch = draw(st.sampled_from(["wse2", "wse3"]))
+    return w, files, arch
+
+
+LINE_LAYOUT = """
+const memcpy = @import_module("<memcpy/get_params>", .{{ .width = {w}, .height = 1 }});
+layout {{
+  @set_rectangle({w}, 1);
+{tiles}
+  @export_name("out", [*]f32, true);
+  @export_name("run", fn()void);
+}}
+"""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(prog=_line_program())
+def test_random_traffic_equal_on_both_paths(tmp_path, prog):
+    """Streams between PEs with backpressure, overlapping async ops and local work."""
+    w, files, arch = prog
+    tiles = []
+    for i, text in enumerate(files):
+        (tmp_path / f"pe{i}.csl").write_text(text)
+        tiles.append(f'  @set_tile_code({i}, 0, "pe{i}.csl", '
+                     f".{{ .memcpy_params = memcpy.get_params({i}) }});")
+        if i < w - 1:
+            tiles.append(f"  @set_color_config({i}, 0, @get_color({i % 2}), "
+                         ".{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });")
+        if i > 0:
+            tiles.append(f"  @set_color_config({i}, 0, @get_color({(i - 1) % 2}), "
+                         ".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });")
+    (tmp_path / "layout.csl").write_text(LINE_LAYOUT.format(w=w, tiles="\n".join(tiles)))
+    opts = CompileOptions(arch=arch, fabric_dims=(w + 7, 3), fabric_offsets=(4, 1),
+                          memcpy=True, channels=1)
+    out = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        dev.launch("run", [])
+        out.append(_fingerprint(dev))
+    a, b = out
+    assert b["engine"] and a["cycle"] == b["cycle"] and a["counters"] == b["counters"]
+    assert np.array_equal(a["mem"], b["mem"])
+    assert dev.sim.fabric.counters().wavelet_hops > 0       # the streams did cross the fabric
 
 
 # -- errors ----------------------------------------------------------------------------------------
