@@ -178,18 +178,44 @@ LABELLED = """
     }
     out[0] = 2.0;
   }
+  var n: u16 = 0;
+  outer: while (n < 5) : (n += 1) {
+    for (@range(u16, 4)) |j| {
+      if (j == n) { continue :outer; }
+      if (j + n > 5) { break :outer; }
+      buf[j] += 1.0;
+    }
+  }
+  out[0] += @as(f32, n);
+"""
+
+
+def test_labelled_blocks_and_loops_equal_on_both_paths(tmp_path):
+    a, ea = _run_program(tmp_path, LABELLED, 1, "python")
+    b, eb = _run_program(tmp_path, LABELLED, 1, "compiled")
+    assert ea is None and eb is None and b["engine"]
+    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
+
+
+BLOCK_VALUE = """
+  var i: u16 = 3;
+  const v: f32 = blk: {
+    if (i > 2) { break :blk 1.0; }
+    break :blk 2.0;
+  };
+  out[0] = v;
 """
 
 
 def test_auto_falls_back_with_a_reason_and_compiled_refuses(tmp_path, caplog):
     import logging
     with caplog.at_level(logging.WARNING, logger="waferscale.sim.engine"):
-        dev = _device(tmp_path, LABELLED, 1, "auto")
-    assert dev.sim.engine is None and "does not support BlockExpr" in caplog.text
+        dev = _device(tmp_path, BLOCK_VALUE, 1, "auto")
+    assert dev.sim.engine is None and "a break with a value" in caplog.text
     dev.launch("run", [])
     assert dev.read_symbol(0, 0, "out")[0] == 1.0
-    with pytest.raises(SimError, match="compiled engine cannot run this program.*BlockExpr"):
-        _device(tmp_path, LABELLED, 1, "compiled")
+    with pytest.raises(SimError, match="compiled engine cannot run this program.*break with"):
+        _device(tmp_path, BLOCK_VALUE, 1, "compiled")
 
 
 # -- random scalar programs ------------------------------------------------------------------------

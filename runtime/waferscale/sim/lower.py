@@ -21,8 +21,8 @@ Protocol:
 
 Supported subset: functions and tasks without comptime parameters; locals of integer, float,
 bool, pointer and DSD types; global scalars, arrays (any rank, bounds-checked) and DSD
-variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a comptime ``@range``
-with ``break``/``continue`` (no labels); the arithmetic, comparison and logic operators; ``@as``
+variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a ``@range``, labelled
+blocks and loops with ``break``/``continue``; the arithmetic, comparison and logic operators; ``@as``
 between numeric types; the DSD operations the engine's table lists, sync or async with
 ``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
@@ -31,7 +31,8 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``<simprint>``'s print_string and decimal prints; switch statements with comptime cases and an
 else prong; if-expressions on a run-time condition whose branches have one type, or whose
 result type is known (an assignment, a typed declaration, an argument). Not supported (Python
-path): run-time structs, arrays as values, labelled loops and blocks, comptime-int variables.
+path): run-time structs, arrays as values, blocks that yield a value (``break :b v``),
+comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
 each one's operands.
@@ -174,6 +175,9 @@ class Local:
 
 @dataclass
 class _Loop:
+    """A loop or labelled block that ``break``/``continue`` jump out of (patched later)."""
+    label: str | None = None
+    block: bool = False                # a labelled block: only `break :label` targets it
     breaks: list[int] = field(default_factory=list)
     conts: list[int] = field(default_factory=list)
 
@@ -408,13 +412,27 @@ class ProgramLowering:
     # -- statements -------------------------------------------------------------------------
 
     def block_body(self, b: A.Block) -> None:
-        """Interp.exec_block: a new scope, each statement through exec_stmt."""
-        if b.label is not None:
-            raise _unsupported("labelled blocks", b)
+        """Interp.exec_block: a new scope, each statement through exec_stmt; a labelled
+        block ends at ``break :label``."""
+        target = _Loop(b.label, block=True) if b.label is not None else None
+        if target is not None:
+            self.cur.loops.append(target)
         self.push_scope()
         for st in b.stmts:
             self.stmt(st)
         self.pop_scope()
+        if target is not None:
+            self.cur.loops.pop()
+            self.patch(target.breaks, self.label())
+
+    def jump_target(self, label: str | None, node: A.Node, cont: bool = False) -> _Loop:
+        """The loop or block a break/continue leaves (Interp._loop_body / exec_block)."""
+        for t in reversed(self.cur.loops):
+            if (label is None and not t.block) or (label is not None and t.label == label):
+                if cont and t.block:
+                    break
+                return t
+        raise _unsupported("a break or continue without a matching loop or block", node)
 
     def branch(self, st: A.Stmt) -> None:
         """Interp._branch."""
@@ -541,14 +559,12 @@ class ProgramLowering:
         self.emit(Op.RET)
 
     def _s_Break(self, st: A.Break) -> None:
-        if st.label is not None or st.value is not None or not self.cur.loops:
-            raise _unsupported("labelled breaks or breaks with a value", st)
-        self.cur.loops[-1].breaks.append(self.emit(Op.JMP))
+        if st.value is not None:
+            raise _unsupported("a break with a value", st)
+        self.jump_target(st.label, st).breaks.append(self.emit(Op.JMP))
 
     def _s_Continue(self, st: A.Continue) -> None:
-        if st.label is not None or not self.cur.loops:
-            raise _unsupported("labelled continues", st)
-        self.cur.loops[-1].conts.append(self.emit(Op.JMP))
+        self.jump_target(st.label, st, cont=True).conts.append(self.emit(Op.JMP))
 
     def _s_If(self, st: A.If) -> None:
         c = self.expr(st.cond)
@@ -573,8 +589,6 @@ class ProgramLowering:
         self.patch([jend], self.label())
 
     def _s_While(self, st: A.While) -> None:
-        if st.label is not None:
-            raise _unsupported("labelled loops", st)
         top = self.label()
         self.emit(Op.COST, self.sim.timing.branch)
         c = self.expr(st.cond)
@@ -586,7 +600,7 @@ class ProgramLowering:
                 exits.append(self.emit(Op.JMP))
         else:
             exits.append(self.emit(Op.JZ))
-        loop = _Loop()
+        loop = _Loop(st.label)
         self.cur.loops.append(loop)
         self.branch(st.body)
         self.cur.loops.pop()
@@ -598,8 +612,8 @@ class ProgramLowering:
         self.patch(exits + loop.breaks, end)
 
     def _s_For(self, st: A.For) -> None:
-        if st.label is not None or len(st.captures) > 1:
-            raise _unsupported("labelled loops or index captures", st)
+        if len(st.captures) > 1:
+            raise _unsupported("index captures", st)
         f = self.cur
         counter = f.nslots
         f.nslots += 1
@@ -628,7 +642,7 @@ class ProgramLowering:
             cap = self.new_local(st.captures[0], elem, False, st)
             self.emit(Op.LOADL, counter)
             self.emit(Op.STOREL, cap.slot)
-        loop = _Loop()
+        loop = _Loop(st.label)
         f.loops.append(loop)
         self.branch(st.body)
         f.loops.pop()
@@ -934,6 +948,12 @@ class ProgramLowering:
             self.push(r2, t, e.else_)
         self.patch([jend], self.label())
         return Dyn(t)
+
+    def _e_BlockExpr(self, e: A.BlockExpr) -> Dyn:
+        """A (labelled) block in statement position, its value unused (Interp._e_BlockExpr:
+        no statement cost of its own)."""
+        self.block_body(e.block)
+        return Dyn(T.VOID)
 
     def _e_Switch(self, e: A.Switch) -> Dyn:
         """A switch statement (Interp._e_Switch / select_prong): the prongs' cases are
