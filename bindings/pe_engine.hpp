@@ -129,7 +129,7 @@ enum Op : int32_t {
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
   kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
-  kChkDef, kNumOps
+  kChkDef, kNoMatch, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -1667,6 +1667,11 @@ class Engine {
           if (!c.locals[f.slots + in.a].i)
             throw EngineError{"use of undefined value of '" + P.names[in.b] + "'", in.c, true};
           break;
+        case kNoMatch: {   // a switch without else matched nothing; a: 1 for a bool subject
+          const int64_t v = st.back().i;
+          const std::string what = in.a ? (v ? "true" : "false") : std::to_string(v);
+          throw EngineError{"switch on " + what + " matches no case and has no else", in.c, true};
+        }
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {

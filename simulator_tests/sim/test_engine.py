@@ -548,6 +548,8 @@ def test_random_traffic_equal_on_both_paths(tmp_path, prog):
 # -- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, what", [
+    ("  var k: u16 = 7;\n  switch (k) {\n    1, 2 => { out[0] = 1.0; },\n    3 => out[0] = 3.0,\n  }",
+     "switch on 7 matches no case and has no else"),
     (("  var u: f32;\n  var j: u16 = 0;\n  while (j < 2) {\n    var w: f32 = undefined;\n"
       "    if (j == 0) { w = 1.0; }\n    u = w;\n    j += 1;\n  }"),
      "use of undefined value of 'w'"),

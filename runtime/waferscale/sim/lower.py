@@ -28,8 +28,7 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
 ``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
-``<simprint>``'s print_string and decimal prints; switch statements with comptime cases and an
-else prong; if-expressions on a run-time condition whose branches have one type, or whose
+``<simprint>``'s print_string and decimal prints; switch statements with comptime cases; if-expressions on a run-time condition whose branches have one type, or whose
 result type is known (an assignment, a typed declaration, an argument). Not supported (Python
 path): run-time structs, arrays as values, blocks that yield a value (``break :b v``),
 comptime-int variables.
@@ -114,6 +113,7 @@ class Op(enum.IntEnum):
     PRINT = 50
     ASSERT = 51
     CHKDEF = 52
+    NOMATCH = 53
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -957,15 +957,16 @@ class ProgramLowering:
 
     def _e_Switch(self, e: A.Switch) -> Dyn:
         """A switch statement (Interp._e_Switch / select_prong): the prongs' cases are
-        comptime-known and tested in order; the first match runs, else the else prong."""
+        comptime-known and tested in order; the first match runs, else the else prong, else
+        the interpreter's "matches no case" error."""
         subj = self.expr(e.subject)
         t = subj.type
         if not (isinstance(t, T.IntT) or t == T.BOOL or T.is_hw_id(t)):
             raise _unsupported(f"a switch on '{t}'", e.subject)
         prongs = [p for p in e.prongs if not p.is_else]
         else_prong = next((p for p in e.prongs if p.is_else), None)
-        if else_prong is None or sum(p.is_else for p in e.prongs) > 1:
-            raise _unsupported("a run-time switch without exactly one else prong", e)
+        if sum(p.is_else for p in e.prongs) > 1 or (else_prong is None and T.is_hw_id(t)):
+            raise _unsupported("this run-time switch", e)
         cases: list[list[int]] = []
         seen: set[int] = set()
         for p in prongs:
@@ -983,6 +984,8 @@ class ProgramLowering:
         if isinstance(subj, Val):
             v = self._coerce_const(subj, t, e.subject).v
             chosen = next((p for p, vs in zip(prongs, cases) if v in vs), else_prong)
+            if chosen is None:
+                raise _unsupported("a switch that matches no case", e)
             self._prong(chosen)
             return Dyn(T.VOID)
         tmp = self.cur.nslots
@@ -997,14 +1000,20 @@ class ProgramLowering:
                 self.emit(Op.ICMP, CMPOPS["!="])
                 jumps.append(self.emit(Op.JZ))
             to_body.append(jumps)
-        to_else = self.emit(Op.JMP)
+        if else_prong is None:      # Interp.select_prong's error when nothing matches
+            self.emit(Op.LOADL, tmp)
+            self.emit(Op.NOMATCH, int(t == T.BOOL), 0, self.node(e))
+            to_else = None
+        else:
+            to_else = self.emit(Op.JMP)
         ends = []
         for p, jumps in zip(prongs, to_body):
             self.patch(jumps, self.label())
             self._prong(p)
             ends.append(self.emit(Op.JMP))
-        self.patch([to_else], self.label())
-        self._prong(else_prong)
+        if to_else is not None:
+            self.patch([to_else], self.label())
+            self._prong(else_prong)
         self.patch(ends, self.label())
         return Dyn(T.VOID)
 
