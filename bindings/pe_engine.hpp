@@ -129,7 +129,7 @@ enum Op : int32_t {
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
   kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
-  kChkDef, kNoMatch, kNumOps
+  kChkDef, kNoMatch, kFail, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -460,6 +460,7 @@ class Engine {
         case kLoadM: case kStoreM: ok = in(i.b, kWords); break;
         case kPrint: ok = i.a != 0 || in(i.b, p.names.size()); break;
         case kChkDef: ok = in(i.b, p.names.size()); break;
+        case kFail: ok = in(i.a, p.names.size()); break;
         default: break;
       }
       if (!ok) bad("operand out of range at " + std::to_string(pc));
@@ -1672,6 +1673,8 @@ class Engine {
           const std::string what = in.a ? (v ? "true" : "false") : std::to_string(v);
           throw EngineError{"switch on " + what + " matches no case and has no else", in.c, true};
         }
+        case kFail:   // a CSL error found at run time: a: its message (a name), c: node
+          throw EngineError{P.names[in.a], in.c, true};
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {

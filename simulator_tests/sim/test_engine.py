@@ -200,22 +200,36 @@ def test_labelled_blocks_and_loops_equal_on_both_paths(tmp_path):
 BLOCK_VALUE = """
   var i: u16 = 3;
   const v: f32 = blk: {
-    if (i > 2) { break :blk 1.0; }
+    if (i > 2) { break :blk @as(f32, i) * 2.0; }
     break :blk 2.0;
   };
   out[0] = v;
 """
 
 
+def test_block_values_equal_on_both_paths(tmp_path):
+    a, ea = _run_program(tmp_path, BLOCK_VALUE, 1, "python")
+    b, eb = _run_program(tmp_path, BLOCK_VALUE, 1, "compiled")
+    assert ea is None and eb is None and b["engine"]
+    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
+
+
+STRUCT = """
+  var i: u16 = 3;
+  var p = .{ .a = i, .b = 2.0 };
+  out[0] = p.b;
+"""
+
+
 def test_auto_falls_back_with_a_reason_and_compiled_refuses(tmp_path, caplog):
     import logging
     with caplog.at_level(logging.WARNING, logger="waferscale.sim.engine"):
-        dev = _device(tmp_path, BLOCK_VALUE, 1, "auto")
-    assert dev.sim.engine is None and "a break with a value" in caplog.text
+        dev = _device(tmp_path, STRUCT, 1, "auto")
+    assert dev.sim.engine is None and "does not support" in caplog.text
     dev.launch("run", [])
-    assert dev.read_symbol(0, 0, "out")[0] == 1.0
-    with pytest.raises(SimError, match="compiled engine cannot run this program.*break with"):
-        _device(tmp_path, BLOCK_VALUE, 1, "compiled")
+    assert dev.read_symbol(0, 0, "out")[0] == 2.0
+    with pytest.raises(SimError, match="compiled engine cannot run this program"):
+        _device(tmp_path, STRUCT, 1, "compiled")
 
 
 # -- random scalar programs ------------------------------------------------------------------------
@@ -548,6 +562,8 @@ def test_random_traffic_equal_on_both_paths(tmp_path, prog):
 # -- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, what", [
+    ("  var k: u16 = 1;\n  const v: f32 = blk: {\n    if (k > 2) { break :blk 1.0; }\n  };\n"
+     "  out[0] = v;", "expected type 'f32', found 'void'"),
     ("  var k: u16 = 7;\n  switch (k) {\n    1, 2 => { out[0] = 1.0; },\n    3 => out[0] = 3.0,\n  }",
      "switch on 7 matches no case and has no else"),
     (("  var u: f32;\n  var j: u16 = 0;\n  while (j < 2) {\n    var w: f32 = undefined;\n"

@@ -30,8 +30,8 @@ between numeric types; the DSD operations the engine's table lists, sync or asyn
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
 ``<simprint>``'s print_string and decimal prints; switch statements with comptime cases; if-expressions on a run-time condition whose branches have one type, or whose
 result type is known (an assignment, a typed declaration, an argument). Not supported (Python
-path): run-time structs, arrays as values, blocks that yield a value (``break :b v``),
-comptime-int variables.
+path): run-time structs, arrays as values, blocks that yield a value where its type is not
+known from the context, comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
 each one's operands.
@@ -114,6 +114,7 @@ class Op(enum.IntEnum):
     ASSERT = 51
     CHKDEF = 52
     NOMATCH = 53
+    FAIL = 54
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -178,6 +179,7 @@ class _Loop:
     """A loop or labelled block that ``break``/``continue`` jump out of (patched later)."""
     label: str | None = None
     block: bool = False                # a labelled block: only `break :label` targets it
+    value_type: T.Type | None = None   # a block that yields a value of this type
     breaks: list[int] = field(default_factory=list)
     conts: list[int] = field(default_factory=list)
 
@@ -471,7 +473,7 @@ class ProgramLowering:
                 raise _unsupported("a declaration without initializer", d)
             self.undefined_local(d.name, declared, d)
             return
-        if declared is not None and isinstance(d.init, A.IfExpr) \
+        if declared is not None and isinstance(d.init, (A.IfExpr, A.BlockExpr)) \
                 and self.try_const(d.init) is None:
             self.value(d.init, declared)         # a run-time if-expression, typed here
             loc = self.new_local(d.name, declared, d.kind == "var", d)
@@ -559,9 +561,14 @@ class ProgramLowering:
         self.emit(Op.RET)
 
     def _s_Break(self, st: A.Break) -> None:
+        target = self.jump_target(st.label, st)
         if st.value is not None:
-            raise _unsupported("a break with a value", st)
-        self.jump_target(st.label, st).breaks.append(self.emit(Op.JMP))
+            if target.value_type is None:
+                raise _unsupported("a break with a value out of a block of unknown type", st)
+            self.value(st.value, target.value_type)
+        elif target.value_type is not None:
+            raise _unsupported("a break without a value out of a block that yields one", st)
+        target.breaks.append(self.emit(Op.JMP))
 
     def _s_Continue(self, st: A.Continue) -> None:
         self.jump_target(st.label, st, cont=True).conts.append(self.emit(Op.JMP))
@@ -730,6 +737,20 @@ class ProgramLowering:
 
     def value(self, e: A.Expr, t: T.Type) -> None:
         """Lower ``e`` and leave it on the stack coerced to ``t``."""
+        if isinstance(e, A.BlockExpr) and e.block.label is not None \
+                and self.mentions_runtime(e) and not T.is_dsd(t):
+            # `blk: { ... break :blk v; ... }` (Interp._e_BlockExpr), its type known here.
+            target = _Loop(e.block.label, block=True, value_type=t)
+            self.cur.loops.append(target)
+            self.push_scope()
+            for st in e.block.stmts:
+                self.stmt(st)
+            self.pop_scope()
+            self.cur.loops.pop()
+            # Falling off the end yields void, which does not coerce to t.
+            self.emit(Op.FAIL, self.name(f"expected type '{t}', found 'void'"), 0, self.node(e))
+            self.patch(target.breaks, self.label())
+            return
         if isinstance(e, A.IfExpr) and e.else_ is not None and self.try_const(e) is None:
             # Interp._e_IfExpr then the coercion to t: each branch coerced to t.
             c = self.expr(e.cond)
