@@ -800,6 +800,12 @@ class Engine {
     return kOk;
   }
 
+  // pe.runaway_message
+  std::string runaway() const {
+    return "ran more than " + std::to_string(max_cycles_) + " cycles ahead of the global clock "
+           "without waiting for the fabric (an endless loop?; SimOptions.max_cycles)";
+  }
+
   // Simulator._skip: n cycles pass without stepping.
   void skip(int64_t n) {
     for (auto& pe : pes_)
@@ -1179,6 +1185,7 @@ class Engine {
       const int64_t cyc = setup_ + (s.n + simd - 1) / simd;
       pe.time += cyc;
       pe.busy += cyc;
+      if (pe.time - now > max_cycles_) throw EngineError{runaway(), -1};
       if (memory_only(s, info)) {
         // No fabric operand: nothing can stall, so the elements run in one tight loop.
         // Non-pointer operands were bounds-checked at issue; pointers are checked here.
@@ -1460,7 +1467,11 @@ class Engine {
       auto& st = c.stack;
       switch (in.op) {
         case kNop: break;
-        case kCost: pe.time += in.a; pe.busy += in.a; break;
+        case kCost:
+          pe.time += in.a;
+          pe.busy += in.a;
+          if (pe.time - now > max_cycles_) throw EngineError{runaway(), -1};   // pe.PE.cost
+          break;
         case kPushK: st.push_back(P.consts[in.a]); break;
         case kLoadL: st.push_back(c.locals[f.slots + in.a]); break;
         case kStoreL: c.locals[f.slots + in.a] = st.back(); st.pop_back(); break;

@@ -324,15 +324,15 @@ layout {
 """
 
 
-def _device(tmp_path, body: str, n: int, mode: str) -> SimulatorDevice:
+def _device(tmp_path, body: str, n: int, mode: str, **options) -> SimulatorDevice:
     (tmp_path / "pe.csl").write_text(PROGRAM.format(n=n, body=body))
     (tmp_path / "layout.csl").write_text(LAYOUT)
     lay = elaborate(tmp_path / "layout.csl", OPTIONS)
-    return SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
+    return SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None, **options))
 
 
-def _run_program(tmp_path, body: str, n: int, mode: str):
-    dev = _device(tmp_path, body, n, mode)
+def _run_program(tmp_path, body: str, n: int, mode: str, **options):
+    dev = _device(tmp_path, body, n, mode, **options)
     try:
         dev.launch("run", [])
         err = None
@@ -560,6 +560,14 @@ def test_random_traffic_equal_on_both_paths(tmp_path, prog):
 
 
 # -- errors ----------------------------------------------------------------------------------------
+
+def test_endless_task_loop_stops_with_the_same_error(tmp_path):
+    body = "  var k: u32 = 0;\n  while (true) { k += 1; }"
+    errs = [_run_program(tmp_path, body, 1, mode, max_cycles=5000)[1]
+            for mode in ("python", "compiled")]
+    assert errs[0] is not None and "ran more than 5000 cycles ahead" in errs[0]
+    assert errs[0] == errs[1]
+
 
 @pytest.mark.parametrize("body, what", [
     ("  var k: u16 = 1;\n  const v: f32 = blk: {\n    if (k > 2) { break :blk 1.0; }\n  };\n"

@@ -218,6 +218,11 @@ def _elem_of(t: T.Type) -> T.Type:
     return t.elem if isinstance(t, T.ArrayT) else t
 
 
+def runaway_message(max_cycles: int) -> str:
+    return (f"ran more than {max_cycles} cycles ahead of the global clock without waiting for "
+            "the fabric (an endless loop?; SimOptions.max_cycles)")
+
+
 class TaskRng:
     """The random task order's generator: splitmix64, so the compiled engine draws the same
     numbers (pe_engine.hpp: TaskRng)."""
@@ -401,6 +406,10 @@ class PE:
     def cost(self, cycles: int) -> None:
         self.time += cycles
         self.stats.busy += cycles
+        if self.time - self.sim.cycle > self.sim.options.max_cycles:
+            # A context that never waits for the fabric never yields to the cycle loop, so
+            # the loop's own limit cannot stop it: an endless loop in a task ends here.
+            raise self.error(runaway_message(self.sim.options.max_cycles))
 
     def error(self, msg: str, node: A.Node | None = None) -> SimError:
         where = f" at {node.span}" if node is not None and node.span.file is not None else ""
