@@ -1,8 +1,9 @@
 """Build script: the pure-Python package comes from pyproject.toml; this file only adds the
 compiled extensions of bindings/ (the simulator's hot core), built with pybind11's helpers.
 
-Every ``bindings/<name>.cpp`` becomes the extension module ``waferscale._<name>``. Extensions
-are optional: if a compiler is missing the install still succeeds and the simulator falls back
+Every ``bindings/<name>.cpp`` becomes the extension module ``waferscale._<name>``; the headers
+in bindings/ are included by them (``fabric.cpp`` includes the compiled PE engine,
+``pe_engine.hpp``). Extensions are optional: if a compiler is missing the install still succeeds and the simulator falls back
 to its Python reference path (slower, same results).
 """
 
@@ -18,6 +19,7 @@ ext_modules = [
     Pybind11Extension(
         f"waferscale._{Path(src).stem}",
         [src],
+        depends=sorted(glob("bindings/*.hpp")),   # headers included by the sources
         cxx_std=17,
         extra_compile_args=["-O3"],
         optional=True,
