@@ -3,8 +3,8 @@ compiled extensions of bindings/ (the simulator's hot core), built with pybind11
 
 Every ``bindings/<name>.cpp`` becomes the extension module ``waferscale._<name>``; the headers
 in bindings/ are included by them (``fabric.cpp`` includes the compiled PE engine,
-``pe_engine.hpp``). Extensions are optional: if a compiler is missing the install still succeeds and the simulator falls back
-to its Python reference path (slower, same results).
+``pe_engine.hpp``). Extensions are optional: if a compiler is missing the install still
+succeeds and the simulator falls back to its Python reference path (slower, same results).
 """
 
 from glob import glob
