@@ -33,8 +33,8 @@ result type is known (an assignment, a typed declaration, an argument). Not supp
 path): run-time structs, arrays as values, blocks that yield a value where its type is not
 known from the context, comptime-int variables.
 
-Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`; the comments in ``pe_engine.hpp`` give
-each one's operands.
+Bytecode: instructions ``(op, a, b, c)`` of :class:`Op` (``bindings/pe_program.hpp`` has the
+format; the VM's cases in ``bindings/pe_engine.hpp`` say what each operand means).
 """
 
 from __future__ import annotations
