@@ -374,7 +374,6 @@ class Engine {
     return py::make_tuple(error_, error_pe_, error_task_, error_node_, error_cycle_,
                           error_semantic_);
   }
-  const std::string& run_what() const { return what_; }
 
   // pe.PE.describe_wait
   std::string describe(int k) const {
@@ -536,7 +535,12 @@ class Engine {
   }
 
   int error_status(const EngineError& e) {
-    set_error(*cur_pe_, e.msg, e.node, false, e.semantic);
+    if (cur_pe_) {
+      set_error(*cur_pe_, e.msg, e.node, false, e.semantic);
+    } else {                           // (no PE was running: a bare message)
+      error_ = e.msg;
+      error_pe_ = -1;
+    }
     return kError;
   }
 
@@ -544,7 +548,6 @@ class Engine {
 
   template <class Done>
   int run_until(Done done, const std::string& what) {
-    what_ = what;
     error_io_.clear();
     const int64_t start = cycle();
     int64_t hops = core_.hops();
@@ -1643,7 +1646,7 @@ class Engine {
   std::vector<std::pair<int64_t, CollLine>> lines_;
   H2D* h2d_ = nullptr;
   D2H* d2h_ = nullptr;
-  std::string what_, error_, error_task_;
+  std::string error_, error_task_;
   std::vector<std::string> error_io_;
   int32_t error_pe_ = -1, error_node_ = -1;
   int64_t error_cycle_ = 0;
