@@ -15,7 +15,7 @@ Operand kinds after resolution:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,18 +60,29 @@ def _int(v) -> int:
     return v.v if isinstance(v, Val) else int(v)
 
 
-def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
-    """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
-    p = v.v
-    if isinstance(v.type, T.PointerT) and not v.type.many:
-        return MemOperand([p], v.type.elem, pointer=True)
-    if not isinstance(p, DsdVal):
-        return Scalar(v)
+@dataclass
+class Descriptor:
+    """A DSD value with its fields read and its modifiers applied, before any address is
+    computed: what :func:`resolve` turns into an operand (and sim/lower.py into the compiled
+    engine's DSD record)."""
+    dsd_kind: str                     # mem1d_dsd | mem4d_dsd | fabin_dsd | fabout_dsd
+    length: int = 0                   # fabric DSDs: wavelets
+    queue: int = 0
+    color: int = 0                    # fabout: the color its wavelets carry
+    base: int = 0                     # memory DSDs: word address of the base variable
+    elem: T.Type | None = None
+    offset: int = 0                   # elements
+    strides: list[int] = field(default_factory=list)
+    extents: list[int] = field(default_factory=list)
+    index_offset: bool = False        # `.wavelet_index_offset = true`
+
+
+def describe(pe, p: DsdVal, node) -> Descriptor:
+    """Read a DSD's fields and apply its modifiers on ``pe``."""
     f = p.fields
-    mods = p.mods
     if p.kind in ("fabin_dsd", "fabout_dsd"):
         extent = _int(f.get("extent", Val(T.U16, 0)))
-        for name, args in mods:
+        for name, args in p.mods:
             if name == "length":
                 extent = _int(args[0])
         if p.kind == "fabin_dsd":
@@ -83,13 +94,13 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
                 q = _int(f["input_queue"])
             else:
                 q = pe.sim.wse2_queue(_int(f["fabric_color"]), pe)
-            return FabIn(q, extent)
+            return Descriptor(p.kind, length=extent, queue=q)
         oq = _int(f["output_queue"]) if "output_queue" in f else 0
         if "fabric_color" in f:
             color = _int(f["fabric_color"])
         else:
             color = pe.sim.output_queue_color(pe, oq)
-        return FabOut(oq, color, extent)
+        return Descriptor(p.kind, length=extent, queue=oq, color=color)
     # Memory DSDs.
     if "tensor_access" in f:
         ta: TensorAccessVal = f["tensor_access"].v
@@ -108,7 +119,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
             [_int(s) for s in f["stride"].v]
         extents = [_int(f.get("extent", Val(T.U16, 0)))] if p.kind == "mem1d_dsd" else \
             [_int(s) for s in f["extent"].v]
-    for name, args in mods:
+    for name, args in p.mods:
         if name == "increment_offset":
             offset += _int(args[0])
         elif name == "length":
@@ -122,12 +133,29 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
             else:
                 raise pe.error("@set_dsd_base_addr needs a pointer or array address", node)
             offset = 0
+    return Descriptor(p.kind, base=base, elem=elem, offset=offset, strides=strides,
+                      extents=extents, index_offset=_flag(f, "wavelet_index_offset"))
+
+
+def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
+    """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
+    p = v.v
+    if isinstance(v.type, T.PointerT) and not v.type.many:
+        return MemOperand([p], v.type.elem, pointer=True)
+    if not isinstance(p, DsdVal):
+        return Scalar(v)
+    d = describe(pe, p, node)
+    if p.kind == "fabin_dsd":
+        return FabIn(d.queue, d.length)
+    if p.kind == "fabout_dsd":
+        return FabOut(d.queue, d.color, d.length)
+    base, elem, offset, strides, extents = d.base, d.elem, d.offset, d.strides, d.extents
     ew = words_of(elem)
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
                  ).tolist()
         pe.check_access(addrs, elem, node, p.kind, base)
-        return MemOperand(addrs, elem, index_offset=_flag(f, "wavelet_index_offset"))
+        return MemOperand(addrs, elem, index_offset=d.index_offset)
     addrs = []
     # mem4d iteration: innermost-first extents; stride k applies when loop k advances.
     n_total = 1
@@ -146,7 +174,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
             counters[k] = 0
             k += 1
     pe.check_access(addrs, elem, node, p.kind, base)
-    return MemOperand(addrs, elem, index_offset=_flag(f, "wavelet_index_offset"))
+    return MemOperand(addrs, elem, index_offset=d.index_offset)
 
 
 def _flag(fields: dict, name: str) -> bool:

@@ -50,9 +50,11 @@ from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, val_key
 from ..lang.errors import CslError
-from ..lang.values import DsdVal, FnVal, PtrVal, TensorAccessVal, Val
+from ..lang.values import DsdVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
+from .dsd import describe
 from .memory import words_of
+from .pe import SimError
 
 
 class Unsupported(Exception):
@@ -1502,81 +1504,24 @@ class ProgramLowering:
     # -- DSD descriptors -------------------------------------------------------------------------
 
     def dsd_pod(self, v: Val, node: A.Node | None) -> list[int]:
-        """dsd.resolve applied at lowering time: the engine's Dsd struct, as ints."""
+        """The engine's Dsd record (ints) of a comptime-known DSD: dsd.describe's fields.
+        ``kind`` is the declared kind (error messages name it); ``ndim`` is the shape after
+        the modifiers."""
         p = v.v
-        if not isinstance(p, DsdVal):
+        if not isinstance(p, DsdVal) or p.kind not in DSD_KINDS:
             raise _unsupported(f"a DSD value of type '{v.type}'", node)
-        f, pe = p.fields, self.pe
-
-        def num(x: Any) -> int:
-            return int(x.v if isinstance(x, Val) else x)
-
-        kind = DSD_KINDS.get(p.kind)
-        if kind is None:
-            raise _unsupported(f"{p.kind} at run time", node)
-        base = offset = queue = color = wio = 0
-        tc = 0
-        extents: list[int] = []
-        strides: list[int] = []
-        if p.kind in ("fabin_dsd", "fabout_dsd"):
-            ext = num(f.get("extent", Val(T.U16, 0)))
-            for name, args in p.mods:
-                if name == "length":
-                    ext = num(args[0])
-                else:
-                    raise _unsupported(f"modifying a fabric DSD's {name}", node)
-            if p.kind == "fabin_dsd":
-                if self.sim.arch == "wse2" and "fabric_color" in f:
-                    queue = self.sim.wse2_queue(num(f["fabric_color"]), pe)
-                elif "input_queue" in f:
-                    queue = num(f["input_queue"])
-                else:
-                    queue = self.sim.wse2_queue(num(f["fabric_color"]), pe)
-            else:
-                queue = num(f["output_queue"]) if "output_queue" in f else 0
-                color = (num(f["fabric_color"]) if "fabric_color" in f
-                         else self.sim.output_queue_color(pe, queue))
-            extents, strides = [ext], [1]
-        else:
-            if "tensor_access" in f:
-                ta: TensorAccessVal = f["tensor_access"].v
-                base = pe.address_of(ta.base)
-                elem = ta.base.type.elem if isinstance(ta.base.type, T.ArrayT) else ta.base.type
-                offset, strides, extents = ta.offset, list(ta.strides), list(ta.extents)
-            else:
-                bv = f["base_address"]
-                if not isinstance(bv.type, T.PointerT):
-                    raise _unsupported("a DSD whose base is not a pointer", node)
-                elem = bv.type.elem.elem if isinstance(bv.type.elem, T.ArrayT) else bv.type.elem
-                base = bv.v if isinstance(bv.v, int) else self.rt.materialize(bv, node).v
-                offset = num(f.get("offset", Val(T.I16, 0)))
-                if p.kind == "mem1d_dsd":
-                    strides = [num(f.get("stride", Val(T.I16, 1)))]
-                    extents = [num(f.get("extent", Val(T.U16, 0)))]
-                else:
-                    strides = [num(s) for s in f["stride"].v]
-                    extents = [num(s) for s in f["extent"].v]
-            for name, args in p.mods:
-                if name == "increment_offset":
-                    offset += num(args[0])
-                elif name == "length":
-                    extents = [num(args[0])]
-                elif name == "stride":
-                    strides = [num(args[0])]
-                elif name == "base_addr":
-                    nb = args[0]
-                    if not isinstance(nb.type, T.PointerT):
-                        raise _unsupported("@set_dsd_base_addr of a non-pointer", node)
-                    base = nb.v if isinstance(nb.v, int) else self.rt.materialize(nb, node).v
-                    offset = 0
-            tc = tcode(elem, node)
-            wio = int(bool(f["wavelet_index_offset"].v)) if isinstance(
-                f.get("wavelet_index_offset"), Val) else 0
+        try:
+            d = describe(self.pe, p, node)
+        except SimError as ex:            # the interpreter reports it when the op runs
+            raise _unsupported(f"this DSD ({ex})", node) from None
+        tc = wio = 0
+        extents, strides = [d.length], [1]
+        if p.kind in ("mem1d_dsd", "mem4d_dsd"):
+            tc, wio = tcode(d.elem, node), int(d.index_offset)
+            extents, strides = d.extents, d.strides
             if len(extents) > 4 or len(strides) < len(extents):
                 raise _unsupported("a DSD of more than four dimensions", node)
-            kind = 0 if len(extents) == 1 else 1
-        pod = [kind, tc, len(extents), wio, base, offset]
-        pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [queue, color]
+        pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
+        pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color]
         assert len(pod) == self.dsd_words
         return pod
-
