@@ -34,10 +34,13 @@ struct Operand {
   int32_t len = 0;
   int32_t queue = 0, color = 0, index = -1;
   Scalar value{};
+  int32_t scalar_tc = 0;            // a scalar's type
   int32_t addr(int i) const {
     if (pointer) return abase;
     return addrs.empty() ? abase + i * astep : addrs[i];
   }
+  // Does the op take its length from this operand (a DSD, not a scalar or `*T` pointer)?
+  bool has_length() const { return kind == 1 || kind == 2 || (kind == 0 && !pointer); }
 };
 
 struct OpState {
@@ -55,7 +58,6 @@ struct OpState {
 struct MapState {
   const DsdCall* call = nullptr;
   std::vector<Operand> ops;
-  std::vector<int32_t> scalar_tc;   // per operand: the type of a scalar operand
   int32_t n = 0, i = 0;
 };
 
@@ -588,10 +590,15 @@ class Engine {
     return kOk;
   }
 
-  // pe.runaway_message
-  std::string runaway() const {
-    return "ran more than " + std::to_string(max_cycles_) + " cycles ahead of the global clock "
-           "without waiting for the fabric (an endless loop?; SimOptions.max_cycles)";
+  // pe.PE.cost: time passes on this PE's context; a context that never waits for the fabric
+  // never yields, so an endless loop stops here (pe.runaway_message).
+  void charge(PEState& pe, int64_t cycles, int64_t now) const {
+    pe.time += cycles;
+    pe.busy += cycles;
+    if (pe.time - now > max_cycles_)
+      throw EngineError{"ran more than " + std::to_string(max_cycles_) + " cycles ahead of the "
+                        "global clock without waiting for the fabric (an endless loop?; "
+                        "SimOptions.max_cycles)", -1};
   }
 
   // Simulator._skip: n cycles pass without stepping.
@@ -726,20 +733,27 @@ class Engine {
 
   // ---- tasks (pe.PE.runnable_tasks / pick_task / start_task) ----
 
+  int data_queue_of(const PEState& pe, int tid) const {
+    for (auto& dq : pe.data_queue)
+      if (dq.first == tid) return dq.second;
+    return -1;
+  }
+
+  // Bound, not blocked, and active (a data task: its queue holds a wavelet).
+  bool task_runnable(const PEState& pe, const TaskEntry& t) const {
+    if (pe.blocked.get(t.tid)) return false;
+    if (t.kind == 1) {
+      const int q = data_queue_of(pe, t.tid);
+      return q >= 0 && core_.iq_count_at(pe.idx, q) > 0;
+    }
+    return pe.active.get(t.tid);
+  }
+
   bool runnable(const PEState& pe, std::vector<int>* out) const {
     for (const TaskEntry& t : pe.prog->tasks) {
-      if (pe.blocked.get(t.tid)) continue;
-      bool r = false;
-      if (t.kind == 1) {
-        for (auto& dq : pe.data_queue)
-          if (dq.first == t.tid) { r = core_.iq_count_at(pe.idx, dq.second) > 0; break; }
-      } else {
-        r = pe.active.get(t.tid);
-      }
-      if (r) {
-        if (!out) return true;
-        out->push_back(t.tid);
-      }
+      if (!task_runnable(pe, t)) continue;
+      if (!out) return true;
+      out->push_back(t.tid);
     }
     return out && !out->empty();
   }
@@ -753,18 +767,8 @@ class Engine {
       return r[pe.rng.below(r.size())];
     }
     int best = -1;
-    for (const TaskEntry& t : pe.prog->tasks) {
-      if (pe.blocked.get(t.tid)) continue;
-      bool r;
-      if (t.kind == 1) {
-        r = false;
-        for (auto& dq : pe.data_queue)
-          if (dq.first == t.tid) { r = core_.iq_count_at(pe.idx, dq.second) > 0; break; }
-      } else {
-        r = pe.active.get(t.tid);
-      }
-      if (r && (best < 0 || t.tid < best)) best = t.tid;
-    }
+    for (const TaskEntry& t : pe.prog->tasks)
+      if (task_runnable(pe, t) && (best < 0 || t.tid < best)) best = t.tid;
     return best;
   }
 
@@ -775,9 +779,7 @@ class Engine {
     ctx->name = te->name;
     enter(*pe.prog, *ctx, te->fn);
     if (te->kind == 1) {
-      int q = 0;
-      for (auto& dq : pe.data_queue) if (dq.first == tid) q = dq.second;
-      const uint32_t payload = core_.ce_recv_at(pe.idx, q);
+      const uint32_t payload = core_.ce_recv_at(pe.idx, data_queue_of(pe, tid));
       const int base = ctx->frames.back().slots;
       if (te->ptypes.size() == 1) {
         ctx->locals[base] = decode_value(te->ptypes[0], payload);
@@ -962,6 +964,77 @@ class Engine {
     if (tc_words(t) == 2) pe.mem[addr + 1] = static_cast<uint16_t>(bits >> 16);
   }
 
+  inline static const std::string kMapName = "map";
+
+  // A scalar operand used as type `want` (dsd.read_elem's scalar case).
+  static Scalar as_type(Scalar v, int have, int want) {
+    const bool have_f = tc_float(have);
+    Scalar r = v;
+    if (tc_float(want)) r.f = round_to(want, have_f ? v.f : static_cast<double>(v.i));
+    else if (have_f) r.i = static_cast<int64_t>(v.f);
+    return r;
+  }
+
+  // dsd.read_elem: element i of a source operand as type t (op: the operation, for errors).
+  // False: the context must wait for the fabric; the same call resumes it.
+  bool read_elem(PEState& pe, Ctx& c, const Operand& o, int i, int t, int64_t now, Scalar& out,
+                 const std::string& op, int32_t node) {
+    switch (o.kind) {
+      case 3: out = as_type(o.value, o.scalar_tc, t); return true;
+      case 0: out = load(pe, t, o.addr(i)); return true;
+      case 1: {
+        if (!fabric_ready(pe, c, true, o.queue, 0, now)) return false;
+        const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
+        out = decode_value(t, tc_words(t) == 2 ? p : (p & 0xFFFF));
+        return true;
+      }
+      default: throw EngineError{"@" + op + " cannot read from a fabout DSD", node};
+    }
+  }
+
+  // dsd.write_elem: element i of the destination. False: wait for the fabric, as above.
+  bool write_elem(PEState& pe, Ctx& c, const Operand& o, int i, int t, Scalar v, int64_t now,
+                  const std::string& op, int32_t node) {
+    if (o.kind == 0) {
+      store(pe, t, o.addr(i), v);
+      return true;
+    }
+    if (o.kind != 2) throw EngineError{"@" + op + " cannot write to this operand", node};
+    if (!fabric_ready(pe, c, false, o.queue, o.color, now)) return false;
+    uint32_t bits = encode_value(t, v);
+    if (o.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(o.index & 0xFFFF) << 16);
+    core_.ce_send_at(pe.idx, o.queue, o.color, bits);
+    return true;
+  }
+
+  // Pop a call site's operands (pushed in order) and resolve them in source order, the
+  // destination first (dsd.resolve): DSDs become memory or fabric operands, `*T` pointers
+  // one-element memory operands; scalars keep the value and type they were pushed with.
+  void pop_operands(PEState& pe, Ctx& c, const DsdCall& call, Operand* ops) {
+    Dsd dsds[4];
+    Scalar scalars[4];
+    for (int k = call.nops - 1; k >= 0; --k) {
+      if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
+      else { scalars[k] = c.stack.back(); c.stack.pop_back(); }
+    }
+    for (int k = 0; k < call.nops; ++k) {
+      Operand& o = ops[k];
+      if (call.kind[k] == 0) {
+        o = resolve(pe, dsds[k], call.node);
+      } else if (call.kind[k] == 1) {
+        o.kind = 3;
+        o.value = scalars[k];
+        o.scalar_tc = call.tcode[k];
+      } else {
+        o.kind = 0;
+        o.pointer = true;
+        o.ew = tc_words(call.tcode[k]);
+        o.abase = static_cast<int32_t>(scalars[k].i);
+        o.len = 1;
+      }
+    }
+  }
+
   // builtins_rt.run_dsd_op's body
   Step run_op(PEState& pe, Ctx& c, int64_t now) {
     OpState& s = c.op;
@@ -970,10 +1043,7 @@ class Engine {
       s.started = true;
       s.start_time = pe.time;
       const int simd = wse2_ ? info.simd2 : info.simd3;
-      const int64_t cyc = setup_ + (s.n + simd - 1) / simd;
-      pe.time += cyc;
-      pe.busy += cyc;
-      if (pe.time - now > max_cycles_) throw EngineError{runaway(), -1};
+      charge(pe, setup_ + (s.n + simd - 1) / simd, now);
       if (memory_only(s, info)) {
         // No fabric operand: nothing can stall, so the elements run in one tight loop.
         // Non-pointer operands were bounds-checked at issue; pointers are checked here.
@@ -989,38 +1059,17 @@ class Engine {
     }
     while (s.i < s.n) {
       while (s.j < info.nsrc) {
-        const Operand& o = s.ops[1 + s.j];
-        const int t = info.src[s.j];
-        if (o.kind == 3) {
-          s.vals[s.j] = o.value;
-        } else if (o.kind == 0) {
-          s.vals[s.j] = load(pe, t, o.addr(s.i));
-        } else if (o.kind == 1) {
-          if (!fabric_ready(pe, c, true, o.queue, 0, now)) return kYield;
-          const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
-          s.vals[s.j] = decode_value(t, tc_words(t) == 2 ? p : (p & 0xFFFF));
-        } else {
-          throw EngineError{std::string("@") + info.name + " cannot read from a fabout DSD",
-                            s.call->node};
-        }
+        if (!read_elem(pe, c, s.ops[1 + s.j], s.i, info.src[s.j], now, s.vals[s.j], info.name,
+                       s.call->node))
+          return kYield;
         ++s.j;
       }
       if (!s.computed) {
         s.result = op_apply(s.call->op, s.vals);
         s.computed = true;
       }
-      const Operand& d = s.ops[0];
-      if (d.kind == 0) {
-        store(pe, info.dest, d.addr(s.i), s.result);
-      } else if (d.kind == 2) {
-        if (!fabric_ready(pe, c, false, d.queue, d.color, now)) return kYield;
-        uint32_t bits = encode_value(info.dest, s.result);
-        if (d.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(d.index & 0xFFFF) << 16);
-        core_.ce_send_at(pe.idx, d.queue, d.color, bits);
-      } else {
-        throw EngineError{std::string("@") + info.name + " cannot write to this operand",
-                          s.call->node};
-      }
+      if (!write_elem(pe, c, s.ops[0], s.i, info.dest, s.result, now, info.name, s.call->node))
+        return kYield;
       ++s.i;
       s.j = 0;
       s.computed = false;
@@ -1040,44 +1089,23 @@ class Engine {
     Operand ops[4];
     int64_t index = 0;
     if (call.has_index) { index = c.stack.back().i; c.stack.pop_back(); }
-    // Pop the operands, then resolve them in source order (destination first), as Python does.
-    Dsd dsds[4];
-    Scalar scalars[4];
-    for (int k = call.nops - 1; k >= 0; --k) {
-      if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
-      else { scalars[k] = c.stack.back(); c.stack.pop_back(); }
-    }
-    for (int k = 0; k < call.nops; ++k) {
-      Operand& o = ops[k];
-      if (call.kind[k] == 0) {
-        o = resolve(pe, dsds[k], call.node);
-      } else if (call.kind[k] == 1) {
-        o.kind = 3;
-        const Scalar v = scalars[k];
-        // A scalar source is used at the op's source type (an f32 register, say).
-        const int want = k == 0 ? info.dest : info.src[k - 1];
-        const bool have_f = tc_float(call.tcode[k]);
-        if (tc_float(want)) o.value.f = round_to(want, have_f ? v.f : static_cast<double>(v.i));
-        else o.value.i = have_f ? static_cast<int64_t>(v.f) : v.i;
-      } else {
-        o.kind = 0;
-        o.pointer = true;
-        o.ew = tc_words(call.tcode[k]);
-        o.abase = static_cast<int32_t>(scalars[k].i);
-        o.len = 1;
+    pop_operands(pe, c, call, ops);
+    for (int k = 1; k < call.nops; ++k)
+      if (ops[k].kind == 3) {   // a scalar source is used at the op's source type, once
+        ops[k].value = as_type(ops[k].value, ops[k].scalar_tc, info.src[k - 1]);
+        ops[k].scalar_tc = info.src[k - 1];
       }
-    }
     if (call.has_index)
       for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
     int n = -1;
     for (int k = 0; k < call.nops; ++k)
-      if (ops[k].kind == 1 || ops[k].kind == 2 || (ops[k].kind == 0 && !ops[k].pointer)) {
+      if (ops[k].has_length()) {
         n = ops[k].len;
         break;
       }
     if (n < 0) throw EngineError{std::string("@") + info.name + " needs at least one DSD operand", call.node};
     for (int k = 0; k < call.nops; ++k)
-      if (ops[k].kind == 0 && !ops[k].pointer && ops[k].len < n)
+      if (ops[k].kind == 0 && ops[k].has_length() && ops[k].len < n)
         throw EngineError{std::string("@") + info.name + ": operand " + std::to_string(k) +
                               " has " + std::to_string(ops[k].len) + " element(s), fewer than the op's " +
                               std::to_string(n), call.node};
@@ -1105,31 +1133,10 @@ class Engine {
     MapState ms;
     ms.call = &call;
     ms.ops.resize(call.nops);
-    ms.scalar_tc.assign(call.nops, 0);
-    Dsd dsds[4];
-    Scalar scalars[4];
-    for (int k = call.nops - 1; k >= 0; --k) {
-      if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
-      else { scalars[k] = c.stack.back(); c.stack.pop_back(); }
-    }
-    int n = -1;
-    for (int k = 0; k < call.nops; ++k) {
-      Operand& o = ms.ops[k];
-      if (call.kind[k] == 0) {
-        o = resolve(pe, dsds[k], call.node);
-      } else if (call.kind[k] == 1) {
-        o.kind = 3;
-        o.value = scalars[k];
-        ms.scalar_tc[k] = call.tcode[k];
-      } else {
-        o.kind = 0;
-        o.pointer = true;
-        o.ew = tc_words(call.tcode[k]);
-        o.abase = static_cast<int32_t>(scalars[k].i);
-        o.len = 1;
-      }
-      if (o.kind == 1 || o.kind == 2 || (o.kind == 0 && !o.pointer)) n = n < 0 ? o.len : std::min(n, o.len);
-    }
+    pop_operands(pe, c, call, ms.ops.data());
+    int n = -1;   // the shortest DSD
+    for (const Operand& o : ms.ops)
+      if (o.has_length()) n = n < 0 ? o.len : std::min(n, o.len);
     ms.n = n < 0 ? 1 : n;
     if (call.async_) {
       auto m = std::make_shared<Ctx>();
@@ -1255,11 +1262,7 @@ class Engine {
       auto& st = c.stack;
       switch (in.op) {
         case kNop: break;
-        case kCost:
-          pe.time += in.a;
-          pe.busy += in.a;
-          if (pe.time - now > max_cycles_) throw EngineError{runaway(), -1};   // pe.PE.cost
-          break;
+        case kCost: charge(pe, in.a, now); break;
         case kPushK: st.push_back(P.consts[in.a]); break;
         case kLoadL: st.push_back(c.locals[f.slots + in.a]); break;
         case kStoreL: c.locals[f.slots + in.a] = st.back(); st.pop_back(); break;
@@ -1380,37 +1383,20 @@ class Engine {
         case kMapTest:
           if (c.map.i >= c.map.n) f.pc = in.a;
           break;
-        case kMapRead: {   // a: input operand, b: element type
-          const Operand& o = c.map.ops[in.a];
+        case kMapRead: {   // a: input operand, b: element type; waits: run it again
           Scalar v;
-          if (o.kind == 3) {
-            v = o.value;
-            const bool have_f = tc_float(c.map.scalar_tc[in.a]);
-            if (tc_float(in.b)) v.f = round_to(in.b, have_f ? v.f : static_cast<double>(v.i));
-            else if (have_f) v.i = static_cast<int64_t>(v.f);
-          } else if (o.kind == 0) {
-            v = load(pe, in.b, o.addr(c.map.i));
-          } else if (o.kind == 1) {
-            if (!fabric_ready(pe, c, true, o.queue, 0, now)) { --f.pc; return; }
-            const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
-            v = decode_value(in.b, tc_words(in.b) == 2 ? p : (p & 0xFFFF));
-          } else {
-            throw EngineError{"@map cannot read from a fabout DSD", c.map.call->node};
+          if (!read_elem(pe, c, c.map.ops[in.a], c.map.i, in.b, now, v, kMapName, c.map.call->node)) {
+            --f.pc;
+            return;
           }
           st.push_back(v);
           break;
         }
         case kMapWrite: {  // a: element type; the value stays on the stack until it is written
-          const Operand& o = c.map.ops.back();
-          if (o.kind == 0) {
-            store(pe, in.a, o.addr(c.map.i), st.back());
-          } else if (o.kind == 2) {
-            if (!fabric_ready(pe, c, false, o.queue, o.color, now)) { --f.pc; return; }
-            uint32_t bits = encode_value(in.a, st.back());
-            if (o.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(o.index & 0xFFFF) << 16);
-            core_.ce_send_at(pe.idx, o.queue, o.color, bits);
-          } else {
-            throw EngineError{"@map cannot write to this operand", c.map.call->node};
+          if (!write_elem(pe, c, c.map.ops.back(), c.map.i, in.a, st.back(), now, kMapName,
+                          c.map.call->node)) {
+            --f.pc;
+            return;
           }
           st.pop_back();
           break;
@@ -1519,7 +1505,7 @@ class Engine {
           st.pop_back();
           Dsd& d = c.dstack.back();
           if (in.a == 0) d.offset += static_cast<int32_t>(v);
-          else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); if (d.kind == kMem4d) d.ndim = 1; }
+          else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); d.ndim = 1; }
           else if (in.a == 2) d.str[0] = static_cast<int32_t>(v);
           else { d.base = static_cast<int32_t>(v); d.offset = 0; }
           break;

@@ -570,6 +570,8 @@ def test_endless_task_loop_stops_with_the_same_error(tmp_path):
 
 
 @pytest.mark.parametrize("body, what", [
+    (("  var d = @get_dsd(mem4d_dsd, .{ .tensor_access = |i, j|{2, 2} -> buf[i * 2 + j] });\n"
+      "  d = @set_dsd_length(d, 9);\n  @fmovs(d, 1.0);"), "mem4d_dsd reaches element 8 of 'buf'"),
     ("  var k: u16 = 1;\n  const v: f32 = blk: {\n    if (k > 2) { break :blk 1.0; }\n  };\n"
      "  out[0] = v;", "expected type 'f32', found 'void'"),
     ("  var k: u16 = 7;\n  switch (k) {\n    1, 2 => { out[0] = 1.0; },\n    3 => out[0] = 3.0,\n  }",
