@@ -13,13 +13,18 @@ from waferscale.cli import main
 GEMV = Path(__file__).resolve().parents[2] / "csl" / "gemv"
 
 
-def test_trace_and_random_order(tmp_path, monkeypatch, capsys):
+def compile_gemv(tmp_path, monkeypatch, arch: str, fp16: int) -> None:
+    """A copy of csl/gemv on 3x3 PEs, compiled into ./out; the test runs in its directory."""
     work = tmp_path / "gemv"
     shutil.copytree(GEMV, work)
     monkeypatch.chdir(work)
-    assert main(["cslc", "layout.csl", "--arch=wse3", "--fabric-dims=10,5",
-                 "--fabric-offsets=4,1", "--params=P_c:3,P_r:3,M:7,N:5,fp16:0", "-o", "out",
-                 "--memcpy", "--channels=1"]) == 0
+    assert main(["cslc", "layout.csl", f"--arch={arch}", "--fabric-dims=10,5",
+                 "--fabric-offsets=4,1", f"--params=P_c:3,P_r:3,M:7,N:5,fp16:{fp16}", "-o",
+                 "out", "--memcpy", "--channels=1"]) == 0
+
+
+def test_trace_and_random_order(tmp_path, monkeypatch, capsys):
+    compile_gemv(tmp_path, monkeypatch, "wse3", 0)
     trace = tmp_path / "t.json"
     assert main(["cs_python", "--trace", str(trace), "--random-task-order", "--seed", "5",
                  "run.py", "--name", "out"]) == 0
@@ -32,12 +37,7 @@ def test_trace_and_random_order(tmp_path, monkeypatch, capsys):
 
 
 def test_stats_and_engine_choice(tmp_path, monkeypatch, capsys):
-    work = tmp_path / "gemv"
-    shutil.copytree(GEMV, work)
-    monkeypatch.chdir(work)
-    assert main(["cslc", "layout.csl", "--arch=wse2", "--fabric-dims=10,5",
-                 "--fabric-offsets=4,1", "--params=P_c:3,P_r:3,M:7,N:5,fp16:1", "-o", "out",
-                 "--memcpy", "--channels=1"]) == 0
+    compile_gemv(tmp_path, monkeypatch, "wse2", 1)
     stats = {}
     for engine in ("compiled", "python"):
         path = tmp_path / f"{engine}.json"

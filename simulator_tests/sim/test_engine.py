@@ -140,13 +140,6 @@ SWITCH = """
 """
 
 
-def test_switch_equal_on_both_paths(tmp_path):
-    a, ea = _run_program(tmp_path, SWITCH, 1, "python")
-    b, eb = _run_program(tmp_path, SWITCH, 1, "compiled")
-    assert ea is None and eb is None and b["engine"]
-    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
-
-
 TASK_DSD = """
   // A DSD built in run-time code from a tensor access, a run-time pointer choice, @assert.
   const d = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> buf[2 * i] });
@@ -163,10 +156,8 @@ TASK_DSD = """
 
 
 def test_task_dsds_and_assert_equal_on_both_paths(tmp_path):
-    a, ea = _run_program(tmp_path, TASK_DSD, 1, "python")
-    b, eb = _run_program(tmp_path, TASK_DSD, 1, "compiled")
-    assert b["engine"] and ea is not None and "@assert failed" in ea and ea == eb
-    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
+    err = _compare_program(tmp_path, TASK_DSD)
+    assert err is not None and "@assert failed" in err
 
 
 LABELLED = """
@@ -190,13 +181,6 @@ LABELLED = """
 """
 
 
-def test_labelled_blocks_and_loops_equal_on_both_paths(tmp_path):
-    a, ea = _run_program(tmp_path, LABELLED, 1, "python")
-    b, eb = _run_program(tmp_path, LABELLED, 1, "compiled")
-    assert ea is None and eb is None and b["engine"]
-    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
-
-
 BLOCK_VALUE = """
   var i: u16 = 3;
   const v: f32 = blk: {
@@ -207,11 +191,10 @@ BLOCK_VALUE = """
 """
 
 
-def test_block_values_equal_on_both_paths(tmp_path):
-    a, ea = _run_program(tmp_path, BLOCK_VALUE, 1, "python")
-    b, eb = _run_program(tmp_path, BLOCK_VALUE, 1, "compiled")
-    assert ea is None and eb is None and b["engine"]
-    assert a["cycle"] == b["cycle"] and np.array_equal(a["mem"], b["mem"])
+@pytest.mark.parametrize("body", [SWITCH, LABELLED, BLOCK_VALUE],
+                         ids=["switch", "labelled", "block-value"])
+def test_control_flow_equal_on_both_paths(tmp_path, body):
+    assert _compare_program(tmp_path, body) is None
 
 
 STRUCT = """
@@ -329,6 +312,16 @@ def _device(tmp_path, body: str, n: int, mode: str, **options) -> SimulatorDevic
     (tmp_path / "layout.csl").write_text(LAYOUT)
     lay = elaborate(tmp_path / "layout.csl", OPTIONS)
     return SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None, **options))
+
+
+def _compare_program(tmp_path, body: str, n: int = 1) -> str | None:
+    """Run a test program on both paths: the same memory, cycle count and counters, and the
+    same error (returned; None: it ran to the end)."""
+    (a, ea), (b, eb) = (_run_program(tmp_path, body, n, mode) for mode in ("python", "compiled"))
+    assert b["engine"] and not a["engine"] and ea == eb
+    assert a["cycle"] == b["cycle"] and a["counters"] == b["counters"]
+    assert np.array_equal(a["mem"], b["mem"])
+    return ea
 
 
 def _run_program(tmp_path, body: str, n: int, mode: str, **options):
