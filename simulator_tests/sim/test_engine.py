@@ -307,21 +307,42 @@ layout {
 """
 
 
-def _device(tmp_path, body: str, n: int, mode: str, **options) -> SimulatorDevice:
-    (tmp_path / "pe.csl").write_text(PROGRAM.format(n=n, body=body))
+def _write_program(tmp_path, body: str, n: int, program: str = PROGRAM) -> None:
+    (tmp_path / "pe.csl").write_text(program.format(n=n, body=body))
     (tmp_path / "layout.csl").write_text(LAYOUT)
+
+
+def _device(tmp_path, body: str, n: int, mode: str, **options) -> SimulatorDevice:
+    _write_program(tmp_path, body, n)
     lay = elaborate(tmp_path / "layout.csl", OPTIONS)
     return SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None, **options))
 
 
-def _compare_program(tmp_path, body: str, n: int = 1) -> str | None:
-    """Run a test program on both paths: the same memory, cycle count and counters, and the
-    same error (returned; None: it ran to the end)."""
-    (a, ea), (b, eb) = (_run_program(tmp_path, body, n, mode) for mode in ("python", "compiled"))
+def _compare(layout, options: CompileOptions) -> tuple[SimulatorDevice, str | None]:
+    """Launch `run` of the program at ``layout`` on both paths: the same memory, cycle count
+    and counters, and the same error. Returns the compiled run's device and the error (None:
+    it ran to the end)."""
+    runs = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(layout, options), SimOptions(engine=mode,
+                                                                     simprint_log=None))
+        try:
+            dev.launch("run", [])
+            err = None
+        except SimError as e:
+            err = str(e)
+        runs.append((dev, _fingerprint(dev), err))
+    (_, a, ea), (dev, b, eb) = runs
     assert b["engine"] and not a["engine"] and ea == eb
     assert a["cycle"] == b["cycle"] and a["counters"] == b["counters"]
     assert np.array_equal(a["mem"], b["mem"])
-    return ea
+    return dev, ea
+
+
+def _compare_program(tmp_path, body: str, n: int = 1, program: str = PROGRAM) -> str | None:
+    """:func:`_compare` on a test program (``body`` inside the launched function)."""
+    _write_program(tmp_path, body, n, program)
+    return _compare(tmp_path / "layout.csl", OPTIONS)[1]
 
 
 def _run_program(tmp_path, body: str, n: int, mode: str, **options):
@@ -339,17 +360,12 @@ def _run_program(tmp_path, body: str, n: int, mode: str, **options):
 @given(prog=_program())
 def test_random_programs_equal_on_both_paths(tmp_path, prog):
     body, n = prog
-    a, ea = _run_program(tmp_path, body, n, "python")
     try:
-        b, eb = _run_program(tmp_path, body, n, "compiled")
+        _compare_program(tmp_path, body, n)
     except SimError as e:
         # The lowering leaves a constant that cannot be coerced (`x = 0 - 1;` for a u16) to
         # the Python path, which reports it if that code runs; nothing else may fall back.
         assert "a constant that does not coerce" in str(e)
-        return
-    assert ea == eb
-    assert a["cycle"] == b["cycle"] and a["busy"] == b["busy"]
-    assert np.array_equal(a["mem"], b["mem"])
 
 
 # -- random DSD programs ---------------------------------------------------------------------------
@@ -413,17 +429,7 @@ DSD_PROGRAM = PROGRAM.replace("var buf: [8]f32;",
 @given(body=_dsd_program())
 def test_random_dsd_programs_equal_on_both_paths(tmp_path, body):
     """Random DSD operations over overlapping, strided, reversed and zero-stride operands."""
-    out = []
-    for mode in ("python", "compiled"):
-        (tmp_path / "pe.csl").write_text(DSD_PROGRAM.format(n=1, body=body))
-        (tmp_path / "layout.csl").write_text(LAYOUT)
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", OPTIONS),
-                              SimOptions(engine=mode, simprint_log=None))
-        dev.launch("run", [])
-        out.append(_fingerprint(dev))
-    a, b = out
-    assert b["engine"] and a["cycle"] == b["cycle"] and a["busy"] == b["busy"]
-    assert np.array_equal(a["mem"], b["mem"])
+    assert _compare_program(tmp_path, body, program=DSD_PROGRAM) is None
 
 
 # -- random traffic --------------------------------------------------------------------------------
@@ -540,15 +546,8 @@ def test_random_traffic_equal_on_both_paths(tmp_path, prog):
     (tmp_path / "layout.csl").write_text(LINE_LAYOUT.format(w=w, tiles="\n".join(tiles)))
     opts = CompileOptions(arch=arch, fabric_dims=(w + 7, 3), fabric_offsets=(4, 1),
                           memcpy=True, channels=1)
-    out = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        dev.launch("run", [])
-        out.append(_fingerprint(dev))
-    a, b = out
-    assert b["engine"] and a["cycle"] == b["cycle"] and a["counters"] == b["counters"]
-    assert np.array_equal(a["mem"], b["mem"])
+    dev, err = _compare(tmp_path / "layout.csl", opts)
+    assert err is None
     assert dev.sim.fabric.counters().wavelet_hops > 0       # the streams did cross the fabric
 
 
