@@ -21,7 +21,7 @@ struct EngineError {
   bool semantic = false;   // a CSL semantic error (Python: CslSemanticError, rendered with a caret)
 };
 
-enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain };
+enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain, kWaitUt };
 enum Step : int { kYield = 0, kDone = 1 };
 
 // A resolved DSD-operation operand (dsd.MemOperand / FabIn / FabOut / Scalar).
@@ -72,12 +72,15 @@ struct Ctx {
   int64_t ready_at = 0;
   bool done = false;
   int32_t wait = kNoWait, wq = 0, wcolor = 0;
-  std::shared_ptr<Ctx> prev;        // kWaitMain: the main context this RPC waits for
+  // kWaitMain / kWaitUt (Context.after): the context this one is queued behind (an RPC
+  // behind the main thread, an async op behind its microthread's previous op; wq: the ID).
+  std::shared_ptr<Ctx> prev;
   int32_t phase = 0;                // fabric access: 0 before sync_time, 1 waiting
   std::vector<Frame> frames;
   std::vector<Scalar> stack, locals;
   std::vector<Dsd> dstack, dlocals;
   bool in_op = false, async_op = false;
+  bool micro_async = false;         // an async op or async @map: signals at its own time
   OpState op;
   MapState map;
 };
@@ -117,7 +120,9 @@ struct PEState {
   int64_t busy = 0, stall = 0, tasks_run = 0, live = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
   int32_t task_name = -1;                      // the running context's name
-  std::vector<std::pair<int64_t, int32_t>> timed;   // (cycle, task ID): pe.timed_activations
+  struct Timed { int64_t cycle; int32_t tid; bool unblock; };
+  std::vector<Timed> timed;                         // pe.timed_activations
+  std::shared_ptr<Ctx> ut_last[32];                 // pe.ut_last: latest async op per microthread
   TaskRng rng;                                      // --random-task-order
   std::string print_buffer;                         // <simprint> text before its newline
 };
@@ -387,6 +392,7 @@ class Engine {
         case kWaitOq: return "space in output queue " + std::to_string(c.wq) + " (color " +
                              std::to_string(c.wcolor) + ")";
         case kWaitMain: return "the main thread to finish its task";
+        case kWaitUt: return "microthread " + std::to_string(c.wq) + " to finish its previous operation";
         default: return "time";
       }
     };
@@ -648,12 +654,14 @@ class Engine {
       if (!pe.timed.empty()) {
         bool due = false;
         for (auto& t : pe.timed)
-          if (t.first <= now) { pe.active.set(t.second); due = true; }
+          if (t.cycle <= now) {
+            if (t.unblock) pe.blocked.clear(t.tid);
+            else pe.active.set(t.tid);
+            due = true;
+          }
         if (due) {
           pe.timed.erase(std::remove_if(pe.timed.begin(), pe.timed.end(),
-                                        [now](const std::pair<int64_t, int32_t>& t) {
-                                          return t.first <= now;
-                                        }),
+                                        [now](const PEState::Timed& t) { return t.cycle <= now; }),
                          pe.timed.end());
           progressed = true;
         }
@@ -696,7 +704,7 @@ class Engine {
         consider(pe.main->ready_at);
       for (auto& m : pe.micro)
         if (!m->done && m->wait == kNoWait && m->ready_at >= now) consider(m->ready_at);
-      for (auto& t : pe.timed) consider(t.first);
+      for (auto& t : pe.timed) consider(t.cycle);
       if (!pe.main && pe.main_free_at >= now && runnable(pe, nullptr)) consider(pe.main_free_at);
     }
     return best;
@@ -706,7 +714,7 @@ class Engine {
     switch (c.wait) {
       case kWaitIq: return core_.iq_count_at(pe.idx, c.wq) > 0;
       case kWaitOq: return core_.oq_free_at(pe.idx, c.wq) > 0;
-      case kWaitMain: return c.prev->done;
+      case kWaitMain: case kWaitUt: return c.prev->done;
       default: return true;
     }
   }
@@ -717,6 +725,12 @@ class Engine {
     if (c.wait != kNoWait && !wait_holds(pe, c)) {
       ++pe.stall;
       return false;
+    }
+    if (c.prev) {   // Simulator._resume: queued behind c.prev, it starts when that one ended
+      c.ready_at = std::max(c.ready_at, c.prev->ready_at);
+      c.prev.reset();
+      c.wait = kNoWait;
+      if (c.ready_at > now) return false;
     }
     pe.time = std::max(c.ready_at, now);
     if (!c.started) { c.started = true; c.start_time = pe.time; }
@@ -1077,9 +1091,45 @@ class Engine {
     if (trace_)
       spans_.push_back(SpanRec{static_cast<int32_t>(&pe - pes_.data()), std::string("@") + info.name,
                                2, s.start_time, pe.time, s.n});
-    if (s.call->activate >= 0) pe.active.set(s.call->activate);
-    if (s.call->unblock >= 0) pe.blocked.clear(s.call->unblock);
+    complete(pe, c, *s.call, now);
     return kDone;
+  }
+
+  // builtins_rt._complete: an op's .activate / .unblock; an async one at its own time
+  // (pe.signal), a synchronous one at once.
+  void complete(PEState& pe, const Ctx& c, const DsdCall& call, int64_t now) {
+    for (int k = 0; k < 2; ++k) {
+      const int32_t tid = k == 0 ? call.activate : call.unblock;
+      if (tid < 0) continue;
+      if (c.micro_async && pe.time > now) pe.timed.push_back({pe.time, tid, k == 1});
+      else if (k == 1) pe.blocked.clear(tid);
+      else pe.active.set(tid);
+    }
+  }
+
+  // builtins_rt._microthread: the queue ID of the highest-priority fabric operand (the
+  // destination first), or -1.
+  static int microthread_of(const Operand* ops, int n) {
+    for (int k = 0; k < n; ++k)
+      if (ops[k].kind == 1 || ops[k].kind == 2) return ops[k].queue;
+    return -1;
+  }
+
+  // pe.PE.start_async: a new microthread starts at the issuing context's time, queued behind
+  // the unfinished previous op of its microthread.
+  void start_async(PEState& pe, const std::shared_ptr<Ctx>& m, int ut) {
+    m->ready_at = pe.time;
+    m->micro_async = true;
+    if (ut >= 0) {
+      std::shared_ptr<Ctx>& last = pe.ut_last[ut];
+      if (last && !last->done) {
+        m->wait = kWaitUt;
+        m->wq = ut;
+        m->prev = last;
+      }
+      last = m;
+    }
+    pe.micro.push_back(m);
   }
 
   // Issue a DSD operation (builtins_rt.run_dsd_op): resolve operands now, run the body now
@@ -1114,7 +1164,6 @@ class Engine {
     if (call.async_) {
       m = std::make_shared<Ctx>();
       m->name = call.name;
-      m->ready_at = now;
       m->async_op = true;
       target = m.get();
     }
@@ -1124,7 +1173,7 @@ class Engine {
     for (int k = 0; k < call.nops; ++k) s.ops[k] = std::move(ops[k]);
     s.n = n;
     target->in_op = true;
-    if (m) pe.micro.push_back(m);
+    if (m) start_async(pe, m, microthread_of(s.ops, s.call->nops));
   }
 
   // builtins_rt._map: resolve the operands now; run the element loop (function `fn`) here or
@@ -1141,10 +1190,13 @@ class Engine {
     if (call.async_) {
       auto m = std::make_shared<Ctx>();
       m->name = call.name;
-      m->ready_at = now;
+      const int n_ops = static_cast<int>(ms.ops.size());
+      // _microthread(cfg, [out, *ins]): the output first
+      int ut = microthread_of(&ms.ops[n_ops - 1], 1);
+      if (ut < 0) ut = microthread_of(ms.ops.data(), n_ops - 1);
       m->map = std::move(ms);
       enter(P, *m, fn);
-      pe.micro.push_back(m);
+      start_async(pe, m, ut);
     } else {
       if (c.map.call) throw EngineError{"@map inside the function of a @map", call.node};
       c.map = std::move(ms);
@@ -1224,7 +1276,7 @@ class Engine {
     int64_t done = 0;
     for (auto* c : calls) done = std::max(done, c->time);
     done += count + n;
-    for (auto* c : calls) pes_[c->pe].timed.emplace_back(done, c->cb);
+    for (auto* c : calls) pes_[c->pe].timed.push_back({done, c->cb, false});
     lines_.erase(std::find_if(lines_.begin(), lines_.end(),
                               [key](const std::pair<int64_t, CollLine>& l) { return l.first == key; }));
   }
@@ -1403,8 +1455,7 @@ class Engine {
         }
         case kMapStep: ++c.map.i; break;
         case kMapDone:
-          if (c.map.call->activate >= 0) pe.active.set(c.map.call->activate);
-          if (c.map.call->unblock >= 0) pe.blocked.clear(c.map.call->unblock);
+          complete(pe, c, *c.map.call, now);
           c.map = MapState{};
           break;
         case kCollective: {

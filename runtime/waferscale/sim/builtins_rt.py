@@ -139,18 +139,40 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
             pe.sim.trace.span(pe, f"@{e.name}", "dsd", start, pe.time, n=n)
         _complete(pe, cfg, e)
 
-    if cfg.get("async") is not None and cfg["async"].v:
-        pe.start_context(f"@{e.name}", body, main=False)
+    if _is_async(cfg):
+        pe.start_async(f"@{e.name}", body, _microthread(cfg, [dest, *srcs]))
     else:
         body()
     return Val(T.BOOL, True)
 
 
+def _is_async(cfg: dict[str, Val]) -> bool:
+    return cfg.get("async") is not None and bool(cfg["async"].v)
+
+
+def _microthread(cfg: dict[str, Val], operands: list) -> int | None:
+    """The microthread an async op runs on: ``.ut_id`` if given, else the queue ID of its
+    highest-priority fabric operand, destination first (SDK docs, "Microthread IDs"; on
+    WSE-2 the queue of the fabric DSD). ``operands``: destination first."""
+    if "ut_id" in cfg:
+        return int(cfg["ut_id"].v)
+    for o in operands:
+        if isinstance(o, (D.FabIn, D.FabOut)):
+            return o.queue
+    return None
+
+
 def _complete(pe, cfg: dict[str, Val], node) -> None:
-    if "activate" in cfg:
-        pe.active.add(_task_id(pe, cfg["activate"], node))
-    if "unblock" in cfg:
-        pe.blocked.discard(_task_id(pe, cfg["unblock"], node))
+    """An op's .activate / .unblock, at the time it finished (pe.signal)."""
+    for key in ("activate", "unblock"):
+        if key in cfg:
+            tid = _task_id(pe, cfg[key], node)
+            if _is_async(cfg):
+                pe.signal(tid, unblock=key == "unblock")
+            elif key == "unblock":
+                pe.blocked.discard(tid)
+            else:
+                pe.active.add(tid)
 
 
 def _map(ip, e: A.BuiltinCall, s) -> Val:
@@ -179,8 +201,8 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
             D.write_elem(pe, out, i, ret, r.v)
         _complete(pe, cfg, e)
 
-    if cfg.get("async") is not None and cfg["async"].v:
-        pe.start_context("@map", body, main=False)
+    if _is_async(cfg):
+        pe.start_async("@map", body, _microthread(cfg, [out, *ins]))
     else:
         body()
     return Val(T.BOOL, True)

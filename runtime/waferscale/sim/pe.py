@@ -59,6 +59,9 @@ class Context:
     wait_desc: str = ""
     ready_at: int = 0                          # simulated cycle from which it may run
     done: bool = False
+    # Runs only after this context is done, and no earlier than its end time: an async op
+    # queued behind the previous op of its microthread, or an RPC behind the main thread.
+    after: "Context | None" = None
 
 
 class PEInterp(Interp):
@@ -275,7 +278,10 @@ class PE:
         self.time = 0                             # local clock while a context runs
         self.current_task = "-"
         self.cmd_blocked = False                  # waiting for unblock_cmd_stream
-        self.timed_activations: list[tuple[int, int]] = []   # (cycle, local task id)
+        # (cycle, task id, unblock?): task-table updates due at a later cycle (an async op
+        # that finished ahead of the global clock, a collective's callback).
+        self.timed_activations: list[tuple[int, int, bool]] = []
+        self.ut_last: dict[int, Context] = {}    # microthread ID -> its latest async op
         self.print_buffer = ""                    # <simprint> text before its newline
         self.unblock_time = 0                     # local cycle of the last unblock
         self.stats = PEStats()
@@ -466,7 +472,8 @@ class PE:
                     Val(types[1], decode(payload >> 16, types[1]))]
         raise self.error(f"data task '{fn.name}' must take one or two parameters")
 
-    def start_context(self, name: str, body: Callable[[], Any], main: bool) -> Context:
+    def start_context(self, name: str, body: Callable[[], Any], main: bool,
+                      ready_at: int | None = None) -> Context:
         ctx_holder: list[Context] = []
 
         def run() -> None:
@@ -480,13 +487,43 @@ class PE:
                     self.sim.trace.span(self, name, "task" if main else "async", start,
                                         self.time)
         ctx = Context(name, greenlet.greenlet(run, parent=self.sim.loop_greenlet),
-                      ready_at=self.sim.cycle)
+                      ready_at=self.sim.cycle if ready_at is None else ready_at)
         ctx_holder.append(ctx)
         if main:
             self.main = ctx
         else:
             self.microthreads.append(ctx)
         return ctx
+
+    def start_async(self, name: str, body: Callable[[], Any], ut: int | None) -> Context:
+        """Start an async DSD operation as a microthread. It starts at the issuing context's
+        own time, never earlier (causality), and behind any unfinished operation of the same
+        microthread ``ut`` ("two operations cannot concurrently use the same microthread",
+        SDK docs, tutorial topic 12); ``None``: no fabric operand names one."""
+        ctx = self.start_context(name, body, main=False, ready_at=self.time)
+        if ut is not None:
+            prev = self.ut_last.get(ut)
+            if prev is not None and not prev.done:
+                self.queue_after(ctx, prev, f"microthread {ut} to finish its previous operation")
+            self.ut_last[ut] = ctx
+        return ctx
+
+    @staticmethod
+    def queue_after(ctx: Context, prev: Context, desc: str) -> None:
+        """Let ``ctx`` run only once ``prev`` is done, from ``prev``'s end time on."""
+        ctx.after = prev
+        ctx.wait, ctx.wait_desc = (lambda: prev.done), desc
+
+    def signal(self, tid: int, unblock: bool) -> None:
+        """Activate (or unblock) task ``tid`` at this context's time: at once when the global
+        clock has reached it, else once it does (an async op that ran ahead must not start
+        a task before it finished)."""
+        if self.time > self.sim.cycle:
+            self.timed_activations.append((self.time, tid, unblock))
+        elif unblock:
+            self.blocked.discard(tid)
+        else:
+            self.active.add(tid)
 
     def wait(self, cond: Callable[[], bool], desc: str) -> None:
         """Suspend the running context until ``cond()`` holds (checked once per cycle)."""
@@ -514,7 +551,7 @@ class PE:
 
     def activate_at(self, cycle: int, tid: int) -> None:
         """Activate local task ``tid`` once the global clock reaches ``cycle``."""
-        self.timed_activations.append((cycle, tid))
+        self.timed_activations.append((cycle, tid, False))
 
     def describe_wait(self) -> str:
         parts = []

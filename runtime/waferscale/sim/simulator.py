@@ -191,6 +191,12 @@ class Simulator:
         if ctx.wait is not None and not ctx.wait():
             pe.stats.stall += 1
             return False
+        if ctx.after is not None:
+            # Queued behind another context: it starts when that one ended (its local clock).
+            ctx.ready_at = max(ctx.ready_at, ctx.after.ready_at)
+            ctx.after, ctx.wait, ctx.wait_desc = None, None, ""
+            if ctx.ready_at > self.cycle:
+                return False
         self.running = ctx
         pe.time = max(ctx.ready_at, self.cycle)
         prev_task, pe.current_task = pe.current_task, ctx.name
@@ -231,7 +237,11 @@ class Simulator:
                 due = [t for t in pe.timed_activations if t[0] <= self.cycle]
                 if due:
                     pe.timed_activations = [t for t in pe.timed_activations if t[0] > self.cycle]
-                    pe.active.update(tid for _, tid in due)
+                    for _, tid, unblock in due:
+                        if unblock:
+                            pe.blocked.discard(tid)
+                        else:
+                            pe.active.add(tid)
                     progressed = True
             for m in pe.microthreads:
                 progressed |= self._resume(pe, m)
@@ -262,7 +272,7 @@ class Simulator:
             for c in [pe.main, *pe.microthreads]:
                 if c is not None and not c.done and c.wait is None and c.ready_at >= self.cycle:
                     times.append(c.ready_at)
-            times.extend(t for t, _ in pe.timed_activations)
+            times.extend(t for t, _, _ in pe.timed_activations)
             f = pe.main_free_at
             if pe.main is None and f >= self.cycle and pe.runnable_tasks():
                 times.append(f)
@@ -376,10 +386,8 @@ class Simulator:
         """Queue a host-launched function as the PE's next main-thread work."""
         if pe.main is not None and not pe.main.done:
             # The RPC task runs when the main thread is free (memcpy's task is a task too).
-            prev = pe.main
             ctx = pe.start_context(name, body, main=False)
-            ctx.wait = lambda: prev.done
-            ctx.wait_desc = "the main thread to finish its task"
+            pe.queue_after(ctx, pe.main, "the main thread to finish its task")
         else:
             pe.start_context(name, body, main=True)
 
