@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <cstdint>
 #include <exception>
@@ -70,6 +71,7 @@ struct Wavelet {
   uint32_t payload;
   uint8_t color;
   uint8_t ctrl;
+  int64_t ready;   // first cycle it can leave its buffer (or be read from its input queue)
 };
 
 // A bounded FIFO whose storage is a window of a shared pool (an index, so it stays valid as
@@ -142,11 +144,13 @@ struct SinkRecord {
 };
 
 constexpr int64_t kMaxDepth = 65535;
+constexpr int64_t kMaxLatency = 64;
 
 class Core {
  public:
   Core(int64_t width, int64_t height, std::vector<int64_t> iq_depths,
-       std::vector<int64_t> oq_depths, int64_t buffer_depth, bool record_deliveries)
+       std::vector<int64_t> oq_depths, int64_t buffer_depth, bool record_deliveries,
+       int64_t hop_latency, int64_t ce_to_router_latency, int64_t router_to_ce_latency)
       : record_(record_deliveries) {
     if (width < 1 || height < 1)
       fail(ErrorKind::kConfig, "grid must be at least 1x1, got " + std::to_string(width) + "x" +
@@ -160,9 +164,16 @@ class Core {
       if (d < 1 || d > kMaxDepth) fail(ErrorKind::kConfig, "queue depths must be in 1..65535");
     if (buffer_depth < 1 || buffer_depth > kMaxDepth)
       fail(ErrorKind::kConfig, "router buffer depth must be in 1..65535");
+    for (int64_t l : {hop_latency, ce_to_router_latency, router_to_ce_latency})
+      if (l < 1 || l > kMaxLatency) fail(ErrorKind::kConfig, "latencies must be in 1..64");
+    hop_ = hop_latency;
+    ramp_out_ = ce_to_router_latency;
+    ramp_in_ = router_to_ce_latency;
     width_ = static_cast<int>(width);
     height_ = static_cast<int>(height);
-    depth_ = static_cast<uint16_t>(buffer_depth);
+    // Capacities include each latency's pipeline registers (PyFabricCore).
+    depth_ = static_cast<uint16_t>(buffer_depth + hop_latency - 1);
+    ramp_depth_ = static_cast<uint16_t>(buffer_depth + ce_to_router_latency - 1);
     n_iq_ = static_cast<int>(iq_depths.size());
     n_oq_ = static_cast<int>(oq_depths.size());
     const size_t n = static_cast<size_t>(width_) * height_;
@@ -185,7 +196,8 @@ class Core {
     iq_rings_.reserve(n * n_iq_);
     oq_rings_.reserve(n * n_oq_);
     for (size_t i = 0; i < n; ++i) {
-      for (int64_t d : iq_depths) iq_rings_.push_back(new_ring(static_cast<uint16_t>(d)));
+      for (int64_t d : iq_depths)
+        iq_rings_.push_back(new_ring(static_cast<uint16_t>(d + router_to_ce_latency - 1)));
       for (int64_t d : oq_depths) oq_rings_.push_back(new_ring(static_cast<uint16_t>(d)));
     }
     iq_color_.assign(n * n_iq_, -1);
@@ -216,7 +228,7 @@ class Core {
     const size_t i = static_cast<size_t>(index_of(r));
     for (int d = 0; d < kDirs; ++d) {
       Ring& ring = slot_rings_[i * kSlots + d * kColors + color];
-      if ((rx >> d & 1) && !ring.cap) ring = new_ring(depth_);
+      if ((rx >> d & 1) && !ring.cap) ring = new_ring(d == kRamp ? ramp_depth_ : depth_);
     }
     ++epoch_;
   }
@@ -294,7 +306,7 @@ class Core {
     const int i = index_of(r);
     Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + oq];
     if (ring.count >= ring.cap) return false;
-    push(ring, Wavelet{static_cast<uint32_t>(payload), static_cast<uint8_t>(color), ctrl});
+    push(ring, Wavelet{static_cast<uint32_t>(payload), static_cast<uint8_t>(color), ctrl, 0});
     r.oq_nonempty |= 1u << oq;
     add_load(r, i);
     return true;
@@ -302,19 +314,19 @@ class Core {
 
   py::object ce_recv(int64_t x, int64_t y, int64_t iq) {
     Ring& ring = iq_at(x, y, iq);
-    if (!ring.count) return py::none();
+    if (!readable(ring)) return py::none();
     const Wavelet w = pop(ring);
     return py::make_tuple(w.payload, static_cast<bool>(w.ctrl));
   }
 
   py::object ce_peek(int64_t x, int64_t y, int64_t iq) {
     Ring& ring = iq_at(x, y, iq);
-    if (!ring.count) return py::none();
+    if (!readable(ring)) return py::none();
     const Wavelet& w = front(ring);
     return py::make_tuple(w.payload, static_cast<bool>(w.ctrl));
   }
 
-  int iq_count(int64_t x, int64_t y, int64_t iq) { return iq_at(x, y, iq).count; }
+  int iq_count(int64_t x, int64_t y, int64_t iq) { return readable(iq_at(x, y, iq)); }
 
   int oq_count(int64_t x, int64_t y, int64_t oq) { return oq_at(x, y, oq).count; }
 
@@ -344,7 +356,7 @@ class Core {
     r.host_used |= static_cast<uint8_t>(1 << direction);
     injections_.push_back(Injection{static_cast<uint32_t>(i), static_cast<uint16_t>(slot),
                                     Wavelet{static_cast<uint32_t>(payload),
-                                            static_cast<uint8_t>(color), ctrl}});
+                                            static_cast<uint8_t>(color), ctrl, 0}});
     add_load(r, i);
     ++link_in_[static_cast<size_t>(i) * kDirs + direction];
     ++hops_;
@@ -385,7 +397,7 @@ class Core {
 
   // True when the next cycle would neither move a wavelet nor raise (see PyFabricCore.stuck).
   bool stuck() const {
-    if (!in_flight_ || !injections_.empty()) return false;
+    if (!in_flight_ || !injections_.empty() || !ramp_in_flight_.empty()) return false;
     bool movable = false;
     for_each_active([&](int i) {
       if (movable) return;
@@ -394,6 +406,10 @@ class Core {
       while (bits) {
         const int s = ctz128(bits);
         bits &= bits - 1;
+        if (front(slot_rings_[static_cast<size_t>(i) * kSlots + s]).ready > cycle_) {
+          movable = true;   // still in the router's pipeline: time moves it
+          return;
+        }
         const int color = s % kColors;
         const int tx = r.tx[color];
         if (tx && (!destinations_valid(r, color, tx) || can_take(i, r, color, tx, 0))) {
@@ -406,7 +422,7 @@ class Core {
         if (!ring.count) continue;
         const int color = front(ring).color;
         if (!(r.rx[color] & 1) ||
-            slot_rings_[static_cast<size_t>(i) * kSlots + color].count < depth_) {
+            slot_rings_[static_cast<size_t>(i) * kSlots + color].count < ramp_depth_) {
           movable = true;
           return;
         }
@@ -431,6 +447,7 @@ class Core {
       const Router& r = routers_[i];
       for (int s = 0; s < kSlots; ++s) {
         if (!(r.nonempty >> s & 1)) continue;
+        if (front(slot_rings_[static_cast<size_t>(i) * kSlots + s]).ready > cycle_) continue;
         const int color = s % kColors;
         const std::string reasons = wait_reasons(i, color, r.tx[color]);
         if (!reasons.empty())
@@ -444,7 +461,7 @@ class Core {
         if (!(r.rx[color] & 1))
           reason = pe_name(r.x, r.y) + " does not accept color " + std::to_string(color) +
                    " from RAMP (rx=" + format_mask(r.rx[color]) + ")";
-        else if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count >= depth_)
+        else if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count >= ramp_depth_)
           reason = "buffer RAMP/color " + std::to_string(color) + " of " + pe_name(r.x, r.y) +
                    " full";
         else
@@ -476,7 +493,7 @@ class Core {
   // ---- for the PE engine (pe_engine.hpp): by router index, queue numbers already checked ----
   int n_iq() const { return n_iq_; }
   int n_oq() const { return n_oq_; }
-  int iq_count_at(int i, int q) const { return iq_rings_[static_cast<size_t>(i) * n_iq_ + q].count; }
+  int iq_count_at(int i, int q) const { return readable(iq_rings_[static_cast<size_t>(i) * n_iq_ + q]); }
   int oq_free_at(int i, int q) const {
     const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
     return ring.cap - ring.count;
@@ -484,7 +501,7 @@ class Core {
   void ce_send_at(int i, int oq, int color, uint32_t payload) {
     Router& r = routers_[i];
     push(oq_rings_[static_cast<size_t>(i) * n_oq_ + oq],
-         Wavelet{payload, static_cast<uint8_t>(color), 0});
+         Wavelet{payload, static_cast<uint8_t>(color), 0, 0});
     r.oq_nonempty |= 1u << oq;
     add_load(r, i);
   }
@@ -561,6 +578,16 @@ class Core {
     return w;
   }
   const Wavelet& front(const Ring& ring) const { return pool_[ring.base + ring.head]; }
+  // Input-queue wavelets the CE can read now: the leading ones off the ramp.
+  int readable(const Ring& ring) const {
+    int n = 0;
+    uint32_t pos = ring.head;
+    while (n < ring.count && pool_[ring.base + pos].ready <= cycle_) {
+      ++n;
+      if (++pos == ring.cap) pos = 0;
+    }
+    return n;
+  }
 
   void add_load(Router& r, int i) {
     ++r.load;
@@ -568,7 +595,8 @@ class Core {
     active_[i >> 6] |= uint64_t(1) << (i & 63);
   }
 
-  void push_buffer(Router& r, int i, int slot, const Wavelet& w) {
+  void push_buffer(Router& r, int i, int slot, Wavelet w, int64_t ready) {
+    w.ready = ready;
     push(slot_rings_[static_cast<size_t>(i) * kSlots + slot], w);
     r.nonempty |= static_cast<unsigned __int128>(1) << slot;
     add_load(r, i);
@@ -676,6 +704,8 @@ class Core {
             check_destinations(r, color, tx);
             r.valid_colors |= 1u << color;
           }
+          // Still in the router's pipeline: not a stall.
+          if (front(slot_rings_[static_cast<size_t>(i) * kSlots + s]).ready > cycle_) continue;
           if (tx == 0 || !can_take(i, r, color, tx, used)) {
             ++stalled;
             continue;
@@ -706,7 +736,7 @@ class Core {
         if (q >= n_oq_) q -= n_oq_;
         if (!(r.oq_nonempty >> q & 1)) continue;
         const int color = front(oqs[q]).color;  // RAMP slot of a color = the color
-        if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count < depth_) {
+        if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count < ramp_depth_) {
           chosen = q;
           break;
         }
@@ -746,7 +776,13 @@ class Core {
         ++hops_;
         if (o == kRamp) {
           const int q = r.color_iq[color];
-          push(iq_rings_[static_cast<size_t>(i) * n_iq_ + q], w);
+          Wavelet d = w;
+          d.ready = t + ramp_in_;
+          push(iq_rings_[static_cast<size_t>(i) * n_iq_ + q], d);
+          if (ramp_in_ > 1) {   // on the ramp: in flight until readable
+            ramp_in_flight_.emplace_back(d.ready, i);
+            add_load(r, i);
+          }
           if (record_)
             deliveries_.push_back(Delivery{t, r.x, r.y, q, color, w.payload, w.ctrl != 0});
           continue;
@@ -759,7 +795,7 @@ class Core {
         const int back = kOpposite[o];
         ++link_in_[static_cast<size_t>(nb) * kDirs + back];
         ++hops_;
-        push_buffer(routers_[nb], nb, back * kColors + color, w);
+        push_buffer(routers_[nb], nb, back * kColors + color, w, t + hop_);
       }
     }
     for (const CeMove& m : ce_moves_) {
@@ -772,15 +808,23 @@ class Core {
       --in_flight_;
       ++link_in_[static_cast<size_t>(i) * kDirs + kRamp];
       ++hops_;
-      push_buffer(r, i, kRamp * kColors + w.color, w);
+      push_buffer(r, i, kRamp * kColors + w.color, w, t + ramp_out_);
     }
     for (const Injection& inj : injections_) {
       Router& r = routers_[inj.router];
       --r.load;  // counted since inject(); push_buffer counts it again
       --in_flight_;
-      push_buffer(r, static_cast<int>(inj.router), inj.slot, inj.w);
+      push_buffer(r, static_cast<int>(inj.router), inj.slot, inj.w, t + hop_);
     }
     injections_.clear();
+    // Wavelets readable from the next cycle on leave the ramp.
+    while (!ramp_in_flight_.empty() && ramp_in_flight_.front().first <= t + 1) {
+      const int i = ramp_in_flight_.front().second;
+      ramp_in_flight_.pop_front();
+      --routers_[i].load;
+      --in_flight_;
+      if (!routers_[i].load) active_[i >> 6] &= ~(uint64_t(1) << (i & 63));
+    }
     for (const auto& [i, n] : stalls_) {
       ++stall_cycles_[i];
       stalled_[i] += n;
@@ -838,7 +882,10 @@ class Core {
   }
 
   int width_ = 0, height_ = 0, n_iq_ = 0, n_oq_ = 0;
-  uint16_t depth_ = 2;
+  uint16_t depth_ = 2;        // link input buffers, pipeline registers included
+  uint16_t ramp_depth_ = 2;   // the RAMP input buffer
+  int64_t hop_ = 1, ramp_out_ = 1, ramp_in_ = 1;
+  std::deque<std::pair<int64_t, int>> ramp_in_flight_;   // (readable cycle, router)
   bool record_ = false;
   int64_t cycle_ = 0;
   int64_t in_flight_ = 0;
@@ -889,9 +936,11 @@ PYBIND11_MODULE(_fabric, m) {
   });
 
   py::class_<Core>(m, "Core")
-      .def(py::init<int64_t, int64_t, std::vector<int64_t>, std::vector<int64_t>, int64_t, bool>(),
+      .def(py::init<int64_t, int64_t, std::vector<int64_t>, std::vector<int64_t>, int64_t, bool,
+                    int64_t, int64_t, int64_t>(),
            py::arg("width"), py::arg("height"), py::arg("iq_depths"), py::arg("oq_depths"),
-           py::arg("buffer_depth"), py::arg("record_deliveries"))
+           py::arg("buffer_depth"), py::arg("record_deliveries"), py::arg("hop_latency") = 1,
+           py::arg("ce_to_router_latency") = 1, py::arg("router_to_ce_latency") = 1)
       .def("set_route", &Core::set_route)
       .def("get_route", &Core::get_route)
       .def("enable_edge_sink", &Core::enable_edge_sink)

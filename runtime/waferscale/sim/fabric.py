@@ -29,7 +29,10 @@ One cycle (the whole rule; every decision reads the state at the start of the cy
        queues whose head can go) into the router's ``RAMP`` input buffer of its color, and
        every wavelet the host injected since the last cycle crosses its host link.
     3. All moves land at the end of the cycle. A wavelet forwarded in cycle ``t`` can be
-       forwarded again in cycle ``t + 1``: one cycle per hop.
+       forwarded again in cycle ``t + hop_latency`` (a wavelet from the CE: ``t +
+       ce_to_router_latency``), and one written into an input queue in cycle ``t`` can be
+       read by the CE from cycle ``t + router_to_ce_latency`` on. With the default
+       latencies of 1 (:class:`FabricOptions`): one cycle per hop.
 
     Cycles are numbered from 0; :attr:`Fabric.cycle` is the number of the next cycle to run.
     A wavelet that a CE sends while ``cycle == t`` enters its router in cycle ``t``, is
@@ -102,6 +105,7 @@ ARCH_QUEUE_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 }
 MAX_QUEUES = 32
 MAX_DEPTH = 65535
+MAX_LATENCY = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +145,15 @@ class FabricOptions:
             wavelet per cycle under the start-of-cycle credit rule.
         record_deliveries: keep a log of every wavelet written into a CE input queue, read
             with :meth:`Fabric.take_deliveries` (for tests and traces; costs memory).
+        hop_latency: cycles from a wavelet's landing in a router's link input buffer until
+            that router can forward it (1: the next cycle). The default is the raw
+            one-cycle hop; the simulator's timing model (sim/timing.py) sets its own.
+        ce_to_router_latency: the same for a wavelet that entered the router from its CE
+            (RAMP), i.e. the ramp's latency out of the CE.
+        router_to_ce_latency: cycles from a wavelet's landing in a CE input queue until the
+            CE can read it (1: the next cycle), the ramp's latency into the CE.
+        A buffer (or input queue) with latency ``L`` holds ``L - 1`` wavelets more than its
+        depth, the pipeline registers that keep a stream at one wavelet per cycle.
     """
 
     arch: Literal["wse2", "wse3"] = "wse3"
@@ -148,6 +161,9 @@ class FabricOptions:
     output_queue_depths: tuple[int, ...] | None = None
     router_buffer_depth: int = 2
     record_deliveries: bool = False
+    hop_latency: int = 1
+    ce_to_router_latency: int = 1
+    router_to_ce_latency: int = 1
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_QUEUE_DEPTHS:
@@ -167,6 +183,11 @@ class FabricOptions:
             raise FabricConfigError(
                 f"router_buffer_depth must be an integer in 1..{MAX_DEPTH}, "
                 f"got {self.router_buffer_depth!r}")
+        for name in ("hop_latency", "ce_to_router_latency", "router_to_ce_latency"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= MAX_LATENCY:
+                raise FabricConfigError(f"{name} must be an integer in 1..{MAX_LATENCY}, "
+                                        f"got {value!r}")
 
     @property
     def iq_depths(self) -> tuple[int, ...]:
@@ -311,15 +332,25 @@ class PyFabricCore:
     """
 
     def __init__(self, width: int, height: int, iq_depths: Sequence[int],
-                 oq_depths: Sequence[int], buffer_depth: int, record_deliveries: bool) -> None:
+                 oq_depths: Sequence[int], buffer_depth: int, record_deliveries: bool,
+                 hop_latency: int = 1, ce_to_router_latency: int = 1,
+                 router_to_ce_latency: int = 1) -> None:
         if width < 1 or height < 1:
             raise FabricConfigError(f"grid must be at least 1x1, got {width}x{height}")
         if width > 32767 or height > 32767:
             raise FabricConfigError("grid sides must be <= 32767")
         self.width, self.height = width, height
-        self._iq_depths = tuple(iq_depths)
         self._oq_depths = tuple(oq_depths)
-        self._depth = buffer_depth
+        self._hop = hop_latency
+        self._ramp_out = ce_to_router_latency
+        self._ramp_in = router_to_ce_latency
+        # Capacities include the pipeline registers of each latency (FabricOptions).
+        self._iq_depths = tuple(d + router_to_ce_latency - 1 for d in iq_depths)
+        self._depth = buffer_depth + hop_latency - 1             # link input buffers
+        self._ramp_depth = buffer_depth + ce_to_router_latency - 1   # the RAMP input buffer
+        # Wavelets still on the ramp into an input queue: (readable cycle, PE index), in
+        # order (the latency is one constant); they count as in flight until readable.
+        self._ramp_in_flight: deque[tuple[int, int]] = deque()
         self._record = record_deliveries
         self._pes: list[_PE] = []
         for y in range(height):
@@ -481,20 +512,28 @@ class PyFabricCore:
         pe = self._at(x, y)
         self._check_queue("input", iq)
         queue = pe.iq[iq]
-        return queue.popleft() if queue else None
+        if not queue or queue[0][2] > self._cycle:
+            return None
+        payload, ctrl, _ = queue.popleft()
+        return payload, ctrl
 
     def ce_peek(self, x: int, y: int, iq: int) -> tuple[int, bool] | None:
         """The head ``(payload, ctrl)`` of input queue ``iq`` without popping it, or ``None``."""
         pe = self._at(x, y)
         self._check_queue("input", iq)
         queue = pe.iq[iq]
-        return queue[0] if queue else None
+        return queue[0][:2] if queue and queue[0][2] <= self._cycle else None
 
     def iq_count(self, x: int, y: int, iq: int) -> int:
-        """Wavelets waiting in input queue ``iq``."""
+        """Wavelets the CE can read from input queue ``iq`` now (not those still on the ramp)."""
         pe = self._at(x, y)
         self._check_queue("input", iq)
-        return len(pe.iq[iq])
+        n = 0
+        for entry in pe.iq[iq]:
+            if entry[2] > self._cycle:
+                break
+            n += 1
+        return n
 
     def oq_count(self, x: int, y: int, oq: int) -> int:
         """Wavelets waiting in output queue ``oq``."""
@@ -545,8 +584,8 @@ class PyFabricCore:
 
     @property
     def in_flight(self) -> int:
-        """Wavelets in router buffers, output queues and on host links (input queues and
-        sinks excluded)."""
+        """Wavelets in router buffers, output queues, on host links and on the ramp into an
+        input queue (readable input-queue wavelets and sinks excluded)."""
         return self._in_flight
 
     @property
@@ -585,11 +624,13 @@ class PyFabricCore:
         raise a routing error: every router buffer head and output-queue head waits on a full
         queue or buffer or has an empty ``tx``, and no host link is busy. Nothing changes
         (except stall counters) until a CE or the host acts."""
-        if not self._in_flight or self._injections:
+        if not self._in_flight or self._injections or self._ramp_in_flight:
             return False
         for index in self._active:
             pe = self._pes[index]
             for slot in pe.nonempty:
+                if pe.buf[slot][0][2] > self._cycle:
+                    return False          # still in the router's pipeline: time moves it
                 color = slot % NUM_COLORS
                 tx = pe.tx[color]
                 if not tx:
@@ -604,7 +645,7 @@ class PyFabricCore:
                 if queue:
                     color = queue[0][0]
                     if not pe.rx[color] & _RAMP_BIT or \
-                            len(pe.buf[Direction.RAMP * NUM_COLORS + color]) < self._depth:
+                            len(pe.buf[Direction.RAMP * NUM_COLORS + color]) < self._ramp_depth:
                         return False
         return True
 
@@ -615,9 +656,9 @@ class PyFabricCore:
         self._in_flight += 1
         self._active.add(pe.index)
 
-    def _push_buffer(self, pe: _PE, slot: int, payload: int, ctrl: bool) -> None:
+    def _push_buffer(self, pe: _PE, slot: int, payload: int, ctrl: bool, ready: int) -> None:
         buf = pe.buf[slot]
-        buf.append((payload, ctrl))
+        buf.append((payload, ctrl, ready))
         pe.nonempty.add(slot)
         self._add_load(pe)
         hw = pe.index * NUM_SLOTS + slot
@@ -682,6 +723,8 @@ class PyFabricCore:
                     color = slot % NUM_COLORS
                     tx = pe.tx[color]
                     self._check_destinations(pe, color, tx)
+                    if pe.buf[slot][0][2] > t:
+                        continue              # still in the router's pipeline (not a stall)
                     if tx == 0 or not self._can_take(pe, color, tx, used):
                         stalled += 1
                         continue
@@ -703,7 +746,7 @@ class PyFabricCore:
                 for k in range(n_oq):
                     q = (pe.oq_rr + k) % n_oq
                     if pe.oq[q] and len(pe.buf[Direction.RAMP * NUM_COLORS + pe.oq[q][0][0]]) \
-                            < self._depth:
+                            < self._ramp_depth:
                         chosen = q
                         break
                 waiting = sum(1 for queue in pe.oq if queue)
@@ -719,7 +762,7 @@ class PyFabricCore:
         # Commit: every move lands at the end of the cycle.
         for pe, slot, tx in moves:
             buf = pe.buf[slot]
-            payload, ctrl = buf.popleft()
+            payload, ctrl, _ = buf.popleft()
             if not buf:
                 pe.nonempty.discard(slot)
             pe.load -= 1
@@ -729,7 +772,10 @@ class PyFabricCore:
                 self._link_out[pe.index * NUM_DIRECTIONS + o] += 1
                 if o == Direction.RAMP:
                     q = pe.color_iq[color]
-                    pe.iq[q].append((payload, ctrl))
+                    pe.iq[q].append((payload, ctrl, t + self._ramp_in))
+                    if self._ramp_in > 1:
+                        self._ramp_in_flight.append((t + self._ramp_in, pe.index))
+                        self._add_load(pe)
                     hw = pe.index * len(self._iq_depths) + q
                     self._iq_hw[hw] = max(self._iq_hw[hw], len(pe.iq[q]))
                     if self._record:
@@ -743,19 +789,26 @@ class PyFabricCore:
                 other = self._pes[nb]
                 back = _OPPOSITE[o]
                 self._link_in[nb * NUM_DIRECTIONS + back] += 1
-                self._push_buffer(other, back * NUM_COLORS + color, payload, ctrl)
+                self._push_buffer(other, back * NUM_COLORS + color, payload, ctrl,
+                                  t + self._hop)
         for pe, q in ce_moves:
             color, payload, ctrl = pe.oq[q].popleft()
             pe.oq_count -= 1
             pe.load -= 1
             self._in_flight -= 1
             self._link_in[pe.index * NUM_DIRECTIONS + Direction.RAMP] += 1
-            self._push_buffer(pe, Direction.RAMP * NUM_COLORS + color, payload, ctrl)
+            self._push_buffer(pe, Direction.RAMP * NUM_COLORS + color, payload, ctrl,
+                              t + self._ramp_out)
         for pe, slot, payload, ctrl in self._injections:
             pe.load -= 1  # counted since inject(); _push_buffer counts it again
             self._in_flight -= 1
-            self._push_buffer(pe, slot, payload, ctrl)
+            self._push_buffer(pe, slot, payload, ctrl, t + self._hop)
         self._injections.clear()
+        # Wavelets readable from the next cycle on leave the ramp.
+        while self._ramp_in_flight and self._ramp_in_flight[0][0] <= t + 1:
+            _, index = self._ramp_in_flight.popleft()
+            self._pes[index].load -= 1
+            self._in_flight -= 1
         for pe, stalled in stalls:
             self._stall_cycles[pe.index] += 1
             self._stalled[pe.index] += stalled
@@ -809,6 +862,8 @@ class PyFabricCore:
         for index in sorted(self._active):
             pe = self._pes[index]
             for slot in sorted(pe.nonempty):
+                if pe.buf[slot][0][2] > self._cycle:
+                    continue
                 direction, color = divmod(slot, NUM_COLORS)
                 reasons = self._wait_reasons(pe, color, pe.tx[color])
                 if reasons:
@@ -820,7 +875,7 @@ class PyFabricCore:
                 if not pe.rx[color] & _RAMP_BIT:
                     reason = (f"{_pe(pe.x, pe.y)} does not accept color {color} from RAMP "
                               f"(rx={format_mask(pe.rx[color])})")
-                elif len(pe.buf[Direction.RAMP * NUM_COLORS + color]) >= self._depth:
+                elif len(pe.buf[Direction.RAMP * NUM_COLORS + color]) >= self._ramp_depth:
                     reason = f"buffer RAMP/color {color} of {_pe(pe.x, pe.y)} full"
                 else:
                     continue
@@ -925,7 +980,8 @@ class Fabric:
                               "(run `pip install -e .` with a C++17 compiler)")
         opts = self.options
         args = (width, height, list(opts.iq_depths), list(opts.oq_depths),
-                opts.router_buffer_depth, opts.record_deliveries)
+                opts.router_buffer_depth, opts.record_deliveries, opts.hop_latency,
+                opts.ce_to_router_latency, opts.router_to_ce_latency)
         self.backend: Literal["cpp", "python"]
         self.core: Any
         if _CPP is not None and backend != "python":
