@@ -817,8 +817,8 @@ class Core {
       push_buffer(r, static_cast<int>(inj.router), inj.slot, inj.w, t + hop_);
     }
     injections_.clear();
-    // Wavelets readable from the next cycle on leave the ramp.
-    while (!ramp_in_flight_.empty() && ramp_in_flight_.front().first <= t + 1) {
+    // Wavelets readable since this cycle leave the ramp (PyFabricCore).
+    while (!ramp_in_flight_.empty() && ramp_in_flight_.front().first <= t) {
       const int i = ramp_in_flight_.front().second;
       ramp_in_flight_.pop_front();
       --routers_[i].load;
@@ -971,10 +971,8 @@ PYBIND11_MODULE(_fabric, m) {
       .def("counters", &Core::counters);
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init<Core&, bool, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool,
-                    py::list>(),
-           py::arg("core"), py::arg("wse2"), py::arg("statement"), py::arg("branch"),
-           py::arg("task_start"), py::arg("dsd_op_setup"), py::arg("max_cycles"),
+      .def(py::init<Core&, bool, py::dict, int64_t, bool, bool, py::list>(),
+           py::arg("core"), py::arg("wse2"), py::arg("costs"), py::arg("max_cycles"),
            py::arg("random_order"), py::arg("trace"), py::arg("ops"), py::keep_alive<1, 2>())
       .def("add_program", &Engine::add_program)
       .def("add_pe", &Engine::add_pe)

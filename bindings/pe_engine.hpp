@@ -146,10 +146,13 @@ class Engine {
   enum Status { kOk = 0, kDeadlock, kMaxCycles, kError, kFabricError };
 
   // ops: per kOpNames entry, (dest tcode, [src tcodes], simd wse2, simd wse3).
-  Engine(Core& core, bool wse2, int64_t statement, int64_t branch, int64_t task_start,
-         int64_t setup, int64_t max_cycles, bool random_order, bool trace, py::list ops)
-      : core_(core), wse2_(wse2), statement_(statement), branch_(branch),
-        task_start_(task_start), setup_(setup), max_cycles_(max_cycles),
+  // costs: TimingModel.engine_costs(), by name.
+  Engine(Core& core, bool wse2, py::dict costs, int64_t max_cycles, bool random_order,
+         bool trace, py::list ops)
+      : core_(core), wse2_(wse2), statement_(costs["statement"].cast<int64_t>()),
+        branch_(costs["branch"].cast<int64_t>()), task_start_(costs["task_start"].cast<int64_t>()),
+        setup_(costs["dsd_op_setup"].cast<int64_t>()),
+        fabric_start_(costs["fabric_op_start"].cast<int64_t>()), max_cycles_(max_cycles),
         random_order_(random_order), trace_(trace) {
     if (static_cast<int>(py::len(ops)) != kNumDsdOps)
       throw std::invalid_argument("the engine needs one table entry per op of ENGINE_DSD_OPS");
@@ -951,6 +954,29 @@ class Engine {
     return true;
   }
 
+  // dsd.element_stride: the element stride of evenly stepping memory operands, else
+  // kNoStride (one element, a pointer, an uneven mem4d walk).
+  static constexpr int64_t kNoStride = INT64_MIN;
+  static int64_t element_stride(const Operand& o) {
+    if (o.pointer || o.len < 2) return kNoStride;
+    int64_t d;
+    if (o.addrs.empty()) {
+      d = o.astep;
+    } else {
+      d = int64_t(o.addrs[1]) - o.addrs[0];
+      for (size_t k = 1; k + 1 < o.addrs.size(); ++k)
+        if (int64_t(o.addrs[k + 1]) - o.addrs[k] != d) return kNoStride;
+    }
+    return d % o.ew == 0 ? d / o.ew : d;
+  }
+  // timing.stride_simd: the width a stride allows, 0 for no limit.
+  static int stride_simd(int64_t stride) {
+    if (stride == kNoStride || stride == 0 || stride == 1) return 0;
+    const int64_t m = ((stride % 8) + 8) % 8;
+    if (m == 2 || m == 3 || m == 5 || m == 6) return 0;
+    return m == 0 ? 1 : m == 4 ? 4 : 2;
+  }
+
   static bool memory_only(const OpState& s, const OpInfo& info) {
     if (s.ops[0].kind != 0) return false;
     for (int j = 0; j < info.nsrc; ++j)
@@ -1056,8 +1082,18 @@ class Engine {
     if (!s.started) {
       s.started = true;
       s.start_time = pe.time;
-      const int simd = wse2_ ? info.simd2 : info.simd3;
-      charge(pe, setup_ + (s.n + simd - 1) / simd, now);
+      int simd = wse2_ ? info.simd2 : info.simd3;
+      int64_t setup = setup_;
+      for (int k = 0; k <= info.nsrc; ++k) {
+        const Operand& o = s.ops[k];
+        if (o.kind == 0) {
+          const int limit = stride_simd(element_stride(o));
+          if (limit > 0) simd = std::min(simd, limit);
+        }
+      }
+      for (int k = 0; k <= info.nsrc; ++k)
+        if (s.ops[k].kind == 1 || s.ops[k].kind == 2) { setup += fabric_start_; break; }
+      charge(pe, setup + (s.n + simd - 1) / simd, now);
       if (memory_only(s, info)) {
         // No fabric operand: nothing can stall, so the elements run in one tight loop.
         // Non-pointer operands were bounds-checked at issue; pointers are checked here.
@@ -1665,7 +1701,7 @@ class Engine {
 
   Core& core_;
   bool wse2_;
-  int64_t statement_, branch_, task_start_, setup_, max_cycles_;
+  int64_t statement_, branch_, task_start_, setup_, fabric_start_, max_cycles_;
   bool random_order_, trace_;
   py::object progress_ = py::none();
   uint64_t polls_ = 0;

@@ -262,8 +262,9 @@ def test_wavelet_index_selects_column(arch):
     words = np.array([int(x[j].view(np.uint16)) | (int(j) << 16) for j in order],
                      dtype=np.uint32)
     dev.stream_h2d(4, [(0, 0)], words[None])
-    dev.sim.run_until(lambda: all(pe.main is None and not pe.runnable_tasks()
-                                  for pe in dev.sim.pes), "draining")
+    # Drained: no wavelet left on the fabric (ramps included) and no task to run.
+    dev.sim.run_until(lambda: dev.sim.fabric.idle and all(
+        pe.main is None and not pe.runnable_tasks() for pe in dev.sim.pes), "draining")
     got = dev.memcpy_d2h("acc", [(0, 0)], R, 16)[0].astype(np.uint16).view(np.float16)
     expect = np.zeros(R, dtype=np.float16)
     for j in order:                                      # f16 fmach, each step rounded

@@ -19,6 +19,8 @@ from ..lang import ast as A
 from ..lang import types as T
 from ..lang.values import FnVal, Val
 from . import dsd as D
+from .memory import words_of
+from .timing import TimingModel, stride_simd
 
 F32, F16 = T.F32, T.F16
 
@@ -58,7 +60,10 @@ DSD_OPS: dict[str, DsdOp] = {
     "faddh": DsdOp(F16, (F16, F16), _add(_r16), (4, 8), vector=lambda a, b: a + b),
     "fsubs": DsdOp(F32, (F32, F32), lambda a, b: _r32(a - b), (2, 4), vector=lambda a, b: a - b),
     "fsubh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a - b), (4, 8), vector=lambda a, b: a - b),
-    "fmuls": DsdOp(F32, (F32, F32), lambda a, b: _r32(a * b), (2, 4), vector=lambda a, b: a * b),
+    # Not in the appendix's SIMD table, so one per cycle; the detailed transcription of that
+    # table (sdk-runtime-hardware.md §3.3) omits it, csl-language.md §4.1's summary groups it
+    # with @fadds: the table wins, like @fmacs (docs/timing-model.md).
+    "fmuls": DsdOp(F32, (F32, F32), lambda a, b: _r32(a * b), (1, 1), vector=lambda a, b: a * b),
     "fmulh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a * b), (4, 8), vector=lambda a, b: a * b),
     "fmaxs": DsdOp(F32, (F32, F32), lambda a, b: a if a >= b or b != b else b, (1, 4)),
     "fmaxh": DsdOp(F16, (F16, F16), lambda a, b: a if a >= b or b != b else b, (1, 8)),
@@ -126,10 +131,19 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
             raise pe.error(f"@{e.name}: operand {k} has {o.length} element(s), fewer than the "
                            f"op's {n}", e)
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
+    for o, t in zip([dest, *srcs], [op.dest, *op.srcs]):
+        if isinstance(o, D.MemOperand):
+            limit = stride_simd(D.element_stride(o, words_of(o.elem or t)))
+            if limit is not None:
+                simd = min(simd, limit)
+    timing = pe.sim.timing
+    setup = timing.dsd_op_setup
+    if any(isinstance(o, (D.FabIn, D.FabOut)) for o in [dest, *srcs]):
+        setup += timing.fabric_op_start
 
     def body() -> None:
         start = pe.time
-        pe.cost(pe.sim.timing.dsd_op_setup + -(-n // simd))
+        pe.cost(setup + -(-n // simd))
         if not (op.vector is not None and D.vectorizable(dest, srcs, n)
                 and D.run_vectorized(pe, op, dest, srcs, n)):
             for i in range(n):
@@ -276,8 +290,11 @@ def _timestamp(pe, args, node, owner=None) -> Val:
     return Val(T.VOID, None)
 
 
-def _math1(f: Callable[[float], float], rnd: Callable[[float], float]):
+def _math1(base: str, f: Callable[[float], float]):
+    cycles = TimingModel.math_cost(base)
+
     def impl(pe, args, node, owner=None) -> Val:
+        pe.cost(cycles)
         x = args[0]
         try:
             r = f(x.v)
@@ -321,4 +338,4 @@ for _base, _f in (("exp", _safe_exp), ("sqrt", lambda x: math.sqrt(x) if x >= 0 
                   ("tanh", math.tanh), ("sin", math.sin), ("cos", math.cos),
                   ("sig", lambda x: 1.0 / (1.0 + _safe_exp(-x)))):
     for _suffix in ("", "_f16", "_f32"):
-        INTRINSICS[f"math.{_base}{_suffix}"] = _math1(_f, _r32)
+        INTRINSICS[f"math.{_base}{_suffix}"] = _math1(_base, _f)

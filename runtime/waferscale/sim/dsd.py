@@ -196,6 +196,18 @@ def apply_index(pe, op, index: int, node) -> None:
         op.index = index
 
 
+def element_stride(op: MemOperand, ew: int) -> int | None:
+    """The element stride of a memory operand whose addresses step evenly, else None (one
+    element, a ``*T`` pointer, or an uneven mem4d walk)."""
+    a = op.addrs
+    if op.pointer or len(a) < 2:
+        return None
+    d = a[1] - a[0]
+    if any(a[k + 1] - a[k] != d for k in range(1, len(a) - 1)):
+        return None
+    return d // ew if d % ew == 0 else d
+
+
 def read_elem(pe, op, i: int, t: T.Type):
     """Element ``i`` of a source operand as a Python value of type ``t``."""
     if isinstance(op, Scalar):

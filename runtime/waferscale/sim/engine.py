@@ -58,9 +58,8 @@ class CompiledEngine:
         # The cost table stays in Python: each op's types and SIMD widths from DSD_OPS.
         ops = [(tcode(DSD_OPS[n].dest), [tcode(t) for t in DSD_OPS[n].srcs], *DSD_OPS[n].simd)
                for n in _fabric.ENGINE_DSD_OPS]
-        self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.statement, t.branch,
-                                   t.task_start, t.dsd_op_setup, o.max_cycles,
-                                   o.random_task_order, o.trace, ops)
+        self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.engine_costs(),
+                                   o.max_cycles, o.random_task_order, o.trace, ops)
         self.lowered = lowered
         prog_ids = {}
         for key, lp in lowered.items():

@@ -804,8 +804,9 @@ class PyFabricCore:
             self._in_flight -= 1
             self._push_buffer(pe, slot, payload, ctrl, t + self._hop)
         self._injections.clear()
-        # Wavelets readable from the next cycle on leave the ramp.
-        while self._ramp_in_flight and self._ramp_in_flight[0][0] <= t + 1:
+        # Wavelets readable since this cycle leave the ramp: counted in flight up to then, so
+        # the cycle in which one becomes readable still runs (the CE reads it then).
+        while self._ramp_in_flight and self._ramp_in_flight[0][0] <= t:
             _, index = self._ramp_in_flight.popleft()
             self._pes[index].load -= 1
             self._in_flight -= 1

@@ -1286,6 +1286,7 @@ class ProgramLowering:
             raise _unsupported(f"<math> {base} of '{t}'", node)
         out = t if t in (T.F16, T.F32) else T.F32
         self.emit(Op.COST, self.sim.timing.branch)
+        self.emit(Op.COST, self.sim.timing.math_cost(base))
         self.emit(Op.MATH, MATH_FNS[base], tcode(out), tcode(t))
         return out
 

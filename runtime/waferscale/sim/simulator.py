@@ -93,7 +93,10 @@ class Simulator:
             # WSE-3: queues 8..11 stand for memcpy's own receive queues of D2H streams (a
             # model detail, invisible to user code, which may only name queues 0..7).
             iq = ARCH_QUEUE_DEPTHS["wse3"][0] + (8,) * 4
-        fo = FabricOptions(arch=arch, input_queue_depths=iq)
+        t = opts.timing
+        fo = FabricOptions(arch=arch, input_queue_depths=iq, hop_latency=t.hop_latency,
+                           ce_to_router_latency=t.ce_to_router_latency,
+                           router_to_ce_latency=t.router_to_ce_latency)
         self.fabric = Fabric(layout.width, layout.height, fo, backend=opts.fabric_backend)
         self.pes: list[PE] = []
         self.grid: dict[tuple[int, int], PE] = {}
