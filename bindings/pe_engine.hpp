@@ -318,8 +318,10 @@ class Engine {
     return advance_to(target);
   }
 
-  int stream_h2d(int color, std::vector<int32_t> pes, std::vector<std::vector<uint32_t>> data) {
-    H2D pump{color, std::move(pes), std::move(data), {}};
+  int stream_h2d(int color, std::vector<int32_t> pes, std::vector<std::vector<uint32_t>> data,
+                 int64_t rate_num, int64_t rate_den) {
+    H2D pump{color, std::move(pes), std::move(data), {}, {}};
+    pump.credit = Credit(rate_num, rate_den, pump.pes.size());
     pump.pos.assign(pump.pes.size(), 0);
     size_t total = 0;
     for (auto& r : pump.data) total += r.size();
@@ -334,8 +336,10 @@ class Engine {
     return st;
   }
 
-  py::tuple stream_d2h(int color, int queue, std::vector<int32_t> pes, int count) {
-    D2H pump{color, queue, std::move(pes), count, {}, {}};
+  py::tuple stream_d2h(int color, int queue, std::vector<int32_t> pes, int count,
+                       int64_t rate_num, int64_t rate_den) {
+    D2H pump{color, queue, std::move(pes), count, {}, {}, {}};
+    pump.credit = Credit(rate_num, rate_den, pump.pes.size());
     pump.got.assign(pump.pes.size(), 0);
     pump.out.assign(pump.pes.size() * static_cast<size_t>(count), 0);
     d2h_ = &pump;
@@ -509,11 +513,29 @@ class Engine {
   }
 
  private:
+  // simulator._Credit: the memcpy channels' rate as an exact token bucket.
+  struct Credit {
+    int64_t num = 1, den = 1, cap = 1, have = 0;
+    Credit() = default;
+    Credit(int64_t n, int64_t d, size_t pes)
+        : num(n), den(d), cap(d * static_cast<int64_t>(std::max<size_t>(1, pes))) {}
+    bool accrue() {
+      if (have >= cap) return false;
+      have = std::min(have + num, cap);
+      return true;
+    }
+    bool take() {
+      if (have < den) return false;
+      have -= den;
+      return true;
+    }
+  };
   struct H2D {
     int color;
     std::vector<int32_t> pes;
     std::vector<std::vector<uint32_t>> data;
     std::vector<size_t> pos;
+    Credit credit;
   };
   struct D2H {
     int color, queue;
@@ -521,6 +543,7 @@ class Engine {
     int count;
     std::vector<int> got;
     std::vector<uint32_t> out;
+    Credit credit;
   };
 
   std::string pe_tuple(int k) const {
@@ -602,12 +625,24 @@ class Engine {
   // pe.PE.cost: time passes on this PE's context; a context that never waits for the fabric
   // never yields, so an endless loop stops here (pe.runaway_message).
   void charge(PEState& pe, int64_t cycles, int64_t now) const {
+    if (running_ && running_->micro_async) steal(pe, pe.time, cycles);
     pe.time += cycles;
     pe.busy += cycles;
     if (pe.time - now > max_cycles_)
       throw EngineError{"ran more than " + std::to_string(max_cycles_) + " cycles ahead of the "
                         "global clock without waiting for the fabric (an endless loop?; "
                         "SimOptions.max_cycles)", -1};
+  }
+
+  // pe.PE.steal: an async op computing from `start` on takes the datapath from the main
+  // thread if the main thread's clock has passed `start`, delaying it by as much.
+  static void steal(PEState& pe, int64_t start, int64_t cycles) {
+    if (pe.main) {
+      Ctx& m = *pe.main;
+      if ((m.done || m.wait == kNoWait) && m.ready_at > start) m.ready_at += cycles;
+    } else if (pe.main_free_at > start) {
+      pe.main_free_at += cycles;
+    }
   }
 
   // Simulator._skip: n cycles pass without stepping.
@@ -628,18 +663,22 @@ class Engine {
     bool progressed = false;
     const int64_t now = cycle();
     if (h2d_) {
+      progressed |= h2d_->credit.accrue();
       for (size_t k = 0; k < h2d_->pes.size(); ++k) {
         const int i = pes_[h2d_->pes[k]].idx;
-        if (h2d_->pos[k] < h2d_->data[k].size() && core_.oq_free_at(i, 0) > 0) {
+        if (h2d_->pos[k] < h2d_->data[k].size() && core_.oq_free_at(i, 0) > 0 &&
+            h2d_->credit.take()) {
           core_.ce_send_at(i, 0, h2d_->color, h2d_->data[k][h2d_->pos[k]++]);
           progressed = true;
         }
       }
     }
     if (d2h_) {
+      progressed |= d2h_->credit.accrue();
       for (size_t k = 0; k < d2h_->pes.size(); ++k) {
         const int i = pes_[d2h_->pes[k]].idx;
-        if (d2h_->got[k] < d2h_->count && core_.iq_count_at(i, d2h_->queue) > 0) {
+        if (d2h_->got[k] < d2h_->count && core_.iq_count_at(i, d2h_->queue) > 0 &&
+            d2h_->credit.take()) {
           d2h_->out[k * d2h_->count + d2h_->got[k]++] = core_.ce_recv_at(i, d2h_->queue);
           progressed = true;
         }
@@ -739,7 +778,9 @@ class Engine {
     if (!c.started) { c.started = true; c.start_time = pe.time; }
     const int32_t prev_name = pe.task_name;
     pe.task_name = c.name;
+    running_ = &c;
     run(pe, c, now);
+    running_ = nullptr;
     pe.task_name = prev_name;
     if (c.done && trace_)
       spans_.push_back(SpanRec{static_cast<int32_t>(&pe - pes_.data()), pe.prog->names[c.name],
@@ -1715,6 +1756,7 @@ class Engine {
   std::vector<PEState> pes_;
   std::vector<py::array_t<uint16_t>> mems_;
   PEState* cur_pe_ = nullptr;
+  Ctx* running_ = nullptr;      // the context being run (Simulator.running)
   // Collectives waiting for the rest of their line: ((axis << 32) | index, line), oldest first.
   std::vector<std::pair<int64_t, CollLine>> lines_;
   H2D* h2d_ = nullptr;

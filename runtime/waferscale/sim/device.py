@@ -102,6 +102,8 @@ class SimulatorDevice:
 
     def memcpy_h2d(self, name: str, pes: Sequence[tuple[int, int]], data: np.ndarray,
                    elem_bits: int) -> None:
+        # The device runs on while the words cross the memcpy channels; they land at the end.
+        self.sim.host_copy(int(np.asarray(data).size))
         for i, xy in enumerate(pes):
             pe = self._pe(xy)
             addr, elem = self._pointer(pe, name)
@@ -109,6 +111,7 @@ class SimulatorDevice:
 
     def memcpy_d2h(self, name: str, pes: Sequence[tuple[int, int]], count: int,
                    elem_bits: int) -> np.ndarray:
+        self.sim.host_copy(len(pes) * count)
         out = np.zeros((len(pes), count), dtype=np.uint32)
         for i, xy in enumerate(pes):
             pe = self._pe(xy)

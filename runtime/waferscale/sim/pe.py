@@ -62,6 +62,7 @@ class Context:
     # Runs only after this context is done, and no earlier than its end time: an async op
     # queued behind the previous op of its microthread, or an RPC behind the main thread.
     after: "Context | None" = None
+    async_op: bool = False                     # an async DSD op or @map (a microthread)
 
 
 class PEInterp(Interp):
@@ -410,12 +411,28 @@ class PE:
     # -- time and errors ----------------------------------------------------------------------
 
     def cost(self, cycles: int) -> None:
+        ctx = self.sim.running
+        if ctx is not None and ctx.async_op:
+            self.steal(self.time, cycles)
         self.time += cycles
         self.stats.busy += cycles
         if self.time - self.sim.cycle > self.sim.options.max_cycles:
             # A context that never waits for the fabric never yields to the cycle loop, so
             # the loop's own limit cannot stop it: an endless loop in a task ends here.
             raise self.error(runaway_message(self.sim.options.max_cycles))
+
+    def steal(self, start: int, cycles: int) -> None:
+        """The main thread and the microthreads share one datapath (docs/timing-model.md):
+        an async op computing ``cycles`` from ``start`` on takes them from the main thread
+        when the main thread's clock has passed ``start`` (it computed through that time
+        while running ahead), delaying the main thread by as much. Microthreads are not
+        delayed: they go first."""
+        m = self.main
+        if m is not None:
+            if (m.done or m.wait is None) and m.ready_at > start:
+                m.ready_at += cycles
+        elif self.main_free_at > start:
+            self.main_free_at += cycles
 
     def error(self, msg: str, node: A.Node | None = None) -> SimError:
         where = f" at {node.span}" if node is not None and node.span.file is not None else ""
@@ -501,6 +518,7 @@ class PE:
         microthread ``ut`` ("two operations cannot concurrently use the same microthread",
         SDK docs, tutorial topic 12); ``None``: no fabric operand names one."""
         ctx = self.start_context(name, body, main=False, ready_at=self.time)
+        ctx.async_op = True
         if ut is not None:
             prev = self.ut_last.get(ut)
             if prev is not None and not prev.done:

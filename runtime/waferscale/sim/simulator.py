@@ -22,7 +22,9 @@ loop in C++ (bindings/pe_engine.hpp mirrors ``step``, ``pending_time``, ``_run_l
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable
 
 import greenlet
@@ -415,9 +417,25 @@ class Simulator:
     def host_io_waits(self) -> list[str]:
         return [p.describe() for p in self.host_io]
 
+    # -- host I/O timing (docs/timing-model.md, "memcpy") ----------------------------------
+
+    def memcpy_rate(self) -> Fraction:
+        """Wavelets per cycle through the program's memcpy channels (``--channels``)."""
+        return self.timing.memcpy_rate(max(1, self.layout.options.channels))
+
+    def host_copy(self, words: int) -> None:
+        """A memcpy copy-mode command of ``words`` wavelets: the device runs on for the
+        command's overhead plus the words at the channels' rate (the caller moves the data
+        when this returns)."""
+        rate = self.memcpy_rate()
+        cycles = self.timing.memcpy_command_cycles() + math.ceil(words / rate)
+        self.advance_to(self.cycle + cycles)
+
     def stream_h2d(self, color: int, pes: list, data) -> None:
+        self.advance_to(self.cycle + self.timing.memcpy_command_cycles())
         if self.engine is not None:
-            self.engine.stream_h2d(color, pes, data)
+            rate = self.memcpy_rate()
+            self.engine.stream_h2d(color, pes, data, rate.numerator, rate.denominator)
             return
         pump = _H2DPump(self, color, pes, data)
         self.host_io.append(pump)
@@ -431,8 +449,11 @@ class Simulator:
         q = self.d2h_queue.get(color)
         if q is None:
             raise SimError(f"color {color} is not a memcpy D2H stream of this program")
+        self.advance_to(self.cycle + self.timing.memcpy_command_cycles())
         if self.engine is not None:
-            return self.engine.stream_d2h(color, q, pes, count)
+            rate = self.memcpy_rate()
+            return self.engine.stream_d2h(color, q, pes, count, rate.numerator,
+                                          rate.denominator)
         pump = _D2HPump(self, color, q, pes, count)
         self.host_io.append(pump)
         try:
@@ -471,21 +492,49 @@ class _Progress:
             self.bar.close()
 
 
+class _Credit:
+    """The memcpy channels' rate as a token bucket in exact integers: ``num`` per cycle, a
+    wavelet costs ``den``, at most ``cap`` saved (one wavelet per PE). The C++ engine keeps
+    the same bucket (pe_engine.hpp, Credit)."""
+
+    def __init__(self, rate: Fraction, n_pes: int) -> None:
+        self.num, self.den = rate.numerator, rate.denominator
+        self.cap = self.den * max(1, n_pes)
+        self.have = 0
+
+    def accrue(self) -> bool:
+        """One cycle's credit; False once full (nothing changes: a stalled stream can then
+        be reported as a deadlock)."""
+        if self.have >= self.cap:
+            return False
+        self.have = min(self.have + self.num, self.cap)
+        return True
+
+    def take(self) -> bool:
+        if self.have < self.den:
+            return False
+        self.have -= self.den
+        return True
+
+
 class _H2DPump:
-    """Feeds host wavelets into memcpy's output queue 0 of each target PE, one per cycle."""
+    """Feeds host wavelets into memcpy's output queue 0 of each target PE, at most one per
+    PE per cycle and at most the memcpy channels' rate in all."""
 
     def __init__(self, sim: Simulator, color: int, pes: list, data) -> None:
         self.sim, self.color = sim, color
+        self.credit = _Credit(sim.memcpy_rate(), len(pes))
         self.todo = [[int(w) for w in row] for row in data]
         self.pes = [tuple(p) for p in pes]
         self.pos = [0] * len(self.pes)
         self.total = sum(len(r) for r in self.todo)
 
     def __call__(self) -> bool:
-        moved = False
+        moved = self.credit.accrue()
         fab = self.sim.fabric
         for i, (x, y) in enumerate(self.pes):
-            if self.pos[i] < len(self.todo[i]) and fab.oq_free(x, y, 0) > 0:
+            if self.pos[i] < len(self.todo[i]) and fab.oq_free(x, y, 0) > 0 \
+                    and self.credit.take():
                 fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
                 self.pos[i] += 1
                 moved = True
@@ -503,20 +552,23 @@ class _H2DPump:
 
 
 class _D2HPump:
-    """Collects a PE's D2H wavelets from memcpy's receive queue."""
+    """Collects a PE's D2H wavelets from memcpy's receive queue, at most the memcpy
+    channels' rate in all."""
 
     def __init__(self, sim: Simulator, color: int, queue: int, pes: list, count: int) -> None:
         import numpy as np
         self.sim, self.color, self.queue, self.count = sim, color, queue, count
+        self.credit = _Credit(sim.memcpy_rate(), len(pes))
         self.pes = [tuple(p) for p in pes]
         self.out = np.zeros((len(self.pes), count), dtype=np.uint32)
         self.got = [0] * len(self.pes)
 
     def __call__(self) -> bool:
-        moved = False
+        moved = self.credit.accrue()
         fab = self.sim.fabric
         for i, (x, y) in enumerate(self.pes):
-            if self.got[i] < self.count and fab.iq_count(x, y, self.queue) > 0:
+            if self.got[i] < self.count and fab.iq_count(x, y, self.queue) > 0 \
+                    and self.credit.take():
                 payload, _ = fab.ce_recv(x, y, self.queue)
                 self.out[i, self.got[i]] = payload
                 self.got[i] += 1
