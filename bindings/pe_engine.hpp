@@ -33,6 +33,7 @@ struct Operand {
   std::vector<int32_t> addrs;       // explicit addresses (mem4d)
   int32_t len = 0;
   int32_t queue = 0, color = 0, index = -1;
+  int32_t ut = 0;                   // fabric operands: the microthread ID the DSD selects
   Scalar value{};
   int32_t scalar_tc = 0;            // a scalar's type
   int32_t addr(int i) const {
@@ -47,6 +48,8 @@ struct OpState {
   const DsdCall* call = nullptr;
   Operand ops[4];
   int32_t n = 0, i = 0, j = 0;
+  int32_t simd = 1;                 // elements per cycle (the op's width, stride-limited)
+  int64_t setup = 0;                // cycles before the elements; 0 once the issuer paid them
   bool started = false, computed = false;
   int64_t start_time = 0;
   Scalar vals[3]{};
@@ -763,16 +766,16 @@ class Engine {
 
   // simulator.Simulator._resume
   bool resume(PEState& pe, Ctx& c, int64_t now) {
-    if (c.done || c.ready_at > now) return false;
-    if (c.wait != kNoWait && !wait_holds(pe, c)) {
-      ++pe.stall;
-      return false;
-    }
-    if (c.prev) {   // Simulator._resume: queued behind c.prev, it starts when that one ended
+    if (c.done) return false;
+    if (c.prev && c.prev->done) {   // Simulator._resume: starts when c.prev ended
       c.ready_at = std::max(c.ready_at, c.prev->ready_at);
       c.prev.reset();
       c.wait = kNoWait;
-      if (c.ready_at > now) return false;
+    }
+    if (c.ready_at > now) return false;
+    if (c.wait != kNoWait && !wait_holds(pe, c)) {
+      ++pe.stall;
+      return false;
     }
     pe.time = std::max(c.ready_at, now);
     if (!c.started) { c.started = true; c.start_time = pe.time; }
@@ -928,12 +931,14 @@ class Engine {
     if (d.kind == kFabin) {
       o.kind = 1;
       o.queue = d.queue;
+      o.ut = d.ut;
       o.len = d.ext[0];
       return o;
     }
     if (d.kind == kFabout) {
       o.kind = 2;
       o.queue = d.queue;
+      o.ut = d.ut;
       o.color = d.color;
       o.len = d.ext[0];
       return o;
@@ -1123,18 +1128,7 @@ class Engine {
     if (!s.started) {
       s.started = true;
       s.start_time = pe.time;
-      int simd = wse2_ ? info.simd2 : info.simd3;
-      int64_t setup = setup_;
-      for (int k = 0; k <= info.nsrc; ++k) {
-        const Operand& o = s.ops[k];
-        if (o.kind == 0) {
-          const int limit = stride_simd(element_stride(o));
-          if (limit > 0) simd = std::min(simd, limit);
-        }
-      }
-      for (int k = 0; k <= info.nsrc; ++k)
-        if (s.ops[k].kind == 1 || s.ops[k].kind == 2) { setup += fabric_start_; break; }
-      charge(pe, setup + (s.n + simd - 1) / simd, now);
+      charge(pe, s.setup + (s.n + s.simd - 1) / s.simd, now);
       if (memory_only(s, info)) {
         // No fabric operand: nothing can stall, so the elements run in one tight loop.
         // Non-pointer operands were bounds-checked at issue; pointers are checked here.
@@ -1188,7 +1182,7 @@ class Engine {
   // destination first), or -1.
   static int microthread_of(const Operand* ops, int n) {
     for (int k = 0; k < n; ++k)
-      if (ops[k].kind == 1 || ops[k].kind == 2) return ops[k].queue;
+      if (ops[k].kind == 1 || ops[k].kind == 2) return ops[k].ut;
     return -1;
   }
 
@@ -1247,6 +1241,22 @@ class Engine {
     OpState& s = target->op;
     s = OpState{};
     s.call = &call;
+    // builtins_rt.run_dsd_op's cost: the width (stride-limited) and the setup.
+    s.simd = wse2_ ? info.simd2 : info.simd3;
+    s.setup = setup_;
+    bool fabric = false;
+    for (int k = 0; k < call.nops; ++k) {
+      if (ops[k].kind == 0) {
+        const int limit = stride_simd(element_stride(ops[k]));
+        if (limit > 0) s.simd = std::min(s.simd, limit);
+      }
+      fabric |= ops[k].kind == 1 || ops[k].kind == 2;
+    }
+    if (fabric) s.setup += fabric_start_;
+    if (m) {   // the issuer loads the operands' DSRs; the microthread streams the elements
+      charge(pe, s.setup, now);
+      s.setup = 0;
+    }
     for (int k = 0; k < call.nops; ++k) s.ops[k] = std::move(ops[k]);
     s.n = n;
     target->in_op = true;

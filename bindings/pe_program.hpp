@@ -25,8 +25,9 @@ struct Dsd {
   int32_t base, offset;             // word address of the base; offset in elements
   int32_t ext[4], str[4];
   int32_t queue, color;
+  int32_t ut;                       // fabric DSDs: the microthread ID they select
 };
-constexpr int kDsdInts = 16;
+constexpr int kDsdInts = 17;
 
 // One DSD-operation call site (lower.py: DsdCallSite).
 struct DsdCall {

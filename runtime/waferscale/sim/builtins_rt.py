@@ -141,7 +141,7 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     if any(isinstance(o, (D.FabIn, D.FabOut)) for o in [dest, *srcs]):
         setup += timing.fabric_op_start
 
-    def body() -> None:
+    def body(setup: int) -> None:
         start = pe.time
         pe.cost(setup + -(-n // simd))
         if not (op.vector is not None and D.vectorizable(dest, srcs, n)
@@ -154,9 +154,11 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
         _complete(pe, cfg, e)
 
     if _is_async(cfg):
-        pe.start_async(f"@{e.name}", body, _microthread(cfg, [dest, *srcs]))
+        # The issuer loads the operands' DSRs; the microthread streams the elements.
+        pe.cost(setup)
+        pe.start_async(f"@{e.name}", lambda: body(0), _microthread(cfg, [dest, *srcs]))
     else:
-        body()
+        body(setup)
     return Val(T.BOOL, True)
 
 
@@ -172,7 +174,7 @@ def _microthread(cfg: dict[str, Val], operands: list) -> int | None:
         return int(cfg["ut_id"].v)
     for o in operands:
         if isinstance(o, (D.FabIn, D.FabOut)):
-            return o.queue
+            return o.ut
     return None
 
 

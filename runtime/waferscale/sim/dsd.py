@@ -40,6 +40,7 @@ class MemOperand:
 class FabIn:
     queue: int
     length: int
+    ut: int = 0                  # the microthread ID the DSD selects (its .input_queue)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class FabOut:
     queue: int
     color: int
     length: int
+    ut: int = 0                  # the microthread ID the DSD selects (its .output_queue)
     index: int | None = None     # upper 16 bits of each wavelet (`.index` / wavelet_index_offset)
 
 
@@ -69,6 +71,7 @@ class Descriptor:
     length: int = 0                   # fabric DSDs: wavelets
     queue: int = 0
     color: int = 0                    # fabout: the color its wavelets carry
+    ut: int = 0                       # fabric DSDs: the microthread ID they select
     base: int = 0                     # memory DSDs: word address of the base variable
     elem: T.Type | None = None
     offset: int = 0                   # elements
@@ -94,13 +97,14 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
                 q = _int(f["input_queue"])
             else:
                 q = pe.sim.wse2_queue(_int(f["fabric_color"]), pe)
-            return Descriptor(p.kind, length=extent, queue=q)
+            ut = _int(f["input_queue"]) if "input_queue" in f else q
+            return Descriptor(p.kind, length=extent, queue=q, ut=ut)
         oq = _int(f["output_queue"]) if "output_queue" in f else 0
         if "fabric_color" in f:
             color = _int(f["fabric_color"])
         else:
             color = pe.sim.output_queue_color(pe, oq)
-        return Descriptor(p.kind, length=extent, queue=oq, color=color)
+        return Descriptor(p.kind, length=extent, queue=oq, color=color, ut=oq)
     # Memory DSDs.
     if "tensor_access" in f:
         ta: TensorAccessVal = f["tensor_access"].v
@@ -146,9 +150,9 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
         return Scalar(v)
     d = describe(pe, p, node)
     if p.kind == "fabin_dsd":
-        return FabIn(d.queue, d.length)
+        return FabIn(d.queue, d.length, d.ut)
     if p.kind == "fabout_dsd":
-        return FabOut(d.queue, d.color, d.length)
+        return FabOut(d.queue, d.color, d.length, d.ut)
     base, elem, offset, strides, extents = d.base, d.elem, d.offset, d.strides, d.extents
     ew = words_of(elem)
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression

@@ -1523,6 +1523,6 @@ class ProgramLowering:
             if len(extents) > 4 or len(strides) < len(extents):
                 raise _unsupported("a DSD of more than four dimensions", node)
         pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
-        pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color]
+        pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color, d.ut]
         assert len(pod) == self.dsd_words
         return pod

@@ -191,17 +191,18 @@ class Simulator:
     # -- running ------------------------------------------------------------------------------
 
     def _resume(self, pe: PE, ctx: Context) -> bool:
-        if ctx.done or ctx.ready_at > self.cycle:
+        if ctx.done:
+            return False
+        if ctx.after is not None and ctx.after.done:
+            # Queued behind another context that has ended: it starts when that one ended
+            # (its local clock), a time pending_time now knows.
+            ctx.ready_at = max(ctx.ready_at, ctx.after.ready_at)
+            ctx.after, ctx.wait, ctx.wait_desc = None, None, ""
+        if ctx.ready_at > self.cycle:
             return False
         if ctx.wait is not None and not ctx.wait():
             pe.stats.stall += 1
             return False
-        if ctx.after is not None:
-            # Queued behind another context: it starts when that one ended (its local clock).
-            ctx.ready_at = max(ctx.ready_at, ctx.after.ready_at)
-            ctx.after, ctx.wait, ctx.wait_desc = None, None, ""
-            if ctx.ready_at > self.cycle:
-                return False
         self.running = ctx
         pe.time = max(ctx.ready_at, self.cycle)
         prev_task, pe.current_task = pe.current_task, ctx.name

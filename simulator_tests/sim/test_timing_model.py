@@ -1,0 +1,133 @@
+"""The timing model on microprograms whose cycle counts are derived by hand below from the cost
+table (sim/timing.py, docs/timing-model.md), on both PE paths and both arches.
+
+What each derivation charges, in the order the PE runs it:
+* a statement costs ``statement``; a block that is the body of a taken ``if`` is a statement
+  too; a call (of a task, a function or a library intrinsic such as ``get_timestamp``) costs
+  ``branch`` before its body, and ``get_timestamp`` then reads the PE's own clock;
+* a DSD op costs ``dsd_op_setup`` (+ ``fabric_op_start`` when an operand is a fabric DSD)
+  + ceil(n / simd) when it starts; an async op starts as a microthread at its issuer's time,
+  behind the unfinished previous op of the same microthread (its queue);
+* a wavelet pushed into an output queue in cycle t is readable by the next PE's CE in cycle
+  t + L, L = ce_to_router_latency + hop_latency + router_to_ce_latency (sim/fabric.py);
+* a data task whose wavelet is readable in cycle t starts in cycle t (if the PE's main thread
+  is free) and runs its first statement ``task_start`` cycles later.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.sim.builtins_rt import DSD_OPS
+from waferscale.sim.device import SimulatorDevice
+from waferscale.sim.fabric import cpp_available
+from waferscale.sim.simulator import SimOptions
+from waferscale.sim.timing import DEFAULT_TIMING as TM
+
+PROGRAMS = Path(__file__).parent / "programs"
+ARCHES = ["wse2", "wse3"]
+L = TM.ce_to_router_latency + TM.hop_latency + TM.router_to_ce_latency
+ST, BR, SETUP, FAB, TS = (TM.statement, TM.branch, TM.dsd_op_setup, TM.fabric_op_start,
+                          TM.task_start)
+
+
+@pytest.fixture(params=["python", "compiled"])
+def engine(request) -> str:
+    if request.param == "compiled" and not cpp_available():
+        pytest.skip("waferscale._fabric is not built (the compiled engine is C++)")
+    return request.param
+
+
+def simd(op: str, arch: str) -> int:
+    return DSD_OPS[op].simd[0 if arch == "wse2" else 1]
+
+
+def device(name: str, arch: str, engine: str, **params) -> SimulatorDevice:
+    opts = CompileOptions(arch=arch, params=tuple((k, str(v)) for k, v in params.items()),
+                          memcpy=True, channels=1)
+    return SimulatorDevice(elaborate(PROGRAMS / name / "layout.csl", opts),
+                           SimOptions(engine=engine))
+
+
+def stamp(dev: SimulatorDevice, name: str, pe: tuple[int, int]) -> int:
+    """A ``<time>`` timestamp (three 16-bit words, least significant first)."""
+    w = [int(v) for v in dev.memcpy_d2h(name, [pe], 3, 16)[0]]
+    return w[0] | w[1] << 16 | w[2] << 32
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("P,N", [(2, 10), (2, 300), (5, 10), (5, 300), (12, 64)])
+def test_a_chain_after_a_long_compute_waits_for_it(engine, arch, P, N):
+    """causal_row: PE 0 stamps t0, runs a sync @fmacs over N elements, then sends w[0] with
+    an async @fmovs; each further PE adds 1 and sends on (async); the last stamps t1. So this
+    is also "an async op after a long sync op": the send may not start before the sweep
+    ends."""
+    dev = device("causal_row", arch, engine, P=P, N=N)
+    w = np.arange(1, N + 1, dtype=np.float32)
+    dev.memcpy_h2d("w", [(0, 0)], w.view(np.uint32)[None], 32)
+    dev.launch("go", [])
+    got = stamp(dev, "t1", (P - 1, 0)) - stamp(dev, "t0", (0, 0))
+    send = SETUP + FAB + math.ceil(1 / simd("fmovs", arch))        # a one-wavelet async send
+    # PE 0 after its stamp: the @fmacs statement and op (one f32 MAC a cycle on both arches),
+    # then the @fmovs statement issues the send, which starts right away.
+    first = ST + SETUP + math.ceil(N / simd("fmacs", arch)) + ST + send + L
+    # A middle PE: its data task starts when the wavelet is readable: task_start, the call,
+    # `if (last)` and the else block, two statements, then its send and the hop.
+    middle = TS + BR + ST + ST + 2 * ST + send + L
+    # The last PE: task_start, the call, `if (last)`, the then block, the stamp statement
+    # and its call.
+    last = TS + BR + ST + ST + ST + BR
+    assert got == first + (P - 2) * middle + last
+    # The must-show bound: never sooner than the compute plus the hops.
+    assert got >= N + (P - 1) * TM.hop_latency
+    r = dev.memcpy_d2h("result", [(P - 1, 0)], 1, 32)[0].view(np.float32)
+    assert r[0] == 3 * w[0] + (P - 2)
+
+
+def run_micro(arch: str, engine: str, N: int, M: int) -> tuple[SimulatorDevice, int]:
+    """timing_micro; returns the device and the cycle at which PE 0's wavelet is readable
+    at PE 1, relative to the launch tasks' first stamp t0 (the same on every PE: the three
+    launch tasks start together and stamp after the same two statements)."""
+    dev = device("timing_micro", arch, engine, N=N, M=M)
+    dev.launch("go", [])
+    assert len({stamp(dev, "t0", (x, 0)) for x in range(3)}) == 1
+    # PE 0 after its stamp: the @fmacs statement and op, the send's statement; the issuer
+    # loads the send's DSRs (setup + fabric start), the microthread streams its element.
+    push = ST + SETUP + math.ceil(N / simd("fmacs", arch)) + ST + SETUP + FAB + 1
+    return dev, push + L
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("N", [60, 300])
+def test_two_async_ops_on_one_microthread_run_one_after_the_other(engine, arch, N):
+    """timing_micro's PE 1 issues an async receive and then an async send, both on
+    microthread 2; the send's .activate task stamps t1."""
+    dev, arrival = run_micro(arch, engine, N, M=N + 200)
+    got = stamp(dev, "t1", (1, 0)) - stamp(dev, "t0", (1, 0))
+    # The receive ends when the wavelet is readable; only then does the send start (its DSRs
+    # were loaded long before), stream its one element and push it. The activated task:
+    # task_start, the call, the stamp statement and its call.
+    assert got == arrival + 1 + TS + BR + ST + BR
+    # Side by side, the send would have ended right after its issue: 2 statements and 2
+    # setups after t0, plus its element.
+    assert got > 2 * (ST + SETUP + FAB) + 1 + TS + BR + ST + BR
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("N", [60, 300])
+def test_a_data_task_fed_while_the_main_task_computes_waits_for_it(engine, arch, N):
+    """timing_micro's PE 2: its launch task stamps t0, sweeps M elements and stamps t2 while
+    PE 1's wavelet arrives; its data task stamps t1."""
+    M = N + 200
+    dev, arrival = run_micro(arch, engine, N, M)
+    t0, t1, t2 = (stamp(dev, n, (2, 0)) for n in ("t0", "t1", "t2"))
+    assert t2 - t0 == ST + SETUP + math.ceil(M / simd("fmacs", arch)) + ST + BR
+    # The wavelet was readable at PE 2 one hop after PE 1's send (arrival + 1 + L), before
+    # t2: the data task starts when the launch task ends, right after its stamp:
+    # task_start, the call, the stamp statement and its call.
+    assert arrival + 1 + L < t2 - t0
+    assert t1 - t2 == TS + BR + ST + BR
