@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from waferscale.kernels.allreduce import Allreduce
 from waferscale.kernels.broadcast import Broadcast, broadcast_floor
+from waferscale.kernels.floors import leg
 from waferscale.sim.timing import DEFAULT_TIMING
 
 U32 = 2.0**-24
@@ -62,7 +63,7 @@ def check_allreduce(k: Allreduce, v: np.ndarray) -> tuple[np.ndarray, int]:
 def test_allreduce_both_axes_match_numpy(N, line, lines, op, axis, arch, seed):
     P_c, P_r = (line, lines) if axis == "row" else (lines, line)
     k = Allreduce(N, P_c, P_r, op, arch, axis)
-    assert k.line == line and k.floor() == line + N - 1
+    assert k.line == line and k.floor() == (leg(line - 1) + N - 1 if line > 1 else N)
     check_allreduce(k, vectors((P_r, P_c, N), seed))
 
 
@@ -91,7 +92,7 @@ def test_broadcast_is_exact(N, P, root_frac, axis, arch, seed):
     assert r.shape == (P, N)
     assert np.array_equal(r.view(np.uint32), np.broadcast_to(v, (P, N)).view(np.uint32))
     if P > 1:
-        assert cycles >= k.floor() == max(root, P - 1 - root) + N   # the floor is a floor
+        assert cycles >= k.floor() == leg(max(root, P - 1 - root)) + N - 1   # a floor
 
 
 @pytest.mark.parametrize("arch", ["wse2", "wse3"])
@@ -106,8 +107,8 @@ def test_broadcast_from_the_middle_beats_the_end(arch):
 
 
 def test_broadcast_floor():
-    assert broadcast_floor(32, 0, 256) == 287
-    assert broadcast_floor(32, 15, 1) == 17
+    assert broadcast_floor(32, 0, 256) == leg(31) + 255
+    assert broadcast_floor(32, 15, 1) == leg(16)
     assert broadcast_floor(1, 0, 9) == 1
 
 

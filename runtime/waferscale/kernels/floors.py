@@ -1,28 +1,51 @@
 """Physical floors of the kernels (docs/kernels.md): the fewest cycles any implementation
 could take on the modelled hardware, against which ``waferscale bench`` reports efficiency
-= floor / measured."""
+= floor / measured.
+
+Fabric terms use the timing model's latencies (sim/timing.py): a value that must travel
+``d`` hops from one CE to another takes at least :func:`leg` ``(d)`` = the ramp out of the
+CE, ``d`` router hops and the ramp into the CE. Compute terms use the best op the model
+offers for the data type (``MAC_SIMD``).
+"""
 
 from __future__ import annotations
 
 import math
 
-# Elements per cycle of the multiply-accumulate each GEMV variant uses, by arch
-# (csl-language.md §4.1): fp32 @fmacs is not in the SIMD table, so 1; fp16 weights with fp32
-# accumulation use @fmachs, 2 on WSE-2 and 4 on WSE-3.
+from ..sim.timing import DEFAULT_TIMING
+
+
+def leg(hops: int) -> int:
+    """The fewest cycles from a CE pushing a wavelet to a CE ``hops`` routers away being able
+    to read it (sim/fabric.py's latency rule); 0 for no hop."""
+    t = DEFAULT_TIMING
+    if hops <= 0:
+        return 0
+    return t.ce_to_router_latency + hops * t.hop_latency + t.router_to_ce_latency
+
+# Elements per cycle of the best multiply-accumulate the model offers per data type, by arch
+# (csl-language.md §4.1, sim/builtins_rt.DSD_OPS): fp32 @fmacs is not in the SIMD table, so
+# 1, and @fmuls + @fadds is no faster (@fmuls is not in the table either: 1 + 1/S cycles an
+# element); fp16 weights with fp32 accumulation use @fmachs, 2 on WSE-2 and 4 on WSE-3.
 MAC_SIMD = {("f32", "wse2"): 1, ("f32", "wse3"): 1, ("f16", "wse2"): 2, ("f16", "wse3"): 4}
 
 
 def gemv_floor(M: int, N: int, P_c: int, P_r: int, dtype: str, arch: str) -> int:
-    """⌈M·N / (P_r·P_c·S)⌉ + P_red: every PE's share of the MACs at full SIMD width, plus one
-    hop per PE along the reduction axis (rows, P_red = P_c)."""
+    """⌈M·N / (P_r·P_c·S)⌉ + leg(P_c − 1): every PE's share of the MACs at full SIMD width,
+    plus one leg across the reduction axis (a partial sum from one end of a row must reach
+    the other end's result)."""
     S = MAC_SIMD[(dtype, arch)]
-    return math.ceil(M * N / (P_r * P_c * S)) + P_c
+    return math.ceil(M * N / (P_r * P_c * S)) + leg(P_c - 1)
 
 
 def allreduce_floor(P: int, N: int = 1) -> int:
-    """A line of P PEs: reduce to the middle and broadcast back, one hop a cycle: P cycles for
-    one element; N elements stream behind the first at one wavelet a cycle: P + N - 1."""
-    return P + N - 1
+    """A line of P PEs: every PE's result depends on both ends, so one value crosses the line,
+    leg(P − 1); the N elements stream behind the first at one wavelet a cycle: + N − 1. (A
+    reduction also needs a CE to add on the way, which a tree pays again; the floor does
+    not.) One PE: N."""
+    if P == 1:
+        return N
+    return leg(P - 1) + N - 1
 
 
 # @fmaxs elements per cycle (csl-language.md §4.1).
@@ -30,11 +53,11 @@ FMAXS_SIMD = {"wse2": 1, "wse3": 4}
 
 
 def argmax_floor(V: int, P_c: int, P_r: int, arch: str) -> int:
-    """⌈⌈V/(P_c·P_r)⌉ / S⌉ + (P_c − 1) + (P_r − 1) + 1: the largest block's max at the SIMD
-    width S of @fmaxs, plus the fabric distance between the two farthest PEs (every PE's
-    answer depends on every block) at one hop a cycle, plus the pair's second wavelet."""
+    """⌈⌈V/(P_c·P_r)⌉ / S⌉ + leg((P_c − 1) + (P_r − 1)) + 1: the largest block's max at the
+    SIMD width S of @fmaxs, plus one leg across the fabric distance between the two farthest
+    PEs (every PE's answer depends on every block), plus the pair's second wavelet."""
     n_max = -(-V // (P_c * P_r))
-    return math.ceil(n_max / FMAXS_SIMD[arch]) + (P_c - 1) + (P_r - 1) + 1
+    return math.ceil(n_max / FMAXS_SIMD[arch]) + leg((P_c - 1) + (P_r - 1)) + 1
 
 
 # Elements per cycle of f32 @fadds/@fmuls (csl-language.md §4.1).
@@ -42,11 +65,11 @@ F32_SIMD = {"wse2": 2, "wse3": 4}
 
 
 def rmsnorm_floor(D: int, P: int, residual: bool, arch: str) -> int:
-    """(2 + residual)·⌈⌈D/P⌉ / S⌉ + P: on the PE with the largest block, one SIMD pass to
-    square (and sum) it, one to write y, one more for the stored residual sum; plus the
-    one-element allreduce over the row (P hops, as allreduce's floor)."""
+    """(2 + residual)·⌈⌈D/P⌉ / S⌉ + allreduce_floor(P): on the PE with the largest block, one
+    SIMD pass to square (and sum) it, one to write y, one more for the stored residual sum;
+    plus the one-element allreduce over the row."""
     n_t = -(-D // P)
-    return (3 if residual else 2) * -(-n_t // F32_SIMD[arch]) + P
+    return (3 if residual else 2) * -(-n_t // F32_SIMD[arch]) + allreduce_floor(P)
 
 
 def swiglu_floor(D: int, P: int) -> int:
@@ -65,12 +88,13 @@ def rope_floor(H: int, d: int, P: int, arch: str) -> int:
 
 
 def attention_floor(H: int, d: int, L: int, P: int, arch: str) -> int:
-    """Proposed floor of one decode step at position L (L + 1 keys): the 2·H·d·(L+1) MACs of
-    scores and outputs spread evenly over the P PEs at the f32 @fmacs rate S, plus the two
-    dependent collectives along the row: the max of H scores (P + H − 1) and the sum of the
-    H·d partial outputs (P + H·d − 1), as csl/allreduce's floor."""
+    """Proposed floor of one decode step at position L (L + 1 keys) with an f32 cache: the
+    2·H·d·(L+1) MACs of scores and outputs spread evenly over the P PEs at the best f32 MAC
+    rate S (MAC_SIMD), plus the two dependent collectives along the row: the max of H
+    scores and the sum of the H·d partial outputs, as csl/allreduce's floor."""
     macs = 2 * H * d * (L + 1)
-    return -(-macs // (P * MAC_SIMD[("f32", arch)])) + (P + H - 1) + (P + H * d - 1)
+    return (-(-macs // (P * MAC_SIMD[("f32", arch)])) + allreduce_floor(P, H)
+            + allreduce_floor(P, H * d))
 
 
 def gemm_floor(M: int, K: int, N: int, P: int, dtype: str, arch: str) -> int:
@@ -78,8 +102,9 @@ def gemm_floor(M: int, K: int, N: int, P: int, dtype: str, arch: str) -> int:
     S of its multiply-accumulate (@fmacs f32: 1; @fmachs f16: 2 on WSE-2, 4 on WSE-3), plus
     the first step's broadcasts, which must land before any MAC can use them:
     span = max(Mt·Kt, Kt·Nt) words / elements-per-word + P (the simulator's pipelined line
-    transfer, sim/collectives.py), 0 for P = 1. Later broadcasts can hide behind the MACs of
-    the previous step (double buffering), so they are not part of the floor."""
+    transfer, sim/collectives.py, whose latency model is its own), 0 for P = 1. Later
+    broadcasts can hide behind the MACs of the previous step (double buffering), so they are
+    not part of the floor."""
     S = MAC_SIMD[(dtype, arch)]
     macs = -(-M * K * N // (P * P * S))
     if P == 1:
@@ -90,20 +115,21 @@ def gemm_floor(M: int, K: int, N: int, P: int, dtype: str, arch: str) -> int:
 
 
 def broadcast_floor(P: int, root: int, N: int) -> int:
-    """max(root, P − 1 − root) + N: the farthest PE is that many hops from the root, one hop a
-    cycle, and the N wavelets leave the root one a cycle behind the first. A line of one PE
-    moves nothing: 1 (the launch itself), so that efficiency stays in (0, 1]."""
+    """leg(max(root, P − 1 − root)) + N − 1: the farthest PE is that many hops from the root,
+    and the N wavelets leave the root one a cycle behind the first. A line of one PE moves
+    nothing: 1 (the launch itself), so that efficiency stays in (0, 1]."""
     if P == 1:
         return 1
-    return max(root, P - 1 - root) + N
+    return leg(max(root, P - 1 - root)) + N - 1
 
 
 def gemv_chain_floor(M1: int, N: int, M2: int, P_c: int, P_r: int, dtype: str,
                      arch: str) -> int:
-    """⌈M1·N / (P·S)⌉ + P_c + ⌈M2·M1 / (P·S)⌉ + P_r with P = P_c·P_r: each GEMV's MAC share
-    per PE at full SIMD width S plus one hop per PE along its reduction axis (rows for the
-    first GEMV, columns for the second). The two add up because every element of the
-    second GEMV's input depends on a whole reduction of the first."""
+    """⌈M1·N / (P·S)⌉ + leg(P_c − 1) + ⌈M2·M1 / (P·S)⌉ + leg(P_r − 1) with P = P_c·P_r:
+    each GEMV's MAC share per PE at full SIMD width S plus one leg across its reduction axis
+    (rows for the first GEMV, columns for the second). The two add up because every element
+    of the second GEMV's input depends on a whole reduction of the first."""
     S = MAC_SIMD[(dtype, arch)]
     P = P_c * P_r
-    return math.ceil(M1 * N / (P * S)) + P_c + math.ceil(M2 * M1 / (P * S)) + P_r
+    return (math.ceil(M1 * N / (P * S)) + leg(P_c - 1) + math.ceil(M2 * M1 / (P * S))
+            + leg(P_r - 1))
