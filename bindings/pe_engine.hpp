@@ -155,7 +155,10 @@ class Engine {
       : core_(core), wse2_(wse2), statement_(costs["statement"].cast<int64_t>()),
         branch_(costs["branch"].cast<int64_t>()), task_start_(costs["task_start"].cast<int64_t>()),
         setup_(costs["dsd_op_setup"].cast<int64_t>()),
-        fabric_start_(costs["fabric_op_start"].cast<int64_t>()), max_cycles_(max_cycles),
+        fabric_start_(costs["fabric_op_start"].cast<int64_t>()),
+        hop_(costs["hop_latency"].cast<int64_t>()),
+        ramp_out_(costs["ce_to_router_latency"].cast<int64_t>()),
+        ramp_in_(costs["router_to_ce_latency"].cast<int64_t>()), max_cycles_(max_cycles),
         random_order_(random_order), trace_(trace) {
     if (static_cast<int>(py::len(ops)) != kNumDsdOps)
       throw std::invalid_argument("the engine needs one table entry per op of ENGINE_DSD_OPS");
@@ -1362,7 +1365,8 @@ class Engine {
     }
     int64_t done = 0;
     for (auto* c : calls) done = std::max(done, c->time);
-    done += count + n;
+    // TimingModel.collective_cycles
+    done += setup_ + fabric_start_ + (n > 1 ? ramp_out_ + (n - 1) * hop_ + ramp_in_ : 0) + count;
     for (auto* c : calls) pes_[c->pe].timed.push_back({done, c->cb, false});
     lines_.erase(std::find_if(lines_.begin(), lines_.end(),
                               [key](const std::pair<int64_t, CollLine>& l) { return l.first == key; }));
@@ -1752,7 +1756,8 @@ class Engine {
 
   Core& core_;
   bool wse2_;
-  int64_t statement_, branch_, task_start_, setup_, fabric_start_, max_cycles_;
+  int64_t statement_, branch_, task_start_, setup_, fabric_start_, hop_, ramp_out_, ramp_in_,
+      max_cycles_;
   bool random_order_, trace_;
   py::object progress_ = py::none();
   uint64_t polls_ = 0;

@@ -36,7 +36,7 @@ from waferscale.kernels.attention import (
     exact_with_bound,
     scale_bits,
 )
-from waferscale.kernels.floors import leg
+from waferscale.kernels.floors import exp_cycles, leg
 from waferscale.model.reference import attention as reference_attention
 
 
@@ -130,7 +130,8 @@ def test_attention_layout_mapping():
 
 def test_attention_floor_formula():
     # 2*9*64*1025 MACs over 48 PEs at 1 MAC/cycle, + (48 + 9 - 1) + (48 + 576 - 1).
-    assert attention_floor(9, 64, 1024, 48, "wse3") == 24600 + (leg(47) + 8) + (leg(47) + 575)
+    assert attention_floor(9, 64, 1024, 48, "wse3") == (24600 + 193 * exp_cycles()
+                                                        + (leg(47) + 8) + (leg(47) + 575))
 
 
 def test_scale_bits():

@@ -17,11 +17,8 @@ from ..sim.timing import DEFAULT_TIMING
 
 def leg(hops: int) -> int:
     """The fewest cycles from a CE pushing a wavelet to a CE ``hops`` routers away being able
-    to read it (sim/fabric.py's latency rule); 0 for no hop."""
-    t = DEFAULT_TIMING
-    if hops <= 0:
-        return 0
-    return t.ce_to_router_latency + hops * t.hop_latency + t.router_to_ce_latency
+    to read it (TimingModel.transfer_cycles); 0 for no hop."""
+    return DEFAULT_TIMING.transfer_cycles(hops)
 
 # Elements per cycle of the best multiply-accumulate the model offers per data type, by arch
 # (csl-language.md §4.1, sim/builtins_rt.DSD_OPS): fp32 @fmacs is not in the SIMD table, so
@@ -65,17 +62,25 @@ F32_SIMD = {"wse2": 2, "wse3": 4}
 
 
 def rmsnorm_floor(D: int, P: int, residual: bool, arch: str) -> int:
-    """(2 + residual)·⌈⌈D/P⌉ / S⌉ + allreduce_floor(P): on the PE with the largest block, one
-    SIMD pass to square (and sum) it, one to write y, one more for the stored residual sum;
-    plus the one-element allreduce over the row."""
+    """(2 + residual)·⌈⌈D/P⌉ / S⌉ + allreduce_floor(P) + one 1/sqrt: on the PE with the
+    largest block, one SIMD pass to square (and sum) it, one to write y, one more for the
+    stored residual sum; plus the one-element allreduce over the row and one <math> invsqrt
+    call (the cheapest routine that yields the scale)."""
     n_t = -(-D // P)
-    return (3 if residual else 2) * -(-n_t // F32_SIMD[arch]) + allreduce_floor(P)
+    t = DEFAULT_TIMING
+    return ((3 if residual else 2) * -(-n_t // F32_SIMD[arch]) + allreduce_floor(P)
+            + t.branch + t.math_cost("invsqrt"))
+
+
+def exp_cycles() -> int:
+    """One <math> exp call: its call and its routine (sim/timing.py, MATH_ROUTINE_CYCLES)."""
+    return DEFAULT_TIMING.branch + DEFAULT_TIMING.math_cost("exp")
 
 
 def swiglu_floor(D: int, P: int) -> int:
-    """⌈D/P⌉: the PE with the largest block evaluates one exp per element, and a @map (a
-    scalar function per element, not a SIMD op) yields at most one element a cycle."""
-    return -(-D // P)
+    """⌈D/P⌉ · exp_cycles(): the PE with the largest block evaluates one exp per element, a
+    software routine with no SIMD form."""
+    return -(-D // P) * exp_cycles()
 
 
 def rope_floor(H: int, d: int, P: int, arch: str) -> int:
@@ -93,25 +98,25 @@ def attention_floor(H: int, d: int, L: int, P: int, arch: str) -> int:
     rate S (MAC_SIMD), plus the two dependent collectives along the row: the max of H
     scores and the sum of the H·d partial outputs, as csl/allreduce's floor."""
     macs = 2 * H * d * (L + 1)
-    return (-(-macs // (P * MAC_SIMD[("f32", arch)])) + allreduce_floor(P, H)
-            + allreduce_floor(P, H * d))
+    exps = -(-H * (L + 1) // P)           # the busiest PE's softmax exps
+    return (-(-macs // (P * MAC_SIMD[("f32", arch)])) + exps * exp_cycles()
+            + allreduce_floor(P, H) + allreduce_floor(P, H * d))
 
 
 def gemm_floor(M: int, K: int, N: int, P: int, dtype: str, arch: str) -> int:
     """Proposed floor: ⌈M·K·N / (P²·S)⌉ + span. Every PE's share of the MACs at the SIMD width
     S of its multiply-accumulate (@fmacs f32: 1; @fmachs f16: 2 on WSE-2, 4 on WSE-3), plus
     the first step's broadcasts, which must land before any MAC can use them:
-    span = max(Mt·Kt, Kt·Nt) words / elements-per-word + P (the simulator's pipelined line
-    transfer, sim/collectives.py, whose latency model is its own), 0 for P = 1. Later
-    broadcasts can hide behind the MACs of the previous step (double buffering), so they are
-    not part of the floor."""
+    span = leg(P − 1) + max(Mt·Kt, Kt·Nt) words / elements-per-word (one transfer across
+    the line, then the words one a cycle), 0 for P = 1. Later broadcasts can hide behind the
+    MACs of the previous step (double buffering), so they are not part of the floor."""
     S = MAC_SIMD[(dtype, arch)]
     macs = -(-M * K * N // (P * P * S))
     if P == 1:
         return macs
     per_word = 2 if dtype == "f16" else 1
     Mt, Kt, Nt = M // P, K // P, N // P
-    return macs + -(-max(Mt * Kt, Kt * Nt) // per_word) + P
+    return macs + -(-max(Mt * Kt, Kt * Nt) // per_word) + leg(P - 1)
 
 
 def broadcast_floor(P: int, root: int, N: int) -> int:

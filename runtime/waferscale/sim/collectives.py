@@ -5,9 +5,10 @@ Model (csl-language.md §11.1 recommends it for a first simulator): each collect
 last PE of the line has called, the data moves memory-to-memory, exactly as the library
 specifies, and every PE's completion task ``cb`` is activated at
 
-    t_done = (latest call time) + count + (PEs on the line)
+    t_done = (latest call time) + collective_cycles(PEs on the line, count)
 
-cycles: one wavelet per cycle through each PE plus one hop per PE, a pipelined line transfer.
+cycles (TimingModel.collective_cycles, sim/timing.py): the library's fabric op start, one transfer across the line at the fabric's latencies,
+then one word a cycle behind the first: a pipelined line transfer.
 The wavelets on the library's colors are not simulated one by one, so the collective's colors
 and queues see no traffic in the fabric counters. Calls that disagree (different operation,
 root or count on one line) are an error; a line on which some PEs never call shows up in the
@@ -124,7 +125,7 @@ def _execute(sim, axis: str, line: _Line, n: int) -> None:
         for c in calls:
             acc = (acc + _words(c.pe, c.send, count).view(np.float32)).astype(np.float32)
         _store(rootc.pe, rootc.recv, acc.view(np.uint32))
-    done = max(c.time for c in calls) + count + n
+    done = max(c.time for c in calls) + sim.timing.collective_cycles(n, count)
     for c in calls:
         c.pe.activate_at(done, c.cb)
 

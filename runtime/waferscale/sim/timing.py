@@ -95,7 +95,22 @@ class TimingModel:
         """The per-PE costs the compiled engine charges (passed to it by name)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name in ("statement", "branch", "task_start", "dsd_op_setup",
-                              "fabric_op_start")}
+                              "fabric_op_start", "hop_latency", "ce_to_router_latency",
+                              "router_to_ce_latency")}
+
+    def transfer_cycles(self, hops: int) -> int:
+        """The fewest cycles from a CE pushing a wavelet to a CE ``hops`` routers away being
+        able to read it (sim/fabric.py's latency rule); 0 for no hop."""
+        if hops <= 0:
+            return 0
+        return self.ce_to_router_latency + hops * self.hop_latency + self.router_to_ce_latency
+
+    def collective_cycles(self, line: int, count: int) -> int:
+        """A ``<collectives_2d>`` operation over ``line`` PEs moving ``count`` words, from its
+        last call (sim/collectives.py): the library's fabric op start, the transfer across
+        the line, then the words one a cycle."""
+        return (self.dsd_op_setup + self.fabric_op_start + self.transfer_cycles(line - 1)
+                + count)
 
     @staticmethod
     def math_cost(base: str) -> int:
