@@ -8,7 +8,8 @@ and then the sum (round to nearest even on the simulator), and the order of the 
 each PE is fixed by the ring schedule, so `meshgemm_reference`, which repeats every rounding
 in that order, must equal C bit for bit. To catch a reference that is wrong in the same way as
 the kernel, the reference itself must lie within the rigorous f16 bound
-gamma_{2K}(2^-11) * (|A| |B|) of the exact product (K products and K sums per entry).
+gamma_{K+1}(2^-11) * (|A| |B|) of the exact product (a sequential dot product of K rounded
+products).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def check(k: MeshGemm, seed: int, warmup: int = 1, repeats: int = 1) -> float:
     assert np.array_equal(C.view(np.uint16), ref.view(np.uint16)), \
         f"max |C - ref| = {np.max(np.abs(C.astype(np.float64) - ref)):.3e}"
     A64, B64 = A.astype(np.float64), B.astype(np.float64)
-    bound = 2 * K * U16 / (1 - 2 * K * U16) * (np.abs(A64) @ np.abs(B64))
+    bound = (K + 1) * U16 / (1 - (K + 1) * U16) * (np.abs(A64) @ np.abs(B64))
     assert np.all(np.abs(ref.astype(np.float64) - A64 @ B64) <= bound)
     # Each of the P steps issues Kt * Nt multiply-adds on every PE: a lower bound per iteration.
     assert cycles >= k.P * k.Kt * k.Nt

@@ -9,7 +9,9 @@ and the kernel's order of operations is fixed by the layout (row-major sweep ove
 chains' order, the roots adding the southern chain first), so `meshgemv_reference`, which
 repeats every rounding in that order, must equal the result bit for bit. To catch a reference
 that is consistently wrong with the kernel, the reference itself must lie within the rigorous
-f16 bound gamma_n(2^-11) * (|x| |W|) of the exact product, n = M products + M + P - 1 sums.
+f16 bound gamma_d(2^-11) * (|x| |W|) of the exact product, where d = 1 + Mt + S + G bounds the
+roundings on any term's path through the summation tree (its product, the local sums, the
+phase-1 chain of S = P / G rows, the phase-2 chain of the G roots).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def check(k: MeshGemv, seed: int, warmup: int = 1, repeats: int = 2) -> float:
     assert np.array_equal(y.view(np.uint16), ref.view(np.uint16)), \
         f"max |y - ref| = {np.max(np.abs(y.astype(np.float64) - ref)):.3e}"
     x64, W64 = x.astype(np.float64), W.astype(np.float64)
-    n = k.M + k.M + k.P - 1
+    n = 1 + k.Mt + k.P // k.group_num + k.group_num
     bound = n * U16 / (1 - n * U16) * (np.abs(x64) @ np.abs(W64))[:k.cols * k.Nt]
     assert np.all(np.abs(ref.astype(np.float64) - (x64 @ W64)[:k.cols * k.Nt]) <= bound)
     # The local sweep alone issues Mt DSD ops per iteration; a PE can never be faster.
