@@ -84,3 +84,26 @@ def test_meshgemm_argument_checks():
         k.run(np.zeros((2, 3)), np.zeros((2, 2)))
     with pytest.raises(ValueError):
         k.run(np.zeros((2, 2)), np.zeros((2, 2)), repeats=0)
+
+
+@pytest.mark.parametrize("arch", ["wse2", "wse3"])
+def test_meshgemm_run_py_unmodified(tmp_path, monkeypatch, capsys, arch):
+    # The documented cslc line and the unmodified run.py under `waferscale cs_python`: SUCCESS
+    # and the handle's cycles for the same shape (independent timestamp decoding).
+    import re
+    import shutil
+    from pathlib import Path
+
+    from waferscale.cli import main
+    from waferscale.lang.cli import kernel_commands
+    src = Path(__file__).resolve().parents[2] / "csl" / "meshgemm"
+    shutil.copytree(src, tmp_path / "k")
+    monkeypatch.chdir(tmp_path / "k")
+    (words,) = [c for c in kernel_commands(tmp_path / "k") if f"--arch={arch}" in c]
+    assert main(["cslc", *words]) == 0
+    assert main(["cs_python", "run.py", "--name", "out"]) == 0
+    out = capsys.readouterr().out
+    assert "SUCCESS!" in out
+    figure = float(re.search(r"mean cycles per iteration: ([\d.]+)", out)[1])
+    # commands_*.sh: P:4, Mt:2, Kt:3, Nt:2; run.py's defaults: warmup 1, repeats 2.
+    assert check(MeshGemm(4, 2, 3, 2, arch), seed=1, warmup=1, repeats=2) == figure

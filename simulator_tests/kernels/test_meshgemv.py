@@ -102,3 +102,32 @@ def test_meshgemv_argument_checks():
         k.run(x[:2], W)
     with pytest.raises(ValueError):
         k.run(x, W, repeats=0)
+
+
+@pytest.mark.parametrize("arch", ["wse2", "wse3"])
+def test_meshgemv_run_py_unmodified(tmp_path, monkeypatch, capsys, arch):
+    # The documented cslc line and the unmodified run.py under `waferscale cs_python`, on both
+    # PE engines: SUCCESS, the same cycles on both, and the handle's figure for the same shape
+    # (run.py and the handle decode the timestamps independently).
+    import re
+    import shutil
+    from pathlib import Path
+
+    from waferscale.cli import main
+    from waferscale.lang.cli import kernel_commands
+    src = Path(__file__).resolve().parents[2] / "csl" / "meshgemv"
+    shutil.copytree(src, tmp_path / "k")
+    monkeypatch.chdir(tmp_path / "k")
+    (words,) = [c for c in kernel_commands(tmp_path / "k") if f"--arch={arch}" in c]
+    assert main(["cslc", *words]) == 0
+    figures = []
+    for engine in ("compiled", "python"):
+        assert main(["cs_python", "--engine", engine, "run.py", "--name", "out"]) == 0
+        out = capsys.readouterr().out
+        assert "SUCCESS!" in out
+        figures.append(float(re.search(r"mean cycles per iteration: ([\d.]+)", out)[1]))
+    assert figures[0] == figures[1]
+    # commands_*.sh: P:8, Mt:3, Nt:4, group_num:2; run.py's defaults: warmup 2, repeats 10.
+    k = MeshGemv(8, 3, 4, 2, None, arch)
+    x, W = inputs(k, 1)
+    assert k.run(x, W, warmup=2, repeats=10)[1] == figures[0]
