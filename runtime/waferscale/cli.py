@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "waferscale.lang.cli",
     "waferscale.host.cli",
     "waferscale.kernels.bench",
+    "waferscale.kernels.calibrate",
     "waferscale.model.cli",
 ]
 
