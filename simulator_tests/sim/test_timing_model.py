@@ -131,3 +131,87 @@ def test_a_data_task_fed_while_the_main_task_computes_waits_for_it(engine, arch,
     # task_start, the call, the stamp statement and its call.
     assert arrival + 1 + L < t2 - t0
     assert t1 - t2 == TS + BR + ST + BR
+
+
+def stamps(dev: SimulatorDevice, n: int) -> list[int]:
+    """pe_costs' timestamps t0..t(n-1), relative to t0."""
+    w = [int(v) for v in dev.memcpy_d2h("t", [(0, 0)], 3 * n, 16)[0]]
+    t = [w[3 * k] | w[3 * k + 1] << 16 | w[3 * k + 2] << 32 for k in range(n)]
+    return [x - t[0] for x in t]
+
+
+# pe_costs' stamp(k): the statement, the call of stamp(), its statement and the call of
+# get_timestamp, whose clock reading ends the interval.
+STAMP = ST + BR + ST + BR
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_math_routines_cost_their_instructions(engine, arch):
+    dev = device("pe_costs", arch, engine, K=8, N=8, stride=1)
+    dev.launch("math_costs", [])
+    t = stamps(dev, 4)
+    # Each interval: `a = math.f(a)` (its statement and call, then the routine), then a stamp.
+    steps = [ST + BR + TM.math_cost(f) + STAMP for f in ("exp", "sqrt", "inv")]
+    assert [t[k + 1] - t[k] for k in range(3)] == steps
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("stride,width", [(1, None), (2, None), (7, 2), (8, 1), (12, 4)])
+def test_strided_operands_lower_the_simd_width(engine, arch, stride, width):
+    """The appendix's stride rules: 2 runs at full width, 7 at 2, 8 at 1, 12 (% 8 == 4) at
+    4, whatever the op's own width."""
+    N = 40
+    dev = device("pe_costs", arch, engine, K=8, N=N, stride=stride)
+    dev.launch("strided", [])
+    t = stamps(dev, 3)
+    full = simd("fadds", arch)
+    assert t[1] == ST + SETUP + math.ceil(N / full) + STAMP
+    assert t[2] - t[1] == ST + SETUP + math.ceil(N / min(full, width or full)) + STAMP
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("K", [8, 64])
+def test_an_async_op_takes_datapath_cycles_from_the_main_thread(engine, arch, K):
+    """pe_costs' `shared`: the launch task issues an async send of K wavelets, sweeps N
+    elements and activates `next`, which stamps t1 once the launch task is done."""
+    N = 40
+    dev = device("pe_costs", arch, engine, K=K, N=N, stride=1)
+    dev.launch("shared", [])
+    t = stamps(dev, 2)
+    e = math.ceil(K / simd("fmovs", arch))      # the send's element cycles
+    # The launch task: the send's statement and DSR loads, the sweep, the @activate; the
+    # send's e cycles ran on the datapath while the task computed, so it ends e later.
+    end = ST + SETUP + FAB + ST + SETUP + math.ceil(N / simd("fmacs", arch)) + ST + e
+    assert t[1] == end + TS + BR + STAMP
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("words", [1, 300])
+def test_memcpy_copies_take_the_command_overhead_and_the_channel_rate(engine, arch, words):
+    dev = device("causal_row", arch, engine, P=2, N=300)
+    rate = TM.memcpy_rate(1)                      # the program uses one channel
+    cost = TM.memcpy_command_cycles() + math.ceil(words / rate)
+    c0 = dev.sim.cycle
+    dev.memcpy_h2d("w", [(0, 0)], np.arange(words, dtype=np.uint32)[None], 32)
+    assert dev.sim.cycle - c0 == cost
+    c1 = dev.sim.cycle
+    got = dev.memcpy_d2h("w", [(0, 0)], words, 32)
+    assert dev.sim.cycle - c1 == cost
+    assert got[0].tolist() == list(range(words))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_streams_run_at_the_channel_rate(engine, arch):
+    """stream_fabout (test_pe_runtime's program): each PE doubles what it is streamed and
+    streams it back. The host pushes 2 x 6 wavelets at the channel's rate after the command
+    overhead; the credit of a cycle pays for a wavelet once it reaches one wavelet's cost."""
+    dev = device("stream_fabout", arch, engine, width=2, N=6, h2d_id=5, d2h_id=6)
+    rate = TM.memcpy_rate(1)
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    c0 = dev.sim.cycle
+    dev.stream_h2d(5, [(0, 0), (1, 0)], x.view(np.uint32))
+    # The 12th wavelet leaves in the first cycle whose accrued credit covers 12 wavelets;
+    # the stream command ends with that cycle.
+    assert dev.sim.cycle - c0 == TM.memcpy_command_cycles() + math.ceil(12 / rate)
+    out = dev.stream_d2h(6, [(0, 0), (1, 0)], 6)
+    np.testing.assert_array_equal(out.view(np.float32), 2 * x)
