@@ -215,3 +215,20 @@ def test_streams_run_at_the_channel_rate(engine, arch):
     assert dev.sim.cycle - c0 == TM.memcpy_command_cycles() + math.ceil(12 / rate)
     out = dev.stream_d2h(6, [(0, 0), (1, 0)], 6)
     np.testing.assert_array_equal(out.view(np.float32), 2 * x)
+
+
+def test_gemv_cycles_grow_with_the_grid_side():
+    """csl/gemv with the same tile per PE (16 x 16, f16) on P x P grids: only the fabric's
+    distances grow, and with them the cycles; the row reduction crosses at least half a row
+    more for each step of P, at hop_latency a hop. (Before async ops were causal, the
+    reduction issued after the compute cost nothing and the cycles stayed flat.)"""
+    from waferscale.kernels.gemv import Gemv
+    cycles = []
+    for P in (4, 8, 16):
+        k = Gemv(16 * P, 16 * P, P, P, True, "wse3")
+        rng = np.random.default_rng(P)
+        W = rng.uniform(-1, 1, (16 * P, 16 * P)).astype(np.float16)
+        x = rng.uniform(-1, 1, 16 * P).astype(np.float16)
+        cycles.append(k.run(W, x)[1])
+    assert cycles[1] - cycles[0] >= (8 - 4) // 2 * TM.hop_latency
+    assert cycles[2] - cycles[1] >= (16 - 8) // 2 * TM.hop_latency
