@@ -115,8 +115,9 @@ def test_rope_out_of_range_position_gives_nan_on_device():
 
 def test_rope_floor():
     # H=9, d=64 on 8 PEs: 288 pairs, 36 per PE, 6*36 SIMD element ops.
-    assert rope_floor(9, 64, 8, "wse3") == 54
-    assert rope_floor(9, 64, 8, "wse2") == 108
+    # m = 36 pairs on the busiest PE: 4m products at one a cycle, 2m adds at 4 (WSE-3) / 2.
+    assert rope_floor(9, 64, 8, "wse3") == 144 + 18
+    assert rope_floor(9, 64, 8, "wse2") == 144 + 36
 
 
 def test_rope_rejects_bad_arguments():

@@ -57,19 +57,21 @@ def argmax_floor(V: int, P_c: int, P_r: int, arch: str) -> int:
     return math.ceil(n_max / FMAXS_SIMD[arch]) + leg((P_c - 1) + (P_r - 1)) + 1
 
 
-# Elements per cycle of f32 @fadds/@fmuls (csl-language.md §4.1).
+# Elements per cycle of f32 @fadds/@fsubs (csl-language.md §4.1). f32 elementwise products
+# (@fmuls, or @fmacs with a scalar) run at 1 a cycle (F32_MUL).
 F32_SIMD = {"wse2": 2, "wse3": 4}
+F32_MUL = 1
 
 
 def rmsnorm_floor(D: int, P: int, residual: bool, arch: str) -> int:
-    """(2 + residual)·⌈⌈D/P⌉ / S⌉ + allreduce_floor(P) + one 1/sqrt: on the PE with the
-    largest block, one SIMD pass to square (and sum) it, one to write y, one more for the
-    stored residual sum; plus the one-element allreduce over the row and one <math> invsqrt
-    call (the cheapest routine that yields the scale)."""
+    """2·⌈D/P⌉ + residual·⌈⌈D/P⌉ / S⌉ + allreduce_floor(P) + one 1/sqrt: on the PE with the
+    largest block, its squares and its products with g (elementwise f32 products, one a
+    cycle), one SIMD add pass for the stored residual sum; plus the one-element allreduce
+    over the row and one <math> invsqrt call (the cheapest routine that yields the scale)."""
     n_t = -(-D // P)
     t = DEFAULT_TIMING
-    return ((3 if residual else 2) * -(-n_t // F32_SIMD[arch]) + allreduce_floor(P)
-            + t.branch + t.math_cost("invsqrt"))
+    return (2 * n_t // F32_MUL + (-(-n_t // F32_SIMD[arch]) if residual else 0)
+            + allreduce_floor(P) + t.branch + t.math_cost("invsqrt"))
 
 
 def exp_cycles() -> int:
@@ -84,12 +86,12 @@ def swiglu_floor(D: int, P: int) -> int:
 
 
 def rope_floor(H: int, d: int, P: int, arch: str) -> int:
-    """⌈6·m / S⌉ with m = ⌈H·d/2 / P⌉: the PE with the most pairs produces 2m outputs, each
-    two f32 products and one add or subtract (6m SIMD element operations), at the f32
-    ``@fmuls``/``@fadds``/``@fsubs`` width S (2 on WSE-2, 4 on WSE-3). No fabric term: the
-    PEs never communicate."""
+    """4m + ⌈2m / S⌉ with m = ⌈H·d/2 / P⌉: the PE with the most pairs produces 2m outputs,
+    each two f32 products (one a cycle, F32_MUL) and one add or subtract at the f32
+    ``@fadds``/``@fsubs`` width S (2 on WSE-2, 4 on WSE-3). No fabric term: the PEs never
+    communicate."""
     m = -(-(H * d // 2) // P)
-    return -(-6 * m // F32_SIMD[arch])
+    return 4 * m // F32_MUL + -(-2 * m // F32_SIMD[arch])
 
 
 def attention_floor(H: int, d: int, L: int, P: int, arch: str) -> int:
