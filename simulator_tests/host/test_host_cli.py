@@ -331,7 +331,7 @@ def test_subprocess_cs_python_end_to_end(compiled: Path) -> None:
     env["PYTHONPATH"] = str(compiled) + os.pathsep + env["PYTHONPATH"]
     env[sdkruntime.ENV_DEVICE_FACTORY] = "fake_factory:make"
     proc = subprocess.run([sys.executable, "-c", driver, "cs_python", "run.py", "--name", "out"],
-                          cwd=compiled, env=env, capture_output=True, text=True, timeout=120,
+                          cwd=compiled, env=env, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert "SUCCESS!" in proc.stdout
