@@ -239,7 +239,7 @@ def run(kernels: list[str], arch: str, quick: bool, phases: bool = False) -> lis
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="kernel cycles vs their physical floors",
-                       description=__doc__.splitlines()[0])
+                       description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("kernels", nargs="*", metavar="KERNEL", help=f"of {sorted(CASES)} "
                    "(default: all)")
     p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")

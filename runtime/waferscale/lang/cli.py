@@ -39,8 +39,9 @@ def _xy(text: str) -> tuple[int, int]:
     return a, b
 
 
-def add_cslc_flags(p: argparse.ArgumentParser) -> None:
-    """The cslc flags shared by ``check`` and (later) ``cslc``."""
+def add_cslc_flags(p: argparse.ArgumentParser, output_help: str | None = None) -> None:
+    """The cslc flags shared by ``check`` and ``cslc``. ``-o`` is listed in the help only
+    with ``output_help`` (``check`` accepts and ignores it, so cslc lines can be pasted)."""
     p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
     p.add_argument("--params", type=_pairs, action="append", default=[],
                    metavar="NAME:VALUE,...", help="bind top-level params of the layout file")
@@ -53,7 +54,8 @@ def add_cslc_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width-west-buf", type=int, default=0)
     p.add_argument("--width-east-buf", type=int, default=0)
     p.add_argument("--import-path", action="append", default=[], metavar="DIR")
-    p.add_argument("-o", dest="output", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-o", dest="output", default=None, metavar="OUT",
+                   help=output_help if output_help else argparse.SUPPRESS)
 
 
 def options_from_args(args: argparse.Namespace):

@@ -126,13 +126,20 @@ def open_gguf(path: str | Path) -> gguf.GGUFReader:
             magic = handle.read(4)
     except OSError as err:
         raise ModelError(f"cannot read model file {p}: {err.strerror or err}") from err
+    if not magic:
+        raise ModelError(f"{p} is empty, not a GGUF model file")
     if magic != _GGUF_MAGIC:
         raise ModelError(f"{p} is not a GGUF file (it starts with {magic!r}, "
                          f"expected {_GGUF_MAGIC!r})")
     try:
         reader = gguf.GGUFReader(p, "r")
     except Exception as err:  # the reader reports damage as ValueError, KeyError, struct.error...
-        raise ModelError(f"{p} is truncated or corrupt: {type(err).__name__}: {err}") from err
+        # The reader's own message describes NumPy internals (dtype views, reshapes), not the
+        # file: keep it for -v, and tell the user what it means.
+        log.debug("gguf.GGUFReader(%s) failed: %s: %s", p, type(err).__name__, err)
+        raise ModelError(f"{p} is truncated or corrupt: its header, metadata or tensor index "
+                         f"does not fit in its {p.stat().st_size:,} bytes (download it "
+                         f"again?)") from err
     for tensor in reader.tensors:
         if tensor.data.nbytes != tensor.n_bytes:
             raise ModelError(f"{p} is truncated: tensor {tensor.name!r} needs {tensor.n_bytes} "
