@@ -404,8 +404,9 @@ def _get_data_task_id(ip, e, s):
     (a,) = _args(ip, e, s, 1)
     want = T.INPUT_QUEUE if _arch(ip) == "wse3" else T.COLOR
     if a.type != want:
-        raise ip.err(f"on {_arch(ip)} @get_data_task_id takes a{'n' if want == T.INPUT_QUEUE else ''}"
-                     f" {want}, found '{a.type}'", e.args[0])
+        article = "an" if want == T.INPUT_QUEUE else "a"
+        raise ip.err(f"on {_arch(ip)} @get_data_task_id takes {article} {want}, "
+                     f"found '{a.type}'", e.args[0])
     ip.check_comptime(a, e.args[0])
     _record_id(ip, s, "data_task_id", a.v, e)
     return Val(T.DATA_TASK_ID, a.v)
@@ -492,8 +493,8 @@ def _allocate_fifo(ip, e, s):
     a = _args(ip, e, s, 1, 2)
     if not isinstance(a[0].v, RuntimeRef) or not isinstance(a[0].type, T.ArrayT):
         raise ip.err("@allocate_fifo needs a global array variable as its buffer", e.args[0])
-    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", {"buffer": a[0],
-                                                            "config": a[1] if len(a) > 1 else None}))
+    fields = {"buffer": a[0], "config": a[1] if len(a) > 1 else None}
+    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", fields))
 
 
 # -- layout builtins ------------------------------------------------------------------------------

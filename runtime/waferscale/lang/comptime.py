@@ -418,8 +418,9 @@ class Interp:
         if isinstance(p, RuntimeRef):
             raise self.err(f"expected type '{target}', found runtime variable of type '{src}'",
                            node)
-        if target == T.COMPTIME_STRUCT and (isinstance(src, (T.AnonStructT, T.StructT,
-                                                              T.TupleT)) or src == T.COMPTIME_STRUCT):
+        if target == T.COMPTIME_STRUCT and (
+                isinstance(src, (T.AnonStructT, T.StructT, T.TupleT))
+                or src == T.COMPTIME_STRUCT):
             return Val(src, p)
         if src == T.UNDEFINED_T:
             return Val(target, None)
@@ -756,7 +757,7 @@ class Interp:
         except _Return as r:
             result = r.value
         except (_Break, _Continue):
-            raise self.err("break/continue outside of a loop", node)
+            raise self.err("break/continue outside of a loop", node) from None
         finally:
             self.ctx.depth -= 1
         return self.coerce(result, ret_t, node) if ret_t != T.VOID or result.type != T.VOID \
