@@ -62,7 +62,7 @@ def _rmsnorm(D: int, P: int, residual: bool, arch: str) -> dict:
     x, g = rng.uniform(-2, 2, D).astype(np.float32), rng.uniform(-1, 1, D).astype(np.float32)
     r = rng.uniform(-2, 2, D).astype(np.float32) if residual else None
     y, cycles = k.run(x, g, r)
-    h = (x + r if residual else x).astype(np.float64)
+    h = (x + r if r is not None else x).astype(np.float64)
     exact = h * g / np.sqrt(np.mean(h * h) + float(np.float32(1e-5)))
     if not np.all(np.abs(y - exact) <= (D + 5) * 2.0**-23 * np.abs(exact)):  # >= gamma_{D+5}
         raise RuntimeError("rmsnorm result does not match NumPy")

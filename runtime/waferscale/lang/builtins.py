@@ -375,7 +375,8 @@ def _record_id(ip: Interp, s: Scope, kind: str, n: int, node: A.Node) -> None:
         rec.user_ids.setdefault((kind, n), node.span)
 
 
-def _make_id(kind: T.Type, lo: int, hi: int, what: str):
+def _make_id(kind: T.SimpleT, lo: int | Callable[[Interp], int], hi: int, what: str
+             ) -> Callable[[Interp, A.BuiltinCall, Scope], Val]:
     def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         (a,) = _args(ip, e, s, 1)
         if isinstance(a.v, RuntimeRef):
@@ -604,7 +605,7 @@ BUILTINS["bind_control_task"] = _bind(T.CONTROL_TASK_ID, "control")
 
 
 def _id_of(ip: Interp, v: Val, node: A.Node, kinds: tuple[T.Type, ...]) -> tuple[str, int]:
-    if v.type not in kinds or not isinstance(v.v, int):
+    if v.type not in kinds or not isinstance(v.v, int) or not isinstance(v.type, T.SimpleT):
         raise ip.err(f"expected one of {', '.join(map(str, kinds))}, found '{v.type}'", node)
     return v.type.name, v.v
 

@@ -30,7 +30,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -936,7 +936,8 @@ class Interp:
         body = prong.body
         if isinstance(body, A.Expr):
             return self.eval(body, s)
-        self.exec_stmt(body, Scope(s, s.module))  # statement prong in expression position
+        self.exec_stmt(cast(A.Stmt, body), Scope(s, s.module))  # a statement prong in
+        # expression position
         return VOID_VAL
 
     def select_prong(self, e: A.Switch, s: Scope) -> A.SwitchProng | None:
@@ -990,6 +991,7 @@ class Interp:
         if not isinstance(base.v, RuntimeRef) or not isinstance(base.type, T.ArrayT):
             raise self.err("the base of a tensor access must be a global array variable",
                            e.access.target)
+        indices = e.access.indices
         gv = base.v.var
         at: T.ArrayT = gv.type  # type: ignore[assignment]
         if len(e.access.indices) != len(at.dims):
@@ -1001,7 +1003,7 @@ class Interp:
             for name, val in zip(e.vars, point):
                 inner.vars[name] = Cell(name, T.COMPTIME_INT, Val(T.COMPTIME_INT, val), False)
             idx = [self.to_int(self.check_comptime(self.eval(i, inner), i), i, "index")
-                   for i in e.access.indices]
+                   for i in indices]
             f = 0
             for i, n in zip(idx, at.dims):
                 f = f * n + i
