@@ -37,6 +37,7 @@ import numpy as np
 from . import ast as A
 from . import types as T
 from .errors import CslError, CslImportError, CslSemanticError
+from .names import check_module_names
 from .source import Span
 from .values import (VOID_VAL, ArrayData, FnVal, GlobalVar, PtrVal, TensorAccessVal,
                      Val, describe, numpy_dtype, round_float)
@@ -167,6 +168,12 @@ class ModuleInstance:
         self.outer: Scope | None = None
         if module is not None:
             self._collect(module)
+            # A file's function and task bodies are name-checked once per compilation, before
+            # anything runs (struct namespaces, path None, resolve through their outer scope).
+            if module.path is not None and not self.is_stdlib and \
+                    id(module) not in ctx.names_checked:
+                ctx.names_checked.add(id(module))
+                check_module_names(module, self.globals)
 
     def _collect(self, module: A.Module) -> None:
         for d in module.decls:
@@ -240,6 +247,8 @@ class Compilation:
         # (location, text) of every @comptime_print, and non-fatal diagnostics.
         self.prints: list[tuple[str, str]] = []
         self.warnings: list[str] = []
+        # ids of the (cached) file ASTs whose function bodies names.py has checked.
+        self.names_checked: set[int] = set()
 
     def load_ast(self, path: Path, span: Span | None) -> A.Module:
         from .parser import parse_file
