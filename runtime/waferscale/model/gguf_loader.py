@@ -147,18 +147,12 @@ def open_gguf(path: str | Path) -> gguf.GGUFReader:
     return reader
 
 
-def _decode_string(raw: np.ndarray, key: str) -> str:
-    try:
-        return bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ModelError(f"GGUF metadata {key!r} holds invalid UTF-8 ({err})") from err
-
-
 def read_metadata(reader: gguf.GGUFReader) -> dict[str, Any]:
-    """Decode every key/value field of a GGUF file into Python values.
+    """Decode every key/value field of a GGUF file into Python values, with ``gguf``'s own
+    field reader (``ReaderField.contents``).
 
-    Scalars become ``int``/``float``/``bool``, strings ``str``, arrays ``list`` (nested arrays
-    are decoded recursively only one level, which is all the GGUF llama keys use).
+    Scalars become ``int``/``float``/``bool``, strings ``str``, arrays ``list``; nested arrays
+    (which no GGUF llama key uses) are skipped.
 
     Raises:
         ModelError: a string that is not UTF-8.
@@ -168,27 +162,16 @@ def read_metadata(reader: gguf.GGUFReader) -> dict[str, Any]:
     vt = gguf.GGUFValueType
     meta: dict[str, Any] = {}
     for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
+        if key.startswith("GGUF.") or not field.types:
             continue
-        if not field.types:
+        if field.types[0] == vt.ARRAY and vt.ARRAY in field.types[1:]:
+            log.debug("skipping nested array metadata %s", key)
             continue
-        kind = field.types[0]
-        if kind == vt.STRING:
-            meta[key] = _decode_string(field.parts[field.data[0]], key)
-        elif kind == vt.ARRAY:
-            item = field.types[-1] if len(field.types) > 1 else None
-            if item == vt.STRING:
-                meta[key] = [_decode_string(field.parts[i], key) for i in field.data]
-            elif item == vt.ARRAY:
-                log.debug("skipping nested array metadata %s", key)
-            elif field.data:
-                values = np.concatenate([field.parts[i] for i in field.data])
-                meta[key] = values.tolist()
-            else:
-                meta[key] = []
-        else:
-            value = field.parts[field.data[0]][0]
-            meta[key] = bool(value) if kind == vt.BOOL else value.item()
+        try:
+            value = field.contents()
+        except UnicodeDecodeError as err:
+            raise ModelError(f"GGUF metadata {key!r} holds invalid UTF-8 ({err})") from err
+        meta[key] = bool(value) if field.types[0] == vt.BOOL else value
     return meta
 
 
