@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -241,12 +240,8 @@ def dequantize_tensor(tensor: Any, path: Path | str = "<gguf>") -> np.ndarray:
 
 
 def _progress(items: list[Any], enabled: bool | None) -> Iterable[Any]:
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return items
-    from tqdm import tqdm
-    return tqdm(items, desc="loading model", unit="tensor", file=sys.stderr, leave=False)
+    from waferscale.progress import progress
+    return progress(items, desc="loading model", unit="tensor", enabled=enabled)
 
 
 def load_weights(reader: gguf.GGUFReader, config: ModelConfig, *,
