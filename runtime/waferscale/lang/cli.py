@@ -132,15 +132,17 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def find_csl_root(start: Path | None = None) -> Path:
-    """The directory holding the kernels (``csl/``), searched upward from ``start`` (cwd),
-    then next to the installed package (editable installs)."""
+    """The directory holding the kernels (``csl/``): searched upward from ``start`` (cwd),
+    then the copy installed as package data (``waferscale/csl``, a non-editable install),
+    then the repository's next to the package source (an editable install or a checkout)."""
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         if (d / "csl").is_dir() and any((d / "csl").glob("*/layout.csl")):
             return d / "csl"
-    pkg = Path(__file__).resolve().parents[3] / "csl"
-    if pkg.is_dir():
-        return pkg
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "csl", package.parents[1] / "csl"):
+        if any(candidate.glob("*/layout.csl")):
+            return candidate
     raise CslLayoutError("cannot find the csl/ kernel directory; run from the repository or "
                          "pass --root")
 
