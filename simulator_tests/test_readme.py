@@ -25,3 +25,11 @@ def test_ci_runs_static_checks_then_the_readme_test_command() -> None:
     tests = script.index('bash -c "$test_command"')
     assert ruff < tests and mypy < tests
     assert "sed -n 's/^    \\$ //p' README.md | sed -n 2p" in script
+
+
+def test_demo_prompt_is_one_the_default_model_answers_well() -> None:
+    # "What is a wafer-scale engine?" made SmolLM2-135M describe a racing-car engine; this
+    # prompt gets a correct one-sentence answer (simulator_tests/model/test_model_cli.py runs
+    # it on the default model).
+    setup = readme_commands()[0]
+    assert setup.endswith('waferscale generate --chat "Explain in one sentence what a GPU is."')

@@ -90,6 +90,16 @@ def test_generate_chat_with_default_model(smollm: LoadedModel, monkeypatch: pyte
     assert "stopped at <|im_end|>" in err and "prefill 37 tokens" in err
 
 
+def test_readme_demo_prompt_gets_a_correct_answer(smollm: LoadedModel,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(gguf_loader, "load_model", lambda path=None, **kw: smollm)
+    assert run_cli(["generate", "--chat", "Explain in one sentence what a GPU is."]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("A GPU (Graphics Processing Unit) is a specialized hardware component")
+    assert out.count(".") == 1 and "stopped at <|im_end|>" in err
+
+
 @pytest.mark.parametrize("prompt", ["", "  \n"])
 def test_empty_prompt_is_rejected_before_loading_the_model(
         prompt: str, capsys: pytest.CaptureFixture[str]) -> None:
