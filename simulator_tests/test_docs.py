@@ -55,3 +55,45 @@ def test_simulator_page_example_runs_as_written(tmp_path: Path,
         assert main(words[1:]) == 0, words
         ran += 1
     assert ran == 2 and "SUCCESS!" in capsys.readouterr().out
+
+
+def documented_compile_lines() -> list[tuple[Path, Path, list[str]]]:
+    """Every ``waferscale check``/``waferscale cslc`` line with a concrete layout file in the
+    READMEs and docs (continuation lines joined), with the page it appears on."""
+    found = []
+    for page in READMES:
+        text = page.read_text().replace("\\\n", " ")
+        cwd = page.parent
+        for line in text.splitlines():
+            line = line.strip().removeprefix("$ ")
+            if line.startswith("cd "):           # as in `cd csl/gemv` before the commands
+                cwd = ROOT / line.split()[1]
+            if not line.startswith(("waferscale check ", "waferscale cslc ")):
+                continue
+            words = shlex.split(line, comments=True)
+            # Concrete lines only: LAYOUT.csl, <flags> and [--options] are placeholders.
+            if any(w.endswith(".csl") and not Path(w).stem.isupper() for w in words) and \
+                    not any(w.startswith(("<", "[")) for w in words):
+                found.append((page, cwd, words))
+    return found
+
+
+DOCUMENTED = documented_compile_lines()
+
+
+def test_documented_compile_lines_are_found() -> None:
+    assert len(DOCUMENTED) >= 10
+
+
+@pytest.mark.parametrize("page, cwd, words", DOCUMENTED,
+                         ids=[f"{p.relative_to(ROOT)}:{i}" for i, (p, _, _) in enumerate(DOCUMENTED)])
+def test_documented_compile_line_elaborates(page: Path, cwd: Path, words: list[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run where the line means to be run: after the page's `cd DIR`, else the page's own
+    # directory for ./layout.csl, else the repository root (csl/<kernel>/layout.csl). `cslc`
+    # is run as `check` (same flags, -o accepted), so nothing is written.
+    layout = next(w for w in words if w.endswith(".csl"))
+    where = next((d for d in (cwd, ROOT) if (d / layout).is_file()), None)
+    assert where is not None, f"{page}: cannot find {layout} for {shlex.join(words)}"
+    monkeypatch.chdir(where)
+    assert main(["check", "-q", *words[2:]]) == 0, shlex.join(words)
