@@ -175,3 +175,20 @@ def test_help_has_no_markup(command: str | None) -> None:
     text = parser.format_help()
     for mark in ("``", "`", ":class:", ":mod:", ":func:", "**"):
         assert mark not in text, (command, mark)
+
+
+@pytest.mark.parametrize("argv, command, message", [
+    (["check"], "check", "nothing to check: give LAYOUT.csl or --all"),
+    (["check", "/nonexistent/layout.csl"], "check", "cannot find file"),
+    (["parse", "/nonexistent/pe.csl"], "parse", "cannot read CSL file"),
+])
+def test_errors_without_a_source_location_name_the_command(
+        argv: list[str], command: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    assert message in one_line_error(capsys, command)
+
+
+def test_unknown_bench_kernel_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "nosuch"]) == 2
+    line = one_line_error(capsys, "bench")
+    assert "unknown kernel(s) nosuch; known: allreduce, argmax" in line

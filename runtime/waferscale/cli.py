@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CslError as err:
-        print(err.render(), file=sys.stderr)
+        text = err.render()
+        if text.startswith("error: "):      # no source location: say which command failed
+            text = f"waferscale {args.command}: {text}"
+        print(text, file=sys.stderr)
         return EXIT_USER_ERROR
     except (CommandError, ModelError) as err:
         print(f"waferscale {args.command}: error: {err}", file=sys.stderr)

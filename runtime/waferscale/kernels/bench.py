@@ -255,8 +255,9 @@ def main(args: argparse.Namespace) -> int:
     names = args.kernels or sorted(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
-        print(f"bench: unknown kernel(s) {unknown}; known: {sorted(CASES)}", file=sys.stderr)
-        return 2
+        print(f"waferscale bench: error: unknown kernel(s) {', '.join(unknown)}; known: "
+              f"{', '.join(sorted(CASES))}", file=sys.stderr)
+        return 2                            # a bad argument value: a usage error
     rows = run(names, args.arch, args.quick, args.phases)
     if args.json:
         print(json.dumps(rows, indent=1))

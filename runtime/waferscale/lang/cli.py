@@ -97,7 +97,9 @@ def run_parse(args: argparse.Namespace) -> int:
         try:
             m = parse_file(f)
         except CslError as e:
-            print(e.render(), file=sys.stderr)
+            text = e.render()
+            print(f"waferscale parse: {text}" if text.startswith("error: ") else text,
+                  file=sys.stderr)
             failed += 1
             continue
         if args.print:
