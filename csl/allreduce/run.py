@@ -12,33 +12,18 @@ every PE of row py must hold the elementwise sum (op = 0) or max (op = 1) of v[p
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
-
-# Unit roundoff of the formats involved.
-U_F32 = 2.0**-24
-U_F64 = 2.0**-53
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
-    return n * u / (1.0 - n * u)
+from waferscale.host.kernel_run import U_F32, U_F64, compile_params, gamma, host_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get grid and vector dimensions from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])  # PE columns
     P_r = int(params["P_r"])  # PE rows
     N = int(params["N"])      # vector length

@@ -22,8 +22,6 @@ Hence |out - out*| <= (exp(2R) (1 + gamma_{2(L+P_c+4)}) - 1) * sum_t p*_t |v_t|.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 
 import numpy as np
@@ -32,13 +30,7 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
     MemcpyOrder,
     SdkRuntime,
 )
-
-U_F32 = 2.0**-24
-
-
-def gamma(k: int) -> float:
-    """Higham's gamma_k = k*u / (1 - k*u) for f32."""
-    return k * U_F32 / (1.0 - k * U_F32)
+from waferscale.host.kernel_run import U_F32, compile_params, gamma, host_args
 
 
 def exact_and_bound(q: np.ndarray, K: np.ndarray, V: np.ndarray,
@@ -64,15 +56,10 @@ def exact_and_bound(q: np.ndarray, K: np.ndarray, V: np.ndarray,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get the sizes from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])    # PEs in the row
     C = int(params["C"])        # cache capacity (positions)
     H = int(params["H"])        # query heads

@@ -12,24 +12,18 @@ vector of its line's root, bit for bit (a broadcast does no arithmetic).
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
+from waferscale.host.kernel_run import compile_params, host_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get grid and vector dimensions from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])              # PE columns
     P_r = int(params["P_r"])              # PE rows
     N = int(params["N"])                  # vector length

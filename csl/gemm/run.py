@@ -14,8 +14,6 @@ memcpy call moves a whole matrix.
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-in-module
@@ -23,15 +21,9 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
     MemcpyOrder,
     SdkRuntime,
 )
-
-# Unit roundoff of the formats involved.
-U_F32 = 2.0**-24
-U_F64 = 2.0**-53
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
-    return n * u / (1.0 - n * u)
+from waferscale.host.kernel_run import (
+    U_F32, U_F64, check_error, compile_params, gamma, host_args, to_memcpy_words,
+)
 
 
 def to_tiles(X: np.ndarray, P: int) -> np.ndarray:
@@ -46,24 +38,11 @@ def from_tiles(flat: np.ndarray, P: int, rows: int, cols: int) -> np.ndarray:
     return flat.reshape(P, P, cols // P, rows // P).transpose(0, 3, 1, 2).reshape(rows, cols)
 
 
-def to_memcpy_words(a: np.ndarray) -> np.ndarray:
-    """1-D array as memcpy wants it: f32 as is, f16 zero-extended into the low half of u32."""
-    a = np.ascontiguousarray(a).ravel()
-    if a.dtype == np.float16:
-        return a.view(np.uint16).astype(np.uint32)
-    return a.astype(np.float32)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get matrix and grid dimensions from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P = int(params["P"])  # side of the PE square
     M = int(params["M"])  # rows of A and C
     K = int(params["K"])  # columns of A, rows of B
@@ -114,8 +93,7 @@ def main() -> None:
     A64, B64 = A.astype(np.float64), B.astype(np.float64)
     err = np.abs(C.astype(np.float64) - A64 @ B64)
     allowed = (gamma(K, U_F32) + gamma(K, U_F64)) * (np.abs(A64) @ np.abs(B64))
-    print(f"max |C - C_exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
-    assert np.all(err <= allowed), "C exceeds its floating-point error bound"
+    check_error(err, allowed, "C - C_exact")
 
     print("SUCCESS!")
 

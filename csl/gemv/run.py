@@ -15,63 +15,21 @@ no padding is needed.
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
-
-# Unit roundoff of the formats involved.
-U_F16 = 2.0**-11
-U_F32 = 2.0**-24
-U_F64 = 2.0**-53
-
-
-def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
-    """Groups of equal-length blocks when ``total`` items are split over ``parts`` PEs.
-
-    Returns ``(first_pe, num_pes, block_len, first_item)`` per group, in order. The first
-    ``total % parts`` blocks have one more item, as in layout.csl.
-    """
-    base, extra = divmod(total, parts)
-    groups = []
-    if extra:
-        groups.append((0, extra, base + 1, 0))
-    if parts - extra:
-        groups.append((extra, parts - extra, base, extra * (base + 1)))
-    return groups
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
-    return n * u / (1.0 - n * u)
-
-
-def signed_magnitudes(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Random values with magnitude in [1/16, 1) and a random sign."""
-    sign = rng.choice(np.array([-1.0, 1.0]), size=shape)
-    return sign * rng.uniform(1.0 / 16.0, 1.0, size=shape)
-
-
-def to_memcpy_words(a: np.ndarray) -> np.ndarray:
-    """1-D array as memcpy wants it: f32 as is, f16 zero-extended into the low half of u32."""
-    a = np.ascontiguousarray(a).ravel()
-    if a.dtype == np.float16:
-        return a.view(np.uint16).astype(np.uint32)
-    return a.astype(np.float32)
+from waferscale.host.kernel_run import (
+    U_F16, U_F32, U_F64, blocks, check_error, compile_params, gamma, host_args,
+    signed_magnitudes, to_memcpy_words,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get matrix and grid dimensions from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])  # PE columns
     P_r = int(params["P_r"])  # PE rows
     M = int(params["M"])      # rows of W
@@ -148,8 +106,7 @@ def main() -> None:
     bound += gamma(N, U_F64)
     err = np.abs(y.astype(np.float64) - y_exact)
     allowed = bound * abs_dot
-    print(f"max |y - y_exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
-    assert np.all(err <= allowed), "y exceeds its floating-point error bound"
+    check_error(err, allowed, "y - y_exact")
 
     print("SUCCESS!")
 

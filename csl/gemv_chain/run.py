@@ -21,8 +21,6 @@ call, so each transfer is issued once per group of PEs with equal block sizes.
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-in-module
@@ -30,46 +28,14 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
     MemcpyOrder,
     SdkRuntime,
 )
+from waferscale.host.kernel_run import (
+    U_F16, U_F32, U_F64, blocks, check_error, compile_params, gamma, host_args,
+    signed_magnitudes, to_memcpy_words,
+)
 
 # Unit roundoff of the formats involved, and half the smallest f16 subnormal (the absolute
 # error of rounding a tiny value to f16).
-U_F16 = 2.0**-11
-U_F32 = 2.0**-24
-U_F64 = 2.0**-53
 ETA_F16 = 2.0**-25
-
-
-def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
-    """Groups of equal-length blocks when ``total`` items are split over ``parts`` PEs.
-
-    Returns ``(first_pe, num_pes, block_len, first_item)`` per group, in order.
-    """
-    base, extra = divmod(total, parts)
-    groups = []
-    if extra:
-        groups.append((0, extra, base + 1, 0))
-    if parts - extra:
-        groups.append((extra, parts - extra, base, extra * (base + 1)))
-    return groups
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
-    return n * u / (1.0 - n * u)
-
-
-def signed_magnitudes(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Random values with magnitude in [1/16, 1) and a random sign."""
-    sign = rng.choice(np.array([-1.0, 1.0]), size=shape)
-    return sign * rng.uniform(1.0 / 16.0, 1.0, size=shape)
-
-
-def to_memcpy_words(a: np.ndarray) -> np.ndarray:
-    """1-D array as memcpy wants it: f32 as is, f16 zero-extended into the low half of u32."""
-    a = np.ascontiguousarray(a).ravel()
-    if a.dtype == np.float16:
-        return a.view(np.uint16).astype(np.uint32)
-    return a.astype(np.float32)
 
 
 def gemv_bound(k: int, fp16: bool) -> tuple[float, float]:
@@ -104,15 +70,10 @@ def chain_bound(W1: np.ndarray, x: np.ndarray, W2: np.ndarray, fp16: bool) -> np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get matrix and grid dimensions from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])  # PE columns
     P_r = int(params["P_r"])  # PE rows
     M1 = int(params["M1"])    # rows of W1, columns of W2
@@ -185,8 +146,7 @@ def main() -> None:
 
     err = np.abs(y2.astype(np.float64) - y2_exact)
     allowed = chain_bound(W1_64, x64, W2_64, fp16)
-    print(f"max |y2 - y2_exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
-    assert np.all(err <= allowed), "y2 exceeds its floating-point error bound"
+    check_error(err, allowed, "y2 - y2_exact")
 
     print("SUCCESS!")
 

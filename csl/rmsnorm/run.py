@@ -13,8 +13,6 @@ once per group of PEs with equal block lengths (at most 2 groups): no padding is
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-in-module
@@ -22,41 +20,14 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
     MemcpyOrder,
     SdkRuntime,
 )
-
-# Unit roundoff of f32.
-U_F32 = 2.0**-24
-
-
-def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
-    """Groups of equal-length blocks when ``total`` items are split over ``parts`` PEs.
-
-    Returns ``(first_pe, num_pes, block_len, first_item)`` per group, in order. The first
-    ``total % parts`` blocks have one more item, as in layout.csl.
-    """
-    base, extra = divmod(total, parts)
-    groups = []
-    if extra:
-        groups.append((0, extra, base + 1, 0))
-    if parts - extra:
-        groups.append((extra, parts - extra, base, extra * (base + 1)))
-    return groups
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
-    return n * u / (1.0 - n * u)
+from waferscale.host.kernel_run import U_F32, blocks, check_error, compile_params, gamma, host_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get the sizes and options from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])  # PEs in the row
     D = int(params["D"])      # vector length
     # layout.csl's defaults: eps = 1e-5f, no residual add
@@ -114,8 +85,7 @@ def main() -> None:
     y_exact = h64 * g.astype(np.float64) / np.sqrt(np.mean(h64 * h64) + float(eps))
     err = np.abs(y.astype(np.float64) - y_exact)
     allowed = gamma(D + 5, U_F32) * np.abs(y_exact)
-    print(f"max |y - y_exact| = {err.max():.3e}, max allowed = {allowed.max():.3e}")
-    assert np.all(err <= allowed), "y exceeds its floating-point error bound"
+    check_error(err, allowed, "y - y_exact")
 
     print("SUCCESS!")
 

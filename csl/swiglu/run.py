@@ -13,8 +13,6 @@ issued once per group of PEs with equal block lengths (at most 2 groups): no pad
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-in-module
@@ -22,43 +20,18 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
     MemcpyOrder,
     SdkRuntime,
 )
+from waferscale.host.kernel_run import U_F32, blocks, compile_params, gamma, host_args
 
 # Unit roundoff of f32, and the smallest normal f32 (below it results may be subnormal or
 # flushed to zero, so only an absolute error bound holds).
-U_F32 = 2.0**-24
 TINY_F32 = 2.0**-126
 
 
-def blocks(total: int, parts: int) -> list[tuple[int, int, int, int]]:
-    """Groups of equal-length blocks when ``total`` items are split over ``parts`` PEs.
-
-    Returns ``(first_pe, num_pes, block_len, first_item)`` per group, in order. The first
-    ``total % parts`` blocks have one more item, as in layout.csl.
-    """
-    base, extra = divmod(total, parts)
-    groups = []
-    if extra:
-        groups.append((0, extra, base + 1, 0))
-    if parts - extra:
-        groups.append((extra, parts - extra, base, extra * (base + 1)))
-    return groups
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's gamma_n = n*u / (1 - n*u): the relative error bound of n roundings."""
-    return n * u / (1.0 - n * u)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    args = parser.parse_args()
+    args = host_args()
 
     # Get the sizes from compile metadata
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    params = compile_params(args.name)
     P_c = int(params["P_c"])  # PEs in the row
     D = int(params["D"])      # vector length
 

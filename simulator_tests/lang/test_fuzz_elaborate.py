@@ -1,9 +1,8 @@
 """Fuzz the whole front end (parse + comptime + layout): for mutated programs, elaboration
-either succeeds or raises CslError, never another exception, never a hang."""
+either succeeds or raises CslError, never another exception (a hang is caught by
+pytest-timeout)."""
 
 from __future__ import annotations
-
-import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -45,11 +44,9 @@ def test_elaborate_only_raises_csl_error(tmp_path, sources):
     layout, pe = sources
     (tmp_path / "layout.csl").write_text(layout)
     (tmp_path / "pe.csl").write_text(pe)
-    t0 = time.perf_counter()
     try:
         elaborate(tmp_path / "layout.csl", OPTS)
     except CslError as e:
         text = e.render()
         assert ": error: " in text.splitlines()[0]
-    # A hang guard, not a performance test: the branch quota bounds comptime loops.
-    assert time.perf_counter() - t0 < 30
+    # A hang would be caught by pytest-timeout; the branch quota bounds comptime loops.

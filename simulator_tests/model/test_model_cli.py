@@ -50,11 +50,9 @@ def test_generate_chat_on_tiny_model(tiny_gguf: Callable[..., Path],
 def test_generate_errors_are_messages(tiny_gguf: Callable[..., Path],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["generate", "x", "--model", "/nonexistent/m.gguf"]) == 1
-    assert capsys.readouterr().err.startswith("error: model file not found")
+    assert capsys.readouterr().err.startswith("waferscale generate: error: model file not found")
     assert run_cli(["generate", "x", "--system", "s", "--model", str(tiny_gguf())]) == 1
     assert "--system only applies with --chat" in capsys.readouterr().err
-    assert run_cli(["generate", "", "--model", str(tiny_gguf("b.gguf"))]) == 1
-    assert "no tokens" in capsys.readouterr().err
     long_prompt = "ab " * 80  # more tokens than the tiny model's 64-token context
     assert run_cli(["generate", long_prompt, "--model", str(tiny_gguf("c.gguf"))]) == 1
     assert "context" in capsys.readouterr().err
@@ -90,3 +88,42 @@ def test_generate_chat_with_default_model(smollm: LoadedModel, monkeypatch: pyte
     assert calls == [None]
     assert out == "The capital of France is Paris.\n"  # the golden decode, markup not printed
     assert "stopped at <|im_end|>" in err and "prefill 37 tokens" in err
+
+
+def test_readme_demo_prompt_gets_a_correct_answer(smollm: LoadedModel,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(gguf_loader, "load_model", lambda path=None, **kw: smollm)
+    assert run_cli(["generate", "--chat", "Explain in one sentence what a GPU is."]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("A GPU (Graphics Processing Unit) is a specialized hardware component")
+    assert out.count(".") == 1 and "stopped at <|im_end|>" in err
+
+
+@pytest.mark.parametrize("prompt", ["", "  \n"])
+def test_empty_prompt_is_rejected_before_loading_the_model(
+        prompt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The model path does not exist: the prompt is checked first.
+    assert run_cli(["generate", prompt, "--model", "/nonexistent/m.gguf"]) == 1
+    assert capsys.readouterr().err == "waferscale generate: error: the prompt is empty\n"
+
+
+@pytest.mark.parametrize("keep", [0.02, 0.3, 0.9])
+def test_truncated_gguf_is_reported_in_our_words(tiny_gguf: Callable[..., Path], keep: float,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tiny_gguf()
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    assert run_cli(["generate", "hi", "--model", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"waferscale generate: error: {path} is truncated")
+    assert len(err.splitlines()) == 1
+    for internal in ("dtype", "reshape", "ValueError", "IndexError", "axis"):
+        assert internal not in err
+
+
+def test_empty_gguf_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.gguf"
+    path.write_bytes(b"")
+    assert run_cli(["generate", "hi", "--model", str(path)]) == 1
+    assert capsys.readouterr().err == f"waferscale generate: error: {path} is empty, not a GGUF model file\n"

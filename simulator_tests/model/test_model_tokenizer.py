@@ -106,8 +106,6 @@ def test_special_tokens(tok: GGUFTokenizer) -> None:
 
 def test_chat_template_rendering(tok: GGUFTokenizer) -> None:
     assert tok.chat_template is not None and "<|im_start|>" in tok.chat_template
-    assert tok.default_system == ("You are a helpful AI assistant named SmolLM, trained by "
-                                  "Hugging Face")
     conv = [{"role": "user", "content": "What is 2+2?"}]
     text = tok.chat_text(conv)
     assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
@@ -170,8 +168,33 @@ def test_chat_needs_chatml(tiny_gguf: Callable[..., Path]) -> None:
     with pytest.raises(ModelError, match="no ChatML chat template"):
         tok.encode_chat([{"role": "user", "content": "hi"}])
     ok = load_model(tiny_gguf("ok.gguf"), progress=False).tokenizer
-    assert ok.default_system is None  # this template inserts no system message
     assert ok.chat_text([{"role": "user", "content": "x"}]) == (
         "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n")
     with pytest.raises(ModelError, match="'role' and 'content'"):
         ok.encode_chat([{"role": "user"}])
+
+
+def test_chat_template_is_rendered_by_jinja2(tiny_gguf: Callable[..., Path]) -> None:
+    # A template using jinja2 features a regex could not follow: a filter, a loop variable,
+    # a default system message chosen by a condition, the BOS token and raise_exception.
+    template = (
+        "{{ bos_token }}{% if messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\n' + ('Be ' ~ 'brief') | upper + '<|im_end|>\\n' }}{% endif %}"
+        "{% for m in messages %}{% if m['role'] == 'tool' %}{{ raise_exception('no tools') }}"
+        "{% endif %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] | trim + '<|im_end|>\\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    tok = load_model(tiny_gguf(chat_template=template), progress=False).tokenizer
+    conv = [{"role": "user", "content": "  the in  "}]
+    bos = tok.tokens[tok.bos_id] if tok.bos_id is not None else ""
+    text = tok.chat_text(conv)
+    assert text == (f"{bos}<|im_start|>system\nBE BRIEF<|im_end|>\n<|im_start|>user\nthe in"
+                    "<|im_end|>\n<|im_start|>assistant\n")
+    assert tok.encode_chat(conv) == tok.encode(text, parse_special=True, add_bos=False)
+    with pytest.raises(ModelError, match="refused the conversation: no tools"):
+        tok.encode_chat([{"role": "tool", "content": "x"}])
+
+
+def test_broken_chat_template_is_a_model_error(tiny_gguf: Callable[..., Path]) -> None:
+    tok = load_model(tiny_gguf(chat_template="<|im_start|>{% for %}"), progress=False).tokenizer
+    with pytest.raises(ModelError, match="chat template does not render"):
+        tok.encode_chat([{"role": "user", "content": "hi"}])

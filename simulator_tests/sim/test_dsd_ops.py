@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.device import SimulatorDevice
 
 SIZE = 48  # elements per array
 
-# op -> (dest type, source types, takes a trailing scalar, reference on NumPy scalars)
+# op -> (dest type, source types, takes a trailing scalar, reference on NumPy scalars).
+# The references are written here from the ops' definitions (IEEE arithmetic rounded to the
+# element type; 16-bit integer arithmetic wrapping modulo 2**16), not taken from the simulator.
 F32, F16 = np.float32, np.float16
+DTYPES = {"f32": np.float32, "f16": np.float16, "u16": np.uint16, "u32": np.uint32,
+          "i16": np.int16}
+
+
+def wrap_i16(v: int) -> np.int16:
+    return np.int16((v + 2**15) % 2**16 - 2**15)
+
+
 OPS = {
     "fadds": ("f32", ("f32", "f32"), False, lambda a, b: F32(a + b)),
     "fsubs": ("f32", ("f32", "f32"), False, lambda a, b: F32(a - b)),
@@ -32,12 +42,20 @@ OPS = {
     "fnegs": ("f32", ("f32",), False, lambda a: -a),
     "fabss": ("f32", ("f32",), False, lambda a: abs(a)),
     "faddh": ("f16", ("f16", "f16"), False, lambda a, b: F16(a + b)),
+    "fsubh": ("f16", ("f16", "f16"), False, lambda a, b: F16(a - b)),
+    "fmaxh": ("f16", ("f16", "f16"), False, lambda a, b: max(a, b)),
+    "fnegh": ("f16", ("f16",), False, lambda a: -a),
+    "fabsh": ("f16", ("f16",), False, lambda a: abs(a)),
     "fmulh": ("f16", ("f16", "f16"), False, lambda a, b: F16(a * b)),
     "fmach": ("f16", ("f16", "f16"), True, lambda a, b, v: F16(a + F16(b * v))),
     "fmovh": ("f16", ("f16",), False, lambda a: a),
     "fh2s": ("f32", ("f16",), False, lambda a: F32(a)),
     "fs2h": ("f16", ("f32",), False, lambda a: F16(a)),
     "fmachs": ("f32", ("f32", "f16"), True, lambda a, b, v: F32(a + F32(F32(b) * F32(v)))),
+    "mov16": ("u16", ("u16",), False, lambda a: a),
+    "mov32": ("u32", ("u32",), False, lambda a: a),
+    "add16": ("i16", ("i16", "i16"), False, lambda a, b: wrap_i16(int(a) + int(b))),
+    "sub16": ("i16", ("i16", "i16"), False, lambda a, b: wrap_i16(int(a) - int(b))),
 }
 
 
@@ -86,8 +104,18 @@ layout {{
 
 
 def words(a: np.ndarray) -> np.ndarray:
-    return (a.view(np.uint16).astype(np.uint32) if a.dtype == np.float16
-            else a.view(np.uint32))
+    """The memcpy words of ``a``: each element's bits, zero-extended to 32."""
+    return a.view(f"u{a.itemsize}").astype(np.uint32)
+
+
+def random_array(rng: np.random.Generator, t: str) -> np.ndarray:
+    """SIZE values of CSL type ``t``: floats around +-4, integers over their whole range (so
+    that 16-bit sums and differences wrap)."""
+    dtype = DTYPES[t]
+    if t.startswith("f"):
+        return (rng.standard_normal(SIZE) * 4).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, SIZE, dtype=dtype, endpoint=True)
 
 
 def reference(op, n, d, srcs, alias, scalar, mem):
@@ -138,9 +166,22 @@ def test_dsd_op_matches_numpy_sequential_reference(tmp_path_factory, case):
     dt, sts, _, _ = OPS[op]
     if alias != "none" and sts[0] != dt:
         alias = "none"                      # aliasing only between arrays of the same type
-        if d == srcs[0] and d[1] == 0:
-            return
-    tmp = tmp_path_factory.mktemp("dsd")
+        assume(not (d == srcs[0] and d[1] == 0))
+    check_op(tmp_path_factory.mktemp("dsd"), op, n, d, srcs, alias, scalar, seed)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_every_dsd_op_matches_numpy(tmp_path, op):
+    # Each op at least once whatever hypothesis draws: 12 elements, destination stride 2,
+    # sources forward and backward.
+    srcs = [(5, 1), (40, -3)][:len(OPS[op][1])]
+    check_op(tmp_path, op, 12, (1, 2), srcs, "none", -1.25, 7)
+
+
+def check_op(tmp, op, n, d, srcs, alias, scalar, seed):
+    """Run ``@op`` once on the simulator and compare all arrays bit for bit with
+    :func:`reference`."""
+    dt, sts, _, _ = OPS[op]
     arrays = {"d": dt, **{f"s{i}": t for i, t in enumerate(sts)}}
     (tmp / "pe.csl").write_text(program(op, n, d, srcs, alias, scalar))
     (tmp / "layout.csl").write_text(layout(arrays))
@@ -149,13 +190,13 @@ def test_dsd_op_matches_numpy_sequential_reference(tmp_path_factory, case):
     rng = np.random.default_rng(seed)
     mem = {}
     for name, t in arrays.items():
-        a = (rng.standard_normal(SIZE) * 4).astype(np.float16 if t == "f16" else np.float32)
+        a = random_array(rng, t)
         mem[name] = a
-        dev.memcpy_h2d(name, [(0, 0)], words(a)[None], 16 if t == "f16" else 32)
+        dev.memcpy_h2d(name, [(0, 0)], words(a)[None], 8 * a.itemsize)
     dev.launch("go", [])
     expect = reference(op, n, d, srcs, alias, scalar, mem)
     for name, t in arrays.items():
-        got = dev.memcpy_d2h(name, [(0, 0)], SIZE, 16 if t == "f16" else 32)[0]
+        got = dev.memcpy_d2h(name, [(0, 0)], SIZE, 8 * DTYPES[t]().itemsize)[0]
         want = words(expect[name])
         assert np.array_equal(got, want), (name, op, n, d, srcs, alias)
 

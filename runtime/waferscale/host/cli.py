@@ -32,6 +32,7 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
+from waferscale.cli_util import CommandError, check_output_dir, check_output_file
 from waferscale.lang.cli import add_cslc_flags, options_from_args
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cslc", help="compile a CSL program for the simulator (cslc's flags)",
         description="Compile LAYOUT.csl with cslc's flags and write the output directory "
         "(-o OUT, default 'out'): out.json, bin/out_rpc.json and waferscale.json, which "
-        "`waferscale cs_python` runs.")
+        "waferscale cs_python runs.")
     c.add_argument("layout", metavar="LAYOUT.csl")
-    add_cslc_flags(c)
+    add_cslc_flags(c, output_help="output directory (default 'out'); an existing directory "
+                   "is overwritten, an existing file is an error")
     c.add_argument("--verbose", dest="cslc_verbose", action="store_true",
-                   help="print the elaborated program (as `waferscale check` does)")
+                   help="print the elaborated program (as waferscale check does)")
     c.set_defaults(func=run_cslc)
 
     p = sub.add_parser(
@@ -85,7 +87,8 @@ def run_cslc(args: argparse.Namespace) -> int:
     from waferscale.lang.layout import format_layout
 
     from .compile import compile_layout
-    out, lay = compile_layout(args.layout, options_from_args(args), args.output or "out")
+    output = check_output_dir(args.output or "out", "-o")
+    out, lay = compile_layout(args.layout, options_from_args(args), output)
     for w in lay.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for where, text in lay.prints:
@@ -182,8 +185,12 @@ def _print_script_error(exc: BaseException) -> None:
 def run_cs_python(args: argparse.Namespace) -> int:
     script = Path(args.script)
     if not script.is_file():
-        print(f"cs_python: error: cannot open script '{script}'", file=sys.stderr)
-        return 2
+        raise CommandError(f"cannot open script '{script}'")
+    # Output paths are checked before the script runs, not after a long simulation.
+    if args.trace:
+        check_output_file(args.trace, "--trace")
+    if args.stats:
+        check_output_file(args.stats, "--stats")
     argv = list(args.script_args)
     if argv[:1] == ["--"]:
         argv = argv[1:]

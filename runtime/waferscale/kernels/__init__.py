@@ -9,8 +9,10 @@ them against their physical floors (:mod:`.floors`, docs/kernels.md).
 import importlib
 
 # Handle class -> module of this package defining it.
-_HANDLES = {"Allreduce": "allreduce", "Argmax": "argmax", "Broadcast": "broadcast", "DecodeAttention": "attention",
-            "Gemm": "gemm", "Gemv": "gemv", "GemvChain": "gemv_chain", "MeshGemm": "meshgemm", "MeshGemv": "meshgemv", "RmsNorm": "rmsnorm", "Rope": "rope", "SwiGLU": "swiglu"}
+_HANDLES = {"Allreduce": "allreduce", "Argmax": "argmax", "Broadcast": "broadcast",
+            "DecodeAttention": "attention", "Gemm": "gemm", "Gemv": "gemv",
+            "GemvChain": "gemv_chain", "MeshGemm": "meshgemm", "MeshGemv": "meshgemv",
+            "RmsNorm": "rmsnorm", "Rope": "rope", "SwiGLU": "swiglu"}
 
 __all__ = sorted(_HANDLES)
 

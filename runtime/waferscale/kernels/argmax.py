@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class Argmax:
                        {"P_c": self.P_c, "P_r": self.P_r, "V": self.V})
         run = Run.start(out)
         rt = run.runtime
-        args = dict(streaming=False, order=MemcpyOrder.ROW_MAJOR,
+        args: dict[str, Any] = dict(streaming=False, order=MemcpyOrder.ROW_MAJOR,
                     data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         logits_id, result_id = rt.get_id("logits"), rt.get_id("result")
         for px0, py0, w, h, n, first in rectangles(self.V, self.P_c, self.P_r):

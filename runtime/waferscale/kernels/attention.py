@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -41,8 +41,8 @@ _MAX_SLOTS = 127
 _U16_MAX = 0xFFFF
 # Elements per cycle of f32 @fmacs (not in the SIMD table: 1 on both, docs/timing-model.md).
 
-_COPY = {"streaming": False, "order": MemcpyOrder.ROW_MAJOR,
-         "data_type": MemcpyDataType.MEMCPY_32BIT, "nonblock": False}
+_COPY: dict[str, Any] = {"streaming": False, "order": MemcpyOrder.ROW_MAJOR,
+                         "data_type": MemcpyDataType.MEMCPY_32BIT, "nonblock": False}
 
 
 def scale_bits(d: int) -> int:
@@ -205,9 +205,9 @@ class DecodeAttention:
                           a.size, **_COPY)
         cycles = run.timed_launch("step", np.uint16(self.length))
         n_out = self.H * (self.d + 1)
-        res = np.zeros(self.P * n_out, dtype=np.float32)
-        rt.memcpy_d2h(res, rt.get_id("out"), 0, 0, self.P, 1, n_out, **_COPY)
-        res = res.reshape(self.P, n_out)
+        flat = np.zeros(self.P * n_out, dtype=np.float32)
+        rt.memcpy_d2h(flat, rt.get_id("out"), 0, 0, self.P, 1, n_out, **_COPY)
+        res = flat.reshape(self.P, n_out)
         if not np.array_equal(res.view(np.uint32),
                               np.broadcast_to(res[:1], res.shape).view(np.uint32)):
             raise RuntimeError("attention: the PEs disagree on the output (broadcast failed)")
@@ -247,12 +247,12 @@ class DecodeAttention:
         run = self._runtime("read_cache")
         rt = run.runtime
         words = self.H_kv * self.d * self.n
-        kc = np.zeros(self.P * words, dtype=np.float32)
-        vc = np.zeros(self.P * words, dtype=np.float32)
-        rt.memcpy_d2h(kc, rt.get_id("kc"), 0, 0, self.P, 1, words, **_COPY)
-        rt.memcpy_d2h(vc, rt.get_id("vc"), 0, 0, self.P, 1, words, **_COPY)
-        kc = kc.reshape(self.P, self.H_kv, self.d, self.n)
-        vc = vc.reshape(self.P, self.H_kv, self.n, self.d)
+        kc_flat = np.zeros(self.P * words, dtype=np.float32)
+        vc_flat = np.zeros(self.P * words, dtype=np.float32)
+        rt.memcpy_d2h(kc_flat, rt.get_id("kc"), 0, 0, self.P, 1, words, **_COPY)
+        rt.memcpy_d2h(vc_flat, rt.get_id("vc"), 0, 0, self.P, 1, words, **_COPY)
+        kc = kc_flat.reshape(self.P, self.H_kv, self.d, self.n)
+        vc = vc_flat.reshape(self.P, self.H_kv, self.n, self.d)
         k = np.zeros((self.H_kv, self.length, self.d), dtype=np.float32)
         v = np.zeros_like(k)
         for t in range(self.length):

@@ -62,7 +62,7 @@ def _rmsnorm(D: int, P: int, residual: bool, arch: str) -> dict:
     x, g = rng.uniform(-2, 2, D).astype(np.float32), rng.uniform(-1, 1, D).astype(np.float32)
     r = rng.uniform(-2, 2, D).astype(np.float32) if residual else None
     y, cycles = k.run(x, g, r)
-    h = (x + r if residual else x).astype(np.float64)
+    h = (x + r if r is not None else x).astype(np.float64)
     exact = h * g / np.sqrt(np.mean(h * h) + float(np.float32(1e-5)))
     if not np.all(np.abs(y - exact) <= (D + 5) * 2.0**-23 * np.abs(exact)):  # >= gamma_{D+5}
         raise RuntimeError("rmsnorm result does not match NumPy")
@@ -239,7 +239,7 @@ def run(kernels: list[str], arch: str, quick: bool, phases: bool = False) -> lis
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="kernel cycles vs their physical floors",
-                       description=__doc__.splitlines()[0])
+                       description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("kernels", nargs="*", metavar="KERNEL", help=f"of {sorted(CASES)} "
                    "(default: all)")
     p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
@@ -255,8 +255,9 @@ def main(args: argparse.Namespace) -> int:
     names = args.kernels or sorted(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
-        print(f"bench: unknown kernel(s) {unknown}; known: {sorted(CASES)}", file=sys.stderr)
-        return 2
+        print(f"waferscale bench: error: unknown kernel(s) {', '.join(unknown)}; known: "
+              f"{', '.join(sorted(CASES))}", file=sys.stderr)
+        return 2                            # a bad argument value: a usage error
     rows = run(names, args.arch, args.quick, args.phases)
     if args.json:
         print(json.dumps(rows, indent=1))

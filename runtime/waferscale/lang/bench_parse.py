@@ -1,22 +1,32 @@
 """Parser throughput benchmark.
 
 ``python -m waferscale.lang.bench_parse [--lines N] [--repeat R] [--seed S] [--dump FILE]``
+``python -m waferscale.lang.bench_parse --scaling [--lines N] [--repeat R]``
 
 Generates a realistic CSL file of about N lines (default 2,000) from built-in snippet templates
 in the style of a PE program (params, queue and task IDs, buffers, DSDs, helper functions,
 data and local tasks, loops, switches, comptime blocks), then tokenizes and parses it R times
 and reports the best and median seconds per parse and the lines per second. The templates are
 written for this benchmark; the same seed always produces the same file.
+
+With ``--scaling`` it instead parses inputs of N, 2N, 4N and 8N lines of three shapes (the
+generated program, one multiline string of that many ``\\\\`` lines, and one line of
+that many ``1 + `` terms) and prints the time per line for each size: a linear front end keeps
+it about constant, a quadratic one doubles it at every step. This is where the front end's
+performance is measured; the test suite only checks outcomes.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import random
 import statistics
 import sys
 import time
+
+from collections.abc import Callable
 
 from .lexer import tokenize
 from .parser import parse_source
@@ -159,6 +169,51 @@ def run(lines: int, repeat: int, seed: int, dump: str | None = None) -> dict[str
             "parse_median": statistics.median(parse_times), "lines_per_s": nlines / best}
 
 
+SCALING_SHAPES: dict[str, Callable[[int], str]] = {
+    "program": generate,
+    "multiline string": lambda n: "const s =\n" + "  \\\\abc\n" * n + ";\n",
+    "one long line": lambda n: "const x = " + "1 + " * n + "1;\n",
+}
+"""Inputs for :func:`scaling`: each maps a size in lines (or terms) to a CSL source."""
+
+
+def scaling(lines: int, repeat: int, steps: int = 4) -> dict[str, list[tuple[int, float]]]:
+    """Best parse time (seconds) of each :data:`SCALING_SHAPES` input at ``lines`` * 1, 2, 4,
+    ... (``steps`` sizes): ``{shape: [(size, seconds), ...]}``."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for shape, make in SCALING_SHAPES.items():
+        rows = []
+        for k in range(steps):
+            size = lines << k
+            text = make(size)
+            times = []
+            for _ in range(repeat):
+                # The collector's passes scale with whatever else is on the heap, not with
+                # this parse: keep them out of the timing.
+                gc.collect()
+                gc.disable()
+                try:
+                    t0 = time.perf_counter()
+                    parse_source(text, "<bench>")
+                    times.append(time.perf_counter() - t0)
+                finally:
+                    gc.enable()
+            rows.append((size, min(times)))
+        out[shape] = rows
+    return out
+
+
+def print_scaling(result: dict[str, list[tuple[int, float]]]) -> None:
+    """One line per shape and size: seconds and microseconds per line, and the growth of the
+    per-line cost from the smallest size (about 1x for a linear parser)."""
+    for shape, rows in result.items():
+        base = rows[0][1] / rows[0][0]
+        for size, secs in rows:
+            per = secs / size
+            print(f"{shape:17s} {size:>9,d} lines {secs * 1e3:9.1f} ms "
+                  f"{per * 1e6:7.2f} us/line  x{per / base:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m waferscale.lang.bench_parse",
                                  description="Measure CSL lexer+parser throughput.")
@@ -166,9 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=7, help="number of timed parses")
     ap.add_argument("--seed", type=int, default=0, help="generator seed")
     ap.add_argument("--dump", metavar="FILE", help="also write the generated source to FILE")
+    ap.add_argument("--scaling", action="store_true",
+                    help="time inputs of N, 2N, 4N, 8N lines (program, multiline string, "
+                         "one long line) and print the time per line")
     args = ap.parse_args(argv)
     if args.lines < 1 or args.repeat < 1:
         ap.error("--lines and --repeat must be positive")
+    if args.scaling:
+        print_scaling(scaling(args.lines, args.repeat))
+        return 0
     r = run(args.lines, args.repeat, args.seed, args.dump)
     print(f"file: {int(r['lines'])} lines, {int(r['chars'])} chars, {int(r['tokens'])} tokens")
     print(f"tokenize only:    {r['lex_best'] * 1e3:8.1f} ms (best of {args.repeat})")

@@ -375,7 +375,8 @@ def _record_id(ip: Interp, s: Scope, kind: str, n: int, node: A.Node) -> None:
         rec.user_ids.setdefault((kind, n), node.span)
 
 
-def _make_id(kind: T.Type, lo: int, hi: int, what: str):
+def _make_id(kind: T.SimpleT, lo: int | Callable[[Interp], int], hi: int, what: str
+             ) -> Callable[[Interp, A.BuiltinCall, Scope], Val]:
     def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         (a,) = _args(ip, e, s, 1)
         if isinstance(a.v, RuntimeRef):
@@ -404,8 +405,9 @@ def _get_data_task_id(ip, e, s):
     (a,) = _args(ip, e, s, 1)
     want = T.INPUT_QUEUE if _arch(ip) == "wse3" else T.COLOR
     if a.type != want:
-        raise ip.err(f"on {_arch(ip)} @get_data_task_id takes a{'n' if want == T.INPUT_QUEUE else ''}"
-                     f" {want}, found '{a.type}'", e.args[0])
+        article = "an" if want == T.INPUT_QUEUE else "a"
+        raise ip.err(f"on {_arch(ip)} @get_data_task_id takes {article} {want}, "
+                     f"found '{a.type}'", e.args[0])
     ip.check_comptime(a, e.args[0])
     _record_id(ip, s, "data_task_id", a.v, e)
     return Val(T.DATA_TASK_ID, a.v)
@@ -492,8 +494,8 @@ def _allocate_fifo(ip, e, s):
     a = _args(ip, e, s, 1, 2)
     if not isinstance(a[0].v, RuntimeRef) or not isinstance(a[0].type, T.ArrayT):
         raise ip.err("@allocate_fifo needs a global array variable as its buffer", e.args[0])
-    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", {"buffer": a[0],
-                                                            "config": a[1] if len(a) > 1 else None}))
+    fields = {"buffer": a[0], "config": a[1] if len(a) > 1 else None}
+    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", fields))
 
 
 # -- layout builtins ------------------------------------------------------------------------------
@@ -603,7 +605,7 @@ BUILTINS["bind_control_task"] = _bind(T.CONTROL_TASK_ID, "control")
 
 
 def _id_of(ip: Interp, v: Val, node: A.Node, kinds: tuple[T.Type, ...]) -> tuple[str, int]:
-    if v.type not in kinds or not isinstance(v.v, int):
+    if v.type not in kinds or not isinstance(v.v, int) or not isinstance(v.type, T.SimpleT):
         raise ip.err(f"expected one of {', '.join(map(str, kinds))}, found '{v.type}'", node)
     return v.type.name, v.v
 

@@ -39,8 +39,9 @@ def _xy(text: str) -> tuple[int, int]:
     return a, b
 
 
-def add_cslc_flags(p: argparse.ArgumentParser) -> None:
-    """The cslc flags shared by ``check`` and (later) ``cslc``."""
+def add_cslc_flags(p: argparse.ArgumentParser, output_help: str | None = None) -> None:
+    """The cslc flags shared by ``check`` and ``cslc``. ``-o`` is listed in the help only
+    with ``output_help`` (``check`` accepts and ignores it, so cslc lines can be pasted)."""
     p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
     p.add_argument("--params", type=_pairs, action="append", default=[],
                    metavar="NAME:VALUE,...", help="bind top-level params of the layout file")
@@ -53,7 +54,8 @@ def add_cslc_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width-west-buf", type=int, default=0)
     p.add_argument("--width-east-buf", type=int, default=0)
     p.add_argument("--import-path", action="append", default=[], metavar="DIR")
-    p.add_argument("-o", dest="output", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-o", dest="output", default=None, metavar="OUT",
+                   help=output_help if output_help else argparse.SUPPRESS)
 
 
 def options_from_args(args: argparse.Namespace):
@@ -95,7 +97,9 @@ def run_parse(args: argparse.Namespace) -> int:
         try:
             m = parse_file(f)
         except CslError as e:
-            print(e.render(), file=sys.stderr)
+            text = e.render()
+            print(f"waferscale parse: {text}" if text.startswith("error: ") else text,
+                  file=sys.stderr)
             failed += 1
             continue
         if args.print:
@@ -130,15 +134,17 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def find_csl_root(start: Path | None = None) -> Path:
-    """The directory holding the kernels (``csl/``), searched upward from ``start`` (cwd),
-    then next to the installed package (editable installs)."""
+    """The directory holding the kernels (``csl/``): searched upward from ``start`` (cwd),
+    then the copy installed as package data (``waferscale/csl``, a non-editable install),
+    then the repository's next to the package source (an editable install or a checkout)."""
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         if (d / "csl").is_dir() and any((d / "csl").glob("*/layout.csl")):
             return d / "csl"
-    pkg = Path(__file__).resolve().parents[3] / "csl"
-    if pkg.is_dir():
-        return pkg
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "csl", package.parents[1] / "csl"):
+        if any(candidate.glob("*/layout.csl")):
+            return candidate
     raise CslLayoutError("cannot find the csl/ kernel directory; run from the repository or "
                          "pass --root")
 

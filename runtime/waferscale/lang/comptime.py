@@ -30,13 +30,14 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
 from . import ast as A
 from . import types as T
 from .errors import CslError, CslImportError, CslSemanticError
+from .names import check_module_names
 from .source import Span
 from .values import (VOID_VAL, ArrayData, FnVal, GlobalVar, PtrVal, TensorAccessVal,
                      Val, describe, numpy_dtype, round_float)
@@ -167,6 +168,12 @@ class ModuleInstance:
         self.outer: Scope | None = None
         if module is not None:
             self._collect(module)
+            # A file's function and task bodies are name-checked once per compilation, before
+            # anything runs (struct namespaces, path None, resolve through their outer scope).
+            if module.path is not None and not self.is_stdlib and \
+                    id(module) not in ctx.names_checked:
+                ctx.names_checked.add(id(module))
+                check_module_names(module, self.globals)
 
     def _collect(self, module: A.Module) -> None:
         for d in module.decls:
@@ -240,6 +247,8 @@ class Compilation:
         # (location, text) of every @comptime_print, and non-fatal diagnostics.
         self.prints: list[tuple[str, str]] = []
         self.warnings: list[str] = []
+        # ids of the (cached) file ASTs whose function bodies names.py has checked.
+        self.names_checked: set[int] = set()
 
     def load_ast(self, path: Path, span: Span | None) -> A.Module:
         from .parser import parse_file
@@ -418,8 +427,9 @@ class Interp:
         if isinstance(p, RuntimeRef):
             raise self.err(f"expected type '{target}', found runtime variable of type '{src}'",
                            node)
-        if target == T.COMPTIME_STRUCT and (isinstance(src, (T.AnonStructT, T.StructT,
-                                                              T.TupleT)) or src == T.COMPTIME_STRUCT):
+        if target == T.COMPTIME_STRUCT and (
+                isinstance(src, (T.AnonStructT, T.StructT, T.TupleT))
+                or src == T.COMPTIME_STRUCT):
             return Val(src, p)
         if src == T.UNDEFINED_T:
             return Val(target, None)
@@ -756,7 +766,7 @@ class Interp:
         except _Return as r:
             result = r.value
         except (_Break, _Continue):
-            raise self.err("break/continue outside of a loop", node)
+            raise self.err("break/continue outside of a loop", node) from None
         finally:
             self.ctx.depth -= 1
         return self.coerce(result, ret_t, node) if ret_t != T.VOID or result.type != T.VOID \
@@ -935,7 +945,8 @@ class Interp:
         body = prong.body
         if isinstance(body, A.Expr):
             return self.eval(body, s)
-        self.exec_stmt(body, Scope(s, s.module))  # statement prong in expression position
+        self.exec_stmt(cast(A.Stmt, body), Scope(s, s.module))  # a statement prong in
+        # expression position
         return VOID_VAL
 
     def select_prong(self, e: A.Switch, s: Scope) -> A.SwitchProng | None:
@@ -989,6 +1000,7 @@ class Interp:
         if not isinstance(base.v, RuntimeRef) or not isinstance(base.type, T.ArrayT):
             raise self.err("the base of a tensor access must be a global array variable",
                            e.access.target)
+        indices = e.access.indices
         gv = base.v.var
         at: T.ArrayT = gv.type  # type: ignore[assignment]
         if len(e.access.indices) != len(at.dims):
@@ -1000,7 +1012,7 @@ class Interp:
             for name, val in zip(e.vars, point):
                 inner.vars[name] = Cell(name, T.COMPTIME_INT, Val(T.COMPTIME_INT, val), False)
             idx = [self.to_int(self.check_comptime(self.eval(i, inner), i), i, "index")
-                   for i in e.access.indices]
+                   for i in indices]
             f = 0
             for i, n in zip(idx, at.dims):
                 f = f * n + i

@@ -326,12 +326,13 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     ip = Interp(ctx)
     tree = ctx.load_ast(path, None)
     params = _cli_params(options)
+    # An unknown name is warned about once, here, and then dropped (not bound, not reported).
+    declared = {d.name for d in tree.decls if isinstance(d, A.ColorDecl) or
+                (isinstance(d, A.VarDecl) and d.kind == "param")}
+    warnings = [f"--params/--colors name '{n}' is not a param of {path}; ignored"
+                for n in params if n not in declared]
+    params = {n: v for n, v in params.items() if n in declared}
     root = ModuleInstance(ctx, str(path), tree, params, name=path.stem, program=None)
-    declared = {n for n, e in root.globals.items()
-                if isinstance(e.decl, A.ColorDecl) or
-                (isinstance(e.decl, A.VarDecl) and e.decl.kind == "param")}
-    warnings = [f"--params/--colors name '{n}' is not a param of {path}" for n in params
-                if n not in declared]
     if not root.layout_blocks:
         raise CslLayoutError(f"{path} has no layout block", Span(tree.span.file, 0, 0))
     if len(root.layout_blocks) > 1:

@@ -252,6 +252,7 @@ def tokenize(src: SourceFile) -> list[Token]:
     tokens: list[Token] = []
     append = tokens.append
     keywords = KEYWORDS
+    ml_runs: list[tuple[Token, list[str]]] = []
     for m in _MASTER.finditer(text):
         group = m.lastgroup
         if group == "skip":
@@ -281,19 +282,26 @@ def tokenize(src: SourceFile) -> list[Token]:
             line = tok_text[2:]
             if line.endswith("\r"):
                 line = line[:-1]
+            # Consecutive lines join into one token; the lines are collected and joined
+            # once at the end (joining per line would copy the string for every line).
             prev = tokens[-1] if tokens else None
-            if (prev is not None and prev.kind == Token.MLSTRING
+            if (ml_runs and prev is ml_runs[-1][0]
                     and _MLSTRING_JOIN.fullmatch(text, prev.end, start)):
-                prev.value = f"{prev.value}\n{line}"
-                prev.text = text[prev.start:end]
+                ml_runs[-1][1].append(line)
                 prev.end = end
             else:
-                append(Token(Token.MLSTRING, tok_text, start, end, src, line))
+                tok = Token(Token.MLSTRING, tok_text, start, end, src, line)
+                append(tok)
+                ml_runs.append((tok, [line]))
         elif group == "blockcomment":
             raise _error("block comments are not supported in CSL; use '//'", src, start,
                          end)
         else:
             raise _unexpected_char(tok_text, src, start)
+    for tok, lines in ml_runs:
+        if len(lines) > 1:
+            tok.value = "\n".join(lines)
+            tok.text = text[tok.start:tok.end]
     append(Token(Token.EOF, "", len(text), len(text), src))
     logger.debug("tokenized %s: %d tokens", src.path, len(tokens))
     return tokens

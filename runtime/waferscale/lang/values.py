@@ -114,8 +114,10 @@ VOID_VAL = Val(T.VOID, None)
 def numpy_dtype(t: T.Type) -> np.dtype | None:
     """The numpy dtype storing elements of CSL type ``t`` (None if not a plain scalar)."""
     if isinstance(t, T.FloatT):
-        return {"f16": np.dtype(np.float16), "f32": np.dtype(np.float32),
-                "f64": np.dtype(np.float64)}.get(t.name, np.dtype(np.uint16))
+        dtypes: dict[str, np.dtype] = {"f16": np.dtype(np.float16),
+                                       "f32": np.dtype(np.float32),
+                                       "f64": np.dtype(np.float64)}
+        return dtypes.get(t.name, np.dtype(np.uint16))
     if isinstance(t, T.IntT) and t.bits <= 64:
         for b in (8, 16, 32, 64):
             if t.bits <= b:

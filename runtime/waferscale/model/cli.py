@@ -13,9 +13,9 @@ message unless ``--system`` is given). Generation stops at an end-of-turn/end-of
 after ``--max-tokens`` tokens.
 
 Protocol (see :mod:`waferscale.cli`): :func:`register` adds the subparser; :func:`run` returns
-the exit code: 0 on success, 1 for a :class:`~waferscale.model.errors.ModelError` (printed as
-``error: ...`` on stderr). Heavy imports happen inside :func:`run` so that building the
-``waferscale`` parser stays fast.
+the exit code: 0 on success, 1 for a :class:`~waferscale.model.errors.ModelError` (printed
+as ``waferscale generate: error: ...`` on stderr). Heavy imports happen inside :func:`run` so
+that building the ``waferscale`` parser stays fast.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _generate(args, sys.stdout, sys.stderr)
     except ModelError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"waferscale generate: error: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
@@ -104,6 +104,8 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     if args.system is not None and not args.chat:
         raise ModelError("--system only applies with --chat")
+    if not args.prompt.strip():
+        raise ModelError("the prompt is empty")   # checked before the model is loaded
     t0 = time.perf_counter()
     loaded = load_model(args.model)
     model = ReferenceModel.from_loaded(loaded)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -126,13 +125,20 @@ def open_gguf(path: str | Path) -> gguf.GGUFReader:
             magic = handle.read(4)
     except OSError as err:
         raise ModelError(f"cannot read model file {p}: {err.strerror or err}") from err
+    if not magic:
+        raise ModelError(f"{p} is empty, not a GGUF model file")
     if magic != _GGUF_MAGIC:
         raise ModelError(f"{p} is not a GGUF file (it starts with {magic!r}, "
                          f"expected {_GGUF_MAGIC!r})")
     try:
         reader = gguf.GGUFReader(p, "r")
     except Exception as err:  # the reader reports damage as ValueError, KeyError, struct.error...
-        raise ModelError(f"{p} is truncated or corrupt: {type(err).__name__}: {err}") from err
+        # The reader's own message describes NumPy internals (dtype views, reshapes), not the
+        # file: keep it for -v, and tell the user what it means.
+        log.debug("gguf.GGUFReader(%s) failed: %s: %s", p, type(err).__name__, err)
+        raise ModelError(f"{p} is truncated or corrupt: its header, metadata or tensor index "
+                         f"does not fit in its {p.stat().st_size:,} bytes (download it "
+                         f"again?)") from err
     for tensor in reader.tensors:
         if tensor.data.nbytes != tensor.n_bytes:
             raise ModelError(f"{p} is truncated: tensor {tensor.name!r} needs {tensor.n_bytes} "
@@ -140,18 +146,12 @@ def open_gguf(path: str | Path) -> gguf.GGUFReader:
     return reader
 
 
-def _decode_string(raw: np.ndarray, key: str) -> str:
-    try:
-        return bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ModelError(f"GGUF metadata {key!r} holds invalid UTF-8 ({err})") from err
-
-
 def read_metadata(reader: gguf.GGUFReader) -> dict[str, Any]:
-    """Decode every key/value field of a GGUF file into Python values.
+    """Decode every key/value field of a GGUF file into Python values, with ``gguf``'s own
+    field reader (``ReaderField.contents``).
 
-    Scalars become ``int``/``float``/``bool``, strings ``str``, arrays ``list`` (nested arrays
-    are decoded recursively only one level, which is all the GGUF llama keys use).
+    Scalars become ``int``/``float``/``bool``, strings ``str``, arrays ``list``; nested arrays
+    (which no GGUF llama key uses) are skipped.
 
     Raises:
         ModelError: a string that is not UTF-8.
@@ -161,27 +161,16 @@ def read_metadata(reader: gguf.GGUFReader) -> dict[str, Any]:
     vt = gguf.GGUFValueType
     meta: dict[str, Any] = {}
     for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
+        if key.startswith("GGUF.") or not field.types:
             continue
-        if not field.types:
+        if field.types[0] == vt.ARRAY and vt.ARRAY in field.types[1:]:
+            log.debug("skipping nested array metadata %s", key)
             continue
-        kind = field.types[0]
-        if kind == vt.STRING:
-            meta[key] = _decode_string(field.parts[field.data[0]], key)
-        elif kind == vt.ARRAY:
-            item = field.types[-1] if len(field.types) > 1 else None
-            if item == vt.STRING:
-                meta[key] = [_decode_string(field.parts[i], key) for i in field.data]
-            elif item == vt.ARRAY:
-                log.debug("skipping nested array metadata %s", key)
-            elif field.data:
-                values = np.concatenate([field.parts[i] for i in field.data])
-                meta[key] = values.tolist()
-            else:
-                meta[key] = []
-        else:
-            value = field.parts[field.data[0]][0]
-            meta[key] = bool(value) if kind == vt.BOOL else value.item()
+        try:
+            value = field.contents()
+        except UnicodeDecodeError as err:
+            raise ModelError(f"GGUF metadata {key!r} holds invalid UTF-8 ({err})") from err
+        meta[key] = bool(value) if field.types[0] == vt.BOOL else value
     return meta
 
 
@@ -251,12 +240,8 @@ def dequantize_tensor(tensor: Any, path: Path | str = "<gguf>") -> np.ndarray:
 
 
 def _progress(items: list[Any], enabled: bool | None) -> Iterable[Any]:
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return items
-    from tqdm import tqdm
-    return tqdm(items, desc="loading model", unit="tensor", file=sys.stderr, leave=False)
+    from waferscale.progress import progress
+    return progress(items, desc="loading model", unit="tensor", enabled=enabled)
 
 
 def load_weights(reader: gguf.GGUFReader, config: ModelConfig, *,

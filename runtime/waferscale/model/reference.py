@@ -35,6 +35,7 @@ import numpy as np
 from waferscale.model.config import ModelConfig
 from waferscale.model.errors import ModelError
 from waferscale.model.gguf_loader import LayerWeights, LoadedModel, ModelWeights
+from waferscale.model.threads import blas_limit
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +326,9 @@ class ReferenceModel:
         With ``all_logits`` the result is ``(T, vocab)`` (the logits after every new token),
         otherwise ``(vocab,)`` for the last one only.
         """
-        x = self.hidden_states(token_ids, cache)
-        return self.logits(x) if all_logits else self.logits(x[-1])
+        with blas_limit():
+            x = self.hidden_states(token_ids, cache)
+            return self.logits(x) if all_logits else self.logits(x[-1])
 
     def generate(self, prompt_ids: Sequence[int], max_new_tokens: int, *,
                  stop_ids: Collection[int] = (), stats: GenerationStats | None = None,

@@ -12,22 +12,22 @@ Protocol:
 
 * :meth:`GGUFTokenizer.encode` never turns text like ``"<|im_end|>"`` into a control token
   unless asked (``parse_special=True``): user text cannot inject chat markup.
-* :meth:`GGUFTokenizer.encode_chat` renders the model's ChatML template
-  (``<|im_start|>ROLE\\nCONTENT<|im_end|>\\n`` per message, then ``<|im_start|>assistant\\n``),
-  with the default system message the GGUF's ``tokenizer.chat_template`` inserts when the
-  conversation has none, and emits the markup as control-token ids directly.
-* :class:`StreamDecoder` turns ids into text incrementally, holding back the bytes of a UTF-8
-  character that is split across tokens, so streamed output is never garbled.
+* :meth:`GGUFTokenizer.encode_chat` renders the GGUF's ``tokenizer.chat_template`` with jinja2
+  (in a sandbox, as ``transformers`` does; a ChatML template when the file has none), then
+  tokenizes the markup the template wrote with control tokens recognised and each message's
+  content with them not recognised, so message text cannot inject chat markup.
+* :class:`StreamDecoder` turns ids into text incrementally with ``tokenizers``' own
+  ``DecodeStream``, holding back the bytes of a UTF-8 character that is split across tokens,
+  so streamed output is never garbled.
 
 Limits: only the ``gpt2`` tokenizer model and the pre-tokenizers in :data:`PRE_TOKENIZERS`
-(others raise :class:`~waferscale.model.errors.ModelError`); only ChatML chat templates.
+(others raise :class:`~waferscale.model.errors.ModelError`); chat needs the ChatML control
+tokens (``<|im_start|>``/``<|im_end|>``), which also end the assistant's turn.
 """
 
 from __future__ import annotations
 
-import codecs
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,6 +53,12 @@ PRE_TOKENIZERS: dict[str, str] = {
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 END_OF_TEXT = "<|endoftext|>"
+
+#: Rendered when the GGUF file has no ``tokenizer.chat_template``.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
 def byte_to_unicode() -> dict[int, str]:
@@ -83,7 +89,6 @@ class GGUFTokenizer:
         bos_id / eos_id: ids from the metadata (``None`` when absent).
         add_bos: whether :meth:`encode` prepends ``bos_id`` by default.
         chat_template: the raw ``tokenizer.chat_template`` string, if any.
-        default_system: the system message the chat template inserts when none is given.
         stop_ids: ids that end generation (EOS, EOT, ``<|im_end|>``, ``<|endoftext|>``).
         unrepresentable_bytes: byte values no token spells on its own; :meth:`encode` drops
             them (logging a warning), exactly like llama.cpp, so such text does not round-trip.
@@ -169,7 +174,6 @@ class GGUFTokenizer:
         single = {self._bytes[i][0] for i, ty in enumerate(self.token_types)
                   if ty not in (TOKEN_CONTROL, TOKEN_USER_DEFINED) and len(self._bytes[i]) == 1}
         self.unrepresentable_bytes: frozenset[int] = frozenset(set(range(256)) - single)
-        self.default_system = _default_system_message(chat_template)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> GGUFTokenizer:
@@ -270,41 +274,75 @@ class GGUFTokenizer:
                              "use a plain prompt instead of --chat")
         return start, end
 
-    def encode_chat(self, messages: Sequence[Mapping[str, str]], *,
-                    add_generation_prompt: bool = True) -> list[int]:
-        """Token ids of a ChatML conversation, ready for the assistant's reply.
-
-        ``messages`` is a list of ``{"role": ..., "content": ...}``. If the first message is
-        not a system message and the GGUF chat template inserts a default one, that default
-        comes first, exactly as the template renders it. Message content is encoded with
-        ``parse_special=False``.
+    def render_chat(self, messages: Sequence[Mapping[str, str]], *,
+                    add_generation_prompt: bool = True) -> str:
+        """The chat template rendered with jinja2 (sandboxed, ``trim_blocks`` and
+        ``lstrip_blocks`` as in ``transformers``), markup spelled out as text.
 
         Raises:
-            ModelError: the model has no ChatML markup, or a message is malformed.
+            ModelError: the model has no ChatML markup, a message is malformed, or the template
+                does not render (its own ``raise_exception`` included).
         """
-        start, end = self._require_chatml()
-        newline = self.encode("\n")
-        msgs = list(messages)
-        if self.default_system is not None and (not msgs or msgs[0].get("role") != "system"):
-            msgs.insert(0, {"role": "system", "content": self.default_system})
-        ids: list[int] = []
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        self._require_chatml()
+        msgs = [dict(m) for m in messages]
         for msg in msgs:
             role, content = msg.get("role"), msg.get("content")
             if not isinstance(role, str) or not role or not isinstance(content, str):
                 raise ModelError(f"chat message needs string 'role' and 'content': {msg!r}")
-            ids.append(start)
-            ids.extend(self.encode(f"{role}\n{content}"))
-            ids.append(end)
-            ids.extend(newline)
-        if add_generation_prompt:
-            ids.append(start)
-            ids.extend(self.encode("assistant\n"))
+
+        def raise_exception(message: str) -> None:
+            raise ModelError(f"the chat template refused the conversation: {message}")
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        special = {"bos_token": self.bos_id, "eos_token": self.eos_id}
+        names = {k: self.tokens[v] if v is not None else "" for k, v in special.items()}
+        try:
+            template = env.from_string(self.chat_template or CHATML_TEMPLATE)
+            return template.render(messages=msgs, add_generation_prompt=add_generation_prompt,
+                                   **names)
+        except jinja2.TemplateError as err:
+            raise ModelError(f"the GGUF chat template does not render: {err}") from err
+
+    def encode_chat(self, messages: Sequence[Mapping[str, str]], *,
+                    add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of a conversation rendered by :meth:`render_chat`, ready for the
+        assistant's reply (with ``add_generation_prompt``).
+
+        ``messages`` is a list of ``{"role": ..., "content": ...}``. The template's own text
+        (markup, a default system message it inserts) is tokenized with control tokens
+        recognised; each message's content is found in the rendered text, in order, and
+        tokenized with ``parse_special=False``.
+
+        Raises:
+            ModelError: as :meth:`render_chat`, or the template changes message content so
+                that it cannot be found in the rendered text.
+        """
+        text = self.render_chat(messages, add_generation_prompt=add_generation_prompt)
+        ids: list[int] = []
+        pos = 0
+        for msg in messages:
+            content = msg["content"]
+            at = text.find(content, pos) if content else pos
+            if at < 0:
+                content = content.strip()
+                at = text.find(content, pos)
+            if at < 0:
+                raise ModelError("the chat template rewrites message content beyond "
+                                 "stripping; cannot tokenize it safely")
+            ids.extend(self.encode(text[pos:at], parse_special=True, add_bos=False))
+            ids.extend(self.encode(content, add_bos=False))
+            pos = at + len(content)
+        ids.extend(self.encode(text[pos:], parse_special=True, add_bos=False))
         return ids
 
     def chat_text(self, messages: Sequence[Mapping[str, str]], *,
                   add_generation_prompt: bool = True) -> str:
         """The text :meth:`encode_chat` tokenizes, with the markup spelled out (for display)."""
-        return self.decode(self.encode_chat(messages, add_generation_prompt=add_generation_prompt))
+        return self.render_chat(messages, add_generation_prompt=add_generation_prompt)
 
     def stream_decoder(self, *, skip_special: bool = True) -> StreamDecoder:
         """A fresh :class:`StreamDecoder` over this vocabulary."""
@@ -314,34 +352,33 @@ class GGUFTokenizer:
 class StreamDecoder:
     """Incremental detokenizer: feed ids one by one, get text as soon as it is complete.
 
-    Bytes of a multi-byte UTF-8 character split across tokens are held back until the character
-    is complete; :meth:`flush` releases what is left (an incomplete tail becomes U+FFFD). The
-    concatenated output equals ``tokenizer.decode(ids)`` for ids that decode to valid UTF-8.
+    A thin wrapper of ``tokenizers.decoders.DecodeStream``, which holds back the bytes of a
+    multi-byte UTF-8 character split across tokens until the character is complete. The ids it
+    is still holding are kept here too, so that :meth:`flush` can release them at the end of
+    the stream (an incomplete tail becomes U+FFFD, as in ``tokenizer.decode``). The
+    concatenated output equals ``tokenizer.decode(ids, skip_special=...)``.
     """
 
     def __init__(self, tokenizer: GGUFTokenizer, *, skip_special: bool = True) -> None:
+        from tokenizers.decoders import DecodeStream
+
         self._tok = tokenizer
         self._skip = skip_special
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stream = DecodeStream(skip_special_tokens=skip_special)
+        self._held: list[int] = []
 
     def push(self, token_id: int) -> str:
         """Text completed by ``token_id`` (possibly empty)."""
-        if self._skip and self._tok.is_control(int(token_id)):
+        token_id = int(token_id)
+        self._tok._check_ids([token_id])
+        text = self._stream.step(self._tok._tk, token_id)
+        if text is None:
+            self._held.append(token_id)
             return ""
-        return str(self._utf8.decode(self._tok.token_bytes(int(token_id))))
+        self._held.clear()
+        return str(text)
 
     def flush(self) -> str:
-        """Whatever is still buffered (end of stream)."""
-        return str(self._utf8.decode(b"", final=True))
-
-
-_SYSTEM_LITERAL = re.compile(
-    re.escape(IM_START) + r"system(?:\n|\\n)(.*?)" + re.escape(IM_END), re.DOTALL)
-
-
-def _default_system_message(template: str | None) -> str | None:
-    """The default system message a ChatML template writes literally, if it has one."""
-    if not template or "messages[0]['role'] != 'system'" not in template:
-        return None
-    match = _SYSTEM_LITERAL.search(template)
-    return match.group(1) if match else None
+        """Whatever is still held back (end of stream)."""
+        held, self._held = self._held, []
+        return self._tok.decode(held, skip_special=self._skip) if held else ""

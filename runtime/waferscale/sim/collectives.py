@@ -21,16 +21,20 @@ requires). reduce_fadds adds in PE order along the line, rounding each step to f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..lang import types as T
 from ..lang.values import Val
 
+if TYPE_CHECKING:
+    from .pe import PE
+
 
 @dataclass
 class _Call:
-    pe: object
+    pe: PE
     op: str
     root: int
     send: int

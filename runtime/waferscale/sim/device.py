@@ -81,7 +81,7 @@ class SimulatorDevice:
         return {n: _export_info(n, e.type, e.mutable) for n, e in self.layout.exports.items()}
 
     def _pe(self, xy: tuple[int, int]) -> PE:
-        pe = self.sim.grid.get(tuple(xy))
+        pe = self.sim.grid.get((xy[0], xy[1]))
         if pe is None:
             raise DeviceError(f"PE{tuple(xy)} is outside the {self.width}x{self.height} "
                               "program rectangle")
@@ -132,6 +132,7 @@ class SimulatorDevice:
         vals = []
         for (tname, v), pt in zip(args, e.type.params):
             x = v.item() if hasattr(v, "item") else v
+            assert pt is not None          # an exported function's parameters are typed
             vals.append(Val(pt, float(x) if isinstance(pt, T.FloatT) else int(x)))
         self.sim.launch(name, vals)
 

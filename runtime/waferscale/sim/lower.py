@@ -22,15 +22,16 @@ Protocol:
 Supported subset: functions and tasks without comptime parameters; locals of integer, float,
 bool, pointer and DSD types; global scalars, arrays (any rank, bounds-checked) and DSD
 variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a ``@range``, labelled
-blocks and loops with ``break``/``continue``; the arithmetic, comparison and logic operators; ``@as``
-between numeric types; the DSD operations the engine's table lists, sync or async with
+blocks and loops with ``break``/``continue``; the arithmetic, comparison and logic operators;
+``@as`` between numeric types; the DSD operations the engine's table lists, sync or async with
 ``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
 ``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
-``<simprint>``'s print_string and decimal prints; switch statements with comptime cases; if-expressions on a run-time condition whose branches have one type, or whose
-result type is known (an assignment, a typed declaration, an argument). Not supported (Python
-path): run-time structs, arrays as values, blocks that yield a value where its type is not
+``<simprint>``'s print_string and decimal prints; switch statements with comptime cases;
+if-expressions on a run-time condition whose branches have one type, or whose result type
+is known (an assignment, a typed declaration, an argument). Not supported (Python path):
+run-time structs, arrays as values, blocks that yield a value where its type is not
 known from the context, comptime-int variables.
 
 Bytecode: instructions ``(op, a, b, c)`` of :class:`Op` (``bindings/pe_program.hpp`` has the

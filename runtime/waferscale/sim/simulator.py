@@ -470,27 +470,17 @@ class _Progress:
     more than about a second of wall time."""
 
     def __init__(self, what: str) -> None:
-        import sys
-        import time
-        self.what, self.bar, self.last = what, None, 0
-        self.enabled = sys.stderr.isatty()
-        self.t0 = time.monotonic()
+        from waferscale.progress import progress
+        self.what, self.last = what, 0
+        self.bar = progress(desc=what, unit=" cycles", delay=1.0)
 
     def update(self, cycles: int) -> None:
-        if not self.enabled or cycles - self.last < 1000:
-            return
-        import time
-        if self.bar is None:
-            if time.monotonic() - self.t0 < 1.0:
-                return
-            from tqdm import tqdm
-            self.bar = tqdm(desc=self.what, unit=" cycles", leave=False)
-        self.bar.update(cycles - self.last)
-        self.last = cycles
+        if cycles - self.last >= 1000:
+            self.bar.update(cycles - self.last)
+            self.last = cycles
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 class _Credit:
