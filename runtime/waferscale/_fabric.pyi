@@ -73,7 +73,7 @@ class Core:
     def width(self) -> int:
         ...
 class Engine:
-    def __init__(self, core: Core, wse2: bool, statement: typing.SupportsInt | typing.SupportsIndex, branch: typing.SupportsInt | typing.SupportsIndex, task_start: typing.SupportsInt | typing.SupportsIndex, dsd_op_setup: typing.SupportsInt | typing.SupportsIndex, max_cycles: typing.SupportsInt | typing.SupportsIndex, random_order: bool, trace: bool, ops: list) -> None:
+    def __init__(self, core: Core, wse2: bool, costs: dict, max_cycles: typing.SupportsInt | typing.SupportsIndex, random_order: bool, trace: bool, ops: list) -> None:
         ...
     def add_pe(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.SupportsInt | typing.SupportsIndex, arg3: typing.Annotated[numpy.typing.ArrayLike, numpy.uint16], arg4: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]], arg5: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg6: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg7: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -97,9 +97,9 @@ class Engine:
         ...
     def stats(self) -> dict:
         ...
-    def stream_d2h(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg3: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+    def stream_d2h(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg3: typing.SupportsInt | typing.SupportsIndex, arg4: typing.SupportsInt | typing.SupportsIndex, arg5: typing.SupportsInt | typing.SupportsIndex) -> tuple:
         ...
-    def stream_h2d(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg2: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]]) -> int:
+    def stream_h2d(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg2: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]], arg3: typing.SupportsInt | typing.SupportsIndex, arg4: typing.SupportsInt | typing.SupportsIndex) -> int:
         ...
     def take_events(self) -> tuple:
         ...
@@ -112,6 +112,6 @@ def set_error_types(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> Non
     """
     Register the Python classes for FabricError, FabricConfigError, FabricRoutingError.
     """
-ENGINE_CALL_WORDS: int
-ENGINE_DSD_OPS: list[str]
-ENGINE_DSD_WORDS: int
+ENGINE_CALL_WORDS: int = 16
+ENGINE_DSD_OPS: list = ['fadds', 'faddh', 'fsubs', 'fsubh', 'fmuls', 'fmulh', 'fmaxs', 'fmaxh', 'fmacs', 'fmach', 'fmachs', 'fmovs', 'fmovh', 'fnegs', 'fnegh', 'fabss', 'fabsh', 'fh2s', 'fs2h', 'mov16', 'mov32', 'add16', 'sub16']
+ENGINE_DSD_WORDS: int = 17

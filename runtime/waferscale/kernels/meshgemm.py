@@ -176,6 +176,6 @@ class MeshGemm:
             stamps.append(_u48(words.reshape(P, P, 3)))
         rt.stop()
         # [py][px][n][m] -> C[M, N]
-        C = (c_u32 & 0xFFFF).astype(np.uint16).view(np.float16).reshape(P, P, Nt, Mt)
-        C = C.transpose(0, 3, 1, 2).reshape(M, N)
+        tiles = (c_u32 & 0xFFFF).astype(np.uint16).view(np.float16).reshape(P, P, Nt, Mt)
+        C = tiles.transpose(0, 3, 1, 2).reshape(M, N)
         return C, float(np.mean(stamps[1] - stamps[0])) / repeats

@@ -7,8 +7,9 @@ specifies, and every PE's completion task ``cb`` is activated at
 
     t_done = (latest call time) + collective_cycles(PEs on the line, count)
 
-cycles (TimingModel.collective_cycles, sim/timing.py): the library's fabric op start, one transfer across the line at the fabric's latencies,
-then one word a cycle behind the first: a pipelined line transfer.
+cycles (TimingModel.collective_cycles, sim/timing.py): the library's fabric op start, one
+transfer across the line at the fabric's latencies, then one word a cycle behind the first: a
+pipelined line transfer.
 The wavelets on the library's colors are not simulated one by one, so the collective's colors
 and queues see no traffic in the fabric counters. Calls that disagree (different operation,
 root or count on one line) are an error; a line on which some PEs never call shows up in the

@@ -310,13 +310,15 @@ class _PE:
         self.x, self.y, self.index = x, y, index
         self.rx = [0] * NUM_COLORS                  # per color: bitmask of Direction
         self.tx = [0] * NUM_COLORS
-        self.buf: dict[int, deque[tuple[int, bool]]] = {}   # slot -> FIFO of (payload, ctrl)
+        # slot -> FIFO of (payload, ctrl, first cycle it may leave)
+        self.buf: dict[int, deque[tuple[int, bool, int]]] = {}
         self.nonempty: set[int] = set()             # slots whose buffer holds wavelets
         self.rr = 0                                 # round-robin pointer over slots
         self.oq: list[deque[tuple[int, int, bool]]] = [deque() for _ in range(n_oq)]
         self.oq_rr = 0
         self.oq_count = 0
-        self.iq: list[deque[tuple[int, bool]]] = [deque() for _ in range(n_iq)]
+        # (payload, ctrl, first cycle the CE may read it)
+        self.iq: list[deque[tuple[int, bool, int]]] = [deque() for _ in range(n_iq)]
         self.color_iq = [-1] * NUM_COLORS           # bound input queue per color
         self.iq_color = [-1] * n_iq
         self.load = 0                               # wavelets in buffers, oqs, host links

@@ -243,11 +243,11 @@ class Simulator:
                 due = [t for t in pe.timed_activations if t[0] <= self.cycle]
                 if due:
                     pe.timed_activations = [t for t in pe.timed_activations if t[0] > self.cycle]
-                    for _, tid, unblock in due:
+                    for _, task_id, unblock in due:
                         if unblock:
-                            pe.blocked.discard(tid)
+                            pe.blocked.discard(task_id)
                         else:
-                            pe.active.add(tid)
+                            pe.active.add(task_id)
                     progressed = True
             for m in pe.microthreads:
                 progressed |= self._resume(pe, m)
