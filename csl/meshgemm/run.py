@@ -26,7 +26,7 @@ import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
 
-U_F16 = 2.0**-11
+from waferscale.host.kernel_run import U_F16
 
 
 def ring_succ(c: int, P: int) -> int:
