@@ -324,21 +324,25 @@ class Engine {
     return advance_to(target);
   }
 
+  // simulator.Simulator.stream_h2d: the command ends when the host has sent everything; what
+  // waits in the buffer columns is delivered while later commands run.
   int stream_h2d(int color, std::vector<int32_t> pes, std::vector<std::vector<uint32_t>> data,
-                 int64_t rate_num, int64_t rate_den) {
-    H2D pump{color, std::move(pes), std::move(data), {}, {}};
-    pump.credit = Credit(rate_num, rate_den, pump.pes.size());
-    pump.pos.assign(pump.pes.size(), 0);
+                 int64_t rate_num, int64_t rate_den, int64_t buffer_wavelets) {
+    auto pump = std::make_shared<H2D>();
+    pump->color = color;
+    pump->pes = std::move(pes);
+    pump->data = std::move(data);
+    pump->credit = Credit(rate_num, rate_den, pump->pes.size());
+    pump->capacity = buffer_wavelets;
+    pump->pos.assign(pump->pes.size(), 0);
+    pump->sent.assign(pump->pes.size(), 0);
     size_t total = 0;
-    for (auto& r : pump.data) total += r.size();
-    h2d_ = &pump;
-    int st = run_until([&pump] {
-      for (size_t k = 0; k < pump.pes.size(); ++k)
-        if (pump.pos[k] < pump.data[k].size()) return false;
-      return true;
-    }, "streaming " + std::to_string(total) + " wavelet(s) to the device on color " +
-           std::to_string(color));
-    h2d_ = nullptr;
+    for (auto& r : pump->data) total += r.size();
+    h2d_.push_back(pump);
+    int st = run_until([&pump] { return pump->sent_all(); },
+                       "streaming " + std::to_string(total) +
+                           " wavelet(s) to the device on color " + std::to_string(color));
+    if (st != kOk) h2d_.erase(std::remove(h2d_.begin(), h2d_.end(), pump), h2d_.end());
     return st;
   }
 
@@ -448,16 +452,16 @@ class Engine {
   }
 
   std::vector<std::string> host_io_waits() const {
-    if (!h2d_ && !d2h_) return error_io_;
+    if (h2d_.empty() && !d2h_) return error_io_;
     std::vector<std::string> out;
-    if (h2d_) {
-      std::string s = "memcpy H2D stream on color " + std::to_string(h2d_->color) +
+    for (const auto& p : h2d_) {
+      std::string s = "memcpy H2D stream on color " + std::to_string(p->color) +
                       " still has to deliver ";
       int shown = 0, left = 0;
-      for (size_t k = 0; k < h2d_->pes.size(); ++k) {
-        const size_t n = h2d_->data[k].size() - h2d_->pos[k];
+      for (size_t k = 0; k < p->pes.size(); ++k) {
+        const size_t n = p->data[k].size() - p->pos[k];
         if (!n) continue;
-        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) to " + pe_tuple(h2d_->pes[k]);
+        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) to " + pe_tuple(p->pes[k]);
       }
       out.push_back(s + (left > 6 ? " ..." : ""));
     }
@@ -524,7 +528,7 @@ class Engine {
     int64_t num = 1, den = 1, cap = 1, have = 0;
     Credit() = default;
     Credit(int64_t n, int64_t d, size_t pes)
-        : num(n), den(d), cap(d * static_cast<int64_t>(std::max<size_t>(1, pes))) {}
+        : num(n), den(d), cap(d * static_cast<int64_t>(std::max<size_t>(1, pes)) + n) {}
     bool accrue() {
       if (have >= cap) return false;
       have = std::min(have + num, cap);
@@ -536,12 +540,25 @@ class Engine {
       return true;
     }
   };
+  // simulator._H2DPump
   struct H2D {
-    int color;
+    int color = 0;
     std::vector<int32_t> pes;
     std::vector<std::vector<uint32_t>> data;
-    std::vector<size_t> pos;
+    std::vector<size_t> pos, sent;                  // delivered; left the host
+    std::unordered_map<int, int64_t> buffered;      // per PE row
+    int64_t capacity = 0;                           // buffer wavelets per PE row
     Credit credit;
+    bool sent_all() const {
+      for (size_t k = 0; k < pes.size(); ++k)
+        if (sent[k] < data[k].size()) return false;
+      return true;
+    }
+    bool delivered() const {
+      for (size_t k = 0; k < pes.size(); ++k)
+        if (pos[k] < data[k].size()) return false;
+      return true;
+    }
   };
   struct D2H {
     int color, queue;
@@ -665,20 +682,47 @@ class Engine {
     if (!progress_.is_none()) progress_(what, cycles);
   }
 
-  bool step() {
-    bool progressed = false;
-    const int64_t now = cycle();
-    if (h2d_) {
-      progressed |= h2d_->credit.accrue();
-      for (size_t k = 0; k < h2d_->pes.size(); ++k) {
-        const int i = pes_[h2d_->pes[k]].idx;
-        if (h2d_->pos[k] < h2d_->data[k].size() && core_.oq_free_at(i, 0) > 0 &&
-            h2d_->credit.take()) {
-          core_.ce_send_at(i, 0, h2d_->color, h2d_->data[k][h2d_->pos[k]++]);
-          progressed = true;
+  // simulator._H2DPump.__call__: the buffers deliver one wavelet per PE, then the host sends
+  // (into the buffers, or straight into the PE's queue without buffer columns).
+  bool pump_h2d(H2D& p) {
+    bool moved = p.credit.accrue();
+    for (size_t k = 0; k < p.pes.size(); ++k) {
+      const int i = pes_[p.pes[k]].idx;
+      if (p.pos[k] < p.sent[k] && core_.oq_free_at(i, 0) > 0) {
+        core_.ce_send_at(i, 0, p.color, p.data[k][p.pos[k]++]);
+        --p.buffered[pes_[p.pes[k]].y];
+        moved = true;
+      }
+    }
+    for (size_t k = 0; k < p.pes.size(); ++k) {
+      if (p.sent[k] == p.data[k].size()) continue;
+      const int i = pes_[p.pes[k]].idx;
+      if (p.capacity == 0) {
+        if (core_.oq_free_at(i, 0) > 0 && p.credit.take()) {
+          core_.ce_send_at(i, 0, p.color, p.data[k][p.pos[k]++]);
+          ++p.sent[k];
+          moved = true;
+        }
+      } else {
+        int64_t& b = p.buffered[pes_[p.pes[k]].y];
+        if (b < p.capacity && p.credit.take()) {
+          ++p.sent[k];
+          ++b;
+          moved = true;
         }
       }
     }
+    return moved;
+  }
+
+  bool step() {
+    bool progressed = false;
+    const int64_t now = cycle();
+    for (auto& pump : h2d_) progressed |= pump_h2d(*pump);
+    if (!h2d_.empty())
+      h2d_.erase(std::remove_if(h2d_.begin(), h2d_.end(),
+                                [](const std::shared_ptr<H2D>& p) { return p->delivered(); }),
+                 h2d_.end());
     if (d2h_) {
       progressed |= d2h_->credit.accrue();
       for (size_t k = 0; k < d2h_->pes.size(); ++k) {
@@ -1774,7 +1818,7 @@ class Engine {
   Ctx* running_ = nullptr;      // the context being run (Simulator.running)
   // Collectives waiting for the rest of their line: ((axis << 32) | index, line), oldest first.
   std::vector<std::pair<int64_t, CollLine>> lines_;
-  H2D* h2d_ = nullptr;
+  std::vector<std::shared_ptr<H2D>> h2d_;   // H2D streams not yet delivered
   D2H* d2h_ = nullptr;
   std::string error_, error_task_;
   std::vector<std::string> error_io_;

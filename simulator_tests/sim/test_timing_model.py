@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waferscale.host.device import DeadlockError
 from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.builtins_rt import DSD_OPS
 from waferscale.sim.device import SimulatorDevice
@@ -232,3 +233,42 @@ def test_gemv_cycles_grow_with_the_grid_side():
         cycles.append(k.run(W, x)[1])
     assert cycles[1] - cycles[0] >= (8 - 4) // 2 * TM.hop_latency
     assert cycles[2] - cycles[1] >= (16 - 8) // 2 * TM.hop_latency
+
+
+def late_stream(arch: str, engine: str, N: int, west_buf: int) -> SimulatorDevice:
+    opts = CompileOptions(arch=arch, params=(("N", str(N)), ("h2d_id", "4")), memcpy=True,
+                          channels=1, width_west_buf=west_buf)
+    return SimulatorDevice(elaborate(PROGRAMS / "stream_late" / "layout.csl", opts),
+                           SimOptions(engine=engine))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_stream_the_pe_does_not_read_yet_backs_up_without_buffer_columns(engine, arch):
+    dev = late_stream(arch, engine, N=100, west_buf=0)
+    with pytest.raises(DeadlockError, match="memcpy H2D stream on color 4 still has to "
+                                            "deliver"):
+        dev.stream_h2d(4, [(0, 0)], np.arange(100, dtype=np.uint32)[None])
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_buffer_columns_let_the_host_stream_ahead_of_the_kernel(engine, arch):
+    """With one buffer column (MEMCPY_BUFFER_PE_WAVELETS per row), the stream command ends
+    once the host has sent its wavelets; the PE reads them from the buffer when launched."""
+    N = 100
+    dev = late_stream(arch, engine, N=N, west_buf=1)
+    x = np.arange(N, dtype=np.float32)
+    c0 = dev.sim.cycle
+    dev.stream_h2d(4, [(0, 0)], x.view(np.uint32)[None])
+    # The host side alone: the command overhead and N wavelets at the channel's rate.
+    assert dev.sim.cycle - c0 == TM.memcpy_command_cycles() + math.ceil(N / TM.memcpy_rate(1))
+    dev.launch("consume", [])
+    np.testing.assert_array_equal(dev.memcpy_d2h("buf", [(0, 0)], N, 32)[0].view(np.float32), x)
+
+
+def test_a_stream_larger_than_the_buffers_still_backs_up(engine):
+    """The buffers hold MEMCPY_BUFFER_PE_WAVELETS per buffer PE of a row, no more."""
+    from waferscale.sim.timing import MEMCPY_BUFFER_PE_WAVELETS as CAP
+    # The PE is never launched, so its buffer size does not matter (N = 8).
+    dev = late_stream("wse3", engine, N=8, west_buf=1)
+    with pytest.raises(DeadlockError, match="still has to deliver"):
+        dev.stream_h2d(4, [(0, 0)], np.zeros((1, CAP + 200), dtype=np.uint32))

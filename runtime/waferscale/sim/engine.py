@@ -113,10 +113,12 @@ class CompiledEngine:
                 bits.append(int(v.v))
         self._check(self._run(self.core.launch, name, bits))
 
-    def stream_h2d(self, color: int, pes: list, data, rate_num: int, rate_den: int) -> None:
+    def stream_h2d(self, color: int, pes: list, data, rate_num: int, rate_den: int,
+                   buffer_wavelets: int) -> None:
         idx = [self._pe_index(p) for p in pes]
         rows = [np.asarray(row, dtype=np.uint32) for row in data]
-        self._check(self._run(self.core.stream_h2d, color, idx, rows, rate_num, rate_den))
+        self._check(self._run(self.core.stream_h2d, color, idx, rows, rate_num, rate_den,
+                              buffer_wavelets))
 
     def stream_d2h(self, color: int, queue: int, pes: list, count: int, rate_num: int,
                    rate_den: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from ..host.device import DeadlockError
 from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricError, FabricOptions
 from .memory import MemoryError_
-from .timing import DEFAULT_TIMING, TimingModel
+from .timing import DEFAULT_TIMING, MEMCPY_BUFFER_PE_WAVELETS, TimingModel
 from .trace import TraceRecorder
 from .pe import PE, Context, SimError
 
@@ -172,6 +172,13 @@ class Simulator:
                 self.d2h_queue[c] = q
                 for pe in self.pes:
                     self.fabric.bind_input_queue(pe.x, pe.y, q, c)
+            elif self.arch == "wse2":
+                # WSE-2 delivers the stream's color to the CE even when only a fabin DSD reads
+                # it (no data task bound to it): its implicit queue, unless bound already.
+                for pe in self.pes:
+                    q = self.wse2_queue(c, pe)
+                    if self.fabric.input_queue_color(pe.x, pe.y, q) != c:
+                        self.fabric.bind_input_queue(pe.x, pe.y, q, c)
 
     def wse2_queue(self, color: int, pe: PE | None = None) -> int:
         """WSE-2: the input queue a color is delivered to on ``pe`` (explicit or implicit)."""
@@ -229,6 +236,8 @@ class Simulator:
         progressed = False
         for pump in list(self.host_io):
             progressed |= pump()
+        if self.host_io:     # an H2D stream may deliver from the buffer columns after its command
+            self.host_io = [p for p in self.host_io if not p.delivered()]
         iq_count = self.fabric.core.iq_count
         for pe in self.pes:
             # Skip PEs with nothing that could run this cycle (most of a large grid, most of
@@ -424,6 +433,12 @@ class Simulator:
         """Wavelets per cycle through the program's memcpy channels (``--channels``)."""
         return self.timing.memcpy_rate(max(1, self.layout.options.channels))
 
+    def memcpy_buffer_wavelets(self) -> int:
+        """Stream wavelets the memcpy buffer columns hold per PE row (``--width-west-buf`` +
+        ``--width-east-buf`` buffer PEs of MEMCPY_BUFFER_PE_WAVELETS each)."""
+        o = self.layout.options
+        return (o.width_west_buf + o.width_east_buf) * MEMCPY_BUFFER_PE_WAVELETS
+
     def host_copy(self, words: int) -> None:
         """A memcpy copy-mode command of ``words`` wavelets: the device runs on for the
         command's overhead plus the words at the channels' rate (the caller moves the data
@@ -436,15 +451,20 @@ class Simulator:
         self.advance_to(self.cycle + self.timing.memcpy_command_cycles())
         if self.engine is not None:
             rate = self.memcpy_rate()
-            self.engine.stream_h2d(color, pes, data, rate.numerator, rate.denominator)
+            self.engine.stream_h2d(color, pes, data, rate.numerator, rate.denominator,
+                                   self.memcpy_buffer_wavelets())
             return
         pump = _H2DPump(self, color, pes, data)
         self.host_io.append(pump)
         try:
-            self.run_until(pump.finished, f"streaming {pump.total} wavelet(s) to the device on "
+            # The command ends when the host has sent everything; what waits in the buffer
+            # columns is delivered while later commands run.
+            self.run_until(pump.sent_all, f"streaming {pump.total} wavelet(s) to the device on "
                            f"color {color}")
-        finally:
-            self.host_io.remove(pump)
+        except BaseException:
+            if pump in self.host_io:
+                self.host_io.remove(pump)
+            raise
 
     def stream_d2h(self, color: int, pes: list, count: int):
         q = self.d2h_queue.get(color)
@@ -458,10 +478,11 @@ class Simulator:
         pump = _D2HPump(self, color, q, pes, count)
         self.host_io.append(pump)
         try:
-            self.run_until(pump.finished, f"receiving {count} wavelet(s) per PE on D2H color "
+            self.run_until(pump.delivered, f"receiving {count} wavelet(s) per PE on D2H color "
                            f"{color}")
         finally:
-            self.host_io.remove(pump)
+            if pump in self.host_io:
+                self.host_io.remove(pump)
         return pump.out
 
 
@@ -485,12 +506,13 @@ class _Progress:
 
 class _Credit:
     """The memcpy channels' rate as a token bucket in exact integers: ``num`` per cycle, a
-    wavelet costs ``den``, at most ``cap`` saved (one wavelet per PE). The C++ engine keeps
-    the same bucket (pe_engine.hpp, Credit)."""
+    wavelet costs ``den``, at most ``cap`` saved (a wavelet per PE and one cycle's credit, so
+    no fraction is lost at the rate). The C++ engine keeps the same bucket (pe_engine.hpp,
+    Credit)."""
 
     def __init__(self, rate: Fraction, n_pes: int) -> None:
         self.num, self.den = rate.numerator, rate.denominator
-        self.cap = self.den * max(1, n_pes)
+        self.cap = self.den * max(1, n_pes) + self.num
         self.have = 0
 
     def accrue(self) -> bool:
@@ -510,28 +532,51 @@ class _Credit:
 
 class _H2DPump:
     """Feeds host wavelets into memcpy's output queue 0 of each target PE, at most one per
-    PE per cycle and at most the memcpy channels' rate in all."""
+    PE per cycle and at most the memcpy channels' rate in all. With buffer columns
+    (``capacity`` wavelets per PE row), the host's wavelets wait there for the PE, so the
+    host can run ahead of the kernel by that much: each cycle the buffers first deliver one
+    wavelet per PE, then the host sends into them. Without, the host sends straight into the
+    PE's queue. The C++ engine's pump is the same (pe_engine.hpp, H2D)."""
 
     def __init__(self, sim: Simulator, color: int, pes: list, data) -> None:
         self.sim, self.color = sim, color
         self.credit = _Credit(sim.memcpy_rate(), len(pes))
+        self.capacity = sim.memcpy_buffer_wavelets()
         self.todo = [[int(w) for w in row] for row in data]
         self.pes = [tuple(p) for p in pes]
-        self.pos = [0] * len(self.pes)
+        self.pos = [0] * len(self.pes)       # delivered into the PE's queue
+        self.sent = [0] * len(self.pes)      # left the host (delivered or buffered)
+        self.buffered: dict[int, int] = {}   # per PE row
         self.total = sum(len(r) for r in self.todo)
 
     def __call__(self) -> bool:
         moved = self.credit.accrue()
         fab = self.sim.fabric
         for i, (x, y) in enumerate(self.pes):
-            if self.pos[i] < len(self.todo[i]) and fab.oq_free(x, y, 0) > 0 \
-                    and self.credit.take():
+            if self.pos[i] < self.sent[i] and fab.oq_free(x, y, 0) > 0:
                 fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
                 self.pos[i] += 1
+                self.buffered[y] -= 1
+                moved = True
+        for i, (x, y) in enumerate(self.pes):
+            if self.sent[i] == len(self.todo[i]):
+                continue
+            if self.capacity == 0:
+                if fab.oq_free(x, y, 0) > 0 and self.credit.take():
+                    fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
+                    self.pos[i] += 1
+                    self.sent[i] += 1
+                    moved = True
+            elif self.buffered.get(y, 0) < self.capacity and self.credit.take():
+                self.sent[i] += 1
+                self.buffered[y] = self.buffered.get(y, 0) + 1
                 moved = True
         return moved
 
-    def finished(self) -> bool:
+    def sent_all(self) -> bool:
+        return all(s == len(r) for s, r in zip(self.sent, self.todo))
+
+    def delivered(self) -> bool:
         return all(p == len(r) for p, r in zip(self.pos, self.todo))
 
     def describe(self) -> str:
@@ -566,7 +611,7 @@ class _D2HPump:
                 moved = True
         return moved
 
-    def finished(self) -> bool:
+    def delivered(self) -> bool:
         return all(g == self.count for g in self.got)
 
     def describe(self) -> str:

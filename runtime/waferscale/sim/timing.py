@@ -141,4 +141,8 @@ def stride_simd(stride: int | None) -> int | None:
     return {1: 2, 7: 2, 0: 1, 4: 4}[m]
 
 
+# A memcpy buffer PE (--width-west-buf / --width-east-buf columns) holds 46 KB of stream data
+# (SDK docs, tensor streaming; sdk-runtime-hardware.md §1.3): 11,776 32-bit wavelets.
+MEMCPY_BUFFER_PE_WAVELETS = 46 * 1024 // 4
+
 DEFAULT_TIMING = TimingModel()
