@@ -26,78 +26,9 @@ import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
 
-from waferscale.host.kernel_run import U_F16
-
-
-def ring_succ(c: int, P: int) -> int:
-    """Successor of c on the interleaved ring 0 -> 2 -> 4 ... -> 3 -> 1 -> 0 (layout.csl)."""
-    if c % 2 == 0:
-        if c + 2 < P:
-            return c + 2
-        return c + 1 if c + 1 < P else c - 1
-    return 0 if c == 1 else c - 2
-
-
-def shift(k: np.ndarray, P: int, axis: int, forward: bool) -> np.ndarray:
-    """Every tile one ring position along axis (1: x, 0: y), to the successor or back."""
-    out = np.empty_like(k)
-    for c in range(P):
-        s = ring_succ(c, P)
-        src, dst = (c, s) if forward else (s, c)
-        if axis == 1:
-            out[:, dst] = k[:, src]
-        else:
-            out[dst, :] = k[src, :]
-    return out
-
-
-def schedule(P: int) -> np.ndarray:
-    """K block of each PE at each step, order[s, py, px], replaying the device's moves: A's
-    alignment (row py: py/2 positions back if even, (py+1)/2 forward if odd), B aligned to
-    match, then both forwards every step."""
-    ka = np.tile(np.arange(P), (P, 1))
-    for py in range(P):
-        for _ in range(py // 2 if py % 2 == 0 else (py + 1) // 2):
-            ka[py:py + 1] = shift(ka[py:py + 1], P, 1, forward=py % 2 == 1)
-    kb = ka.copy()
-    order = np.empty((P, P, P), dtype=np.int64)
-    for s in range(P):
-        assert np.array_equal(ka, kb), f"A and B blocks disagree at step {s}"
-        order[s] = ka
-        ka = shift(ka, P, 1, forward=True)
-        kb = shift(kb, P, 0, forward=True)
-    return order
-
-
-def reference(A: np.ndarray, B: np.ndarray, P: int) -> np.ndarray:
-    """A · B with the kernel's f16 roundings in its order: per step, per k, per column n,
-    C[:, n] = f16(C[:, n] + f16(A[:, k] * B[k, n]))."""
-    A64, B64 = A.astype(np.float64), B.astype(np.float64)
-    (M, K), N = A.shape, B.shape[1]
-    Mt, Kt, Nt = M // P, K // P, N // P
-    order = schedule(P)
-    At = A64.reshape(P, Mt, P, Kt).transpose(0, 2, 1, 3)   # [py, kb, m, k]
-    Bt = B64.reshape(P, Kt, P, Nt).transpose(0, 2, 1, 3)   # [kb, px, k, n]
-    C = np.zeros((P, P, Mt, Nt), dtype=np.float16)
-    rows, cols = np.arange(P)[:, None], np.arange(P)[None, :]
-    for s in range(P):
-        a, b = At[rows, order[s]], Bt[order[s], cols]
-        for k in range(Kt):
-            for n in range(Nt):
-                prod = (a[:, :, :, k] * b[:, :, k, n][:, :, None]).astype(np.float16)
-                C[:, :, :, n] = (C[:, :, :, n].astype(np.float64) + prod).astype(np.float16)
-    return C.transpose(0, 2, 1, 3).reshape(M, N)
-
-
-def to_u32(a: np.ndarray) -> np.ndarray:
-    """f16 array as memcpy's 16-bit mode wants it: zero-extended into the low half of u32."""
-    return np.ascontiguousarray(a, dtype=np.float16).ravel().view(np.uint16).astype(np.uint32)
-
-
-def u48(words: np.ndarray) -> np.ndarray:
-    """48-bit timestamps from three 16-bit words (last axis, least significant first)."""
-    w = (np.asarray(words, dtype=np.uint32) & 0xFFFF).astype(np.int64)
-    return w[..., 0] | (w[..., 1] << 16) | (w[..., 2] << 32)
+from waferscale.host.kernel_run import U_F16, to_memcpy_words
+from waferscale.kernels.base import mean_iteration_cycles
+from waferscale.kernels.meshgemm import meshgemm_reference, schedule
 
 
 def main() -> None:
@@ -119,17 +50,17 @@ def main() -> None:
     B = rng.uniform(-1.0, 1.0, (K, N)).astype(np.float16)
 
     runner = SdkRuntime(args.name, cmaddr=args.cmaddr)
-    syms = {name: runner.get_id(name) for name in ("A", "B", "C", "tsc_start", "tsc_end")}
+    syms = {name: runner.get_id(name) for name in ("A", "B", "C")}
     runner.load()
     runner.run()
 
     f16, order = MemcpyDataType.MEMCPY_16BIT, MemcpyOrder.ROW_MAJOR
     A_tiles = A.reshape(P, Mt, P, Kt).transpose(0, 2, 3, 1)              # [py][px][k][m]
-    runner.memcpy_h2d(syms["A"], to_u32(A_tiles), 0, 0, P, P, Mt * Kt, streaming=False,
+    runner.memcpy_h2d(syms["A"], to_memcpy_words(A_tiles), 0, 0, P, P, Mt * Kt, streaming=False,
                       order=order, data_type=f16, nonblock=False)
     Bt = B.reshape(P, Kt, P, Nt).transpose(0, 2, 1, 3)                   # [kb][px][k][n]
     B_tiles = Bt[schedule(P)[0], np.arange(P)[None, :]]                  # [py][px][k][n]
-    runner.memcpy_h2d(syms["B"], to_u32(B_tiles), 0, 0, P, P, Kt * Nt, streaming=False,
+    runner.memcpy_h2d(syms["B"], to_memcpy_words(B_tiles), 0, 0, P, P, Kt * Nt, streaming=False,
                       order=order, data_type=f16, nonblock=False)
 
     runner.launch("meshgemm_host", np.uint16(args.warmup), np.uint16(args.repeats),
@@ -138,23 +69,17 @@ def main() -> None:
     c_u32 = np.zeros(M * N, dtype=np.uint32)
     runner.memcpy_d2h(c_u32, syms["C"], 0, 0, P, P, Mt * Nt, streaming=False, order=order,
                       data_type=f16, nonblock=False)
-    stamps = []
-    for name in ("tsc_start", "tsc_end"):
-        words = np.zeros(P * P * 3, dtype=np.uint32)
-        runner.memcpy_d2h(words, syms[name], 0, 0, P, P, 3, streaming=False, order=order,
-                          data_type=f16, nonblock=False)
-        stamps.append(u48(words.reshape(P, P, 3)))
+    cycles = mean_iteration_cycles(runner, P, P, args.repeats)
     runner.stop()
 
     C = (c_u32 & 0xFFFF).astype(np.uint16).view(np.float16).reshape(P, P, Nt, Mt)
     C = C.transpose(0, 3, 1, 2).reshape(M, N)
-    cycles = stamps[1] - stamps[0]
     print(f"P={P} M={M} K={K} N={N} warmup={args.warmup} repeats={args.repeats}")
-    print(f"mean cycles per iteration: {cycles.mean() / args.repeats:.2f}")
+    print(f"mean cycles per iteration: {cycles:.2f}")
 
     # Every f16 product and sum is rounded once, in an order fixed by the ring schedule, so
     # the reference that repeats those roundings must match bit for bit.
-    C_ref = reference(A, B, P)
+    C_ref = meshgemm_reference(A, B, P)
     assert np.array_equal(C.view(np.uint16), C_ref.view(np.uint16)), \
         "C differs from the f16 reference"
     # The reference itself must lie within the f16 bound of a sequential dot product of K

@@ -26,61 +26,9 @@ import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
 
-from waferscale.host.kernel_run import U_F16
-
-
-def r16(a: np.ndarray) -> np.ndarray:
-    """Round float64 values to f16 (round to nearest even), the rounding of every f16 op."""
-    return np.asarray(a, dtype=np.float64).astype(np.float16)
-
-
-def chain_to_root(parts: list[np.ndarray], root: int) -> np.ndarray:
-    """Chain reduction of ``parts`` into index ``root`` as the kernel does it: the chain from
-    the top (0 .. root-1) adds element by element going down, the chain from the bottom
-    (n-1 .. root+1) going up; the root adds the bottom chain first, then the top one."""
-    v = parts[root]
-    n = len(parts)
-    if root + 1 < n:
-        s = parts[n - 1]
-        for k in range(n - 2, root, -1):
-            s = r16(s.astype(np.float64) + parts[k])
-        v = r16(s.astype(np.float64) + v)
-    if root > 0:
-        s = parts[0]
-        for k in range(1, root):
-            s = r16(s.astype(np.float64) + parts[k])
-        v = r16(s.astype(np.float64) + v)
-    return v
-
-
-def meshgemv_reference(x: np.ndarray, W: np.ndarray, P: int, group_num: int) -> np.ndarray:
-    """y = x · W with every f16 rounding of the kernel: per PE row a sequence of f16
-    multiply-adds (product rounded, then sum rounded), then the two-phase chain reduction."""
-    M = x.size
-    Mt = M // P
-    x64 = x.astype(np.float64)
-    W64 = W.astype(np.float64)
-    parts = []
-    for py in range(P):
-        acc = np.zeros(W.shape[1], dtype=np.float16)
-        for i in range(py * Mt, (py + 1) * Mt):
-            acc = r16(acc.astype(np.float64) + r16(W64[i] * x64[i]).astype(np.float64))
-        parts.append(acc)
-    S = P // group_num
-    roots = [chain_to_root(parts[q * S:(q + 1) * S], S // 2) for q in range(group_num)]
-    return chain_to_root(roots, group_num // 2)
-
-
-def to_u32(a: np.ndarray) -> np.ndarray:
-    """f16 array as memcpy's 16-bit mode wants it: zero-extended into the low half of u32."""
-    return np.ascontiguousarray(a, dtype=np.float16).ravel().view(np.uint16).astype(np.uint32)
-
-
-def u48(words: np.ndarray) -> np.ndarray:
-    """48-bit timestamps from three 16-bit words (last axis, least significant first), each
-    in the low half of a memcpy u32."""
-    w = (np.asarray(words, dtype=np.uint32) & 0xFFFF).astype(np.int64)
-    return w[..., 0] | (w[..., 1] << 16) | (w[..., 2] << 32)
+from waferscale.host.kernel_run import U_F16, to_memcpy_words
+from waferscale.kernels.base import mean_iteration_cycles
+from waferscale.kernels.meshgemv import meshgemv_reference
 
 
 def main() -> None:
@@ -110,19 +58,18 @@ def main() -> None:
     x_symbol = runner.get_id("x")
     W_symbol = runner.get_id("W")
     y_symbol = runner.get_id("y")
-    tsc_symbols = (runner.get_id("tsc_start"), runner.get_id("tsc_end"))
 
     runner.load()
     runner.run()
 
     # x tile of row py on every PE of the row: [py][px][k] in ROW_MAJOR h-w-l order.
     x_tiles = np.repeat(x.reshape(P, 1, Mt), width, axis=1)
-    runner.memcpy_h2d(x_symbol, to_u32(x_tiles), 0, 0, width, P, Mt, streaming=False,
+    runner.memcpy_h2d(x_symbol, to_memcpy_words(x_tiles), 0, 0, width, P, Mt, streaming=False,
                       order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_16BIT,
                       nonblock=False)
     # W tiles, row-major within a tile: [py][px][i][j].
     W_tiles = W.reshape(P, Mt, P, Nt).transpose(0, 2, 1, 3)[:, :width]
-    runner.memcpy_h2d(W_symbol, to_u32(W_tiles), 0, 0, width, P, Mt * Nt, streaming=False,
+    runner.memcpy_h2d(W_symbol, to_memcpy_words(W_tiles), 0, 0, width, P, Mt * Nt, streaming=False,
                       order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_16BIT,
                       nonblock=False)
 
@@ -135,19 +82,12 @@ def main() -> None:
                       nonblock=False)
     y_all = (y_u32 & 0xFFFF).astype(np.uint16).view(np.float16).reshape(P, width * Nt)
 
-    stamps = []
-    for sym in tsc_symbols:
-        words = np.zeros(P * width * 3, dtype=np.uint32)
-        runner.memcpy_d2h(words, sym, 0, 0, width, P, 3, streaming=False,
-                          order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_16BIT,
-                          nonblock=False)
-        stamps.append(u48(words.reshape(P, width, 3)))
+    cycles = mean_iteration_cycles(runner, width, P, args.repeats)
     runner.stop()
 
-    cycles = stamps[1] - stamps[0]   # (end - start) per PE
     print(f"P={P} width={width} M={M} N={N} group_num={group_num} "
           f"warmup={args.warmup} repeats={args.repeats}")
-    print(f"mean cycles per iteration: {cycles.mean() / args.repeats:.2f}")
+    print(f"mean cycles per iteration: {cycles:.2f}")
 
     # Every f16 product and sum of the kernel is rounded once, in a fixed order, so the
     # reference that repeats those roundings must match bit for bit on every PE.

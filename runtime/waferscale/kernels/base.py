@@ -73,6 +73,29 @@ def memcpy_words(a: np.ndarray) -> np.ndarray:
         np.float32)
 
 
+def u48(words: np.ndarray) -> np.ndarray:
+    """48-bit ``<time>`` timestamps from three 16-bit words (last axis, least significant
+    first), each in the low half of a memcpy u32."""
+    w = (np.asarray(words, dtype=np.uint32) & 0xFFFF).astype(np.int64)
+    return w[..., 0] | (w[..., 1] << 16) | (w[..., 2] << 32)
+
+
+def mean_iteration_cycles(rt: Any, width: int, height: int, repeats: int) -> float:
+    """WaferLLM's measurement protocol: every PE of the ``width`` x ``height`` rectangle
+    exports ``tsc_start`` and ``tsc_end`` (``<time>`` stamps around its timed iterations);
+    returns the mean over PEs of (end - start) / repeats. ``rt``: an SdkRuntime, ours or
+    Cerebras'."""
+    from ..host import MemcpyDataType, MemcpyOrder
+    stamps = []
+    for name in ("tsc_start", "tsc_end"):
+        words = np.zeros(width * height * 3, dtype=np.uint32)
+        rt.memcpy_d2h(words, rt.get_id(name), 0, 0, width, height, 3, streaming=False,
+                      order=MemcpyOrder.ROW_MAJOR, data_type=MemcpyDataType.MEMCPY_16BIT,
+                      nonblock=False)
+        stamps.append(u48(words.reshape(height, width, 3)))
+    return float(np.mean(stamps[1] - stamps[0])) / repeats
+
+
 def _line(axis: str, p0: int, k: int, at: int) -> tuple[int, int, int, int]:
     """The memcpy rectangle (x, y, w, h) of ``k`` PEs from ``p0`` along ``axis`` ("x": a row,
     at row ``at``; "y": a column, at column ``at``)."""

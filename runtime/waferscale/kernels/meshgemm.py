@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
-from .base import Run, compiled, memcpy_words
+from .base import Run, compiled, mean_iteration_cycles, memcpy_words
 
 
 def ring_succ(c: int, P: int) -> int:
@@ -112,11 +112,6 @@ def meshgemm_reference(A: np.ndarray, B: np.ndarray, P: int) -> np.ndarray:
     return C.transpose(0, 2, 1, 3).reshape(M, N)
 
 
-def _u48(words: np.ndarray) -> np.ndarray:
-    w = (np.asarray(words, dtype=np.uint32) & 0xFFFF).astype(np.int64)
-    return w[..., 0] | (w[..., 1] << 16) | (w[..., 2] << 32)
-
-
 @dataclass(frozen=True)
 class MeshGemm:
     """C = A · B for A of (P·Mt) × (P·Kt) and B of (P·Kt) × (P·Nt) on P × P PEs, f16."""
@@ -168,14 +163,9 @@ class MeshGemm:
         c_u32 = np.zeros(M * N, dtype=np.uint32)
         rt.memcpy_d2h(c_u32, rt.get_id("C"), 0, 0, P, P, Mt * Nt, streaming=False,
                       order=order, data_type=f16, nonblock=False)
-        stamps = []
-        for name in ("tsc_start", "tsc_end"):
-            words = np.zeros(P * P * 3, dtype=np.uint32)
-            rt.memcpy_d2h(words, rt.get_id(name), 0, 0, P, P, 3, streaming=False,
-                          order=order, data_type=f16, nonblock=False)
-            stamps.append(_u48(words.reshape(P, P, 3)))
+        cycles = mean_iteration_cycles(rt, P, P, repeats)
         rt.stop()
         # [py][px][n][m] -> C[M, N]
         tiles = (c_u32 & 0xFFFF).astype(np.uint16).view(np.float16).reshape(P, P, Nt, Mt)
         C = tiles.transpose(0, 3, 1, 2).reshape(M, N)
-        return C, float(np.mean(stamps[1] - stamps[0])) / repeats
+        return C, cycles

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..host import MemcpyDataType, MemcpyOrder
-from .base import Run, compiled, memcpy_words
+from .base import Run, compiled, mean_iteration_cycles, memcpy_words
 
 
 def _r16(a: np.ndarray) -> np.ndarray:
@@ -63,12 +63,6 @@ def meshgemv_reference(x: np.ndarray, W: np.ndarray, P: int, group_num: int) -> 
     S = P // group_num
     roots = [chain_to_root(parts[q * S:(q + 1) * S], S // 2) for q in range(group_num)]
     return chain_to_root(roots, group_num // 2)
-
-
-def _u48(words: np.ndarray) -> np.ndarray:
-    """48-bit timestamps from three 16-bit words (last axis, least significant first)."""
-    w = (np.asarray(words, dtype=np.uint32) & 0xFFFF).astype(np.int64)
-    return w[..., 0] | (w[..., 1] << 16) | (w[..., 2] << 32)
 
 
 @dataclass(frozen=True)
@@ -139,15 +133,9 @@ class MeshGemv:
         y_u32 = np.zeros(P * w * Nt, dtype=np.uint32)
         rt.memcpy_d2h(y_u32, rt.get_id("y"), 0, 0, w, P, Nt, streaming=False, order=order,
                       data_type=f16, nonblock=False)
-        stamps = []
-        for name in ("tsc_start", "tsc_end"):
-            words = np.zeros(P * w * 3, dtype=np.uint32)
-            rt.memcpy_d2h(words, rt.get_id(name), 0, 0, w, P, 3, streaming=False,
-                          order=order, data_type=f16, nonblock=False)
-            stamps.append(_u48(words.reshape(P, w, 3)))
+        mean_cycles = mean_iteration_cycles(rt, w, P, repeats)
         rt.stop()
         y_all = (y_u32 & 0xFFFF).astype(np.uint16).view(np.float16).reshape(P, w * Nt)
         if not np.all(y_all.view(np.uint16) == y_all[:1].view(np.uint16)):
             raise AssertionError("meshgemv: the PEs of a column disagree on y")
-        mean_cycles = float(np.mean(stamps[1] - stamps[0])) / repeats
         return y_all[0].copy(), mean_cycles
