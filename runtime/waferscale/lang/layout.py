@@ -120,7 +120,7 @@ class Layout:
         return self.programs[self.tiles[(x, y)].program]
 
 
-def _dirs(ip: Interp, v: Val, node: A.Node, what: str) -> tuple[str, ...]:
+def _dirs(ip: Interp, v: Val, node: A.Node | None, what: str) -> tuple[str, ...]:
     items = v.v if isinstance(v.type, T.TupleT) else [] if (
         isinstance(v.v, dict) and not v.v) else [v]
     out: list[str] = []
@@ -138,8 +138,8 @@ ROUTE_FIELDS = {"rx", "tx", "color_swap_x", "color_swap_y"}
 CONFIG_FIELDS = {"routes", "switches", "filter", "teardown"}
 
 
-def parse_color_config(ip: Interp, cfg: Val, node: A.Node) -> tuple[tuple[str, ...],
-                                                                      tuple[str, ...]]:
+def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple[str, ...],
+                                                                             tuple[str, ...]]:
     """Validate a ``@set_color_config`` struct and return its (rx, tx) direction sets."""
     if not isinstance(cfg.v, dict):
         raise ip.err(f"color config must be an anonymous struct, found '{cfg.type}'", node)
@@ -182,7 +182,7 @@ class LayoutBuilder:
         self.memcpy_streams: dict[str, int] = {}
         self.memcpy_import_span: Span | None = None
 
-    def _check_xy(self, x: int, y: int, node: A.Node) -> None:
+    def _check_xy(self, x: int, y: int, node: A.BuiltinCall) -> None:
         if self.rect is None:
             raise self.ip.err(f"@{node.name} before @set_rectangle", node)
         w, h = self.rect
@@ -373,6 +373,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
         tc.program = i
 
     for p in programs:
+        assert p.memory is not None     # _elaborate_program places every program's globals
         check_fits(p.memory, p.path.name, p.tiles, builder.tiles[p.tiles[0]].span)
 
     memcpy_used = builder.memcpy_import_span is not None or any(

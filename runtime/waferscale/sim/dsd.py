@@ -16,6 +16,7 @@ Operand kinds after resolution:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from .memory import decode, encode, words_of
 @dataclass
 class MemOperand:
     addrs: list[int]
-    elem: T.Type | None          # None: the op decides (raw 16/32-bit moves)
+    elem: T.Type                 # a pointer's pointee, or a memory DSD's element type
     pointer: bool = False        # a `*T` operand: one element, rewritten every step
     index_offset: bool = False   # `.wavelet_index_offset = true`: `.index` shifts the base
 
@@ -154,6 +155,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     if p.kind == "fabout_dsd":
         return FabOut(d.queue, d.color, d.length, d.ut)
     base, elem, offset, strides, extents = d.base, d.elem, d.offset, d.strides, d.extents
+    assert elem is not None     # describe sets it for every memory DSD
     ew = words_of(elem)
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
@@ -252,7 +254,7 @@ def write_elem(pe, op, i: int, t: T.Type, value) -> None:
 _NP = {"f32": np.float32, "f16": np.float16}
 
 
-def vectorizable(dest, srcs, n: int) -> bool:
+def vectorizable(dest, srcs, n: int) -> TypeGuard[MemOperand]:
     """Whole-vector execution equals the element-by-element order exactly when every operand
     is memory or a scalar and each source either touches no address the destination writes,
     or reads each element exactly where the destination writes it (an in-place update)."""

@@ -235,13 +235,28 @@ class ProgramLowering:
         self.dconsts: list[list[int]] = []
         self.calls: list[list[int]] = []
         self.fns: list[tuple] = []
-        self.fn_index: dict[tuple[int, int], int] = {}
+        self.fn_index: dict[tuple[int, int, tuple[tuple[str, Any], ...]], int] = {}
         self.pending: list[Any] = []                 # code still to emit: callables
         self.names: list[str] = []
         self.nodes: list[A.Node] = []
         self.barrier = 0                             # no COST merging across a jump target
         self.cur: _Fn | None = None
         self.task_ids = {id(fn.decl): tid for tid, (_, fn) in pe.tasks.items()}
+
+    @property
+    def _f(self) -> _Fn:
+        """The function being lowered: statements and expressions are only lowered inside
+        _lower_fn, which sets ``cur``."""
+        assert self.cur is not None
+        return self.cur
+
+    @property
+    def _scope(self) -> Scope:
+        """The innermost comptime scope of the function being lowered (set by _lower_fn,
+        kept by push_scope/pop_scope)."""
+        f = self._f
+        assert f.iscope is not None
+        return f.iscope
 
     # -- entry point ------------------------------------------------------------------------
 
@@ -364,7 +379,7 @@ class ProgramLowering:
         self.cur = None
 
     def new_local(self, name: str, t: T.Type, mutable: bool, node: A.Node | None) -> Local:
-        f = self.cur
+        f = self._f
         if T.is_dsd(t):
             loc = Local(f.ndslots, t, mutable)
             f.ndslots += 1
@@ -381,8 +396,8 @@ class ProgramLowering:
         (cleared each time the declaration runs, as a fresh scope cell is)."""
         if T.is_dsd(t):
             raise _unsupported("a DSD variable without a value", node)
-        flag = self.cur.nslots
-        self.cur.nslots += 1
+        flag = self._f.nslots
+        self._f.nslots += 1
         self.emit(Op.PUSHK, self.const(0))
         self.emit(Op.STOREL, flag)
         loc = self.new_local(name, t, True, node)
@@ -394,7 +409,7 @@ class ProgramLowering:
             self.emit(Op.CHKDEF, loc.defined_slot, self.name(loc.name), self.node(node))
 
     def find(self, name: str) -> Local | None:
-        for sc in reversed(self.cur.scopes):
+        for sc in reversed(self._f.scopes):
             v = sc.get(name)
             if v is not None:
                 return v if isinstance(v, Local) else None
@@ -403,16 +418,16 @@ class ProgramLowering:
         return None
 
     def push_scope(self) -> None:
-        self.cur.scopes.append({})
-        self.cur.iscope = Scope(self.cur.iscope, self.cur.iscope.module)
+        self._f.scopes.append({})
+        self._f.iscope = Scope(self._scope, self._scope.module)
 
     def pop_scope(self) -> None:
-        self.cur.scopes.pop()
-        self.cur.iscope = self.cur.iscope.parent
+        self._f.scopes.pop()
+        self._f.iscope = self._scope.parent
 
     def const_local(self, name: str, v: Val) -> None:
-        self.cur.scopes[-1][name] = v
-        self.cur.iscope.vars[name] = Cell(name, v.type, v, False)
+        self._f.scopes[-1][name] = v
+        self._scope.vars[name] = Cell(name, v.type, v, False)
 
     # -- statements -------------------------------------------------------------------------
 
@@ -421,18 +436,18 @@ class ProgramLowering:
         block ends at ``break :label``."""
         target = _Loop(b.label, block=True) if b.label is not None else None
         if target is not None:
-            self.cur.loops.append(target)
+            self._f.loops.append(target)
         self.push_scope()
         for st in b.stmts:
             self.stmt(st)
         self.pop_scope()
         if target is not None:
-            self.cur.loops.pop()
+            self._f.loops.pop()
             self.patch(target.breaks, self.label())
 
     def jump_target(self, label: str | None, node: A.Node, cont: bool = False) -> _Loop:
         """The loop or block a break/continue leaves (Interp._loop_body / exec_block)."""
-        for t in reversed(self.cur.loops):
+        for t in reversed(self._f.loops):
             if (label is None and not t.block) or (label is not None and t.label == label):
                 if cont and t.block:
                     break
@@ -470,7 +485,7 @@ class ProgramLowering:
     def _s_VarDecl(self, d: A.VarDecl) -> None:
         if d.kind == "param" or d.is_comptime:
             raise _unsupported("comptime or param declarations in run-time code", d)
-        declared = self.interp.eval_type(d.type, self.cur.iscope) if d.type is not None else None
+        declared = self.interp.eval_type(d.type, self._scope) if d.type is not None else None
         if d.init is None:
             if declared is None or d.kind == "const":
                 raise _unsupported("a declaration without initializer", d)
@@ -524,7 +539,7 @@ class ProgramLowering:
                     self.emit(Op.PUSHK, self.const(1))
                     self.emit(Op.STOREL, loc.defined_slot)
                 return
-            if any(tgt.name in sc for sc in self.cur.scopes):
+            if any(tgt.name in sc for sc in self._f.scopes):
                 raise _unsupported(f"assignment to constant '{tgt.name}'", st)
         pl = self.place(tgt)
         if pl is None:
@@ -554,7 +569,7 @@ class ProgramLowering:
         self.emit(Op.STOREM, tc, addr, self.node(st))
 
     def _s_Return(self, st: A.Return) -> None:
-        ret = self.cur.ret
+        ret = self._f.ret
         if st.value is not None:
             if ret == T.VOID:
                 raise _unsupported("returning a value from a void function", st)
@@ -611,9 +626,9 @@ class ProgramLowering:
         else:
             exits.append(self.emit(Op.JZ))
         loop = _Loop(st.label)
-        self.cur.loops.append(loop)
+        self._f.loops.append(loop)
         self.branch(st.body)
-        self.cur.loops.pop()
+        self._f.loops.pop()
         self.patch(loop.conts, self.label())
         if st.cont is not None:
             self.stmt(st.cont)
@@ -624,7 +639,7 @@ class ProgramLowering:
     def _s_For(self, st: A.For) -> None:
         if len(st.captures) > 1:
             raise _unsupported("index captures", st)
-        f = self.cur
+        f = self._f
         counter = f.nslots
         f.nslots += 1
         it = self.try_const(st.iterable)
@@ -688,8 +703,8 @@ class ProgramLowering:
         else:
             self.value(start_e, elem)
         self.emit(Op.STOREL, counter)
-        stop_slot = self.cur.nslots
-        self.cur.nslots += 1
+        stop_slot = self._f.nslots
+        self._f.nslots += 1
         self.value(stop_e, elem)
         self.emit(Op.STOREL, stop_slot)
         return elem, step, stop_slot
@@ -717,7 +732,7 @@ class ProgramLowering:
         if self.mentions_runtime(e):
             return None
         try:
-            v = self.interp.eval(e, self.cur.iscope)
+            v = self.interp.eval(e, self._scope)
         except CslError:
             return None
         if isinstance(v.v, RuntimeRef):
@@ -744,12 +759,12 @@ class ProgramLowering:
                 and self.mentions_runtime(e) and not T.is_dsd(t):
             # `blk: { ... break :blk v; ... }` (Interp._e_BlockExpr), its type known here.
             target = _Loop(e.block.label, block=True, value_type=t)
-            self.cur.loops.append(target)
+            self._f.loops.append(target)
             self.push_scope()
             for st in e.block.stmts:
                 self.stmt(st)
             self.pop_scope()
-            self.cur.loops.pop()
+            self._f.loops.pop()
             # Falling off the end yields void, which does not coerce to t.
             self.emit(Op.FAIL, self.name(f"expected type '{t}', found 'void'"), 0, self.node(e))
             self.patch(target.breaks, self.label())
@@ -815,7 +830,8 @@ class ProgramLowering:
             return
         if isinstance(src, T.PointerT) and isinstance(dst, T.PointerT):
             try:
-                self.interp.coerce(Val(src, PtrVal(None, 0)), dst, node)
+                # Only the types are checked (Interp.coerce never reads a pointer's value).
+                self.interp.coerce(Val(src, None), dst, node)
             except CslError:
                 raise _unsupported(f"coercing '{src}' to '{dst}'", node) from None
             return
@@ -867,10 +883,10 @@ class ProgramLowering:
         """PEInterp.place: (word address, type) with the address comptime-known, or
         (None, type) with its code leaving the address on the stack; None: not in memory."""
         if isinstance(e, A.Ident):
-            if self.find(e.name) is not None or any(e.name in sc for sc in self.cur.scopes):
+            if self.find(e.name) is not None or any(e.name in sc for sc in self._f.scopes):
                 return None
-            mod = self.cur.iscope.module
-            if self.cur.iscope.find(e.name) is not None or e.name not in mod.globals:
+            mod = self._scope.module
+            if self._scope.find(e.name) is not None or e.name not in mod.globals:
                 return None
             v = self.interp.global_value(mod, e.name, e.span)
             if not isinstance(v.v, RuntimeRef):
@@ -913,6 +929,7 @@ class ProgramLowering:
     def _index_array(self, base: tuple[int | None, T.Type], e: A.Index,
                      checked: bool = True) -> tuple[int | None, T.Type]:
         addr, at = base
+        assert isinstance(at, T.ArrayT)     # place() only indexes arrays through here
         if len(e.indices) != len(at.dims):
             raise _unsupported(f"indexing '{at}' with {len(e.indices)} indices", e)
         ew = words_of(at.elem)
@@ -921,6 +938,7 @@ class ProgramLowering:
         if addr is not None and all(c is not None for c in consts):
             flat = 0
             for d, (c, n) in enumerate(zip(consts, at.dims)):
+                assert c is not None
                 if not T.is_int(c.type) or (checked and not 0 <= c.v < n):
                     raise _unsupported("a constant index out of bounds", e)
                 flat += c.v * strides[d]
@@ -1012,8 +1030,8 @@ class ProgramLowering:
                 raise _unsupported("a switch that matches no case", e)
             self._prong(chosen)
             return Dyn(T.VOID)
-        tmp = self.cur.nslots
-        self.cur.nslots += 1
+        tmp = self._f.nslots
+        self._f.nslots += 1
         self.emit(Op.STOREL, tmp)
         to_body: list[list[int]] = []
         for vals in cases:
@@ -1036,6 +1054,7 @@ class ProgramLowering:
             self._prong(p)
             ends.append(self.emit(Op.JMP))
         if to_else is not None:
+            assert else_prong is not None     # to_else is only set when there is one
             self.patch([to_else], self.label())
             self._prong(else_prong)
         self.patch(ends, self.label())
@@ -1045,6 +1064,7 @@ class ProgramLowering:
         if isinstance(p.body, A.Expr):
             self.discard(self.expr(p.body, want_value=False))
         else:                         # a statement prong runs in a scope of its own
+            assert isinstance(p.body, A.Stmt)  # Parser.parse_body: a statement switch's prongs
             self.push_scope()
             self.stmt(p.body)
             self.pop_scope()
@@ -1359,11 +1379,13 @@ class ProgramLowering:
         """builtins_rt._split_config on the AST: operands and the trailing options struct."""
         args = list(e.args)
         cfg: dict[str, A.Expr] = {}
-        if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
-                and args[-1].fields and not args[-1].items:
-            names = {f.name for f in args[-1].fields}
+        last = args[-1] if args else None
+        if isinstance(last, A.InitList) and last.type is None \
+                and last.fields and not last.items:
+            names = {f.name for f in last.fields}
             if names <= CONFIG_KEYS:
-                cfg = {f.name: f.value for f in args.pop().fields}
+                args.pop()
+                cfg = {f.name: f.value for f in last.fields}
             elif names & {"ut_id", "priority", "on_control"}:
                 raise _unsupported(f"DSD op options {sorted(names - CONFIG_KEYS)}", e)
         return args, cfg
@@ -1426,9 +1448,10 @@ class ProgramLowering:
         if fnv is None or not isinstance(fnv.v, FnVal) or not isinstance(fnv.type, T.FnT):
             raise _unsupported("@map of something that is not a known function", args[0])
         ins = args[1:-1]
-        in_types = list(fnv.type.params)
-        if len(in_types) != len(ins) or any(t is None for t in in_types):
+        params = list(fnv.type.params)
+        if len(params) != len(ins) or any(t is None for t in params):
             raise _unsupported("@map of a function with untyped parameters", e)
+        in_types = [t for t in params if t is not None]     # all of them (checked above)
         ret = fnv.type.ret
         row = [0] * self.call_words
         row[1] = len(args) - 1
@@ -1519,6 +1542,7 @@ class ProgramLowering:
         tc = wio = 0
         extents, strides = [d.length], [1]
         if p.kind in ("mem1d_dsd", "mem4d_dsd"):
+            assert d.elem is not None     # describe sets it for every memory DSD
             tc, wio = tcode(d.elem, node), int(d.index_offset)
             extents, strides = d.extents, d.strides
             if len(extents) > 4 or len(strides) < len(extents):

@@ -25,19 +25,21 @@ import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Literal, cast
 
 import greenlet
 
 from ..host.device import DeadlockError
 from ..lang.layout import Layout
-from .fabric import ARCH_QUEUE_DEPTHS, Direction, Fabric, FabricError, FabricOptions
+from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions
 from .memory import MemoryError_
 from .timing import DEFAULT_TIMING, MEMCPY_BUFFER_PE_WAVELETS, TimingModel
 from .trace import TraceRecorder
 from .pe import PE, Context, SimError
 
 log = logging.getLogger(__name__)
+
+Arch = Literal["wse2", "wse3"]      # FabricOptions.arch
 
 WSE2_COLOR_QUEUE_BASE = 8      # WSE-2: the implicit queue of color c is 8 + c (model detail)
 
@@ -96,10 +98,12 @@ class Simulator:
             # model detail, invisible to user code, which may only name queues 0..7).
             iq = ARCH_QUEUE_DEPTHS["wse3"][0] + (8,) * 4
         t = opts.timing
-        fo = FabricOptions(arch=arch, input_queue_depths=iq, hop_latency=t.hop_latency,
+        # FabricOptions and Fabric check arch and backend at run time (with their own errors).
+        fo = FabricOptions(arch=cast(Arch, arch), input_queue_depths=iq, hop_latency=t.hop_latency,
                            ce_to_router_latency=t.ce_to_router_latency,
                            router_to_ce_latency=t.router_to_ce_latency)
-        self.fabric = Fabric(layout.width, layout.height, fo, backend=opts.fabric_backend)
+        self.fabric = Fabric(layout.width, layout.height, fo,
+                             backend=cast(Backend, opts.fabric_backend))
         self.pes: list[PE] = []
         self.grid: dict[tuple[int, int], PE] = {}
         for y in range(layout.height):
@@ -605,7 +609,9 @@ class _D2HPump:
         for i, (x, y) in enumerate(self.pes):
             if self.got[i] < self.count and fab.iq_count(x, y, self.queue) > 0 \
                     and self.credit.take():
-                payload, _ = fab.ce_recv(x, y, self.queue)
+                got = fab.ce_recv(x, y, self.queue)
+                assert got is not None      # iq_count > 0: a wavelet is ready to read
+                payload, _ = got
                 self.out[i, self.got[i]] = payload
                 self.got[i] += 1
                 moved = True
