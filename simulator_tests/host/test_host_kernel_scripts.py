@@ -91,7 +91,8 @@ def test_kernel_commands_run_on_the_simulator(kernel: Path, tmp_path: Path, monk
     """Every line of a kernel's commands_wse3.sh, prefixed with `waferscale`, on the real
     simulator (the default device): the use case the host API exists for."""
     import shlex
-    # The whole kernel tree: kernels import each other (rmsnorm imports ../allreduce).
+    # The whole kernel tree: kernels import each other along --import-path=.. (rmsnorm
+    # imports allreduce/allreduce.csl).
     shutil.copytree(kernel.parent, tmp_path / "csl")
     app = tmp_path / "csl" / kernel.name
     monkeypatch.chdir(app)

@@ -29,7 +29,8 @@ def test_every_kernel_has_commands() -> None:
 def test_run_py_passes_under_cs_python(script: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    # A copy of the whole csl/ tree: some kernels import a sibling's module (../allreduce).
+    # A copy of the whole csl/ tree: some kernels import a sibling's module along
+    # --import-path=.. (csl/; test_kernel_copy.py compiles them copied alone).
     shutil.copytree(CSL, tmp_path / "csl", ignore=shutil.ignore_patterns("out", "__pycache__"))
     monkeypatch.chdir(tmp_path / "csl" / script.parent.name)
     cmds = commands(script)

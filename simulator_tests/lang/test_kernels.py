@@ -36,7 +36,8 @@ def test_elaborates_with_documented_params(kernel):
     arches = set()
     for words in cmds:
         args = parser.parse_args(words)
-        lay = elaborate(kernel / args.layout, options_from_args(args))
+        # From the kernel directory, as the script runs cslc (--import-path=.. is csl/).
+        lay = elaborate(kernel / args.layout, options_from_args(args, cwd=kernel))
         assert lay.width * lay.height == len(lay.tiles)
         arches.add(args.arch)
     assert arches == {"wse2", "wse3"}

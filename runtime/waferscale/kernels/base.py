@@ -39,7 +39,8 @@ def compiled(name: str, arch: str, width: int, height: int, params: dict[str, An
     and return the output directory; identical requests reuse one compile."""
     src = kernel_dir(name)
     digest = hashlib.sha256()
-    # Every .csl of the kernel tree: kernels import each other (rmsnorm uses allreduce).
+    # Every .csl of the kernel tree: kernels import each other (rmsnorm uses allreduce), along
+    # the import path root (cslc --import-path, as in their commands_*.sh).
     root = src.parent
     for f in sorted(root.rglob("*.csl")):
         digest.update(str(f.relative_to(root)).encode())
@@ -49,7 +50,8 @@ def compiled(name: str, arch: str, width: int, height: int, params: dict[str, An
     if not (out / "out.json").is_file():
         log.info("compiling %s %s", name, params)
         cslc(src / "layout.csl", arch=arch, params=params, memcpy=True, channels=1,
-             fabric_dims=(width + 7, height + 2), fabric_offsets=(4, 1), output=out)
+             fabric_dims=(width + 7, height + 2), fabric_offsets=(4, 1), import_paths=[root],
+             output=out)
     return out
 
 

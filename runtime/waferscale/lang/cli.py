@@ -58,8 +58,13 @@ def add_cslc_flags(p: argparse.ArgumentParser, output_help: str | None = None) -
                    help=output_help if output_help else argparse.SUPPRESS)
 
 
-def options_from_args(args: argparse.Namespace):
+def options_from_args(args: argparse.Namespace, cwd: Path | None = None):
+    """CompileOptions from parsed cslc flags. A relative ``--import-path`` is relative to the
+    directory cslc runs in: ``cwd`` when given (``check --all`` passes the kernel directory,
+    where its ``commands_*.sh`` runs), else the process's working directory."""
     from .layout import CompileOptions
+    import_paths = tuple(args.import_path) if cwd is None else tuple(
+        str(cwd / p) for p in args.import_path)
     return CompileOptions(
         arch=args.arch,
         params=tuple(kv for group in args.params for kv in group),
@@ -67,7 +72,7 @@ def options_from_args(args: argparse.Namespace):
         fabric_dims=args.fabric_dims, fabric_offsets=args.fabric_offsets,
         memcpy=args.memcpy, channels=args.channels,
         width_west_buf=args.width_west_buf, width_east_buf=args.width_east_buf,
-        import_paths=tuple(args.import_path))
+        import_paths=import_paths)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,6 +146,14 @@ def find_csl_root(start: Path | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / "csl").is_dir() and any((d / "csl").glob("*/layout.csl")):
             return d / "csl"
+    return package_csl_dir()
+
+
+def package_csl_dir() -> Path:
+    """The kernels that come with this waferscale: the package data ``waferscale/csl`` of an
+    installed (non-editable) package, else the repository's ``csl/`` next to the package source
+    (an editable install or a checkout). It is the library path (``--import-path``) of a kernel
+    directory copied elsewhere that imports a sibling kernel's module."""
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / "csl", package.parents[1] / "csl"):
         if any(candidate.glob("*/layout.csl")):
@@ -191,7 +204,7 @@ def check_all(root: Path | None, quiet: bool) -> int:
                 continue
             target = lay_path.parent / a.layout
             try:
-                lay = elaborate(target, options_from_args(a))
+                lay = elaborate(target, options_from_args(a, cwd=lay_path.parent))
             except CslError as e:
                 print(e.render(), file=sys.stderr)
                 failed += 1

@@ -302,7 +302,8 @@ def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[
             break
     else:
         raise CslImportError(f"cannot find module '{spec}' (looked for "
-                             + ", ".join(str(c) for c in candidates) + ")", node.span)
+                             + ", ".join(str(c) for c in candidates) + "); pass the directory "
+                             "that holds it with --import-path", node.span)
     tree = ip.ctx.load_ast(c, node.span)
     inst = ModuleInstance(ip.ctx, str(c), tree, params, name=Path(spec).stem,
                           program=importer.program, bind_span=node.span)
