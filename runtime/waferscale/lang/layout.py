@@ -33,6 +33,8 @@ from .values import FnVal, GlobalVar, Val, describe
 log = logging.getLogger(__name__)
 
 ARCH_FABRIC_DIMS = {"wse2": (757, 996), "wse3": (762, 1172)}
+"""The whole chip's --fabric-dims (sdk-runtime-hardware.md §1 item 6 and §3.1: the fabric dims
+WaferLLM and the ALCF docs pass to cslc for WSE-2 and WSE-3)."""
 DIRECTION_NAMES = ("NORTH", "SOUTH", "EAST", "WEST", "RAMP")
 
 
@@ -195,6 +197,9 @@ class LayoutBuilder:
                 "first call is here", self.rect_span)
         if w <= 0 or h <= 0:
             raise self.ip.err(f"rectangle {w}x{h} must have a positive size", node)
+        # Check the rectangle against --fabric-dims and the chip now, before the layout block
+        # runs anything per PE (a 10^5 x 10^5 rectangle must not reach a per-PE loop).
+        fabric_geometry(self.options, w, h, node.span)
         self.rect, self.rect_span = (w, h), node.span
 
     def get_rectangle(self, node: A.BuiltinCall) -> Val:
@@ -281,8 +286,9 @@ def fabric_geometry(opts: CompileOptions, w: int, h: int,
                 f"{dims[0]}x{dims[1]} fabric", span)
     mx, my = ARCH_FABRIC_DIMS[opts.arch]
     if dims[0] > mx or dims[1] > my:
-        raise CslLayoutError(f"fabric {dims[0]}x{dims[1]} exceeds the {opts.arch} fabric "
-                             f"({mx}x{my})", span)
+        what = (f"fabric {dims[0]}x{dims[1]}" if opts.fabric_dims else
+                f"a {w}x{h} rectangle at offsets {offs[0]},{offs[1]} (fabric {dims[0]}x{dims[1]})")
+        raise CslLayoutError(f"{what} exceeds the {opts.arch} fabric ({mx}x{my})", span)
     return dims, offs
 
 
@@ -350,10 +356,10 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     if builder.rect is None:
         raise CslLayoutError("the layout block never calls @set_rectangle", lb_span)
     w, h = builder.rect
-    missing = [(x, y) for y in range(h) for x in range(w) if (x, y) not in builder.tiles]
-    if missing:
-        x, y = missing[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    n_missing = w * h - len(builder.tiles)  # every tile lies inside the rectangle
+    if n_missing:
+        x, y = next((x, y) for y in range(h) for x in range(w) if (x, y) not in builder.tiles)
+        more = f" (and {n_missing - 1} more)" if n_missing > 1 else ""
         raise CslLayoutError(f"PE({x},{y}) of the {w}x{h} rectangle has no code{more}; call "
                              "@set_tile_code for every PE", lb_span)
     dims, offs = fabric_geometry(options, w, h, builder.rect_span)

@@ -1,0 +1,88 @@
+"""Issue 14 front-end findings: each one is a located CslError, raised before any work that
+grows with a number the user wrote (rectangle sizes, import cycles, compile() arguments).
+
+Hang guards are signal-based (:func:`waferscale.fuzz.time_limit`): without the fixes these
+inputs ran for minutes or until a MemoryError; with them they fail fast or the guard fails
+the test. No test measures wall time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from waferscale.fuzz import time_limit
+from waferscale.host.compile import compile as ws_compile
+from waferscale.lang.errors import CslError
+from waferscale.lang.layout import CompileOptions, LayoutBuilder, elaborate
+
+ROOT = Path(__file__).resolve().parents[2]
+GUARD_S = 20.0
+
+
+def located(err: CslError, path: Path, line: int) -> str:
+    """The first line of ``err``'s rendering, checked to point at ``path:line``."""
+    head = err.render().split("\n")[0]
+    assert head.startswith(f"{path}:{line}:"), head
+    return head
+
+
+def elaborate_guarded(path: Path, options: CompileOptions = CompileOptions()) -> CslError:
+    with time_limit(GUARD_S), pytest.raises(CslError) as info:
+        elaborate(path, options)
+    return info.value
+
+
+@pytest.mark.parametrize("w,h", [(100000, 100000), (1, 4294967295), (763, 1)])
+def test_rectangle_larger_than_the_chip_fails_at_set_rectangle(tmp_path: Path, w: int,
+                                                               h: int) -> None:
+    p = tmp_path / "layout.csl"
+    p.write_text(f"layout {{\n  @set_rectangle({w}, {h});\n}}\n")
+    head = located(elaborate_guarded(p), p, 2)
+    assert f"a {w}x{h} rectangle" in head and "exceeds the wse3 fabric (762x1172)" in head
+
+
+def test_rectangle_is_checked_against_fabric_dims_before_the_per_pe_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """csl/allreduce with P_c = 0x7fff: the error comes from @set_rectangle, and no
+    @set_tile_code ever runs (it used to run 0x7fff * 3 times first)."""
+    calls: list[tuple[int, int]] = []
+    real = LayoutBuilder.set_tile_code
+
+    def counting(self: LayoutBuilder, x: int, y: int, *a: object, **k: object) -> None:
+        calls.append((x, y))
+        real(self, x, y, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LayoutBuilder, "set_tile_code", counting)
+    layout = ROOT / "csl" / "allreduce" / "layout.csl"
+    opts = CompileOptions(arch="wse3", params=(("P_c", "32767"), ("P_r", "3"), ("N", "24"),
+                                                ("op", "0")),
+                          fabric_dims=(13, 5), fabric_offsets=(4, 1), memcpy=True, channels=1)
+    err = elaborate_guarded(layout, opts)
+    head = err.render().split("\n")[0]
+    assert "needs --fabric-dims of at least 32774,5" in head
+    assert "@set_rectangle" in err.render()
+    assert calls == []
+
+
+def test_fabric_dims_larger_than_the_chip_fail_before_the_per_pe_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LayoutBuilder, "set_tile_code",
+                        lambda *a, **k: pytest.fail("a PE got code before the fabric check"))
+    layout = ROOT / "csl" / "gemv" / "layout.csl"
+    opts = CompileOptions(arch="wse3", params=(("P_c", "1000"), ("P_r", "1000"), ("M", "29"),
+                                                ("N", "34"), ("fp16", "0")),
+                          fabric_dims=(100000, 100000), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    head = elaborate_guarded(layout, opts).render().split("\n")[0]
+    assert "fabric 100000x100000 exceeds the wse3 fabric (762x1172)" in head
+
+
+def test_missing_tiles_are_counted_not_listed(tmp_path: Path) -> None:
+    (tmp_path / "pe.csl").write_text("var x: i16 = 0;\n")
+    p = tmp_path / "layout.csl"
+    p.write_text("layout {\n  @set_rectangle(762, 1172);\n"
+                 "  @set_tile_code(0, 0, \"pe.csl\", .{});\n}\n")
+    head = elaborate_guarded(p).render().split("\n")[0]
+    assert "PE(1,0) of the 762x1172 rectangle has no code (and 893062 more)" in head
