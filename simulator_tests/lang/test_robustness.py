@@ -86,3 +86,31 @@ def test_missing_tiles_are_counted_not_listed(tmp_path: Path) -> None:
                  "  @set_tile_code(0, 0, \"pe.csl\", .{});\n}\n")
     head = elaborate_guarded(p).render().split("\n")[0]
     assert "PE(1,0) of the 762x1172 rectangle has no code (and 893062 more)" in head
+
+
+def test_self_import_is_a_located_cycle_error(tmp_path: Path) -> None:
+    p = tmp_path / "layout.csl"
+    p.write_text('const me = @import_module("layout.csl");\n'
+                 "layout {\n  @set_rectangle(1, 1);\n}\n")
+    head = located(elaborate_guarded(p), p, 1)
+    assert "import cycle: layout.csl -> layout.csl" in head
+
+
+def test_mutual_import_is_a_located_cycle_error(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csl", tmp_path / "b.csl"
+    a.write_text('const b = @import_module("b.csl");\nlayout { @set_rectangle(1, 1); }\n')
+    b.write_text('\nconst a = @import_module("a.csl");\n')
+    head = located(elaborate_guarded(a), b, 2)
+    assert "import cycle: a.csl -> b.csl -> a.csl" in head
+
+
+def test_importing_one_file_twice_is_not_a_cycle(tmp_path: Path) -> None:
+    (tmp_path / "m.csl").write_text("param k: i16;\nconst v: i16 = k;\n")
+    p = tmp_path / "layout.csl"
+    p.write_text('const m1 = @import_module("m.csl", .{ .k = 1 });\n'
+                 'const m2 = @import_module("m.csl", .{ .k = 2 });\n'
+                 "const s: i16 = m1.v + m2.v;\n"
+                 'layout {\n  @set_rectangle(1, 1);\n  @comptime_assert(s == 3);\n'
+                 '  @set_tile_code(0, 0, "m.csl", .{ .k = s });\n}\n')
+    lay = elaborate(p)
+    assert (lay.width, lay.height) == (1, 1)
