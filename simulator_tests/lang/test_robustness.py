@@ -114,3 +114,45 @@ def test_importing_one_file_twice_is_not_a_cycle(tmp_path: Path) -> None:
                  '  @set_tile_code(0, 0, "m.csl", .{ .k = s });\n}\n')
     lay = elaborate(p)
     assert (lay.width, lay.height) == (1, 1)
+
+
+def test_huge_param_on_the_command_line_is_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "layout.csl"
+    p.write_text("param n: i16;\nlayout {\n  @set_rectangle(1, 1);\n}\n")
+    with pytest.raises(CslError, match="--params n: value is 5001 characters long"):
+        elaborate(p, CompileOptions(params=(("n", "1" + "0" * 5000),)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": "x"}, "channels must be an integer, got 'x'"),
+    ({"channels": None}, "channels must be an integer, got None"),
+    ({"width_west_buf": None}, "width_west_buf must be an integer, got None"),
+    ({"width_east_buf": -1}, "width_east_buf must be between 0 and 2^32-1, got -1"),
+    ({"import_paths": 5}, "import_paths must be a path or a sequence of paths, got 5"),
+    ({"import_paths": [None]}, "import_paths entry must be a path"),
+    ({"params": {"n": 10**5000}}, "params n: value has 16610 bits"),
+    ({"params": {"n": True}}, "params n: value must be a number, got True"),
+    ({"arch": None}, "arch must be 'wse2' or 'wse3', got None"),
+    ({"memcpy": "yes"}, "memcpy must be True or False, got 'yes'"),
+    ({"fabric_dims": (1.5, 2)}, "fabric_dims must be two integers X,Y"),
+    ({"fabric_dims": (-1, 2)}, "fabric_dims must be non-negative, got -1,2"),
+    ({"output": None}, "output must be a path"),
+])
+def test_compile_api_validates_its_arguments_with_csl_errors(
+        tmp_path: Path, kwargs: dict, message: str) -> None:
+    p = tmp_path / "layout.csl"
+    p.write_text("param n: i16;\nlayout {\n  @set_rectangle(1, 1);\n}\n")
+    kwargs.setdefault("output", tmp_path / "out")
+    with pytest.raises(CslError) as info:
+        ws_compile(p, **kwargs)
+    assert message in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_compile_api_accepts_numpy_integers(tmp_path: Path) -> None:
+    import numpy as np
+    (tmp_path / "pe.csl").write_text("var x: i16 = 0;\n")
+    p = tmp_path / "layout.csl"
+    p.write_text('layout {\n  @set_rectangle(1, 1);\n  @set_tile_code(0, 0, "pe.csl", .{});\n}\n')
+    out = ws_compile(p, channels=np.int64(0), output=tmp_path / "out")
+    assert (out / "waferscale.json").is_file()

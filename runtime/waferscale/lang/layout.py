@@ -295,6 +295,8 @@ def fabric_geometry(opts: CompileOptions, w: int, h: int,
 def _cli_params(opts: CompileOptions) -> dict[str, Val]:
     out: dict[str, Val] = {}
     for name, text in opts.params:
+        if len(text) > 1000:    # int() of more digits is slow (or refused) and float() inf
+            raise CslLayoutError(f"--params {name}: value is {len(text)} characters long")
         try:
             n = int(text, 0)
             out[name] = Val(T.COMPTIME_INT, n)
@@ -414,6 +416,10 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
         i += 1
     fns = [e.decl for m in record.modules for e in m.globals.values()
            if isinstance(e.decl, A.FnDecl)]
+    for m in record.modules:
+        for e in list(m.globals.values()):
+            if isinstance(e.decl, A.FnDecl):
+                check_dsd_op_operands(ip, m, e.decl)
     order = {id(m): i for i, m in enumerate(record.modules)}
     variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
                                                       v.decl.span.start if v.decl else 0))
