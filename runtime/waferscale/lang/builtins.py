@@ -458,11 +458,82 @@ def _get_dsd(ip, e, s):
     if kind.name in ("mem1d_dsd", "mem4d_dsd") and "tensor_access" not in fields \
             and "base_address" not in fields:
         raise ip.err(f"{kind.name} needs .tensor_access or .base_address", e.args[1])
+    for k, v in fields.items():
+        _check_dsd_field(ip, kind.name, k, v, _field_node(e.args[1], k))
     if kind.name == "fabin_dsd" and _arch(ip) == "wse3" and "input_queue" not in fields:
         raise ip.err("fabin_dsd on wse3 needs .input_queue", e.args[1])
     if kind.name == "fabout_dsd" and _arch(ip) == "wse3" and "output_queue" not in fields:
         raise ip.err("fabout_dsd on wse3 needs .output_queue", e.args[1])
     return Val(kind, DsdVal(kind.name, dict(fields)))
+
+
+# What a DSD's fields encode in hardware (csl-language.md §4, source [DSD] /csl/language/dsds):
+# mem1d `extent: u16`, `stride: i8`, `offset: i16`; mem4d `offset: i16`, `stride` a tuple of
+# i16, `extent` a tuple of u16; fabin/fabout `extent` is the wavelet count (u16). A field given
+# a comptime value out of range is an error here; run-time values are checked when the
+# descriptor is read (sim/dsd.py:check_dsd_ranges, both PE paths).
+DSD_FIELD_RANGES = {"extent": (0, 0xFFFF, "u16"), "offset": (-0x8000, 0x7FFF, "i16"),
+                    "stride": (-0x8000, 0x7FFF, "i16")}
+MEM1D_STRIDE_RANGE = (-0x80, 0x7F, "i8")
+DSD_FIELD_KINDS = {"input_queue": T.INPUT_QUEUE, "output_queue": T.OUTPUT_QUEUE,
+                   "fabric_color": T.COLOR}
+
+
+def _field_node(node: A.Node, name: str) -> A.Node:
+    """The value expression of ``.name = ...`` in an initializer list (else ``node``)."""
+    if isinstance(node, A.InitList):
+        for f in node.fields:
+            if f.name == name:
+                return f.value
+    return node
+
+
+def _what(v: Val) -> str:
+    """How an argument of the wrong kind is named in errors."""
+    if v.type == T.TYPE:
+        return f"the type '{v.v}'"
+    if isinstance(v.type, T.FnT) or isinstance(v.v, FnVal):
+        return f"a function ('{v.type}')"
+    return f"a value of type '{v.type}'"
+
+
+def _check_dsd_int(ip: Interp, what: str, v: Val, lo: int, hi: int, tname: str,
+                   node: A.Node) -> None:
+    if not T.is_int(v.type) or isinstance(v.v, bool):
+        raise ip.err(f"{what} must be an integer ({tname}), found {_what(v)}", node)
+    if isinstance(v.v, int) and not lo <= v.v <= hi:
+        raise ip.err(f"{what} {v.v} does not fit the DSD's {tname} field ({lo}..{hi})", node)
+
+
+def _check_dsd_field(ip: Interp, kind: str, name: str, v: Val, node: A.Node) -> None:
+    """Kinds and hardware ranges of one @get_dsd field (see DSD_FIELD_RANGES)."""
+    want = DSD_FIELD_KINDS.get(name)
+    if want is not None:
+        if v.type != want:
+            raise ip.err(f"{kind} .{name} must be a{'n' if want == T.INPUT_QUEUE else ''} "
+                         f"{want}, found {_what(v)}", node)
+        return
+    if name == "tensor_access" and isinstance(v.v, TensorAccessVal):
+        for n in v.v.extents:
+            if not 0 <= n <= 0xFFFF:
+                raise ip.err(f"{kind} tensor access extent {n} does not fit the DSD's u16 "
+                             "extent field (0..65535)", node)
+        return
+    if name not in DSD_FIELD_RANGES:
+        return
+    lo, hi, tname = MEM1D_STRIDE_RANGE if (kind == "mem1d_dsd" and name == "stride") \
+        else DSD_FIELD_RANGES[name]
+    if kind == "mem4d_dsd" and name in ("extent", "stride"):
+        items = v.v if isinstance(v.v, list) else None
+        if items is None:
+            raise ip.err(f"mem4d_dsd .{name} must be a tuple of {tname}, found {_what(v)}",
+                         node)
+        if not 1 <= len(items) <= 4:
+            raise ip.err(f"mem4d_dsd .{name} has {len(items)} entries (1 to 4 loops)", node)
+        for x in items:
+            _check_dsd_int(ip, f"mem4d_dsd .{name} entry", x, lo, hi, tname, node)
+        return
+    _check_dsd_int(ip, f"{kind} .{name}", v, lo, hi, tname, node)
 
 
 def _dsd_arg(ip: Interp, v: Val, node: A.Node) -> DsdVal:
@@ -477,10 +548,17 @@ def _dsd_mutator(field_name: str, nargs: int):
     def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         a = _args(ip, e, s, nargs)
         d = _dsd_arg(ip, a[0], e.args[0])
+        rng = MUTATOR_RANGES.get(field_name)
+        # At run time (the PE interpreter has .pe) the extent is checked when an op reads the
+        # DSD (sim/dsd.py:check_extents), as the compiled engine does.
+        if rng is not None and getattr(ip, "pe", None) is None:
+            _check_dsd_int(ip, f"@{e.name} argument", a[1], *rng, e.args[1])
         return Val(a[0].type, DsdVal(d.kind, d.fields, d.mods + ((field_name, tuple(a[1:])),)))
     return fn
 
 
+MUTATOR_RANGES = {"increment_offset": DSD_FIELD_RANGES["offset"],
+                  "length": DSD_FIELD_RANGES["extent"], "stride": MEM1D_STRIDE_RANGE}
 BUILTINS["increment_dsd_offset"] = _dsd_mutator("increment_offset", 3)
 BUILTINS["set_dsd_base_addr"] = _dsd_mutator("base_addr", 2)
 BUILTINS["set_dsd_length"] = _dsd_mutator("length", 2)

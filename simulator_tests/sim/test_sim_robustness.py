@@ -1,0 +1,126 @@
+"""Issue 14 simulator findings: DSD fields and DSD-op operands of the wrong kind or out of
+what the hardware encodes are errors at compile time when the value is known, and the same
+SimError on both PE paths at run time otherwise. Nothing allocates in proportion to an
+extent before it is checked (a 2^31 extent used to allocate 16 GiB on the Python path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waferscale.fuzz import time_limit
+from waferscale.lang.errors import CslError
+from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.sim.device import SimulatorDevice
+from waferscale.sim.fabric import cpp_available
+from waferscale.sim.pe import SimError
+from waferscale.sim.simulator import SimOptions
+
+LAYOUT = """const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
+layout {
+  @set_rectangle(1, 1);
+  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0) });
+  @export_name("y", [*]f32, true);
+  @export_name("go", fn()void);
+}
+"""
+
+PE = """param memcpy_params: comptime_struct;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+var y: [8]f32 = @constants([8]f32, 1.0);
+var y_ptr: [*]f32 = &y;
+const iq: input_queue = @get_input_queue(2);
+fn helper() void {}
+const y_dsd = @get_dsd(mem1d_dsd, .{ .base_address = &y, .extent = EXTENT });
+const in_dsd = @get_dsd(fabin_dsd, .{ .extent = 8, .input_queue = INQ });
+fn go() void {
+  STMT
+  sys_mod.unblock_cmd_stream();
+}
+comptime {
+  @export_symbol(y_ptr, "y");
+  @export_symbol(go);
+  @initialize_queue(iq, .{ .color = @get_color(4) });
+}
+"""
+STMT_LINE = 10
+GUARD_S = 60.0
+
+
+@pytest.fixture(params=["python", "compiled"])
+def engine(request: pytest.FixtureRequest) -> str:
+    if request.param == "compiled" and not cpp_available():
+        pytest.skip("waferscale._fabric is not built (the compiled engine is C++)")
+    return request.param
+
+
+def build(tmp_path: Path, stmt: str, extent: str = "8", inq: str = "iq") -> Path:
+    (tmp_path / "layout.csl").write_text(LAYOUT)
+    pe = tmp_path / "pe.csl"
+    pe.write_text(PE.replace("EXTENT", extent).replace("INQ", inq).replace("STMT", stmt))
+    return pe
+
+
+def run(tmp_path: Path, engine: str) -> np.ndarray:
+    lay = elaborate(tmp_path / "layout.csl", CompileOptions(memcpy=True, channels=1))
+    dev = SimulatorDevice(lay, SimOptions(engine=engine, max_cycles=100_000,
+                                          simprint_log=None))
+    with time_limit(GUARD_S):
+        dev.launch("go", [])
+    return dev.memcpy_d2h("y", [(0, 0)], 8, 32).view(np.float32)[0]
+
+
+def compile_error(tmp_path: Path, pe: Path, line: int) -> str:
+    with time_limit(GUARD_S), pytest.raises(CslError) as info:
+        elaborate(tmp_path / "layout.csl", CompileOptions(memcpy=True, channels=1))
+    head = info.value.render().split("\n")[0]
+    assert head.startswith(f"{pe}:{line}:"), head
+    return head
+
+
+@pytest.mark.parametrize("inq, message", [
+    ("helper", "fabin_dsd .input_queue must be an input_queue, found a function ('fn() void')"),
+    ("@get_color(3)", "fabin_dsd .input_queue must be an input_queue, found a value of type "
+                      "'color'"),
+    ("u16", "fabin_dsd .input_queue must be an input_queue, found the type 'u16'"),
+])
+def test_fabin_input_queue_of_the_wrong_kind_is_a_compile_error(tmp_path: Path, inq: str,
+                                                                message: str) -> None:
+    pe = build(tmp_path, "@fmovs(y_dsd, in_dsd);", inq=inq)
+    assert message in compile_error(tmp_path, pe, 8)
+
+
+@pytest.mark.parametrize("extent, message", [
+    ("2147483648", "mem1d_dsd .extent 2147483648 does not fit the DSD's u16 field (0..65535)"),
+    ("-1", "mem1d_dsd .extent -1 does not fit the DSD's u16 field (0..65535)"),
+    ("65536", "mem1d_dsd .extent 65536 does not fit the DSD's u16 field (0..65535)"),
+    ("helper", "mem1d_dsd .extent must be an integer (u16), found a function"),
+])
+def test_mem1d_extent_out_of_the_u16_field_is_a_compile_error(tmp_path: Path, extent: str,
+                                                              message: str) -> None:
+    pe = build(tmp_path, "@fmovs(y_dsd, y_dsd);", extent=extent)
+    assert message in compile_error(tmp_path, pe, 7)
+
+
+@pytest.mark.parametrize("decl, message", [
+    ("const d = @get_dsd(mem1d_dsd, .{ .base_address = &y, .extent = 4, .stride = 128 });",
+     "mem1d_dsd .stride 128 does not fit the DSD's i8 field (-128..127)"),
+    ("const d = @get_dsd(mem1d_dsd, .{ .base_address = &y, .extent = 4, .offset = 32768 });",
+     "mem1d_dsd .offset 32768 does not fit the DSD's i16 field (-32768..32767)"),
+    ("const d = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{70000} -> y[0] });",
+     "mem1d_dsd tensor access extent 70000 does not fit the DSD's u16 extent field"),
+    ("const d = @get_dsd(mem4d_dsd, .{ .base_address = &y, .extent = .{2, 70000}, "
+     ".stride = .{1, 1} });",
+     "mem4d_dsd .extent entry 70000 does not fit the DSD's u16 field (0..65535)"),
+    ("const d = @set_dsd_length(y_dsd, 65536);",
+     "@set_dsd_length argument 65536 does not fit the DSD's u16 field (0..65535)"),
+    ("const d = @increment_dsd_offset(y_dsd, -40000, f32);",
+     "@increment_dsd_offset argument -40000 does not fit the DSD's i16 field"),
+])
+def test_dsd_fields_beyond_their_hardware_encoding_are_compile_errors(
+        tmp_path: Path, decl: str, message: str) -> None:
+    pe = build(tmp_path, "@fmovs(y_dsd, d);")
+    pe.write_text(pe.read_text().replace("fn helper() void {}", decl))
+    assert message in compile_error(tmp_path, pe, 6)
