@@ -124,3 +124,23 @@ def test_dsd_fields_beyond_their_hardware_encoding_are_compile_errors(
     pe = build(tmp_path, "@fmovs(y_dsd, d);")
     pe.write_text(pe.read_text().replace("fn helper() void {}", decl))
     assert message in compile_error(tmp_path, pe, 6)
+
+
+@pytest.mark.parametrize("stmt, col, message", [
+    ("@fadds(u16, y_dsd, in_dsd);", 10,
+     "@fadds destination is the type 'u16'; expected a DSD or a pointer"),
+    ("@fadds(y_dsd, helper, y_dsd);", 17,
+     "@fadds operand 1 is the function 'helper'; expected a DSD, a pointer or a number"),
+    ("@fadds(y_dsd, y_dsd, iq);", 24,
+     "@fadds operand 2 is an input_queue ('iq'); expected a DSD, a pointer or a number"),
+    ("@fmovs(y_dsd, [4]f32);", 17, "@fmovs operand 1 is a type"),
+    ("@fadds(3, y_dsd, y_dsd);", 10, "@fadds destination is a number"),
+    ("var k: f32 = 1.0; @fadds(k, y_dsd, y_dsd);", 28,
+     "@fadds destination is the local 'k' of type 'f32'"),
+    ("@map(helper, y_dsd, f32);", 23, "@map operand 2 is the type 'f32'"),
+])
+def test_dsd_op_operands_of_the_wrong_kind_are_compile_errors(
+        tmp_path: Path, stmt: str, col: int, message: str) -> None:
+    pe = build(tmp_path, stmt)
+    head = compile_error(tmp_path, pe, STMT_LINE)
+    assert head.startswith(f"{pe}:{STMT_LINE}:{col}: error: {message}"), head

@@ -25,6 +25,7 @@ from . import ast as A
 from . import types as T
 from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramRecord, Scope, \
     val_key
+from .builtins import check_dsd_op_operands
 from .errors import CslLayoutError
 from .memory import PE_MEMORY_BYTES, MemoryMap, check_fits, estimate_code_bytes, place_globals
 from .source import Span
