@@ -144,3 +144,50 @@ def test_dsd_op_operands_of_the_wrong_kind_are_compile_errors(
     pe = build(tmp_path, stmt)
     head = compile_error(tmp_path, pe, STMT_LINE)
     assert head.startswith(f"{pe}:{STMT_LINE}:{col}: error: {message}"), head
+
+
+@pytest.mark.parametrize("stmt, message", [
+    ("var n: i32 = 70000; @fmovs(y_dsd, @set_dsd_length(y_dsd, n));",
+     "mem1d_dsd extent 70000 does not fit the DSD's u16 extent field (0..65535)"),
+    ("var n: i32 = -3; @fmovs(y_dsd, @set_dsd_length(y_dsd, n));",
+     "mem1d_dsd extent -3 does not fit the DSD's u16 extent field (0..65535)"),
+    ("@fmovs(y_dsd, @set_dsd_length(y_dsd, 70000));",
+     "mem1d_dsd extent 70000 does not fit the DSD's u16 extent field (0..65535)"),
+    ("var n: i32 = 70000; @fmovs(@set_dsd_length(in_dsd, n), y_dsd);",
+     "fabin_dsd extent 70000 does not fit the DSD's u16 extent field (0..65535)"),
+])
+def test_run_time_extents_are_checked_before_use_on_both_paths(
+        tmp_path: Path, engine: str, stmt: str, message: str) -> None:
+    build(tmp_path, stmt)
+    with pytest.raises(SimError) as info:
+        run(tmp_path, engine)
+    assert message in str(info.value)
+    assert "PE(0,0), task go" in str(info.value)
+
+
+def test_mem4d_element_count_is_bounded_before_addresses_are_built(tmp_path: Path,
+                                                                   engine: str) -> None:
+    pe = build(tmp_path, "@fmovs(m_dsd, 1.0);")
+    pe.write_text(pe.read_text().replace(
+        "fn helper() void {}",
+        "const m_dsd = @get_dsd(mem4d_dsd, .{ .base_address = &y, .extent = .{65535, 65535}, "
+        ".stride = .{0, 0} });"))
+    with pytest.raises(SimError) as info:
+        run(tmp_path, engine)
+    assert "mem4d_dsd has 4294836225 elements, more than the simulator's limit of 1048576 " \
+           "per DSD" in str(info.value)
+
+
+def test_zero_extent_moves_nothing_on_both_paths(tmp_path: Path, engine: str) -> None:
+    """Documented behaviour: an op whose DSDs have extent 0 writes nothing."""
+    build(tmp_path, "@fmovs(y_dsd, 5.0);", extent="0")
+    np.testing.assert_array_equal(run(tmp_path, engine), np.ones(8, np.float32))
+
+
+def test_extent_65535_is_accepted_and_bounds_checked_against_memory(tmp_path: Path,
+                                                                    engine: str) -> None:
+    build(tmp_path, "@fmovs(y_dsd, 5.0);", extent="65535")
+    with pytest.raises(SimError) as info:
+        run(tmp_path, engine)
+    assert "mem1d_dsd reaches element 8 of 'y', which has 8 element(s): out of bounds" \
+        in str(info.value)

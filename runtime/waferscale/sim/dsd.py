@@ -137,6 +137,28 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
                       extents=extents, index_offset=_flag(f, "wavelet_index_offset"))
 
 
+MAX_EXTENT = 0xFFFF
+"""A DSD's extent field is a u16 (csl-language.md §4, source [DSD] /csl/language/dsds)."""
+MAX_DSD_ELEMENTS = 1 << 20
+"""Simulator limit on the elements of one mem4d DSD (the product of its u16 extents), so
+resolving it never allocates more than a few MB (docs/simulator.md)."""
+
+
+def check_extents(pe, kind: str, extents: list[int], node) -> None:
+    """Extents of a DSD about to be used by an op: each fits the u16 field and a mem4d's
+    element count stays under MAX_DSD_ELEMENTS. bindings/pe_engine.hpp (resolve) raises the
+    same errors on the compiled path."""
+    total = 1
+    for n in extents:
+        if not 0 <= n <= MAX_EXTENT:
+            raise pe.error(f"{kind} extent {n} does not fit the DSD's u16 extent field "
+                           f"(0..{MAX_EXTENT})", node)
+        total *= n
+    if total > MAX_DSD_ELEMENTS:
+        raise pe.error(f"{kind} has {total} elements, more than the simulator's limit of "
+                       f"{MAX_DSD_ELEMENTS} per DSD", node)
+
+
 def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
     p = v.v
@@ -145,6 +167,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     if not isinstance(p, DsdVal):
         return Scalar(v)
     d = describe(pe, p, node)
+    check_extents(pe, d.dsd_kind, d.extents if d.extents else [d.length], node)
     if p.kind == "fabin_dsd":
         return FabIn(d.queue, d.length)
     if p.kind == "fabout_dsd":
