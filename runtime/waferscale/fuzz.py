@@ -287,7 +287,8 @@ _DIAG = re.compile(r"^.+:\d+:\d+: error: ")
 def crash_site(exc: BaseException) -> str:
     """Exception type + innermost frame inside waferscale (the dedup key)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    inner = [f for f in frames if "waferscale" in f.filename] or frames
+    inner = [f for f in frames if "waferscale" in f.filename
+             and Path(f.filename).name != "fuzz.py"] or frames[-1:]
     if not inner:
         return type(exc).__name__
     f = inner[-1]
@@ -577,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-memory-mb", type=int, default=4096,
                     help="address-space limit of this process (a runaway allocation becomes "
                     "a MemoryError crash instead of swapping); 0 for none")
+    ap.add_argument("--minimize-tries", type=int, default=500,
+                    help="runs spent minimizing each new crash site")
     ap.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -595,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.hangs} hangs", file=sys.stderr, flush=True)
         reports.append(run_campaign(c, args.budget, args.seed, out=args.out,
                                     time_limit_s=args.time_limit, root=args.corpus,
-                                    engine=args.engine, progress=progress))
+                                    engine=args.engine, progress=progress,
+                                    minimize_tries=args.minimize_tries))
     print(TABLE_HEAD)
     for r in reports:
         print(r.row())
