@@ -881,6 +881,15 @@ class Engine {
       if (total > (int64_t{1} << 20))
         throw EngineError{kind + " has " + std::to_string(total) +
                               " elements, more than the simulator's limit of 1048576 per DSD", node};
+      if (d.kind == kMem1d || d.kind == kMem4d) {  // dsd.check_reach
+        auto reach = [&](const char* what, int64_t n) {
+          if (n > (int64_t{1} << 24) || n < -(int64_t{1} << 24))
+            throw EngineError{kind + " " + what + " " + std::to_string(n) +
+                                  " reaches beyond the PE's memory", node};
+        };
+        reach("offset", d.offset);
+        for (int k = 0; k < nd; ++k) reach("stride", d.str[k]);
+      }
     }
     if (d.kind == kFabin) {
       o.kind = 1;

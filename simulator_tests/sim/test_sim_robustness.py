@@ -151,8 +151,6 @@ def test_dsd_op_operands_of_the_wrong_kind_are_compile_errors(
      "mem1d_dsd extent 70000 does not fit the DSD's u16 extent field (0..65535)"),
     ("var n: i32 = -3; @fmovs(y_dsd, @set_dsd_length(y_dsd, n));",
      "mem1d_dsd extent -3 does not fit the DSD's u16 extent field (0..65535)"),
-    ("@fmovs(y_dsd, @set_dsd_length(y_dsd, 70000));",
-     "mem1d_dsd extent 70000 does not fit the DSD's u16 extent field (0..65535)"),
     ("var n: i32 = 70000; @fmovs(@set_dsd_length(in_dsd, n), y_dsd);",
      "fabin_dsd extent 70000 does not fit the DSD's u16 extent field (0..65535)"),
 ])
@@ -191,3 +189,36 @@ def test_extent_65535_is_accepted_and_bounds_checked_against_memory(tmp_path: Pa
         run(tmp_path, engine)
     assert "mem1d_dsd reaches element 8 of 'y', which has 8 element(s): out of bounds" \
         in str(info.value)
+
+
+@pytest.mark.parametrize("stmt, col, message", [
+    ("var d = @increment_dsd_offset(y_dsd, 100000000000000000000, f32); @fmovs(d, d);", 40,
+     "@increment_dsd_offset argument 100000000000000000000 does not fit the DSD's i16 field"),
+    ("var d = @increment_dsd_offset(y_dsd, -40000, f32); @fmovs(d, d);", 40,
+     "@increment_dsd_offset argument -40000 does not fit the DSD's i16 field"),
+    ("@fmovs(y_dsd, @set_dsd_length(y_dsd, 70000));", 40,
+     "@set_dsd_length argument 70000 does not fit the DSD's u16 field (0..65535)"),
+    ("var d = @set_dsd_stride(y_dsd, 200); @fmovs(d, d);", 34,
+     "@set_dsd_stride argument 200 does not fit the DSD's i8 field (-128..127)"),
+])
+def test_literal_mutator_arguments_in_run_time_code_are_compile_errors(
+        tmp_path: Path, stmt: str, col: int, message: str) -> None:
+    """Fuzz finding (sim campaign): a 10^20 offset literal in a fn body was an OverflowError
+    in sim/dsd.py on the Python path."""
+    pe = build(tmp_path, stmt)
+    head = compile_error(tmp_path, pe, STMT_LINE)
+    assert head.startswith(f"{pe}:{STMT_LINE}:{col}: error: {message}"), head
+
+
+@pytest.mark.parametrize("stmt, message", [
+    ("var n: i32 = 2147483647; var d = @increment_dsd_offset(y_dsd, n, f32); @fmovs(d, d);",
+     "mem1d_dsd offset 2147483647 reaches beyond the PE's memory"),
+    ("var n: i32 = 2000000000; var d = @set_dsd_stride(y_dsd, n); @fmovs(d, d);",
+     "mem1d_dsd stride 2000000000 reaches beyond the PE's memory"),
+])
+def test_run_time_offsets_and_strides_beyond_memory_give_one_error_on_both_paths(
+        tmp_path: Path, engine: str, stmt: str, message: str) -> None:
+    build(tmp_path, stmt)
+    with pytest.raises(SimError) as info:
+        run(tmp_path, engine)
+    assert message in str(info.value)

@@ -551,7 +551,8 @@ def _dsd_mutator(field_name: str, nargs: int):
         rng = MUTATOR_RANGES.get(field_name)
         # At run time (the PE interpreter has .pe) the extent is checked when an op reads the
         # DSD (sim/dsd.py:check_extents), as the compiled engine does.
-        if rng is not None and getattr(ip, "pe", None) is None:
+        if rng is not None and (getattr(ip, "pe", None) is None
+                                or a[1].type == T.COMPTIME_INT):
             _check_dsd_int(ip, f"@{e.name} argument", a[1], *rng, e.args[1])
         return Val(a[0].type, DsdVal(d.kind, d.fields, d.mods + ((field_name, tuple(a[1:])),)))
     return fn
@@ -807,6 +808,15 @@ RUNTIME_ONLY = (
 ).split()
 
 
+_MUTATOR_FIELDS = {"increment_dsd_offset": "increment_offset", "set_dsd_length": "length",
+                   "set_dsd_stride": "stride"}
+
+
+def _is_int_literal(e: A.Expr) -> bool:
+    return isinstance(e, A.IntLit) or (isinstance(e, A.Unary) and e.op == "-"
+                                       and isinstance(e.operand, A.IntLit))
+
+
 DSD_OP_NAMES = frozenset(RUNTIME_ONLY[:RUNTIME_ONLY.index("dfilt")] + ["map"])
 _TYPE_EXPRS = (A.ArrayType, A.PointerType, A.FnType, A.StructType, A.EnumType)
 
@@ -828,6 +838,11 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
         elif isinstance(n, A.For):
             local.update(n.captures)
     for call in fn.body.walk():
+        if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
+                and len(call.args) >= 2 and _is_int_literal(call.args[1]):
+            # A literal argument is checked at compile time, as in a comptime context.
+            _check_dsd_int(ip, f"@{call.name} argument", ip.eval(call.args[1], mod.scope),
+                           *MUTATOR_RANGES[_MUTATOR_FIELDS[call.name]], call.args[1])
         if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
             continue
         args = list(call.args)

@@ -144,6 +144,20 @@ MAX_DSD_ELEMENTS = 1 << 20
 resolving it never allocates more than a few MB (docs/simulator.md)."""
 
 
+MAX_REACH = 1 << 24
+"""An offset or stride beyond this many elements cannot address a 48 KB PE memory
+(sdk-runtime-hardware.md §3.3); rejecting it keeps address arithmetic inside 32 bits on the
+compiled engine, so both paths report the same error."""
+
+
+def check_reach(pe, kind: str, offset: int, strides: list[int], node) -> None:
+    """A memory DSD's offset and strides (after its modifiers) against MAX_REACH; the
+    compiled engine's resolve (bindings/pe_engine.hpp) raises the same error."""
+    for what, n in [("offset", offset)] + [("stride", s) for s in strides]:
+        if abs(n) > MAX_REACH:
+            raise pe.error(f"{kind} {what} {n} reaches beyond the PE's memory", node)
+
+
 def check_extents(pe, kind: str, extents: list[int], node) -> None:
     """Extents of a DSD about to be used by an op: each fits the u16 field and a mem4d's
     element count stays under MAX_DSD_ELEMENTS. bindings/pe_engine.hpp (resolve) raises the
@@ -173,6 +187,7 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     if p.kind == "fabout_dsd":
         return FabOut(d.queue, d.color, d.length)
     base, elem, offset, strides, extents = d.base, d.elem, d.offset, d.strides, d.extents
+    check_reach(pe, d.dsd_kind, offset, strides[:len(extents)], node)
     ew = words_of(elem)
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
