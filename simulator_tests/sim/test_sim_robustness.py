@@ -222,3 +222,29 @@ def test_run_time_offsets_and_strides_beyond_memory_give_one_error_on_both_paths
     with pytest.raises(SimError) as info:
         run(tmp_path, engine)
     assert message in str(info.value)
+
+
+# Minimized reproducers saved by `python -m waferscale.fuzz sim --seed 14` (the program whose PE
+# file they replace, and the text). Each was a crash (OverflowError in sim/dsd.py or
+# sim/lower.py's constant table, AssertionError in lower.py on `-dsd`); now a clean error.
+FUZZ_REPRODUCERS = {
+    "dsd_offset_1e20": ("dsd", 'var y: [8]f32;\nconst y_dsd = @get_dsd(mem1d_dsd, .{ .base_address = &y, .extent = 8, .stride = 1 });\nfn go() void {\nvar d = @increment_dsd_offset(y_dsd, 100000000000000000000, 2);\n@fmovs(d, d);\n}\ncomptime { @export_symbol(go);\n}'),
+    "wide_constant": ("collectives", 'param c2d_params: comptime_struct;\nparam N: i16;\nconst mpi_x = @import_module("<collectives_2d/pe>", .{\n  .dim_params = c2d_params.x, .s = [2]u16{ 2, 4 },\n  .de= [1]u16{ 1 }, .src0ids = [1]u16{ 1 }, .ds = [1]u16{ 1 } });\nconst mpi_y = dule("<col", .{\n  .d= c2dms.y, .queues = [2]u16{ 3, 5 },\n  .ds = [1]u16{ 2 }, .s = [1]u16{ 2 }, .src= [1]u16{ 2 } });\nconst reduce_id: local_task_id = @get_local_task_id(8);\nvar buf: [N]f32;\nfn main() void {\n  mpi_x.broadcast(100000000000000000000000000000, @ptrcast([*]u32, &buf), @as(u16, N), reduce_id);\n}\ntask reducer() void {\n}\ncomptime {\n  @export_symbol(main);\n}'),
+    "negated_dsd": ("single_pe_gemv", 'param M: i16;\nparam N: i16;\nvar y: [M]f32;\nconst y_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{M} -> y[i] });\nfn compute() void {\nfor (@range(i16, N)) |j| { @fmacs(y_dsd,-y_dsd, d, x[j]);\n}\n}\ncomptime { @export_symbol(compute);\n}'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUZZ_REPRODUCERS))
+def test_fuzz_reproducers_are_clean_errors(name: str, engine: str, tmp_path: Path) -> None:
+    import random
+
+    from waferscale import fuzz
+    program, text = FUZZ_REPRODUCERS[name]
+    root = fuzz.default_corpus_root()
+    assert root is not None
+    target = fuzz.SimTarget(root, random.Random(0), tmp_path, engine=engine)
+    (prog, files, params) = next(p for p in target.programs if p[0] == program)
+    pe_file = sorted(f for f in files if f != "layout.csl")[0]
+    outcome, site, detail = fuzz.classify(
+        lambda: target.run(text, (prog, files, params, pe_file)), GUARD_S)
+    assert outcome == "clean", detail

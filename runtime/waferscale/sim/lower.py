@@ -308,6 +308,8 @@ class ProgramLowering:
             self.code[i][1] = target
 
     def const(self, bits: int) -> int:
+        if not -(1 << 63) <= bits < (1 << 63):     # the engine's constants are int64
+            raise _unsupported(f"the constant {bits} (wider than 64 bits)", None)
         k = self.const_index.get(bits)
         if k is None:
             k = self.const_index[bits] = len(self.consts)
@@ -1058,7 +1060,8 @@ class ProgramLowering:
                 self.emit(Op.PUSHK, self.const(addr))
             return Dyn(T.PointerT(t))
         r = self.expr(e.operand)
-        assert isinstance(r, Dyn)
+        if not isinstance(r, Dyn):              # e.g. -dsd: not an operator on values
+            raise _unsupported(f"'{e.op}' applied to a constant of type '{r.type}'", e)
         t = r.type
         if e.op == "!" and t == T.BOOL:
             self.emit(Op.NOT)
