@@ -156,3 +156,18 @@ def test_compile_api_accepts_numpy_integers(tmp_path: Path) -> None:
     p.write_text('layout {\n  @set_rectangle(1, 1);\n  @set_tile_code(0, 0, "pe.csl", .{});\n}\n')
     out = ws_compile(p, channels=np.int64(0), output=tmp_path / "out")
     assert (out / "waferscale.json").is_file()
+
+
+@pytest.mark.parametrize("where, text, line", [
+    ("a top-level comptime block", "var x: i16 = 0;\ncomptime {\n  return;\n}\n"
+     "layout {\n  @set_rectangle(1, 1);\n}\n", 3),
+    ("the layout block", "layout {\n  @set_rectangle(1, 1);\n  return;\n}\n", 3),
+])
+def test_return_outside_a_function_is_located(tmp_path: Path, where: str, text: str,
+                                              line: int) -> None:
+    """Fuzz finding (sim campaign, seed 15): `return` in a comptime block escaped as the
+    interpreter's internal _Return exception."""
+    p = tmp_path / "layout.csl"
+    p.write_text(text)
+    head = located(elaborate_guarded(p), p, line)
+    assert f"'return' outside a function (in {where})" in head

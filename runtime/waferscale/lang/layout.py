@@ -351,7 +351,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     try:
         ip.run_comptime_blocks(root)
         lb = root.layout_blocks[0]
-        ip.exec_block(lb.block, Scope(root.scope, root))
+        ip.exec_top_block(lb.block, Scope(root.scope, root), "the layout block")
     finally:
         ctx.layout_builder = None
     ctx.layout_done = builder
