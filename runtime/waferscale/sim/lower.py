@@ -1263,6 +1263,8 @@ class ProgramLowering:
                 if isinstance(r, Val):
                     if T.is_hw_id(r.type) or isinstance(r.v, FnVal):
                         self.emit(Op.PUSHK, self.const(self.task_id(r, a)))
+                    elif not (T.is_int(r.type) or isinstance(r.type, T.PointerT)):
+                        raise _unsupported(f"a '{r.type}' argument of '{name}'", a)
                     else:
                         self.push(r, None, a)
                 elif not (isinstance(r.type, (T.IntT, T.PointerT)) or T.is_hw_id(r.type)):
