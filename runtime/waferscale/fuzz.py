@@ -19,7 +19,7 @@ Campaigns:
             value), elaborated with the kernel's own cslc flags (``commands_wse3.sh``).
 ``sim``     a small simulator test program with its PE file mutated, elaborated, then every
             exported function without parameters launched on the Python PE path
-            (``--engine`` picks the path) with a cycle limit.
+            (``--engine`` picks the path) with a cycle limit (20,000 cycles).
 
 Outcomes per input: ``ok``, ``clean`` (a :class:`CslError`, or a :class:`DeviceError` such as
 a SimError or a deadlock report: a diagnostic for the user), ``crash`` (any other exception)
@@ -446,7 +446,9 @@ class SimTarget(Target):
         opts = CompileOptions(params=tuple((k, str(v)) for k, v in params.items()),
                               memcpy=True, channels=1)
         lay = elaborate(work / "layout.csl", opts)
-        dev = SimulatorDevice(lay, SimOptions(engine=self.engine, max_cycles=200_000,
+        # An endless task stops at the cycle limit (a clean SimError); 20,000 cycles keep that
+        # well inside the per-input time limit on the Python PE path.
+        dev = SimulatorDevice(lay, SimOptions(engine=self.engine, max_cycles=20_000,
                                               simprint_log=None))
         from waferscale.lang import types as T
         for name, info in lay.exports.items():
