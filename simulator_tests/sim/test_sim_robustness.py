@@ -114,6 +114,8 @@ def test_mem1d_extent_out_of_the_u16_field_is_a_compile_error(tmp_path: Path, ex
     ("const d = @get_dsd(mem4d_dsd, .{ .base_address = &y, .extent = .{2, 70000}, "
      ".stride = .{1, 1} });",
      "mem4d_dsd .extent entry 70000 does not fit the DSD's u16 field (0..65535)"),
+    ("const d = @get_dsd(mem4d_dsd, .{ .tensor_access = |i,j|{0,4} -> y[4294967295*j] });",
+     "mem4d_dsd tensor access stride 4294967295 does not fit the DSD's i16 stride field"),
     ("const d = @set_dsd_length(y_dsd, 65536);",
      "@set_dsd_length argument 65536 does not fit the DSD's u16 field (0..65535)"),
     ("const d = @increment_dsd_offset(y_dsd, -40000, f32);",
@@ -232,6 +234,7 @@ FUZZ_REPRODUCERS = {
     "wide_constant": ("collectives", 'param c2d_params: comptime_struct;\nparam N: i16;\nconst mpi_x = @import_module("<collectives_2d/pe>", .{\n  .dim_params = c2d_params.x, .s = [2]u16{ 2, 4 },\n  .de= [1]u16{ 1 }, .src0ids = [1]u16{ 1 }, .ds = [1]u16{ 1 } });\nconst mpi_y = dule("<col", .{\n  .d= c2dms.y, .queues = [2]u16{ 3, 5 },\n  .ds = [1]u16{ 2 }, .s = [1]u16{ 2 }, .src= [1]u16{ 2 } });\nconst reduce_id: local_task_id = @get_local_task_id(8);\nvar buf: [N]f32;\nfn main() void {\n  mpi_x.broadcast(100000000000000000000000000000, @ptrcast([*]u32, &buf), @as(u16, N), reduce_id);\n}\ntask reducer() void {\n}\ncomptime {\n  @export_symbol(main);\n}'),
     "collectives_float_root": ("collectives", 'param c2d_params: comptime_struct;\nparam P: i16;\nparam N: i16;\nconst mpi_x = @import_module("<collectives_2d/pe>", .{\n  .dim_params = c2d_params.x, .queues = [2]u16{ 2, 4 },\n  .desds = [1]u16{ 1 }, .src1_dsr_ids = [1]u16{ 1 } });\nconst mpi_y = @import_module("<collectives_2d/pe>", .{\n  .dim_params = c2d_params.y, .queues = [2]u16{ 3, 5 },\n  .dest_dsr_ids = [1]u16{ 2 }, .src0_dsr_ids = [1]u16{ 2 }, .src = [1]u16{ 2 } });\nconst reduce_id: local_task_id = @get_local_task_id(8);\nconst scatter_id: local_task_id = @get_local_task_id(9);\nconst gather_id: local_task_id = @get_local_task_id(10);\nvar buf: [N]f32;\nvar sums: [N]f32;\nvar parts: [N * P]f32;\nvar part: [N]f32;\nfn main() void {\n  mpi_x.broadcast(0, @ptrcast([*]u32, &buf), @as(u16, N), reduce_id);\n}\ntask reduce() void {\n  mpi_y.reduce_fadds(0, &buf, &sums, @as(u16, N), scatter_id);\n}\ntask scatter() void {\n  mpi_x.scatter(1e-400, @ptrcast([*]u32, &parts), @ptrcast([*]u32, &part), @as(u16, N), gather_id);\n}\ntask gather() void {\n}\ncomptime {\n  @bind_local_task(reduce, reduce_id);\n  @bind_local_task(scatter, scatter_id);\n  @export_symbol(main);\n}'),
     "return_in_comptime_block": ("dsd", 'var b32:[6]f32;var b32_ptr:[*]f32=&b32;comptime{return@export_symbol(b32_ptr,"");}'),
+    "tensor_access_stride_2_32": ("dsd", 'var y:[8]f32;\nconst y_dsd = @get_dsd(mem1d_dsd, .{ .base_address = &y, .extent = 8, .stride = 1 });\nconst m_dsd = @get_dsd(mem4d_dsd, .{ .tensor_access = |i,j|{0,4} -> y[4294967295*j] });\nfn go() void {\n@fmacs(m_dsd, m_dsd, y_dsd, 0);\n}\ncomptime { @export_symbol(go);\n}'),
     "negated_dsd": ("single_pe_gemv", 'param M: i16;\nparam N: i16;\nvar y: [M]f32;\nconst y_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{M} -> y[i] });\nfn compute() void {\nfor (@range(i16, N)) |j| { @fmacs(y_dsd,-y_dsd, d, x[j]);\n}\n}\ncomptime { @export_symbol(compute);\n}'),
 }
 

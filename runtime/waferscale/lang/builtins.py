@@ -518,6 +518,11 @@ def _check_dsd_field(ip: Interp, kind: str, name: str, v: Val, node: A.Node) -> 
             if not 0 <= n <= 0xFFFF:
                 raise ip.err(f"{kind} tensor access extent {n} does not fit the DSD's u16 "
                              "extent field (0..65535)", node)
+        lo, hi, _ = DSD_FIELD_RANGES["stride"]
+        for what, n in [("offset", v.v.offset)] + [("stride", x) for x in v.v.strides]:
+            if not lo <= n <= hi:
+                raise ip.err(f"{kind} tensor access {what} {n} does not fit the DSD's i16 "
+                             f"{what} field ({lo}..{hi})", node)
         return
     if name not in DSD_FIELD_RANGES:
         return

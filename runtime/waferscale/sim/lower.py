@@ -1529,4 +1529,6 @@ class ProgramLowering:
         pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
         pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color]
         assert len(pod) == self.dsd_words
+        if not all(-(1 << 31) <= int(x) < (1 << 31) for x in pod):   # the record is int32
+            raise _unsupported("a DSD with a field wider than 32 bits", node)
         return pod
