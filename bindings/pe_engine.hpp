@@ -975,6 +975,30 @@ class Engine {
 
   Operand resolve(const PEState& pe, const Dsd& d, int32_t node) {
     Operand o;
+    {  // dsd.check_extents: u16 extents, at most kMaxDsdElements per mem4d DSD
+      static const char* const kn[] = {"mem1d_dsd", "mem4d_dsd", "fabin_dsd", "fabout_dsd"};
+      const std::string kind = d.kind >= 0 && d.kind < 4 ? kn[d.kind] : "DSD";
+      const int nd = d.kind == kMem1d || d.kind == kMem4d ? d.ndim : 1;
+      int64_t total = 1;
+      for (int k = 0; k < nd; ++k) {
+        if (d.ext[k] < 0 || d.ext[k] > 0xFFFF)
+          throw EngineError{kind + " extent " + std::to_string(d.ext[k]) +
+                                " does not fit the DSD's u16 extent field (0..65535)", node};
+        total *= d.ext[k];
+      }
+      if (total > (int64_t{1} << 20))
+        throw EngineError{kind + " has " + std::to_string(total) +
+                              " elements, more than the simulator's limit of 1048576 per DSD", node};
+      if (d.kind == kMem1d || d.kind == kMem4d) {  // dsd.check_reach
+        auto reach = [&](const char* what, int64_t n) {
+          if (n > (int64_t{1} << 24) || n < -(int64_t{1} << 24))
+            throw EngineError{kind + " " + what + " " + std::to_string(n) +
+                                  " reaches beyond the PE's memory", node};
+        };
+        reach("offset", d.offset);
+        for (int k = 0; k < nd; ++k) reach("stride", d.str[k]);
+      }
+    }
     if (d.kind == kFabin) {
       o.kind = 1;
       o.queue = d.queue;

@@ -230,7 +230,9 @@ def test_type_positions_parenthesize_non_types() -> None:
     (ast.IfExpr(I("c"), I("a")), "if (c) a"),
     (ast.IfExpr(I("c"), ast.IfExpr(I("d"), I("x")), I("y")), "if (c) (if (d) x) else y"),
     (ast.IfExpr(I("c"), ast.IfExpr(I("d"), I("x"), I("z")), I("y")),
-     "if (c) (if (d) x else z) else y"),
+     "if (c) if (d) x else z else y"),    # a closed inner if needs no parentheses
+    (ast.IfExpr(I("c"), ast.IfExpr(I("d"), I("x"), ast.IfExpr(I("e"), I("w"))), I("y")),
+     "if (c) (if (d) x else if (e) w) else y"),
     (ast.IfExpr(I("c"), I("x"), ast.IfExpr(I("d"), I("y"))), "if (c) x else if (d) y"),
     (ast.IfExpr(I("a"), I("x"), ast.IfExpr(I("b"), I("y"), I("z"))),
      "if (a) x else if (b) y else z"),

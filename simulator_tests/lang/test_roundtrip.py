@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import strategies
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from waferscale.lang import ast
 from waferscale.lang.errors import CslError
 from waferscale.lang.parser import parse_expr, parse_file, parse_source
@@ -160,3 +161,46 @@ def test_long_else_if_statement_chain() -> None:
     back = parse_source(text)
     assert same_tree(m, back) is None
     assert print_module(back) == text
+
+
+# Deep type expressions (issue 14): one wrapper per level, up to the parser's nesting limit.
+_TYPE_WRAPPERS = {
+    "if_else": ("if (c) ", " else u16"),        # an if-type whose then-branch nests
+    "if_else_outer": ("if (c) u16 else ", ""),  # nesting in the else-branch
+    "if_open": ("if (c) (", ")"),               # a then-branch with no else: parenthesized
+    "ptr": ("*", ""),
+    "many_ptr": ("[*]const ", ""),
+    "array": ("[4]", ""),
+    "fn_ret": ("fn(u16) ", ""),
+    "paren": ("(", ")"),
+}
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(st.sampled_from(sorted(_TYPE_WRAPPERS)), min_size=1, max_size=110),
+       st.sampled_from(("var x: {} = 0;", "fn f(p: {}) void {{}}", "const s = struct {{ a: {} }};",
+                        "var y: [2]{};", "fn g() {} {{}}")))
+def test_deep_type_expressions_roundtrip(wrappers: list[str], decl: str) -> None:
+    """Whatever deep type expression parses, its printed form parses to the same tree (99
+    nested ``if (true)`` types used to print one parenthesis level too deep)."""
+    head = "".join(_TYPE_WRAPPERS[w][0] for w in wrappers)
+    tail = "".join(_TYPE_WRAPPERS[w][1] for w in reversed(wrappers))
+    text = decl.format(head + "f32" + tail)
+    try:
+        tree = parse_source(text)
+    except CslError:
+        assume(False)           # too deep (or not a type position form) for the parser itself
+        return
+    printed = print_module(tree)
+    back = parse_source(printed)
+    assert same_tree(tree, back) is None, printed
+
+
+@pytest.mark.parametrize("n", [50, 99])
+def test_99_nested_if_types_print_within_the_nesting_limit(n: int) -> None:
+    text = "var x: " + "if (true) " * n + "u16" + " else u16" * n + " = 0;\n"
+    tree = parse_source(text)
+    printed = print_module(tree)
+    assert "(if" not in printed          # no parenthesis level added per if
+    assert same_tree(tree, parse_source(printed)) is None

@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import operator
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -331,6 +332,11 @@ def _pairs(value: ParamSpec, what: str) -> tuple[tuple[str, str], ...]:
             raise CslLayoutError(f"{what}: name must be a non-empty string, got {name!r}")
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
             raise CslLayoutError(f"{what} {name}: value must be a number, got {v!r}")
+        if isinstance(v, int) and v.bit_length() > 64:
+            raise CslLayoutError(f"{what} {name}: value has {v.bit_length()} bits; params are "
+                                 "at most 64-bit integers")
+        if isinstance(v, str) and len(v) > 1000:
+            raise CslLayoutError(f"{what} {name}: value is {len(v)} characters long")
         out.append((name, str(v).strip()))
     return tuple(out)
 
@@ -343,12 +349,33 @@ def _xy(value: Any, what: str) -> tuple[int, int] | None:
     else:
         parts = list(value)
     try:
-        if len(parts) != 2:
+        if len(parts) != 2 or any(isinstance(p, (bool, float)) for p in parts):
             raise ValueError
         a, b = (int(p) for p in parts)
     except (TypeError, ValueError):
         raise CslLayoutError(f"{what} must be two integers X,Y, got {value!r}") from None
+    if a < 0 or b < 0:
+        raise CslLayoutError(f"{what} must be non-negative, got {a},{b}")
     return a, b
+
+
+def _int_arg(value: Any, what: str) -> int:
+    """A non-negative integer argument of :func:`compile` (a CslError otherwise)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)       # int, numpy integers
+    except TypeError:
+        raise CslLayoutError(f"{what} must be an integer, got {value!r}") from None
+    if value < 0 or value.bit_length() > 32:
+        raise CslLayoutError(f"{what} must be between 0 and 2^32-1, got {value}")
+    return value
+
+
+def _path_arg(value: Any, what: str) -> str:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise CslLayoutError(f"{what} must be a path (str or pathlib.Path), got {value!r}")
+    return str(value)
 
 
 def _param_text(text: str) -> str:
@@ -394,14 +421,27 @@ def compile(layout_path: str | Path, *, arch: str = "wse3", params: ParamSpec = 
     ``--params M:4,N:6``; ``fabric_dims``/``fabric_offsets`` are ``(x, y)`` pairs or ``"X,Y"``.
     Raises :class:`~waferscale.lang.errors.CslError` for any error in the program or options.
     """
-    from waferscale.lang.layout import CompileOptions
+    from waferscale.lang.layout import ARCH_FABRIC_DIMS, CompileOptions
+    # Every argument is checked here so that a wrong one is a CslError, never a Python
+    # TypeError/ValueError from deeper down (issue 14).
+    if not isinstance(arch, str) or arch not in ARCH_FABRIC_DIMS:
+        raise CslLayoutError(f"arch must be 'wse2' or 'wse3', got {arch!r}")
+    if not isinstance(memcpy, bool):
+        raise CslLayoutError(f"memcpy must be True or False, got {memcpy!r}")
     if isinstance(import_paths, (str, Path)):
         import_paths = [import_paths]
+    try:
+        paths = tuple(_path_arg(p, "import_paths entry") for p in import_paths)
+    except TypeError:
+        raise CslLayoutError("import_paths must be a path or a sequence of paths, got "
+                             f"{import_paths!r}") from None
     opts = CompileOptions(
         arch=arch, params=_pairs(params, "params"), colors=_pairs(colors, "colors"),
         fabric_dims=_xy(fabric_dims, "fabric_dims"),
-        fabric_offsets=_xy(fabric_offsets, "fabric_offsets"), memcpy=bool(memcpy),
-        channels=int(channels), width_west_buf=int(width_west_buf),
-        width_east_buf=int(width_east_buf), import_paths=tuple(str(p) for p in import_paths))
-    out, _ = compile_layout(layout_path, opts, output)
+        fabric_offsets=_xy(fabric_offsets, "fabric_offsets"), memcpy=memcpy,
+        channels=_int_arg(channels, "channels"),
+        width_west_buf=_int_arg(width_west_buf, "width_west_buf"),
+        width_east_buf=_int_arg(width_east_buf, "width_east_buf"), import_paths=paths)
+    out, _ = compile_layout(_path_arg(layout_path, "layout_path"), opts,
+                            _path_arg(output, "output"))
     return out

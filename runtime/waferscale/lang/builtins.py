@@ -460,11 +460,87 @@ def _get_dsd(ip, e, s):
     if kind.name in ("mem1d_dsd", "mem4d_dsd") and "tensor_access" not in fields \
             and "base_address" not in fields:
         raise ip.err(f"{kind.name} needs .tensor_access or .base_address", e.args[1])
+    for k, v in fields.items():
+        _check_dsd_field(ip, kind.name, k, v, _field_node(e.args[1], k))
     if kind.name == "fabin_dsd" and _arch(ip) == "wse3" and "input_queue" not in fields:
         raise ip.err("fabin_dsd on wse3 needs .input_queue", e.args[1])
     if kind.name == "fabout_dsd" and _arch(ip) == "wse3" and "output_queue" not in fields:
         raise ip.err("fabout_dsd on wse3 needs .output_queue", e.args[1])
     return Val(kind, DsdVal(kind.name, dict(fields)))
+
+
+# What a DSD's fields encode in hardware (csl-language.md §4, source [DSD] /csl/language/dsds):
+# mem1d `extent: u16`, `stride: i8`, `offset: i16`; mem4d `offset: i16`, `stride` a tuple of
+# i16, `extent` a tuple of u16; fabin/fabout `extent` is the wavelet count (u16). A field given
+# a comptime value out of range is an error here; run-time values are checked when the
+# descriptor is read (sim/dsd.py:check_dsd_ranges, both PE paths).
+DSD_FIELD_RANGES = {"extent": (0, 0xFFFF, "u16"), "offset": (-0x8000, 0x7FFF, "i16"),
+                    "stride": (-0x8000, 0x7FFF, "i16")}
+MEM1D_STRIDE_RANGE = (-0x80, 0x7F, "i8")
+DSD_FIELD_KINDS = {"input_queue": T.INPUT_QUEUE, "output_queue": T.OUTPUT_QUEUE,
+                   "fabric_color": T.COLOR}
+
+
+def _field_node(node: A.Node, name: str) -> A.Node:
+    """The value expression of ``.name = ...`` in an initializer list (else ``node``)."""
+    if isinstance(node, A.InitList):
+        for f in node.fields:
+            if f.name == name:
+                return f.value
+    return node
+
+
+def _what(v: Val) -> str:
+    """How an argument of the wrong kind is named in errors."""
+    if v.type == T.TYPE:
+        return f"the type '{v.v}'"
+    if isinstance(v.type, T.FnT) or isinstance(v.v, FnVal):
+        return f"a function ('{v.type}')"
+    return f"a value of type '{v.type}'"
+
+
+def _check_dsd_int(ip: Interp, what: str, v: Val, lo: int, hi: int, tname: str,
+                   node: A.Node) -> None:
+    if not T.is_int(v.type) or isinstance(v.v, bool):
+        raise ip.err(f"{what} must be an integer ({tname}), found {_what(v)}", node)
+    if isinstance(v.v, int) and not lo <= v.v <= hi:
+        raise ip.err(f"{what} {v.v} does not fit the DSD's {tname} field ({lo}..{hi})", node)
+
+
+def _check_dsd_field(ip: Interp, kind: str, name: str, v: Val, node: A.Node) -> None:
+    """Kinds and hardware ranges of one @get_dsd field (see DSD_FIELD_RANGES)."""
+    want = DSD_FIELD_KINDS.get(name)
+    if want is not None:
+        if v.type != want:
+            raise ip.err(f"{kind} .{name} must be a{'n' if want == T.INPUT_QUEUE else ''} "
+                         f"{want}, found {_what(v)}", node)
+        return
+    if name == "tensor_access" and isinstance(v.v, TensorAccessVal):
+        for n in v.v.extents:
+            if not 0 <= n <= 0xFFFF:
+                raise ip.err(f"{kind} tensor access extent {n} does not fit the DSD's u16 "
+                             "extent field (0..65535)", node)
+        lo, hi, _ = DSD_FIELD_RANGES["stride"]
+        for what, n in [("offset", v.v.offset)] + [("stride", x) for x in v.v.strides]:
+            if not lo <= n <= hi:
+                raise ip.err(f"{kind} tensor access {what} {n} does not fit the DSD's i16 "
+                             f"{what} field ({lo}..{hi})", node)
+        return
+    if name not in DSD_FIELD_RANGES:
+        return
+    lo, hi, tname = MEM1D_STRIDE_RANGE if (kind == "mem1d_dsd" and name == "stride") \
+        else DSD_FIELD_RANGES[name]
+    if kind == "mem4d_dsd" and name in ("extent", "stride"):
+        items = v.v if isinstance(v.v, list) else None
+        if items is None:
+            raise ip.err(f"mem4d_dsd .{name} must be a tuple of {tname}, found {_what(v)}",
+                         node)
+        if not 1 <= len(items) <= 4:
+            raise ip.err(f"mem4d_dsd .{name} has {len(items)} entries (1 to 4 loops)", node)
+        for x in items:
+            _check_dsd_int(ip, f"mem4d_dsd .{name} entry", x, lo, hi, tname, node)
+        return
+    _check_dsd_int(ip, f"{kind} .{name}", v, lo, hi, tname, node)
 
 
 def _dsd_arg(ip: Interp, v: Val, node: A.Node) -> DsdVal:
@@ -479,10 +555,18 @@ def _dsd_mutator(field_name: str, nargs: int):
     def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         a = _args(ip, e, s, nargs)
         d = _dsd_arg(ip, a[0], e.args[0])
+        rng = MUTATOR_RANGES.get(field_name)
+        # At run time (the PE interpreter has .pe) the extent is checked when an op reads the
+        # DSD (sim/dsd.py:check_extents), as the compiled engine does.
+        if rng is not None and (getattr(ip, "pe", None) is None
+                                or a[1].type == T.COMPTIME_INT):
+            _check_dsd_int(ip, f"@{e.name} argument", a[1], *rng, e.args[1])
         return Val(a[0].type, DsdVal(d.kind, d.fields, d.mods + ((field_name, tuple(a[1:])),)))
     return fn
 
 
+MUTATOR_RANGES = {"increment_offset": DSD_FIELD_RANGES["offset"],
+                  "length": DSD_FIELD_RANGES["extent"], "stride": MEM1D_STRIDE_RANGE}
 BUILTINS["increment_dsd_offset"] = _dsd_mutator("increment_offset", 3)
 BUILTINS["set_dsd_base_addr"] = _dsd_mutator("base_addr", 2)
 BUILTINS["set_dsd_length"] = _dsd_mutator("length", 2)
@@ -729,6 +813,86 @@ RUNTIME_ONLY = (
     "set_config_unchecked queue_flush set_fifo_read_length set_fifo_write_length "
     "get_symbol_id get_symbol_value get_tensor_ptr has_exported_tensors"
 ).split()
+
+
+_MUTATOR_FIELDS = {"increment_dsd_offset": "increment_offset", "set_dsd_length": "length",
+                   "set_dsd_stride": "stride"}
+
+
+def _is_int_literal(e: A.Expr) -> bool:
+    return isinstance(e, A.IntLit) or (isinstance(e, A.Unary) and e.op == "-"
+                                       and isinstance(e.operand, A.IntLit))
+
+
+DSD_OP_NAMES = frozenset(RUNTIME_ONLY[:RUNTIME_ONLY.index("dfilt")] + ["map"])
+_TYPE_EXPRS = (A.ArrayType, A.PointerType, A.FnType, A.StructType, A.EnumType)
+
+
+def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
+    """At compile time, every operand of a DSD op (and @map's, after its function) in
+    ``fn``'s body must be a value: a type, a function or a hardware ID (color, queue, task
+    ID) where a DSD, pointer or number is expected is an error at the operand. Only names the
+    body does not declare itself are judged (locals are run-time values)."""
+    if fn.body is None:
+        return
+    local = {p.name for p in fn.params if p.name}
+    local_types: dict[str, T.Type | None] = {}
+    for n in fn.body.walk():
+        if isinstance(n, A.VarDecl):
+            local.add(n.name)
+            t = T.lookup_type_name(n.type.name) if isinstance(n.type, A.Ident) else None
+            local_types[n.name] = None if n.name in local_types else t
+        elif isinstance(n, A.For):
+            local.update(n.captures)
+    for call in fn.body.walk():
+        if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
+                and len(call.args) >= 2 and _is_int_literal(call.args[1]):
+            # A literal argument is checked at compile time, as in a comptime context.
+            _check_dsd_int(ip, f"@{call.name} argument", ip.eval(call.args[1], mod.scope),
+                           *MUTATOR_RANGES[_MUTATOR_FIELDS[call.name]], call.args[1])
+        if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
+            continue
+        args = list(call.args)
+        if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
+                and args[-1].fields:
+            args.pop()                      # the options struct .{ .async = true, ... }
+        if call.name == "map":
+            args = args[1:]
+        for k, a in enumerate(args):
+            what = None
+            dest = k == 0 and call.name != "map"
+            if isinstance(a, _TYPE_EXPRS):
+                what = "a type"
+            elif dest and isinstance(a, (A.IntLit, A.FloatLit, A.BoolLit, A.CharLit)):
+                what = "a number"
+            elif dest and isinstance(a, A.Ident) and a.name in local:
+                t = local_types.get(a.name)
+                if t is not None and (T.is_numeric(t) or t == T.BOOL):
+                    what = f"the local '{a.name}' of type '{t}'"
+            elif isinstance(a, A.Ident) and a.name not in local:
+                if T.lookup_type_name(a.name) is not None:
+                    what = f"the type '{a.name}'"
+                else:
+                    entry = mod.globals.get(a.name)
+                    d = getattr(entry, "decl", None)
+                    if isinstance(d, A.FnDecl):
+                        what = f"the function '{a.name}'"
+                    elif isinstance(d, A.VarDecl) and d.kind in ("const", "var"):
+                        v = ip.global_value(mod, a.name, a.span)
+                        if dest and (T.is_numeric(v.type) or v.type == T.BOOL):
+                            what = f"'{a.name}' of type '{v.type}'"
+                        elif v.type == T.TYPE:
+                            what = f"the type '{v.v}'"
+                        elif T.is_hw_id(v.type):
+                            what = f"a{'n' if str(v.type)[0] in 'aeiou' else ''} " \
+                                f"{v.type} ('{a.name}')"
+                        elif isinstance(v.type, T.FnT):
+                            what = f"a function ('{a.name}')"
+            if what is not None:
+                role = "destination" if dest else \
+                    f"operand {k + 1 if call.name == 'map' else k}"
+                want = "a DSD or a pointer" if dest else "a DSD, a pointer or a number"
+                raise ip.err(f"@{call.name} {role} is {what}; expected {want}", a)
 
 
 def _runtime_only(ip, e, s):

@@ -387,7 +387,15 @@ class Interp:
                     d.init.name == "import_module":
                 self.global_value(mod, name, d.span)
         for blk in mod.comptime_blocks:
-            self.exec_block(blk.block, Scope(mod.scope, mod))
+            self.exec_top_block(blk.block, Scope(mod.scope, mod), "a top-level comptime block")
+
+    def exec_top_block(self, block: A.Block, scope: Scope, what: str) -> None:
+        """Run a comptime or layout block: a `return` there is an error at the statement."""
+        try:
+            self.exec_block(block, scope)
+        except _Return:
+            ret = next((n for n in block.walk() if isinstance(n, A.Return)), block)
+            raise self.err(f"'return' outside a function (in {what})", ret) from None
 
     # -- types ----------------------------------------------------------------------------------
 

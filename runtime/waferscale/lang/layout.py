@@ -25,6 +25,7 @@ from . import ast as A
 from . import types as T
 from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramRecord, Scope, \
     val_key
+from .builtins import check_dsd_op_operands
 from .errors import CslLayoutError
 from .memory import PE_MEMORY_BYTES, MemoryMap, check_fits, estimate_code_bytes, place_globals
 from .source import Span
@@ -33,6 +34,8 @@ from .values import FnVal, GlobalVar, Val, describe
 log = logging.getLogger(__name__)
 
 ARCH_FABRIC_DIMS = {"wse2": (757, 996), "wse3": (762, 1172)}
+"""The whole chip's --fabric-dims (sdk-runtime-hardware.md §1 item 6 and §3.1: the fabric dims
+WaferLLM and the ALCF docs pass to cslc for WSE-2 and WSE-3)."""
 DIRECTION_NAMES = ("NORTH", "SOUTH", "EAST", "WEST", "RAMP")
 
 
@@ -195,6 +198,9 @@ class LayoutBuilder:
                 "first call is here", self.rect_span)
         if w <= 0 or h <= 0:
             raise self.ip.err(f"rectangle {w}x{h} must have a positive size", node)
+        # Check the rectangle against --fabric-dims and the chip now, before the layout block
+        # runs anything per PE (a 10^5 x 10^5 rectangle must not reach a per-PE loop).
+        fabric_geometry(self.options, w, h, node.span)
         self.rect, self.rect_span = (w, h), node.span
 
     def get_rectangle(self, node: A.BuiltinCall) -> Val:
@@ -281,14 +287,17 @@ def fabric_geometry(opts: CompileOptions, w: int, h: int,
                 f"{dims[0]}x{dims[1]} fabric", span)
     mx, my = ARCH_FABRIC_DIMS[opts.arch]
     if dims[0] > mx or dims[1] > my:
-        raise CslLayoutError(f"fabric {dims[0]}x{dims[1]} exceeds the {opts.arch} fabric "
-                             f"({mx}x{my})", span)
+        what = (f"fabric {dims[0]}x{dims[1]}" if opts.fabric_dims else
+                f"a {w}x{h} rectangle at offsets {offs[0]},{offs[1]} (fabric {dims[0]}x{dims[1]})")
+        raise CslLayoutError(f"{what} exceeds the {opts.arch} fabric ({mx}x{my})", span)
     return dims, offs
 
 
 def _cli_params(opts: CompileOptions) -> dict[str, Val]:
     out: dict[str, Val] = {}
     for name, text in opts.params:
+        if len(text) > 1000:    # int() of more digits is slow (or refused) and float() inf
+            raise CslLayoutError(f"--params {name}: value is {len(text)} characters long")
         try:
             n = int(text, 0)
             out[name] = Val(T.COMPTIME_INT, n)
@@ -343,7 +352,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     try:
         ip.run_comptime_blocks(root)
         lb = root.layout_blocks[0]
-        ip.exec_block(lb.block, Scope(root.scope, root))
+        ip.exec_top_block(lb.block, Scope(root.scope, root), "the layout block")
     finally:
         ctx.layout_builder = None
     ctx.layout_done = builder
@@ -351,10 +360,10 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     if builder.rect is None:
         raise CslLayoutError("the layout block never calls @set_rectangle", lb_span)
     w, h = builder.rect
-    missing = [(x, y) for y in range(h) for x in range(w) if (x, y) not in builder.tiles]
-    if missing:
-        x, y = missing[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    n_missing = w * h - len(builder.tiles)  # every tile lies inside the rectangle
+    if n_missing:
+        x, y = next((x, y) for y in range(h) for x in range(w) if (x, y) not in builder.tiles)
+        more = f" (and {n_missing - 1} more)" if n_missing > 1 else ""
         raise CslLayoutError(f"PE({x},{y}) of the {w}x{h} rectangle has no code{more}; call "
                              "@set_tile_code for every PE", lb_span)
     dims, offs = fabric_geometry(options, w, h, builder.rect_span)
@@ -410,6 +419,10 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
         i += 1
     fns = [e.decl for m in record.modules for e in m.globals.values()
            if isinstance(e.decl, A.FnDecl)]
+    for m in record.modules:
+        for e in list(m.globals.values()):
+            if isinstance(e.decl, A.FnDecl):
+                check_dsd_op_operands(ip, m, e.decl)
     order = {id(m): i for i, m in enumerate(record.modules)}
     variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
                                                       v.decl.span.start if v.decl else 0))

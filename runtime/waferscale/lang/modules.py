@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from . import ast as A
 from . import types as T
-from .comptime import Interp, ModuleInstance, RuntimeIntrinsic
+from .comptime import Interp, ModuleInstance, RuntimeIntrinsic, val_key
 from .errors import CslImportError
 from .values import DsdVal, FnVal, Val
 
@@ -304,8 +304,25 @@ def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[
         raise CslImportError(f"cannot find module '{spec}' (looked for "
                              + ", ".join(str(c) for c in candidates) + "); pass the directory "
                              "that holds it with --import-path", node.span)
+    # Every import makes a new instance, so a file that (directly or through others) imports
+    # itself with the same params would instantiate forever: report the cycle at the import.
+    key = (str(c.resolve()), tuple(sorted((k, val_key(v)) for k, v in params.items())))
+    chain: list[ModuleInstance] = []
+    m: ModuleInstance | None = importer
+    while m is not None:
+        chain.append(m)
+        if getattr(m, "import_key", None) == key or (
+                not params and getattr(m, "imported_by", None) is None
+                and not m.is_stdlib and str(Path(m.path).resolve()) == key[0]):
+            names = " -> ".join(Path(x.path).name for x in reversed(chain))
+            raise CslImportError(f"import cycle: {names} -> {Path(c).name} (every "
+                                 "@import_module makes a new instance, so the cycle never "
+                                 "ends)", node.span)
+        m = getattr(m, "imported_by", None)
     tree = ip.ctx.load_ast(c, node.span)
     inst = ModuleInstance(ip.ctx, str(c), tree, params, name=Path(spec).stem,
                           program=importer.program, bind_span=node.span)
+    inst.imported_by = importer  # type: ignore[attr-defined]
+    inst.import_key = key  # type: ignore[attr-defined]
     ip.run_comptime_blocks(inst)
     return inst

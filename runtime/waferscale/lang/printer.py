@@ -304,6 +304,17 @@ def _is_numeric_literal(e: ast.Expr) -> bool:
     return isinstance(e, (ast.IntLit, ast.FloatLit))
 
 
+def _if_ends_open(e: ast.Expr) -> bool:
+    """Whether ``e`` prints as an if-expression chain whose last link has no ``else`` (a
+    following ``else`` would bind to it). ``if (a) x else y`` as a then-branch needs no
+    parentheses, so nested if-types do not add a nesting level per if (issue 14)."""
+    while isinstance(e, ast.IfExpr):
+        if e.else_ is None:
+            return True
+        e = e.else_
+    return False
+
+
 def _is_type_prefix(e: ast.Expr) -> bool:
     return isinstance(e, (ast.ArrayType, ast.PointerType, ast.FnType))
 
@@ -656,8 +667,8 @@ class _Printer:
         node: ast.Expr | None = e
         while isinstance(node, ast.IfExpr):
             then = self.full(node.then)
-            if node.else_ is not None and isinstance(node.then, ast.IfExpr):
-                then = f"({then})"
+            if node.else_ is not None and _if_ends_open(node.then):
+                then = f"({then})"          # else the `else` would bind to the inner if
             links.append(f"if ({self.full(node.cond)}) {then}")
             node = node.else_
         if node is not None:
@@ -860,7 +871,14 @@ class _Printer:
             parts.append("comptime ")
         parts.append(f"{s.kind} {ident(s.name)}")
         if s.type is not None:
-            parts.append(f": {self._type_operand(s.type)}")
+            if isinstance(s.type, ast.IfExpr) and s.align is None and s.linksection is None \
+                    and s.linkname is None:
+                # Followed by `=` or `;`: a bare if-type reads back the same and does not
+                # add a nesting level (99 nested if-types must print within the parser's
+                # limit of 100).
+                parts.append(f": {self._expr(s.type)[0]}")
+            else:
+                parts.append(f": {self._type_operand(s.type)}")
         for word, val in (("align", s.align), ("linksection", s.linksection),
                           ("linkname", s.linkname)):
             if val is not None:

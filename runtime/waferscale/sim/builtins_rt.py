@@ -115,6 +115,9 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     if len(vals) != 1 + len(op.srcs):
         raise pe.error(f"@{e.name} takes {1 + len(op.srcs)} operands, got {len(vals)}", e)
     dest = D.resolve(pe, vals[0], e)
+    if isinstance(dest, D.Scalar):
+        raise pe.error(f"@{e.name} destination is a value of type '{vals[0].type}'; expected "
+                       "a DSD or a pointer", e.args[0])
     srcs = [D.resolve(pe, v, e) for v in vals[1:]]
     if "index" in cfg:
         for o in (dest, *srcs):

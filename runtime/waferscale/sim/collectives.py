@@ -91,6 +91,9 @@ def call(op: str):
                            f"{first.root}, count={first.count}) vs {op}(root={root}, "
                            f"count={count})", node)
         n = _size(sim, axis)
+        if isinstance(root, bool) or not isinstance(root, int):
+            raise pe.error(f"collectives_2d: {op} root must be an integer, found a value of "
+                           f"type '{args[0].type}'", node)
         if not 0 <= root < n:
             raise pe.error(f"collectives_2d: root {root} is outside the line of {n} PEs", node)
         if len(line.calls) == n:

@@ -142,6 +142,42 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
                       extents=extents, index_offset=_flag(f, "wavelet_index_offset"))
 
 
+MAX_EXTENT = 0xFFFF
+"""A DSD's extent field is a u16 (csl-language.md §4, source [DSD] /csl/language/dsds)."""
+MAX_DSD_ELEMENTS = 1 << 20
+"""Simulator limit on the elements of one mem4d DSD (the product of its u16 extents), so
+resolving it never allocates more than a few MB (docs/simulator.md)."""
+
+
+MAX_REACH = 1 << 24
+"""An offset or stride beyond this many elements cannot address a 48 KB PE memory
+(sdk-runtime-hardware.md §3.3); rejecting it keeps address arithmetic inside 32 bits on the
+compiled engine, so both paths report the same error."""
+
+
+def check_reach(pe, kind: str, offset: int, strides: list[int], node) -> None:
+    """A memory DSD's offset and strides (after its modifiers) against MAX_REACH; the
+    compiled engine's resolve (bindings/pe_engine.hpp) raises the same error."""
+    for what, n in [("offset", offset)] + [("stride", s) for s in strides]:
+        if abs(n) > MAX_REACH:
+            raise pe.error(f"{kind} {what} {n} reaches beyond the PE's memory", node)
+
+
+def check_extents(pe, kind: str, extents: list[int], node) -> None:
+    """Extents of a DSD about to be used by an op: each fits the u16 field and a mem4d's
+    element count stays under MAX_DSD_ELEMENTS. bindings/pe_engine.hpp (resolve) raises the
+    same errors on the compiled path."""
+    total = 1
+    for n in extents:
+        if not 0 <= n <= MAX_EXTENT:
+            raise pe.error(f"{kind} extent {n} does not fit the DSD's u16 extent field "
+                           f"(0..{MAX_EXTENT})", node)
+        total *= n
+    if total > MAX_DSD_ELEMENTS:
+        raise pe.error(f"{kind} has {total} elements, more than the simulator's limit of "
+                       f"{MAX_DSD_ELEMENTS} per DSD", node)
+
+
 def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
     p = v.v
@@ -150,12 +186,14 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     if not isinstance(p, DsdVal):
         return Scalar(v)
     d = describe(pe, p, node)
+    check_extents(pe, d.dsd_kind, d.extents if d.extents else [d.length], node)
     if p.kind == "fabin_dsd":
         return FabIn(d.queue, d.length, d.ut)
     if p.kind == "fabout_dsd":
         return FabOut(d.queue, d.color, d.length, d.ut)
     base, elem, offset, strides, extents = d.base, d.elem, d.offset, d.strides, d.extents
     assert elem is not None     # describe sets it for every memory DSD
+    check_reach(pe, d.dsd_kind, offset, strides[:len(extents)], node)
     ew = words_of(elem)
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew

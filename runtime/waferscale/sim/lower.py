@@ -324,6 +324,8 @@ class ProgramLowering:
             self.code[i][1] = target
 
     def const(self, bits: int) -> int:
+        if not -(1 << 63) <= bits < (1 << 63):     # the engine's constants are int64
+            raise _unsupported(f"the constant {bits} (wider than 64 bits)", None)
         k = self.const_index.get(bits)
         if k is None:
             k = self.const_index[bits] = len(self.consts)
@@ -1079,7 +1081,8 @@ class ProgramLowering:
                 self.emit(Op.PUSHK, self.const(addr))
             return Dyn(T.PointerT(t))
         r = self.expr(e.operand)
-        assert isinstance(r, Dyn)
+        if not isinstance(r, Dyn):              # e.g. -dsd: not an operator on values
+            raise _unsupported(f"'{e.op}' applied to a constant of type '{r.type}'", e)
         t = r.type
         if e.op == "!" and t == T.BOOL:
             self.emit(Op.NOT)
@@ -1281,6 +1284,8 @@ class ProgramLowering:
                 if isinstance(r, Val):
                     if T.is_hw_id(r.type) or isinstance(r.v, FnVal):
                         self.emit(Op.PUSHK, self.const(self.task_id(r, a)))
+                    elif not (T.is_int(r.type) or isinstance(r.type, T.PointerT)):
+                        raise _unsupported(f"a '{r.type}' argument of '{name}'", a)
                     else:
                         self.push(r, None, a)
                 elif not (isinstance(r.type, (T.IntT, T.PointerT)) or T.is_hw_id(r.type)):
@@ -1550,4 +1555,6 @@ class ProgramLowering:
         pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
         pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color, d.ut]
         assert len(pod) == self.dsd_words
+        if not all(-(1 << 31) <= int(x) < (1 << 31) for x in pod):   # the record is int32
+            raise _unsupported("a DSD with a field wider than 32 bits", node)
         return pod
