@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -46,6 +47,7 @@ import re
 import shutil
 import signal
 import sys
+from typing import cast
 import tempfile
 import threading
 import time
@@ -148,7 +150,8 @@ comptime {
 }
 """
 
-SIM_DSD_LAYOUT = """const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
+SIM_DSD_LAYOUT = """\
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
 layout {
   @set_rectangle(1, 1);
   @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0) });
@@ -398,7 +401,7 @@ class LayoutTarget(Target):
     def run(self, text: str, ctx: object) -> None:
         from waferscale.lang.cli import add_cslc_flags, options_from_args
         from waferscale.lang.layout import elaborate
-        kdir, name, flags = ctx  # type: ignore[misc]
+        kdir, name, flags = cast(tuple[Path, str, list[str]], ctx)
         work = self.workdir / "layout"
         if work.exists():
             shutil.rmtree(work)
@@ -436,7 +439,8 @@ class SimTarget(Target):
         from waferscale.lang.layout import CompileOptions, elaborate
         from waferscale.sim.device import SimulatorDevice
         from waferscale.sim.simulator import SimOptions
-        _name, files, params, target = ctx  # type: ignore[misc]
+        _name, files, params, target = cast(
+            tuple[str, dict[str, str], dict[str, int], str], ctx)
         work = self.workdir / "sim"
         if work.exists():
             shutil.rmtree(work)
@@ -510,7 +514,8 @@ def run_campaign(campaign: str, budget: int, seed: int, *, out: Path | None = No
         try:
             for _ in range(budget):
                 text, ctx = target.make(mutator)
-                outcome, site, detail = classify(lambda: target.run(text, ctx), time_limit_s)
+                outcome, site, detail = classify(functools.partial(target.run, text, ctx),
+                                                 time_limit_s)
                 rep.inputs += 1
                 if outcome == "ok":
                     rep.ok += 1

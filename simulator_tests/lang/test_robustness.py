@@ -28,9 +28,9 @@ def located(err: CslError, path: Path, line: int) -> str:
     return head
 
 
-def elaborate_guarded(path: Path, options: CompileOptions = CompileOptions()) -> CslError:
+def elaborate_guarded(path: Path, options: CompileOptions | None = None) -> CslError:
     with time_limit(GUARD_S), pytest.raises(CslError) as info:
-        elaborate(path, options)
+        elaborate(path, options or CompileOptions())
     return info.value
 
 
