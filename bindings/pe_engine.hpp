@@ -1710,9 +1710,17 @@ class Engine {
         }
         case kDStoreG: pe.dsd_vars[in.a] = c.dstack.back(); c.dstack.pop_back(); break;
         case kDMod: {
-          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar)
+          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar); b: node.
+          // A run-time offset increment or stride must fit its DSD field (builtins.py,
+          // _dsd_mutator: the same error); the length is checked when an op reads the DSD.
           const int64_t v = st.back().i;
           st.pop_back();
+          if (in.a == 0 && (v < -0x8000 || v > 0x7FFF))
+            throw EngineError{"@increment_dsd_offset argument " + std::to_string(v) +
+                                  " does not fit the DSD's i16 field (-32768..32767)", in.b};
+          if (in.a == 2 && (v < -0x80 || v > 0x7F))
+            throw EngineError{"@set_dsd_stride argument " + std::to_string(v) +
+                                  " does not fit the DSD's i8 field (-128..127)", in.b};
           Dsd& d = c.dstack.back();
           if (in.a == 0) d.offset += static_cast<int32_t>(v);
           else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); d.ndim = 1; }

@@ -213,12 +213,20 @@ def test_literal_mutator_arguments_in_run_time_code_are_compile_errors(
 
 
 @pytest.mark.parametrize("stmt, message", [
+    # A run-time mutator argument is checked against its DSD field when the mutator runs.
     ("var n: i32 = 2147483647; var d = @increment_dsd_offset(y_dsd, n, f32); @fmovs(d, d);",
-     "mem1d_dsd offset 2147483647 reaches beyond the PE's memory"),
+     "@increment_dsd_offset argument 2147483647 does not fit the DSD's i16 field "
+     "(-32768..32767)"),
     ("var n: i32 = 2000000000; var d = @set_dsd_stride(y_dsd, n); @fmovs(d, d);",
-     "mem1d_dsd stride 2000000000 reaches beyond the PE's memory"),
+     "@set_dsd_stride argument 2000000000 does not fit the DSD's i8 field (-128..127)"),
+    ("var n: i16 = -129; var d = @set_dsd_stride(y_dsd, n); @fmovs(d, d);",
+     "@set_dsd_stride argument -129 does not fit the DSD's i8 field (-128..127)"),
+    # Increments that each fit accumulate beyond any memory: the reach check at the op.
+    ("var d = y_dsd; var k: i16 = 0; while (k < 600) : (k += 1) "
+     "{ d = @increment_dsd_offset(d, 32000, f32); } @fmovs(d, d);",
+     "mem1d_dsd offset 19200000 reaches beyond the PE's memory"),
 ])
-def test_run_time_offsets_and_strides_beyond_memory_give_one_error_on_both_paths(
+def test_run_time_offsets_and_strides_beyond_their_fields_or_memory_give_one_error_on_both_paths(
         tmp_path: Path, engine: str, stmt: str, message: str) -> None:
     build(tmp_path, stmt)
     with pytest.raises(SimError) as info:

@@ -557,10 +557,16 @@ def _dsd_mutator(field_name: str, nargs: int):
         d = _dsd_arg(ip, a[0], e.args[0])
         rng = MUTATOR_RANGES.get(field_name)
         # At run time (the PE interpreter has .pe) the extent is checked when an op reads the
-        # DSD (sim/dsd.py:check_extents), as the compiled engine does.
-        if rng is not None and (getattr(ip, "pe", None) is None
-                                or a[1].type == T.COMPTIME_INT):
+        # DSD (sim/dsd.py:check_extents), as the compiled engine does; a run-time offset
+        # increment or stride against its field here (pe_engine.hpp, kDMod, the same error).
+        pe = getattr(ip, "pe", None)
+        if rng is not None and (pe is None or a[1].type == T.COMPTIME_INT):
             _check_dsd_int(ip, f"@{e.name} argument", a[1], *rng, e.args[1])
+        elif rng is not None and field_name != "length" and isinstance(a[1].v, int):
+            lo, hi, tname = rng
+            if not lo <= a[1].v <= hi:
+                raise pe.error(f"@{e.name} argument {a[1].v} does not fit the DSD's {tname} "
+                               f"field ({lo}..{hi})", e)
         return Val(a[0].type, DsdVal(d.kind, d.fields, d.mods + ((field_name, tuple(a[1:])),)))
     return fn
 

@@ -1376,7 +1376,7 @@ class ProgramLowering:
                     self.push(r, None, e)
             else:
                 self.value(e.args[1], ADDR_T)
-            self.emit(Op.DMOD, DMODS[n])
+            self.emit(Op.DMOD, DMODS[n], self.node(e))
             return Dyn(d.type)
         raise _unsupported(f"@{n} at run time", e)
 
