@@ -562,7 +562,8 @@ def _dsd_mutator(field_name: str, nargs: int):
         pe = getattr(ip, "pe", None)
         if rng is not None and (pe is None or a[1].type == T.COMPTIME_INT):
             _check_dsd_int(ip, f"@{e.name} argument", a[1], *rng, e.args[1])
-        elif rng is not None and field_name != "length" and isinstance(a[1].v, int):
+        elif rng is not None and field_name != "length" and isinstance(a[1].v, int) \
+                and pe is not None:
             lo, hi, tname = rng
             if not lo <= a[1].v <= hi:
                 raise pe.error(f"@{e.name} argument {a[1].v} does not fit the DSD's {tname} "
