@@ -19,28 +19,19 @@ the mean over PEs of (end - start) / repeats, in cycles.
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
 
-from waferscale.host.kernel_run import U_F16, to_memcpy_words
+from waferscale.host.kernel_run import U_F16, compile_params, host_args, to_memcpy_words
 from waferscale.kernels.base import mean_iteration_cycles
 from waferscale.kernels.meshgemm import meshgemm_reference, schedule
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations")
-    parser.add_argument("--repeats", type=int, default=2, help="timed iterations")
-    args = parser.parse_args()
-
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        params = json.load(json_file)["params"]
+    args = host_args(timed=(1, 2))
+    params = compile_params(args.name)
     P, Mt, Kt, Nt = (int(params[k]) for k in ("P", "Mt", "Kt", "Nt"))
     M, K, N = P * Mt, P * Kt, P * Nt
 

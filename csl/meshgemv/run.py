@@ -19,29 +19,19 @@ of its last one (three 16-bit words each, exported as tsc_start / tsc_end); the 
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import numpy as np
 
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
 
-from waferscale.host.kernel_run import U_F16, to_memcpy_words
+from waferscale.host.kernel_run import U_F16, compile_params, host_args, to_memcpy_words
 from waferscale.kernels.base import mean_iteration_cycles
 from waferscale.kernels.meshgemv import meshgemv_reference
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", help="the test compile output dir")
-    parser.add_argument("--cmaddr", help="IP:port for CS system")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations")
-    parser.add_argument("--repeats", type=int, default=10, help="timed iterations")
-    args = parser.parse_args()
-
-    with open(f"{args.name}/out.json", encoding="utf-8") as json_file:
-        compile_data = json.load(json_file)
-    params = compile_data["params"]
+    args = host_args(timed=(2, 10))
+    params = compile_params(args.name)
     P = int(params["P"])
     width = int(params.get("width", P))   # layout.csl's default is P
     Mt = int(params["Mt"])

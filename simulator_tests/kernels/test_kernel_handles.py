@@ -87,3 +87,27 @@ def test_bench_phases_break_down_the_last_pe(capsys):
         assert any(k.startswith("task:") for k in phases)
         assert any(k.startswith("dsd:@fmac") for k in phases)     # the MACs show up
         assert max(phases.values()) <= r["cycles"] + 16           # spans lie within the run
+
+
+def test_compile_cache_is_per_checkout(tmp_path, monkeypatch):
+    """The compile cache's outputs name their layout file, so an entry made from another
+    checkout of the same sources (since deleted) must not be reused."""
+    import shutil
+
+    from waferscale.kernels import base
+    from waferscale.sim.device import SimulatorDevice
+
+    src = base.find_csl_root()
+    outs = []
+    for k in range(2):
+        copy = tmp_path / f"checkout{k}" / "csl"
+        shutil.copytree(src, copy, ignore=shutil.ignore_patterns("out", "__pycache__"))
+        monkeypatch.setattr(base, "find_csl_root", lambda copy=copy: copy)
+        outs.append(base.compiled("gemv", "wse3", 2, 2,
+                                  {"P_c": 2, "P_r": 2, "M": 4, "N": 4, "fp16": 0}))
+        shutil.rmtree(copy)                  # the checkout goes away after its run
+    assert outs[0] != outs[1]
+    # The second entry still elaborates although the first checkout is gone.
+    copy = tmp_path / "checkout1" / "csl"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("out", "__pycache__"))
+    SimulatorDevice.from_output_dir(outs[1])

@@ -46,12 +46,18 @@ def signed_magnitudes(rng: np.random.Generator, shape: tuple[int, ...]) -> np.nd
     return sign * rng.uniform(1.0 / 16.0, 1.0, size=shape)
 
 
-def host_args(argv: list[str] | None = None) -> argparse.Namespace:
+def host_args(argv: list[str] | None = None,
+              timed: tuple[int, int] | None = None) -> argparse.Namespace:
     """The SDK examples' command line: ``--name`` (the compile output directory) and
-    ``--cmaddr`` (IP:port of a CS system; absent for a simulator)."""
+    ``--cmaddr`` (IP:port of a CS system; absent for a simulator). ``timed``: also
+    ``--warmup`` and ``--repeats`` with these defaults, for kernels timed by WaferLLM's
+    protocol (warmup, then timed iterations back to back)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", help="the test compile output dir")
     parser.add_argument("--cmaddr", help="IP:port for CS system")
+    if timed is not None:
+        parser.add_argument("--warmup", type=int, default=timed[0], help="untimed iterations")
+        parser.add_argument("--repeats", type=int, default=timed[1], help="timed iterations")
     return parser.parse_args(argv)
 
 

@@ -42,6 +42,9 @@ def compiled(name: str, arch: str, width: int, height: int, params: dict[str, An
     # Every .csl of the kernel tree: kernels import each other (rmsnorm uses allreduce), along
     # the import path root (cslc --import-path, as in their commands_*.sh).
     root = src.parent
+    # The output records the layout's path (to re-elaborate it), so the cache is per checkout:
+    # another clone's entry, or a deleted one's, must not be reused.
+    digest.update(str(root.resolve()).encode())
     for f in sorted(root.rglob("*.csl")):
         digest.update(str(f.relative_to(root)).encode())
         digest.update(f.read_bytes())
