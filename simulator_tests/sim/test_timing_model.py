@@ -47,9 +47,9 @@ def simd(op: str, arch: str) -> int:
     return DSD_OPS[op].simd[0 if arch == "wse2" else 1]
 
 
-def device(name: str, arch: str, engine: str, **params) -> SimulatorDevice:
+def device(name: str, arch: str, engine: str, west_buf: int = 0, **params) -> SimulatorDevice:
     opts = CompileOptions(arch=arch, params=tuple((k, str(v)) for k, v in params.items()),
-                          memcpy=True, channels=1)
+                          memcpy=True, channels=1, width_west_buf=west_buf)
     return SimulatorDevice(elaborate(PROGRAMS / name / "layout.csl", opts),
                            SimOptions(engine=engine))
 
@@ -236,10 +236,7 @@ def test_gemv_cycles_grow_with_the_grid_side():
 
 
 def late_stream(arch: str, engine: str, N: int, west_buf: int) -> SimulatorDevice:
-    opts = CompileOptions(arch=arch, params=(("N", str(N)), ("h2d_id", "4")), memcpy=True,
-                          channels=1, width_west_buf=west_buf)
-    return SimulatorDevice(elaborate(PROGRAMS / "stream_late" / "layout.csl", opts),
-                           SimOptions(engine=engine))
+    return device("stream_late", arch, engine, west_buf, N=N, h2d_id=4)
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -134,9 +134,9 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
             raise pe.error(f"@{e.name}: operand {k} has {o.length} element(s), fewer than the "
                            f"op's {n}", e)
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
-    for o, t in zip([dest, *srcs], [op.dest, *op.srcs]):
+    for o in [dest, *srcs]:
         if isinstance(o, D.MemOperand):
-            limit = stride_simd(D.element_stride(o, words_of(o.elem or t)))
+            limit = stride_simd(D.element_stride(o, words_of(o.elem)))
             if limit is not None:
                 simd = min(simd, limit)
     timing = pe.sim.timing
@@ -185,13 +185,8 @@ def _complete(pe, cfg: dict[str, Val], node) -> None:
     """An op's .activate / .unblock, at the time it finished (pe.signal)."""
     for key in ("activate", "unblock"):
         if key in cfg:
-            tid = _task_id(pe, cfg[key], node)
-            if _is_async(cfg):
-                pe.signal(tid, unblock=key == "unblock")
-            elif key == "unblock":
-                pe.blocked.discard(tid)
-            else:
-                pe.active.add(tid)
+            pe.signal(_task_id(pe, cfg[key], node), unblock=key == "unblock",
+                      timed=_is_async(cfg))
 
 
 def _map(ip, e: A.BuiltinCall, s) -> Val:

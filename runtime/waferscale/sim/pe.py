@@ -532,11 +532,12 @@ class PE:
         ctx.after = prev
         ctx.wait, ctx.wait_desc = (lambda: prev.done), desc
 
-    def signal(self, tid: int, unblock: bool) -> None:
-        """Activate (or unblock) task ``tid`` at this context's time: at once when the global
-        clock has reached it, else once it does (an async op that ran ahead must not start
-        a task before it finished)."""
-        if self.time > self.sim.cycle:
+    def signal(self, tid: int, unblock: bool, timed: bool) -> None:
+        """Activate (or unblock) task ``tid``. ``timed`` (an async op's completion): at this
+        context's time, i.e. at once when the global clock has reached it, else once it does
+        (an async op that ran ahead must not start a task before it finished). Otherwise at
+        once: a synchronous op's task only runs after the task that issued it anyway."""
+        if timed and self.time > self.sim.cycle:
             self.timed_activations.append((self.time, tid, unblock))
         elif unblock:
             self.blocked.discard(tid)
