@@ -1,0 +1,1 @@
+"""Placement of a Llama model on the wafer: region geometry, the planner, host-side packing."""
