@@ -1,0 +1,294 @@
+"""The decode engine: a Llama model compiled, loaded and driven on the simulated wafer.
+
+::
+
+    engine = Engine.load(model_path, fabric="wse3", arch="wse3", context=1024)
+    for token in engine.generate(prompt_ids, max_new_tokens=32, stop_ids=tok.stop_ids):
+        ...
+    snap = engine.kv.save()          # the sequence's KV cache on the host, exact
+    engine.kv.restore(snap)          # ... and back, e.g. after another sequence ran
+    engine.stats[-1]                 # the last step's cycles by phase, host I/O, wall time
+
+Per step (docs/decode-runtime.md): one ``memcpy_h2d`` of the token's embedding row (f32 of
+the f16-rounded row) into layer 0's home row, one ``launch("step", pos)``, one
+``memcpy_d2h`` of the token id from the head region. Everything between runs on the fabric.
+With ``profile`` on (the default) the host also reads each region's stage timestamps after
+the step to split its cycles by phase (:mod:`waferscale.decode.program`); those reads are
+not counted as the step's host I/O.
+
+Prompt processing runs on the wafer token by token (``prefill="wafer"``), or the
+wafer-numerics reference computes the prompt's KV on the host and it is restored onto the
+wafer (``prefill="host"``); both give the same cache bit for bit, hence the same tokens.
+
+Limits: every layer is resident (weight streaming is not implemented: a plan with streamed
+layers is refused with a clear error); one sequence at a time on the wafer (others wait as
+:class:`~waferscale.kv.KVSnapshot` on the host).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from waferscale.decode.program import (
+    PHASES,
+    STAGES,
+    compile_program,
+    phase_cycles,
+    program_rows,
+)
+from waferscale.host import MemcpyDataType, MemcpyOrder
+from waferscale.kv import WaferKV
+from waferscale.plan.geometry import LayerGrid
+
+log = logging.getLogger(__name__)
+
+Prefill = Literal["wafer", "host"]
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """One decode step on the simulated wafer.
+
+    Attributes:
+        pos: the token's position.
+        launch_cycles: simulated cycles from the launch until every PE finished the step.
+        host_io_cycles: simulated cycles of the step's two memcpy commands (embedding row in,
+            token id out) under the simulator's memcpy model.
+        phases: cycles per phase (:data:`~waferscale.decode.program.PHASES`), summed over the
+            regions along the step's critical path (each region's home PE); empty when the
+            engine does not profile.
+        wall_seconds: host wall time of the step (simulation included).
+    """
+
+    pos: int
+    launch_cycles: int
+    host_io_cycles: int
+    phases: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+class Engine:
+    """A model on the simulated wafer. Build with :meth:`load`."""
+
+    def __init__(self, *, config: Any, grid: LayerGrid, arch: str, runtime: Any, device: Any,
+                 embedding: np.ndarray, tokenizer: Any = None, wafer_weights: Any = None,
+                 out_dir: Path | None = None, profile: bool = True) -> None:
+        self.config = config
+        self.grid = grid
+        self.arch = arch
+        self.runtime = runtime
+        self.device = device
+        self.embedding = embedding          # (vocab, d) uint16 f16 bits
+        self.tokenizer = tokenizer
+        self.wafer_weights = wafer_weights  # for prefill="host"
+        self.out_dir = out_dir
+        self.profile = profile
+        self.kv = WaferKV(runtime, grid)
+        self.stats: list[StepStats] = []
+
+    # ---- construction ----
+    @classmethod
+    def load(cls, model: str | Path | None = None, *, grid: LayerGrid | None = None,
+             fabric: str = "wse3", arch: str = "wse3", context: int | None = None,
+             progress: bool | None = None, profile: bool = True) -> Engine:
+        """Load a GGUF model (default: the embedded SmolLM2-135M-Instruct), plan it on
+        ``fabric`` (or use ``grid``), compile the decode program, and copy the weights on.
+
+        Raises:
+            waferscale.plan.planner.PlanError: the model does not fit as asked.
+            NotImplementedError: the plan streams layers (not implemented yet).
+        """
+        from waferscale.model.gguf_loader import load_model
+        from waferscale.plan.pack import load_packed, wafer_weights
+
+        loaded = load_model(model, progress=progress)
+        if grid is None:
+            grid = _plan_grid(loaded.config, fabric, arch, context)
+        packed = load_packed(loaded.path, grid)
+        return cls.from_packed(packed, arch=arch, tokenizer=loaded.tokenizer,
+                               wafer_weights=wafer_weights(loaded.weights), progress=progress,
+                               profile=profile)
+
+    @classmethod
+    def from_packed(cls, packed: Any, *, arch: str = "wse3", tokenizer: Any = None,
+                    wafer_weights: Any = None, progress: bool | None = None,
+                    profile: bool = True) -> Engine:
+        """Compile the program for ``packed.grid`` and copy ``packed``'s tiles on."""
+        from waferscale.kernels.base import Run
+
+        grid = packed.grid
+        t0 = time.perf_counter()
+        out_dir = compile_program(grid, arch)
+        t1 = time.perf_counter()
+        run = Run.start(out_dir)
+        engine = cls(config=grid.config, grid=grid, arch=arch, runtime=run.runtime,
+                     device=run.device, embedding=packed.embedding, tokenizer=tokenizer,
+                     wafer_weights=wafer_weights, out_dir=out_dir, profile=profile)
+        engine._upload(packed, progress)
+        log.info("decode program: compile %.1f s, load + weights %.1f s",
+                 t1 - t0, time.perf_counter() - t1)
+        return engine
+
+    def _upload(self, packed: Any, progress: bool | None) -> None:
+        g, c = self.grid, self.config
+        H, W, n_kv = g.H, g.W, c.n_kv_heads
+        jobs: list[tuple[str, np.ndarray, int, int, int]] = []   # name, array, y0, h, ...
+        for layer in range(c.n_layers):
+            y0 = layer * H
+            jobs += [("w_qkv", packed.qkv[layer], y0, n_kv, 16),
+                     ("w_o", packed.o[layer], y0, n_kv, 16),
+                     ("w_gu", packed.gate_up[layer], y0, H, 16),
+                     ("w_down", packed.down[layer], y0, H, 16),
+                     ("g_attn", packed.attn_norm[layer][None], y0, 1, 32),
+                     ("g_ffn", packed.ffn_norm[layer][None], y0, 1, 32)]
+        y_head = c.n_layers * H
+        jobs += [("w_head", packed.head, y_head, g.H_head, 16),
+                 ("g_out", packed.output_norm[None], y_head, 1, 32)]
+        from waferscale.progress import progress as progress_bar
+        for name, arr, y0, h, bits in progress_bar(jobs, desc="weights to the wafer",
+                                                    unit="copy", enabled=progress):
+            self._put(name, arr, 0, y0, W, h, bits)
+        # RoPE inverse frequencies on every attention row's home column.
+        d = c.head_dim
+        inv = (c.rope_base ** (-np.arange(0, d, 2, dtype=np.float64) / d)).astype(np.float32)
+        for layer in range(c.n_layers):
+            self._put("inv_freq", np.tile(inv, (n_kv, 1, 1)), g.root_x, layer * H, 1, n_kv, 32)
+
+    def _put(self, name: str, arr: np.ndarray, x: int, y: int, w: int, h: int,
+             bits: int) -> None:
+        n = arr.shape[-1]
+        if bits == 16:
+            words = np.ascontiguousarray(arr).reshape(-1).astype(np.uint32)
+            dt = MemcpyDataType.MEMCPY_16BIT
+        else:
+            words = np.ascontiguousarray(arr, dtype=np.float32).reshape(-1)
+            dt = MemcpyDataType.MEMCPY_32BIT
+        self.runtime.memcpy_h2d(self.runtime.get_id(name), words, x, y, w, h, n,
+                                streaming=False, order=MemcpyOrder.ROW_MAJOR, data_type=dt,
+                                nonblock=False)
+
+    # ---- one step ----
+    @property
+    def cycle(self) -> int:
+        return int(self.device.sim.cycle)
+
+    def step(self, token: int, *, read_token: bool = True) -> int | None:
+        """Run ``token`` at the next position; returns the next token (greedy) or ``None``
+        without ``read_token`` (prompt tokens whose successor is known)."""
+        if not 0 <= token < self.config.vocab_size:
+            raise ValueError(f"token id {token} outside the vocabulary 0..{self.config.vocab_size - 1}")
+        pos = self.kv.reserve(1)
+        w0 = time.perf_counter()
+        c0 = self.cycle
+        self._put("x", self._row_form(token)[None], 0, 0, self.grid.W, 1, 32)
+        c1 = self.cycle
+        self.runtime.launch("step", np.uint16(pos), nonblock=False)
+        c2 = self.cycle
+        nxt = None
+        if read_token:
+            out = np.zeros(1, np.uint32)
+            self.runtime.memcpy_d2h(out, self.runtime.get_id("tok"), self.grid.root_x,
+                                    program_rows(self.grid) - self.grid.H_head, 1, 1, 1,
+                                    streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                                    data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
+            nxt = int(out[0])
+        c3 = self.cycle
+        phases = self._phases() if self.profile else {}
+        self.stats.append(StepStats(pos=pos, launch_cycles=c2 - c1,
+                                    host_io_cycles=(c1 - c0) + (c3 - c2), phases=phases,
+                                    wall_seconds=time.perf_counter() - w0))
+        return nxt
+
+    def _row_form(self, token: int) -> np.ndarray:
+        row = self.embedding[token].view(np.float16).astype(np.float32)
+        g = self.grid
+        out = np.zeros((g.W, _dmax(g)), np.float32)
+        for c in range(g.W):
+            b = row[g.col_block(c)]
+            out[c, :b.size] = b
+        return out
+
+    def _phases(self) -> dict[str, int]:
+        """Read every region's stage timestamps and sum the cycles per phase."""
+        g = self.grid
+        n = 3 * (len(STAGES) + 1)
+        total = dict.fromkeys(PHASES, 0)
+        for region in range(self.config.n_layers + 1):
+            words = np.zeros(n, np.uint32)
+            self.runtime.memcpy_d2h(words, self.runtime.get_id("tsc"), g.root_x, region * g.H,
+                                    1, 1, n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                                    data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
+            w = (words & 0xFFFF).astype(np.int64).reshape(-1, 3)
+            stamps = w[:, 0] | (w[:, 1] << 16) | (w[:, 2] << 32)
+            for k, v in phase_cycles(stamps, head=region == self.config.n_layers).items():
+                total[k] += v
+        return total
+
+    # ---- sequences ----
+    def prefill(self, prompt_ids: Sequence[int], *, mode: Prefill = "wafer") -> int:
+        """Process a prompt on an empty cache; returns the first generated token."""
+        if not prompt_ids:
+            raise ValueError("the prompt has no tokens")
+        self.kv.reset()
+        if len(prompt_ids) > self.kv.capacity:
+            self.kv.reserve(len(prompt_ids))   # raises KVCacheFull with the numbers
+        if mode == "host":
+            self._prefill_host(prompt_ids[:-1])
+        else:
+            for t in prompt_ids[:-1]:
+                self.step(t, read_token=False)
+        nxt = self.step(prompt_ids[-1])
+        assert nxt is not None
+        return nxt
+
+    def _prefill_host(self, ids: Sequence[int]) -> None:
+        from waferscale.decode.numerics import WaferNumerics
+        from waferscale.kv import KVSnapshot
+        if self.wafer_weights is None:
+            raise ValueError("prefill='host' needs the engine's wafer weights (Engine.load)")
+        ref = WaferNumerics(self.config, self.wafer_weights, self.grid)
+        cache = ref.new_cache()
+        for pos, t in enumerate(ids):
+            ref.step(t, pos, cache)
+        n = len(ids)
+        self.kv.restore(KVSnapshot(np.ascontiguousarray(cache.k[:, :, :n]),
+                                   np.ascontiguousarray(cache.v[:, :, :n]), n))
+
+    def generate(self, prompt_ids: Sequence[int], max_new_tokens: int, *,
+                 stop_ids: Iterable[int] = (), prefill: Prefill = "wafer") -> Iterator[int]:
+        """Greedy decoding; yields each new token as it is produced (a stop token is yielded
+        and ends the stream). The cache must hold the prompt plus the new tokens."""
+        stops = set(stop_ids)
+        if max_new_tokens <= 0:
+            return
+        token = self.prefill(prompt_ids, mode=prefill)
+        produced = 1
+        yield token
+        while token not in stops and produced < max_new_tokens:
+            nxt = self.step(token)
+            assert nxt is not None
+            token = nxt
+            produced += 1
+            yield token
+
+
+def _dmax(grid: LayerGrid) -> int:
+    from waferscale.plan.geometry import block_len
+    return block_len(grid.config.hidden_size, grid.W, 0)
+
+
+def _plan_grid(config: Any, fabric: str, arch: str, context: int | None) -> LayerGrid:
+    from waferscale.plan.planner import plan_model
+    plan = plan_model(config, fabric=fabric, arch=arch, context=context)
+    if plan.streamed_layers:
+        raise NotImplementedError(
+            f"this plan streams {len(plan.streamed_layers)} layers; weight streaming is not "
+            "implemented in the decode engine yet (use a fabric that holds every layer)")
+    return plan.grid
