@@ -90,6 +90,7 @@ class Engine:
         self.wafer_weights = wafer_weights  # for prefill="host"
         self.out_dir = out_dir
         self.profile = profile
+        self.model_path: Path | None = None  # where the weights come from (prefill="host")
         self.kv = WaferKV(runtime, grid)
         self.stats: list[StepStats] = []
 
@@ -105,16 +106,18 @@ class Engine:
             waferscale.plan.planner.PlanError: the model does not fit as asked.
             NotImplementedError: the plan streams layers (not implemented yet).
         """
-        from waferscale.model.gguf_loader import load_model
-        from waferscale.plan.pack import load_packed, wafer_weights
+        from waferscale.model.gguf_loader import load_config, load_tokenizer, resolve_model_path
+        from waferscale.plan.pack import load_packed
 
-        loaded = load_model(model, progress=progress)
+        path = resolve_model_path(model)
+        config = load_config(path)
         if grid is None:
-            grid = _plan_grid(loaded.config, fabric, arch, context)
-        packed = load_packed(loaded.path, grid)
-        return cls.from_packed(packed, arch=arch, tokenizer=loaded.tokenizer,
-                               wafer_weights=wafer_weights(loaded.weights), progress=progress,
-                               profile=profile)
+            grid = _plan_grid(config, fabric, arch, context)
+        packed = load_packed(path, grid)
+        engine = cls.from_packed(packed, arch=arch, tokenizer=load_tokenizer(path),
+                                 progress=progress, profile=profile)
+        engine.model_path = path
+        return engine
 
     @classmethod
     def from_packed(cls, packed: Any, *, arch: str = "wse3", tokenizer: Any = None,
@@ -252,7 +255,12 @@ class Engine:
         from waferscale.decode.numerics import WaferNumerics
         from waferscale.kv import KVSnapshot
         if self.wafer_weights is None:
-            raise ValueError("prefill='host' needs the engine's wafer weights (Engine.load)")
+            if self.model_path is None:
+                raise ValueError("prefill='host' needs the model's weights: pass "
+                                 "wafer_weights to Engine.from_packed, or use Engine.load")
+            from waferscale.model.gguf_loader import load_model
+            from waferscale.plan.pack import wafer_weights
+            self.wafer_weights = wafer_weights(load_model(self.model_path).weights)
         ref = WaferNumerics(self.config, self.wafer_weights, self.grid)
         cache = ref.new_cache()
         for pos, t in enumerate(ids):

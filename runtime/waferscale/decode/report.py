@@ -1,0 +1,72 @@
+"""The per-token report of a decode on the simulated wafer (``generate --backend sim``).
+
+Cycles are simulated cycles of the simulator's timing model (docs/timing-model.md: costs
+calibrated against WaferLLM's WSE-3 measurements). Per phase they are the time each region's
+home PE spends in the phase's stages, summed over the regions: the step's critical path runs
+through every region in turn, so the phases add up to the step (up to the few cycles before
+layer 0's home PE starts). Host I/O is the two memcpy commands per step under the
+simulator's memcpy model (a fixed command overhead plus the words at the channels' rate);
+modeled tokens/s are given for the device alone and with the host I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from waferscale.decode.engine import StepStats
+from waferscale.decode.program import PHASES, program_rows
+
+#: Clocks the report converts cycles at: the simulator's default and WSE-3's reported peak.
+CLOCKS_MHZ = (850.0, 1100.0)
+
+_LABELS = {
+    "attention": "attention (scores, softmax, V)",
+    "gemv": "GEMVs (QKV, O, gate/up, down)",
+    "norm": "RMSNorm (sum of squares, row reduction)",
+    "elementwise": "elementwise (RoPE, SwiGLU, residual)",
+    "link": "layer-to-layer links",
+    "lm_head": "LM head",
+    "argmax": "argmax",
+}
+
+
+def mean_phases(stats: Sequence[StepStats]) -> dict[str, float]:
+    """Mean cycles per phase over ``stats`` (which must all be profiled)."""
+    n = max(len(stats), 1)
+    return {p: sum(s.phases.get(p, 0) for s in stats) / n for p in PHASES}
+
+
+def step_report(engine: Any, stats: Sequence[StepStats], *, prompt_tokens: int,
+                load_seconds: float, total_seconds: float) -> str:
+    """Text table: cycles per generated token by phase, modeled tok/s, wall time."""
+    g = engine.grid
+    lines = [f"simulated {engine.arch.upper()}: {g.config.n_layers} layers on a {g.W} x "
+             f"{program_rows(g)} PE rectangle (layer regions {g.W} x {g.H}, head region "
+             f"{g.W} x {g.H_head}), every layer resident; KV capacity {g.kv_capacity} "
+             f"tokens"]
+    if not stats:
+        return "\n".join(lines)
+    n = len(stats)
+    launch = sum(s.launch_cycles for s in stats) / n
+    host = sum(s.host_io_cycles for s in stats) / n
+    lines.append(f"cycles per generated token (mean of {n} steps, simulated):")
+    if stats[0].phases:
+        ph = mean_phases(stats)
+        for p in PHASES:
+            share = 100.0 * ph[p] / launch if launch else 0.0
+            lines.append(f"  {_LABELS[p]:<42} {ph[p]:>12,.0f}  {share:5.1f}%")
+    lines.append(f"  {'weight streaming':<42} {0:>12,}    (every layer resident)")
+    lines.append(f"  {'device total (launch to last PE done)':<42} {launch:>12,.0f}")
+    lines.append(f"  {'host I/O (embedding in, token id out)':<42} {host:>12,.0f}")
+    rates = []
+    for mhz in CLOCKS_MHZ:
+        dev = mhz * 1e6 / launch if launch else 0.0
+        tot = mhz * 1e6 / (launch + host) if launch + host else 0.0
+        rates.append(f"{dev:,.0f} tok/s device only, {tot:,.0f} with host I/O at "
+                     f"{mhz / 1000:g} GHz")
+    lines.append("modeled: " + "; ".join(rates))
+    wall = sum(s.wall_seconds for s in stats) / n
+    lines.append(f"wall: load {load_seconds:.1f} s, prompt {prompt_tokens} tokens + "
+                 f"{n} new in {total_seconds:.1f} s, {wall:.2f} s per generated token")
+    return "\n".join(lines)
