@@ -84,6 +84,11 @@ def math_scalar_f32(name: str, x: float) -> float:
 
 
 _MAX32 = float(np.finfo(F32).max)
+#: The vectorised float64 exp of :func:`math_f32` and how close (relative) to an f32 rounding
+#: boundary its result must come to be redone with libm (module attributes so that a test can
+#: check the repair with a deliberately worse exp).
+_EXP64: Callable[[np.ndarray], np.ndarray] = np.exp
+_NEAR = 2.0 ** -40
 
 
 def math_f32(name: str, x: np.ndarray) -> np.ndarray:
@@ -102,12 +107,12 @@ def math_f32(name: str, x: np.ndarray) -> np.ndarray:
         return np.array(flat, dtype=F32).reshape(x.shape)
     x64 = x.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        y = np.exp(x64)
+        y = _EXP64(x64)
         r = y.astype(F32)
         r64 = r.astype(np.float64)
         lo = np.nextafter(r, F32(-np.inf)).astype(np.float64)
         hi = np.nextafter(r, F32(np.inf)).astype(np.float64)
-        tol = np.abs(y) * 2.0 ** -40
+        tol = np.abs(y) * _NEAR
         near = (np.abs(y - (r64 + lo) * 0.5) <= tol) | (np.abs(y - (r64 + hi) * 0.5) <= tol)
     # exp(-inf) = 0 and exp(inf) = inf agree; a NaN input gives inf in the simulator.
     redo = near | np.isnan(x) | (np.isinf(r) & np.isfinite(x)) | (np.abs(r64) == _MAX32)
@@ -204,8 +209,10 @@ def gemv_col_form(wb: np.ndarray, x: np.ndarray) -> np.ndarray:
     return chain_reduce(sequential_partials(wb, xb), 0, axis=-2)
 
 
-def rmsnorm_row_form(x: np.ndarray, gain: np.ndarray, eps: float, W: int) -> np.ndarray:
-    """RMSNorm of row-form ``x (..., d)`` f32 over ``W`` columns; returns ``xn`` f16.
+def rmsnorm_row_form(x: np.ndarray, gain: np.ndarray, eps: float, W: int, *,
+                     f16: bool = True) -> np.ndarray:
+    """RMSNorm of row-form ``x (..., d)`` f32 over ``W`` columns; returns ``xn`` f16 (with
+    ``f16=False`` the f32 value before that last rounding, for tests).
 
     Per PE ``ss = ss + x[i] * x[i]`` in index order, reduced to ``root_x``;
     ``r = invsqrt(ss * f32(1/d) + f32(eps))``; ``xn = f16((x * r) * gain)``.
@@ -218,7 +225,8 @@ def rmsnorm_row_form(x: np.ndarray, gain: np.ndarray, eps: float, W: int) -> np.
     tot = chain_reduce(ss, (W - 1) // 2, axis=-1)
     arg = tot * F32(1.0 / d) + F32(eps)
     r = math_f32("invsqrt", arg)
-    return ((x * r[..., None]) * gain).astype(F16)
+    y = (x * r[..., None]) * gain
+    return y.astype(F16) if f16 else y
 
 
 def rope_cos_sin(pos: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +248,7 @@ def rope(v: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 
 
 def attention(q: np.ndarray, k_slots: np.ndarray, v_slots: np.ndarray, pos: np.ndarray,
-              W: int) -> np.ndarray:
+              W: int, *, f16: bool = True) -> np.ndarray:
     """Attention of the query heads of every KV group over the round-robin slots.
 
     Args:
@@ -254,7 +262,7 @@ def attention(q: np.ndarray, k_slots: np.ndarray, v_slots: np.ndarray, pos: np.n
     Per head: ``s_t = (sum_j q_j k_tj) * f32(1/sqrt(d))`` (ascending ``j``), ``max`` over the
     token's positions, ``p_t = exp_f32(s_t - max)``, per PE ``l = sum p_t`` and ``o_j = sum
     p_t v_tj`` over its slots in ascending order, both chain-reduced to ``root_x``,
-    ``out = o * (1 / l)``. Returns ``(T, n_kv, G, d)`` f16.
+    ``out = o * (1 / l)``. Returns ``(T, n_kv, G, d)`` f16 (``f16=False``: f32 ``out``).
     """
     d = q.shape[-1]
     n_kv, S = k_slots.shape[:2]
@@ -275,14 +283,17 @@ def attention(q: np.ndarray, k_slots: np.ndarray, v_slots: np.ndarray, pos: np.n
     root = (W - 1) // 2
     lr = chain_reduce(lsum, root, axis=-1)
     orr = chain_reduce(osum, root, axis=-2)
-    return (orr * (F32(1.0) / lr)[..., None]).astype(F16)
+    out = orr * (F32(1.0) / lr)[..., None]
+    return out.astype(F16) if f16 else out
 
 
-def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """``f16((gate / (1 + exp_f32(-gate))) * up)``, every operation in f32."""
+def swiglu(gate: np.ndarray, up: np.ndarray, *, f16: bool = True) -> np.ndarray:
+    """``f16((gate / (1 + exp_f32(-gate))) * up)``, every operation in f32 (``f16=False``:
+    the f32 value before the last rounding)."""
     with np.errstate(over="ignore"):
         den = F32(1.0) + math_f32("exp", -gate)
-        return ((gate / den) * up).astype(F16)
+        y = (gate / den) * up
+    return y.astype(F16) if f16 else y
 
 
 def argmax_first(logits: np.ndarray) -> np.ndarray:
