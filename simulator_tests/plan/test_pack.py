@@ -344,6 +344,21 @@ def test_a_half_written_entry_is_never_visible(tiny_model: tuple[Path, LayerGrid
     assert P.load_packed(path, grid).source == "built"
 
 
+def test_stale_temporaries_are_removed(tiny_model: tuple[Path, LayerGrid]) -> None:
+    path, grid = tiny_model
+    sha = P.model_hash(path)
+    root = P.cache_root()
+    name = P.entry_name(sha, grid)
+    old_tmp, new_tmp = root / f"{name}.tmp-dead", root / f"{name}.tmp-writing"
+    for d in (old_tmp, new_tmp):
+        d.mkdir(parents=True)
+        (d / "qkv.npy").write_bytes(b"partial")
+    hours_ago = os.stat(old_tmp).st_mtime - 2 * P.STALE_TEMPORARY_SECONDS
+    os.utime(old_tmp, (hours_ago, hours_ago))
+    assert P.load_packed(path, grid).source == "built"
+    assert not old_tmp.exists() and new_tmp.exists()   # a live writer's directory is kept
+
+
 def test_a_config_mismatch_is_an_error(tiny_model: tuple[Path, LayerGrid]) -> None:
     path, grid = tiny_model
     other = LayerGrid(replace(grid.config, rms_eps=1e-6), W=grid.W, H=grid.H, H_head=grid.H_head,

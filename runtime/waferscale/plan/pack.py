@@ -17,7 +17,9 @@ Protocol (docs/decode-runtime.md, "Host-side packing"):
   Entries are directories of ``.npy`` files plus a ``manifest.json`` holding every file's
   shape, dtype and CRC-32; they are written to a temporary directory and renamed into place
   (atomic), loaded with ``mmap_mode="r"`` and verified against the manifest (a truncated,
-  altered or half-written entry is logged, deleted and rebuilt, never used).
+  altered or half-written entry is logged, deleted and rebuilt, never used). Files are not
+  fsynced: after a crash of the machine the CRC-32 is what catches a torn entry. Temporary
+  directories of killed processes are removed after an hour.
 
 Memory layout trick: the f16 matrices of :class:`WaferLayer` are ``(out, in)`` arrays stored
 in Fortran order (they are transposes of C-contiguous ``(in, out)`` arrays), so a tile's
@@ -453,6 +455,7 @@ def save_packed(packed: PackedModel, directory: Path) -> None:
     If ``directory`` already exists (another process won the race) it is left as is.
     """
     directory.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(directory)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=directory.name + ".tmp-"))
     try:
         files: dict[str, Any] = {}
@@ -474,6 +477,22 @@ def save_packed(packed: PackedModel, directory: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: A temporary entry directory older than this (seconds) belongs to a process that died.
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete ``<entry>.tmp-*`` / ``<entry>.bad-*`` directories left by killed processes."""
+    now = time.time()
+    for prefix in (".tmp-", ".bad-"):
+        for leftover in directory.parent.glob(directory.name + prefix + "*"):
+            try:
+                if now - leftover.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except OSError:
+                pass
 
 
 class CacheEntryError(Exception):
