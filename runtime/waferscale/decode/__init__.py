@@ -1,0 +1,1 @@
+"""The decode path on the wafer: the wafer-numerics NumPy reference (``numerics``)."""
