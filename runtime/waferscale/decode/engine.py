@@ -167,6 +167,7 @@ class Engine:
     def _put(self, name: str, arr: np.ndarray, x: int, y: int, w: int, h: int,
              bits: int) -> None:
         n = arr.shape[-1]
+        words: np.ndarray
         if bits == 16:
             words = np.ascontiguousarray(arr).reshape(-1).astype(np.uint32)
             dt = MemcpyDataType.MEMCPY_16BIT
@@ -186,7 +187,8 @@ class Engine:
         """Run ``token`` at the next position; returns the next token (greedy) or ``None``
         without ``read_token`` (prompt tokens whose successor is known)."""
         if not 0 <= token < self.config.vocab_size:
-            raise ValueError(f"token id {token} outside the vocabulary 0..{self.config.vocab_size - 1}")
+            raise ValueError(f"token id {token} outside the vocabulary "
+                             f"0..{self.config.vocab_size - 1}")
         pos = self.kv.reserve(1)
         w0 = time.perf_counter()
         c0 = self.cycle

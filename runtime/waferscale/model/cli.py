@@ -15,9 +15,9 @@ planned on ``--fabric``, compiled, weights copied on; the prompt processed on th
 token, or with ``--prefill host`` by the wafer-numerics reference whose KV cache is restored
 onto the wafer) and, after the text, prints the simulated cycles per token by phase, the
 modeled tokens/s at 850 MHz and 1.1 GHz and the wall seconds per token. ``--trace FILE``
-writes every step's statistics as JSON lines. ``--chat`` wraps the prompt in the model's ChatML template (with the template's default system
-message unless ``--system`` is given). Generation stops at an end-of-turn/end-of-text token or
-after ``--max-tokens`` tokens.
+writes every step's statistics as JSON lines. ``--chat`` wraps the prompt in the model's
+ChatML template (with the template's default system message unless ``--system`` is given).
+Generation stops at an end-of-turn/end-of-text token or after ``--max-tokens`` tokens.
 
 Protocol (see :mod:`waferscale.cli`): :func:`register` adds the subparser; :func:`run` returns
 the exit code: 0 on success, 1 for a :class:`~waferscale.model.errors.ModelError` (printed
@@ -193,10 +193,9 @@ def _generate_sim(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 
     from waferscale.decode.engine import Engine
     from waferscale.decode.report import step_report
-    from waferscale.model.gguf_loader import load_config, load_tokenizer, resolve_model_path
+    from waferscale.model.gguf_loader import load_tokenizer, resolve_model_path
 
     path = resolve_model_path(args.model)
-    config = load_config(path)
     tok = load_tokenizer(path)
     prompt_ids = _prompt_ids(args, tok)
     context = args.context or len(prompt_ids) + args.max_tokens
