@@ -159,8 +159,8 @@ class Engine:
                                                     unit="copy", enabled=progress):
             self._put(name, arr, 0, y0, W, h, bits)
         # RoPE inverse frequencies on every attention row's home column.
-        d = c.head_dim
-        inv = (c.rope_base ** (-np.arange(0, d, 2, dtype=np.float64) / d)).astype(np.float32)
+        from waferscale.decode.numerics import rope_inv_freq
+        inv = rope_inv_freq(c.head_dim, c.rope_base)
         for layer in range(c.n_layers):
             self._put("inv_freq", np.tile(inv, (n_kv, 1, 1)), g.root_x, layer * H, 1, n_kv, 32)
 
