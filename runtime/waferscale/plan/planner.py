@@ -1073,11 +1073,21 @@ class _Search:
     def slots_max(self, W: Num, H: Num, k: Num) -> np.ndarray:
         """Most KV slots the fullest PE of a layer region (the attention home PE, holding the
         KV and gains of k layers) has room for; negative when not even its weights fit."""
+        fixed, dmax = self.layer_fixed(W, H)
+        return self.slots_given(fixed, dmax, k)
+
+    def layer_fixed(self, W: Num, H: Num) -> tuple[np.ndarray, Num]:
+        """(bytes of the attention home PE without KV and gains, dmax): its map is linear in
+        the k layers' gains (8 k dmax bytes) and in the slots ((2 k d + G) 4 bytes each)."""
         cfg = self.cfg
         dmax, fmax = _cdiv(cfg.hidden_size, W), _cdiv(cfg.ffn_size, H)
-        fixed = _bytes(_layer_buffer_sizes(cfg, dmax, fmax, 0, k, True, True, True))
+        sizes = _layer_buffer_sizes(cfg, dmax, fmax, 0, 0, True, True, True)
+        return np.asarray(_bytes(sizes)), dmax
+
+    def slots_given(self, fixed: np.ndarray, dmax: Num, k: Num) -> np.ndarray:
+        cfg = self.cfg
         per_slot = (2 * k * cfg.head_dim + cfg.group_size) * 4
-        return np.asarray((self.budget - fixed) // per_slot)
+        return np.asarray((self.budget - fixed - 8 * k * dmax) // per_slot)
 
     def layer_cost(self, W: np.ndarray, H: np.ndarray, context: int) -> np.ndarray:
         return np.asarray(_sum(_layer_components(self.cfg, self.arch, W, H,
@@ -1130,10 +1140,13 @@ class _Search:
         if L < 3:          # two layers in one streaming region would simply be resident
             return best
         W, H = self.pairs((self.PH - 1) // 2)
+        fixed, dmax = self.layer_fixed(W, H)
+        keep = self.slots_given(fixed, dmax, 1) >= 1         # more KV layers only fit less
+        W, H, fixed, dmax = W[keep], H[keep], fixed[keep], np.asarray(dmax)[keep]
         if not len(W):
             return best
         rows = self.row_cap(W) - self.head_min[W - 1]      # for the layer regions
-        smax1 = self.slots_max(W, H, 1)
+        smax1 = self.slots_given(fixed, dmax, 1)
         need = _cdiv(context, W)
         n_res, n_str, slots = (np.full_like(W, -1), np.zeros_like(W), np.zeros_like(W))
         for ns in range(1, (L - 1) // 2 + 1):
@@ -1141,7 +1154,7 @@ class _Search:
             live = nr >= 0
             if not live.any():
                 break
-            sk = self.slots_max(W, H, _cdiv(L - nr, 2 * ns))
+            sk = self.slots_given(fixed, dmax, _cdiv(L - nr, 2 * ns))
             s = np.where(nr > 0, np.minimum(sk, smax1), sk)
             fit = live & (s >= 1)
             best.note_fit(fit, W * ((nr + 2 * ns) * H + self.head_min[W - 1]))
@@ -1184,36 +1197,36 @@ class _Search:
 
     # ---- why nothing fits ----
     def no_fit_reason(self) -> str:
-        """One line: the first of a layer's memory, the head's memory, the rows that fails."""
+        """One line: the first of a layer's memory, the head's memory, the rows that fails.
+        (Called when no grid fits memory and rows, whatever the context.)"""
         cfg, L = self.cfg, self.cfg.n_layers
         kib = f"{self.opt.pe_bytes / 1024:g} KiB"
         rect = f"the fabric's program rectangle holds {self.fabric.program_width}x{self.PH}"
-        # The smallest layer region and head region that fit memory, at any width.
+        # The fewest rows of a layer region (one KV slot) and of the head region that fit
+        # memory, at every width up to the hidden size (_INF: none).
         Ws = np.arange(1, cfg.hidden_size + 1, dtype=np.int64)
         Hmin = self._min_rows(lambda H: self.slots_max(Ws, H, 1) >= 1, cfg.n_kv_heads,
                               cfg.ffn_size, len(Ws))
-        if not (Hmin[:self.PW] <= self.PH - 1).any():
-            ok = Hmin <= cfg.ffn_size
-            if not ok.any():
-                return (f"a layer does not fit: even at W={cfg.hidden_size}, H={cfg.ffn_size} "
-                        f"its attention PE needs more than {kib}")
-            pes = np.where(ok, Ws * Hmin, _INF)
-            i = int(np.argmin(pes))
-            return (f"a layer needs at least {int(pes[i])} PEs of {kib} "
-                    f"({int(Ws[i])}x{int(Hmin[i])}); {rect}")
-        hmin_all = self._min_rows(
+        hmin = self._min_rows(
             lambda h: np.asarray(_bytes(_head_buffer_sizes(
                 _cdiv(cfg.hidden_size, Ws), _cdiv(cfg.vocab_size, h), True, True))
                 <= self.budget), 1, cfg.vocab_size, len(Ws))
-        if not (hmin_all[:self.PW] <= self.PH - 1).any():
-            ok = hmin_all <= cfg.vocab_size
-            pes = np.where(ok, Ws * hmin_all, _INF)
+        for what, rows in (("a layer", Hmin),
+                           (f"the head region (LM head over {cfg.vocab_size} x "
+                            f"{cfg.hidden_size})", hmin)):
+            if (rows[:self.PW] <= self.PH - 1).any():
+                continue
+            if (rows >= _INF).all():
+                return (f"{what} does not fit: even {cfg.hidden_size} columns wide, a PE of it "
+                        f"needs more than {kib}")
+            pes = np.where(rows < _INF, Ws * rows, _INF)
             i = int(np.argmin(pes))
-            return (f"the head region (LM head over {cfg.vocab_size} x {cfg.hidden_size}) needs"
-                    f" at least {int(pes[i])} PEs of {kib} ({int(Ws[i])}x{int(hmin_all[i])});"
-                    f" {rect}")
+            wide = (f": no region at most {self.PW} columns wide fits"
+                    if Ws[i] > self.PW else "")
+            return (f"{what} needs at least {int(pes[i])} PEs of {kib} "
+                    f"({int(Ws[i])}x{int(rows[i])}{wide}); {rect}")
         W = self.Ws
-        hm = self.head_min
+        hm = hmin[:self.PW]
         if self.opt.allow_streaming and L >= 3:
             # No resident layer: n streaming regions of 2 H rows, each buffer holding the KV
             # of ceil(L / 2n) layers; the fewest rows over n.
@@ -1225,7 +1238,7 @@ class _Search:
                     return self.slots_max(W, H, k) >= 1
 
                 Hk = self._min_rows(fits_k, cfg.n_kv_heads, cfg.ffn_size, len(W))
-                need = np.where(Hk <= cfg.ffn_size, hm + 2 * ns * Hk, _INF)
+                need = np.where((Hk < _INF) & (hm < _INF), hm + 2 * ns * Hk, _INF)
                 i = int(np.argmin(need))
                 if need[i] < best_rows:
                     best_rows = int(need[i])
@@ -1233,20 +1246,24 @@ class _Search:
                                 f"W={int(W[i])}")
             if best_rows >= _INF:
                 return (f"no streaming buffer of at most {self.PW} columns holds its weights "
-                        f"and one KV slot of its layers in {kib}; {rect}")
+                        f"and one KV slot of each of its layers in {kib}; {rect}")
             return (f"the head region plus the streaming regions need at least {best_rows} "
                     f"rows ({best_txt}); {rect}")
-        need = hm + L * Hmin[:self.PW]
+        Hm = Hmin[:self.PW]
+        need = np.where((Hm < _INF) & (hm < _INF), hm + L * Hm, _INF)
         i = int(np.argmin(need))
         why = "streaming is off" if not self.opt.allow_streaming else "too few layers to stream"
+        if need[i] >= _INF:
+            return (f"no width up to {self.PW} fits both a layer region and the head region "
+                    f"in {kib} a PE; {rect}")
         return (f"every layer resident needs at least {int(need[i])} rows ({L} x H="
-                f"{int(Hmin[i])} + H_head={int(hm[i])} at W={int(W[i])}); {rect} ({why})")
+                f"{int(Hm[i])} + H_head={int(hm[i])} at W={int(W[i])}); {rect} ({why})")
 
     @staticmethod
     def _min_rows(fits: Callable[[np.ndarray], np.ndarray], lo: int, hi: int, n: int
                   ) -> np.ndarray:
         """Per candidate, the fewest rows in [lo, hi] for which ``fits`` (monotone in rows)
-        holds, by bisection; hi + 1 where none does."""
+        holds, by bisection; _INF where none does."""
         a = np.full(n, lo, dtype=np.int64)
         b = np.full(n, hi + 1, dtype=np.int64)
         while (a < b).any():
@@ -1254,7 +1271,7 @@ class _Search:
             f = fits(np.minimum(mid, hi)) & (mid <= hi)
             b = np.where((a < b) & f, mid, b)
             a = np.where((a < b) & ~f, mid + 1, a)
-        return a
+        return np.where(a <= hi, a, _INF)
 
 
 # ---------------------------------------------------------------------------------------------
