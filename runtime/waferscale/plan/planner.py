@@ -455,8 +455,8 @@ class Plan:
         for kind, r, _k in self.regions():
             for yy in range(r.h):
                 rows = slice(r.y0 + yy, r.y0 + yy + 1)
-                if kind == "layer" and yy > n_kv and yy > 0:
-                    grid[rows, r.x0:r.x0 + r.w] = grid[r.y0 + n_kv, r.x0]   # same as row n_kv
+                if kind == "layer" and yy > n_kv:        # FFN rows are all alike
+                    grid[rows, r.x0:r.x0 + r.w] = grid[r.y0 + n_kv, r.x0]
                     continue
                 other = rx + 1 if rx + 1 < r.w else (0 if rx else rx)
                 grid[rows, r.x0:r.x0 + r.w] = self.memory_map(r.x0 + other, r.y0 + yy).total_bytes
@@ -516,6 +516,10 @@ class Plan:
                                  for m, n, pe in self.memory_roles()]},
             "kv_capacity": self.kv_capacity,
             "context": self.context,
+            "options": {"pe_bytes": self.options.pe_bytes,
+                        "reserve_bytes": self.options.reserve_bytes,
+                        "max_pes": self.options.max_pes, "channels": self.options.channels,
+                        "packed_f16": self.options.packed_f16},
             "resident_layers": list(self.resident_layers),
             "streamed_layers": list(self.streamed_layers),
             "cycles": self.cycles.as_dict(),
@@ -759,7 +763,7 @@ def _layer_components(cfg: ModelConfig, arch: str, W: Num, H: Num, n_s: Num
     c: dict[str, Num] = {}
     c["norm"] = 2 * _norm_cycles(W, dmax, arch)
     # 2. QKV: xn's block down each column to the attention rows, the sweep, the row reduction.
-    c["qkv_in"] = _mcast(np.minimum(n_kv, H) - 1, dmax)
+    c["qkv_in"] = _mcast(n_kv - 1, dmax)
     c["qkv_sweep"] = _sweep(qkv_m, dmax, arch)
     c["qkv_reduce"] = _chain2(W, qkv_m, arch)
     # 3. RoPE on (root_x, g): cos and sin of d/2 angles (two <math> calls and the angle's
@@ -791,7 +795,7 @@ def _layer_components(cfg: ModelConfig, arch: str, W: Num, H: Num, n_s: Num
     # partial sums up each column to row 0, the residual add (@fadds).
     c["o_in"] = _mcast(far, G * d)
     c["o_sweep"] = _sweep(dmax, G * d, arch)
-    c["o_reduce"] = _chain1(np.minimum(n_kv, H) - 1, dmax, arch)
+    c["o_reduce"] = _chain1(n_kv - 1, dmax, arch)
     residual = _T.dsd_op_setup + _cdiv(dmax, fadds)
     # 6 - 9. FFN: xn down every column, gate/up sweep and row reduction; SwiGLU on (root_x, r)
     # (floors.swiglu_floor: one exp an element; plus negate, add, divide, multiply and @fs2h);
