@@ -115,7 +115,13 @@ def check_coverage(plan: P.Plan) -> None:
         assert m * n <= mem["w_gate_up"] and m == 2 * (fb.stop - fb.start)
         m, n = g.down_tile(cx, r)
         assert m * n <= mem["w_down"] and n == fb.stop - fb.start
+    for p in plan.layers:
+        assert plan.tile_shapes(p.region.x0 + g.W - 1, p.region.y0) == {
+            "gate_up": g.gate_up_tile(g.W - 1, 0), "down": g.down_tile(g.W - 1, 0),
+            "qkv": g.qkv_tile(g.W - 1, 0), "o": g.o_tile(g.W - 1, 0)}
     for cx, r in itertools.product(range(g.W), range(g.H_head)):
+        assert plan.tile_shapes(plan.head.x0 + cx, plan.head.y0 + r) == {
+            "head": g.head_tile(cx, r)}
         count["head"][g.vocab_block(r), g.col_block(cx)] += 1
         m, n = g.head_tile(cx, r)
         mem = {b.name: b.elements
@@ -506,6 +512,8 @@ def test_cli_text_64x64_streams(smol_file: Path, capsys: pytest.CaptureFixture[s
     assert "streaming region 0 buffer 0: layers" in out
     assert re.search(r"^  streaming\s+[\d,]+$", out, re.M)
     assert re.search(r"^  overlap\s+-[\d,]+", out, re.M)
+    assert f"stream {plan.cycles.stream:,} (" in out
+    assert f"head rows {plan.head.y0}-{plan.head.y0 + plan.head.h - 1} (resident)" in out
     assert f"streamed: {plan.streamed_layers[0]}-{plan.streamed_layers[-1]}" in out
 
 

@@ -159,7 +159,7 @@ def format_plan(d: dict[str, Any], model_name: str) -> str:
         r = s["rect"]
         regions += (f"; streaming region {s['index']} rows {r['y0']}-{r['y0'] + r['h'] - 1} "
                     f"(2 buffers of {g['H']} rows)")
-    regions += f"; head rows {h['y0']}-{h['y0'] + h['h'] - 1}"
+    regions += f"; head rows {h['y0']}-{h['y0'] + h['h'] - 1} (resident)"
     add(f"regions      {regions}")
     add(f"bytes/PE     min {mem['min']} / median {mem['median']:g} / max {mem['max']} of "
         f"{mem['pe_bytes']} (incl. {mem['reserve']} reserved for code, stack, memcpy)")
@@ -188,6 +188,10 @@ def format_plan(d: dict[str, Any], model_name: str) -> str:
     if n_str:
         add(f"  {'overlap':<12} {-cyc['overlap']:>12,}   (compute hidden behind streaming)")
     add(f"  {'total':<12} {cyc['total']:>12,}")
+    if n_str:
+        add(f"  per token: compute {cyc['compute']:,}, stream {cyc['stream']:,} "
+            f"({cyc['stream'] // n_str:,} a streamed layer), overlap {cyc['overlap']:,}, "
+            f"host I/O {cyc['host_io']:,}")
     tps = d["tokens_per_second"]
     add("tok/s        " + ", ".join(f"{v:,.1f} at {float(k) / 1000:g} GHz" if float(k) >= 1000
                                     else f"{v:,.1f} at {k} MHz" for k, v in tps.items())

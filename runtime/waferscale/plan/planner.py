@@ -393,6 +393,22 @@ class Plan:
         return {"qkv": g.qkv_tile(0, 0), "o": g.o_tile(0, 0), "gate_up": g.gate_up_tile(0, 0),
                 "down": g.down_tile(0, 0), "head": g.head_tile(0, 0)}
 
+    def tile_shapes(self, x: int, y: int) -> dict[str, tuple[int, int]]:
+        """The weight tiles (m outputs x n inputs, geometry.LayerGrid) PE ``(x, y)`` of the
+        program rectangle holds; a streaming buffer's PEs hold these shapes for each layer
+        copied in. Empty for a PE of no region."""
+        g = self.grid
+        for kind, r, _k in self.regions():
+            if r.contains(x, y):
+                c, row = x - r.x0, y - r.y0
+                if kind == "head":
+                    return {"head": g.head_tile(c, row)}
+                out = {"gate_up": g.gate_up_tile(c, row), "down": g.down_tile(c, row)}
+                if row < self.config.n_kv_heads:
+                    out |= {"qkv": g.qkv_tile(c, row), "o": g.o_tile(c, row)}
+                return out
+        return {}
+
     # ---- memory ----
     def regions(self) -> list[tuple[str, Rect, int]]:
         """Every region as (kind, rect, KV layers held): "layer" regions (resident ones and
