@@ -154,7 +154,8 @@ def format_plan(d: dict[str, Any], model_name: str) -> str:
         f"rectangle {d['rect']['w']}x{d['rect']['h']}")
     n_res, n_str = len(d["resident_layers"]), len(d["streamed_layers"])
     h = d["head"]
-    regions = f"{n_res} resident layer regions of {g['W']}x{g['H']}"
+    regions = (f"{n_res} resident layer region{'s' if n_res != 1 else ''} of "
+               f"{g['W']}x{g['H']}")
     for s in d["stream_regions"]:
         r = s["rect"]
         regions += (f"; streaming region {s['index']} rows {r['y0']}-{r['y0'] + r['h'] - 1} "
