@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "waferscale.kernels.bench",
     "waferscale.kernels.calibrate",
     "waferscale.model.cli",
+    "waferscale.plan.cli",
 ]
 
 
