@@ -68,7 +68,7 @@ def check_memory(plan: P.Plan) -> None:
         m = plan.memory_map(x, y)
         assert m.total_bytes == grid[y, x] <= plan.options.pe_bytes
         assert m.reserve == plan.options.reserve_bytes
-        assert all(b.bytes % 4 == 0 and b.bytes >= b.elements * {"f16": 2, "f32": 4}[b.dtype]
+        assert all(b.bytes % 4 == 0 and b.bytes >= b.elements * {"f16": 2, "u16": 2, "f32": 4}[b.dtype]
                    for b in m.buffers)
     stats = plan.memory_stats()
     assert stats["min"] == grid.min() and stats["max"] == grid.max()
@@ -298,7 +298,7 @@ def brute_force(cfg: ModelConfig, fabric: str, context: int, opt: P.PlanOptions
 @pytest.mark.parametrize("cfg,fabric,context,opt", [
     (cfg_of(2, 2, 2, 4, 24, 40, 64), "20,14", 32, P.PlanOptions(pe_bytes=1024,
                                                                  reserve_bytes=64)),
-    (cfg_of(3, 1, 3, 8, 30, 90, 200), "16,30", 90, P.PlanOptions(pe_bytes=2048,
+    (cfg_of(3, 1, 3, 8, 30, 90, 200), "16,30", 90, P.PlanOptions(pe_bytes=2560,
                                                                    reserve_bytes=128)),
     (cfg_of(1, 3, 1, 2, 9, 20, 50), "12,12", 50, P.PlanOptions(pe_bytes=49152,
                                                                 max_pes=40)),
@@ -642,3 +642,44 @@ def test_block_len_sizes_buffers() -> None:
     assert home["w_gate_up"] == 2 * fmax * dmax and home["w_down"] == dmax * fmax
     assert home["w_qkv"] == (c.group_size + 2) * c.head_dim * dmax
     assert home["k_cache"] == c.head_dim * g.slots
+
+
+# ---- the planner's memory map against the compiler's ----
+
+
+@pytest.mark.parametrize(("shape", "W", "H", "H_head", "slots"), [
+    (dict(n_layers=2, d=16, n_heads=4, n_kv=2, ffn=24, vocab=40), 4, 3, 2, 4),
+    (dict(n_layers=1, d=12, n_heads=2, n_kv=1, ffn=10, vocab=9), 5, 2, 3, 3),
+    (dict(n_layers=2, d=24, n_heads=6, n_kv=3, ffn=30, vocab=70), 3, 4, 5, 7),
+])
+def test_memory_map_bounds_the_compiled_program(shape, W, H, H_head, slots):
+    """Every PE of csl/llama_decode as the front end lays it out (data + estimated code) is
+    within the planner's map, which over-counts by at most a few words (alignment of its
+    4-byte-rounded buffers): a plan the planner accepts compiles, and wastes little."""
+    from waferscale.decode.program import program_params, program_rows
+    from waferscale.lang.cli import find_csl_root
+    from waferscale.lang.layout import CompileOptions, elaborate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
+    from decode_helpers import make_model
+
+    cfg, _ = make_model(0, **shape)
+    grid = LayerGrid(cfg, W=W, H=H, H_head=H_head, slots=slots)
+    rows = program_rows(grid)
+    params = tuple((k, str(v)) for k, v in program_params(grid).items())
+    layout = elaborate(find_csl_root() / "llama_decode" / "layout.csl",
+                       CompileOptions(arch="wse3", params=params, fabric_dims=(W + 7, rows + 2),
+                                      fabric_offsets=(4, 1), memcpy=True, channels=1))
+    reserve = P.default_reserve_bytes()
+    for y in range(rows):
+        for x in range(W):
+            mem = layout.program_at(x, y).memory
+            head = y >= cfg.n_layers * H
+            r = y - cfg.n_layers * H if head else y % H
+            if head:
+                mm = P.head_buffers(grid, reserve, home_row=r == 0, home_col=x == grid.root_x)
+            else:
+                mm = P.layer_buffers(grid, reserve, attention=r < cfg.n_kv_heads,
+                                     home_row=r == 0, home_col=x == grid.root_x)
+            over = mm.total_bytes - (mem.data_bytes + mem.code_bytes)
+            assert 0 <= over <= 96, (x, y, over)

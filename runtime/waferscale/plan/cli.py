@@ -56,8 +56,6 @@ def _nonnegative_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``plan`` subcommand."""
-    from waferscale.plan.planner import DEFAULT_RESERVE_BYTES
-
     p = subparsers.add_parser(
         "plan", help="place a model on the wafer: grid, memory per PE, modelled speed",
         description="Plan a GGUF Llama model on a WSE fabric: the region grid, every PE's "
@@ -76,9 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-pes", type=_positive_int, metavar="N",
                    help="use at most N PEs (the simulator's speed scales with PEs)")
     p.add_argument("--reserve", type=_nonnegative_int, metavar="BYTES",
-                   default=DEFAULT_RESERVE_BYTES,
-                   help=f"bytes per PE kept for code, stack and memcpy (an estimate; default "
-                        f"{DEFAULT_RESERVE_BYTES})")
+                   help="bytes per PE kept for code, stack, memcpy and the program's scalars "
+                        "(default: the front end's code estimate of csl/llama_decode/pe.csl "
+                        "plus its fixed data)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--heatmap", metavar="FILE.png",
                    help="also draw bytes per PE over the rectangle (needs matplotlib)")
@@ -100,7 +98,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             raise CommandError(f"--heatmap needs matplotlib: {INSTALL_HINT}") from None
     path = gguf_loader.resolve_model_path(args.model)
     config = gguf_loader.load_config(path)
-    options = planner.PlanOptions(max_pes=args.max_pes, reserve_bytes=args.reserve)
+    options = planner.PlanOptions(max_pes=args.max_pes) if args.reserve is None else \
+        planner.PlanOptions(max_pes=args.max_pes, reserve_bytes=args.reserve)
     try:
         plan = planner.plan_model(config, fabric=args.fabric, arch=args.arch,
                                   context=args.context, options=options)

@@ -60,6 +60,7 @@ checks the decode program's own limits (its ``pos`` and sizes are u16).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -89,12 +90,34 @@ log = logging.getLogger(__name__)
 #: SRAM of one PE (48 KiB; sdk-runtime-hardware.md §3.1, the same on WSE-2 and WSE-3).
 PE_MEMORY_BYTES = 48 * 1024
 
-#: Bytes per PE kept for code, stack and memcpy's own state. An estimate: our simulator does
-#: not model code size and we have no cslc output of the decode program to read sizes from.
-#: The SDK examples' PE programs are a few hundred instructions plus memcpy's runtime
-#: (its tasks, queues and command handling), which we guess at a few KiB; 10 KiB leaves room
-#: for the decode program's larger task set. Change it with PlanOptions.reserve_bytes.
-DEFAULT_RESERVE_BYTES = 10 * 1024
+#: Bytes every PE of the decode program holds besides its buffers: its scalars, the exported
+#: pointers and the one-element stand-ins of the buffers its role does not use (a CSL array
+#: is never empty). Measured on compiled programs; simulator_tests/plan/test_planner.py
+#: compares the whole memory map with the compiler's for several grids.
+FIXED_DATA_BYTES = 140
+
+
+@functools.lru_cache(maxsize=1)
+def program_code_bytes() -> int:
+    """The code size the front end estimates for ``csl/llama_decode/pe.csl`` (its
+    ``CODE_MODEL``: a base for start-up code, task table and stack, memcpy's runtime, and
+    bytes per AST node of the functions), the same for every PE of the program. The
+    compiler checks ``data + code <= 48 KiB`` per PE with the same estimate, so a plan the
+    planner accepts compiles."""
+    from waferscale.lang import ast as A
+    from waferscale.lang.cli import find_csl_root
+    from waferscale.lang.memory import estimate_code_bytes
+    from waferscale.lang.parser import parse_file
+
+    module = parse_file(find_csl_root() / "llama_decode" / "pe.csl")
+    return estimate_code_bytes([d for d in module.decls if isinstance(d, A.FnDecl)], True)
+
+
+def default_reserve_bytes() -> int:
+    """Bytes per PE not available to the buffers: the program's code estimate
+    (:func:`program_code_bytes`) plus :data:`FIXED_DATA_BYTES`."""
+    return program_code_bytes() + FIXED_DATA_BYTES
+
 
 #: Columns and rows memcpy takes from the fabric (3 + 1 halo west, 2 + 1 halo east; 1 halo
 #: row north and south: sdk-runtime-hardware.md §1.9), and the program's offsets in it.
@@ -111,7 +134,7 @@ DEFAULT_CHANNELS = 16
 #: Clocks the reports convert at (sdk-runtime-hardware.md §3.2).
 CLOCKS_MHZ = (850.0, 1100.0)
 
-_DTYPE_BYTES = {"f16": 2, "f32": 4, "u32": 4}
+_DTYPE_BYTES = {"f16": 2, "u16": 2, "f32": 4, "u32": 4}
 
 # ---------------------------------------------------------------------------------------------
 # Errors, fabric, options
@@ -179,7 +202,8 @@ class PlanOptions:
 
     Attributes:
         pe_bytes: SRAM per PE.
-        reserve_bytes: per PE, for code, stack and memcpy (see DEFAULT_RESERVE_BYTES).
+        reserve_bytes: per PE, for code, stack, memcpy and the program's scalars
+            (default: :func:`default_reserve_bytes`).
         max_pes: at most this many PEs in the program rectangle (None: no cap). Our simulator's
             speed scales with the PE count.
         channels: memcpy channels (``--channels``) the streaming and host I/O model assumes.
@@ -190,7 +214,7 @@ class PlanOptions:
     """
 
     pe_bytes: int = PE_MEMORY_BYTES
-    reserve_bytes: int = DEFAULT_RESERVE_BYTES
+    reserve_bytes: int = field(default_factory=default_reserve_bytes)
     max_pes: int | None = None
     channels: int = DEFAULT_CHANNELS
     packed_f16: bool = False
@@ -583,22 +607,30 @@ def _layer_buffer_sizes(cfg: ModelConfig, dmax: Num, fmax: Num, slots: Num, kv_l
             ("mx", "f32", G),
         ]
         if home_col:
-            out += [("cos", "f32", d // 2), ("sin", "f32", d // 2), ("inv_freq", "f32", d // 2)]
+            out += [("cos", "f32", d // 2), ("sin", "f32", d // 2), ("inv_freq", "f32", d // 2),
+                    ("rope_scratch", "f32", d // 2)]
     else:
         out += [("y", "f32", np.maximum(2 * fmax, dmax)), ("xt", "f16", fmax)]
     if home_row:
         out += [("x", "f32", dmax), ("gains", "f32", 2 * kv_layers * dmax)]
+        if home_col:
+            out += [("timestamps", "u16", TIMESTAMP_WORDS)]
     return out
+
+
+#: The stage-entry timestamps the home PE of a region keeps for the per-phase report
+#: (three 16-bit words for each of pe.csl's 31 stages and stage 0).
+TIMESTAMP_WORDS = 3 * 32
 
 
 def _head_buffer_sizes(dmax: Num, vmax: Num, home_row: bool, home_col: bool
                        ) -> list[tuple[str, str, Num]]:
     out: list[tuple[str, str, Num]] = [
-        ("w_head", "f16", vmax * dmax), ("xin", "f16", dmax), ("y", "f32", vmax)]
+        ("w_head", "f16", vmax * dmax), ("xin", "f16", dmax), ("y", "f32", np.maximum(vmax, dmax))]
     if home_row:
         out += [("x", "f32", dmax), ("gain", "f32", dmax)]
-    if home_col:
-        out += [("argmax", "f32", 2)]           # (value, index as f32)
+        if home_col:
+            out += [("timestamps", "u16", TIMESTAMP_WORDS)]
     return out
 
 
