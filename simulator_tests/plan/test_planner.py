@@ -315,7 +315,7 @@ def test_streaming_search_finds_the_brute_force_optimum() -> None:
     regions) that fits memory, rows and context models fewer cycles (or as many on fewer
     PEs) than the plan; each alternative is built as a Plan and modelled."""
     cfg = cfg_of(6, 1, 2, 4, 16, 40, 64)
-    opt = P.PlanOptions(pe_bytes=512, reserve_bytes=64)
+    opt = P.PlanOptions(pe_bytes=704, reserve_bytes=64)
     fab = P.Fabric.parse("16,12")
     context = 8
     plan = P.plan_model(cfg, fab, context=context, options=opt)
@@ -426,8 +426,8 @@ def test_smollm2_wse2_and_arch_checks() -> None:
      r"^a layer needs at least \d+ PEs of 48 KiB \(\d+x\d+: no region at most 13 columns "
      r"wide fits\); the fabric's program rectangle holds 13x18$"),
     (dict(fabric="64,50"),
-     r"^the head region plus the streaming regions need at least 49 rows \(H_head=33 \+ 2 x "
-     r"H=8 at W=\d+\); the fabric's program rectangle holds 57x48$"),
+     r"^the head region plus the streaming regions need at least 60 rows \(H_head=38 \+ 2 x "
+     r"H=11 at W=\d+\); the fabric's program rectangle holds 57x48$"),
     (dict(fabric="60,30"), r"^the head region .* needs at least \d+ PEs of 48 KiB"),
     (dict(fabric="5,5"), r"leaves no program rectangle"),
     (dict(fabric="wse4"), r"expected wse3, wse2 or W,H"),
