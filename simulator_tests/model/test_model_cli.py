@@ -127,3 +127,84 @@ def test_empty_gguf_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     path.write_bytes(b"")
     assert run_cli(["generate", "hi", "--model", str(path)]) == 1
     assert capsys.readouterr().err == f"waferscale generate: error: {path} is empty, not a GGUF model file\n"
+
+
+# ---- --backend sim: the decode program on the simulated wafer ----
+
+
+def wafer_numerics_text(path: Path, prompt_ids: list[int], n: int, grid) -> str:
+    """What the wafer-numerics reference generates for ``prompt_ids`` on ``grid``."""
+    from waferscale.decode.numerics import WaferNumerics
+    from waferscale.plan.pack import wafer_weights
+
+    loaded = load_model(path, progress=False)
+    ref = WaferNumerics(loaded.config, wafer_weights(loaded.weights), grid)
+    new = ref.generate(prompt_ids, n, stop_ids=loaded.tokenizer.stop_ids)
+    return loaded.tokenizer.decode(new, skip_special=True)
+
+
+@pytest.mark.parametrize("prefill", ["wafer", "host"])
+def test_generate_on_the_simulated_wafer(tiny_gguf: Callable[..., Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, prefill: str) -> None:
+    import json
+
+    from waferscale.decode import engine as E
+    from waferscale.plan.pack import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    path = tiny_gguf(qtype=__import__("gguf").GGMLQuantizationType.Q8_0)
+    grids = []
+    orig = E.Engine.from_packed.__func__   # type: ignore[attr-defined]
+
+    def spy(cls, packed, **kw):   # type: ignore[no-untyped-def]
+        grids.append(packed.grid)
+        return orig(cls, packed, **kw)
+
+    monkeypatch.setattr(E.Engine, "from_packed", classmethod(spy))
+    trace = tmp_path / "steps.jsonl"
+    assert run_cli(["generate", " the in", "--model", str(path), "--max-tokens", "5",
+                    "--backend", "sim", "--fabric", "24,40", "--prefill", prefill,
+                    "--trace", str(trace)]) == 0
+    out, err = capsys.readouterr()
+    tok = load_model(path, progress=False).tokenizer
+    text = wafer_numerics_text(path, tok.encode(" the in"), 5, grids[0])
+    assert out == text + ("" if text.endswith("\n") else "\n")
+    for needle in ("cycles per generated token", "attention", "GEMVs", "LM head",
+                   "weight streaming", "tok/s device only", "at 0.85 GHz", "at 1.1 GHz",
+                   "per generated token"):
+        assert needle in err, needle
+    steps = [json.loads(line) for line in trace.read_text().splitlines()]
+    # Host prefill runs only the prompt's last token on the wafer.
+    first = 0 if prefill == "wafer" else len(tok.encode(" the in")) - 1
+    assert [s["pos"] for s in steps] == list(range(first, first + len(steps)))
+    assert all(s["launch_cycles"] > 0 and set(s["phases"]) >= {"attention", "gemv"}
+               for s in steps)
+
+
+def test_generate_sim_errors_are_one_line(tiny_gguf: Callable[..., Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from waferscale.plan.pack import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    path = str(tiny_gguf())
+    # Too small for the tiny model's two layers (too few layers to stream, either).
+    assert run_cli(["generate", "x", "--model", path, "--backend", "sim",
+                    "--fabric", "9,6"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("waferscale generate: error: every layer resident needs at least")
+    assert err.count("\n") == 1
+    assert run_cli(["generate", "x", "--model", path, "--trace", "t.jsonl"]) == 1
+    assert "--trace applies to --backend sim only" in capsys.readouterr().err
+
+
+def test_generate_sim_refuses_a_streamed_plan(smollm: LoadedModel,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """SmolLM2 on a 64 x 64 fabric streams its layers (waferscale plan shows the plan); the
+    decode engine does not stream yet and says so, in one line, before compiling."""
+    assert run_cli(["generate", "x", "--backend", "sim", "--fabric", "64,64",
+                    "--max-tokens", "8"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("waferscale generate: error: the plan on 64,64 streams")
+    assert "weight streaming is not implemented" in err and err.count("\n") == 1

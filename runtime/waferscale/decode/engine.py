@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 Prefill = Literal["wafer", "host"]
 
+#: The default PE budget of a simulated decode (see :meth:`Engine.load`).
+DEFAULT_MAX_PES = 12_288
+
 
 @dataclass(frozen=True)
 class StepStats:
@@ -97,10 +100,16 @@ class Engine:
     # ---- construction ----
     @classmethod
     def load(cls, model: str | Path | None = None, *, grid: LayerGrid | None = None,
-             fabric: str = "wse3", arch: str = "wse3", context: int | None = None,
-             progress: bool | None = None, profile: bool = True) -> Engine:
+             fabric: str = "wse3", arch: str | None = None, context: int | None = None,
+             max_pes: int | None = DEFAULT_MAX_PES, progress: bool | None = None,
+             profile: bool = True) -> Engine:
         """Load a GGUF model (default: the embedded SmolLM2-135M-Instruct), plan it on
         ``fabric`` (or use ``grid``), compile the decode program, and copy the weights on.
+
+        ``max_pes`` caps the program's PEs (the planner picks the plan with the fewest modeled
+        cycles per token within it): the simulator's wall time grows with the PEs it
+        simulates, while a whole WSE-3 plan uses hundreds of thousands. ``None``: no cap.
+        ``arch``: default the fabric preset's (else wse3).
 
         Raises:
             waferscale.plan.planner.PlanError: the model does not fit as asked.
@@ -112,9 +121,9 @@ class Engine:
         path = resolve_model_path(model)
         config = load_config(path)
         if grid is None:
-            grid = _plan_grid(config, fabric, arch, context)
+            grid, arch = _plan_grid(config, fabric, arch, context, max_pes)
         packed = load_packed(path, grid)
-        engine = cls.from_packed(packed, arch=arch, tokenizer=load_tokenizer(path),
+        engine = cls.from_packed(packed, arch=arch or "wse3", tokenizer=load_tokenizer(path),
                                  progress=progress, profile=profile)
         engine.model_path = path
         return engine
@@ -122,17 +131,24 @@ class Engine:
     @classmethod
     def from_packed(cls, packed: Any, *, arch: str = "wse3", tokenizer: Any = None,
                     wafer_weights: Any = None, progress: bool | None = None,
-                    profile: bool = True) -> Engine:
-        """Compile the program for ``packed.grid`` and copy ``packed``'s tiles on."""
-        from waferscale.kernels.base import Run
+                    profile: bool = True, sim_engine: str = "compiled") -> Engine:
+        """Compile the program for ``packed.grid`` and copy ``packed``'s tiles on.
+
+        ``sim_engine``: the simulator's PE model ("compiled", the default, fails rather than
+        fall back to the ~100x slower Python interpreter; "python"; "auto")."""
+        from waferscale.host import SdkRuntime
+        from waferscale.sim.device import SimulatorDevice
 
         grid = packed.grid
         t0 = time.perf_counter()
         out_dir = compile_program(grid, arch)
         t1 = time.perf_counter()
-        run = Run.start(out_dir)
-        engine = cls(config=grid.config, grid=grid, arch=arch, runtime=run.runtime,
-                     device=run.device, embedding=packed.embedding, tokenizer=tokenizer,
+        device = SimulatorDevice.from_output_dir(out_dir, engine=sim_engine)
+        runtime = SdkRuntime(str(out_dir), device=device)
+        runtime.load()
+        runtime.run()
+        engine = cls(config=grid.config, grid=grid, arch=arch, runtime=runtime,
+                     device=device, embedding=packed.embedding, tokenizer=tokenizer,
                      wafer_weights=wafer_weights, out_dir=out_dir, profile=profile)
         engine._upload(packed, progress)
         log.info("decode program: compile %.1f s, load + weights %.1f s",
@@ -294,11 +310,15 @@ def _dmax(grid: LayerGrid) -> int:
     return block_len(grid.config.hidden_size, grid.W, 0)
 
 
-def _plan_grid(config: Any, fabric: str, arch: str, context: int | None) -> LayerGrid:
-    from waferscale.plan.planner import plan_model
-    plan = plan_model(config, fabric=fabric, arch=arch, context=context)
+def _plan_grid(config: Any, fabric: str, arch: str | None, context: int | None,
+               max_pes: int | None) -> tuple[LayerGrid, str]:
+    from waferscale.plan.planner import PlanOptions, plan_model
+    plan = plan_model(config, fabric=fabric, arch=arch, context=context,
+                      options=PlanOptions(max_pes=max_pes))
     if plan.streamed_layers:
         raise NotImplementedError(
-            f"this plan streams {len(plan.streamed_layers)} layers; weight streaming is not "
-            "implemented in the decode engine yet (use a fabric that holds every layer)")
-    return plan.grid
+            f"the plan on {fabric} streams {len(plan.streamed_layers)} of "
+            f"{config.n_layers} layers; weight streaming is not implemented in the decode "
+            "engine yet (use a fabric, or --max-pes, that holds every layer)")
+    log.info("plan: %s, %d PEs, KV capacity %d", plan.grid, plan.pes_used, plan.kv_capacity)
+    return plan.grid, plan.arch

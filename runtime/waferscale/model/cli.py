@@ -74,8 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sim = p.add_argument_group("--backend sim")
     sim.add_argument("--fabric", default="wse3", metavar="wse3|wse2|W,H",
                      help="fabric to plan on (default wse3: the whole WSE-3)")
-    sim.add_argument("--arch", choices=("wse3", "wse2"), default="wse3",
-                     help="target architecture (default wse3)")
+    sim.add_argument("--arch", choices=("wse3", "wse2"), default=None,
+                     help="target architecture (default: the fabric preset's, else wse3)")
+    sim.add_argument("--max-pes", type=_positive_int, default=None, metavar="N",
+                     help="plan within N PEs: the simulator's time grows with the PEs it "
+                          "simulates (default 12288; the planner picks the plan with the "
+                          "fewest modeled cycles per token within them)")
     sim.add_argument("--context", type=_positive_int, metavar="N",
                      help="KV capacity to plan for (default: the prompt plus --max-tokens)")
     sim.add_argument("--prefill", choices=("wafer", "host"), default="wafer",
@@ -135,9 +139,9 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise ModelError("the prompt is empty")   # checked before the model is loaded
     if args.backend == "sim":
         return _generate_sim(args, stdout, stderr)
-    for flag in ("trace", "context"):
+    for flag in ("trace", "context", "max_pes", "arch"):
         if getattr(args, flag) is not None:
-            raise ModelError(f"--{flag} applies to --backend sim only")
+            raise ModelError(f"--{flag.replace('_', '-')} applies to --backend sim only")
     t0 = time.perf_counter()
     loaded = load_model(args.model)
     model = ReferenceModel.from_loaded(loaded)
@@ -201,8 +205,9 @@ def _generate_sim(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     context = args.context or len(prompt_ids) + args.max_tokens
     trace = open(args.trace, "w", encoding="utf-8") if args.trace else None  # noqa: SIM115
     t0 = time.perf_counter()
+    from waferscale.decode.engine import DEFAULT_MAX_PES
     engine = Engine.load(path, fabric=args.fabric, arch=args.arch, context=context,
-                         progress=None)
+                         max_pes=args.max_pes or DEFAULT_MAX_PES, progress=None)
     load_s = time.perf_counter() - t0
     room = engine.kv.capacity - len(prompt_ids)
     if room <= 0:
