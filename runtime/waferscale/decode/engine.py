@@ -147,12 +147,26 @@ class Engine:
         runtime = SdkRuntime(str(out_dir), device=device)
         runtime.load()
         runtime.run()
-        engine = cls(config=grid.config, grid=grid, arch=arch, runtime=runtime,
-                     device=device, embedding=packed.embedding, tokenizer=tokenizer,
-                     wafer_weights=wafer_weights, out_dir=out_dir, profile=profile)
-        engine._upload(packed, progress)
+        engine = cls.attach(runtime, packed, arch=arch, tokenizer=tokenizer,
+                            wafer_weights=wafer_weights, progress=progress, profile=profile,
+                            device=device)
+        engine.out_dir = out_dir
         log.info("decode program: compile %.1f s, load + weights %.1f s",
                  t1 - t0, time.perf_counter() - t1)
+        return engine
+
+    @classmethod
+    def attach(cls, runtime: Any, packed: Any, *, arch: str = "wse3", tokenizer: Any = None,
+               wafer_weights: Any = None, progress: bool | None = None, profile: bool = True,
+               device: Any = None) -> Engine:
+        """Drive a program the caller compiled and loaded (an SDK host script's
+        ``SdkRuntime``, ours or Cerebras'): copy ``packed``'s tiles on and return the engine.
+        Without our simulator (``device=None``) the step statistics carry no cycle counts;
+        the per-phase split still comes from the program's own timestamps."""
+        engine = cls(config=packed.grid.config, grid=packed.grid, arch=arch, runtime=runtime,
+                     device=device, embedding=packed.embedding, tokenizer=tokenizer,
+                     wafer_weights=wafer_weights, profile=profile)
+        engine._upload(packed, progress)
         return engine
 
     def _upload(self, packed: Any, progress: bool | None) -> None:
@@ -197,7 +211,9 @@ class Engine:
     # ---- one step ----
     @property
     def cycle(self) -> int:
-        return int(self.device.sim.cycle)
+        """The simulator's clock (0 on a device without one)."""
+        sim = getattr(self.device, "sim", None)
+        return int(sim.cycle) if sim is not None else 0
 
     def step(self, token: int, *, read_token: bool = True) -> int | None:
         """Run ``token`` at the next position; returns the next token (greedy) or ``None``
@@ -253,8 +269,12 @@ class Engine:
         return total
 
     # ---- sequences ----
-    def prefill(self, prompt_ids: Sequence[int], *, mode: Prefill = "wafer") -> int:
-        """Process a prompt on an empty cache; returns the first generated token."""
+    def prefill(self, prompt_ids: Sequence[int], *, mode: Prefill = "wafer",
+                progress: bool | None = None) -> int:
+        """Process a prompt on an empty cache; returns the first generated token.
+        ``progress``: a bar over the prompt's tokens on stderr (``None``: on a terminal)."""
+        from waferscale.progress import progress as progress_bar
+
         if not prompt_ids:
             raise ValueError("the prompt has no tokens")
         self.kv.reset()
@@ -263,7 +283,8 @@ class Engine:
         if mode == "host":
             self._prefill_host(prompt_ids[:-1])
         else:
-            for t in prompt_ids[:-1]:
+            for t in progress_bar(prompt_ids[:-1], desc="prompt on the wafer", unit="tok",
+                                  enabled=progress):
                 self.step(t, read_token=False)
         nxt = self.step(prompt_ids[-1])
         assert nxt is not None
@@ -288,13 +309,14 @@ class Engine:
                                    np.ascontiguousarray(cache.v[:, :, :n]), n))
 
     def generate(self, prompt_ids: Sequence[int], max_new_tokens: int, *,
-                 stop_ids: Iterable[int] = (), prefill: Prefill = "wafer") -> Iterator[int]:
+                 stop_ids: Iterable[int] = (), prefill: Prefill = "wafer",
+                 progress: bool | None = None) -> Iterator[int]:
         """Greedy decoding; yields each new token as it is produced (a stop token is yielded
         and ends the stream). The cache must hold the prompt plus the new tokens."""
         stops = set(stop_ids)
         if max_new_tokens <= 0:
             return
-        token = self.prefill(prompt_ids, mode=prefill)
+        token = self.prefill(prompt_ids, mode=prefill, progress=progress)
         produced = 1
         yield token
         while token not in stops and produced < max_new_tokens:

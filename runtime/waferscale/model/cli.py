@@ -209,6 +209,12 @@ def _generate_sim(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     engine = Engine.load(path, fabric=args.fabric, arch=args.arch, context=context,
                          max_pes=args.max_pes or DEFAULT_MAX_PES, progress=None)
     load_s = time.perf_counter() - t0
+    g = engine.grid
+    print(f"[{path.name}, sim] planned on {args.fabric}: {g.W} x {g.H} layer regions, "
+          f"{g.W} x {g.H_head} head region, KV capacity {g.kv_capacity}; compiled and loaded "
+          f"in {load_s:.1f} s; prompt {len(prompt_ids)} tokens "
+          f"({'on the wafer' if args.prefill == 'wafer' else 'on the host'})", file=stderr,
+          flush=True)
     room = engine.kv.capacity - len(prompt_ids)
     if room <= 0:
         raise ModelError(f"the prompt has {len(prompt_ids)} tokens; the plan's KV capacity is "
