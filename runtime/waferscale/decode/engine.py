@@ -131,11 +131,12 @@ class Engine:
     @classmethod
     def from_packed(cls, packed: Any, *, arch: str = "wse3", tokenizer: Any = None,
                     wafer_weights: Any = None, progress: bool | None = None,
-                    profile: bool = True, sim_engine: str = "compiled") -> Engine:
+                    profile: bool = True, sim_engine: str | None = None) -> Engine:
         """Compile the program for ``packed.grid`` and copy ``packed``'s tiles on.
 
-        ``sim_engine``: the simulator's PE model ("compiled", the default, fails rather than
-        fall back to the ~100x slower Python interpreter; "python"; "auto")."""
+        ``sim_engine``: the simulator's PE model. Default: "compiled" when the C++ core is
+        built (then a program it cannot lower is an error, not a silent fall-back to the
+        ~100x slower Python interpreter), else "python" with a warning."""
         from waferscale.host import SdkRuntime
         from waferscale.sim.device import SimulatorDevice
 
@@ -143,6 +144,14 @@ class Engine:
         t0 = time.perf_counter()
         out_dir = compile_program(grid, arch)
         t1 = time.perf_counter()
+        if sim_engine is None:
+            try:
+                from waferscale import _fabric  # noqa: F401
+                sim_engine = "compiled"
+            except ImportError:
+                log.warning("no compiled simulator core (C++ extension): decoding on the "
+                            "Python interpreter, about 100x slower")
+                sim_engine = "python"
         device = SimulatorDevice.from_output_dir(out_dir, engine=sim_engine)
         runtime = SdkRuntime(str(out_dir), device=device)
         runtime.load()
