@@ -5,7 +5,7 @@ The whole model on one plan of the decode program (the default PE budget of
 32 greedy tokens (stop tokens ignored) must equal the wafer-numerics reference's, and the
 chat prompt's answer must be the golden one, "The capital of France is Paris.". The
 prompt's KV comes from the reference (``prefill="host"``, bit-identical to prefill on the
-wafer, which test_engine.py checks) to keep the run within minutes per prompt.
+wafer, which test_decode_engine.py checks) to keep the run within minutes per prompt.
 """
 
 from __future__ import annotations
