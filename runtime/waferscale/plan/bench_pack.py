@@ -20,7 +20,7 @@ Reported (seconds, and GB/s of packed output for the packing itself):
   dequantise, round, pack, write the entry);
 * ``warm load``: the same call again (mmap + CRC-32 of every file), and without the CRC check.
 
-The cache used is a temporary directory (``$WAFERSCALE_CACHE`` is set for the run), so the
+The cache used is a temporary directory (``$WAFERSCALE_PACK_CACHE`` is set for the run), so the
 user's cache is neither used nor filled.
 """
 

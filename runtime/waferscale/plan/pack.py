@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 #: Bumped whenever the packed arrays' meaning or the cache layout changes.
 PACK_FORMAT_VERSION = 1
 #: Environment variable naming the cache directory (default ``~/.cache/waferscale/packed``).
-CACHE_ENV = "WAFERSCALE_CACHE"
+CACHE_ENV = "WAFERSCALE_PACK_CACHE"
 
 #: The weight kinds of a layer region, in the order of :class:`PackedModel`'s fields.
 LAYER_KINDS = ("qkv", "o", "gate_up", "down")
@@ -386,7 +386,7 @@ def _check_shapes(ww: WaferWeights, cfg: ModelConfig) -> None:
 # --------------------------------------------------------------------------------------------
 
 def cache_root() -> Path:
-    """``$WAFERSCALE_CACHE`` or ``~/.cache/waferscale/packed``."""
+    """``$WAFERSCALE_PACK_CACHE`` or ``~/.cache/waferscale/packed``."""
     env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "waferscale" / "packed"
 
