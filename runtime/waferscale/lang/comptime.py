@@ -240,6 +240,7 @@ class Compilation:
         self.branches = 0
         self.depth = 0
         self._ast_cache: dict[str, A.Module] = {}
+        self._resolved: dict[Path, str] = {}       # path -> str(path.resolve())
         # Set while the layout block runs (a layout.LayoutBuilder).
         self.layout_builder: Any = None
         # The finished layout block's builder, so PE programs can call @get_rectangle.
@@ -249,10 +250,18 @@ class Compilation:
         self.warnings: list[str] = []
         # ids of the (cached) file ASTs whose function bodies names.py has checked.
         self.names_checked: set[int] = set()
+        # Facts derived from the ASTs, computed once per compilation however many programs
+        # instantiate a file: (what, id(node)) -> (node, fact); the node is kept so that its
+        # id is never reused.
+        self.memo: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # Files an @import_module looked for and did not find (resolved paths).
+        self.probed: set[str] = set()
 
     def load_ast(self, path: Path, span: Span | None) -> A.Module:
         from .parser import parse_file
-        key = str(path.resolve())
+        key = self._resolved.get(path)
+        if key is None:
+            key = self._resolved[path] = str(path.resolve())
         m = self._ast_cache.get(key)
         if m is None:
             if not path.is_file():
@@ -527,10 +536,30 @@ class Interp:
     # -- expressions ----------------------------------------------------------------------------
 
     def eval(self, e: A.Expr, scope: Scope) -> Val:
-        m = getattr(self, "_e_" + type(e).__name__, None)
+        # The handler of a node class, looked up once per interpreter class (subclasses
+        # override handlers): the hottest call of compile-time evaluation.
+        m = type(self)._dispatch.get(type(e))
         if m is None:
-            raise self.err(f"{type(e).__name__} cannot be evaluated at compile time", e)
-        return m(e, scope)
+            m = self._handler("_e_", type(e))
+            if m is None:
+                raise self.err(f"{type(e).__name__} cannot be evaluated at compile time", e)
+        return m(self, e, scope)
+
+    _dispatch: dict[type, Callable[..., Any]] = {}      # expression class -> _e_ method
+    _sdispatch: dict[type, Callable[..., Any]] = {}     # statement class -> _s_ method
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._dispatch, cls._sdispatch = {}, {}
+
+    def _handler(self, prefix: str, node_type: type) -> Callable[..., Any] | None:
+        """The ``_e_``/``_s_`` method of ``node_type`` (None if there is none), cached in
+        the interpreter class's table."""
+        m = getattr(type(self), prefix + node_type.__name__, None)
+        if m is not None:
+            table = type(self)._dispatch if prefix == "_e_" else type(self)._sdispatch
+            table[node_type] = m
+        return m
 
     def _e_IntLit(self, e: A.IntLit, s: Scope) -> Val:
         return Val(T.COMPTIME_INT, e.value)
@@ -1069,10 +1098,12 @@ class Interp:
         return None
 
     def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
-        m = getattr(self, "_s_" + type(st).__name__, None)
+        m = type(self)._sdispatch.get(type(st))
         if m is None:
-            raise self.err(f"{type(st).__name__} is not allowed here", st)
-        m(st, s)
+            m = self._handler("_s_", type(st))
+            if m is None:
+                raise self.err(f"{type(st).__name__} is not allowed here", st)
+        m(self, st, s)
 
     def _s_Block(self, st: A.Block, s: Scope) -> None:
         self.exec_block(st, s)

@@ -282,6 +282,30 @@ KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "direc
                        "dsd_ops", "tile_config", "timer", "message_passing")
 
 
+def find_module(ip: Interp, base: Path, spec: str, node: A.Node) -> tuple[Path, str]:
+    """The file ``@import_module(spec)`` names from a file in ``base``: relative to it, then
+    along the import paths (the first that exists), with its resolved path. The file system
+    is asked once per compilation for each (base, spec); the candidates found missing are
+    recorded in ``Compilation.probed`` (a cached compile is stale once one appears)."""
+    memo_key = ("import " + spec, hash(str(base)))
+    ctx = ip.ctx
+    hit = ctx.memo.get(memo_key)
+    if hit is not None and hit[0] == (str(base), spec):
+        return hit[1]
+    candidates = [base / spec] + [Path(p) / spec for p in ctx.options.import_paths]
+    for c in candidates:
+        if c.is_file():
+            break
+        ctx.probed.add(str(c.resolve()))
+    else:
+        raise CslImportError(f"cannot find module '{spec}' (looked for "
+                             + ", ".join(str(c) for c in candidates) + "); pass the directory "
+                             "that holds it with --import-path", node.span)
+    found = (c, str(c.resolve()))
+    ctx.memo[memo_key] = ((str(base), spec), found)
+    return found
+
+
 def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[str, Val],
                   node: A.Node) -> ModuleInstance:
     """Instantiate the module named by ``spec`` for ``importer`` (see the module docstring)."""
@@ -296,17 +320,10 @@ def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[
                                  + ", ".join(f"<{n}>" for n in sorted(STDLIB)) + ")", node.span)
         return factory(ip, importer, params, node)
     base = Path(importer.path).parent if not importer.is_stdlib else Path(".")
-    candidates = [base / spec] + [Path(p) / spec for p in ip.ctx.options.import_paths]
-    for c in candidates:
-        if c.is_file():
-            break
-    else:
-        raise CslImportError(f"cannot find module '{spec}' (looked for "
-                             + ", ".join(str(c) for c in candidates) + "); pass the directory "
-                             "that holds it with --import-path", node.span)
+    c, resolved = find_module(ip, base, spec, node)
     # Every import makes a new instance, so a file that (directly or through others) imports
     # itself with the same params would instantiate forever: report the cycle at the import.
-    key = (str(c.resolve()), tuple(sorted((k, val_key(v)) for k, v in params.items())))
+    key = (resolved, tuple(sorted((k, val_key(v)) for k, v in params.items())))
     chain: list[ModuleInstance] = []
     m: ModuleInstance | None = importer
     while m is not None:
