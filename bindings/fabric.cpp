@@ -1002,6 +1002,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("collective_waits", &Engine::collective_waits)
       .def("stats", &Engine::stats)
       .def("task_state", &Engine::task_state)
+      .def("task_states", &Engine::task_states)
       .def("take_events", &Engine::take_events)
       .def("set_progress", &Engine::set_progress);
   m.attr("ENGINE_DSD_OPS") = [] {

@@ -533,6 +533,23 @@ class Engine {
     return py::make_tuple(spans, prints);
   }
 
+  // Every PE's task table at once: active and blocked bits (two 64-bit words per PE, task
+  // IDs 0..63 then 64..127) and whether it still blocks the host's command stream.
+  py::tuple task_states() const {
+    const py::ssize_t n = static_cast<py::ssize_t>(pes_.size());
+    py::array_t<uint64_t> active({n, py::ssize_t(2)}), blocked({n, py::ssize_t(2)});
+    py::array_t<bool> cmd(n);
+    for (py::ssize_t k = 0; k < n; ++k) {
+      const PEState& pe = pes_[k];
+      for (int w = 0; w < 2; ++w) {
+        active.mutable_data()[2 * k + w] = pe.active.w[w];
+        blocked.mutable_data()[2 * k + w] = pe.blocked.w[w];
+      }
+      cmd.mutable_data()[k] = pe.cmd_blocked;
+    }
+    return py::make_tuple(active, blocked, cmd);
+  }
+
   py::tuple task_state(int k) const {
     const PEState& pe = pes_.at(k);
     std::vector<int> a, b;

@@ -161,14 +161,18 @@ class CompiledEngine:
         for _k, cycle, text in prints:
             sim.log_line(cycle, text.decode("utf-8", "replace"))
         st = self.core.stats()
-        for k, pe in enumerate(sim.pes):
-            pe.stats.busy = int(st["busy"][k])
-            pe.stats.stall = int(st["stall"][k])
-            pe.stats.tasks_run = int(st["tasks_run"][k])
-            pe.stats.live = int(st["live"][k])
-            pe.unblock_time = int(st["unblock_time"][k])
-            active, blocked, pe.cmd_blocked = self.core.task_state(k)
-            pe.active, pe.blocked = set(active), set(blocked)
+        active, blocked, cmd = self.core.task_states()
+        nonzero = np.flatnonzero(active.any(axis=1) | blocked.any(axis=1)).tolist()
+        for pe, busy, stall, tasks, live, unblock, c in zip(
+                sim.pes, st["busy"].tolist(), st["stall"].tolist(), st["tasks_run"].tolist(),
+                st["live"].tolist(), st["unblock_time"].tolist(), cmd.tolist()):
+            s = pe.stats
+            s.busy, s.stall, s.tasks_run, s.live = busy, stall, tasks, live
+            pe.unblock_time, pe.cmd_blocked = unblock, c
+            pe.active, pe.blocked = set(), set()
+        for k in nonzero:
+            pe = sim.pes[k]
+            pe.active, pe.blocked = _ids(active[k]), _ids(blocked[k])
 
     def _check(self, status: int) -> None:
         self.sync()
@@ -203,6 +207,17 @@ class CompiledEngine:
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
         return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+
+
+def _ids(words: np.ndarray) -> set[int]:
+    """The task IDs whose bits are set in two 64-bit words (IDs 0..63, then 64..127)."""
+    out = set()
+    for w, bits in enumerate(words.tolist()):
+        while bits:
+            low = bits & -bits
+            out.add(64 * w + low.bit_length() - 1)
+            bits ^= low
+    return out
 
 
 def select(sim: "Simulator") -> Any:
