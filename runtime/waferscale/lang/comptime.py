@@ -257,6 +257,13 @@ class Compilation:
         # Files an @import_module looked for and did not find (resolved paths).
         self.probed: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # (A compilation is pickled with its elaborated layout by the compile cache. What is
+        # keyed by object ids must not outlive the objects' identities.)
+        d = dict(self.__dict__)
+        d["memo"], d["names_checked"], d["_resolved"] = {}, set(), {}
+        return d
+
     def load_ast(self, path: Path, span: Span | None) -> A.Module:
         from .parser import parse_file
         key = self._resolved.get(path)
@@ -286,6 +293,16 @@ class Interp:
         self.ctx = ctx
         from .builtins import BUILTINS
         self.builtins: dict[str, Builtin] = BUILTINS
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d.pop("builtins", None)              # the module's table (closures): not pickled
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        from .builtins import BUILTINS
+        self.builtins = BUILTINS
 
     # -- errors ---------------------------------------------------------------------------------
 

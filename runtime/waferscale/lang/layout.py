@@ -16,6 +16,7 @@ running its top-level ``comptime`` blocks. It enforces what cslc enforces:
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,17 @@ class Layout:
     memcpy_streams: dict[str, int]
     prints: list[tuple[str, str]]
     warnings: list[str]
+    # The compile-cache entry this layout was stored in or loaded from (host/cache.py), where
+    # the simulator keeps its bytecode; never pickled.
+    cache: Any = field(default=None, compare=False, repr=False)
 
     def program_at(self, x: int, y: int) -> PEProgram:
         return self.programs[self.tiles[(x, y)].program]
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["cache"] = None
+        return d
 
 
 def _dirs(ip: Interp, v: Val, node: A.Node | None, what: str) -> tuple[str, ...]:
@@ -328,10 +337,17 @@ def _cli_params(opts: CompileOptions) -> dict[str, Val]:
 
 def elaborate(layout_path: str | Path, options: CompileOptions = CompileOptions()) -> Layout:
     """Parse and elaborate a layout file; raise :class:`CslError` on any user error."""
+    # Elaborating a large layout makes millions of long-lived objects: the collector's
+    # default young-generation threshold would rescan them over and over (about a fifth of
+    # the time), so it runs less often meanwhile.
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
     try:
         return _elaborate(layout_path, options)
     except RecursionError:
         raise CslLayoutError(f"{layout_path}: program nests too deeply to evaluate") from None
+    finally:
+        gc.set_threshold(*threshold)
 
 
 def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..host.device import DeviceError, ExportInfo
 from ..lang import types as T
-from ..lang.layout import Layout, elaborate
+from ..lang.layout import Layout
 from ..lang.values import GlobalVar, Val
 from .memory import WORDS, words_of
 from .pe import PE
@@ -73,10 +73,17 @@ class SimulatorDevice:
     def from_output_dir(cls, out_dir: str | Path, **options) -> "SimulatorDevice":
         """Re-elaborate the program recorded in ``out_dir/waferscale.json`` (written by
         ``waferscale cslc``) and build a simulator for it."""
+        from ..host.cache import elaborate_cached, entry_for
         from ..host.compile import read_output_dir
         rec = read_output_dir(out_dir)
         opts = {**(_SESSION["options"] if _SESSION is not None else {}), **options}
-        return cls(elaborate(rec.layout, rec.compile_options()), SimOptions(**opts))
+        # The compile's own elaboration when the compile cache still has it (host/cache.py),
+        # else the recorded layout (an absolute path) through the cache.
+        entry = entry_for(rec.cache_key)
+        layout = entry.load_layout() if entry is not None else None
+        if layout is None:
+            layout = elaborate_cached(rec.layout, rec.compile_options())
+        return cls(layout, SimOptions(**opts))
 
     # -- protocol -------------------------------------------------------------------------------
 

@@ -40,6 +40,21 @@ log = logging.getLogger(__name__)
 _OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = range(5)
 
 
+def _lowering_tag(sim: "Simulator") -> str:
+    """What the bytecode depends on besides the program: the cost table, the engine's tables
+    and the memory fill (with the layout's entry, host/cache.py)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from .. import _fabric
+    data = [dataclasses.asdict(sim.timing), list(_fabric.ENGINE_DSD_OPS),
+            _fabric.ENGINE_DSD_WORDS, _fabric.ENGINE_CALL_WORDS, sim.arch,
+            sim.options.uninitialized_nan]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
 def why_not(sim: "Simulator") -> str | None:
     """Why the compiled engine cannot run ``sim``'s program (None: it can)."""
     if sim.fabric.backend != "cpp":
@@ -88,18 +103,35 @@ class CompiledEngine:
 
     @classmethod
     def build(cls, sim: "Simulator") -> "CompiledEngine":
-        """Lower every program of ``sim``; raises :class:`Unsupported` when one can't be."""
+        """Lower every program of ``sim``; raises :class:`Unsupported` when one can't be.
+        The bytecode (or the reason it cannot be made) is kept in the layout's compile-cache
+        entry, if it has one (host/cache.py), for the next load of the same compile."""
         reason = why_not(sim)
         if reason is not None:
             raise Unsupported(reason)
         from .. import _fabric
+        entry = getattr(sim.layout, "cache", None)
+        tag = _lowering_tag(sim) if entry is not None else ""
+        cached = entry.load_lowered(tag) if entry is not None else None
+        if isinstance(cached, dict) and "unsupported" in cached:
+            raise Unsupported(cached["unsupported"])
+        if isinstance(cached, dict) and set(cached.get("programs", {})) == {
+                p.index for p in sim.layout.programs}:
+            return cls(sim, cached["programs"])
         lowered: dict[int, LoweredProgram] = {}
-        for pe in sim.pes:
-            key = pe.program.index
-            if key not in lowered:
-                lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
-                                               _fabric.ENGINE_DSD_WORDS,
-                                               _fabric.ENGINE_CALL_WORDS).lower()
+        try:
+            for pe in sim.pes:
+                key = pe.program.index
+                if key not in lowered:
+                    lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
+                                                   _fabric.ENGINE_DSD_WORDS,
+                                                   _fabric.ENGINE_CALL_WORDS).lower()
+        except Unsupported as e:
+            if entry is not None:
+                entry.store_lowered(tag, {"unsupported": str(e)})
+            raise
+        if entry is not None:
+            entry.store_lowered(tag, {"programs": lowered})
         return cls(sim, lowered)
 
     # -- host commands --------------------------------------------------------------------------

@@ -79,6 +79,11 @@ class PEInterp(Interp):
             PEInterp._all_builtins = {**self.builtins, **RUNTIME_BUILTINS}
         self.builtins = PEInterp._all_builtins
 
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        super().__setstate__(d)
+        from .builtins_rt import RUNTIME_BUILTINS
+        self.builtins = {**self.builtins, **RUNTIME_BUILTINS}
+
     # Run-time code has no branch quota: an endless task is a real hang, caught by the
     # simulator's cycle limit instead.
     def tick(self, node: A.Node) -> None:
