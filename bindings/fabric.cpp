@@ -1003,6 +1003,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("stats", &Engine::stats)
       .def("task_state", &Engine::task_state)
       .def("task_states", &Engine::task_states)
+      .def("take_dirty", &Engine::take_dirty)
       .def("take_events", &Engine::take_events)
       .def("set_progress", &Engine::set_progress);
   m.attr("ENGINE_DSD_OPS") = [] {

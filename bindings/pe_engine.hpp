@@ -135,6 +135,7 @@ struct PEState {
   bool sleep_live = false;           // asleep with a task or async op in flight
   uint32_t gen = 0;                  // bumped at every wake-up (stale pending-time entries)
   int64_t sleep_from = 0;            // first cycle not visited
+  bool dirty = false;                // changed since Engine::take_dirty
 };
 
 // <collectives_2d/pe> (sim/collectives.py): a rendezvous of every PE of a row or column.
@@ -310,6 +311,7 @@ class Engine {
   int launch(const std::string& name, std::vector<int64_t> args) {
     wake_all();
     for (auto& pe : pes_) {
+      touch(pe);
       auto it = pe.prog->exports.find(name);
       if (it == pe.prog->exports.end()) {
         set_error(pe, "PE(" + std::to_string(pe.x) + "," + std::to_string(pe.y) +
@@ -533,6 +535,16 @@ class Engine {
     return py::make_tuple(spans, prints);
   }
 
+  // The indices of the PEs that changed since the last call (after stats(), which brings
+  // the sleeping PEs' counters up to date), in no particular order.
+  py::array_t<int32_t> take_dirty() {
+    py::array_t<int32_t> out(static_cast<py::ssize_t>(dirty_.size()));
+    std::copy(dirty_.begin(), dirty_.end(), out.mutable_data());
+    for (int32_t k : dirty_) pes_[k].dirty = false;
+    dirty_.clear();
+    return out;
+  }
+
   // Every PE's task table at once: active and blocked bits (two 64-bit words per PE, task
   // IDs 0..63 then 64..127) and whether it still blocks the host's command stream.
   py::tuple task_states() const {
@@ -712,7 +724,10 @@ class Engine {
     // skipped cycle) when they wake; skips_ remembers them for settle().
     for_each_awake([&](int k) {
       PEState& pe = pes_[k];
-      if (pe.main || !pe.micro.empty()) pe.live += n;
+      if (pe.main || !pe.micro.empty()) {
+        pe.live += n;
+        touch(pe);
+      }
     });
     if (n > 0) {
       const int64_t before = skips_.empty() ? 0 : skips_.back().cum + skips_.back().n;
@@ -834,6 +849,7 @@ class Engine {
     }
     bool progressed = false;
     cur_pe_ = &pe;
+    touch(pe);
     if (pe.main || !pe.micro.empty()) ++pe.live;
     if (!pe.timed.empty()) {
       bool due = false;
@@ -988,7 +1004,10 @@ class Engine {
   void settle(PEState& pe, int64_t upto) {
     const int64_t n = upto - pe.sleep_from;
     if (n <= 0) return;
-    if (pe.sleep_live) pe.live += n;
+    if (pe.sleep_live) {
+      pe.live += n;
+      touch(pe);
+    }
     const auto ctx = [&](const Ctx& c) {
       if (c.done || c.wait == kNoWait) return;
       const int64_t from = std::max(pe.sleep_from, c.ready_at);
@@ -1018,6 +1037,13 @@ class Engine {
     if (pe.sleep_runnable) --n_sleep_runnable_;
     pe.sleep_runnable = false;
     awake_[k >> 6] |= uint64_t(1) << (k & 63);
+  }
+
+  // The PEs whose counters or task table changed since Python last read them (sync).
+  void touch(PEState& pe) {
+    if (pe.dirty) return;
+    pe.dirty = true;
+    dirty_.push_back(static_cast<int32_t>(&pe - pes_.data()));
   }
 
   void wake_all() {
@@ -2088,6 +2114,7 @@ class Engine {
   std::vector<int32_t> pe_of_router_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_, pend_;
   std::vector<Skip> skips_;
+  std::vector<int32_t> dirty_;
   bool in_step_ = false;
   int visit_pos_ = -1;
   int64_t n_cmd_blocked_ = 0, n_sleep_runnable_ = 0;

@@ -92,13 +92,15 @@ _CODE: str | None = None
 
 def code_fingerprint() -> str:
     """A digest of the waferscale code an entry depends on: the Python sources of the front
-    end, the simulator and the host side, and the compiled fabric core (when built)."""
+    end, the simulator and the host side (but their benchmarks), and the compiled fabric core
+    (when built)."""
     global _CODE
     if _CODE is None:
         pkg = Path(__file__).resolve().parents[1]
         h = hashlib.sha256()
         files = [pkg / "__init__.py"] + sorted(
-            p for sub in ("lang", "sim", "host") for p in (pkg / sub).glob("*.py"))
+            p for sub in ("lang", "sim", "host") for p in (pkg / sub).glob("*.py")
+            if not p.name.startswith("bench"))        # (benchmarks change nothing here)
         try:
             from waferscale import _fabric  # type: ignore[attr-defined]
             if getattr(_fabric, "__file__", None):

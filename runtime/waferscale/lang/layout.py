@@ -20,7 +20,7 @@ import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ast as A
 from . import types as T
@@ -63,8 +63,9 @@ class CompileOptions:
     import_paths: tuple[str, ...] = ()
 
 
-@dataclass
-class Route:
+class Route(NamedTuple):
+    """One (PE, color) route of the layout (a tuple: a large layout has one per PE and
+    color, and a tuple is the lightest object to keep, pickle and scan)."""
     rx: tuple[str, ...]
     tx: tuple[str, ...]
     config: Val
@@ -197,6 +198,7 @@ class LayoutBuilder:
         # (importing file, path argument) -> (code file, its resolved path): the file
         # system is asked once per distinct @set_tile_code path, not once per PE.
         self._tile_paths: dict[tuple[str, str | None], tuple[Path, str]] = {}
+        self._configs: dict[Any, Val] = {}
 
     def _check_xy(self, x: int, y: int, node: A.BuiltinCall) -> None:
         if self.rect is None:
@@ -258,6 +260,9 @@ class LayoutBuilder:
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(
                 "first configuration is here", prev.span)
+        # Equal configs share one value (a layout of 20,000 PEs has a handful of distinct
+        # ones, and each would be several objects to keep, pickle and scan).
+        cfg = self._configs.setdefault(val_key(cfg), cfg)
         self.routes[(x, y, c)] = Route(rx, tx, cfg, node.span)
 
     def export_name(self, name: str, t: T.Type, mutable: bool | None,

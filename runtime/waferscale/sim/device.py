@@ -73,17 +73,23 @@ class SimulatorDevice:
     def from_output_dir(cls, out_dir: str | Path, **options) -> "SimulatorDevice":
         """Re-elaborate the program recorded in ``out_dir/waferscale.json`` (written by
         ``waferscale cslc``) and build a simulator for it."""
-        from ..host.cache import elaborate_cached, entry_for
+        from ..host.cache import cache_key, elaborate_cached, entry_for, quiet_gc
         from ..host.compile import read_output_dir
         rec = read_output_dir(out_dir)
         opts = {**(_SESSION["options"] if _SESSION is not None else {}), **options}
+        compile_options = rec.compile_options()
         # The compile's own elaboration when the compile cache still has it (host/cache.py),
-        # else the recorded layout (an absolute path) through the cache.
-        entry = entry_for(rec.cache_key)
-        layout = entry.load_layout() if entry is not None else None
-        if layout is None:
-            layout = elaborate_cached(rec.layout, rec.compile_options())
-        return cls(layout, SimOptions(**opts))
+        # else the recorded layout (an absolute path) through the cache. (No collection
+        # between loading the program and building its simulator: see Simulator.)
+        with quiet_gc():
+            for key in (rec.cache_key, cache_key(rec.layout, compile_options)):
+                entry = entry_for(key)
+                layout = entry.load_layout() if entry is not None else None
+                if layout is not None:
+                    return cls(layout, SimOptions(**opts))
+        layout = elaborate_cached(rec.layout, compile_options)
+        with quiet_gc():
+            return cls(layout, SimOptions(**opts))
 
     # -- protocol -------------------------------------------------------------------------------
 

@@ -193,18 +193,20 @@ class CompiledEngine:
         for _k, cycle, text in prints:
             sim.log_line(cycle, text.decode("utf-8", "replace"))
         st = self.core.stats()
+        dirty = self.core.take_dirty()          # only the PEs that changed since last time
+        if not len(dirty):
+            return
         active, blocked, cmd = self.core.task_states()
-        nonzero = np.flatnonzero(active.any(axis=1) | blocked.any(axis=1)).tolist()
-        for pe, busy, stall, tasks, live, unblock, c in zip(
-                sim.pes, st["busy"].tolist(), st["stall"].tolist(), st["tasks_run"].tolist(),
-                st["live"].tolist(), st["unblock_time"].tolist(), cmd.tolist()):
+        rows = zip(dirty.tolist(), st["busy"][dirty].tolist(), st["stall"][dirty].tolist(),
+                   st["tasks_run"][dirty].tolist(), st["live"][dirty].tolist(),
+                   st["unblock_time"][dirty].tolist(), cmd[dirty].tolist(),
+                   active[dirty].tolist(), blocked[dirty].tolist())
+        for k, busy, stall, tasks, live, unblock, c, act, blk in rows:
+            pe = sim.pes[k]
             s = pe.stats
             s.busy, s.stall, s.tasks_run, s.live = busy, stall, tasks, live
             pe.unblock_time, pe.cmd_blocked = unblock, c
-            pe.active, pe.blocked = set(), set()
-        for k in nonzero:
-            pe = sim.pes[k]
-            pe.active, pe.blocked = _ids(active[k]), _ids(blocked[k])
+            pe.active, pe.blocked = _ids(act), _ids(blk)
 
     def _check(self, status: int) -> None:
         self.sync()
@@ -241,10 +243,10 @@ class CompiledEngine:
         return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
 
 
-def _ids(words: np.ndarray) -> set[int]:
+def _ids(words: list[int]) -> set[int]:
     """The task IDs whose bits are set in two 64-bit words (IDs 0..63, then 64..127)."""
     out = set()
-    for w, bits in enumerate(words.tolist()):
+    for w, bits in enumerate(words):
         while bits:
             low = bits & -bits
             out.add(64 * w + low.bit_length() - 1)

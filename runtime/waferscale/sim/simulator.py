@@ -21,6 +21,7 @@ loop in C++ (bindings/pe_engine.hpp mirrors ``step``, ``pending_time``, ``_run_l
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from dataclasses import dataclass
@@ -79,6 +80,18 @@ class SimOptions:
 
 class Simulator:
     def __init__(self, layout: Layout, options: SimOptions | None = None) -> None:
+        from ..host.cache import quiet_gc
+        # Building a large simulator makes a few objects per PE and no garbage; the
+        # collector's passes over the program's object graph would cost more than the work.
+        with quiet_gc():
+            self._init(layout, options)
+        if len(self.pes) >= 4096:
+            # Then one full collection now: the objects made meanwhile (and the program's,
+            # loaded from the compile cache) would otherwise be scanned again by each
+            # generation's next collection, in turn.
+            gc.collect()
+
+    def _init(self, layout: Layout, options: SimOptions | None) -> None:
         self.layout = layout
         opts = options or SimOptions()
         self.options = opts
