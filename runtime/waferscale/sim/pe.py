@@ -69,6 +69,7 @@ class PEInterp(Interp):
     """Run-time interpreter bound to one PE (see module docstring)."""
 
     _all_builtins: dict | None = None          # comptime + run-time builtins, built once
+    memoize_calls = False                       # run-time calls act on the PE
 
     def __init__(self, ctx, pe: "PE") -> None:
         super().__init__(ctx)
