@@ -844,6 +844,7 @@ class Interp:
             if p.name is not None:
                 scope.vars[p.name] = Cell(p.name, v.type, v, False)
         ret_t = self.eval_type(d.ret, scope) if d.ret is not None else T.VOID
+        assert d.body is not None          # (call checked it)
         self.ctx.depth += 1
         if self.ctx.depth > self.ctx.peak:
             self.ctx.peak = self.ctx.depth
