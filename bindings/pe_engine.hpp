@@ -804,6 +804,11 @@ class Engine {
       timers_.pop();
       wake(k);
     }
+    while (!arrivals_.empty() && arrivals_.front().first <= now) {
+      const int k = arrivals_.front().second;
+      arrivals_.pop_front();
+      wake(k);
+    }
     {
       StepGuard guard(*this);
       // In PE order, re-reading the bitmap: a PE woken during the cycle (a collective's
@@ -827,8 +832,13 @@ class Engine {
       for (const auto& [when, router] : events) {
         const int k = pe_of_router_[router];
         if (k < 0) continue;
-        if (when <= t) wake(k);
-        else timers_.push(Timer{when, k});
+        if (when <= t) {
+          wake(k);
+        } else if (arrivals_.empty() || arrivals_.back().first <= when) {
+          arrivals_.emplace_back(when, k);   // (one latency: they come in time order)
+        } else {
+          timers_.push(Timer{when, k});
+        }
       }
       events.clear();
     }
@@ -2113,6 +2123,7 @@ class Engine {
   std::vector<uint64_t> awake_;
   std::vector<int32_t> pe_of_router_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_, pend_;
+  std::deque<std::pair<int64_t, int32_t>> arrivals_;   // CE events due later, in time order
   std::vector<Skip> skips_;
   std::vector<int32_t> dirty_;
   bool in_step_ = false;

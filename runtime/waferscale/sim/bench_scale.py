@@ -71,11 +71,13 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         orig = simulator.Simulator.launch
 
         def launch(self: Any, name: str, args: list) -> None:
+            busy = sum(pe.stats.busy for pe in self.pes)
             c0, t0 = self.cycle, time.perf_counter()
             orig(self, name, args)
             rec["launch_s"] = time.perf_counter() - t0
             rec["launch_cycles"] = self.cycle - c0
             rec["pes"] = len(self.pes)
+            rec["launch_busy"] = sum(pe.stats.busy for pe in self.pes) - busy
         setattr(simulator.Simulator, "launch", launch)   # noqa: B010 - patched for timing
     out = io.StringIO()
     t0 = time.perf_counter()
@@ -92,8 +94,12 @@ def _step(step: str, argv: list[str], cwd: Path, env: dict[str, str]) -> dict[st
     with tempfile.NamedTemporaryFile("r", suffix=".json") as f:
         spec = {"step": step, "argv": argv, "cwd": str(cwd), "result": f.name}
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "waferscale.sim.bench_scale", "--child",
-                            json.dumps(spec)], env=env, capture_output=True, text=True)
+        # This file run as the child's main module (so that another checkout's waferscale,
+        # which may not have it, can be measured), with the process in the work directory.
+        boot = f"import runpy; runpy.run_path({str(Path(__file__).resolve())!r}, " \
+               "run_name='__main__')"
+        p = subprocess.run([sys.executable, "-c", boot, "--child", json.dumps(spec)],
+                           env=env, capture_output=True, text=True, cwd=cwd)
         wall = time.perf_counter() - t0
         if p.returncode != 0:
             raise SystemExit(f"{step} failed ({' '.join(argv)}):\n{p.stdout}\n{p.stderr}")
@@ -105,13 +111,16 @@ def _step(step: str, argv: list[str], cwd: Path, env: dict[str, str]) -> dict[st
 
 
 def bench(name: str, layout: Path, params: dict[str, Any], fabric: tuple[int, int],
-          script: Path, import_path: Path | None, work: Path) -> dict[str, Any]:
-    """Cold compile, cold run, warm compile, warm run of one program (module docstring)."""
+          script: Path, import_path: Path | None, work: Path,
+          runtime: Path | None = None) -> dict[str, Any]:
+    """Cold compile, cold run, warm compile, warm run of one program (module docstring);
+    ``runtime``: the directory holding the ``waferscale`` package to run (default: this
+    one), e.g. another checkout's, for before/after figures."""
     env = dict(os.environ)
     env["WAFERSCALE_CACHE_DIR"] = str(work / "cache")
     env.pop("WAFERSCALE_CACHE", None)
-    env["PYTHONPATH"] = os.pathsep.join(      # this checkout's waferscale first
-        [str(Path(__file__).resolve().parents[2])]
+    env["PYTHONPATH"] = os.pathsep.join(      # that waferscale first, then this benchmark
+        [str(runtime or Path(__file__).resolve().parents[2])]
         + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     out = work / "out"
     cslc = ["cslc", str(layout), "--arch=wse3", f"--fabric-dims={fabric[0]},{fabric[1]}",
@@ -127,7 +136,7 @@ def bench(name: str, layout: Path, params: dict[str, Any], fabric: tuple[int, in
              "run_warm": _step("run", run, script.parent, env)}
     runs = steps["run_warm"]
     return {"program": name, "params": params, "pes": runs["pes"],
-            "launch_cycles": runs["launch_cycles"],
+            "launch_cycles": runs["launch_cycles"], "launch_busy": runs["launch_busy"],
             **{f"{k}_{f}": round(v[f], 3) for k, v in steps.items() for f in
                ("step_s", "process_s") if f in v},
             **{f"{k}_{f}": round(v[f], 3) for k, v in steps.items() if k.startswith("run")
@@ -147,6 +156,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=12, help="stack: PE rows per region")
     ap.add_argument("--n", type=int, default=576, help="stack: vector length (M1 = N = M2)")
     ap.add_argument("--f32", action="store_true", help="f32 instead of f16 data")
+    ap.add_argument("--runtime", type=Path, default=None,
+                    help="run the waferscale package found in this directory (another "
+                         "checkout's runtime/, for before/after figures)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.child:
@@ -163,7 +175,7 @@ def main() -> None:
             shutil.copytree(csl / "gemv", work)
             rows.append(bench("gemv", work / "layout.csl",
                               {"P_c": a.P, "P_r": a.P, "M": a.M, "N": a.M, "fp16": fp16},
-                              (a.P + 7, a.P + 2), work / "run.py", None, work))
+                              (a.P + 7, a.P + 2), work / "run.py", None, work, a.runtime))
         if a.program in ("stack", "both"):
             work = Path(tmp) / "stack"
             work.mkdir()
@@ -172,7 +184,7 @@ def main() -> None:
             rows.append(bench("stack", src / "layout.csl",
                               {"P_c": a.width, "P_r": a.rows, "R": a.regions, "M1": a.n,
                                "N": a.n, "M2": a.n, "fp16": fp16},
-                              (a.width + 7, h + 2), src / "run.py", csl, work))
+                              (a.width + 7, h + 2), src / "run.py", csl, work, a.runtime))
     if a.json:
         print(json.dumps(rows, indent=1))
         return
@@ -187,7 +199,8 @@ def main() -> None:
               f"{r['run_warm_lowering_s']:.2f} s)")
         print(f"  memcpy   {r['run_warm_memcpy_s']:7.2f} s")
         print(f"  launch   {r['run_warm_launch_s']:7.2f} s   {r['launch_cycles']} cycles x "
-              f"{r['pes']} PEs = {r['pe_cycles_per_s']:.3g} PE-cycles/s")
+              f"{r['pes']} PEs = {r['pe_cycles_per_s']:.3g} PE-cycles/s ("
+              f"{r['launch_busy'] / r['run_warm_launch_s']:.3g} busy PE-cycles/s)")
         cold = r["compile_cold_process_s"] + r["run_cold_process_s"]
         warm = r["compile_warm_process_s"] + r["run_warm_process_s"]
         print(f"  cold compile + load {r['compile_cold_step_s'] + r['run_cold_load_s']:.2f} s;"
