@@ -996,6 +996,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("stream_d2h", &Engine::stream_d2h)
       .def("advance_to", &Engine::advance_to)
       .def_property_readonly("cycle", &Engine::cycle)
+      .def_property_readonly("visits", &Engine::visits)
       .def("last_error", &Engine::last_error)
       .def("describe", &Engine::describe)
       .def("host_io_waits", &Engine::host_io_waits)

@@ -415,6 +415,9 @@ class Engine {
   // ---- state for Python (reports, counters) ----
 
   int64_t cycle() const { return core_.cycle(); }
+  // PE visits that found something to do so far (a measure of the work, for tests: a PE
+  // asleep, or awake with nothing to do, is not counted).
+  int64_t visits() const { return visits_; }
 
   py::tuple last_error() const {
     return py::make_tuple(error_, error_pe_, error_task_, error_node_, error_cycle_,
@@ -858,6 +861,7 @@ class Engine {
       }
     }
     bool progressed = false;
+    ++visits_;
     cur_pe_ = &pe;
     touch(pe);
     if (pe.main || !pe.micro.empty()) ++pe.live;
@@ -2128,7 +2132,7 @@ class Engine {
   std::vector<int32_t> dirty_;
   bool in_step_ = false;
   int visit_pos_ = -1;
-  int64_t n_cmd_blocked_ = 0, n_sleep_runnable_ = 0;
+  int64_t n_cmd_blocked_ = 0, n_sleep_runnable_ = 0, visits_ = 0;
   // Collectives waiting for the rest of their line: ((axis << 32) | index, line), oldest first.
   std::vector<std::pair<int64_t, CollLine>> lines_;
   std::vector<std::shared_ptr<H2D>> h2d_;   // H2D streams not yet delivered

@@ -112,6 +112,9 @@ class Engine:
     @property
     def cycle(self) -> int:
         ...
+    @property
+    def visits(self) -> int:
+        ...
 def set_error_types(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> None:
     """
     Register the Python classes for FabricError, FabricConfigError, FabricRoutingError.
