@@ -290,10 +290,22 @@ def elaborate_cached(layout_path: str | Path, options: CompileOptions,
     return lay
 
 
+PRUNE_EVERY_S = 60.0      # the directory is scanned at most this often by a store
+
+
 def prune(root: Path, max_bytes: int | None = None) -> None:
     """Remove the least recently used entries until the cache holds at most ``max_bytes``
-    (``WAFERSCALE_CACHE_MAX_MB``, default 2048 MB)."""
+    (``WAFERSCALE_CACHE_MAX_MB``, default 2048 MB). Without ``max_bytes``, at most once a
+    minute (the scan of a directory of many small entries is not free)."""
     if max_bytes is None:
+        marker = root / ".pruned"
+        try:
+            if time.time() - marker.stat().st_mtime < PRUNE_EVERY_S:
+                return
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            marker.touch()
         try:
             max_bytes = int(float(os.environ.get(ENV_MAX_MB, "2048")) * 2**20)
         except ValueError:
