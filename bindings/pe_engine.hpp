@@ -779,8 +779,8 @@ class Engine {
     return moved;
   }
 
-  // One cycle (simulator.Simulator.step). Only awake PEs are visited: a PE whose visit
-  // changed nothing goes to sleep (see sleep()) until something can change for it, so a PE
+  // One cycle (simulator.Simulator.step). Only awake PEs are visited: a PE left in a state
+  // that only an outside event can change goes to sleep (see sleep()) until then, so a PE
   // waiting for the fabric, for time or for nothing at all costs nothing per cycle.
   bool step() {
     bool progressed = false;
@@ -904,7 +904,9 @@ class Engine {
       }
     }
     if (pe.main) progressed |= resume(pe, *pe.main, now);
-    if (!progressed) sleep(pe, now);
+    // Whether or not anything happened, the PE sleeps if the state it is left in cannot
+    // change by itself at the next cycle (sleep() judges that state, not the visit).
+    sleep(pe, now);
     return progressed;
   }
 
@@ -943,10 +945,11 @@ class Engine {
 
   // ---- sleeping PEs ----
   //
-  // A visit that changes nothing on a PE leaves it in a state that only an outside event can
-  // change: time reaching a context's ready_at, a timed activation or the end of the main
-  // thread's last task (timers_), a wavelet becoming readable in one of its input queues or
-  // room in an output queue (the fabric core's CE events), a collective's callback or a host
+  // After a visit, a PE whose contexts all wait (for the fabric, or for a later cycle) and
+  // that has no task to start is in a state that only an outside event can change: time
+  // reaching a context's ready_at, a timed activation or the end of the main thread's last
+  // task (timers_), a wavelet becoming readable in one of its input queues or room in an
+  // output queue (the fabric core's CE events, arrivals_), a collective's callback or a host
   // command (wake). Until then every visit would only count: live for a PE with a task or
   // async op in flight, stall for each context waiting on the fabric or on another context.
   // settle() adds those counts when the PE wakes (skipped cycles count as live, not as
