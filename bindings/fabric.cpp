@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <queue>
 #include <cstdint>
 #include <exception>
 #include <stdexcept>
@@ -508,6 +509,15 @@ class Core {
   uint32_t ce_recv_at(int i, int iq) { return pop(iq_rings_[static_cast<size_t>(i) * n_iq_ + iq]).payload; }
   // Wavelet link traversals so far (the sum of the link_out and link_in counters).
   int64_t hops() const { return hops_; }
+  // CE-side events for the engine's sleeping PEs, recorded only while an engine listens:
+  // (cycle, router) when a wavelet becomes readable in one of the router's input queues
+  // from that cycle on, or when one of its output queues gives a wavelet to the router
+  // (space from the next cycle on).
+  void listen(bool on) {
+    listen_ = on;
+    ce_events_.clear();
+  }
+  std::vector<std::pair<int64_t, int>>& ce_events() { return ce_events_; }
 
  private:
   // ---- helpers ----
@@ -779,6 +789,7 @@ class Core {
           Wavelet d = w;
           d.ready = t + ramp_in_;
           push(iq_rings_[static_cast<size_t>(i) * n_iq_ + q], d);
+          if (listen_) ce_events_.emplace_back(d.ready, i);
           if (ramp_in_ > 1) {   // on the ramp: in flight until readable
             ramp_in_flight_.emplace_back(d.ready, i);
             add_load(r, i);
@@ -804,6 +815,7 @@ class Core {
       Ring& oq = oq_rings_[static_cast<size_t>(i) * n_oq_ + m.queue];
       const Wavelet w = pop(oq);
       if (!oq.count) r.oq_nonempty &= ~(1u << m.queue);
+      if (listen_) ce_events_.emplace_back(t + 1, i);
       --r.load;
       --in_flight_;
       ++link_in_[static_cast<size_t>(i) * kDirs + kRamp];
@@ -887,6 +899,8 @@ class Core {
   int64_t hop_ = 1, ramp_out_ = 1, ramp_in_ = 1;
   std::deque<std::pair<int64_t, int>> ramp_in_flight_;   // (readable cycle, router)
   bool record_ = false;
+  bool listen_ = false;
+  std::vector<std::pair<int64_t, int>> ce_events_;
   int64_t cycle_ = 0;
   int64_t in_flight_ = 0;
   uint32_t epoch_ = 1;
@@ -982,12 +996,15 @@ PYBIND11_MODULE(_fabric, m) {
       .def("stream_d2h", &Engine::stream_d2h)
       .def("advance_to", &Engine::advance_to)
       .def_property_readonly("cycle", &Engine::cycle)
+      .def_property_readonly("visits", &Engine::visits)
       .def("last_error", &Engine::last_error)
       .def("describe", &Engine::describe)
       .def("host_io_waits", &Engine::host_io_waits)
       .def("collective_waits", &Engine::collective_waits)
       .def("stats", &Engine::stats)
       .def("task_state", &Engine::task_state)
+      .def("task_states", &Engine::task_states)
+      .def("take_dirty", &Engine::take_dirty)
       .def("take_events", &Engine::take_events)
       .def("set_progress", &Engine::set_progress);
   m.attr("ENGINE_DSD_OPS") = [] {

@@ -128,6 +128,14 @@ struct PEState {
   std::shared_ptr<Ctx> ut_last[32];                 // pe.ut_last: latest async op per microthread
   TaskRng rng;                                      // --random-task-order
   std::string print_buffer;                         // <simprint> text before its newline
+  // Sleeping (Engine::sleep): not visited by step() until a wake-up; the counters of the
+  // cycles it sleeps through are added when it wakes (Engine::settle).
+  bool asleep = false;
+  bool sleep_runnable = false;       // asleep with no main thread and a runnable task
+  bool sleep_live = false;           // asleep with a task or async op in flight
+  uint32_t gen = 0;                  // bumped at every wake-up (stale pending-time entries)
+  int64_t sleep_from = 0;            // first cycle not visited
+  bool dirty = false;                // changed since Engine::take_dirty
 };
 
 // <collectives_2d/pe> (sim/collectives.py): a rendezvous of every PE of a row or column.
@@ -172,6 +180,8 @@ class Engine {
       ops_.push_back(o);
     }
   }
+
+  ~Engine() { core_.listen(false); }
 
   int add_program(py::array_t<int32_t> code, py::array_t<int64_t> consts,
                   py::array_t<int32_t> dconsts, py::array_t<int32_t> calls, py::list fns,
@@ -230,7 +240,17 @@ class Engine {
     pe.data_queue = std::move(data_queue);
     for (int t : active) pe.active.set(check_tid(t));
     for (int t : blocked) pe.blocked.set(check_tid(t));
+    const int k = static_cast<int>(pes_.size());
+    if (pe_of_router_.empty()) {
+      pe_of_router_.assign(static_cast<size_t>(core_.width()) * core_.height(), -1);
+      core_.listen(true);
+    }
+    if (pe_of_router_.at(pe.idx) >= 0)
+      throw std::invalid_argument("two PEs at " + pe_name(x, y));
+    pe_of_router_[pe.idx] = k;
     pes_.push_back(std::move(pe));
+    if (awake_.size() * 64 < pes_.size()) awake_.push_back(0);
+    awake_[k >> 6] |= uint64_t(1) << (k & 63);
   }
 
   void set_dsd_var(int k, int addr, py::array_t<int32_t> pod) {
@@ -289,13 +309,16 @@ class Engine {
   // ---- host commands (simulator.Simulator.launch / stream_h2d / stream_d2h) ----
 
   int launch(const std::string& name, std::vector<int64_t> args) {
+    wake_all();
     for (auto& pe : pes_) {
+      touch(pe);
       auto it = pe.prog->exports.find(name);
       if (it == pe.prog->exports.end()) {
         set_error(pe, "PE(" + std::to_string(pe.x) + "," + std::to_string(pe.y) +
                           ") does not export '" + name + "'", -1, true);
         return kError;
       }
+      if (!pe.cmd_blocked) ++n_cmd_blocked_;
       pe.cmd_blocked = true;
       // _start_rpc: the RPC runs when the main thread is free.
       auto ctx = std::make_shared<Ctx>();
@@ -314,10 +337,8 @@ class Engine {
         pe.main = ctx;
       }
     }
-    int st = run_until([this] {
-      for (auto& pe : pes_) if (pe.cmd_blocked) return false;
-      return true;
-    }, "running launch('" + name + "')");
+    int st = run_until([this] { return n_cmd_blocked_ == 0; },
+                       "running launch('" + name + "')");
     if (st != kOk) return st;
     int64_t target = 0;
     for (auto& pe : pes_) target = std::max(target, pe.unblock_time);
@@ -371,9 +392,10 @@ class Engine {
       while (cycle() < target) {
         if (core_.idle()) {
           int64_t t = pending_time();
-          bool nothing_now = true;
-          for (auto& pe : pes_)
-            if (!pe.main && runnable(pe, nullptr)) { nothing_now = false; break; }
+          bool nothing_now = n_sleep_runnable_ == 0;
+          for_each_awake([&](int k) {
+            if (nothing_now && !pes_[k].main && runnable(pes_[k], nullptr)) nothing_now = false;
+          });
           if (nothing_now && (t < 0 || t > target)) {
             skip(target - cycle());
             break;
@@ -393,6 +415,9 @@ class Engine {
   // ---- state for Python (reports, counters) ----
 
   int64_t cycle() const { return core_.cycle(); }
+  // PE visits that found something to do so far (a measure of the work, for tests: a PE
+  // asleep, or awake with nothing to do, is not counted).
+  int64_t visits() const { return visits_; }
 
   py::tuple last_error() const {
     return py::make_tuple(error_, error_pe_, error_task_, error_node_, error_cycle_,
@@ -479,7 +504,8 @@ class Engine {
     return out;
   }
 
-  py::dict stats() const {
+  py::dict stats() {
+    settle_all();
     const py::ssize_t n = static_cast<py::ssize_t>(pes_.size());
     py::array_t<int64_t> busy(n), stall(n), tasks(n), unblock(n), live(n);
     for (py::ssize_t k = 0; k < n; ++k) {
@@ -510,6 +536,33 @@ class Engine {
     spans_.clear();
     prints_.clear();
     return py::make_tuple(spans, prints);
+  }
+
+  // The indices of the PEs that changed since the last call (after stats(), which brings
+  // the sleeping PEs' counters up to date), in no particular order.
+  py::array_t<int32_t> take_dirty() {
+    py::array_t<int32_t> out(static_cast<py::ssize_t>(dirty_.size()));
+    std::copy(dirty_.begin(), dirty_.end(), out.mutable_data());
+    for (int32_t k : dirty_) pes_[k].dirty = false;
+    dirty_.clear();
+    return out;
+  }
+
+  // Every PE's task table at once: active and blocked bits (two 64-bit words per PE, task
+  // IDs 0..63 then 64..127) and whether it still blocks the host's command stream.
+  py::tuple task_states() const {
+    const py::ssize_t n = static_cast<py::ssize_t>(pes_.size());
+    py::array_t<uint64_t> active({n, py::ssize_t(2)}), blocked({n, py::ssize_t(2)});
+    py::array_t<bool> cmd(n);
+    for (py::ssize_t k = 0; k < n; ++k) {
+      const PEState& pe = pes_[k];
+      for (int w = 0; w < 2; ++w) {
+        active.mutable_data()[2 * k + w] = pe.active.w[w];
+        blocked.mutable_data()[2 * k + w] = pe.blocked.w[w];
+      }
+      cmd.mutable_data()[k] = pe.cmd_blocked;
+    }
+    return py::make_tuple(active, blocked, cmd);
   }
 
   py::tuple task_state(int k) const {
@@ -670,8 +723,19 @@ class Engine {
 
   // Simulator._skip: n cycles pass without stepping.
   void skip(int64_t n) {
-    for (auto& pe : pes_)
-      if (pe.main || !pe.micro.empty()) pe.live += n;
+    // Sleeping PEs are owed these cycles as live (not as stall: no context is resumed in a
+    // skipped cycle) when they wake; skips_ remembers them for settle().
+    for_each_awake([&](int k) {
+      PEState& pe = pes_[k];
+      if (pe.main || !pe.micro.empty()) {
+        pe.live += n;
+        touch(pe);
+      }
+    });
+    if (n > 0) {
+      const int64_t before = skips_.empty() ? 0 : skips_.back().cum + skips_.back().n;
+      skips_.push_back(Skip{cycle(), n, before});
+    }
     core_.advance_clock(n);
   }
 
@@ -715,6 +779,9 @@ class Engine {
     return moved;
   }
 
+  // One cycle (simulator.Simulator.step). Only awake PEs are visited: a PE left in a state
+  // that only an outside event can change goes to sleep (see sleep()) until then, so a PE
+  // waiting for the fabric, for time or for nothing at all costs nothing per cycle.
   bool step() {
     bool progressed = false;
     const int64_t now = cycle();
@@ -729,77 +796,283 @@ class Engine {
         const int i = pes_[d2h_->pes[k]].idx;
         if (d2h_->got[k] < d2h_->count && core_.iq_count_at(i, d2h_->queue) > 0 &&
             d2h_->credit.take()) {
+          wake(d2h_->pes[k]);
           d2h_->out[k * d2h_->count + d2h_->got[k]++] = core_.ce_recv_at(i, d2h_->queue);
           progressed = true;
         }
       }
     }
-    for (auto& pe : pes_) {
-      if (!pe.main && pe.micro.empty() && !pe.active.any() && pe.timed.empty()) {
-        bool data = false;
-        for (auto& dq : pe.data_queue)
-          if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
-        if (!data) continue;
-      }
-      cur_pe_ = &pe;
-      if (pe.main || !pe.micro.empty()) ++pe.live;
-      if (!pe.timed.empty()) {
-        bool due = false;
-        for (auto& t : pe.timed)
-          if (t.cycle <= now) {
-            if (t.unblock) pe.blocked.clear(t.tid);
-            else pe.active.set(t.tid);
-            due = true;
-          }
-        if (due) {
-          pe.timed.erase(std::remove_if(pe.timed.begin(), pe.timed.end(),
-                                        [now](const PEState::Timed& t) { return t.cycle <= now; }),
-                         pe.timed.end());
-          progressed = true;
+    while (!timers_.empty() && timers_.top().t <= now) {
+      const int k = timers_.top().k;
+      timers_.pop();
+      wake(k);
+    }
+    while (!arrivals_.empty() && arrivals_.front().first <= now) {
+      const int k = arrivals_.front().second;
+      arrivals_.pop_front();
+      wake(k);
+    }
+    {
+      StepGuard guard(*this);
+      // In PE order, re-reading the bitmap: a PE woken during the cycle (a collective's
+      // callback) further on is visited in this cycle, as the full loop would.
+      for (size_t w = 0; w < awake_.size(); ++w) {
+        uint64_t seen = 0;
+        for (;;) {
+          const uint64_t bits = awake_[w] & ~seen;
+          if (!bits) break;
+          const int b = __builtin_ctzll(bits);
+          seen |= uint64_t(1) << b;
+          visit_pos_ = static_cast<int>(w * 64 + b);
+          progressed |= visit(pes_[visit_pos_], now);
         }
       }
-      bool any_done = false;
-      // By index, as Python's list iteration: an RPC running here may append microthreads,
-      // which then run in this same cycle.
-      for (size_t k = 0; k < pe.micro.size(); ++k) {
-        std::shared_ptr<Ctx> m = pe.micro[k];
-        progressed |= resume(pe, *m, now);
-        any_done |= m->done;
-      }
-      if (any_done)
-        pe.micro.erase(std::remove_if(pe.micro.begin(), pe.micro.end(),
-                                      [](const std::shared_ptr<Ctx>& m) { return m->done; }),
-                       pe.micro.end());
-      if (pe.main && pe.main->done) {
-        pe.main_free_at = pe.main->ready_at;
-        pe.main.reset();
-      }
-      if (!pe.main && pe.main_free_at <= now) {
-        const int tid = pick_task(pe);
-        if (tid >= 0) {
-          start_task(pe, tid, now);
-          progressed = true;
-        }
-      }
-      if (pe.main) progressed |= resume(pe, *pe.main, now);
     }
     core_.tick();
+    auto& events = core_.ce_events();
+    if (!events.empty()) {
+      const int64_t t = cycle();
+      for (const auto& [when, router] : events) {
+        const int k = pe_of_router_[router];
+        if (k < 0) continue;
+        if (when <= t) {
+          wake(k);
+        } else if (arrivals_.empty() || arrivals_.back().first <= when) {
+          arrivals_.emplace_back(when, k);   // (one latency: they come in time order)
+        } else {
+          timers_.push(Timer{when, k});
+        }
+      }
+      events.clear();
+    }
+    if (skips_.size() > (1u << 16)) settle_all();
     return progressed;
   }
 
+  // The body of step() for one PE; false: nothing happened on it (it is put to sleep).
+  bool visit(PEState& pe, int64_t now) {
+    if (!pe.main && pe.micro.empty() && !pe.active.any() && pe.timed.empty()) {
+      bool data = false;
+      for (auto& dq : pe.data_queue)
+        if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
+      if (!data) {
+        sleep(pe, now);
+        return false;
+      }
+    }
+    bool progressed = false;
+    ++visits_;
+    cur_pe_ = &pe;
+    touch(pe);
+    if (pe.main || !pe.micro.empty()) ++pe.live;
+    if (!pe.timed.empty()) {
+      bool due = false;
+      for (auto& t : pe.timed)
+        if (t.cycle <= now) {
+          if (t.unblock) pe.blocked.clear(t.tid);
+          else pe.active.set(t.tid);
+          due = true;
+        }
+      if (due) {
+        pe.timed.erase(std::remove_if(pe.timed.begin(), pe.timed.end(),
+                                      [now](const PEState::Timed& t) { return t.cycle <= now; }),
+                       pe.timed.end());
+        progressed = true;
+      }
+    }
+    bool any_done = false;
+    // By index, as Python's list iteration: an RPC running here may append microthreads,
+    // which then run in this same cycle.
+    for (size_t k = 0; k < pe.micro.size(); ++k) {
+      std::shared_ptr<Ctx> m = pe.micro[k];
+      progressed |= resume(pe, *m, now);
+      any_done |= m->done;
+    }
+    if (any_done)
+      pe.micro.erase(std::remove_if(pe.micro.begin(), pe.micro.end(),
+                                    [](const std::shared_ptr<Ctx>& m) { return m->done; }),
+                     pe.micro.end());
+    if (pe.main && pe.main->done) {
+      pe.main_free_at = pe.main->ready_at;
+      pe.main.reset();
+    }
+    if (!pe.main && pe.main_free_at <= now) {
+      const int tid = pick_task(pe);
+      if (tid >= 0) {
+        start_task(pe, tid, now);
+        progressed = true;
+      }
+    }
+    if (pe.main) progressed |= resume(pe, *pe.main, now);
+    // Whether or not anything happened, the PE sleeps if the state it is left in cannot
+    // change by itself at the next cycle (sleep() judges that state, not the visit).
+    sleep(pe, now);
+    return progressed;
+  }
+
+  // simulator.Simulator.pending_time: the awake PEs now, the sleeping ones from what they
+  // could do when they fell asleep (which cannot change while they sleep).
   int64_t pending_time() {
     int64_t best = -1;
     const int64_t now = cycle();
     const auto consider = [&](int64_t t) { if (best < 0 || t < best) best = t; };
-    for (auto& pe : pes_) {
+    while (!pend_.empty()) {
+      const Timer top = pend_.top();
+      const PEState& pe = pes_[top.k];
+      if (!pe.asleep || pe.gen != top.gen) {
+        pend_.pop();
+        continue;
+      }
+      if (top.t < now) {    // (not expected) let the full formula decide, awake
+        pend_.pop();
+        wake(top.k);
+        continue;
+      }
+      consider(top.t);
+      break;
+    }
+    for_each_awake([&](int k) {
+      const PEState& pe = pes_[k];
       if (pe.main && !pe.main->done && pe.main->wait == kNoWait && pe.main->ready_at >= now)
         consider(pe.main->ready_at);
       for (auto& m : pe.micro)
         if (!m->done && m->wait == kNoWait && m->ready_at >= now) consider(m->ready_at);
       for (auto& t : pe.timed) consider(t.cycle);
       if (!pe.main && pe.main_free_at >= now && runnable(pe, nullptr)) consider(pe.main_free_at);
-    }
+    });
     return best;
+  }
+
+  // ---- sleeping PEs ----
+  //
+  // After a visit, a PE whose contexts all wait (for the fabric, or for a later cycle) and
+  // that has no task to start is in a state that only an outside event can change: time
+  // reaching a context's ready_at, a timed activation or the end of the main thread's last
+  // task (timers_), a wavelet becoming readable in one of its input queues or room in an
+  // output queue (the fabric core's CE events, arrivals_), a collective's callback or a host
+  // command (wake). Until then every visit would only count: live for a PE with a task or
+  // async op in flight, stall for each context waiting on the fabric or on another context.
+  // settle() adds those counts when the PE wakes (skipped cycles count as live, not as
+  // stall, as in skip()), so the counters are exactly those of visiting every PE every cycle.
+  // A wake-up that finds nothing to do is harmless (one visit that changes nothing).
+
+  struct Timer {
+    int64_t t;
+    int32_t k;
+    uint32_t gen = 0;
+    bool operator>(const Timer& o) const { return t != o.t ? t > o.t : k > o.k; }
+  };
+  struct Skip { int64_t start, n, cum; };   // cycles start..start+n-1 skipped; cum: before
+  struct StepGuard {
+    Engine& e;
+    explicit StepGuard(Engine& en) : e(en) { e.in_step_ = true; e.visit_pos_ = -1; }
+    ~StepGuard() { e.in_step_ = false; }
+  };
+
+  template <class F>
+  void for_each_awake(F&& f) const {
+    for (size_t w = 0; w < awake_.size(); ++w) {
+      uint64_t bits = awake_[w];
+      while (bits) {
+        f(static_cast<int>(w * 64 + __builtin_ctzll(bits)));
+        bits &= bits - 1;
+      }
+    }
+  }
+
+  void sleep(PEState& pe, int64_t now) {
+    constexpr int64_t kNever = INT64_MAX;
+    int64_t wake_at = kNever, pend = kNever;
+    bool stay = false;
+    const auto ctx = [&](const Ctx& c) {
+      if (c.done) { stay = true; return; }
+      if (c.ready_at > now) {
+        wake_at = std::min(wake_at, c.ready_at);
+        if (c.wait == kNoWait) pend = std::min(pend, c.ready_at);
+      } else if (c.wait == kNoWait || (c.prev && c.prev->done) || wait_holds(pe, c)) {
+        stay = true;   // it can run at the next cycle
+      }
+    };
+    if (pe.main) ctx(*pe.main);
+    for (auto& m : pe.micro) ctx(*m);
+    for (auto& t : pe.timed) {
+      wake_at = std::min(wake_at, t.cycle);
+      pend = std::min(pend, t.cycle);
+    }
+    const bool run = !pe.main && runnable(pe, nullptr);
+    if (run) {
+      if (pe.main_free_at <= now) stay = true;
+      wake_at = std::min(wake_at, pe.main_free_at);
+      pend = std::min(pend, pe.main_free_at);
+    }
+    if (stay || wake_at <= now) return;
+    const int k = static_cast<int>(&pe - pes_.data());
+    pe.asleep = true;
+    pe.sleep_from = now + 1;
+    pe.sleep_live = pe.main || !pe.micro.empty();
+    pe.sleep_runnable = run;
+    if (run) ++n_sleep_runnable_;
+    awake_[k >> 6] &= ~(uint64_t(1) << (k & 63));
+    if (wake_at != kNever) timers_.push(Timer{wake_at, k});
+    if (pend != kNever) pend_.push(Timer{pend, k, pe.gen});
+  }
+
+  // The counters of the cycles from pe.sleep_from up to (not including) `upto`.
+  void settle(PEState& pe, int64_t upto) {
+    const int64_t n = upto - pe.sleep_from;
+    if (n <= 0) return;
+    if (pe.sleep_live) {
+      pe.live += n;
+      touch(pe);
+    }
+    const auto ctx = [&](const Ctx& c) {
+      if (c.done || c.wait == kNoWait) return;
+      const int64_t from = std::max(pe.sleep_from, c.ready_at);
+      if (upto > from) pe.stall += (upto - from) - (skipped_before(upto) - skipped_before(from));
+    };
+    if (pe.main) ctx(*pe.main);
+    for (auto& m : pe.micro) ctx(*m);
+    pe.sleep_from = upto;
+  }
+
+  // Cycles before `t` that skip() let pass without a visit (since the last settle_all).
+  int64_t skipped_before(int64_t t) const {
+    auto it = std::upper_bound(skips_.begin(), skips_.end(), t,
+                               [](int64_t v, const Skip& s) { return v <= s.start; });
+    if (it == skips_.begin()) return 0;
+    --it;
+    return it->cum + std::min(it->n, t - it->start);
+  }
+
+  void wake(int k) {
+    PEState& pe = pes_[k];
+    if (!pe.asleep) return;
+    // Inside a cycle, a PE whose turn has passed was (as a sleeper) visited in it.
+    settle(pe, in_step_ && k < visit_pos_ ? cycle() + 1 : cycle());
+    pe.asleep = false;
+    ++pe.gen;
+    if (pe.sleep_runnable) --n_sleep_runnable_;
+    pe.sleep_runnable = false;
+    awake_[k >> 6] |= uint64_t(1) << (k & 63);
+  }
+
+  // The PEs whose counters or task table changed since Python last read them (sync).
+  void touch(PEState& pe) {
+    if (pe.dirty) return;
+    pe.dirty = true;
+    dirty_.push_back(static_cast<int32_t>(&pe - pes_.data()));
+  }
+
+  void wake_all() {
+    for (size_t k = 0; k < pes_.size(); ++k) wake(static_cast<int>(k));
+  }
+
+  // Bring every sleeping PE's counters up to now (between cycles).
+  void settle_all() {
+    const int64_t now = cycle();
+    for (auto& pe : pes_)
+      if (pe.asleep) settle(pe, now);
+    skips_.clear();
   }
 
   bool wait_holds(const PEState& pe, const Ctx& c) const {
@@ -1435,7 +1708,10 @@ class Engine {
     for (auto* c : calls) done = std::max(done, c->time);
     // TimingModel.collective_cycles
     done += setup_ + fabric_start_ + (n > 1 ? ramp_out_ + (n - 1) * hop_ + ramp_in_ : 0) + count;
-    for (auto* c : calls) pes_[c->pe].timed.push_back({done, c->cb, false});
+    for (auto* c : calls) {
+      wake(c->pe);
+      pes_[c->pe].timed.push_back({done, c->cb, false});
+    }
     lines_.erase(std::find_if(lines_.begin(), lines_.end(),
                               [key](const std::pair<int64_t, CollLine>& l) { return l.first == key; }));
   }
@@ -1685,6 +1961,7 @@ class Engine {
         case kBlock: pe.blocked.set(in.a); break;
         case kUnblock: pe.blocked.clear(in.a); break;
         case kUnblockCmd:
+          if (pe.cmd_blocked) --n_cmd_blocked_;
           pe.cmd_blocked = false;
           pe.unblock_time = pe.time;
           break;
@@ -1848,6 +2125,17 @@ class Engine {
   std::vector<py::array_t<uint16_t>> mems_;
   PEState* cur_pe_ = nullptr;
   Ctx* running_ = nullptr;      // the context being run (Simulator.running)
+  // Sleeping PEs (see sleep()): a bit per awake PE; wake-ups due at a cycle; the pending
+  // time of each sleeper (valid while its gen is unchanged); the skipped spans.
+  std::vector<uint64_t> awake_;
+  std::vector<int32_t> pe_of_router_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_, pend_;
+  std::deque<std::pair<int64_t, int32_t>> arrivals_;   // CE events due later, in time order
+  std::vector<Skip> skips_;
+  std::vector<int32_t> dirty_;
+  bool in_step_ = false;
+  int visit_pos_ = -1;
+  int64_t n_cmd_blocked_ = 0, n_sleep_runnable_ = 0, visits_ = 0;
   // Collectives waiting for the rest of their line: ((axis << 32) | index, line), oldest first.
   std::vector<std::pair<int64_t, CollLine>> lines_;
   std::vector<std::shared_ptr<H2D>> h2d_;   // H2D streams not yet delivered

@@ -59,3 +59,13 @@ def new_fabric(backend: str) -> Callable[..., Fabric]:
                       backend=backend)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_compile_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The compile cache (waferscale.host.cache) of this test session: a fresh directory, so
+    that no entry of an earlier run (or the user's own) is used and none is left behind."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WAFERSCALE_CACHE_DIR", str(tmp_path_factory.mktemp("compile-cache")))
+    yield
+    mp.undo()

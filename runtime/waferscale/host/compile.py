@@ -172,6 +172,7 @@ class CompileRecord:
     colors: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     waferscale_version: str = ""
+    cache_key: str = ""                 # the compile-cache entry of the compile (cache.py)
 
     @property
     def h2d_streams(self) -> dict[int, str]:
@@ -231,7 +232,7 @@ def write_output_dir(output: str | Path, *, layout: str | Path, options: dict[st
                      rpc_symbols: list[RpcSymbol] | None = None,
                      params: dict[str, str] | None = None, colors: dict[str, str] | None = None,
                      memcpy_streams: dict[str, int] | None = None,
-                     sources: dict[str, str] | None = None) -> Path:
+                     sources: dict[str, str] | None = None, cache_key: str = "") -> Path:
     """Write ``out.json``, ``bin/out_rpc.json`` and ``waferscale.json`` into ``output``.
 
     :func:`compile` calls this with what elaboration found; tests and alternative front ends
@@ -262,6 +263,8 @@ def write_output_dir(output: str | Path, *, layout: str | Path, options: dict[st
         "exports": [_export_to_json(e) for e in exports.values()],
         "sources": dict(sources or {}),
     }
+    if cache_key:
+        record["cache_key"] = cache_key
     _write_json(out / OUT_JSON, {"params": dict(params or {}), "colors": dict(colors or {})})
     _write_json(out / RPC_JSON, {"rpc_symbols": [s.to_json() for s in rpc_symbols]})
     _write_json(out / RECORD_FILE, record)
@@ -301,7 +304,8 @@ def read_output_dir(output: str | Path) -> CompileRecord:
             params={str(k): str(v) for k, v in outj.get("params", {}).items()},
             colors={str(k): str(v) for k, v in outj.get("colors", {}).items()},
             sources={str(k): str(v) for k, v in rec.get("sources", {}).items()},
-            waferscale_version=str(rec.get("waferscale_version", "")))
+            waferscale_version=str(rec.get("waferscale_version", "")),
+            cache_key=str(rec.get("cache_key", "")))
     except DeviceError:
         raise
     except FileNotFoundError as e:
@@ -395,9 +399,12 @@ def record_options(options: CompileOptions) -> dict[str, Any]:
 
 def compile_layout(layout_path: str | Path, options: CompileOptions,
                    output: str | Path = "out") -> tuple[Path, Layout]:
-    """Elaborate and write the output directory; returns it with the elaborated layout."""
-    from waferscale.lang.layout import elaborate
-    lay = elaborate(layout_path, options)
+    """Elaborate (through the compile cache, host/cache.py) and write the output directory;
+    returns it with the elaborated layout. The record names the cache entry, so that the
+    simulator's load takes this elaboration instead of redoing it."""
+    from .cache import cache_key, elaborate_cached
+    key = cache_key(layout_path, options)
+    lay = elaborate_cached(layout_path, options, key)
     infos, rpc = exports_of(lay)
     params = {name: _param_text(text) for name, text in options.params}
     colors = {name: _param_text(text) for name, text in options.colors}
@@ -406,7 +413,8 @@ def compile_layout(layout_path: str | Path, options: CompileOptions,
         output, layout=layout_path, options=record_options(options), width=lay.width,
         height=lay.height, fabric_dims=lay.fabric_dims, fabric_offsets=lay.fabric_offsets,
         exports=infos, rpc_symbols=rpc, params=params, colors=colors,
-        memcpy_streams=dict(lay.memcpy_streams), sources=sources)
+        memcpy_streams=dict(lay.memcpy_streams), sources=sources,
+        cache_key=key if lay.cache is not None else "")
     return out, lay
 
 

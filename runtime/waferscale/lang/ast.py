@@ -24,16 +24,25 @@ from typing import Iterator, Union
 from .source import NO_SPAN, Span
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The dataclass fields of a node class but ``span`` (dataclasses.fields is slow)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls) if f.name != "span")
+    return names
+
+
 @dataclass
 class Node:
     span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 
     def children(self) -> Iterator["Node"]:
         """Direct child nodes in field order (lists flattened)."""
-        for f in fields(self):
-            if f.name == "span":
-                continue
-            v = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            v = getattr(self, name)
             if isinstance(v, Node):
                 yield v
             elif isinstance(v, list):

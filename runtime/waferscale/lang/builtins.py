@@ -840,66 +840,90 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
     ``fn``'s body must be a value: a type, a function or a hardware ID (color, queue, task
     ID) where a DSD, pointer or number is expected is an error at the operand. Only names the
     body does not declare itself are judged (locals are run-time values)."""
-    if fn.body is None:
-        return
-    local = {p.name for p in fn.params if p.name}
-    local_types: dict[str, T.Type | None] = {}
-    for n in fn.body.walk():
-        if isinstance(n, A.VarDecl):
-            local.add(n.name)
-            t = T.lookup_type_name(n.type.name) if isinstance(n.type, A.Ident) else None
-            local_types[n.name] = None if n.name in local_types else t
-        elif isinstance(n, A.For):
-            local.update(n.captures)
-    for call in fn.body.walk():
-        if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
-                and len(call.args) >= 2 and _is_int_literal(call.args[1]):
+    for item in _dsd_operand_plan(ip, fn):
+        if item[0] == "mutator":
+            _, call = item
             # A literal argument is checked at compile time, as in a comptime context.
             _check_dsd_int(ip, f"@{call.name} argument", ip.eval(call.args[1], mod.scope),
                            *MUTATOR_RANGES[_MUTATOR_FIELDS[call.name]], call.args[1])
-        if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
             continue
-        args = list(call.args)
-        if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
-                and args[-1].fields:
-            args.pop()                      # the options struct .{ .async = true, ... }
-        if call.name == "map":
-            args = args[1:]
-        for k, a in enumerate(args):
-            what = None
-            dest = k == 0 and call.name != "map"
-            if isinstance(a, _TYPE_EXPRS):
-                what = "a type"
-            elif dest and isinstance(a, (A.IntLit, A.FloatLit, A.BoolLit, A.CharLit)):
-                what = "a number"
-            elif dest and isinstance(a, A.Ident) and a.name in local:
-                t = local_types.get(a.name)
-                if t is not None and (T.is_numeric(t) or t == T.BOOL):
-                    what = f"the local '{a.name}' of type '{t}'"
-            elif isinstance(a, A.Ident) and a.name not in local:
-                if T.lookup_type_name(a.name) is not None:
-                    what = f"the type '{a.name}'"
-                else:
-                    entry = mod.globals.get(a.name)
-                    d = getattr(entry, "decl", None)
-                    if isinstance(d, A.FnDecl):
-                        what = f"the function '{a.name}'"
-                    elif isinstance(d, A.VarDecl) and d.kind in ("const", "var"):
-                        v = ip.global_value(mod, a.name, a.span)
-                        if dest and (T.is_numeric(v.type) or v.type == T.BOOL):
-                            what = f"'{a.name}' of type '{v.type}'"
-                        elif v.type == T.TYPE:
-                            what = f"the type '{v.v}'"
-                        elif T.is_hw_id(v.type):
-                            what = f"a{'n' if str(v.type)[0] in 'aeiou' else ''} " \
-                                f"{v.type} ('{a.name}')"
-                        elif isinstance(v.type, T.FnT):
-                            what = f"a function ('{a.name}')"
-            if what is not None:
-                role = "destination" if dest else \
-                    f"operand {k + 1 if call.name == 'map' else k}"
-                want = "a DSD or a pointer" if dest else "a DSD, a pointer or a number"
-                raise ip.err(f"@{call.name} {role} is {what}; expected {want}", a)
+        _, call, k, a, dest, what = item
+        if what is None:        # a name of the module: judged by its value here
+            entry = mod.globals.get(a.name)
+            d = getattr(entry, "decl", None)
+            if isinstance(d, A.FnDecl):
+                what = f"the function '{a.name}'"
+            elif isinstance(d, A.VarDecl) and d.kind in ("const", "var"):
+                v = ip.global_value(mod, a.name, a.span)
+                if dest and (T.is_numeric(v.type) or v.type == T.BOOL):
+                    what = f"'{a.name}' of type '{v.type}'"
+                elif v.type == T.TYPE:
+                    what = f"the type '{v.v}'"
+                elif T.is_hw_id(v.type):
+                    what = f"a{'n' if str(v.type)[0] in 'aeiou' else ''} " \
+                        f"{v.type} ('{a.name}')"
+                elif isinstance(v.type, T.FnT):
+                    what = f"a function ('{a.name}')"
+        if what is not None:
+            role = "destination" if dest else \
+                f"operand {k + 1 if call.name == 'map' else k}"
+            want = "a DSD or a pointer" if dest else "a DSD, a pointer or a number"
+            raise ip.err(f"@{call.name} {role} is {what}; expected {want}", a)
+
+
+def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
+    """What check_dsd_op_operands judges in a body, in body order (the AST part of the check,
+    once per function and compilation): ``("mutator", call)`` for a DSD mutator with a
+    literal argument; ``("operand", call, k, arg, dest, what)`` for an operand to judge:
+    ``what`` the error already known from the AST, or None for a module-level name whose
+    value decides."""
+    hit = ip.ctx.memo.get(("dsd operands", id(fn)))
+    if hit is not None:
+        return hit[1]
+    plan: list[tuple] = []
+    if fn.body is not None:
+        local = {p.name for p in fn.params if p.name}
+        local_types: dict[str, T.Type | None] = {}
+        for n in fn.body.walk():
+            if isinstance(n, A.VarDecl):
+                local.add(n.name)
+                t = T.lookup_type_name(n.type.name) if isinstance(n.type, A.Ident) else None
+                local_types[n.name] = None if n.name in local_types else t
+            elif isinstance(n, A.For):
+                local.update(n.captures)
+        for call in fn.body.walk():
+            if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
+                    and len(call.args) >= 2 and _is_int_literal(call.args[1]):
+                plan.append(("mutator", call))
+            if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
+                continue
+            args = list(call.args)
+            if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
+                    and args[-1].fields:
+                args.pop()                      # the options struct .{ .async = true, ... }
+            if call.name == "map":
+                args = args[1:]
+            for k, a in enumerate(args):
+                what = None
+                dest = k == 0 and call.name != "map"
+                if isinstance(a, _TYPE_EXPRS):
+                    what = "a type"
+                elif dest and isinstance(a, (A.IntLit, A.FloatLit, A.BoolLit, A.CharLit)):
+                    what = "a number"
+                elif dest and isinstance(a, A.Ident) and a.name in local:
+                    t = local_types.get(a.name)
+                    if t is not None and (T.is_numeric(t) or t == T.BOOL):
+                        what = f"the local '{a.name}' of type '{t}'"
+                elif isinstance(a, A.Ident) and a.name not in local:
+                    if T.lookup_type_name(a.name) is not None:
+                        what = f"the type '{a.name}'"
+                    else:
+                        plan.append(("operand", call, k, a, dest, None))
+                        continue
+                if what is not None:
+                    plan.append(("operand", call, k, a, dest, what))
+    ip.ctx.memo[("dsd operands", id(fn))] = (fn, plan)
+    return plan
 
 
 def _runtime_only(ip, e, s):

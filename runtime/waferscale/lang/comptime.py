@@ -240,6 +240,7 @@ class Compilation:
         self.branches = 0
         self.depth = 0
         self._ast_cache: dict[str, A.Module] = {}
+        self._resolved: dict[Path, str] = {}       # path -> str(path.resolve())
         # Set while the layout block runs (a layout.LayoutBuilder).
         self.layout_builder: Any = None
         # The finished layout block's builder, so PE programs can call @get_rectangle.
@@ -249,10 +250,28 @@ class Compilation:
         self.warnings: list[str] = []
         # ids of the (cached) file ASTs whose function bodies names.py has checked.
         self.names_checked: set[int] = set()
+        # Facts derived from the ASTs, computed once per compilation however many programs
+        # instantiate a file: (what, id(node)) -> (node, fact); the node is kept so that its
+        # id is never reused.
+        self.memo: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # Files an @import_module looked for and did not find (resolved paths).
+        self.probed: set[str] = set()
+        # Memoised calls (Interp.call): key -> (owner, decl, result, branches, depth).
+        self.calls: dict[Any, tuple[Any, Any, Val, int, int]] = {}
+        self.peak = 0                  # deepest call depth reached (for the memo)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # (A compilation is pickled with its elaborated layout by the compile cache. What is
+        # keyed by object ids must not outlive the objects' identities.)
+        d = dict(self.__dict__)
+        d["memo"], d["names_checked"], d["_resolved"], d["calls"] = {}, set(), {}, {}
+        return d
 
     def load_ast(self, path: Path, span: Span | None) -> A.Module:
         from .parser import parse_file
-        key = str(path.resolve())
+        key = self._resolved.get(path)
+        if key is None:
+            key = self._resolved[path] = str(path.resolve())
         m = self._ast_cache.get(key)
         if m is None:
             if not path.is_file():
@@ -277,6 +296,16 @@ class Interp:
         self.ctx = ctx
         from .builtins import BUILTINS
         self.builtins: dict[str, Builtin] = BUILTINS
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d.pop("builtins", None)              # the module's table (closures): not pickled
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        from .builtins import BUILTINS
+        self.builtins = BUILTINS
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -527,10 +556,30 @@ class Interp:
     # -- expressions ----------------------------------------------------------------------------
 
     def eval(self, e: A.Expr, scope: Scope) -> Val:
-        m = getattr(self, "_e_" + type(e).__name__, None)
+        # The handler of a node class, looked up once per interpreter class (subclasses
+        # override handlers): the hottest call of compile-time evaluation.
+        m = type(self)._dispatch.get(type(e))
         if m is None:
-            raise self.err(f"{type(e).__name__} cannot be evaluated at compile time", e)
-        return m(e, scope)
+            m = self._handler("_e_", type(e))
+            if m is None:
+                raise self.err(f"{type(e).__name__} cannot be evaluated at compile time", e)
+        return m(self, e, scope)
+
+    _dispatch: dict[type, Callable[..., Any]] = {}      # expression class -> _e_ method
+    _sdispatch: dict[type, Callable[..., Any]] = {}     # statement class -> _s_ method
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._dispatch, cls._sdispatch = {}, {}
+
+    def _handler(self, prefix: str, node_type: type) -> Callable[..., Any] | None:
+        """The ``_e_``/``_s_`` method of ``node_type`` (None if there is none), cached in
+        the interpreter class's table."""
+        m = getattr(type(self), prefix + node_type.__name__, None)
+        if m is not None:
+            table = type(self)._dispatch if prefix == "_e_" else type(self)._sdispatch
+            table[node_type] = m
+        return m
 
     def _e_IntLit(self, e: A.IntLit, s: Scope) -> Val:
         return Val(T.COMPTIME_INT, e.value)
@@ -740,6 +789,11 @@ class Interp:
         args = [self.eval(a, s) for a in e.args]
         return self.call(f.v, args, e)
 
+    # Compile-time calls of pure functions with plain arguments are memoised (Zig memoises
+    # comptime calls too): a layout calls its helpers (block sizes, colors) for every PE with
+    # a handful of distinct arguments. Run-time interpreters (sim/pe.py) turn this off.
+    memoize_calls = True
+
     def call(self, fn: FnVal, args: list[Val], node: A.Node, *, as_task: bool = False) -> Val:
         """Call ``fn`` with ``args``. CSL code may not call a task; the simulator runs one
         (its body, as a call) with ``as_task=True``."""
@@ -758,6 +812,29 @@ class Interp:
                            node)
         if self.ctx.depth >= self.ctx.options.max_depth:
             raise self.err(f"comptime call depth exceeds {self.ctx.options.max_depth}", node)
+        ctx = self.ctx
+        key = _call_key(fn.owner, d, args) if self.memoize_calls and not as_task and \
+            pure_function(ctx, fn.owner, d) else None
+        if key is not None:
+            hit = ctx.calls.get(key)
+            # The same result, and the same branch count and depth as evaluating it (so the
+            # quota and the depth limit stop a program exactly where they would).
+            if hit is not None and hit[0] is fn.owner and hit[1] is d and \
+                    ctx.branches + hit[3] <= ctx.options.branch_quota and \
+                    ctx.depth + hit[4] <= ctx.options.max_depth:
+                ctx.branches += hit[3]
+                return hit[2]
+            branches, depth, peak = ctx.branches, ctx.depth, ctx.peak
+            ctx.peak = depth
+            try:
+                result = self._call_body(fn, d, args, node)
+            finally:
+                inner, ctx.peak = ctx.peak - depth, max(peak, ctx.peak)
+            ctx.calls[key] = (fn.owner, d, result, ctx.branches - branches, inner)
+            return result
+        return self._call_body(fn, d, args, node)
+
+    def _call_body(self, fn: FnVal, d: A.FnDecl, args: list[Val], node: A.Node) -> Val:
         scope = Scope(fn.owner.scope, fn.owner)
         for p, a, anode in zip(d.params, args, getattr(node, "args", [None] * len(args))):
             if isinstance(p.type, A.AnyType):
@@ -767,7 +844,10 @@ class Interp:
             if p.name is not None:
                 scope.vars[p.name] = Cell(p.name, v.type, v, False)
         ret_t = self.eval_type(d.ret, scope) if d.ret is not None else T.VOID
+        assert d.body is not None          # (call checked it)
         self.ctx.depth += 1
+        if self.ctx.depth > self.ctx.peak:
+            self.ctx.peak = self.ctx.depth
         try:
             self.exec_block(d.body, scope)
             result = VOID_VAL
@@ -1069,10 +1149,12 @@ class Interp:
         return None
 
     def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
-        m = getattr(self, "_s_" + type(st).__name__, None)
+        m = type(self)._sdispatch.get(type(st))
         if m is None:
-            raise self.err(f"{type(st).__name__} is not allowed here", st)
-        m(st, s)
+            m = self._handler("_s_", type(st))
+            if m is None:
+                raise self.err(f"{type(st).__name__} is not allowed here", st)
+        m(self, st, s)
 
     def _s_Block(self, st: A.Block, s: Scope) -> None:
         self.exec_block(st, s)
@@ -1272,6 +1354,71 @@ class Interp:
 
     def _s_FnDecl(self, st: A.FnDecl, s: Scope) -> None:
         raise self.err("functions can only be declared at file or struct scope", st)
+
+
+# Builtins that only compute a value (or check one): a function that calls nothing else (and
+# declares no struct or enum type, which would be a new type per call) is pure. (The ID
+# getters record which IDs user code takes, the first time: the same on every call.)
+PURE_BUILTINS = frozenset({
+    "as", "bitcast", "comptime_assert", "concat_structs", "constants", "dimensions",
+    "element_count", "element_type", "field", "fp16", "get_color", "get_control_task_id",
+    "get_data_task_id", "get_dsd", "get_filter_id", "get_input_queue", "get_int",
+    "get_local_task_id", "get_output_queue", "get_rectangle", "get_ut_id", "has_field",
+    "increment_dsd_offset", "is_arch", "is_same_type", "range", "rank", "set_dsd_base_addr",
+    "set_dsd_length", "set_dsd_stride", "strcat", "strlen", "type_of", "zeros"})
+
+
+def pure_function(ctx: Compilation, owner: Any, d: A.FnDecl) -> bool:
+    """Whether calls of ``d`` (declared in ``owner``) compute a value and nothing else: its
+    body uses only :data:`PURE_BUILTINS` and calls only pure functions of its own module by
+    name (memoised per compilation)."""
+    key = ("pure", id(d))
+    hit = ctx.memo.get(key)
+    if hit is not None:
+        return hit[1][0] is owner.ast and hit[1][1]
+    ctx.memo[key] = (d, (owner.ast, False))          # (recursion: not pure)
+    local = {p.name for p in d.params if p.name}
+    ok = d.body is not None
+    for n in (d.body.walk() if d.body is not None else ()):
+        if isinstance(n, A.VarDecl):
+            local.add(n.name)
+        elif isinstance(n, A.For):
+            local.update(n.captures)
+    for n in (d.body.walk() if d.body is not None else ()):
+        if not ok:
+            break
+        if isinstance(n, A.BuiltinCall):
+            ok = n.name in PURE_BUILTINS
+        elif isinstance(n, (A.StructType, A.EnumType)):
+            ok = False
+        elif isinstance(n, A.Call):
+            callee = n.callee
+            entry = owner.globals.get(callee.name) if isinstance(callee, A.Ident) and \
+                callee.name not in local else None
+            ok = entry is not None and isinstance(entry.decl, A.FnDecl) and \
+                pure_function(ctx, owner, entry.decl)
+    ctx.memo[key] = (d, (owner.ast, ok))
+    return ok
+
+
+def _call_key(owner: Any, d: A.FnDecl, args: list[Val]) -> Any:
+    """A memo key for a call of ``d`` with ``args``: None unless every argument is a plain
+    value (number, bool, string, hardware ID, void; or a type other than a struct or enum
+    type). The key holds the objects it names, so their identities stay unique."""
+    parts: list[Any] = [id(owner), id(d)]   # (the entry keeps both: the ids stay theirs)
+    for a in args:
+        p, t = a.v, a.type
+        if isinstance(t, (T.StructT, T.EnumT)):
+            return None
+        if isinstance(p, float):
+            parts.append((t, "f", p.hex()))
+        elif isinstance(p, (int, str, bool)) or p is None:
+            parts.append((t, type(p).__name__, p))
+        elif isinstance(p, T.Type) and not isinstance(p, (T.StructT, T.EnumT)):
+            parts.append((t, "type", p))
+        else:
+            return None
+    return tuple(parts)
 
 
 def val_key(v: Val) -> Any:

@@ -16,10 +16,11 @@ running its top-level ``comptime`` blocks. It enforces what cslc enforces:
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ast as A
 from . import types as T
@@ -62,8 +63,9 @@ class CompileOptions:
     import_paths: tuple[str, ...] = ()
 
 
-@dataclass
-class Route:
+class Route(NamedTuple):
+    """One (PE, color) route of the layout (a tuple: a large layout has one per PE and
+    color, and a tuple is the lightest object to keep, pickle and scan)."""
     rx: tuple[str, ...]
     tx: tuple[str, ...]
     config: Val
@@ -78,6 +80,7 @@ class TileCode:
     params: dict[str, Val]
     span: Span
     program: int = -1
+    resolved: str = ""          # str(path.resolve()), the program key's file
 
 
 @dataclass
@@ -118,9 +121,17 @@ class Layout:
     memcpy_streams: dict[str, int]
     prints: list[tuple[str, str]]
     warnings: list[str]
+    # The compile-cache entry this layout was stored in or loaded from (host/cache.py), where
+    # the simulator keeps its bytecode; never pickled.
+    cache: Any = field(default=None, compare=False, repr=False)
 
     def program_at(self, x: int, y: int) -> PEProgram:
         return self.programs[self.tiles[(x, y)].program]
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["cache"] = None
+        return d
 
 
 def _dirs(ip: Interp, v: Val, node: A.Node | None, what: str) -> tuple[str, ...]:
@@ -184,6 +195,10 @@ class LayoutBuilder:
         self.user_ids: dict[tuple[str, int], Span] = {}
         self.memcpy_streams: dict[str, int] = {}
         self.memcpy_import_span: Span | None = None
+        # (importing file, path argument) -> (code file, its resolved path): the file
+        # system is asked once per distinct @set_tile_code path, not once per PE.
+        self._tile_paths: dict[tuple[str, str | None], tuple[Path, str]] = {}
+        self._configs: dict[Any, Val] = {}
 
     def _check_xy(self, x: int, y: int, node: A.BuiltinCall) -> None:
         if self.rect is None:
@@ -222,10 +237,15 @@ class LayoutBuilder:
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) is given code twice", node).with_note(
                 "first @set_tile_code is here", prev.span)
-        p = Path(mod.path) if path is None else Path(mod.path).parent / path
-        if not p.is_file():
-            raise self.ip.err(f"tile code file '{path}' not found (looked for {p})", node.args[2])
-        self.tiles[(x, y)] = TileCode(x, y, p, dict(params), node.span)
+        known = self._tile_paths.get((mod.path, path))
+        if known is None:
+            p = Path(mod.path) if path is None else Path(mod.path).parent / path
+            if not p.is_file():
+                raise self.ip.err(f"tile code file '{path}' not found (looked for {p})",
+                                  node.args[2])
+            known = self._tile_paths[(mod.path, path)] = (p, str(p.resolve()))
+        self.tiles[(x, y)] = TileCode(x, y, known[0], dict(params), node.span,
+                                      resolved=known[1])
 
     def set_color_config(self, x: int, y: int, color: Val, cfg: Val,
                          node: A.BuiltinCall) -> None:
@@ -240,6 +260,9 @@ class LayoutBuilder:
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(
                 "first configuration is here", prev.span)
+        # Equal configs share one value (a layout of 20,000 PEs has a handful of distinct
+        # ones, and each would be several objects to keep, pickle and scan).
+        cfg = self._configs.setdefault(val_key(cfg), cfg)
         self.routes[(x, y, c)] = Route(rx, tx, cfg, node.span)
 
     def export_name(self, name: str, t: T.Type, mutable: bool | None,
@@ -319,10 +342,17 @@ def _cli_params(opts: CompileOptions) -> dict[str, Val]:
 
 def elaborate(layout_path: str | Path, options: CompileOptions = CompileOptions()) -> Layout:
     """Parse and elaborate a layout file; raise :class:`CslError` on any user error."""
+    # Elaborating a large layout makes millions of long-lived objects: the collector's
+    # default young-generation threshold would rescan them over and over (about a fifth of
+    # the time), so it runs less often meanwhile.
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
     try:
         return _elaborate(layout_path, options)
     except RecursionError:
         raise CslLayoutError(f"{layout_path}: program nests too deeply to evaluate") from None
+    finally:
+        gc.set_threshold(*threshold)
 
 
 def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
@@ -372,14 +402,17 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     programs: list[PEProgram] = []
     index: dict[Any, int] = {}
     for (x, y), tc in sorted(builder.tiles.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        key = (str(tc.path.resolve()), tuple(sorted((k, val_key(v))
-                                                   for k, v in tc.params.items())))
+        key = (tc.resolved or str(tc.path.resolve()),
+               tuple(sorted((k, val_key(v)) for k, v in tc.params.items())))
         i = index.get(key)
         if i is None:
             i = index[key] = len(programs)
             programs.append(_elaborate_program(ip, i, tc))
         programs[i].tiles.append((x, y))
         tc.program = i
+        # The tile shares its program's param values (equal by the key): one copy per
+        # program, not per PE.
+        tc.params = programs[i].params
 
     for p in programs:
         assert p.memory is not None     # _elaborate_program places every program's globals
@@ -409,9 +442,7 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     i = 0
     while i < len(record.modules):
         mod = record.modules[i]
-        used = {n.name for e in mod.globals.values() if isinstance(e.decl, A.FnDecl)
-                and e.decl.body is not None for n in e.decl.body.walk()
-                if isinstance(n, A.Ident)}
+        used = _names_used_by_code(ip.ctx, mod)
         for name, entry in list(mod.globals.items()):
             d = entry.decl
             if isinstance(d, A.VarDecl) and (d.kind in ("var", "param") or name in used):
@@ -426,8 +457,35 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     order = {id(m): i for i, m in enumerate(record.modules)}
     variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
                                                       v.decl.span.start if v.decl else 0))
-    mm = place_globals(variables, estimate_code_bytes(fns, record.imports_memcpy))
+    mm = place_globals(variables, estimate_code_bytes(fns, record.imports_memcpy,
+                                                      _node_counts(ip.ctx, fns)))
     return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
+
+
+def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]:
+    """The identifiers that the fn/task bodies of ``mod``'s file name (a property of the
+    file's AST, computed once per compilation: every program instantiates the same files)."""
+    tree = mod.ast
+    hit = ctx.memo.get(("used names", id(tree)))
+    if hit is not None:
+        return hit[1]
+    used = frozenset(n.name for e in mod.globals.values() if isinstance(e.decl, A.FnDecl)
+                     and e.decl.body is not None for n in e.decl.body.walk()
+                     if isinstance(n, A.Ident))
+    ctx.memo[("used names", id(tree))] = (tree, used)
+    return used
+
+
+def _node_counts(ctx: Compilation, fns: list[A.FnDecl]) -> list[int]:
+    """The AST node count of each function body (memoised per compilation)."""
+    out = []
+    for d in fns:
+        hit = ctx.memo.get(("nodes", id(d)))
+        if hit is None:
+            n = sum(1 for _ in d.body.walk()) if d.body is not None else 0
+            hit = ctx.memo[("nodes", id(d))] = (d, n)
+        out.append(hit[1])
+    return out
 
 
 def _check_exports(programs: list[PEProgram], builder: LayoutBuilder) -> None:

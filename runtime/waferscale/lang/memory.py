@@ -70,8 +70,11 @@ def _explicit_align(var: GlobalVar) -> int:
     return 2
 
 
-def estimate_code_bytes(fn_decls: list[A.FnDecl], imports_memcpy: bool) -> int:
-    nodes = sum(sum(1 for _ in d.body.walk()) for d in fn_decls if d.body is not None)
+def estimate_code_bytes(fn_decls: list[A.FnDecl], imports_memcpy: bool,
+                        node_counts: list[int] | None = None) -> int:
+    """The code size model; ``node_counts`` (one per declaration) spares the AST walks."""
+    nodes = sum(node_counts) if node_counts is not None else sum(
+        sum(1 for _ in d.body.walk()) for d in fn_decls if d.body is not None)
     return (CODE_MODEL["base_bytes"] + (CODE_MODEL["memcpy_bytes"] if imports_memcpy else 0)
             + CODE_MODEL["bytes_per_node"] * nodes)
 

@@ -13,6 +13,7 @@ implements. An unknown library is an error, never a guess.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -46,9 +47,13 @@ class NativeModule(ModuleInstance):
                                  FnVal(None, self, RuntimeIntrinsic(f"{self.name}.{name}",
                                                                     params, ret)))
 
-    def comptime_fn(self, name: str, fn: Callable[[Interp, list[Val], A.Node], Val]) -> None:
-        fn.__name__ = f"{self.name}.{name}"
-        self.members[name] = Val(T.FnT((), T.VOID), FnVal(None, self, fn))
+    def comptime_fn(self, name: str, fn: Callable[..., Val], **bound: Any) -> None:
+        """A member function run at compile time: ``fn(ip, args, node, **bound)``. ``fn``
+        is a module-level function and ``bound`` plain data, so that an elaborated program
+        can be pickled (the compile cache, host/cache.py)."""
+        f = functools.partial(fn, **bound)
+        f.__name__ = f"{self.name}.{name}"        # type: ignore[attr-defined]
+        self.members[name] = Val(T.FnT((), T.VOID), FnVal(None, self, f))
 
     def param(self, ip: Interp, name: str, node: A.Node, default: Val | None = None) -> Val:
         v = self.params.get(name, default)
@@ -88,19 +93,22 @@ def _memcpy_get_params(ip: Interp, importer: ModuleInstance, params: dict[str, V
         b.memcpy_import_span = node.span
         for k, v in streams.items():
             b.memcpy_streams[k] = _stream_id(ip, v, node)
-
-    def get_params(ip_: Interp, args: list[Val], call: A.Node) -> Val:
-        if len(args) != 1:
-            raise ip_.err("get_params takes the PE's x coordinate", call)
-        x = ip_.to_int(args[0], call, "x coordinate")
-        if not 0 <= x < width:
-            raise ip_.err(f"get_params({x}) is outside the memcpy width {width}", call)
-        fields = {"_memcpy_params": Val(T.BOOL, True), "width": Val(T.COMPTIME_INT, width),
-                  "height": Val(T.COMPTIME_INT, height), "x": Val(T.COMPTIME_INT, x), **streams}
-        return Val(T.AnonStructT(tuple((k, v.type) for k, v in fields.items())), fields)
-
-    m.comptime_fn("get_params", get_params)
+    m.comptime_fn("get_params", _memcpy_params_of, width=width, height=height,
+                  streams=streams)
     return m
+
+
+def _memcpy_params_of(ip_: Interp, args: list[Val], call: A.Node, *, width: int, height: int,
+                      streams: dict[str, Val]) -> Val:
+    """<memcpy/get_params>'s get_params(x)."""
+    if len(args) != 1:
+        raise ip_.err("get_params takes the PE's x coordinate", call)
+    x = ip_.to_int(args[0], call, "x coordinate")
+    if not 0 <= x < width:
+        raise ip_.err(f"get_params({x}) is outside the memcpy width {width}", call)
+    fields = {"_memcpy_params": Val(T.BOOL, True), "width": Val(T.COMPTIME_INT, width),
+              "height": Val(T.COMPTIME_INT, height), "x": Val(T.COMPTIME_INT, x), **streams}
+    return Val(T.AnonStructT(tuple((k, v.type) for k, v in fields.items())), fields)
 
 
 def _memcpy_pe(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
@@ -117,20 +125,21 @@ def _memcpy_pe(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
         if k in params:
             m.members[k] = params[k]
     m.runtime_fn("unblock_cmd_stream", (), T.VOID)
-    def get_streaming_fabout_dsd(ip_: Interp, args: list[Val], call: A.Node) -> Val:
-        """A fabout DSD of ``extent`` wavelets to a D2H stream color through ``queue``."""
-        if len(args) != 3:
-            raise ip_.err("get_streaming_fabout_dsd takes (color, extent, output_queue)", call)
-        color, extent, oq = args
-        if color.type != T.COLOR and not T.is_int(color.type):
-            raise ip_.err(f"expected a color, found '{color.type}'", call)
-        if oq.type != T.OUTPUT_QUEUE:
-            raise ip_.err(f"expected an output_queue, found '{oq.type}'", call)
-        fields = {"extent": extent, "fabric_color": Val(T.COLOR, color.v), "output_queue": oq}
-        return Val(T.NAMED_TYPES["fabout_dsd"], DsdVal("fabout_dsd", fields))
-
-    m.comptime_fn("get_streaming_fabout_dsd", get_streaming_fabout_dsd)
+    m.comptime_fn("get_streaming_fabout_dsd", _get_streaming_fabout_dsd)
     return m
+
+
+def _get_streaming_fabout_dsd(ip_: Interp, args: list[Val], call: A.Node) -> Val:
+    """A fabout DSD of ``extent`` wavelets to a D2H stream color through ``queue``."""
+    if len(args) != 3:
+        raise ip_.err("get_streaming_fabout_dsd takes (color, extent, output_queue)", call)
+    color, extent, oq = args
+    if color.type != T.COLOR and not T.is_int(color.type):
+        raise ip_.err(f"expected a color, found '{color.type}'", call)
+    if oq.type != T.OUTPUT_QUEUE:
+        raise ip_.err(f"expected an output_queue, found '{oq.type}'", call)
+    fields = {"extent": extent, "fabric_color": Val(T.COLOR, color.v), "output_queue": oq}
+    return Val(T.NAMED_TYPES["fabout_dsd"], DsdVal("fabout_dsd", fields))
 
 
 # -- small libraries -------------------------------------------------------------------------------
@@ -158,9 +167,12 @@ def _time_lib(ip, importer, params, node) -> NativeModule:
 
 _MATH_RUNTIME = ("exp", "log", "sqrt", "invsqrt", "inv", "pow", "sin", "cos", "tanh", "sig",
                  "fscale")
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
 _MATH_COMPTIME: dict[str, Callable[..., float]] = {
-    "abs": abs, "ceil": math.ceil, "floor": math.floor,
-    "sign": lambda x: (x > 0) - (x < 0),
+    "abs": abs, "ceil": math.ceil, "floor": math.floor, "sign": _sign,
     "isNaN": math.isnan, "isInf": math.isinf,
 }
 
@@ -173,36 +185,34 @@ def _math_lib(ip, importer, params, node) -> NativeModule:
     for base in _MATH_RUNTIME:
         for suffix, t in (("", None), ("_f16", T.F16), ("_f32", T.F32)):
             m.runtime_fn(base + suffix, (t,), t or T.F32)
-    for base, fn in _MATH_COMPTIME.items():
+    for base in _MATH_COMPTIME:
         for suffix in ("", "_f16", "_f32"):
-            m.comptime_fn(base + suffix, _math_comptime(base, fn))
+            m.comptime_fn(base + suffix, _math_comptime, fn_name=base)
     for base in ("max", "min"):
         for suffix in ("", "_f16", "_f32"):
-            m.comptime_fn(base + suffix, _math_minmax(base))
+            m.comptime_fn(base + suffix, _math_minmax, fn_name=base)
     return m
 
 
-def _math_comptime(name: str, fn: Callable[[float], Any]):
-    def impl(ip: Interp, args: list[Val], node: A.Node) -> Val:
-        if len(args) != 1 or not T.is_numeric(args[0].type):
-            raise ip.err(f"math.{name} takes one number", node)
-        r = fn(args[0].v)
-        if isinstance(r, bool):
-            return Val(T.BOOL, r)
-        if name in ("ceil", "floor") and T.is_float(args[0].type):
-            r = float(r)
-        return Val(args[0].type, type(args[0].v)(r))
-    return impl
+def _math_comptime(ip: Interp, args: list[Val], node: A.Node, *, fn_name: str) -> Val:
+    name = fn_name
+    if len(args) != 1 or not T.is_numeric(args[0].type):
+        raise ip.err(f"math.{name} takes one number", node)
+    r = _MATH_COMPTIME[name](args[0].v)
+    if isinstance(r, bool):
+        return Val(T.BOOL, r)
+    if name in ("ceil", "floor") and T.is_float(args[0].type):
+        r = float(r)
+    return Val(args[0].type, type(args[0].v)(r))
 
 
-def _math_minmax(name: str):
-    def impl(ip: Interp, args: list[Val], node: A.Node) -> Val:
-        if len(args) != 2:
-            raise ip.err(f"math.{name} takes two numbers", node)
-        t = ip.unify(args[0], args[1], node)
-        a, b = (ip.coerce(x, t, node).v for x in args)
-        return Val(t, max(a, b) if name == "max" else min(a, b))
-    return impl
+def _math_minmax(ip: Interp, args: list[Val], node: A.Node, *, fn_name: str) -> Val:
+    name = fn_name
+    if len(args) != 2:
+        raise ip.err(f"math.{name} takes two numbers", node)
+    t = ip.unify(args[0], args[1], node)
+    a, b = (ip.coerce(x, t, node).v for x in args)
+    return Val(t, max(a, b) if name == "max" else min(a, b))
 
 
 def _simprint_lib(ip, importer, params, node) -> NativeModule:
@@ -216,34 +226,35 @@ def _simprint_lib(ip, importer, params, node) -> NativeModule:
 
 def _c2d_params(ip, importer, params, node) -> NativeModule:
     m = NativeModule(ip, importer, "collectives_2d/params", params, node)
-
-    def get_params(ip_: Interp, args: list[Val], call: A.Node) -> Val:
-        if len(args) != 3 or not isinstance(args[2].v, dict):
-            raise ip_.err("get_params takes (Px, Py, .{ .x_colors, .x_entrypoints, .y_colors, "
-                          ".y_entrypoints })", call)
-        px = ip_.to_int(args[0], call, "Px")
-        py = ip_.to_int(args[1], call, "Py")
-        cfg = args[2].v
-        out = {}
-        for axis, pos in (("x", px), ("y", py)):
-            colors, entries = cfg.get(f"{axis}_colors"), cfg.get(f"{axis}_entrypoints")
-            if colors is None or entries is None:
-                raise ip_.err(f"get_params needs .{axis}_colors and .{axis}_entrypoints", call)
-            cs = colors.v if isinstance(colors.v, list) else []
-            es = entries.v if isinstance(entries.v, list) else []
-            if len(cs) != 2 or len(es) != 2 or any(c.type != T.COLOR for c in cs) or any(
-                    t.type != T.LOCAL_TASK_ID for t in es):
-                raise ip_.err(f".{axis}_colors needs 2 colors and .{axis}_entrypoints 2 local "
-                              "task IDs", call)
-            if cs[0].v == cs[1].v or es[0].v == es[1].v:
-                raise ip_.err(f"the two {axis} colors and entrypoints must be distinct", call)
-            d = {"_c2d_axis": Val(T.COMPTIME_STRING, axis), "pe": Val(T.COMPTIME_INT, pos),
-                 "colors": colors, "entrypoints": entries}
-            out[axis] = Val(T.AnonStructT(tuple((k, v.type) for k, v in d.items())), d)
-        return Val(T.AnonStructT(tuple((k, v.type) for k, v in out.items())), out)
-
-    m.comptime_fn("get_params", get_params)
+    m.comptime_fn("get_params", _c2d_get_params)
     return m
+
+
+def _c2d_get_params(ip_: Interp, args: list[Val], call: A.Node) -> Val:
+    """<collectives_2d/params>'s get_params(Px, Py, config)."""
+    if len(args) != 3 or not isinstance(args[2].v, dict):
+        raise ip_.err("get_params takes (Px, Py, .{ .x_colors, .x_entrypoints, .y_colors, "
+                      ".y_entrypoints })", call)
+    px = ip_.to_int(args[0], call, "Px")
+    py = ip_.to_int(args[1], call, "Py")
+    cfg = args[2].v
+    out = {}
+    for axis, pos in (("x", px), ("y", py)):
+        colors, entries = cfg.get(f"{axis}_colors"), cfg.get(f"{axis}_entrypoints")
+        if colors is None or entries is None:
+            raise ip_.err(f"get_params needs .{axis}_colors and .{axis}_entrypoints", call)
+        cs = colors.v if isinstance(colors.v, list) else []
+        es = entries.v if isinstance(entries.v, list) else []
+        if len(cs) != 2 or len(es) != 2 or any(c.type != T.COLOR for c in cs) or any(
+                t.type != T.LOCAL_TASK_ID for t in es):
+            raise ip_.err(f".{axis}_colors needs 2 colors and .{axis}_entrypoints 2 local "
+                          "task IDs", call)
+        if cs[0].v == cs[1].v or es[0].v == es[1].v:
+            raise ip_.err(f"the two {axis} colors and entrypoints must be distinct", call)
+        d = {"_c2d_axis": Val(T.COMPTIME_STRING, axis), "pe": Val(T.COMPTIME_INT, pos),
+             "colors": colors, "entrypoints": entries}
+        out[axis] = Val(T.AnonStructT(tuple((k, v.type) for k, v in d.items())), d)
+    return Val(T.AnonStructT(tuple((k, v.type) for k, v in out.items())), out)
 
 
 def _c2d_pe(ip, importer, params, node) -> NativeModule:
@@ -282,6 +293,30 @@ KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "direc
                        "dsd_ops", "tile_config", "timer", "message_passing")
 
 
+def find_module(ip: Interp, base: Path, spec: str, node: A.Node) -> tuple[Path, str]:
+    """The file ``@import_module(spec)`` names from a file in ``base``: relative to it, then
+    along the import paths (the first that exists), with its resolved path. The file system
+    is asked once per compilation for each (base, spec); the candidates found missing are
+    recorded in ``Compilation.probed`` (a cached compile is stale once one appears)."""
+    memo_key = ("import " + spec, hash(str(base)))
+    ctx = ip.ctx
+    hit = ctx.memo.get(memo_key)
+    if hit is not None and hit[0] == (str(base), spec):
+        return hit[1]
+    candidates = [base / spec] + [Path(p) / spec for p in ctx.options.import_paths]
+    for c in candidates:
+        if c.is_file():
+            break
+        ctx.probed.add(str(c.resolve()))
+    else:
+        raise CslImportError(f"cannot find module '{spec}' (looked for "
+                             + ", ".join(str(c) for c in candidates) + "); pass the directory "
+                             "that holds it with --import-path", node.span)
+    found = (c, str(c.resolve()))
+    ctx.memo[memo_key] = ((str(base), spec), found)
+    return found
+
+
 def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[str, Val],
                   node: A.Node) -> ModuleInstance:
     """Instantiate the module named by ``spec`` for ``importer`` (see the module docstring)."""
@@ -296,17 +331,10 @@ def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[
                                  + ", ".join(f"<{n}>" for n in sorted(STDLIB)) + ")", node.span)
         return factory(ip, importer, params, node)
     base = Path(importer.path).parent if not importer.is_stdlib else Path(".")
-    candidates = [base / spec] + [Path(p) / spec for p in ip.ctx.options.import_paths]
-    for c in candidates:
-        if c.is_file():
-            break
-    else:
-        raise CslImportError(f"cannot find module '{spec}' (looked for "
-                             + ", ".join(str(c) for c in candidates) + "); pass the directory "
-                             "that holds it with --import-path", node.span)
+    c, resolved = find_module(ip, base, spec, node)
     # Every import makes a new instance, so a file that (directly or through others) imports
     # itself with the same params would instantiate forever: report the cycle at the import.
-    key = (str(c.resolve()), tuple(sorted((k, val_key(v)) for k, v in params.items())))
+    key = (resolved, tuple(sorted((k, val_key(v)) for k, v in params.items())))
     chain: list[ModuleInstance] = []
     m: ModuleInstance | None = importer
     while m is not None:

@@ -239,13 +239,19 @@ MAX_INT_BITS = 16777215
 
 def lookup_type_name(name: str) -> Type | None:
     """The built-in type spelled ``name`` (``f32``, ``u16``, ``i7``, ``color``...), or None."""
-    t = NAMED_TYPES.get(name)
+    t = NAMED_TYPES.get(name) or _INT_NAMES.get(name)
     if t is not None:
         return t
     m = _INT_RE.match(name)
     if m and int(m.group(2)) <= MAX_INT_BITS:
-        return IntT(int(m.group(2)), m.group(1) == "i")
+        t = IntT(int(m.group(2)), m.group(1) == "i")
+        if t.bits <= 128:           # the usual widths, remembered (a value type)
+            _INT_NAMES[name] = t
+        return t
     return None
+
+
+_INT_NAMES: dict[str, Type] = {}
 
 
 def is_int(t: Type) -> bool:

@@ -40,6 +40,21 @@ log = logging.getLogger(__name__)
 _OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = range(5)
 
 
+def _lowering_tag(sim: "Simulator") -> str:
+    """What the bytecode depends on besides the program: the cost table, the engine's tables
+    and the memory fill (with the layout's entry, host/cache.py)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from .. import _fabric
+    data = [dataclasses.asdict(sim.timing), list(_fabric.ENGINE_DSD_OPS),
+            _fabric.ENGINE_DSD_WORDS, _fabric.ENGINE_CALL_WORDS, sim.arch,
+            sim.options.uninitialized_nan]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
 def why_not(sim: "Simulator") -> str | None:
     """Why the compiled engine cannot run ``sim``'s program (None: it can)."""
     if sim.fabric.backend != "cpp":
@@ -88,18 +103,35 @@ class CompiledEngine:
 
     @classmethod
     def build(cls, sim: "Simulator") -> "CompiledEngine":
-        """Lower every program of ``sim``; raises :class:`Unsupported` when one can't be."""
+        """Lower every program of ``sim``; raises :class:`Unsupported` when one can't be.
+        The bytecode (or the reason it cannot be made) is kept in the layout's compile-cache
+        entry, if it has one (host/cache.py), for the next load of the same compile."""
         reason = why_not(sim)
         if reason is not None:
             raise Unsupported(reason)
         from .. import _fabric
+        entry = getattr(sim.layout, "cache", None)
+        tag = _lowering_tag(sim) if entry is not None else ""
+        cached = entry.load_lowered(tag) if entry is not None else None
+        if isinstance(cached, dict) and "unsupported" in cached:
+            raise Unsupported(cached["unsupported"])
+        if isinstance(cached, dict) and set(cached.get("programs", {})) == {
+                p.index for p in sim.layout.programs}:
+            return cls(sim, cached["programs"])
         lowered: dict[int, LoweredProgram] = {}
-        for pe in sim.pes:
-            key = pe.program.index
-            if key not in lowered:
-                lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
-                                               _fabric.ENGINE_DSD_WORDS,
-                                               _fabric.ENGINE_CALL_WORDS).lower()
+        try:
+            for pe in sim.pes:
+                key = pe.program.index
+                if key not in lowered:
+                    lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
+                                                   _fabric.ENGINE_DSD_WORDS,
+                                                   _fabric.ENGINE_CALL_WORDS).lower()
+        except Unsupported as e:
+            if entry is not None:
+                entry.store_lowered(tag, {"unsupported": str(e)})
+            raise
+        if entry is not None:
+            entry.store_lowered(tag, {"programs": lowered})
         return cls(sim, lowered)
 
     # -- host commands --------------------------------------------------------------------------
@@ -161,14 +193,20 @@ class CompiledEngine:
         for _k, cycle, text in prints:
             sim.log_line(cycle, text.decode("utf-8", "replace"))
         st = self.core.stats()
-        for k, pe in enumerate(sim.pes):
-            pe.stats.busy = int(st["busy"][k])
-            pe.stats.stall = int(st["stall"][k])
-            pe.stats.tasks_run = int(st["tasks_run"][k])
-            pe.stats.live = int(st["live"][k])
-            pe.unblock_time = int(st["unblock_time"][k])
-            active, blocked, pe.cmd_blocked = self.core.task_state(k)
-            pe.active, pe.blocked = set(active), set(blocked)
+        dirty = self.core.take_dirty()          # only the PEs that changed since last time
+        if not len(dirty):
+            return
+        active, blocked, cmd = self.core.task_states()
+        rows = zip(dirty.tolist(), st["busy"][dirty].tolist(), st["stall"][dirty].tolist(),
+                   st["tasks_run"][dirty].tolist(), st["live"][dirty].tolist(),
+                   st["unblock_time"][dirty].tolist(), cmd[dirty].tolist(),
+                   active[dirty].tolist(), blocked[dirty].tolist())
+        for k, busy, stall, tasks, live, unblock, c, act, blk in rows:
+            pe = sim.pes[k]
+            s = pe.stats
+            s.busy, s.stall, s.tasks_run, s.live = busy, stall, tasks, live
+            pe.unblock_time, pe.cmd_blocked = unblock, c
+            pe.active, pe.blocked = _ids(act), _ids(blk)
 
     def _check(self, status: int) -> None:
         self.sync()
@@ -203,6 +241,17 @@ class CompiledEngine:
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
         return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+
+
+def _ids(words: list[int]) -> set[int]:
+    """The task IDs whose bits are set in two 64-bit words (IDs 0..63, then 64..127)."""
+    out = set()
+    for w, bits in enumerate(words):
+        while bits:
+            low = bits & -bits
+            out.add(64 * w + low.bit_length() - 1)
+            bits ^= low
+    return out
 
 
 def select(sim: "Simulator") -> Any:

@@ -68,10 +68,20 @@ class Context:
 class PEInterp(Interp):
     """Run-time interpreter bound to one PE (see module docstring)."""
 
+    _all_builtins: dict | None = None          # comptime + run-time builtins, built once
+    memoize_calls = False                       # run-time calls act on the PE
+
     def __init__(self, ctx, pe: "PE") -> None:
         super().__init__(ctx)
         self.pe = pe
         self._raw_ident: A.Expr | None = None
+        if PEInterp._all_builtins is None:
+            from .builtins_rt import RUNTIME_BUILTINS
+            PEInterp._all_builtins = {**self.builtins, **RUNTIME_BUILTINS}
+        self.builtins = PEInterp._all_builtins
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        super().__setstate__(d)
         from .builtins_rt import RUNTIME_BUILTINS
         self.builtins = {**self.builtins, **RUNTIME_BUILTINS}
 
@@ -257,27 +267,81 @@ class PEStats:
         return cycles - self.live
 
 
-class PE:
-    """State of one PE while the simulator runs."""
+class ProgramImage:
+    """What every PE of one program starts with, computed once per program: the word
+    addresses of its globals, its initial memory contents (as ranges of words over the
+    memory's fill) and DSD variables, its task table."""
 
-    def __init__(self, sim: Any, x: int, y: int, program: Any) -> None:
+    def __init__(self, program: Any, sim: Any) -> None:
+        arch, fill_nan = sim.arch, sim.options.uninitialized_nan
+        self.addresses: dict[int, int] = {id(p.var): p.address // 2
+                                          for p in program.memory.placements}
+        # _write_init's view of a PE: the program's first (errors name it, as they did when
+        # every PE wrote its own initial contents).
+        scratch = PE.__new__(PE)
+        scratch.sim = sim
+        scratch.x, scratch.y = program.tiles[0] if program.tiles else (0, 0)
+        scratch.current_task = "-"
+        scratch.mem = PEMemory(fill_nan=fill_nan)
+        scratch.addresses = self.addresses
+        scratch.dsd_vars = {}
+        self.writes: list[tuple[int, np.ndarray]] = []   # (word address, words)
+        for p in program.memory.placements:
+            gv = p.var
+            if gv.init is None:
+                continue
+            a = p.address // 2
+            PE._write_init(scratch, a, gv.type, gv.init)
+            n = max(1, p.size // 2)
+            self.writes.append((a, scratch.mem.words[a:a + n].copy()))
+        self.dsd_vars: dict[int, Val] = scratch.dsd_vars
+        rec = program.record
+        self.tasks: dict[int, tuple[str, FnVal]] = {}
+        for (kind, n), fn in rec.task_bindings.items():
+            self.tasks[n if kind != "control" else 64 + n] = (kind, fn)
+        # WSE-2's data queues depend on the PE's queue bindings (Simulator sets them).
+        self.data_queue: dict[int, int] = {
+            tid: tid for tid, (kind, _) in self.tasks.items() if kind == "data"
+        } if arch == "wse3" else {}
+        self.active = set(rec.initially_active)
+        self.blocked = {PE._block_key(kind, n) for kind, n in rec.initially_blocked}
+
+
+class PE:
+    """State of one PE while the simulator runs.
+
+    ``words`` (a row of the simulator's memory block) and ``image`` (the program's
+    :class:`ProgramImage`, whose initial contents the simulator has already written into
+    ``words``) let the simulator build many PEs cheaply; without them the PE makes its own.
+    The run-time interpreter (``interp``) is made on first use (the compiled engine never
+    needs one per PE)."""
+
+    def __init__(self, sim: Any, x: int, y: int, program: Any, *,
+                 words: np.ndarray | None = None, image: ProgramImage | None = None) -> None:
         self.sim = sim
         self.x, self.y = x, y
         self.program = program                    # layout.PEProgram
         self.record = program.record
-        self.mem = PEMemory(fill_nan=sim.options.uninitialized_nan)
-        self.addresses = {id(p.var): p.address // 2 for p in program.memory.placements}
-        self.dsd_vars: dict[int, Val] = {}       # DSD-typed globals, by word address
-        self.interp = PEInterp(sim.compilation, self)
-        self.active: set[int] = set()
-        self.blocked: set[int] = set()
-        self.tasks: dict[int, tuple[str, FnVal]] = {}
-        self.data_queue: dict[int, int] = {}      # task id -> input queue feeding it
+        fill_nan = sim.options.uninitialized_nan
+        if image is None:
+            image = ProgramImage(program, sim)
+            words = None                          # (the image is written below)
+        self.mem = PEMemory(fill_nan=fill_nan, words=words)
+        if words is None:
+            for a, w in image.writes:
+                self.mem.words[a:a + len(w)] = w
+        self.addresses = image.addresses
+        self.dsd_vars: dict[int, Val] = dict(image.dsd_vars)   # DSD-typed globals, by address
+        self._interp: PEInterp | None = None
+        self.active: set[int] = set(image.active)
+        self.blocked: set[int] = set(image.blocked)
+        self.tasks: dict[int, tuple[str, FnVal]] = image.tasks
+        self.data_queue: dict[int, int] = dict(image.data_queue)   # task id -> input queue
         self.main: Context | None = None
         self.main_free_at = 0                     # cycle the last task's clock reached
         self.microthreads: list[Context] = []
         self.time = 0                             # local clock while a context runs
-        self.current_task = "-"
+        self.current_task: str = "-"
         self.cmd_blocked = False                  # waiting for unblock_cmd_stream
         # (cycle, task id, unblock?): task-table updates due at a later cycle (an async op
         # that finished ahead of the global clock, a collective's callback).
@@ -287,17 +351,15 @@ class PE:
         self.unblock_time = 0                     # local cycle of the last unblock
         self.stats = PEStats()
         self.rng = TaskRng(sim.options.seed * 1_000_003 + y * 10007 + x)
-        self._init_memory()
-        self._init_tasks()
+
+    @property
+    def interp(self) -> "PEInterp":
+        """The run-time interpreter bound to this PE (made on first use)."""
+        if self._interp is None:
+            self._interp = PEInterp(self.sim.compilation, self)
+        return self._interp
 
     # -- set-up -----------------------------------------------------------------------------
-
-    def _init_memory(self) -> None:
-        for p in self.program.memory.placements:
-            gv = p.var
-            if gv.init is None:
-                continue
-            self._write_init(p.address // 2, gv.type, gv.init)
 
     def _write_init(self, addr: int, t: T.Type, v: Val) -> None:
         if isinstance(t, T.ArrayT):
@@ -322,18 +384,8 @@ class PE:
         elif T.is_hw_id(t) and isinstance(v.v, int):
             self.mem.store(addr, T.U16, v.v)
 
-    def _init_tasks(self) -> None:
-        arch = self.sim.arch
-        for (kind, n), fn in self.record.task_bindings.items():
-            tid = n if kind != "control" else 64 + n
-            self.tasks[tid] = (kind, fn)
-            if kind == "data":
-                self.data_queue[tid] = n if arch == "wse3" else self.sim.wse2_queue(n, self)
-        self.active |= set(self.record.initially_active)
-        for kind, n in self.record.initially_blocked:
-            self.blocked.add(self._block_key(kind, n))
-
-    def _block_key(self, kind: str, n: int) -> int:
+    @staticmethod
+    def _block_key(kind: str, n: int) -> int:
         # Blocking a queue/color blocks the data task bound to it (same number on each arch).
         return 64 + n if kind == "control_task_id" else n
 

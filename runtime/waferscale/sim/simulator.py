@@ -21,6 +21,7 @@ loop in C++ (bindings/pe_engine.hpp mirrors ``step``, ``pending_time``, ``_run_l
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ from fractions import Fraction
 from typing import Callable, Literal, cast
 
 import greenlet
+import numpy as np
 
 from ..host.device import DeadlockError
 from ..lang.layout import Layout
-from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions
+from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions, \
+    direction_mask
 from .memory import MemoryError_
 from .timing import DEFAULT_TIMING, MEMCPY_BUFFER_PE_WAVELETS, TimingModel
 from .trace import TraceRecorder
@@ -77,6 +80,18 @@ class SimOptions:
 
 class Simulator:
     def __init__(self, layout: Layout, options: SimOptions | None = None) -> None:
+        from ..host.cache import quiet_gc
+        # Building a large simulator makes a few objects per PE and no garbage; the
+        # collector's passes over the program's object graph would cost more than the work.
+        with quiet_gc():
+            self._init(layout, options)
+        if len(self.pes) >= 4096:
+            # Then one full collection now: the objects made meanwhile (and the program's,
+            # loaded from the compile cache) would otherwise be scanned again by each
+            # generation's next collection, in turn.
+            gc.collect()
+
+    def _init(self, layout: Layout, options: SimOptions | None) -> None:
         self.layout = layout
         opts = options or SimOptions()
         self.options = opts
@@ -104,13 +119,7 @@ class Simulator:
                            router_to_ce_latency=t.router_to_ce_latency)
         self.fabric = Fabric(layout.width, layout.height, fo,
                              backend=cast(Backend, opts.fabric_backend))
-        self.pes: list[PE] = []
-        self.grid: dict[tuple[int, int], PE] = {}
-        for y in range(layout.height):
-            for x in range(layout.width):
-                pe = PE(self, x, y, layout.program_at(x, y))
-                self.pes.append(pe)
-                self.grid[(x, y)] = pe
+        self._make_pes()
         self.host_io: list = []          # per-cycle memcpy stream pumps (see stream_h2d/d2h)
         self._configure_fabric()
         self._configure_memcpy_streams()
@@ -128,37 +137,85 @@ class Simulator:
 
     # -- set-up -----------------------------------------------------------------------------
 
+    def _make_pes(self) -> None:
+        """The PEs, row-major, and their memory: one block of rows (``self.memory``, PE
+        ``(x, y)`` on row ``y * width + x``), each program's initial contents written into
+        the rows of its PEs at once (:class:`~waferscale.sim.pe.ProgramImage`)."""
+        from .memory import memory_block
+        from .pe import ProgramImage
+        lay = self.layout
+        w, h = lay.width, lay.height
+        self.memory = memory_block(w * h, self.options.uninitialized_nan)
+        images: dict[int, ProgramImage] = {}
+        rows: dict[int, list[int]] = {}
+        self.pes: list[PE] = []
+        self.grid: dict[tuple[int, int], PE] = {}
+        for y in range(h):
+            for x in range(w):
+                prog = lay.program_at(x, y)
+                image = images.get(prog.index)
+                if image is None:
+                    image = images[prog.index] = ProgramImage(prog, self)
+                k = y * w + x
+                rows.setdefault(prog.index, []).append(k)
+                pe = PE(self, x, y, prog, words=self.memory[k], image=image)
+                self.pes.append(pe)
+                self.grid[(x, y)] = pe
+        for index, ks in rows.items():
+            idx = np.array(ks)
+            for a, words in images[index].writes:
+                self.memory[idx, a:a + len(words)] = words
+
     def _configure_fabric(self) -> None:
         fab = self.fabric
+        core = fab.core
         w, h = self.layout.width, self.layout.height
+        masks: dict[tuple[str, ...], int] = {}
+
+        def mask(dirs: tuple[str, ...]) -> int:
+            m = masks.get(dirs)
+            if m is None:
+                m = masks[dirs] = direction_mask([Direction[d] for d in dirs])
+            return m
+        steps = {"EAST": (1, 0), "WEST": (-1, 0), "NORTH": (0, -1), "SOUTH": (0, 1)}
+        ramp_routes: dict[tuple[int, int], set[int]] = {}
         for (x, y, c), r in self.layout.routes.items():
-            for d in r.tx:
-                # A route may point out of the program rectangle (into memcpy's columns or the
-                # halo), as official examples do on their last column; what leaves there is
-                # absorbed by an edge sink (and counted in the fabric's link counters).
-                dx, dy = {"EAST": (1, 0), "WEST": (-1, 0), "NORTH": (0, -1),
-                          "SOUTH": (0, 1)}.get(d, (0, 0))
-                if (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
-                    fab.enable_edge_sink(x, y, Direction[d])
-            fab.set_route(x, y, c, [Direction[d] for d in r.rx], [Direction[d] for d in r.tx])
+            if x == 0 or y == 0 or x == w - 1 or y == h - 1:
+                for d in r.tx:
+                    # A route may point out of the program rectangle (into memcpy's columns or
+                    # the halo), as official examples do on their last column; what leaves
+                    # there is absorbed by an edge sink (and counted in the link counters).
+                    dx, dy = steps.get(d, (0, 0))
+                    if (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
+                        fab.enable_edge_sink(x, y, Direction[d])
+            core.set_route(x, y, c, mask(r.rx), mask(r.tx))
+            if "RAMP" in r.tx:
+                ramp_routes.setdefault((x, y), set()).add(c)
         arch = self.arch
+        # What a program's comptime blocks configure, the same on each of its PEs.
+        per_program: dict[int, tuple[list, list]] = {}
         for pe in self.pes:
             rec = pe.record
-            for c, cfg in rec.local_color_configs.items():
+            conf = per_program.get(pe.program.index)
+            if conf is None:
                 from ..lang.layout import parse_color_config
-                rx, tx = parse_color_config(pe.interp, cfg, None)
-                fab.set_route(pe.x, pe.y, c, [Direction[d] for d in rx],
-                              [Direction[d] for d in tx])
-            for (kind, q), cfg in rec.queues.items():
-                if kind == "input_queue" and "color" in cfg:
-                    fab.bind_input_queue(pe.x, pe.y, q, cfg["color"].v)
+                routes = []
+                for c, cfg in rec.local_color_configs.items():
+                    rx, tx = parse_color_config(pe.interp, cfg, None)
+                    routes.append((c, mask(tuple(rx)), mask(tuple(tx))))
+                queues = [(q, cfg["color"].v) for (kind, q), cfg in rec.queues.items()
+                          if kind == "input_queue" and "color" in cfg]
+                conf = per_program[pe.program.index] = (routes, queues)
+            for c, rxm, txm in conf[0]:
+                core.set_route(pe.x, pe.y, c, rxm, txm)
+            for q, c in conf[1]:
+                core.bind_input_queue(pe.x, pe.y, q, c)
             if arch == "wse2":
                 # WSE-2 delivers a color to the CE without @initialize_queue (data tasks are
                 # bound to colors; fabin DSDs name their color): every color routed to RAMP
                 # here gets its implicit queue unless the program bound one explicitly.
                 bound = {fab.input_queue_color(pe.x, pe.y, q) for q in range(8)}
-                ramp_colors = {c for (x, y, c), r in self.layout.routes.items()
-                               if (x, y) == (pe.x, pe.y) and "RAMP" in r.tx}
+                ramp_colors = set(ramp_routes.get((pe.x, pe.y), ()))
                 ramp_colors |= {n for (kind, n) in rec.task_bindings if kind == "data"}
                 for c in sorted(ramp_colors - bound):
                     fab.bind_input_queue(pe.x, pe.y, WSE2_COLOR_QUEUE_BASE + c, c)
@@ -168,14 +225,16 @@ class Simulator:
         memcpy's output queue 0 and loop RAMP→RAMP into the input queue the program bound to
         the stream color; a PE's D2H wavelets loop RAMP→RAMP into a memcpy receive queue."""
         self.d2h_queue: dict[int, int] = {}
+        core = self.fabric.core
+        ramp = direction_mask([Direction.RAMP])
         for k, (name, c) in enumerate(sorted(self.layout.memcpy_streams.items())):
             for pe in self.pes:
-                self.fabric.set_route(pe.x, pe.y, c, [Direction.RAMP], [Direction.RAMP])
+                core.set_route(pe.x, pe.y, c, ramp, ramp)
             if name.startswith("MEMCPYD2H"):
                 q = WSE2_COLOR_QUEUE_BASE + c if self.arch == "wse2" else 8 + int(name[-1]) - 1
                 self.d2h_queue[c] = q
                 for pe in self.pes:
-                    self.fabric.bind_input_queue(pe.x, pe.y, q, c)
+                    core.bind_input_queue(pe.x, pe.y, q, c)
             elif self.arch == "wse2":
                 # WSE-2 delivers the stream's color to the CE even when only a fabin DSD reads
                 # it (no data task bound to it): its implicit queue, unless bound already.
