@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -329,18 +330,34 @@ class LoadedModel:
         return name if isinstance(name, str) and name else self.path.name
 
 
+def _header(path: str | Path | None) -> tuple[dict[str, Any], frozenset[str]]:
+    """A model file's metadata and tensor names, parsed once per file version (gguf's reader
+    takes seconds over a 49k-token vocabulary; the config and the tokenizer both need it)."""
+    p = resolve_model_path(path)
+    try:
+        st = p.stat()
+    except OSError as err:
+        raise ModelError(f"cannot read model file {p}: {err.strerror or err}") from err
+    return _header_of(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _header_of(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], frozenset[str]]:
+    reader = open_gguf(path)
+    return read_metadata(reader), frozenset(t.name for t in reader.tensors)
+
+
 def load_config(path: str | Path | None = None) -> ModelConfig:
     """Only the configuration of a model file (no tensor is dequantized)."""
-    reader = open_gguf(resolve_model_path(path))
-    return config_from_metadata(read_metadata(reader),
-                                tensor_names={t.name for t in reader.tensors})
+    meta, names = _header(path)
+    return config_from_metadata(meta, tensor_names=set(names))
 
 
 def load_tokenizer(path: str | Path | None = None) -> GGUFTokenizer:
     """Only the tokenizer of a model file (no tensor is dequantized)."""
     from waferscale.model.tokenizer import GGUFTokenizer
 
-    return GGUFTokenizer.from_metadata(read_metadata(open_gguf(resolve_model_path(path))))
+    return GGUFTokenizer.from_metadata(_header(path)[0])
 
 
 def load_model(path: str | Path | None = None, *, progress: bool | None = None) -> LoadedModel:
