@@ -9,6 +9,7 @@ unknown flag, a missing argument) are argparse's, printed with the subcommand's 
 from __future__ import annotations
 
 import logging
+import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -66,3 +67,14 @@ def check_output_dir(path: str | os.PathLike[str], what: str) -> Path:
         raise CommandError(f"{what}: '{p}' exists and is not a directory")
     _check_writable_dir(p if p.exists() else _existing_ancestor(p), what)
     return p
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

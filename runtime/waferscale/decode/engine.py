@@ -253,16 +253,13 @@ class Engine:
         return nxt
 
     def _row_form(self, token: int) -> np.ndarray:
-        row = self.embedding[token].view(np.float16).astype(np.float32)
-        g = self.grid
-        out = np.zeros((g.W, _dmax(g)), np.float32)
-        for c in range(g.W):
-            b = row[g.col_block(c)]
-            out[c, :b.size] = b
-        return out
+        from waferscale.plan.pack import row_form
+        return row_form(self.embedding[token].view(np.float16).astype(np.float32), self.grid.W)
 
     def _phases(self) -> dict[str, int]:
         """Read every region's stage timestamps and sum the cycles per phase."""
+        from waferscale.kernels.base import u48
+
         g = self.grid
         n = 3 * (len(STAGES) + 1)
         total = dict.fromkeys(PHASES, 0)
@@ -271,8 +268,7 @@ class Engine:
             self.runtime.memcpy_d2h(words, self.runtime.get_id("tsc"), g.root_x, region * g.H,
                                     1, 1, n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
                                     data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
-            w = (words & 0xFFFF).astype(np.int64).reshape(-1, 3)
-            stamps = w[:, 0] | (w[:, 1] << 16) | (w[:, 2] << 32)
+            stamps = u48(words.reshape(-1, 3))
             for k, v in phase_cycles(stamps, head=region == self.config.n_layers).items():
                 total[k] += v
         return total
@@ -334,11 +330,6 @@ class Engine:
             token = nxt
             produced += 1
             yield token
-
-
-def _dmax(grid: LayerGrid) -> int:
-    from waferscale.plan.geometry import block_len
-    return block_len(grid.config.hidden_size, grid.W, 0)
 
 
 def _plan_grid(config: Any, fabric: str, arch: str | None, context: int | None,

@@ -37,21 +37,13 @@ from typing import TextIO
 
 from waferscale.model.errors import ModelError
 
+from waferscale.cli_util import positive_int
+
 log = logging.getLogger(__name__)
 
 #: Backends ``--backend`` accepts.
 BACKENDS = ("numpy", "sim")
 DEFAULT_MAX_TOKENS = 128
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="wrap the prompt in the model's ChatML chat template")
     p.add_argument("--system", metavar="TEXT",
                    help="system message for --chat (default: the template's own)")
-    p.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
+    p.add_argument("--max-tokens", type=positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
                    help=f"stop after N new tokens (default {DEFAULT_MAX_TOKENS})")
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="decoder implementation (default numpy: the float32 reference)")
@@ -76,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="fabric to plan on (default wse3: the whole WSE-3)")
     sim.add_argument("--arch", choices=("wse3", "wse2"), default=None,
                      help="target architecture (default: the fabric preset's, else wse3)")
-    sim.add_argument("--max-pes", type=_positive_int, default=None, metavar="N",
+    sim.add_argument("--max-pes", type=positive_int, default=None, metavar="N",
                      help="plan within N PEs: the simulator's time grows with the PEs it "
                           "simulates (default 12288; the planner picks the plan with the "
                           "fewest modeled cycles per token within them)")
-    sim.add_argument("--context", type=_positive_int, metavar="N",
+    sim.add_argument("--context", type=positive_int, metavar="N",
                      help="KV capacity to plan for (default: the prompt plus --max-tokens)")
     sim.add_argument("--prefill", choices=("wafer", "host"), default="wafer",
                      help="process the prompt on the wafer (default) or with the "

@@ -31,17 +31,9 @@ from typing import Any, TextIO
 
 from waferscale.cli_util import CommandError, check_output_file
 
+from waferscale.cli_util import positive_int
+
 log = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _nonnegative_int(text: str) -> int:
@@ -68,10 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "dims; memcpy takes 7 columns and 2 rows (default wse3)")
     p.add_argument("--arch", choices=("wse3", "wse2"), default=None,
                    help="target (default: the fabric preset's, else wse3)")
-    p.add_argument("--context", type=_positive_int, metavar="N",
+    p.add_argument("--context", type=positive_int, metavar="N",
                    help="positions the KV cache must hold (default: the most the plan holds, "
                         "at most the model's trained context)")
-    p.add_argument("--max-pes", type=_positive_int, metavar="N",
+    p.add_argument("--max-pes", type=positive_int, metavar="N",
                    help="use at most N PEs (the simulator's speed scales with PEs)")
     p.add_argument("--reserve", type=_nonnegative_int, metavar="BYTES",
                    help="bytes per PE kept for code, stack, memcpy and the program's scalars "
