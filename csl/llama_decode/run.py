@@ -21,27 +21,9 @@ from waferscale.decode.engine import Engine
 from waferscale.decode.numerics import WaferNumerics
 from waferscale.host.kernel_run import compile_params, host_args
 from waferscale.model.config import ModelConfig
-from waferscale.model.gguf_loader import LayerWeights, ModelWeights
+from waferscale.model.gguf_loader import random_weights
 from waferscale.plan.geometry import LayerGrid
 from waferscale.plan.pack import pack, wafer_weights
-
-
-def random_model(cfg: ModelConfig, seed: int) -> ModelWeights:
-    """Random float32 weights in the GGUF loader's layout (x @ W)."""
-    rng = np.random.default_rng(seed)
-    d, f, q, kv = cfg.hidden_size, cfg.ffn_size, cfg.q_dim, cfg.kv_dim
-
-    def mat(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32)
-
-    def gain() -> np.ndarray:
-        return (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
-
-    layers = [LayerWeights(attn_norm=gain(), wq=mat(d, q), wk=mat(d, kv), wv=mat(d, kv),
-                           wo=mat(q, d), ffn_norm=gain(), w_gate=mat(d, f), w_up=mat(d, f),
-                           w_down=mat(f, d)) for _ in range(cfg.n_layers)]
-    embd = mat(cfg.vocab_size, d)
-    return ModelWeights(token_embd=embd, output_norm=gain(), output=embd, layers=layers)
 
 
 def main() -> None:
@@ -53,7 +35,7 @@ def main() -> None:
                       rms_eps=float(np.uint32(p["eps_bits"]).view(np.float32)),
                       vocab_size=p["V"], context_length=p["S"] * p["W"], tied_embeddings=True)
     grid = LayerGrid(cfg, W=p["W"], H=p["H"], H_head=p["H_head"], slots=p["S"])
-    ww = wafer_weights(random_model(cfg, 0))
+    ww = wafer_weights(random_weights(cfg, 0))
 
     runner = SdkRuntime(args.name, cmaddr=args.cmaddr)
     runner.load()

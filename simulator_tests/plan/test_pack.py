@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from waferscale.model.config import ModelConfig
 from waferscale.model.errors import ModelError
-from waferscale.model.gguf_loader import LayerWeights, ModelWeights
+from waferscale.model.gguf_loader import LayerWeights, ModelWeights, random_weights
 from waferscale.plan import pack as P
 from waferscale.plan.geometry import LayerGrid
 
@@ -39,24 +39,6 @@ def make_config(n_layers: int, n_kv: int, group: int, head_dim: int, ffn: int,
                        n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim, ffn_size=ffn,
                        rope_base=10000.0, rms_eps=1e-5, vocab_size=vocab, context_length=256,
                        tied_embeddings=True)
-
-
-def random_weights(cfg: ModelConfig, seed: int) -> ModelWeights:
-    """Float32 weights in the loader's layout (``x @ W``: ``(in, out)`` C-contiguous)."""
-    rng = np.random.default_rng(seed)
-    d, f, q, kv = cfg.hidden_size, cfg.ffn_size, cfg.q_dim, cfg.kv_dim
-
-    def mat(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32)
-
-    def gain() -> np.ndarray:
-        return (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
-
-    layers = [LayerWeights(attn_norm=gain(), wq=mat(d, q), wk=mat(d, kv), wv=mat(d, kv),
-                           wo=mat(q, d), ffn_norm=gain(), w_gate=mat(d, f), w_up=mat(d, f),
-                           w_down=mat(f, d)) for _ in range(cfg.n_layers)]
-    embd = mat(cfg.vocab_size, d)
-    return ModelWeights(token_embd=embd, output_norm=gain(), output=embd, layers=layers)
 
 
 @st.composite

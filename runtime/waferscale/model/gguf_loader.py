@@ -221,6 +221,26 @@ class ModelWeights:
         return sum(a.nbytes for a in arrays)
 
 
+def random_weights(config: ModelConfig, seed: int) -> ModelWeights:
+    """Random float32 weights of ``config``'s shape in this module's layout (tied
+    embeddings), for tests and examples: matrices N(0, 1/rows), norm gains 1 + N(0, 0.01).
+    The draws follow a fixed order, so a seed always gives the same model."""
+    rng = np.random.default_rng(seed)
+    d, f, q, kv = config.hidden_size, config.ffn_size, config.q_dim, config.kv_dim
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32)
+
+    def gain() -> np.ndarray:
+        return (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
+
+    layers = [LayerWeights(attn_norm=gain(), wq=mat(d, q), wk=mat(d, kv), wv=mat(d, kv),
+                           wo=mat(q, d), ffn_norm=gain(), w_gate=mat(d, f), w_up=mat(d, f),
+                           w_down=mat(f, d)) for _ in range(config.n_layers)]
+    embd = mat(config.vocab_size, d)
+    return ModelWeights(token_embd=embd, output_norm=gain(), output=embd, layers=layers)
+
+
 def dequantize_tensor(tensor: Any, path: Path | str = "<gguf>") -> np.ndarray:
     """One GGUF tensor as a new float32 array in numpy order (``shape[::-1]`` of GGUF's ``ne``).
 
