@@ -6,8 +6,8 @@ Compile first (see commands_wse3.sh / commands_wse2.sh), then run ``cs_python ru
 out`` (add ``--cmaddr IP:PORT`` for a CS system; without it the simulator runs). The model's
 shape and the grid are the compile's params (out.json); the weights are random (seed 0). The
 script loads the packed tiles with memcpy, processes a 4-token prompt on the device and
-generates 8 tokens, one launch ``step(pos)`` per token (waferscale.decode.engine drives the
-SDK calls), then reads the KV cache back and compares it with the reference's: both must be
+generates 8 tokens, one launch ``step(pos)`` per token, with the streamed layers' weights
+streamed in during each step (waferscale.decode.engine drives the SDK calls), then reads the KV cache back and compares it with the reference's: both must be
 identical, since the reference performs the program's f32/f16 operations in the program's
 order (docs/decode-runtime.md). Needs waferscale importable (it is under ``waferscale
 cs_python``; for Cerebras' cs_python, ``pip install waferscale`` into its Python).
@@ -34,7 +34,8 @@ def main() -> None:
                       ffn_size=p["F"], rope_base=10000.0,
                       rms_eps=float(np.uint32(p["eps_bits"]).view(np.float32)),
                       vocab_size=p["V"], context_length=p["S"] * p["W"], tied_embeddings=True)
-    grid = LayerGrid(cfg, W=p["W"], H=p["H"], H_head=p["H_head"], slots=p["S"])
+    grid = LayerGrid(cfg, W=p["W"], H=p["H"], H_head=p["H_head"], slots=p["S"],
+                     n_resident=p["R"] if p["NS"] else None, stream_slots=p["NS"])
     ww = wafer_weights(random_weights(cfg, 0))
 
     runner = SdkRuntime(args.name, cmaddr=args.cmaddr)

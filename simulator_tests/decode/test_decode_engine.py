@@ -5,8 +5,10 @@ program's f32/f16 operations in the program's order: the tokens must be identica
 the KV cache, bit for bit (both are exact claims, no tolerance). Small random Llamas keep the
 compiles in seconds: hypothesis draws the model's shape (width, heads, GQA ratio, FFN, vocab,
 layers) and the grid (columns, rows, head rows, slots) within caps, plus fixed cases on both
-architectures. The KV cache's save / restore / swap, host prefill and the capacity error are
-checked on one fixed model.
+architectures. Streamed grids (layers whose weights the host streams into double-buffered
+slots every step) must give the resident grid's tokens and cache. The KV cache's save /
+restore / swap, host prefill and the capacity error are checked on one fixed model, resident
+and streamed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from waferscale.decode.program import PHASES
 from waferscale.kv import KVCacheFull, KVSnapshot
 from waferscale.plan.geometry import LayerGrid
 from waferscale.plan.pack import pack, wafer_weights
+from waferscale.sim.timing import DEFAULT_TIMING
 
 
 def run_both(cfg, w, grid: LayerGrid, prompt: list[int], n_new: int, arch: str = "wse3"
@@ -61,18 +64,40 @@ def test_tokens_and_cache_match_the_wafer_numerics_reference(arch, W, H, H_head)
     assert_cache_equal(snap, cache)
     st_ = engine.stats[-1]
     assert set(st_.phases) == set(PHASES)
-    # The phases partition the launch (up to the few cycles before the first region starts).
-    assert 0 <= st_.launch_cycles - sum(st_.phases.values()) <= 64
+    # The phases partition the step, launch to token (nothing is streamed: no stall).
+    assert st_.launch_cycles == st_.compute_cycles and st_.stall_cycles == st_.stream_cycles == 0
     assert st_.phases["attention"] > 0 and st_.phases["gemv"] > 0 and st_.phases["lm_head"] > 0
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize(("arch", "n_layers", "resident", "slots"), [
+    ("wse3", 5, 1, 2), ("wse3", 4, 0, 2), ("wse2", 5, 0, 3), ("wse2", 6, 2, 2),
+])
+def test_streamed_layers_give_the_resident_tokens_and_cache(arch, n_layers, resident, slots):
+    cfg, w = make_model(11, n_layers=n_layers, d=16, n_heads=4, n_kv=2, ffn=24, vocab=40)
+    shape = dict(W=3, H=3, H_head=2, slots=5)
+    grid = LayerGrid(cfg, **shape, n_resident=resident, stream_slots=slots)
+    engine, wafer, expect, snap, cache = run_both(cfg, w, grid, [4, 2, 9], 6, arch)
+    assert wafer == expect
+    assert_cache_equal(snap, cache)
+    _, still, _, snap_res, _ = run_both(cfg, w, LayerGrid(cfg, **shape), [4, 2, 9], 6, arch)
+    assert still == wafer and snap_res.equals(snap)
+    st_ = engine.stats[-1]
+    # Every streamed layer is two memcpy commands of the timing model's fixed cost and more.
+    assert st_.stream_cycles > 2 * (n_layers - resident) * DEFAULT_TIMING.memcpy_command_cycles()
+    # The step is its phases plus its waits for weights, and the waits are streaming time.
+    assert st_.launch_cycles == st_.compute_cycles + st_.stall_cycles
+    assert 0 < st_.stall_cycles <= st_.stream_cycles
+    assert st_.overlap_cycles == st_.stream_cycles - st_.stall_cycles >= 0
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n_kv=st.integers(1, 3), group=st.integers(1, 3), head_dim=st.sampled_from([2, 4, 6]),
-       ffn=st.integers(4, 20), vocab=st.integers(8, 60), n_layers=st.integers(1, 3),
+       ffn=st.integers(4, 20), vocab=st.integers(8, 60), n_layers=st.integers(1, 4),
        W=st.integers(1, 6), extra_rows=st.integers(0, 2), H_head=st.integers(1, 4),
+       stream=st.tuples(st.booleans(), st.integers(0, 2), st.integers(2, 3)),
        seed=st.integers(0, 2**16))
 def test_random_models_and_grids(n_kv, group, head_dim, ffn, vocab, n_layers, W, extra_rows,
-                                 H_head, seed):
+                                 H_head, stream, seed):
     n_heads = n_kv * group
     d = n_heads * head_dim
     W = min(W, d)
@@ -81,16 +106,25 @@ def test_random_models_and_grids(n_kv, group, head_dim, ffn, vocab, n_layers, W,
     H_head = min(H_head, vocab)
     cfg, w = make_model(seed, n_layers=n_layers, d=d, n_heads=n_heads, n_kv=n_kv, ffn=ffn,
                         vocab=vocab)
-    grid = LayerGrid(cfg, W=W, H=H, H_head=H_head, slots=8 // W + 1)
+    # Streaming, when drawn and possible: some resident layers, 2 or 3 slots for the rest.
+    streamed, resident, slots = stream
+    resident = min(resident, n_layers - 2)
+    if not streamed or resident < 0:
+        resident, slots = n_layers, 0
+    slots = min(slots, n_layers - resident)
+    grid = LayerGrid(cfg, W=W, H=H, H_head=H_head, slots=8 // W + 1,
+                     n_resident=resident if slots else None, stream_slots=slots)
     _, wafer, expect, snap, cache = run_both(cfg, w, grid, [seed % vocab, 1], 4)
     assert wafer == expect
     assert_cache_equal(snap, cache)
 
 
-@pytest.fixture(scope="module")
-def model():
-    cfg, w = make_model(7, n_layers=2, d=16, n_heads=4, n_kv=2, ffn=24, vocab=40)
-    grid = LayerGrid(cfg, W=3, H=3, H_head=2, slots=4)   # capacity 12
+@pytest.fixture(scope="module", params=["resident", "streamed"])
+def model(request):
+    cfg, w = make_model(7, n_layers=4, d=16, n_heads=4, n_kv=2, ffn=24, vocab=40)
+    # Capacity 12; streamed: layer 0 resident, layers 1-3 through two slots.
+    stream = dict(n_resident=1, stream_slots=2) if request.param == "streamed" else {}
+    grid = LayerGrid(cfg, W=3, H=3, H_head=2, slots=4, **stream)
     ww = wafer_weights(w)
     return cfg, ww, grid, pack(ww, grid)
 

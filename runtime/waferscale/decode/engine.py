@@ -10,19 +10,24 @@
     engine.stats[-1]                 # the last step's cycles by phase, host I/O, wall time
 
 Per step (docs/decode-runtime.md): one ``memcpy_h2d`` of the token's embedding row (f32 of
-the f16-rounded row) into layer 0's home row, one ``launch("step", pos)``, one
-``memcpy_d2h`` of the token id from the head region. Everything between runs on the fabric.
-With ``profile`` on (the default) the host also reads each region's stage timestamps after
-the step to split its cycles by phase (:mod:`waferscale.decode.program`); those reads are
-not counted as the step's host I/O.
+the f16-rounded row) into region 0's home row; one ``launch("step", pos)``, which unblocks
+the command stream at once; for every streamed layer, in layer order, two streaming
+``memcpy_h2d`` of its weight tiles into its slot (the attention rows' four tiles, then the
+other rows' two), which the slot takes in as soon as it has finished with its previous
+layer (double buffering: the other slot computes meanwhile); then one streaming
+``memcpy_d2h`` of the token id, which arrives when the head region has it. Everything else
+runs on the fabric. The host then reads the head region's stage timestamps (when the token
+was produced) and, with ``profile`` on (the default), every region's, to split the step's
+cycles by phase (:mod:`waferscale.decode.program`); those reads are not counted as the
+step's host I/O.
 
 Prompt processing runs on the wafer token by token (``prefill="wafer"``), or the
 wafer-numerics reference computes the prompt's KV on the host and it is restored onto the
 wafer (``prefill="host"``); both give the same cache bit for bit, hence the same tokens.
 
-Limits: every layer is resident (weight streaming is not implemented: a plan with streamed
-layers is refused with a clear error); one sequence at a time on the wafer (others wait as
-:class:`~waferscale.kv.KVSnapshot` on the host).
+Limits: one sequence at a time on the wafer (others wait as
+:class:`~waferscale.kv.KVSnapshot` on the host); the next step's first weight streams start
+only at its launch (no prefetch across steps).
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from typing import Any, Literal
 import numpy as np
 
 from waferscale.decode.program import (
+    D2H_COLOR,
+    H2D_COLOR,
     PHASES,
     STAGES,
+    busy_cycles,
     compile_program,
     phase_cycles,
-    program_rows,
 )
 from waferscale.host import MemcpyDataType, MemcpyOrder
 from waferscale.kv import WaferKV
@@ -61,12 +68,19 @@ class StepStats:
 
     Attributes:
         pos: the token's position.
-        launch_cycles: simulated cycles from the launch until every PE finished the step.
-        host_io_cycles: simulated cycles of the step's two memcpy commands (embedding row in,
-            token id out) under the simulator's memcpy model.
+        launch_cycles: simulated cycles from the launch until the head region had the token
+            id (the device's time for the step, weight streaming included).
+        host_io_cycles: simulated cycles the host's embedding row and token id add to the
+            step under the simulator's memcpy model: the embedding row's command, plus the
+            token's way out after it was produced.
         phases: cycles per phase (:data:`~waferscale.decode.program.PHASES`), summed over the
-            regions along the step's critical path (each region's home PE); empty when the
-            engine does not profile.
+            regions (and a slot's layers) along the step's critical path (each region's home
+            PE); empty when the engine does not profile.
+        stream_cycles: the step's weight streams under the simulator's memcpy model (each
+            command's overhead plus its wavelets at the channels' rate: what they take when
+            the slots are ready for them); 0 when every layer is resident.
+        stall_cycles: the part of ``launch_cycles`` in which the step waited for weights
+            (``launch_cycles`` minus the phases); only for profiled streaming steps.
         wall_seconds: host wall time of the step (simulation included).
     """
 
@@ -74,7 +88,20 @@ class StepStats:
     launch_cycles: int
     host_io_cycles: int
     phases: dict[str, int] = field(default_factory=dict)
+    stream_cycles: int = 0
+    stall_cycles: int = 0
     wall_seconds: float = 0.0
+
+    @property
+    def compute_cycles(self) -> int:
+        """The phases' sum: the step's critical path without its waits for weights."""
+        return sum(self.phases.values())
+
+    @property
+    def overlap_cycles(self) -> int:
+        """Streaming hidden behind computation: ``stream - stall`` (so ``launch = compute +
+        stream - overlap``)."""
+        return self.stream_cycles - self.stall_cycles
 
 
 class Engine:
@@ -113,7 +140,6 @@ class Engine:
 
         Raises:
             waferscale.plan.planner.PlanError: the model does not fit as asked.
-            NotImplementedError: the plan streams layers (not implemented yet).
         """
         from waferscale.model.gguf_loader import load_config, load_tokenizer, resolve_model_path
         from waferscale.plan.pack import load_packed
@@ -179,20 +205,26 @@ class Engine:
         return engine
 
     def _upload(self, packed: Any, progress: bool | None) -> None:
+        """Copy the resident tiles and every region's norm gains and RoPE table on; keep the
+        streamed layers' tiles as the per-step stream payloads."""
         g, c = self.grid, self.config
         H, W, n_kv = g.H, g.W, c.n_kv_heads
-        jobs: list[tuple[str, np.ndarray, int, int, int]] = []   # name, array, y0, h, ...
-        for layer in range(c.n_layers):
+        jobs: list[tuple[str, np.ndarray, int, int, int]] = []   # name, array, y0, h, bits
+        for layer in range(g.resident_layers):
             y0 = layer * H
             jobs += [("w_qkv", packed.qkv[layer], y0, n_kv, 16),
                      ("w_o", packed.o[layer], y0, n_kv, 16),
                      ("w_gu", packed.gate_up[layer], y0, H, 16),
-                     ("w_down", packed.down[layer], y0, H, 16),
-                     ("g_attn", packed.attn_norm[layer][None], y0, 1, 32),
-                     ("g_ffn", packed.ffn_norm[layer][None], y0, 1, 32)]
-        y_head = c.n_layers * H
-        jobs += [("w_head", packed.head, y_head, g.H_head, 16),
-                 ("g_out", packed.output_norm[None], y_head, 1, 32)]
+                     ("w_down", packed.down[layer], y0, H, 16)]
+        for region in range(g.regions):
+            # A slot's home row holds the gains of each of its layers, one block after another.
+            layers = list(g.region_layers(region))
+            jobs += [("g_attn", np.concatenate([packed.attn_norm[l] for l in layers], -1)[None],
+                      region * H, 1, 32),
+                     ("g_ffn", np.concatenate([packed.ffn_norm[l] for l in layers], -1)[None],
+                      region * H, 1, 32)]
+        jobs += [("w_head", packed.head, g.head_row, g.H_head, 16),
+                 ("g_out", packed.output_norm[None], g.head_row, 1, 32)]
         from waferscale.progress import progress as progress_bar
         for name, arr, y0, h, bits in progress_bar(jobs, desc="weights to the wafer",
                                                     unit="copy", enabled=progress):
@@ -200,8 +232,24 @@ class Engine:
         # RoPE inverse frequencies on every attention row's home column.
         from waferscale.decode.numerics import rope_inv_freq
         inv = rope_inv_freq(c.head_dim, c.rope_base)
-        for layer in range(c.n_layers):
-            self._put("inv_freq", np.tile(inv, (n_kv, 1, 1)), g.root_x, layer * H, 1, n_kv, 32)
+        for region in range(g.regions):
+            self._put("inv_freq", np.tile(inv, (n_kv, 1, 1)), g.root_x, region * H, 1, n_kv, 32)
+        # The streamed layers' payloads, in pe.csl's order: w_gu, w_down on the rows below
+        # the attention rows, then w_qkv, w_o, w_gu, w_down on the attention rows (whole
+        # padded buffers, f16 bits). The home PE's command goes last, so that when the home
+        # PE has its weights the whole slot has (its stage times then show the stall).
+        self._streams: list[tuple[int, list[tuple[int, int, np.ndarray]]]] = []
+        for layer in range(g.resident_layers, c.n_layers):
+            y0 = g.region(layer) * H
+            cmds = []
+            if H > n_kv:
+                cmds.append((y0 + n_kv, H - n_kv,
+                             np.concatenate([packed.gate_up[layer][n_kv:],
+                                             packed.down[layer][n_kv:]], -1)))
+            cmds.append((y0, n_kv, np.concatenate([packed.qkv[layer], packed.o[layer],
+                                                   packed.gate_up[layer][:n_kv],
+                                                   packed.down[layer][:n_kv]], -1)))
+            self._streams.append((layer, cmds))
 
     def _put(self, name: str, arr: np.ndarray, x: int, y: int, w: int, h: int,
              bits: int) -> None:
@@ -230,48 +278,113 @@ class Engine:
         if not 0 <= token < self.config.vocab_size:
             raise ValueError(f"token id {token} outside the vocabulary "
                              f"0..{self.config.vocab_size - 1}")
+        g = self.grid
         pos = self.kv.reserve(1)
         w0 = time.perf_counter()
         c0 = self.cycle
-        self._put("x", self._row_form(token)[None], 0, 0, self.grid.W, 1, 32)
+        self._put("x", self._row_form(token)[None], 0, 0, g.W, 1, 32)
         c1 = self.cycle
         self.runtime.launch("step", np.uint16(pos), nonblock=False)
-        c2 = self.cycle
-        nxt = None
-        if read_token:
-            out = np.zeros(1, np.uint32)
-            self.runtime.memcpy_d2h(out, self.runtime.get_id("tok"), self.grid.root_x,
-                                    program_rows(self.grid) - self.grid.H_head, 1, 1, 1,
-                                    streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                                    data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
-            nxt = int(out[0])
+        stream = 0
+        for _layer, cmds in self._streams:
+            for y0, h, payload in cmds:
+                words = np.ascontiguousarray(payload).reshape(-1).astype(np.uint32)
+                self.runtime.memcpy_h2d(H2D_COLOR, words, 0, y0, g.W, h, payload.shape[-1],
+                                        streaming=True, order=MemcpyOrder.ROW_MAJOR,
+                                        data_type=MemcpyDataType.MEMCPY_16BIT,
+                                        nonblock=False)
+                stream += self._command_cycles(words.size)
+        # The token id always leaves the wafer (the step is over when it has); it is only
+        # returned when asked for.
+        out = np.zeros(1, np.uint32)
+        self.runtime.memcpy_d2h(out, D2H_COLOR, g.root_x, g.head_row, 1, 1, 1,
+                                streaming=True, order=MemcpyOrder.ROW_MAJOR,
+                                data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         c3 = self.cycle
-        phases = self._phases() if self.profile else {}
-        self.stats.append(StepStats(pos=pos, launch_cycles=c2 - c1,
-                                    host_io_cycles=(c1 - c0) + (c3 - c2), phases=phases,
+        nxt = int(out[0]) if read_token else None
+        head = self._stamps(g.regions, c1)
+        done = int(head[0, STAGES.index("END") + 1])    # the head's home PE ended the step
+        phases, stall = self._phases(head, c1) if self.profile else ({}, 0)
+        launch = done - c1 if self.device is not None else 0
+        self.stats.append(StepStats(pos=pos, launch_cycles=launch,
+                                    host_io_cycles=(c1 - c0) + max(0, c3 - c1 - launch),
+                                    phases=phases, stream_cycles=stream, stall_cycles=stall,
                                     wall_seconds=time.perf_counter() - w0))
         return nxt
+
+    def _command_cycles(self, words: int) -> int:
+        """One memcpy command of ``words`` wavelets under the simulator's memcpy model."""
+        sim = getattr(self.device, "sim", None)
+        if sim is None:
+            return 0
+        rate = sim.memcpy_rate()
+        return int(sim.timing.memcpy_command_cycles() + -(-words * rate.denominator
+                                                          // rate.numerator))
 
     def _row_form(self, token: int) -> np.ndarray:
         from waferscale.plan.pack import row_form
         return row_form(self.embedding[token].view(np.float16).astype(np.float32), self.grid.W)
 
-    def _phases(self) -> dict[str, int]:
-        """Read every region's stage timestamps and sum the cycles per phase."""
-        from waferscale.kernels.base import u48
-
+    def _stamps(self, region: int, launch: int) -> np.ndarray:
+        """Region ``region``'s stage-entry cycles of the last step, one row per layer it
+        runs: ``(n, len(STAGES) + 1)`` int64, column k for stage k from ``X`` on (the program
+        records those; the others are 0). ``launch``: the step's launch cycle, which the
+        32-bit stamps are unwrapped against."""
         g = self.grid
-        n = 3 * (len(STAGES) + 1)
+        n_inst = len(g.region_layers(region)) if region < g.regions else 1
+        first = STAGES.index("X") + 1
+        n = 2 * (len(STAGES) + 1 - first)
+        words = np.zeros(n * n_inst, np.uint32)
+        self.runtime.memcpy_d2h(words, self.runtime.get_id("tsc"), g.root_x, region * g.H,
+                                1, 1, n * n_inst, streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                                data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
+        out = np.zeros((n_inst, len(STAGES) + 1), np.int64)
+        out[:, first:] = _unwrap32(words.reshape(n_inst, -1, 2), launch)
+        return out
+
+    def _ready(self, region: int, launch: int) -> np.ndarray:
+        """When slot ``region`` had all the weights of each of its layers in the last step:
+        the latest of its PEs' ``wts`` stamps, one per layer it runs."""
+        g = self.grid
+        n = 2 * len(g.region_layers(region))
+        words = np.zeros(g.W * g.H * n, np.uint32)
+        self.runtime.memcpy_d2h(words, self.runtime.get_id("wts"), 0, region * g.H, g.W, g.H,
+                                n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                                data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
+        return _unwrap32(words.reshape(g.H * g.W, -1, 2), launch).max(axis=0)
+
+    def _phases(self, head: np.ndarray, start: int) -> tuple[dict[str, int], int]:
+        """Cycles per phase of the last step and its stall, from the regions' timestamps (the
+        head region's ``head`` already read); ``start``: the launch's cycle.
+
+        The step's critical path runs layer 0, ..., the last layer, the head. Each layer's
+        time is its region's home PE's stages from its first norm to the end of its link;
+        the gap from there to the next layer's first norm is the link's arrival. A streamed
+        layer can start only when its whole slot has its weights: the time from the end of
+        the previous layer (or the launch) until then is the stall, whichever stage the home
+        PE was in meanwhile, and is taken out of those stages. The time from the launch to
+        layer 0's first norm is the "start" phase. So the phases and the stall add up to the
+        step from the launch to the head's end, exactly."""
+        g, c = self.grid, self.config
         total = dict.fromkeys(PHASES, 0)
-        for region in range(self.config.n_layers + 1):
-            words = np.zeros(n, np.uint32)
-            self.runtime.memcpy_d2h(words, self.runtime.get_id("tsc"), g.root_x, region * g.H,
-                                    1, 1, n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                                    data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
-            stamps = u48(words.reshape(-1, 3))
-            for k, v in phase_cycles(stamps, head=region == self.config.n_layers).items():
+        per_region = [self._stamps(r, start) for r in range(g.regions)]
+        ready = {r: self._ready(r, start) for r in range(g.resident_layers, g.regions)}
+        chain = [per_region[g.region(l)][g.kv_index(l)] for l in range(c.n_layers)] + [head[0]]
+        norm_at, end_at = (STAGES.index(n) + 1 for n in ("NORM1", "END"))
+        stall = 0
+        prev_end = start
+        for i, stamps in enumerate(chain):
+            # The stall window of layer i: [prev_end, ready) (empty unless streamed and late).
+            window = (prev_end, prev_end)
+            if i < c.n_layers and g.streamed(i):
+                window = (prev_end, max(prev_end, int(ready[g.region(i)][g.kv_index(i)])))
+            stall += window[1] - window[0]
+            total["link" if i > 0 else "start"] += busy_cycles(prev_end, int(stamps[norm_at]),
+                                                                window)
+            for k, v in phase_cycles(stamps, head=i == c.n_layers, exclude=window).items():
                 total[k] += v
-        return total
+            prev_end = int(stamps[end_at])
+        return total, stall
 
     # ---- sequences ----
     def prefill(self, prompt_ids: Sequence[int], *, mode: Prefill = "wafer",
@@ -332,15 +445,18 @@ class Engine:
             yield token
 
 
+def _unwrap32(words: np.ndarray, after: int) -> np.ndarray:
+    """Cycles from the low 32 bits of ``<time>`` stamps (two 16-bit words, low first, each in
+    the low half of a memcpy u32; last axis): the first such cycle at or after ``after``."""
+    w = (np.asarray(words, dtype=np.uint32) & 0xFFFF).astype(np.int64)
+    low = w[..., 0] | (w[..., 1] << 16)
+    return after + ((low - after) % (1 << 32))
+
+
 def _plan_grid(config: Any, fabric: str, arch: str | None, context: int | None,
                max_pes: int | None) -> tuple[LayerGrid, str]:
     from waferscale.plan.planner import PlanOptions, plan_model
     plan = plan_model(config, fabric=fabric, arch=arch, context=context,
                       options=PlanOptions(max_pes=max_pes))
-    if plan.streamed_layers:
-        raise NotImplementedError(
-            f"the plan on {fabric} streams {len(plan.streamed_layers)} of "
-            f"{config.n_layers} layers; weight streaming is not implemented in the decode "
-            "engine yet (use a fabric, or --max-pes, that holds every layer)")
     log.info("plan: %s, %d PEs, KV capacity %d", plan.grid, plan.pes_used, plan.kv_capacity)
     return plan.grid, plan.arch

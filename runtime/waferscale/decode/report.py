@@ -2,11 +2,13 @@
 
 Cycles are simulated cycles of the simulator's timing model (docs/timing-model.md: costs
 calibrated against WaferLLM's WSE-3 measurements). Per phase they are the time each region's
-home PE spends in the phase's stages, summed over the regions: the step's critical path runs
-through every region in turn, so the phases add up to the step (up to the few cycles before
-layer 0's home PE starts). Host I/O is the two memcpy commands per step under the
+home PE spends in the phase's stages, summed over the layers: the step's critical path runs
+through every layer in turn, so the phases and the waits for streamed weights (the stall)
+add up to the step. Weight streaming is the streamed layers' memcpy commands under the
 simulator's memcpy model (a fixed command overhead plus the words at the channels' rate);
-modeled tokens/s are given for the device alone and with the host I/O.
+the part of it that is not stall ran while the wafer computed (the overlap). Host I/O is
+the embedding row's command and the token id's way out; modeled tokens/s are given for the
+device alone and with the host I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from waferscale.decode.engine import StepStats
-from waferscale.decode.program import PHASES, program_rows
+from waferscale.decode.program import PHASES
 
 #: Clocks the report converts cycles at: the simulator's default and WSE-3's reported peak.
 CLOCKS_MHZ = (850.0, 1100.0)
@@ -28,6 +30,7 @@ _LABELS = {
     "link": "layer-to-layer links",
     "lm_head": "LM head",
     "argmax": "argmax",
+    "start": "launch (and layer 0's RoPE tables)",
 }
 
 
@@ -41,10 +44,14 @@ def step_report(engine: Any, stats: Sequence[StepStats], *, prompt_tokens: int,
                 load_seconds: float, total_seconds: float) -> str:
     """Text table: cycles per generated token by phase, modeled tok/s, wall time."""
     g = engine.grid
-    lines = [f"simulated {engine.arch.upper()}: {g.config.n_layers} layers on a {g.W} x "
-             f"{program_rows(g)} PE rectangle (layer regions {g.W} x {g.H}, head region "
-             f"{g.W} x {g.H_head}), every layer resident; KV capacity {g.kv_capacity} "
-             f"tokens"]
+    L = g.config.n_layers
+    where = "every layer resident" if not g.stream_slots else (
+        f"layers 0-{g.resident_layers - 1} resident, " if g.resident_layers else "") + (
+        f"layers {g.resident_layers}-{L - 1} streamed through {g.stream_slots} slots"
+        if g.stream_slots else "")
+    lines = [f"simulated {engine.arch.upper()}: {L} layers on a {g.W} x {g.rows} PE "
+             f"rectangle (layer regions {g.W} x {g.H}, head region {g.W} x {g.H_head}), "
+             f"{where}; KV capacity {g.kv_capacity} tokens"]
     if not stats:
         return "\n".join(lines)
     n = len(stats)
@@ -56,8 +63,18 @@ def step_report(engine: Any, stats: Sequence[StepStats], *, prompt_tokens: int,
         for p in PHASES:
             share = 100.0 * ph[p] / launch if launch else 0.0
             lines.append(f"  {_LABELS[p]:<42} {ph[p]:>12,.0f}  {share:5.1f}%")
-    lines.append(f"  {'weight streaming':<42} {0:>12,}    (every layer resident)")
-    lines.append(f"  {'device total (launch to last PE done)':<42} {launch:>12,.0f}")
+    stream = sum(s.stream_cycles for s in stats) / n
+    stall = sum(s.stall_cycles for s in stats) / n
+    if stream:
+        share = 100.0 * stall / launch if launch else 0.0
+        lines.append(f"  {'waiting for streamed weights (stall)':<42} {stall:>12,.0f}  "
+                     f"{share:5.1f}%")
+        lines.append(f"  {'weight streaming (memcpy, not all on the path)':<42} "
+                     f"{stream:>12,.0f}")
+        lines.append(f"  {'  of it overlapped with compute':<42} {stream - stall:>12,.0f}")
+    else:
+        lines.append(f"  {'weight streaming':<42} {0:>12,}    (every layer resident)")
+    lines.append(f"  {'device total (launch to token id)':<42} {launch:>12,.0f}")
     lines.append(f"  {'host I/O (embedding in, token id out)':<42} {host:>12,.0f}")
     rates = []
     for mhz in CLOCKS_MHZ:

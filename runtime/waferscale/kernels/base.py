@@ -34,9 +34,11 @@ def kernel_dir(name: str) -> Path:
     return d
 
 
-def compiled(name: str, arch: str, width: int, height: int, params: dict[str, Any]) -> Path:
-    """Compile ``csl/<name>/layout.csl`` for a width×height rectangle (minimum memcpy fabric)
-    and return the output directory; identical requests reuse one compile."""
+def compiled(name: str, arch: str, width: int, height: int, params: dict[str, Any], *,
+             channels: int = 1) -> Path:
+    """Compile ``csl/<name>/layout.csl`` for a width×height rectangle (minimum memcpy fabric,
+    ``channels`` memcpy channels) and return the output directory; identical requests reuse
+    one compile."""
     src = kernel_dir(name)
     digest = hashlib.sha256()
     # Every .csl of the kernel tree: kernels import each other (rmsnorm uses allreduce), along
@@ -48,11 +50,11 @@ def compiled(name: str, arch: str, width: int, height: int, params: dict[str, An
     for f in sorted(root.rglob("*.csl")):
         digest.update(str(f.relative_to(root)).encode())
         digest.update(f.read_bytes())
-    digest.update(json.dumps([arch, width, height, sorted(params.items())]).encode())
+    digest.update(json.dumps([arch, width, height, sorted(params.items()), channels]).encode())
     out = _CACHE / f"{name}-{digest.hexdigest()[:16]}"
     if not (out / "out.json").is_file():
         log.info("compiling %s %s", name, params)
-        cslc(src / "layout.csl", arch=arch, params=params, memcpy=True, channels=1,
+        cslc(src / "layout.csl", arch=arch, params=params, memcpy=True, channels=channels,
              fabric_dims=(width + 7, height + 2), fabric_offsets=(4, 1), import_paths=[root],
              output=out)
     return out

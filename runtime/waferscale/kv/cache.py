@@ -1,14 +1,16 @@
 """The KV cache of the decode program, seen from the host.
 
 Placement (``csl/llama_decode``, docs/decode-runtime.md): layer ``l``'s KV head ``g`` lives on
-row ``l * H + g`` of the program, spread round robin over the ``W`` columns: position ``p`` is
-slot ``p // W`` of column ``p % W``. On a PE, the keys are stored transposed
-(``kc[j * S + slot]``) and the values as rows (``vc[slot * d + j]``), f32, ``S`` slots. The
-program appends in place every step; the host only tracks the length.
+row ``g`` of the layer's region (``LayerGrid.region``), spread round robin over the ``W``
+columns: position ``p`` is slot ``p // W`` of column ``p % W``. On a PE, the keys are stored
+transposed (``kc[j * S + slot]``) and the values as rows (``vc[slot * d + j]``), f32, ``S``
+slots; a streaming slot's PE holds one such block for each layer it runs
+(``LayerGrid.kv_index``), one after another. The program appends in place every step; the
+host only tracks the length.
 
 Protocol: :meth:`WaferKV.save` copies the cache of the current sequence to host arrays
 (:class:`KVSnapshot`, positions in order, ``(n_layers, n_kv, length, d)`` f32) with one
-``memcpy_d2h`` per layer and tensor; :meth:`WaferKV.restore` writes a snapshot back (one
+``memcpy_d2h`` per region and tensor; :meth:`WaferKV.restore` writes a snapshot back (one
 ``memcpy_h2d`` each) and sets the length. Both are exact: f32 words move unchanged. Slots
 beyond the length keep stale values, which the program never reads (it masks positions after
 the current one). :meth:`WaferKV.reserve` raises :class:`KVCacheFull` when a step would go
@@ -91,11 +93,13 @@ class WaferKV:
         self.length = 0
 
     # ---- transfers ----
-    def _rect(self, layer: int) -> tuple[int, int, int, int]:
-        return 0, layer * self.grid.H, self.grid.W, self.grid.config.n_kv_heads
+    def _rect(self, region: int) -> tuple[int, int, int, int]:
+        return 0, region * self.grid.H, self.grid.W, self.grid.config.n_kv_heads
 
-    def _words(self) -> int:
-        return self.grid.config.head_dim * self.grid.slots
+    def _words(self, region: int) -> int:
+        """Words of ``kc`` (and of ``vc``) per attention PE of ``region``."""
+        g = self.grid
+        return len(g.region_layers(region)) * g.config.head_dim * g.slots
 
     def save(self) -> KVSnapshot:
         """Copy the current sequence's cache to the host (exact)."""
@@ -106,15 +110,17 @@ class WaferKV:
         if n == 0:
             return KVSnapshot(k, v, 0)
         cols, slots = self._placement(n)
-        for layer in range(c.n_layers):
-            kc, vc = (self._read(name, layer) for name in ("kc", "vc"))
-            # kc: (n_kv, W, d, S), vc: (n_kv, W, S, d). Indexing with the two position
-            # arrays around a slice puts the position axis first (NumPy's rule), so kc's
-            # result is (n, n_kv, d) and vc's (n_kv, n, d).
-            kc4 = kc.reshape(c.n_kv_heads, g.W, c.head_dim, g.slots)
-            vc4 = vc.reshape(c.n_kv_heads, g.W, g.slots, c.head_dim)
-            k[layer] = np.moveaxis(kc4[:, cols, :, slots], 0, 1)
-            v[layer] = vc4[:, cols, slots, :]
+        for region in range(g.regions):
+            layers = g.region_layers(region)
+            kc, vc = (self._read(name, region) for name in ("kc", "vc"))
+            # kc: (n_kv, W, layers, d, S), vc: (n_kv, W, layers, S, d). Indexing with the two
+            # position arrays around a slice puts the position axis first (NumPy's rule), so
+            # kc's result is (n, n_kv, d) and vc's (n_kv, n, d).
+            kc5 = kc.reshape(c.n_kv_heads, g.W, len(layers), c.head_dim, g.slots)
+            vc5 = vc.reshape(c.n_kv_heads, g.W, len(layers), g.slots, c.head_dim)
+            for i, layer in enumerate(layers):
+                k[layer] = np.moveaxis(kc5[:, cols, i, :, slots], 0, 1)
+                v[layer] = vc5[:, cols, i, slots, :]
         return KVSnapshot(k, v, n)
 
     def restore(self, snap: KVSnapshot) -> None:
@@ -128,30 +134,33 @@ class WaferKV:
             raise KVCacheFull(f"KV snapshot of {snap.length} positions > capacity "
                               f"{self.capacity}")
         cols, slots = self._placement(snap.length)
-        for layer in range(c.n_layers):
-            kc = np.zeros((c.n_kv_heads, g.W, c.head_dim, g.slots), np.float32)
-            vc = np.zeros((c.n_kv_heads, g.W, g.slots, c.head_dim), np.float32)
-            kc[:, cols, :, slots] = np.moveaxis(snap.k[layer], 1, 0)
-            vc[:, cols, slots, :] = snap.v[layer]
-            self._write("kc", layer, kc)
-            self._write("vc", layer, vc)
+        for region in range(g.regions):
+            layers = g.region_layers(region)
+            kc = np.zeros((c.n_kv_heads, g.W, len(layers), c.head_dim, g.slots), np.float32)
+            vc = np.zeros((c.n_kv_heads, g.W, len(layers), g.slots, c.head_dim), np.float32)
+            for i, layer in enumerate(layers):
+                kc[:, cols, i, :, slots] = np.moveaxis(snap.k[layer], 1, 0)
+                vc[:, cols, i, slots, :] = snap.v[layer]
+            self._write("kc", region, kc)
+            self._write("vc", region, vc)
         self.length = snap.length
 
     def _placement(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         p = np.arange(n)
         return p % self.grid.W, p // self.grid.W
 
-    def _read(self, name: str, layer: int) -> np.ndarray:
-        x, y, w, h = self._rect(layer)
-        out = np.zeros(w * h * self._words(), np.float32)
-        self.runtime.memcpy_d2h(out, self.runtime.get_id(name), x, y, w, h, self._words(),
+    def _read(self, name: str, region: int) -> np.ndarray:
+        x, y, w, h = self._rect(region)
+        words = self._words(region)
+        out = np.zeros(w * h * words, np.float32)
+        self.runtime.memcpy_d2h(out, self.runtime.get_id(name), x, y, w, h, words,
                                 streaming=False, order=MemcpyOrder.ROW_MAJOR,
                                 data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)
         return out
 
-    def _write(self, name: str, layer: int, data: np.ndarray) -> None:
-        x, y, w, h = self._rect(layer)
+    def _write(self, name: str, region: int, data: np.ndarray) -> None:
+        x, y, w, h = self._rect(region)
         self.runtime.memcpy_h2d(self.runtime.get_id(name), np.ascontiguousarray(data).ravel(),
-                                x, y, w, h, self._words(), streaming=False,
+                                x, y, w, h, self._words(region), streaming=False,
                                 order=MemcpyOrder.ROW_MAJOR,
                                 data_type=MemcpyDataType.MEMCPY_32BIT, nonblock=False)

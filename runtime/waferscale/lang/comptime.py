@@ -253,7 +253,7 @@ class Compilation:
         # Facts derived from the ASTs, computed once per compilation however many programs
         # instantiate a file: (what, id(node)) -> (node, fact); the node is kept so that its
         # id is never reused.
-        self.memo: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self.memo: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         # Files an @import_module looked for and did not find (resolved paths).
         self.probed: set[str] = set()
         # Memoised calls (Interp.call): key -> (owner, decl, result, branches, depth).

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,7 +29,15 @@ from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramR
     val_key
 from .builtins import check_dsd_op_operands
 from .errors import CslLayoutError
-from .memory import PE_MEMORY_BYTES, MemoryMap, check_fits, estimate_code_bytes, place_globals
+from .memory import (
+    PE_MEMORY_BYTES,
+    MemoryMap,
+    check_fits,
+    condition_names,
+    estimate_code_bytes,
+    live_node_count,
+    place_globals,
+)
 from .source import Span
 from .values import FnVal, GlobalVar, Val, describe
 
@@ -448,8 +457,9 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
             if isinstance(d, A.VarDecl) and (d.kind in ("var", "param") or name in used):
                 ip.global_value(mod, name, d.span)
         i += 1
-    fns = [e.decl for m in record.modules for e in m.globals.values()
-           if isinstance(e.decl, A.FnDecl)]
+    owned = [(m, e.decl) for m in record.modules for e in m.globals.values()
+             if isinstance(e.decl, A.FnDecl)]
+    fns = [d for _m, d in owned]
     for m in record.modules:
         for e in list(m.globals.values()):
             if isinstance(e.decl, A.FnDecl):
@@ -458,7 +468,7 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
                                                       v.decl.span.start if v.decl else 0))
     mm = place_globals(variables, estimate_code_bytes(fns, record.imports_memcpy,
-                                                      _node_counts(ip.ctx, fns)))
+                                                      _node_counts(ip, owned)))
     return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
 
 
@@ -476,14 +486,43 @@ def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]
     return used
 
 
-def _node_counts(ctx: Compilation, fns: list[A.FnDecl]) -> list[int]:
-    """The AST node count of each function body (memoised per compilation)."""
+def _comptime_lookup(ip: Interp, mod: ModuleInstance) -> Callable[[str], Any]:
+    """memory.Lookup for ``mod`` on the PE being elaborated: its globals' values where they
+    are already known (a const or param that was evaluated: bool or int), struct fields of
+    them, and ``@is_arch``."""
+    def value(name: str) -> Any:
+        entry = mod.globals.get(name)
+        if entry is None or entry.state != "done" or entry.value is None:
+            return None
+        return entry.value.v
+
+    def lookup(name: str) -> Any:
+        if name.startswith("@is_arch("):
+            return name == f"@is_arch({ip.ctx.options.arch})"
+        base, _, field_name = name.partition(".")
+        v = value(base)
+        if field_name:
+            if not isinstance(v, dict) or field_name not in v:
+                return None
+            v = v[field_name].v
+        return v if isinstance(v, (bool, int)) else None
+    return lookup
+
+
+def _node_counts(ip: Interp, owned: list[tuple[ModuleInstance, A.FnDecl]]) -> list[int]:
+    """Each function's AST nodes that this PE compiles (memory.live_node_count), memoised
+    per compilation by the values of the names its conditions use."""
+    ctx = ip.ctx
     out = []
-    for d in fns:
-        hit = ctx.memo.get(("nodes", id(d)))
+    for mod, d in owned:
+        names = ctx.memo.get(("cond names", id(d)))
+        if names is None:
+            names = ctx.memo[("cond names", id(d))] = (d, condition_names(d))
+        lookup = _comptime_lookup(ip, mod)
+        key = ("live nodes", id(d), tuple(lookup(n) for n in names[1]))
+        hit = ctx.memo.get(key)
         if hit is None:
-            n = sum(1 for _ in d.body.walk()) if d.body is not None else 0
-            hit = ctx.memo[("nodes", id(d))] = (d, n)
+            hit = ctx.memo[key] = (d, live_node_count(d, lookup))
         out.append(hit[1])
     return out
 

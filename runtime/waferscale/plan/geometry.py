@@ -26,9 +26,15 @@ docs/decode-runtime.md explains the dataflow; the rules are:
 * The **head region** (final norm, LM head over the tied embedding, argmax) is ``W`` columns
   by ``H_head`` rows: PE ``(c, r)`` holds vocab block ``r`` against input block ``c``.
 * Weight tiles are stored column-major (``tile[j * m + i]``), f16, as ``csl/gemv`` does.
+* **Regions, top to bottom** (:attr:`LayerGrid.regions`): the first ``n_resident`` layers
+  each on a region of their own; then ``stream_slots`` *streaming slots* (two per streaming
+  region of the planner), also ``W x H``; then the head region. Streamed layer ``j`` (layer
+  ``n_resident + j``) runs in slot ``j mod stream_slots``, whose weight tiles the host
+  streams in before each layer that runs there, and whose KV cache and norm gains hold block
+  ``j div stream_slots`` (:meth:`LayerGrid.kv_index`) for each of its layers.
 
-Limits: one layer region per layer in a vertical stack of equal regions; every block must be
-non-empty (``W <= hidden``, ``H <= ffn``, ``H_head <= vocab``).
+Limits: a vertical stack of equal regions; every block must be non-empty (``W <= hidden``,
+``H <= ffn``, ``H_head <= vocab``).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class LayerGrid:
         H: rows of a layer region (at least ``n_kv_heads``).
         H_head: rows of the head region.
         slots: KV slots per attention PE; the KV capacity is ``slots * W`` positions.
+        n_resident: layers with a region of their own (the first ones); None: every layer.
+        stream_slots: streaming slots the other layers run in (0 when all are resident).
     """
 
     config: ModelConfig
@@ -71,6 +79,8 @@ class LayerGrid:
     H: int
     H_head: int
     slots: int
+    n_resident: int | None = None
+    stream_slots: int = 0
 
     def __post_init__(self) -> None:
         c = self.config
@@ -83,6 +93,52 @@ class LayerGrid:
             raise ValueError(f"H_head={self.H_head}: need 1 <= H_head <= vocab {c.vocab_size}")
         if self.slots < 1:
             raise ValueError(f"slots={self.slots}: need at least one KV slot per PE")
+        L, n_res = c.n_layers, self.resident_layers
+        if not 0 <= n_res <= L:
+            raise ValueError(f"n_resident={n_res}: need 0 <= n_resident <= {L} layers")
+        if (n_res < L) != (self.stream_slots > 0) or not (
+                n_res == L or 2 <= self.stream_slots <= L - n_res):
+            raise ValueError(f"stream_slots={self.stream_slots}: the {L - n_res} streamed "
+                             "layers need between 2 and that many slots (0 if none)")
+
+    # ---- regions ----
+    @property
+    def resident_layers(self) -> int:
+        """Layers with a region of their own."""
+        return self.config.n_layers if self.n_resident is None else self.n_resident
+
+    @property
+    def regions(self) -> int:
+        """Layer regions (resident layers and streaming slots); the head region is next."""
+        return self.resident_layers + self.stream_slots
+
+    @property
+    def rows(self) -> int:
+        """Rows of the program rectangle: the layer regions, then the head region."""
+        return self.regions * self.H + self.H_head
+
+    @property
+    def head_row(self) -> int:
+        """First row of the head region."""
+        return self.regions * self.H
+
+    def streamed(self, layer: int) -> bool:
+        """Whether ``layer``'s weights are streamed in every step."""
+        return layer >= self.resident_layers
+
+    def region(self, layer: int) -> int:
+        """The region ``layer`` runs in (its rows are ``region * H`` onwards)."""
+        n_res = self.resident_layers
+        return layer if layer < n_res else n_res + (layer - n_res) % self.stream_slots
+
+    def kv_index(self, layer: int) -> int:
+        """Which block of its region's KV cache and norm gains is ``layer``'s."""
+        n_res = self.resident_layers
+        return 0 if layer < n_res else (layer - n_res) // self.stream_slots
+
+    def region_layers(self, region: int) -> tuple[int, ...]:
+        """The layers that run in ``region``, in order (one for a resident region)."""
+        return tuple(l for l in range(self.config.n_layers) if self.region(l) == region)
 
     # ---- geometry ----
     @property
@@ -158,3 +214,35 @@ class LayerGrid:
         """Which columns of ``W_o`` (out x in) row ``g``'s O tiles take."""
         d, G = self.config.head_dim, self.group
         return slice(g * G * d, (g + 1) * G * d)
+
+    # ---- the decode program's per-PE roles ----
+    def pe_roles(self, x: int, y: int) -> dict[str, int | bool]:
+        """The scalar fields of the ``p`` struct ``csl/llama_decode/layout.csl`` gives PE
+        ``(x, y)`` of the program rectangle (sizes and roles; colors left out): what decides
+        which of ``pe.csl``'s code the PE compiles."""
+        c = self.config
+        region, r = divmod(y, self.H)
+        head = region >= self.regions
+        if head:
+            region, r = self.regions, y - self.head_row
+        rows = self.H_head if head else self.H
+        n_res, n_slots = self.resident_layers, self.stream_slots
+        slot = not head and region >= n_res
+        last_slot = (c.n_layers - n_res - 1) % n_slots if n_slots else 0
+        attn = not head and r < c.n_kv_heads
+        rx = self.root_x
+        return {
+            "L": c.n_layers, "D": c.hidden_size, "F": c.ffn_size, "H_kv": c.n_kv_heads,
+            "G": c.group_size, "d": c.head_dim, "V": c.vocab_size,
+            "W": self.W, "H": self.H, "H_head": self.H_head, "S": self.slots,
+            "head": head, "first": region == 0, "streamed": slot,
+            "n_inst": 1 if head else len(self.region_layers(region)),
+            "to_head": slot and region - n_res == last_slot,
+            "attn": attn, "top": r == 0, "attn_last": attn and r + 1 == c.n_kv_heads,
+            "last": r + 1 == rows, "home_col": x == rx,
+            "dblk": block_len(c.hidden_size, self.W, x),
+            "fblk": 1 if head else block_len(c.ffn_size, self.H, r),
+            "vblk": block_len(c.vocab_size, self.H_head, r) if head else 1,
+            "vstart": block_start(c.vocab_size, self.H_head, r) if head and x == rx else 0,
+            "row_lo": 0 < x <= rx, "row_hi": rx <= x and x + 1 < self.W,
+        }

@@ -34,9 +34,10 @@ The head region (final norm, LM head over the tied embedding, argmax) is always 
 
 **Memory map** of a PE (:meth:`Plan.memory_map`): every buffer is sized at the longest block
 over the region for the PEs of the same role, so one memcpy per kind fills a region; f16
-weights, everything else f32 unless said; each buffer rounded up to 4 bytes; plus
-``PlanOptions.reserve_bytes`` for code, stack and memcpy's state. See :func:`layer_buffers`
-and :func:`head_buffers`.
+weights, everything else f32 unless said; each buffer rounded up to 4 bytes; plus the PE's
+reserve for code, stack and memcpy's state (``PlanOptions.pe_reserve``: by default the front
+end's code estimate for the PE's own role, :func:`program_code_bytes`). See
+:func:`layer_buffers` and :func:`head_buffers`.
 
 **Choice.** Among the grids that meet every limit (each PE <= ``pe_bytes``, the program
 rectangle inside the fabric, ``slots * W`` >= the context, at most ``max_pes`` PEs), the
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -94,29 +96,69 @@ PE_MEMORY_BYTES = 48 * 1024
 #: pointers and the one-element stand-ins of the buffers its role does not use (a CSL array
 #: is never empty). Measured on compiled programs; simulator_tests/plan/test_planner.py
 #: compares the whole memory map with the compiler's for several grids.
-FIXED_DATA_BYTES = 140
+FIXED_DATA_BYTES = 144
 
 
 @functools.lru_cache(maxsize=1)
-def program_code_bytes() -> int:
-    """The code size the front end estimates for ``csl/llama_decode/pe.csl`` (its
-    ``CODE_MODEL``: a base for start-up code, task table and stack, memcpy's runtime, and
-    bytes per AST node of the functions), the same for every PE of the program. The
-    compiler checks ``data + code <= 48 KiB`` per PE with the same estimate, so a plan the
-    planner accepts compiles."""
+def _pe_source() -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``csl/llama_decode/pe.csl``'s functions and global consts (parsed once)."""
     from waferscale.lang import ast as A
     from waferscale.lang.cli import find_csl_root
-    from waferscale.lang.memory import estimate_code_bytes
     from waferscale.lang.parser import parse_file
 
     module = parse_file(find_csl_root() / "llama_decode" / "pe.csl")
-    return estimate_code_bytes([d for d in module.decls if isinstance(d, A.FnDecl)], True)
+    fns = tuple(d for d in module.decls if isinstance(d, A.FnDecl))
+    consts = {d.name: d for d in module.decls if isinstance(d, A.VarDecl) and d.kind == "const"}
+    return fns, consts
 
 
-def default_reserve_bytes() -> int:
-    """Bytes per PE not available to the buffers: the program's code estimate
-    (:func:`program_code_bytes`) plus :data:`FIXED_DATA_BYTES`."""
-    return program_code_bytes() + FIXED_DATA_BYTES
+def program_code_bytes(roles: Mapping[str, int | bool] | None = None, arch: str = "wse3"
+                       ) -> int:
+    """The code size the front end estimates for a PE of ``csl/llama_decode/pe.csl`` whose
+    layout params are ``roles`` (``LayerGrid.pe_roles``): its ``CODE_MODEL`` (a base for
+    start-up code, task table and stack, memcpy's runtime, and bytes per AST node of the
+    functions), counting of each comptime-decided ``if`` only the branch the PE takes, as
+    the front end does (lang/memory.live_node_count). ``roles=None``: every function whole
+    (an upper bound for any PE). The compiler checks ``data + code <= 48 KiB`` per PE with
+    the same estimate, so a plan the planner accepts compiles."""
+    from waferscale.lang.memory import comptime_value, estimate_code_bytes, live_node_count
+
+    fns, consts = _pe_source()
+    if roles is None:
+        return estimate_code_bytes(list(fns), True)
+    known: dict[str, Any] = {}
+
+    def lookup(name: str) -> Any:
+        if name.startswith("@is_arch("):
+            return name == f"@is_arch({arch})"
+        if name.startswith("p."):
+            return roles.get(name[2:])
+        if name not in known:
+            known[name] = None               # a const defined through itself stays unknown
+            d = consts.get(name)
+            known[name] = comptime_value(d.init, lookup) if d is not None and d.init else None
+        return known[name]
+
+    return estimate_code_bytes(list(fns), True, [live_node_count(f, lookup) for f in fns])
+
+
+@functools.lru_cache(maxsize=64)
+def role_reserve_bytes(kind: str, arch: str) -> int:
+    """The reserve (code estimate + :data:`FIXED_DATA_BYTES`) of the fullest PE of a region
+    kind, whatever the grid: ``"layer"`` (a resident layer's attention home PE), ``"slot"``
+    (a streaming slot's) or ``"head"`` (the head region's home PE). The largest over the
+    roles such a PE can have (first region or not, a lone row or column or not, ...)."""
+    variants = []
+    for first, last, multi, to_head in itertools.product((False, True), repeat=4):
+        if (kind == "head" and (first or to_head)) or (kind == "layer" and to_head):
+            continue
+        variants.append({
+            "W": 2 if multi else 1, "H_kv": 2, "n_inst": 2 if kind == "slot" else 1,
+            "head": kind == "head", "first": first, "streamed": kind == "slot",
+            "to_head": to_head, "attn": kind != "head", "top": True,
+            "attn_last": last and kind != "head", "last": last, "home_col": True,
+            "row_lo": multi, "row_hi": multi})
+    return max(program_code_bytes(v, arch) for v in variants) + FIXED_DATA_BYTES
 
 
 #: Columns and rows memcpy takes from the fabric (3 + 1 halo west, 2 + 1 halo east; 1 halo
@@ -202,8 +244,9 @@ class PlanOptions:
 
     Attributes:
         pe_bytes: SRAM per PE.
-        reserve_bytes: per PE, for code, stack, memcpy and the program's scalars
-            (default: :func:`default_reserve_bytes`).
+        reserve_bytes: per PE, for code, stack, memcpy and the program's scalars; None (the
+            default): each PE's own, its role's code estimate (:func:`program_code_bytes`)
+            plus :data:`FIXED_DATA_BYTES`.
         max_pes: at most this many PEs in the program rectangle (None: no cap). Our simulator's
             speed scales with the PE count.
         channels: memcpy channels (``--channels``) the streaming and host I/O model assumes.
@@ -214,17 +257,43 @@ class PlanOptions:
     """
 
     pe_bytes: int = PE_MEMORY_BYTES
-    reserve_bytes: int = field(default_factory=default_reserve_bytes)
+    reserve_bytes: int | None = None
     max_pes: int | None = None
     channels: int = DEFAULT_CHANNELS
     packed_f16: bool = False
     allow_streaming: bool = True
     timing: TimingModel = DEFAULT_TIMING
 
-    @property
-    def data_bytes(self) -> int:
-        """Bytes per PE for the program's buffers."""
-        return self.pe_bytes - self.reserve_bytes
+    def reserve(self, kind: str, arch: str) -> int:
+        """The reserve of the fullest PE of a region kind (:func:`role_reserve_bytes`)."""
+        return self.reserve_bytes if self.reserve_bytes is not None else role_reserve_bytes(
+            kind, arch)
+
+    def pe_reserve(self, grid: LayerGrid, arch: str, x: int, y: int) -> int:
+        """The reserve of PE ``(x, y)`` of ``grid``'s program."""
+        if self.reserve_bytes is not None:
+            return self.reserve_bytes
+        return _pe_reserve(grid, arch, x, y)
+
+    def data_bytes(self, kind: str, arch: str) -> int:
+        """Bytes for the buffers of the fullest PE of a region kind."""
+        return self.pe_bytes - self.reserve(kind, arch)
+
+
+#: pe_roles fields that no condition of pe.csl's functions reads (the block sizes only bound
+#: loops and offsets), left out of the reserve's cache key.
+_SIZE_FIELDS = frozenset({"dblk", "fblk", "vblk", "vstart"})
+
+
+def _pe_reserve(grid: LayerGrid, arch: str, x: int, y: int) -> int:
+    roles = tuple(sorted((k, v) for k, v in grid.pe_roles(x, y).items()
+                         if k not in _SIZE_FIELDS))
+    return _reserve_of_roles(roles, arch)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reserve_of_roles(roles: tuple[tuple[str, int | bool], ...], arch: str) -> int:
+    return program_code_bytes(dict(roles), arch) + FIXED_DATA_BYTES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,55 +521,58 @@ class Plan:
         for kind, r, k in self.regions():
             if r.contains(x, y):
                 cx, cy = x - r.x0, y - r.y0
+                reserve = self.options.pe_reserve(self.grid, self.arch, x, y)
                 if kind == "head":
-                    return head_buffers(self.grid, self.options.reserve_bytes,
+                    return head_buffers(self.grid, reserve,
                                         home_row=cy == 0, home_col=cx == self.grid.root_x)
-                return layer_buffers(self.grid, self.options.reserve_bytes, kv_layers=k,
+                return layer_buffers(self.grid, reserve, kv_layers=k,
                                      attention=cy < self.config.n_kv_heads, home_row=cy == 0,
-                                     home_col=cx == self.grid.root_x)
+                                     home_col=cx == self.grid.root_x,
+                                     streamed=self.grid.streamed(self.grid.region_layers(
+                                         y // self.grid.H)[0]))
         raise ValueError(f"PE ({x}, {y}) is outside the plan's {self.rect.w}x{self.rect.h} "
                          "rectangle")
 
-    def memory_roles(self) -> list[tuple[MemoryMap, int, tuple[int, int]]]:
-        """Every distinct PE role as (memory map, number of PEs, its first PE): the home PE,
-        home row, home column and the rest, of the attention rows, the FFN rows and the head,
-        per kind of region (resident, or streaming buffer with its number of KV layers)."""
-        found: dict[tuple[str, int], list[Any]] = {}
-        n_kv, rx = self.config.n_kv_heads, self.grid.root_x
-        W = self.grid.W
+    def uniform_blocks(self) -> list[tuple[Rect, tuple[int, int]]]:
+        """The program rectangle as blocks of PEs with equal memory maps, each with its first
+        PE: per region, the classes of rows (home row, attention rows, the last attention
+        row, FFN rows, the last row) and columns (the first, those before root_x, root_x,
+        those after, the last) that layout.csl gives the same roles; buffers are padded to
+        the region's longest block, and block sizes do not change a PE's code."""
+        rx, n_kv, W = self.grid.root_x, self.config.n_kv_heads, self.grid.W
+        cols = sorted({c for c in (0, 1, rx, rx + 1, W - 1, W) if 0 <= c <= W})
+        out = []
         for kind, r, _k in self.regions():
-            rows = [(0, 1)]                                     # (first row, count)
-            if kind == "layer":
-                rows += [(1, n_kv - 1), (n_kv, r.h - n_kv)]
+            cuts = (0, 1, n_kv - 1, n_kv, r.h - 1, r.h) if kind == "layer" else (0, 1, r.h - 1,
+                                                                              r.h)
+            rows = sorted({c for c in cuts if 0 <= c <= r.h})
+            for y0, y1 in zip(rows, rows[1:]):
+                for x0, x1 in zip(cols, cols[1:]):
+                    out.append((Rect(r.x0 + x0, r.y0 + y0, x1 - x0, y1 - y0),
+                                (r.x0 + x0, r.y0 + y0)))
+        return out
+
+    def memory_roles(self) -> list[tuple[MemoryMap, int, tuple[int, int]]]:
+        """Every distinct PE memory map as (map, number of PEs, its first PE): the home PE,
+        home row, home column and the rest, of the attention rows, the FFN rows and the head,
+        per kind of region (resident, or streaming buffer with its number of KV layers),
+        apart where their code differs."""
+        found: dict[tuple[str, int], list[Any]] = {}
+        for rect, (x, y) in self.uniform_blocks():
+            m = self.memory_map(x, y)
+            key = (m.role, m.total_bytes)
+            if key in found:
+                found[key][1] += rect.w * rect.h
             else:
-                rows += [(1, r.h - 1)]
-            for y0, nrows in rows:
-                if nrows <= 0:
-                    continue
-                for x0, ncols in ((rx, 1), (0 if rx else 1, W - 1)):
-                    if ncols <= 0:
-                        continue
-                    m = self.memory_map(r.x0 + x0, r.y0 + y0)
-                    key = (m.role, m.total_bytes)
-                    if key in found:
-                        found[key][1] += nrows * ncols
-                    else:
-                        found[key] = [m, nrows * ncols, (r.x0 + x0, r.y0 + y0)]
+                found[key] = [m, rect.w * rect.h, (x, y)]
         return [(m, n, pe) for m, n, pe in found.values()]
 
     def memory_grid(self) -> np.ndarray:
         """Bytes of every PE of the rectangle, as an array ``[row, column]``."""
         grid = np.zeros((self.rect.h, self.rect.w), dtype=np.int64)
-        rx, n_kv = self.grid.root_x, self.config.n_kv_heads
-        for kind, r, _k in self.regions():
-            for yy in range(r.h):
-                rows = slice(r.y0 + yy, r.y0 + yy + 1)
-                if kind == "layer" and yy > n_kv:        # FFN rows are all alike
-                    grid[rows, r.x0:r.x0 + r.w] = grid[r.y0 + n_kv, r.x0]
-                    continue
-                other = rx + 1 if rx + 1 < r.w else (0 if rx else rx)
-                grid[rows, r.x0:r.x0 + r.w] = self.memory_map(r.x0 + other, r.y0 + yy).total_bytes
-                grid[rows, r.x0 + rx] = self.memory_map(r.x0 + rx, r.y0 + yy).total_bytes
+        for rect, (x, y) in self.uniform_blocks():
+            grid[rect.y0:rect.y0 + rect.h, rect.x0:rect.x0 + rect.w] = \
+                self.memory_map(x, y).total_bytes
         return grid
 
     def memory_stats(self) -> dict[str, Any]:
@@ -547,7 +619,7 @@ class Plan:
                                for s in self.stream_regions],
             "tiles": {k: list(v) for k, v in self.tiles.items()},
             "memory": {"pe_bytes": self.options.pe_bytes,
-                       "reserve": self.options.reserve_bytes,
+                       "reserve": stats["fullest"].reserve,
                        "min": stats["min"], "median": stats["median"], "max": stats["max"],
                        "fullest_pe": list(stats["fullest_pe"]),
                        "fullest": stats["fullest"].as_dict(),
@@ -583,7 +655,7 @@ def _cdiv(a: Num, b: Num) -> Num:
 
 
 def _layer_buffer_sizes(cfg: ModelConfig, dmax: Num, fmax: Num, slots: Num, kv_layers: Num,
-                        attention: bool, home_row: bool, home_col: bool
+                        attention: bool, home_row: bool, home_col: bool, streamed: bool = False
                         ) -> list[tuple[str, str, Num]]:
     """(name, dtype, elements) of a layer-region PE; see :func:`layer_buffers`."""
     G, d = cfg.group_size, cfg.head_dim
@@ -614,13 +686,25 @@ def _layer_buffer_sizes(cfg: ModelConfig, dmax: Num, fmax: Num, slots: Num, kv_l
     if home_row:
         out += [("x", "f32", dmax), ("gains", "f32", 2 * kv_layers * dmax)]
         if home_col:
-            out += [("timestamps", "u16", TIMESTAMP_WORDS)]
+            out += [("timestamps", "u16", TIMESTAMP_WORDS * kv_layers)]
+    if streamed:
+        out += [("weights_at", "u16", 2 * kv_layers)]
     return out
 
 
-#: The stage-entry timestamps the home PE of a region keeps for the per-phase report
-#: (three 16-bit words for each of pe.csl's 31 stages and stage 0).
-TIMESTAMP_WORDS = 3 * 32
+#: The stage-entry timestamps the home PE of a region keeps per layer it runs for the
+#: per-phase report (two 16-bit words for each of pe.csl's stages ST_X .. ST_END).
+TIMESTAMP_WORDS = 2 * 31
+
+#: Bytes a layer region's fullest PE (the attention home PE) needs per layer whose KV it
+#: holds, besides the KV itself and its gains: its timestamps and, in a streaming slot, the
+#: time it had the layer's weights.
+PER_LAYER_EXTRA = {False: 2 * TIMESTAMP_WORDS, True: 2 * TIMESTAMP_WORDS + 4}
+
+#: The decode program's KV limits: a key is appended with an i8 stride of S, and a layer's
+#: KV block is offset by ``k d S`` words in i16 DSD offsets (pe.csl's asserts).
+MAX_SLOTS = 127
+MAX_KV_WORDS = 32767
 
 
 def _head_buffer_sizes(dmax: Num, vmax: Num, home_row: bool, home_col: bool
@@ -657,7 +741,7 @@ def _role(kind: str, attention: bool, home_row: bool, home_col: bool, kv_layers:
 
 
 def layer_buffers(grid: LayerGrid, reserve: int, *, kv_layers: int = 1, attention: bool,
-                  home_row: bool, home_col: bool) -> MemoryMap:
+                  home_row: bool, home_col: bool, streamed: bool = False) -> MemoryMap:
     """The memory map of a layer-region PE of ``grid`` (with ``dmax``, ``fmax`` the longest
     hidden and FFN blocks, ``G``, ``d`` the group size and head width, ``S`` the slots and
     ``k`` = ``kv_layers`` the layers whose KV and gains the region holds: 1 when resident).
@@ -670,12 +754,13 @@ def layer_buffers(grid: LayerGrid, reserve: int, *, kv_layers: int = 1, attentio
     ``k_cache`` f32 [k d S], ``v_cache`` f32 [k S d], ``scores`` f32 [G S], ``acc`` f32
     [G(d+1)], ``mx`` f32 [G]; on the home column also ``cos``, ``sin``, ``inv_freq`` f32
     [d/2] each. The home row: ``x`` f32 [dmax] and the two norm gains of each of the k layers,
-    ``gains`` f32 [2 k dmax]."""
+    ``gains`` f32 [2 k dmax]; its home PE the stage timestamps, u16 [62 k]. A streaming
+    slot's PE (``streamed``): ``weights_at`` u16 [2 k]."""
     c = grid.config
     dmax = block_len(c.hidden_size, grid.W, 0)
     fmax = block_len(c.ffn_size, grid.H, 0)
     sizes = _layer_buffer_sizes(c, dmax, fmax, grid.slots, kv_layers, attention, home_row,
-                                home_col)
+                                home_col, streamed)
     return MemoryMap(_role("layer", attention, home_row, home_col, kv_layers),
                      tuple(Buffer(n, t, int(e)) for n, t, e in sizes), reserve)
 
@@ -920,20 +1005,23 @@ def _host_io_cycles(dmax: Num, W: Num, timing: TimingModel, channels: int) -> Nu
 
 def _stream_layer_cycles(cfg: ModelConfig, W: Num, H: Num, timing: TimingModel, channels: int,
                          packed: bool) -> Num:
-    """Copying one streamed layer's weights into a buffer: one memcpy per tile kind (QKV and
-    O over the W x n_kv attention rows, gate/up and down over the W x H region), each moving
-    the kind's padded buffer length to every PE: f16 one per 32-bit wavelet (memcpy's 16-bit
-    mode), or two with ``packed``."""
+    """Streaming one layer's weights into its slot, as the engine does: one memcpy over the
+    rows below the attention rows (their padded gate/up and down buffers, when H > n_kv),
+    then one over the W x n_kv attention rows (padded QKV, O, gate/up and down buffers): f16
+    one per 32-bit wavelet (memcpy's 16-bit mode), or two with ``packed``."""
     G, d, n_kv = cfg.group_size, cfg.head_dim, cfg.n_kv_heads
     dmax = _cdiv(cfg.hidden_size, W)
     fmax = _cdiv(cfg.ffn_size, H)
-    per_pe = [((G + 2) * d * dmax, n_kv), (dmax * G * d, n_kv), (2 * fmax * dmax, H),
-              (dmax * fmax, H)]
-    total: Num = 0
-    for elems, rows in per_pe:
-        words = _cdiv(elems, 2) if packed else elems
-        total = total + _copy_cycles(W * rows * words, timing, channels)
-    return total
+    ffn = 2 * fmax * dmax + dmax * fmax
+    attn = (G + 2) * d * dmax + dmax * G * d + ffn
+
+    def words(elems: Num) -> Num:
+        return _cdiv(elems, 2) if packed else elems
+
+    rest = np.where(np.asarray(H) > n_kv,
+                    _copy_cycles(W * np.maximum(np.asarray(H) - n_kv, 0) * words(ffn), timing,
+                                 channels), 0)
+    return rest + _copy_cycles(W * n_kv * words(attn), timing, channels)
 
 
 def _schedule(L: int, n_res: Num, n_slots: Num, comp: np.ndarray, load: Num, head: Num
@@ -1078,7 +1166,8 @@ class _Search:
     def __init__(self, cfg: ModelConfig, fabric: Fabric, arch: str, options: PlanOptions
                  ) -> None:
         self.cfg, self.fabric, self.arch, self.opt = cfg, fabric, arch, options
-        self.budget = options.data_bytes
+        # Bytes for the buffers of the fullest PE of each region kind.
+        self.budget = {k: options.data_bytes(k, arch) for k in ("layer", "slot", "head")}
         self.PW = min(fabric.program_width, cfg.hidden_size)
         self.PH = fabric.program_height
         self.Ws = np.arange(1, self.PW + 1, dtype=np.int64)
@@ -1097,7 +1186,8 @@ class _Search:
         W = self.Ws[:, None]
         h = np.arange(1, hmax + 1, dtype=np.int64)[None, :]
         dmax, vmax = _cdiv(cfg.hidden_size, W), _cdiv(cfg.vocab_size, h)
-        fits = np.asarray(_bytes(_head_buffer_sizes(dmax, vmax, True, True)) <= self.budget)
+        fits = np.asarray(_bytes(_head_buffer_sizes(dmax, vmax, True, True))
+                          <= self.budget["head"])
         cost = np.broadcast_to(_sum(_head_components(cfg, self.arch, W, h)), fits.shape)
         # Key = cycles, then rows (fewer PEs on ties); its running minimum over h answers
         # "the best head within r rows" for every r at once.
@@ -1122,24 +1212,31 @@ class _Search:
         W, H = np.meshgrid(self.Ws, Hs, indexing="ij")
         return W.ravel(), H.ravel()
 
-    def slots_max(self, W: Num, H: Num, k: Num) -> np.ndarray:
+    def slots_max(self, W: Num, H: Num, k: Num, streamed: bool = False) -> np.ndarray:
         """Most KV slots the fullest PE of a layer region (the attention home PE, holding the
         KV and gains of k layers) has room for; negative when not even its weights fit."""
         fixed, dmax = self.layer_fixed(W, H)
-        return self.slots_given(fixed, dmax, k)
+        return self.slots_given(fixed, dmax, k, streamed)
 
     def layer_fixed(self, W: Num, H: Num) -> tuple[np.ndarray, Num]:
-        """(bytes of the attention home PE without KV and gains, dmax): its map is linear in
-        the k layers' gains (8 k dmax bytes) and in the slots ((2 k d + G) 4 bytes each)."""
+        """(bytes of the attention home PE without KV, gains and timestamps, dmax): its map is
+        linear in the k layers' gains (8 k dmax bytes) and timestamps (PER_LAYER_EXTRA) and in
+        the slots ((2 k d + G) 4 bytes each)."""
         cfg = self.cfg
         dmax, fmax = _cdiv(cfg.hidden_size, W), _cdiv(cfg.ffn_size, H)
         sizes = _layer_buffer_sizes(cfg, dmax, fmax, 0, 0, True, True, True)
         return np.asarray(_bytes(sizes)), dmax
 
-    def slots_given(self, fixed: np.ndarray, dmax: Num, k: Num) -> np.ndarray:
+    def slots_given(self, fixed: np.ndarray, dmax: Num, k: Num, streamed: bool = False
+                    ) -> np.ndarray:
+        """Slots that fit beside ``fixed`` bytes with k layers' KV, capped at the program's
+        limits (MAX_SLOTS, MAX_KV_WORDS)."""
         cfg = self.cfg
         per_slot = (2 * k * cfg.head_dim + cfg.group_size) * 4
-        return np.asarray((self.budget - fixed - 8 * k * dmax) // per_slot)
+        room = (self.budget["slot" if streamed else "layer"] - fixed
+                - k * (8 * dmax + PER_LAYER_EXTRA[streamed]))
+        cap = np.minimum(MAX_SLOTS, MAX_KV_WORDS // (np.asarray(k) * cfg.head_dim))
+        return np.asarray(np.minimum(room // per_slot, cap))
 
     def layer_cost(self, W: np.ndarray, H: np.ndarray, context: int) -> np.ndarray:
         return np.asarray(_sum(_layer_components(self.cfg, self.arch, W, H,
@@ -1193,7 +1290,7 @@ class _Search:
             return best
         W, H = self.pairs((self.PH - 1) // 2)
         fixed, dmax = self.layer_fixed(W, H)
-        keep = self.slots_given(fixed, dmax, 1) >= 1         # more KV layers only fit less
+        keep = self.slots_given(fixed, dmax, 1, True) >= 1   # more KV layers only fit less
         W, H, fixed, dmax = W[keep], H[keep], fixed[keep], np.asarray(dmax)[keep]
         if not len(W):
             return best
@@ -1206,7 +1303,7 @@ class _Search:
             live = nr >= 0
             if not live.any():
                 break
-            sk = self.slots_given(fixed, dmax, _cdiv(L - nr, 2 * ns))
+            sk = self.slots_given(fixed, dmax, _cdiv(L - nr, 2 * ns), True)
             s = np.where(nr > 0, np.minimum(sk, smax1), sk)
             fit = live & (s >= 1)
             best.note_fit(fit, W * ((nr + 2 * ns) * H + self.head_min[W - 1]))
@@ -1262,7 +1359,7 @@ class _Search:
         hmin = self._min_rows(
             lambda h: np.asarray(_bytes(_head_buffer_sizes(
                 _cdiv(cfg.hidden_size, Ws), _cdiv(cfg.vocab_size, h), True, True))
-                <= self.budget), 1, cfg.vocab_size, len(Ws))
+                <= self.budget["head"]), 1, cfg.vocab_size, len(Ws))
         for what, rows in (("a layer", Hmin),
                            (f"the head region (LM head over {cfg.vocab_size} x "
                             f"{cfg.hidden_size})", hmin)):
@@ -1287,7 +1384,7 @@ class _Search:
                 k = -(-L // (2 * ns))
 
                 def fits_k(H: np.ndarray, k: int = k) -> np.ndarray:
-                    return self.slots_max(W, H, k) >= 1
+                    return self.slots_max(W, H, k, True) >= 1
 
                 Hk = self._min_rows(fits_k, cfg.n_kv_heads, cfg.ffn_size, len(W))
                 need = np.where((Hk < _INF) & (hm < _INF), hm + 2 * ns * Hk, _INF)
@@ -1362,7 +1459,8 @@ def plan_model(config: ModelConfig, fabric: str | Fabric = "wse3", arch: str | N
     arch = _resolve_arch(fab, arch)
     if context is not None and context < 1:
         raise PlanError(f"context {context}: need at least 1 position")
-    if opt.reserve_bytes < 0 or opt.data_bytes <= 0:
+    if opt.reserve_bytes is not None and (opt.reserve_bytes < 0
+                                          or opt.reserve_bytes >= opt.pe_bytes):
         raise PlanError(f"reserve {opt.reserve_bytes} bytes leaves nothing of the "
                         f"{opt.pe_bytes} bytes of a PE")
     if not 1 <= opt.channels:
@@ -1417,7 +1515,8 @@ def _build(cfg: ModelConfig, fab: Fabric, arch: str, opt: PlanOptions, f: Mappin
     L = cfg.n_layers
     # Slots: all that fit, but no more than the trained context (or the request) needs.
     slots = min(f["slots"], -(-max(context, cfg.context_length) // W))
-    grid = LayerGrid(cfg, W, H, h, slots)
+    grid = LayerGrid(cfg, W, H, h, slots, n_resident=n_res if n_str else None,
+                     stream_slots=2 * n_str)
     layers = [LayerPlacement(l, Rect(0, l * H, W, H), True) for l in range(n_res)]
     n_slots = 2 * n_str
     slot_layers: list[list[int]] = [[] for _ in range(n_slots)]
