@@ -34,7 +34,8 @@ def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
     return tokens, types, list(TINY_MERGES)
 
 
-def tiny_tensors(seed: int = 0, *, tied: bool = True) -> dict[str, np.ndarray]:
+def tiny_tensors(seed: int = 0, *, tied: bool = True, n_layers: int = TINY["n_layers"]
+                 ) -> dict[str, np.ndarray]:
     """Random float32 weights in GGUF numpy order (matrices ``(out, in)``)."""
     rng = np.random.default_rng(seed)
     d, f = TINY["hidden"], TINY["ffn"]
@@ -51,7 +52,7 @@ def tiny_tensors(seed: int = 0, *, tied: bool = True) -> dict[str, np.ndarray]:
     t = {"token_embd.weight": mat(vocab, d), "output_norm.weight": norm()}
     if not tied:
         t["output.weight"] = mat(vocab, d)
-    for i in range(TINY["n_layers"]):
+    for i in range(n_layers):
         t[f"blk.{i}.attn_norm.weight"] = norm()
         t[f"blk.{i}.attn_q.weight"] = mat(q, d)
         t[f"blk.{i}.attn_k.weight"] = mat(kv, d)
@@ -70,18 +71,18 @@ def write_tiny_gguf(path: Path, *, arch: str = "llama",
                     replace: dict[str, np.ndarray] | None = None,
                     meta: dict[str, Any] | None = None, tokenizer_model: str = "gpt2",
                     pre: str = "smollm", chat_template: str | None = CHATML_TEMPLATE,
-                    seed: int = 0) -> dict[str, np.ndarray]:
+                    seed: int = 0, n_layers: int = TINY["n_layers"]) -> dict[str, np.ndarray]:
     """Write a tiny llama GGUF; returns the float32 tensors before quantization.
 
     ``qtype`` applies to the 2-D tensors (norms stay F32, as llama.cpp writes them); ``drop``
     leaves tensors out; ``replace`` writes the given arrays as-is (any dtype); ``meta`` adds or
     overrides metadata keys (a value ``None`` deletes the key).
     """
-    tensors = tiny_tensors(seed, tied=tied)
+    tensors = tiny_tensors(seed, tied=tied, n_layers=n_layers)
     tokens, types, merges = tiny_vocab()
     w = gguf.GGUFWriter(str(path), arch)
     keys: dict[str, Any] = {
-        f"{arch}.block_count": TINY["n_layers"], f"{arch}.context_length": TINY["context"],
+        f"{arch}.block_count": n_layers, f"{arch}.context_length": TINY["context"],
         f"{arch}.embedding_length": TINY["hidden"], f"{arch}.feed_forward_length": TINY["ffn"],
         f"{arch}.attention.head_count": TINY["n_heads"],
         f"{arch}.attention.head_count_kv": TINY["n_kv"],

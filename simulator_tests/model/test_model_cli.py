@@ -199,12 +199,33 @@ def test_generate_sim_errors_are_one_line(tiny_gguf: Callable[..., Path], tmp_pa
     assert "--trace applies to --backend sim only" in capsys.readouterr().err
 
 
-def test_generate_sim_refuses_a_streamed_plan(smollm: LoadedModel,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """SmolLM2 on a 64 x 64 fabric streams its layers (waferscale plan shows the plan); the
-    decode engine does not stream yet and says so, in one line, before compiling."""
-    assert run_cli(["generate", "x", "--backend", "sim", "--fabric", "64,64",
-                    "--max-tokens", "8"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("waferscale generate: error: the plan on 64,64 streams")
-    assert "weight streaming is not implemented" in err and err.count("\n") == 1
+def test_generate_sim_streams_what_the_fabric_cannot_hold(
+        tiny_gguf: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fabric too small for every layer of a 5-layer model: the plan streams some layers
+    through double-buffered slots, the text is still the wafer-numerics reference's, and the
+    report shows the streaming, the stall and the overlap."""
+    from waferscale.decode import engine as E
+    from waferscale.plan.pack import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    path = tiny_gguf(n_layers=5)
+    grids = []
+    orig = E.Engine.from_packed.__func__   # type: ignore[attr-defined]
+
+    def spy(cls, packed, **kw):   # type: ignore[no-untyped-def]
+        grids.append(packed.grid)
+        return orig(cls, packed, **kw)
+
+    monkeypatch.setattr(E.Engine, "from_packed", classmethod(spy))
+    assert run_cli(["generate", " the in", "--model", str(path), "--max-tokens", "4",
+                    "--backend", "sim", "--fabric", "12,12"]) == 0
+    out, err = capsys.readouterr()
+    grid = grids[0]
+    assert grid.stream_slots >= 2 and grid.resident_layers < 5
+    tok = load_model(path, progress=False).tokenizer
+    text = wafer_numerics_text(path, tok.encode(" the in"), 4, grid)
+    assert out == text + ("" if text.endswith("\n") else "\n")
+    for needle in ("streamed through", "waiting for streamed weights (stall)",
+                   "weight streaming (memcpy", "overlapped with compute"):
+        assert needle in err, needle
