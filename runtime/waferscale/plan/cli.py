@@ -66,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-pes", type=positive_int, metavar="N",
                    help="use at most N PEs (the simulator's speed scales with PEs)")
     p.add_argument("--reserve", type=_nonnegative_int, metavar="BYTES",
-                   help="bytes per PE kept for code, stack, memcpy and the program's scalars "
-                        "(default: the front end's code estimate of csl/llama_decode/pe.csl "
-                        "plus its fixed data)")
+                   help="bytes kept on every PE for code, stack, memcpy and the program's "
+                        "scalars (default: each PE's own, the front end's code estimate of "
+                        "csl/llama_decode/pe.csl for that PE's role plus its fixed data)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--heatmap", metavar="FILE.png",
                    help="also draw bytes per PE over the rectangle (needs matplotlib)")
@@ -154,7 +154,8 @@ def format_plan(d: dict[str, Any], model_name: str) -> str:
     regions += f"; head rows {h['y0']}-{h['y0'] + h['h'] - 1} (resident)"
     add(f"regions      {regions}")
     add(f"bytes/PE     min {mem['min']} / median {mem['median']:g} / max {mem['max']} of "
-        f"{mem['pe_bytes']} (incl. {mem['reserve']} reserved for code, stack, memcpy)")
+        f"{mem['pe_bytes']} (the fullest incl. {mem['reserve']} reserved for code, stack, "
+        "memcpy)")
     full = mem["fullest"]
     x, y = mem["fullest_pe"]
     add(f"fullest PE   ({x}, {y}): {full['role']}")

@@ -44,7 +44,9 @@ def draw(plan: Plan, path: str | Path) -> Path:
     im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis",
                    vmin=0, vmax=plan.options.pe_bytes)
     fig.colorbar(im, ax=ax, label=f"bytes per PE (of {plan.options.pe_bytes}, "
-                                  f"{plan.options.reserve_bytes} reserved)")
+                                  + (f"{plan.options.reserve_bytes} reserved)"
+                                     if plan.options.reserve_bytes is not None
+                                     else "code and fixed data per PE role reserved)"))
     labels: list[tuple[int, int, str]] = []
     for p in plan.layers:
         if p.resident:
