@@ -116,6 +116,9 @@ def extract_artifacts(upload: Upload) -> list[Path]:
     for path in upload.files.values():
         if not path.name.endswith(TARBALL):
             continue
+        if not hasattr(tarfile, "data_filter"):
+            raise ArtifactError("extracting artifacts safely needs Python 3.11.4 or later "
+                                "(tarfile's extraction filters); upgrade the server's Python")
         dest = path.parent
         try:
             with tarfile.open(path, "r:gz") as tar:

@@ -20,8 +20,9 @@ Not thread-safe: the caller holds the job's lock and :data:`~waferscale.applianc
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,8 @@ class RuntimeSession:
         """``debug_util.get_symbol_rect``: the symbol's memory on the PEs of the rectangle at
         fabric coordinates ``(x, y)``, PE by PE with ``y`` fastest (the client's ``(w, h, n)``
         array)."""
-        dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(bytes_per_elem)
-        if dtype is None:
+        name = {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"}.get(bytes_per_elem)
+        if name is None:
             raise CommandFailed(f"get_symbol_rect: elements of {bytes_per_elem} bytes are not "
                                 "supported (1, 2, 4 or 8)")
         if w <= 0 or h <= 0:
@@ -172,21 +173,19 @@ class RuntimeSession:
         with _as_failure():
             for px in range(x, x + w):
                 for py in range(y, y + h):
-                    parts.append(self.runtime.read_symbol(px - ox, py - oy, symbol, dtype))
+                    parts.append(self.runtime.read_symbol(px - ox, py - oy, symbol,
+                                                          np.dtype(name)))
         return b"".join(p.tobytes() for p in parts)
 
 
-class _as_failure:
-    """Context manager: a :class:`DeviceError` (the host API's user errors, including
-    deadlocks) or a :class:`CslError` (a program that no longer elaborates) becomes
-    :class:`CommandFailed` with the same message."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        if isinstance(ev, DeviceError):
-            raise CommandFailed(str(ev)) from None
-        if isinstance(ev, CslError):
-            raise CommandFailed(ev.render()) from None
-        return False
+@contextlib.contextmanager
+def _as_failure() -> Iterator[None]:
+    """A :class:`DeviceError` (the host API's user errors, including deadlocks) or a
+    :class:`CslError` (a program that no longer elaborates) becomes :class:`CommandFailed`
+    with the same message."""
+    try:
+        yield
+    except DeviceError as e:
+        raise CommandFailed(str(e)) from None
+    except CslError as e:
+        raise CommandFailed(e.render()) from None

@@ -1,5 +1,6 @@
-"""Memcpy both ways in both orders and both widths, launch, and a non-blocking D2H waited for
-with task.wait(), through the official client's SdkRuntime (appliance mode).
+"""Memcpy both ways in both orders and both widths, launch, a non-blocking D2H waited for with
+task.wait(), the debug helper and a non-blocking call's error, through the official client's
+SdkRuntime (appliance mode).
 
     python memcpy_launch.py ARTIFACT
 
@@ -12,6 +13,7 @@ import sys
 import numpy as np
 from cerebras.appliance.pb.sdk.sdk_common_pb2 import MemcpyDataType, MemcpyOrder
 from cerebras.sdk.client import SdkRuntime, sdk_utils
+from cerebras.sdk.client.debug_util import debug_util
 
 W, H, N = 3, 2, 4
 ROW, COL = MemcpyOrder.ROW_MAJOR, MemcpyOrder.COL_MAJOR
@@ -74,7 +76,12 @@ with SdkRuntime(sys.argv[1], simulator=True) as rt:
     check("launch doubled hx (16-bit, row)", sdk_utils.memcpy_view(back16, np.dtype(np.float16)),
           (hx + hx).ravel())
 
-    # A non-blocking launch's error comes back at its task's wait.
+    # The debug helper reads any global (here the unexported x_buf) at fabric coordinates
+    # (program PE (c, r) is (c + 4, r + 1)); its array is indexed [column][row][element].
+    rect = debug_util(sys.argv[1], rt).get_symbol_rect(((4, 1), (W, H)), "x_buf", np.float32)
+    check("debug_util.get_symbol_rect", rect, (x2 * np.float32(0.5)).transpose(1, 0, 2))
+
+    # A non-blocking call's error comes back at its task's wait.
     bad = rt.call("no_such_function", [], nonblock=True)
     try:
         bad.wait()
