@@ -8,12 +8,14 @@ printed and what the server logged.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import tarfile
 import time
 from pathlib import Path
 
+import pytest
 from appliance_harness import APP, SCRIPTS, Client, Server
 
 
@@ -71,23 +73,33 @@ def test_launcher_stages_and_runs_a_cs_python_script(client: Client, artifact: P
     assert "launched host script: PASS" in r.stdout
 
 
-def test_client_killed_mid_stream_frees_its_runtime(client: Client, server: Server,
-                                                   artifact: Path, tmp_path: Path) -> None:
-    p = client.popen("vanish.py", str(artifact), cwd=tmp_path)
+@pytest.mark.parametrize("when, marker, why", [
+    ("mid-stream", "MID-STREAM", "client went away during a call"),
+    ("idle", "IDLE", "client went away (heartbeat stream broken)")])
+def test_killed_client_frees_its_runtime(client: Client, server: Server, artifact: Path,
+                                         tmp_path: Path, when: str, marker: str,
+                                         why: str) -> None:
+    """A client killed in the middle of a memcpy stream, or between calls: the server ends
+    its job, frees its runtime, and keeps serving."""
+    p = client.popen("vanish.py", str(artifact), when, cwd=tmp_path)
     assert p.stdout is not None
     for line in p.stdout:
-        if "MID-STREAM" in line:
+        if marker in line:
             break
     else:
         raise AssertionError(f"vanish.py ended early: {p.communicate()}")
+    job = _last_job(server)
     p.send_signal(signal.SIGKILL)
     p.communicate()
-    # The server frees the runtime when it notices the broken call (no deadline: the suite's
-    # timeout guards against a hang).
-    while "client went away" not in server.log_text() or \
-            "runtime freed" not in server.log_text().split("client went away", 1)[1]:
+    # Wait for the server to notice (no deadline: the suite's timeout guards against a hang).
+    while f"job {job}: runtime freed" not in server.log_text():
         time.sleep(0.1)
-    # ... and keeps serving.
+    assert f"job {job} ended: {why}" in server.log_text()
     (tmp_path / "after").mkdir()
     r = client.run("memcpy_launch.py", str(artifact), cwd=tmp_path / "after")
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == "PASS", r.stdout + r.stderr
+
+
+def _last_job(server: Server) -> str:
+    """The id of the job created last."""
+    return re.findall(r"job (\S+) \(\w+\) created", server.log_text())[-1]

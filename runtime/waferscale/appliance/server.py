@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Messages of up to 2 GiB, as the client sends (its memcpy chunks are that large).
 MAX_MESSAGE = 2**31 - 1
-WORKERS = 64              # each context holds one thread (its heartbeat) while it runs
+WORKERS = 128   # each client context holds one (its heartbeat stream) while it runs
 
 
 def default_workdir() -> Path:

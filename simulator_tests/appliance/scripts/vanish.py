@@ -1,7 +1,9 @@
-"""A client killed mid-stream: start a runtime, then send the first chunk of a memcpy_h2d
-stream and hang before the rest (the test kills this process once it prints MID-STREAM).
+"""A client that is killed while its runtime runs (the test kills this process once it prints
+its marker).
 
-    python vanish.py ARTIFACT
+    python vanish.py ARTIFACT mid-stream   # sends the first chunk of a memcpy_h2d stream and
+                                           # hangs before the rest; prints MID-STREAM
+    python vanish.py ARTIFACT idle         # hangs between calls; prints IDLE
 """
 import sys
 import threading
@@ -9,10 +11,13 @@ import threading
 from cerebras.appliance.pb.sdk import sdk_appliance_pb2
 from cerebras.sdk.client import SdkRuntime
 
-hang = threading.Event()
+hang = threading.Event()      # never set
 
 with SdkRuntime(sys.argv[1], simulator=True) as rt:
     x_id = rt.get_id("x")
+    if sys.argv[2] == "idle":
+        print("IDLE", flush=True)
+        hang.wait()
 
     def requests():
         yield sdk_appliance_pb2.MemcpyH2DParams(
@@ -20,7 +25,7 @@ with SdkRuntime(sys.argv[1], simulator=True) as rt:
             src=sdk_appliance_pb2.MemcpyData(data_chunk=bytes(48), num_bytes=48,
                                              total_bytes=96))
         print("MID-STREAM", flush=True)
-        hang.wait()          # never set: the rest of the stream never comes
+        hang.wait()          # the rest of the stream never comes
         yield from ()
 
     rt.stub().sdk_runtime_memcpy_h2d(requests())
