@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from appliance_harness import SCRIPTS, Server
+from appliance_harness import APP, SCRIPTS, Server
 
 from waferscale.appliance import artifacts, protocol
 from waferscale.appliance.server import ApplianceServer, cluster_config
@@ -134,3 +134,23 @@ def test_server_log_names_jobs(server: Server, artifact: Path) -> None:
     """The session's server logged the compile job that made the artifact."""
     text = server.log_text()
     assert "(compile) created" in text and f"compiled {artifact.name[:-7]}" in text
+
+
+def test_unwaited_nonblocking_error_is_returned_by_stop(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-blocking call's error that no task wait reported is not dropped: stop returns
+    it (the client raises it from SdkRuntime.stop())."""
+    from waferscale.appliance.runtime_session import CommandFailed, RuntimeSession
+    from waferscale.host import compile as ws_compile
+    monkeypatch.setenv("WAFERSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    out = ws_compile(APP / "layout.csl", params={"W": 3, "H": 2, "N": 4},
+                     fabric_dims=(10, 5), fabric_offsets=(4, 1), memcpy=True, channels=1,
+                     output=tmp_path / "out")
+    rt = RuntimeSession(out)
+    rt.start()
+    rt.call(0, "no_such_function", [], nonblock=True)     # kept for its task
+    rt.call(1, "scale", [0x3F800000], nonblock=True)       # scale(1.0): fine
+    assert rt.take_outcome(1).error is None
+    with pytest.raises(CommandFailed, match="non-blocking command 0 failed: Cannot find "
+                       "exported function with name no_such_function"):
+        rt.stop()

@@ -6,7 +6,9 @@ What the client does, and what this servicer answers:
 1. ``GetServerConfig``, ``IsMessageBrokerAvailable``, ``GetServerVersions``: an empty config
    (no semantic versions, no user auth, no message broker) and no component versions, so the
    client skips its version checks and polls readiness with ``PollIngressV2``.
-2. ``InitSdkCompileJob`` / ``InitSdkExecuteJob``: a new job (:mod:`.jobs`). Then the client
+2. ``InitSdkCompileJob`` / ``InitSdkExecuteJob``: a new job (:mod:`.jobs`). (The client asks
+   for a compile job for ``SdkCompiler`` and for ``simulator=True`` runtimes and launchers, an
+   execute job otherwise; here both kinds serve every call.) Then the client
    opens ``HeartbeatV2`` and polls ``PollIngressV2``: one reply, scheduled and ready, whose
    ``service_authority`` (``<job id>.waferscale.local``) the client sends with every SDK call
    of the job. Its ``service_url`` is this server's ``localhost:PORT`` when it listens on a

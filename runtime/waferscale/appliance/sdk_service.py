@@ -49,15 +49,6 @@ def _m(name: str) -> Any:
     return message("cerebras." + name)
 
 
-def _authority(context: grpc.ServicerContext) -> str:
-    """The call's HTTP/2 authority (``:authority``), or "" if grpcio does not expose it."""
-    try:
-        host = context._rpc_event.call_details.host  # type: ignore[attr-defined]
-    except AttributeError:
-        return ""
-    return host.decode("utf-8", "replace") if isinstance(host, bytes) else str(host or "")
-
-
 class _Failure(Exception):
     """An error reply: a status code name and a message."""
 
@@ -65,6 +56,18 @@ class _Failure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def _authority(context: grpc.ServicerContext) -> str:
+    """The call's HTTP/2 authority (``:authority``)."""
+    try:
+        host = context._rpc_event.call_details.host  # type: ignore[attr-defined]
+    except AttributeError:
+        raise _Failure("SDK_RT_INTERNAL_ERROR", (
+            f"this grpcio ({grpc.__version__}) does not expose a call's authority, by which "
+            "the waferscale appliance server routes calls to jobs; install a grpcio release "
+            "that does (1.85 does)")) from None
+    return host.decode("utf-8", "replace") if isinstance(host, bytes) else str(host or "")
 
 
 def _reply(code: str = "SDK_RT_SUCCESS", text: str = "") -> Any:
