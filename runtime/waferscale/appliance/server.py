@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from concurrent import futures
@@ -145,6 +146,24 @@ def _show_messages() -> logging.Handler | None:
     return handler
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """A one-line error now for an address that cannot be bound (gRPC would log its own
+    multi-line complaint first)."""
+    from waferscale.cli_util import CommandError
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise CommandError(f"cannot listen on {address(host, port)}: {e.strerror}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(sockaddr)
+            except OSError as e:
+                raise CommandError(f"cannot listen on {address(host, port)}: "
+                                   f"{e.strerror or e}") from None
+
+
 def run_server(args: argparse.Namespace) -> int:
     from waferscale.cli_util import CommandError, check_output_file
     if not 0 <= args.port <= 65535:
@@ -153,6 +172,7 @@ def run_server(args: argparse.Namespace) -> int:
         check_output_file(args.write_config, "--write-config")
     if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
         raise CommandError(f"--workdir: '{args.workdir}' is not a directory")
+    _check_bindable(args.host, args.port)
     try:
         from .protocol import pool
         pool()
