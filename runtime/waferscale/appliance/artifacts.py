@@ -54,7 +54,7 @@ _hash_locks_guard = threading.Lock()
 
 
 class ArtifactError(Exception):
-    """A bad path, a missing artifact or an unreadable upload (``SDK_RT_FILE_ERROR``)."""
+    """A bad path, a missing artifact or an unreadable upload (a user error)."""
 
 
 class CompileFailed(Exception):

@@ -13,8 +13,9 @@ Replies: every reply carries a ``cerebras.StatusCode``; errors map to
   compiler's ``file:line:col: error: ...`` text (the client logs it as "CSL compiler output"
   and raises ``SdkCompiler.compile() failed.``);
 - ``SDK_RT_UNKNOWN``: a runtime command was refused or failed (the host API's message, e.g. a
-  wrong symbol id, a deadlock); the client raises ``ApplianceUnknownError`` with it;
-- ``SDK_RT_FILE_ERROR``: a missing or bad artifact or path;
+  wrong symbol id, a deadlock), or an artifact or path is missing or bad; the client raises
+  ``ApplianceUnknownError`` with the message. (Not ``SDK_RT_FILE_ERROR``: the client presents
+  that one as an internal error of Cerebras' software and sends the user to their support);
 - ``SDK_COMMAND_ERROR``: an SdkLauncher command exited non-zero (the client raises
   ``RuntimeError`` with its output);
 - ``SDK_RT_INTERNAL_ERROR``: a bug in waferscale (logged with its traceback).
@@ -86,7 +87,7 @@ class SdkServicer:
         authority = _authority(context)
         job = self.jobs.by_authority(authority)
         if job is None:
-            raise _Failure("SDK_RT_FILE_ERROR", (
+            raise _Failure("SDK_RT_UNKNOWN", (
                 f"this call names no job of this server (authority '{authority}'); the client "
                 "must start its context against this server's management address (CSCONFIG_PATH"
                 " written by `waferscale appliance-server --write-config`)"))
@@ -119,7 +120,7 @@ class SdkServicer:
         except artifacts.CommandFailed as e:
             return failure("SDK_COMMAND_ERROR", str(e))
         except ArtifactError as e:
-            return failure("SDK_RT_FILE_ERROR", str(e))
+            return failure("SDK_RT_UNKNOWN", str(e))
         except Exception as e:  # noqa: BLE001 - a bug: report it, keep serving
             log.exception("%s failed", what)
             return failure("SDK_RT_INTERNAL_ERROR", f"waferscale appliance server: {what}: "
