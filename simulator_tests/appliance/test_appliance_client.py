@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from appliance_harness import APP, SCRIPTS, Client, Server
 
+# A hang guard, not a speed check: making the client's venv (first run) takes about a minute.
+pytestmark = pytest.mark.timeout(600)
+
 
 def test_compile_artifact_holds_the_program(artifact: Path) -> None:
     with tarfile.open(artifact) as tar:
