@@ -5,8 +5,15 @@ Every ``bindings/<name>.cpp`` becomes the extension module ``waferscale._<name>`
 in bindings/ are included by them (``fabric.cpp`` includes the compiled PE engine,
 ``pe_engine.hpp``). Extensions are optional: if a compiler is missing the install still
 succeeds and the simulator falls back to its Python reference path (slower, same results).
+
+It also compiles the appliance protocol (``runtime/waferscale/appliance/protos/*.proto``) with
+grpcio-tools' protoc into one descriptor set, ``protos/appliance.binpb`` (package data, not in
+git), from which :mod:`waferscale.appliance.protocol` builds its message classes at run time.
+It is written into the source tree, so that editable installs and ``build_ext --inplace``
+have it too, and rewritten only when a ``.proto`` file is newer.
 """
 
+import sys
 from glob import glob
 from pathlib import Path
 
@@ -14,6 +21,27 @@ from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
 ParallelCompile("NPY_NUM_BUILD_JOBS").install()
+
+PROTO_ROOT = Path("runtime")
+PROTO_DIR = PROTO_ROOT / "waferscale" / "appliance" / "protos"
+DESCRIPTOR_SET = PROTO_DIR / "appliance.binpb"
+
+
+def compile_protos() -> None:
+    """protoc (grpcio-tools, a build requirement) -> PROTO_DIR/appliance.binpb."""
+    protos = sorted(PROTO_DIR.glob("*.proto"))
+    if DESCRIPTOR_SET.is_file() and all(
+            p.stat().st_mtime <= DESCRIPTOR_SET.stat().st_mtime for p in protos):
+        return
+    from grpc_tools import protoc
+    args = ["protoc", f"-I{PROTO_ROOT}", "--include_imports",
+            f"--descriptor_set_out={DESCRIPTOR_SET}",
+            *(str(p.relative_to(PROTO_ROOT)) for p in protos)]
+    if protoc.main(args) != 0:
+        sys.exit(f"protoc failed on {PROTO_DIR}")
+
+
+compile_protos()
 
 ext_modules = [
     Pybind11Extension(

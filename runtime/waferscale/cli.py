@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "waferscale.kernels.calibrate",
     "waferscale.model.cli",
     "waferscale.plan.cli",
+    "waferscale.appliance.server",
 ]
 
 
