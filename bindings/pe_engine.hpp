@@ -355,8 +355,7 @@ class Engine {
     pump->data = std::move(data);
     pump->credit = Credit(rate_num, rate_den, pump->pes.size());
     pump->capacity = buffer_wavelets;
-    pump->pos.assign(pump->pes.size(), 0);
-    pump->sent.assign(pump->pes.size(), 0);
+    pump->init();
     size_t total = 0;
     for (auto& r : pump->data) total += r.size();
     h2d_.push_back(pump);
@@ -602,15 +601,22 @@ class Engine {
     std::unordered_map<int, int64_t> buffered;      // per PE row
     int64_t capacity = 0;                           // buffer wavelets per PE row
     Credit credit;
-    bool sent_all() const {
-      for (size_t k = 0; k < pes.size(); ++k)
-        if (sent[k] < data[k].size()) return false;
-      return true;
+    size_t unsent = 0, undelivered = 0;             // PEs with wavelets still to send / deliver
+    size_t first = 0;                               // PEs before it have been sent everything
+    void init() {
+      pos.assign(pes.size(), 0);
+      sent.assign(pes.size(), 0);
+      for (auto& r : data)
+        if (!r.empty()) ++unsent;
+      undelivered = unsent;
     }
-    bool delivered() const {
-      for (size_t k = 0; k < pes.size(); ++k)
-        if (pos[k] < data[k].size()) return false;
-      return true;
+    bool sent_all() const { return unsent == 0; }
+    bool delivered() const { return undelivered == 0; }
+    void note_sent(size_t k) {
+      if (++sent[k] == data[k].size()) --unsent;
+    }
+    void note_delivered(size_t k) {
+      if (++pos[k] == data[k].size()) --undelivered;
     }
   };
   struct D2H {
@@ -748,29 +754,38 @@ class Engine {
 
   // simulator._H2DPump.__call__: the buffers deliver one wavelet per PE, then the host sends
   // (into the buffers, or straight into the PE's queue without buffer columns).
+  // The loops skip what cannot change the outcome (so a cycle costs about the wavelets it
+  // moves, not the PEs of the stream): without buffers nothing is buffered; PEs before
+  // `first` have been sent everything; once the credit cannot pay for a wavelet no later PE
+  // can take one in this cycle.
   bool pump_h2d(H2D& p) {
     bool moved = p.credit.accrue();
-    for (size_t k = 0; k < p.pes.size(); ++k) {
-      const int i = pes_[p.pes[k]].idx;
-      if (p.pos[k] < p.sent[k] && core_.oq_free_at(i, 0) > 0) {
-        core_.ce_send_at(i, 0, p.color, p.data[k][p.pos[k]++]);
-        --p.buffered[pes_[p.pes[k]].y];
-        moved = true;
+    if (p.capacity > 0) {
+      for (size_t k = 0; k < p.pes.size(); ++k) {
+        const int i = pes_[p.pes[k]].idx;
+        if (p.pos[k] < p.sent[k] && core_.oq_free_at(i, 0) > 0) {
+          core_.ce_send_at(i, 0, p.color, p.data[k][p.pos[k]]);
+          p.note_delivered(k);
+          --p.buffered[pes_[p.pes[k]].y];
+          moved = true;
+        }
       }
     }
-    for (size_t k = 0; k < p.pes.size(); ++k) {
+    while (p.first < p.pes.size() && p.sent[p.first] == p.data[p.first].size()) ++p.first;
+    for (size_t k = p.first; k < p.pes.size() && p.credit.have >= p.credit.den; ++k) {
       if (p.sent[k] == p.data[k].size()) continue;
       const int i = pes_[p.pes[k]].idx;
       if (p.capacity == 0) {
         if (core_.oq_free_at(i, 0) > 0 && p.credit.take()) {
-          core_.ce_send_at(i, 0, p.color, p.data[k][p.pos[k]++]);
-          ++p.sent[k];
+          core_.ce_send_at(i, 0, p.color, p.data[k][p.pos[k]]);
+          p.note_delivered(k);
+          p.note_sent(k);
           moved = true;
         }
       } else {
         int64_t& b = p.buffered[pes_[p.pes[k]].y];
         if (b < p.capacity && p.credit.take()) {
-          ++p.sent[k];
+          p.note_sent(k);
           ++b;
           moved = true;
         }

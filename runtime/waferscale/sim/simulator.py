@@ -611,36 +611,57 @@ class _H2DPump:
         self.sent = [0] * len(self.pes)      # left the host (delivered or buffered)
         self.buffered: dict[int, int] = {}   # per PE row
         self.total = sum(len(r) for r in self.todo)
+        self.unsent = self.undelivered = sum(1 for r in self.todo if r)   # PEs not done
+        self.first = 0                       # PEs before it have been sent everything
 
     def __call__(self) -> bool:
+        # The loops skip what cannot change the outcome: without buffers nothing is buffered;
+        # PEs before `first` have been sent everything; once the credit cannot pay for a
+        # wavelet no later PE can take one in this cycle.
         moved = self.credit.accrue()
         fab = self.sim.fabric
-        for i, (x, y) in enumerate(self.pes):
-            if self.pos[i] < self.sent[i] and fab.oq_free(x, y, 0) > 0:
-                fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
-                self.pos[i] += 1
-                self.buffered[y] -= 1
-                moved = True
-        for i, (x, y) in enumerate(self.pes):
+        if self.capacity > 0:
+            for i, (x, y) in enumerate(self.pes):
+                if self.pos[i] < self.sent[i] and fab.oq_free(x, y, 0) > 0:
+                    fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
+                    self._delivered_one(i)
+                    self.buffered[y] -= 1
+                    moved = True
+        while self.first < len(self.pes) and self.sent[self.first] == len(self.todo[self.first]):
+            self.first += 1
+        for i in range(self.first, len(self.pes)):
+            if self.credit.have < self.credit.den:
+                break
             if self.sent[i] == len(self.todo[i]):
                 continue
+            x, y = self.pes[i]
             if self.capacity == 0:
                 if fab.oq_free(x, y, 0) > 0 and self.credit.take():
                     fab.ce_send(x, y, 0, self.color, self.todo[i][self.pos[i]])
-                    self.pos[i] += 1
-                    self.sent[i] += 1
+                    self._delivered_one(i)
+                    self._sent_one(i)
                     moved = True
             elif self.buffered.get(y, 0) < self.capacity and self.credit.take():
-                self.sent[i] += 1
+                self._sent_one(i)
                 self.buffered[y] = self.buffered.get(y, 0) + 1
                 moved = True
         return moved
 
+    def _sent_one(self, i: int) -> None:
+        self.sent[i] += 1
+        if self.sent[i] == len(self.todo[i]):
+            self.unsent -= 1
+
+    def _delivered_one(self, i: int) -> None:
+        self.pos[i] += 1
+        if self.pos[i] == len(self.todo[i]):
+            self.undelivered -= 1
+
     def sent_all(self) -> bool:
-        return all(s == len(r) for s, r in zip(self.sent, self.todo))
+        return self.unsent == 0
 
     def delivered(self) -> bool:
-        return all(p == len(r) for p, r in zip(self.pos, self.todo))
+        return self.undelivered == 0
 
     def describe(self) -> str:
         left = [(pe, len(r) - p) for pe, r, p in zip(self.pes, self.todo, self.pos)
