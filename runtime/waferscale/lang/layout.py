@@ -16,6 +16,7 @@ running its top-level ``comptime`` blocks. It enforces what cslc enforces:
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import Callable
@@ -514,11 +515,14 @@ def _node_counts(ip: Interp, owned: list[tuple[ModuleInstance, A.FnDecl]]) -> li
     per compilation by the values of the names its conditions use."""
     ctx = ip.ctx
     out = []
+    lookups: dict[int, Callable[[str], Any]] = {}   # per module, each name looked up once
     for mod, d in owned:
         names = ctx.memo.get(("cond names", id(d)))
         if names is None:
             names = ctx.memo[("cond names", id(d))] = (d, condition_names(d))
-        lookup = _comptime_lookup(ip, mod)
+        lookup = lookups.get(id(mod))
+        if lookup is None:
+            lookup = lookups[id(mod)] = functools.cache(_comptime_lookup(ip, mod))
         key = ("live nodes", id(d), tuple(lookup(n) for n in names[1]))
         hit = ctx.memo.get(key)
         if hit is None:
