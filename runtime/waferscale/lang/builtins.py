@@ -507,8 +507,19 @@ def _check_dsd_int(ip: Interp, what: str, v: Val, lo: int, hi: int, tname: str,
         raise ip.err(f"{what} {v.v} does not fit the DSD's {tname} field ({lo}..{hi})", node)
 
 
+# Fields of a fabric DSD that change what goes over the fabric and that the simulator does
+# not model: set (true or a non-empty struct) they are errors, never silently ignored.
+# ``.priority`` and ``.simd_mode`` only change timing and are accepted (docs/simulator.md).
+UNSUPPORTED_DSD_FIELDS = {"control": "control wavelets", "advance_switch": "switches",
+                          "control_transform": "control wavelets", "zero": "zero wavelets"}
+
+
 def _check_dsd_field(ip: Interp, kind: str, name: str, v: Val, node: A.Node) -> None:
     """Kinds and hardware ranges of one @get_dsd field (see DSD_FIELD_RANGES)."""
+    if name in UNSUPPORTED_DSD_FIELDS and (bool(v.v) if v.type == T.BOOL else
+                                           not (isinstance(v.v, dict) and not v.v)):
+        raise ip.err(f"{kind} '.{name}' ({UNSUPPORTED_DSD_FIELDS[name]}) is not supported by "
+                     "waferscale yet", node)
     want = DSD_FIELD_KINDS.get(name)
     if want is not None:
         if v.type != want:
@@ -798,15 +809,6 @@ def _set_local_color_config(ip, e, s):
     return VOID_VAL
 
 
-def _accept_handler(ip, e, s):
-    _args(ip, e, s, 2)
-    _program(ip, e, s)
-    return VOID_VAL
-
-
-for _n in ("set_empty_queue_handler", "set_teardown_handler", "set_control_task_table",
-           "bind_rotating_tasks"):
-    BUILTINS[_n] = _accept_handler
 
 
 # -- run-time-only builtins -----------------------------------------------------------------------
@@ -831,6 +833,9 @@ def _is_int_literal(e: A.Expr) -> bool:
                                        and isinstance(e.operand, A.IntLit))
 
 
+# Options of a DSD operation that the simulator does not model (they would be ignored).
+UNSUPPORTED_OP_OPTIONS = {"on_control": "a task run on a control wavelet"}
+
 DSD_OP_NAMES = frozenset(RUNTIME_ONLY[:RUNTIME_ONLY.index("dfilt")] + ["map"])
 _TYPE_EXPRS = (A.ArrayType, A.PointerType, A.FnType, A.StructType, A.EnumType)
 
@@ -841,6 +846,8 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
     ID) where a DSD, pointer or number is expected is an error at the operand. Only names the
     body does not declare itself are judged (locals are run-time values)."""
     for item in _dsd_operand_plan(ip, fn):
+        if item[0] == "unsupported":
+            raise ip.err(item[2], item[1])
         if item[0] == "mutator":
             _, call = item
             # A literal argument is checked at compile time, as in a comptime context.
@@ -900,7 +907,12 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             args = list(call.args)
             if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
                     and args[-1].fields:
-                args.pop()                      # the options struct .{ .async = true, ... }
+                opts = args.pop()               # the options struct .{ .async = true, ... }
+                for f in opts.fields:
+                    if f.name in UNSUPPORTED_OP_OPTIONS:
+                        plan.append(("unsupported", f, f"'.{f.name}' of a DSD operation ("
+                                     f"{UNSUPPORTED_OP_OPTIONS[f.name]}) is not supported by "
+                                     "waferscale yet"))
             if call.name == "map":
                 args = args[1:]
             for k, a in enumerate(args):
@@ -935,8 +947,11 @@ for _n in RUNTIME_ONLY:
     BUILTINS[_n] = _runtime_only
 
 # Names known to cslc that waferscale does not implement yet: a clear error, never a guess.
+# The handler builtins were once accepted and ignored; a program relying on them would run
+# to a wrong answer, so they are errors until the simulator models them.
 NOT_IMPLEMENTED = ("import_comptime_value", "get_array", "get_string_from_byte",
-                   "range_start", "range_stop", "range_step")
+                   "range_start", "range_stop", "range_step", "set_empty_queue_handler",
+                   "set_teardown_handler", "set_control_task_table", "bind_rotating_tasks")
 
 
 def _not_implemented(ip, e, s):

@@ -177,7 +177,42 @@ def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple
                          "color_swap_y)", node)
     rx = _dirs(ip, rfields["rx"], node, ".rx") if "rx" in rfields else ()
     tx = _dirs(ip, rfields["tx"], node, ".tx") if "tx" in rfields else ()
+    # What the fabric model does not implement is an error, never a silent no-op: a program
+    # relying on a filter or a color swap would otherwise run to a wrong answer.
+    for k in ("color_swap_x", "color_swap_y"):
+        if k in rfields and _is_set(rfields[k]):
+            raise ip.err(f"color swap ('.{k}') is not supported by waferscale yet",
+                         _field_node(node, k))
+    for k, what in (("switches", "switches"), ("filter", "filters"),
+                    ("teardown", "teardown")):
+        if k in fields and "routes" in fields and _is_set(fields[k]):
+            raise ip.err(f"{what} ('.{k}' of a color config) are not supported by "
+                         "waferscale yet" if k != "teardown" else
+                         "teardown ('.teardown' of a color config) is not supported by "
+                         "waferscale yet", _field_node(node, k))
     return rx, tx
+
+
+def _is_set(v: Val) -> bool:
+    """Whether a color-config field asks for something: ``false`` and ``.{}`` ask nothing."""
+    if v.type == T.BOOL:
+        return bool(v.v)
+    return not (isinstance(v.v, dict) and not v.v)
+
+
+def _field_node(node: A.Node | None, name: str) -> A.Node | None:
+    """The ``.name = value`` of an initializer written in place (itself or one level down,
+    for ``.routes = .{...}``), else ``node``: the error points at the field when it can."""
+    if isinstance(node, A.InitList):
+        for f in node.fields:
+            if f.name == name:
+                return f
+        for f in node.fields:
+            if isinstance(f.value, A.InitList):
+                for g in f.value.fields:
+                    if g.name == name:
+                        return g
+    return node
 
 
 class LayoutBuilder:
