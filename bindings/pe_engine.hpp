@@ -282,6 +282,8 @@ class Engine {
         case kPrint: ok = i.a != 0 || in(i.b, p.names.size()); break;
         case kChkDef: ok = in(i.b, p.names.size()); break;
         case kFail: ok = in(i.a, p.names.size()); break;
+        case kBitcast: ok = in(i.a, kBF16 + 1) && in(i.b, kBF16 + 1); break;
+        case kDMod: ok = i.c == -1 || in(i.c, kBF16 + 1); break;
         default: break;
       }
       if (!ok) bad("operand out of range at " + std::to_string(pc));
@@ -1828,6 +1830,9 @@ class Engine {
         case kNot: st.back().i = !st.back().i; break;
         case kBNot: st.back().i = wrap_int(in.a, ~st.back().i); break;
         case kConv: st.back() = conv(in.a, in.b, st.back(), in.c); break;
+        case kBitcast:   // a: source tcode, b: target tcode of the same size (builtins._bitcast)
+          st.back() = decode_value(in.b, encode_value(in.a, st.back()));
+          break;
         case kFitChk: {   // a: target tcode; implicit int coercion must fit (Interp.coerce)
           const int64_t v = st.back().i;
           if (wrap_int(in.a, v) != v)
@@ -1987,7 +1992,8 @@ class Engine {
         }
         case kDStoreG: pe.dsd_vars[in.a] = c.dstack.back(); c.dstack.pop_back(); break;
         case kDMod: {
-          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar); b: node.
+          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar); b: node;
+          // c (base address): the pointee's element type code, or -1 to keep the DSD's.
           // A run-time offset increment or stride must fit its DSD field (builtins.py,
           // _dsd_mutator: the same error); the length is checked when an op reads the DSD.
           const int64_t v = st.back().i;
@@ -2002,7 +2008,11 @@ class Engine {
           if (in.a == 0) d.offset += static_cast<int32_t>(v);
           else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); d.ndim = 1; }
           else if (in.a == 2) d.str[0] = static_cast<int32_t>(v);
-          else { d.base = static_cast<int32_t>(v); d.offset = 0; }
+          else {
+            d.base = static_cast<int32_t>(v);
+            d.offset = 0;
+            if (in.c >= 0) d.tcode = in.c;
+          }
           break;
         }
         case kDsdOp: issue_op(pe, c, P.calls[in.a], now); break;

@@ -9,7 +9,7 @@ enum Op : int32_t {
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
   kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
-  kChkDef, kNoMatch, kFail, kNumOps
+  kChkDef, kNoMatch, kFail, kBitcast, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };

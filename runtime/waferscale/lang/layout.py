@@ -480,8 +480,15 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
         used = _names_used_by_code(ip.ctx, mod)
         for name, entry in list(mod.globals.items()):
             d = entry.decl
-            if isinstance(d, A.VarDecl) and (d.kind in ("var", "param") or name in used):
+            # A param that is neither bound nor given a default nor used by anything is
+            # never evaluated, as cslc accepts it (the SDK's pipeline-02 declares
+            # `param main: u16;` and never binds it); used, it is "not bound".
+            if isinstance(d, A.VarDecl) and (d.kind == "var" or name in used or (
+                    d.kind == "param" and (name in mod.params or d.init is not None))):
                 ip.global_value(mod, name, d.span)
+        for name in _const_arrays_used(ip.ctx, mod):
+            ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
+                             ip.global_value(mod, name, None))
         i += 1
     fns = [e.decl for m in record.modules for e in m.globals.values()
            if isinstance(e.decl, A.FnDecl)]
@@ -509,6 +516,35 @@ def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]
                      if isinstance(n, A.Ident))
     ctx.memo[("used names", id(tree))] = (tree, used)
     return used
+
+
+def _const_arrays_used(ctx: Compilation, mod: ModuleInstance) -> tuple[str, ...]:
+    """The global ``const``s of ``mod``'s file that its fn/task bodies use as the base of a
+    tensor access or take the address of: they need storage in PE memory (Interp.
+    const_storage), known before the memory layout is made (memoised per file AST)."""
+    tree = mod.ast
+    hit = ctx.memo.get(("const arrays", id(tree)))
+    if hit is not None:
+        return hit[1]
+    names: list[str] = []
+    for e in mod.globals.values():
+        if not isinstance(e.decl, A.FnDecl) or e.decl.body is None:
+            continue
+        for n in e.decl.body.walk():
+            target = None
+            if isinstance(n, A.TensorAccess) and isinstance(n.access, A.Index):
+                target = n.access.target
+            elif isinstance(n, A.Unary) and n.op == "&":
+                target = n.operand
+                while isinstance(target, (A.Index, A.FieldAccess)):
+                    target = target.target
+            if isinstance(target, A.Ident) and target.name not in names:
+                g = mod.globals.get(target.name)
+                if g is not None and isinstance(g.decl, A.VarDecl) and g.decl.kind == "const":
+                    names.append(target.name)
+    out = tuple(names)
+    ctx.memo[("const arrays", id(tree))] = (tree, out)
+    return out
 
 
 def _node_counts(ctx: Compilation, fns: list[A.FnDecl]) -> list[int]:

@@ -115,7 +115,7 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
     else:
         bv = f["base_address"]
         if isinstance(bv.type, T.PointerT):
-            elem = bv.type.elem.elem if isinstance(bv.type.elem, T.ArrayT) else bv.type.elem
+            elem = base_elem(bv.type)
             base = bv.v if isinstance(bv.v, int) else pe.interp.materialize(bv, node).v
         else:
             raise pe.error(f".base_address must be a pointer, found '{bv.type}'", node)
@@ -135,11 +135,19 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
             nb = args[0]
             if isinstance(nb.type, T.PointerT):
                 base = nb.v if isinstance(nb.v, int) else pe.interp.materialize(nb, node).v
+                # The DSD now walks the pointee's elements (a "dummy" DSD over a [1]i16
+                # re-pointed at a [*]f32 addresses f32 elements).
+                elem = base_elem(nb.type)
             else:
                 raise pe.error("@set_dsd_base_addr needs a pointer or array address", node)
             offset = 0
     return Descriptor(p.kind, base=base, elem=elem, offset=offset, strides=strides,
                       extents=extents, index_offset=_flag(f, "wavelet_index_offset"))
+
+
+def base_elem(t: T.PointerT) -> T.Type:
+    """The element type a memory DSD based at a pointer of type ``t`` walks."""
+    return t.elem.elem if isinstance(t.elem, T.ArrayT) else t.elem
 
 
 MAX_EXTENT = 0xFFFF

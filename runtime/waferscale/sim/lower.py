@@ -53,7 +53,7 @@ from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, v
 from ..lang.errors import CslError
 from ..lang.values import DsdVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
-from .dsd import describe
+from .dsd import base_elem, describe
 from .memory import words_of
 from .pe import SimError
 
@@ -118,6 +118,7 @@ class Op(enum.IntEnum):
     CHKDEF = 52
     NOMATCH = 53
     FAIL = 54
+    BITCAST = 55
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -223,6 +224,7 @@ class ProgramLowering:
 
     def __init__(self, pe: Any, op_names: list[str], dsd_words: int, call_words: int) -> None:
         self.pe = pe                                # a PE running this program (addresses)
+        self._addr_of = False                       # lowering the operand of '&'
         self.sim = pe.sim
         self.record = pe.record
         self.interp = Interp(self.sim.compilation)   # plain comptime evaluator for folding
@@ -891,9 +893,12 @@ class ProgramLowering:
             if self._scope.find(e.name) is not None or e.name not in mod.globals:
                 return None
             v = self.interp.global_value(mod, e.name, e.span)
-            if not isinstance(v.v, RuntimeRef):
+            # Under '&', a const array with storage (Interp.const_storage) is in memory
+            # (read-only); reads of it stay folded, as on the Python path.
+            gv = v.v.var if isinstance(v.v, RuntimeRef) else \
+                mod.globals[e.name].symbol if self._addr_of else None
+            if gv is None:
                 return None
-            gv = v.v.var
             return self.pe.address_of(gv), gv.type
         if isinstance(e, A.Index):
             base = self.place(e.target)
@@ -1073,7 +1078,11 @@ class ProgramLowering:
 
     def _e_Unary(self, e: A.Unary) -> Dyn:
         if e.op == "&":
-            pl = self.place(e.operand)
+            self._addr_of = True
+            try:
+                pl = self.place(e.operand)
+            finally:
+                self._addr_of = False
             if pl is None:
                 raise _unsupported("this address-of", e)
             addr, t = pl
@@ -1364,19 +1373,37 @@ class ProgramLowering:
             # builtins.cast_value reports at the value (e.args[1]), as the Python path does.
             self.emit(Op.CONV, tcode(src, e), tcode(dst, e), self.node(e.args[1]))
             return Dyn(dst)
+        if n == "bitcast" and len(e.args) == 2:
+            # builtins._bitcast at run time: the same bits read as another type of the same
+            # size (a: source tcode, b: target tcode).
+            t = self.try_const(e.args[0])
+            if t is None or t.type != T.TYPE:
+                raise _unsupported("@bitcast to a run-time type", e)
+            r = self.expr(e.args[1])
+            src, dst = r.type, t.v
+            if isinstance(r, Val) or not isinstance(src, (T.IntT, T.FloatT)) \
+                    or not isinstance(dst, (T.IntT, T.FloatT)) or src.bits != dst.bits:
+                raise _unsupported(f"@bitcast from '{src}' to '{dst}'", e)
+            if src != dst:
+                self.emit(Op.BITCAST, tcode(src, e), tcode(dst, e))
+            return Dyn(dst)
         if n in DMODS:
             d = self.expr(e.args[0])
             if isinstance(d, Val):
                 self.push(d, None, e)
             elif not T.is_dsd(d.type):
                 raise _unsupported(f"@{n} of a non-DSD", e)
+            elem = -1
             if n == "set_dsd_base_addr":
                 r = self.expr(e.args[1])
                 if isinstance(r, Val):
                     self.push(r, None, e)
+                # dsd.describe: the DSD now walks the pointee's elements.
+                if isinstance(r.type, T.PointerT):
+                    elem = tcode(base_elem(r.type), e)
             else:
                 self.value(e.args[1], ADDR_T)
-            self.emit(Op.DMOD, DMODS[n], self.node(e))
+            self.emit(Op.DMOD, DMODS[n], self.node(e), elem)
             return Dyn(d.type)
         raise _unsupported(f"@{n} at run time", e)
 

@@ -75,6 +75,7 @@ class PEInterp(Interp):
         super().__init__(ctx)
         self.pe = pe
         self._raw_ident: A.Expr | None = None
+        self._addr_of = False                  # evaluating the operand of '&'
         if PEInterp._all_builtins is None:
             from .builtins_rt import RUNTIME_BUILTINS
             PEInterp._all_builtins = {**self.builtins, **RUNTIME_BUILTINS}
@@ -133,7 +134,11 @@ class PEInterp(Interp):
         if e.name not in mod.globals:
             return None
         v = self.global_value(mod, e.name, e.span)
-        return v.v.var if isinstance(v.v, RuntimeRef) else None
+        # Under '&', a const array with storage (Interp.const_storage) is in memory too
+        # (read-only); reads of it take the comptime value, as the compiled engine folds them.
+        if isinstance(v.v, RuntimeRef):
+            return v.v.var
+        return mod.globals[e.name].symbol if self._addr_of else None
 
     def place(self, e: A.Expr, scope: Scope) -> Place | None:
         """The memory place of an lvalue expression, or None if it is not in memory."""
@@ -191,7 +196,11 @@ class PEInterp(Interp):
         return self.pe.load(pl, e)
 
     def address_of(self, target: A.Expr, s: Scope) -> Val:
-        pl = self.place(target, s)
+        self._addr_of = True
+        try:
+            pl = self.place(target, s)
+        finally:
+            self._addr_of = False
         if pl is None:
             raise self.err("can only take the address of global variables (and their "
                            "elements) in run-time code", target)
