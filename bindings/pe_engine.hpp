@@ -1877,6 +1877,11 @@ class Engine {
           break;
         case kMapRead: {   // a: input operand, b: element type; waits: run it again
           Scalar v;
+          if (in.c == 1) {   // a pointer for a pointer parameter: its address, unchanged
+            v.i = c.map.ops[in.a].abase;
+            st.push_back(v);
+            break;
+          }
           if (!read_elem(pe, c, c.map.ops[in.a], c.map.i, in.b, now, v, kMapName, c.map.call->node)) {
             --f.pc;
             return;

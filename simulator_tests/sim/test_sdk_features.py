@@ -163,3 +163,21 @@ def test_dummy_dsd_used_unchanged_is_out_of_bounds(tmp_path, arch):
     _, err, _ = run_both(tmp_path, arch, DUMMY_DECLS, "  @mov16(dummy_dsd, 3);")
     assert err is not None and "PE(0,0)" in err and "cycle" in err
     assert "mem1d_dsd reaches element 1 of 'dummy', which has 1 element(s)" in err
+
+
+MAP_DECLS = """
+const B = [5]i32 { 10, 20, 30, 40, 50 };
+const dsdB = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{5} -> B[i] });
+var acc = @zeros([1]i32);
+fn reduction(value: i32, sum: *i32) i32 { return sum.* + value; }
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_map_with_a_pointer_accumulator(tmp_path, arch):
+    # The docs' accumulator idiom (topic-10): the pointer goes to the `*i32` parameter
+    # unchanged, and each call's result is written through it.
+    body = "  acc[0] = 1;\n  @map(reduction, dsdB, &acc[0], &acc[0]);\n  out[0] = @as(f32, acc[0]);"
+    out, err, _ = run_both(tmp_path, arch, MAP_DECLS, body)
+    assert err is None
+    assert out[0] == 151.0

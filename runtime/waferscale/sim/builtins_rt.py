@@ -209,6 +209,11 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
         for i in range(n):
             args = []
             for o, t, v in zip(ins, in_types, vals[1:-1]):
+                if isinstance(t, T.PointerT) and isinstance(o, D.MemOperand) and o.pointer:
+                    # A pointer given for a pointer parameter is passed unchanged (the
+                    # accumulator idiom @map(f, dsd, &sum[0], &sum[0]) with f(x, acc: *T)).
+                    args.append(Val(t, o.addrs[0]))
+                    continue
                 et = t or (o.elem if isinstance(o, D.MemOperand) else v.type)
                 args.append(Val(et, D.read_elem(pe, o, i, et)))
             r = ip.call(fn.v, args, e)

@@ -1487,26 +1487,33 @@ class ProgramLowering:
         ret = fnv.type.ret
         row = [0] * self.call_words
         row[1] = len(args) - 1
+        passed = []         # per input: a pointer given for a pointer parameter (unchanged)
         for k, a in enumerate(args[1:]):
             kind, tc, _ = self._operand(a, dest=k == len(args) - 2)
             row[2 + k], row[6 + k] = kind, tc
+            if k < len(in_types):
+                ptr_param = isinstance(in_types[k], T.PointerT)
+                if ptr_param and kind != 2:
+                    raise _unsupported("@map with a pointer parameter given a DSD", a)
+                passed.append(ptr_param)
         self._options(cfg, e, row)
         row[14], row[15] = self.node(e), self.name("@map")
         self.calls.append(row)
         k = len(self.fns)
         self.fns.append((0, 0, 0, 0, []))
         fn, node = fnv.v, e
-        self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node))
+        self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node, passed))
         self.emit(Op.MAPISSUE, len(self.calls) - 1, k)
         return Dyn(T.VOID)
 
     def _map_loop(self, k: int, fn: FnVal, in_types: list[T.Type], ret: T.Type,
-                  node: A.Node) -> None:
+                  node: A.Node, passed: list[bool]) -> None:
         entry = self.label()
         top = self.label()
         jend = self.emit(Op.MAPTEST)
         for j, t in enumerate(in_types):
-            self.emit(Op.MAPREAD, j, tcode(t, node))
+            # c = 1: push the pointer operand's address instead of its element.
+            self.emit(Op.MAPREAD, j, tcode(t, node), int(passed[j]))
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
             base = fn.intrinsic.qualname.removeprefix("math.").removesuffix("_f16")
             base = base.removesuffix("_f32")
