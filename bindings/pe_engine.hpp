@@ -36,6 +36,10 @@ struct Operand {
   int32_t ut = 0;                   // fabric operands: the microthread ID the DSD selects
   Scalar value{};
   int32_t scalar_tc = 0;            // a scalar's type
+  // A memory DSD resolved without its bounds check (dsd.resolve(check=False)): its kind
+  // name and base address, for check_first once the op's length is known.
+  const char* unchecked = nullptr;
+  int32_t dbase = 0;
   int32_t addr(int i) const {
     if (pointer) return abase;
     return addrs.empty() ? abase + i * astep : addrs[i];
@@ -1248,7 +1252,7 @@ class Engine {
 
   // ---- DSD operands (dsd.resolve / dsd.apply_index) ----
 
-  Operand resolve(const PEState& pe, const Dsd& d, int32_t node) {
+  Operand resolve(const PEState& pe, const Dsd& d, int32_t node, bool check = true) {
     Operand o;
     {  // dsd.check_extents: u16 extents, at most kMaxDsdElements per mem4d DSD
       static const char* const kn[] = {"mem1d_dsd", "mem4d_dsd", "fabin_dsd", "fabout_dsd"};
@@ -1310,8 +1314,34 @@ class Engine {
       o.len = static_cast<int32_t>(total);
     }
     o.index = d.wio ? -2 : -1;   // -2: memory operand shifted by .index (wavelet_index_offset)
-    check_access(pe, o, o.len, o.ew, d.kind == kMem1d ? "mem1d_dsd" : "mem4d_dsd", d.base, node);
+    const char* what = d.kind == kMem1d ? "mem1d_dsd" : "mem4d_dsd";
+    if (check) {
+      check_access(pe, o, o.len, o.ew, what, d.base, node);
+    } else {
+      o.unchecked = what;
+      o.dbase = d.base;
+    }
     return o;
+  }
+
+  // dsd.op_length: the first operand with a length, except that a fabout destination takes
+  // its first source's; -1: none has one.
+  static int op_length(const Operand* ops, int nops) {
+    int first = -1;
+    for (int k = 0; k < nops; ++k)
+      if (ops[k].has_length()) { first = k; break; }
+    if (first < 0) return -1;
+    if (ops[0].kind == 2)
+      for (int k = 1; k < nops; ++k)
+        if (ops[k].has_length()) return ops[k].len;
+    return ops[first].len;
+  }
+
+  // dsd.check_first: the deferred bounds check of a memory operand, over its first n elements.
+  static void check_first(const PEState& pe, Operand& o, int n, int32_t node) {
+    if (o.kind != 0 || !o.unchecked) return;
+    check_access(pe, o, std::min(n, o.len), o.ew, o.unchecked, o.dbase, node);
+    o.unchecked = nullptr;
   }
 
   void apply_index(const PEState& pe, Operand& o, int64_t index, int32_t node) {
@@ -1452,7 +1482,7 @@ class Engine {
     for (int k = 0; k < call.nops; ++k) {
       Operand& o = ops[k];
       if (call.kind[k] == 0) {
-        o = resolve(pe, dsds[k], call.node);
+        o = resolve(pe, dsds[k], call.node, false);
       } else if (call.kind[k] == 1) {
         o.kind = 3;
         o.value = scalars[k];
@@ -1562,20 +1592,17 @@ class Engine {
         ops[k].value = as_type(ops[k].value, ops[k].scalar_tc, info.src[k - 1]);
         ops[k].scalar_tc = info.src[k - 1];
       }
-    if (call.has_index)
-      for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
-    int n = -1;
-    for (int k = 0; k < call.nops; ++k)
-      if (ops[k].has_length()) {
-        n = ops[k].len;
-        break;
-      }
+    // builtins_rt.run_dsd_op: the op's length, the operands' bounds over it, then .index.
+    const int n = op_length(ops, call.nops);
     if (n < 0) throw EngineError{std::string("@") + info.name + " needs at least one DSD operand", call.node};
     for (int k = 0; k < call.nops; ++k)
       if (ops[k].kind == 0 && ops[k].has_length() && ops[k].len < n)
         throw EngineError{std::string("@") + info.name + ": operand " + std::to_string(k) +
                               " has " + std::to_string(ops[k].len) + " element(s), fewer than the op's " +
                               std::to_string(n), call.node};
+    for (int k = 0; k < call.nops; ++k) check_first(pe, ops[k], n, call.node);
+    if (call.has_index)
+      for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
     Ctx* target = &c;
     std::shared_ptr<Ctx> m;
     if (call.async_) {
@@ -1620,6 +1647,7 @@ class Engine {
     for (const Operand& o : ms.ops)
       if (o.has_length()) n = n < 0 ? o.len : std::min(n, o.len);
     ms.n = n < 0 ? 1 : n;
+    for (Operand& o : ms.ops) check_first(pe, o, ms.n, call.node);   // the elements it touches
     if (call.async_) {
       auto m = std::make_shared<Ctx>();
       m->name = call.name;

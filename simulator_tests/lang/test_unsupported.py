@@ -95,6 +95,11 @@ CASES = {
     "set_teardown_handler": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @set_teardown_handler(send, c);\n", PE),
         "@set_teardown_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),
+    "fifo": (
+        LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
+                     "const fifo = @allocate_fifo(buf);\nfn send() void { @fmovs(out_dsd, fifo); }",
+                     PE),
+        "FIFOs (@allocate_fifo) are not supported by waferscale yet", ("pe.csl", 10, 14)),
     "set_empty_queue_handler": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @set_empty_queue_handler(send, oq);\n", PE),
         "@set_empty_queue_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),

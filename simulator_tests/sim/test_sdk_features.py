@@ -181,3 +181,87 @@ def test_map_with_a_pointer_accumulator(tmp_path, arch):
     out, err, _ = run_both(tmp_path, arch, MAP_DECLS, body)
     assert err is None
     assert out[0] == 151.0
+
+
+LONG_SOURCE_BODY = """
+  for (@range(u16, 8)) |i| { buf[i] = @as(f32, i); }
+  var src = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{8} -> buf[i] });
+  src = @increment_dsd_offset(src, 5, f32);         // elements 5..12: past buf's end
+  const two = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{2} -> out[i] });
+  @fmovs(two, src);                                  // the op's length is 2: 5 and 6 only
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_source_longer_than_the_op_is_not_out_of_bounds(tmp_path, arch):
+    out, err, _ = run_both(tmp_path, arch, "", LONG_SOURCE_BODY)
+    assert err is None
+    assert out[:3].tolist() == [5.0, 6.0, 0.0]
+    # An element the op does touch past the end is still an error, on both paths.
+    _, err, _ = run_both(tmp_path, arch, "", LONG_SOURCE_BODY.replace("{2} -> out", "{4} -> out"))
+    assert err is not None and "reaches element 8 of 'buf', which has 8 element(s)" in err
+
+
+STREAM_LAYOUT = """
+const c: color = @get_color(4);
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
+layout {
+  @set_rectangle(2, 1);
+  for (@range(i16, 2)) |x| {
+    @set_tile_code(x, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(x), .c = c,
+                                      .sender = x == 0 });
+  }
+  @set_color_config(0, 0, c, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
+  @set_color_config(1, 0, c, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
+  @export_name("out", [*]f32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+STREAM_PE = """
+param memcpy_params;
+param c: color;
+param sender: bool;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const iq: input_queue = @get_input_queue(2);
+const oq: output_queue = @get_output_queue(3);
+var out = @zeros([8]f32);
+var out_ptr: [*]f32 = &out;
+const src = [4]f32 { 1.5, 2.5, 3.5, 4.5 };
+const src_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> src[i] });
+const out_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> out[i] });
+// One wavelet by its extent; the op sends the whole source (the SDK's topic-13).
+const tx = @get_dsd(fabout_dsd, .{ .extent = 1, .fabric_color = c, .output_queue = oq });
+const rx = @get_dsd(fabin_dsd, .{ .extent = 4, .fabric_color = c, .input_queue = iq });
+fn run() void {
+  if (sender) { @fmovs(tx, src_dsd); } else { @fmovs(out_dsd, rx); }
+  sys_mod.unblock_cmd_stream();
+}
+comptime {
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+  if (@is_arch("wse3")) {
+    @initialize_queue(iq, .{ .color = c });
+    @initialize_queue(oq, .{ .color = c });
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fabout_destination_takes_the_sources_length(tmp_path, arch):
+    (tmp_path / "layout.csl").write_text(STREAM_LAYOUT)
+    (tmp_path / "pe.csl").write_text(STREAM_PE)
+    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    results = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        dev.launch("run", [])
+        results.append((dev.read_symbol(1, 0, "out").tolist(), dev.sim.cycle,
+                        [pe.mem.words.copy() for pe in dev.sim.pes]))
+    (op, cp, mp), (oc, cc, mc) = results
+    assert op == oc and cp == cc and all(np.array_equal(a, b) for a, b in zip(mp, mc))
+    assert oc[:5] == [1.5, 2.5, 3.5, 4.5, 0.0]

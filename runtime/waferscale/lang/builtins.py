@@ -596,8 +596,9 @@ def _allocate_fifo(ip, e, s):
     a = _args(ip, e, s, 1, 2)
     if not isinstance(a[0].v, RuntimeRef) or not isinstance(a[0].type, T.ArrayT):
         raise ip.err("@allocate_fifo needs a global array variable as its buffer", e.args[0])
-    fields = {"buffer": a[0], "config": a[1] if len(a) > 1 else None}
-    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", fields))
+    # The arguments are checked, but the simulator has no FIFO operands yet (their push/pop
+    # suspension on both PE paths): an error here rather than a crash when an op uses it.
+    raise ip.err("FIFOs (@allocate_fifo) are not supported by waferscale yet", e)
 
 
 # -- layout builtins ------------------------------------------------------------------------------

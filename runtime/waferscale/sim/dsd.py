@@ -31,6 +31,10 @@ class MemOperand:
     elem: T.Type                 # a pointer's pointee, or a memory DSD's element type
     pointer: bool = False        # a `*T` operand: one element, rewritten every step
     index_offset: bool = False   # `.wavelet_index_offset = true`: `.index` shifts the base
+    # A DSD resolved without its bounds check (resolve(check=False)): its base address and
+    # kind, for check_first once the op's length is known.
+    base: int | None = None
+    kind: str = ""
 
     @property
     def length(self) -> int:
@@ -186,8 +190,36 @@ def check_extents(pe, kind: str, extents: list[int], node) -> None:
                        f"{MAX_DSD_ELEMENTS} per DSD", node)
 
 
-def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
-    """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
+def op_length(ops: list) -> int | None:
+    """The length of a DSD operation over ``ops`` (destination first): that of its first
+    operand with a length (a memory DSD, not a ``*T`` pointer, or a fabric DSD), except
+    that a fabout destination takes the length of its first source with one. The SDK's
+    examples send a whole memory vector through a fabout DSD of ``.extent = 1``
+    (topic-13, game-of-life); the docs do not state the rule (doc-gap), this is what those
+    examples need. None: no operand has a length."""
+    sized = [o for o in ops if isinstance(o, (FabIn, FabOut)) or
+             (isinstance(o, MemOperand) and not o.pointer)]
+    if not sized:
+        return None
+    if isinstance(ops[0], FabOut):
+        for o in sized:
+            if o is not ops[0]:
+                return o.length
+    return sized[0].length
+
+
+def check_first(pe, op, n: int, node) -> None:
+    """The bounds check of a memory operand resolved with ``check=False``, over the first
+    ``n`` elements only: a source DSD longer than the op is not out of bounds for the
+    elements the op never touches."""
+    if isinstance(op, MemOperand) and op.base is not None:
+        pe.check_access(op.addrs[:n], op.elem, node, op.kind, op.base)
+        op.base = None
+
+
+def resolve(pe, v: Val, node, check: bool = True) -> MemOperand | FabIn | FabOut | Scalar:
+    """Turn a DSD / pointer / scalar Val into an operand (see module docstring). With
+    ``check=False`` a memory DSD's bounds are checked later, by check_first."""
     p = v.v
     if isinstance(v.type, T.PointerT) and not v.type.many:
         return MemOperand([p], v.type.elem, pointer=True)
@@ -206,8 +238,10 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
                  ).tolist()
-        pe.check_access(addrs, elem, node, p.kind, base)
-        return MemOperand(addrs, elem, index_offset=d.index_offset)
+        if check:
+            pe.check_access(addrs, elem, node, p.kind, base)
+        return MemOperand(addrs, elem, index_offset=d.index_offset,
+                          base=None if check else base, kind=p.kind)
     addrs = []
     # mem4d iteration: innermost-first extents; stride k applies when loop k advances.
     n_total = 1
@@ -225,8 +259,10 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
                 break
             counters[k] = 0
             k += 1
-    pe.check_access(addrs, elem, node, p.kind, base)
-    return MemOperand(addrs, elem, index_offset=d.index_offset)
+    if check:
+        pe.check_access(addrs, elem, node, p.kind, base)
+    return MemOperand(addrs, elem, index_offset=d.index_offset,
+                      base=None if check else base, kind=p.kind)
 
 
 def _flag(fields: dict, name: str) -> bool:
