@@ -149,7 +149,7 @@ def test_tensor_access_rejects_non_affine_and_warns_out_of_bounds():
                                  options=EvalOptions(arch="wse3"))
     r = ip.global_value(mod, "r", None)
     assert r.v.extents == (5,)
-    assert any("t.csl:1:27: warning: tensor access reaches element 4 outside 'A'" in w
+    assert any("t.csl:1:26: warning: tensor access reaches element 4 outside 'A'" in w
                for w in ip.ctx.warnings), ip.ctx.warnings
 
 

@@ -93,7 +93,8 @@ def run_one(script: Path, arch: str, bin_dir: Path, timeout: float, root: Path) 
     return Outcome(name, arch, "FAIL", secs, first_error(proc.stderr) or first_error(out))
 
 
-def find_scripts(dirs: list[Path], archs: list[str], only: set[str]) -> list[tuple[Path, str, Path]]:
+def find_scripts(dirs: list[Path], archs: list[str],
+                 only: set[str]) -> list[tuple[Path, str, Path]]:
     """(commands file, arch, root) for every example under ``dirs``, sorted by path."""
     found = []
     for root in dirs:

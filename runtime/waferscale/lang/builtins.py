@@ -909,6 +909,7 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
                     and args[-1].fields:
                 opts = args.pop()               # the options struct .{ .async = true, ... }
+                assert isinstance(opts, A.InitList)
                 for f in opts.fields:
                     if f.name in UNSUPPORTED_OP_OPTIONS:
                         plan.append(("unsupported", f, f"'.{f.name}' of a DSD operation ("

@@ -23,10 +23,12 @@ Supported subset: functions and tasks without comptime parameters; locals of int
 bool, pointer and DSD types; global scalars, arrays (any rank, bounds-checked) and DSD
 variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a ``@range``, labelled
 blocks and loops with ``break``/``continue``; the arithmetic, comparison and logic operators;
-``@as`` between numeric types; the DSD operations the engine's table lists, sync or async with
+``@as`` between numeric types, ``@bitcast`` between numeric types of one size; the DSD
+operations the engine's table lists, sync or async with
 ``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
-``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
+``@map`` over DSDs, scalars and pointers (a pointer for a pointer parameter is passed
+unchanged) with a CSL function or a ``<math>`` function, at most four operands;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
 ``<simprint>``'s print_string and decimal prints; switch statements with comptime cases;
 if-expressions on a run-time condition whose branches have one type, or whose result type
