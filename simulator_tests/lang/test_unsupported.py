@@ -100,6 +100,11 @@ CASES = {
                      "const fifo = @allocate_fifo(buf);\nfn send() void { @fmovs(out_dsd, fifo); }",
                      PE),
         "FIFOs (@allocate_fifo) are not supported by waferscale yet", ("pe.csl", 10, 14)),
+    "queue ctrl_table_id": (
+        LAYOUT, edit("comptime {\n", "comptime {\n  @initialize_queue(@get_input_queue(4), "
+                     ".{ .color = c, .ctrl_table_id = 1 });\n", PE),
+        "'.ctrl_table_id' of @initialize_queue (control task tables) is not supported",
+        ("pe.csl", 12, 42)),
     "set_empty_queue_handler": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @set_empty_queue_handler(send, oq);\n", PE),
         "@set_empty_queue_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),

@@ -265,3 +265,34 @@ def test_fabout_destination_takes_the_sources_length(tmp_path, arch):
     (op, cp, mp), (oc, cc, mc) = results
     assert op == oc and cp == cc and all(np.array_equal(a, b) for a, b in zip(mp, mc))
     assert oc[:5] == [1.5, 2.5, 3.5, 4.5, 0.0]
+
+
+LOCAL_DECLS = """
+fn increment_and_sum(data_ptr: *[3]i16, result_ptr: *i16) void {
+  (data_ptr.*)[0] += 1;
+  (data_ptr.*)[2] += 1;
+  result_ptr.* = (data_ptr.*)[0] + (data_ptr.*)[1] + (data_ptr.*)[2];
+}
+fn bump(a: *u16, b: *u16) void { a.* += b.*; b.* = 7; }
+var result = @zeros([1]i16);
+"""
+
+LOCAL_BODY = """
+  var data = [3]i16 { 1, 2, 3 };          // a local array whose address is taken
+  increment_and_sum(&data, &result[0]);
+  out[0] = @as(f32, result[0]);
+  out[1] = @as(f32, data[0] * 10 + data[2]);
+  var a: u16 = 5;                          // local scalars passed by address (fft-1d-2d)
+  var b: u16 = 2;
+  bump(&a, &b);
+  a += 1;
+  out[2] = @as(f32, a);
+  out[3] = @as(f32, b);
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_address_of_a_local(tmp_path, arch):
+    out, err, _ = run_both(tmp_path, arch, LOCAL_DECLS, LOCAL_BODY)
+    assert err is None
+    assert out[:4].tolist() == [8.0, 24.0, 8.0, 7.0]

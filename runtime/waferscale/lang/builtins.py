@@ -750,6 +750,9 @@ def _initialize_queue(ip, e, s):
     for k in cfg:
         if k not in ("color", "priority", "ctrl_table_id"):
             raise ip.err(f"unknown queue option '.{k}'", e.args[1])
+    if "ctrl_table_id" in cfg:
+        raise ip.err("'.ctrl_table_id' of @initialize_queue (control task tables) is not "
+                     "supported by waferscale yet", e.args[1])
     if _arch(ip) == "wse3" and "color" not in cfg:
         raise ip.err(f"on wse3 @initialize_queue needs .color for {kind} {q}", e)
     if "color" in cfg and cfg["color"].type != T.COLOR:

@@ -227,6 +227,15 @@ class ProgramRecord:
     memcpy_import_span: Span | None = None
     # Every user module instance of this program (the PE file first, then its imports).
     modules: list["ModuleInstance"] = field(default_factory=list)
+    # Storage of the function locals whose address is taken (`&data`), by local_key of
+    # their declaration: layout._place_local_storage.
+    local_storage: dict[tuple[str, int], GlobalVar] = field(default_factory=dict)
+
+
+def local_key(d: A.Node) -> tuple[str, int]:
+    """The key of a local declaration in ProgramRecord.local_storage (its file and offset:
+    stable across the compile cache's pickling, unlike the node's identity)."""
+    return (str(d.span.file.path) if d.span.file is not None else "", d.span.start)
 
 
 Builtin = Callable[["Interp", A.BuiltinCall, Scope], Val]

@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 from . import ast as A
 from . import types as T
 from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramRecord, Scope, \
-    val_key
+    local_key, val_key
 from .builtins import check_dsd_op_operands
-from .errors import CslLayoutError
+from .errors import CslError, CslLayoutError
 from .memory import PE_MEMORY_BYTES, MemoryMap, check_fits, estimate_code_bytes, place_globals
 from .source import Span
 from .values import FnVal, GlobalVar, Val, describe
@@ -486,6 +486,7 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
             if isinstance(d, A.VarDecl) and (d.kind == "var" or name in used or (
                     d.kind == "param" and (name in mod.params or d.init is not None))):
                 ip.global_value(mod, name, d.span)
+        _place_local_storage(ip, mod, record)
         for name in _const_arrays_used(ip.ctx, mod):
             ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
                              ip.global_value(mod, name, None))
@@ -516,6 +517,63 @@ def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]
                      if isinstance(n, A.Ident))
     ctx.memo[("used names", id(tree))] = (tree, used)
     return used
+
+
+def _place_local_storage(ip: Interp, mod: ModuleInstance, record: ProgramRecord) -> None:
+    """Give PE memory to every local of ``mod``'s functions whose address is taken
+    (``var data = [3]i16 {1, 2, 3}; f(&data);``), as cslc places such a local in memory:
+    one static slot per declaration (CSL functions are not re-entered while they run; a
+    recursive function taking a local's address would share the slot, a limit of this
+    model). The type comes from the declaration, else from an initializer that is
+    comptime-known in the module's scope; a local whose type depends on run-time values
+    gets no slot, and taking its address stays a run-time error."""
+    for d, fn_name in _address_taken_locals(ip.ctx, mod):
+        key = local_key(d)
+        if key in record.local_storage:
+            continue
+        try:
+            if d.type is not None:
+                t = ip.eval_type(d.type, mod.scope)
+            elif d.init is not None:
+                t = ip.eval(d.init, mod.scope).type
+            else:
+                continue
+        except CslError:
+            continue
+        if t.comptime_only or t in (T.COMPTIME_INT, T.COMPTIME_FLOAT) or T.is_dsd(t):
+            continue
+        gv = GlobalVar(f"{fn_name}.{d.name}", t, None, True, mod, d)
+        record.globals.append(gv)
+        record.local_storage[key] = gv
+
+
+def _address_taken_locals(ctx: Compilation, mod: ModuleInstance) -> list[tuple[A.VarDecl, str]]:
+    """(declaration, function name) of each local ``var``/``const`` of ``mod``'s fn/task
+    bodies whose name is the operand of ``&`` (or its base) in the same body (memoised per
+    file AST)."""
+    tree = mod.ast
+    hit = ctx.memo.get(("address-taken locals", id(tree)))
+    if hit is not None:
+        return hit[1]
+    out: list[tuple[A.VarDecl, str]] = []
+    for e in mod.globals.values():
+        fn = e.decl
+        if not isinstance(fn, A.FnDecl) or fn.body is None:
+            continue
+        taken = set()
+        for n in fn.body.walk():
+            if isinstance(n, A.Unary) and n.op == "&":
+                t = n.operand
+                while isinstance(t, (A.Index, A.FieldAccess)):
+                    t = t.target
+                if isinstance(t, A.Ident):
+                    taken.add(t.name)
+        if taken:
+            out.extend((n, fn.name) for n in fn.body.walk()
+                       if isinstance(n, A.VarDecl) and n.name in taken
+                       and n.kind in ("var", "const") and not n.is_comptime)
+    ctx.memo[("address-taken locals", id(tree))] = (tree, out)
+    return out
 
 
 def _const_arrays_used(ctx: Compilation, mod: ModuleInstance) -> tuple[str, ...]:

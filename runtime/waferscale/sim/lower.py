@@ -51,9 +51,9 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, val_key
+from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
-from ..lang.values import DsdVal, FnVal, PtrVal, Val
+from ..lang.values import ArrayData, DsdVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
 from .dsd import base_elem, describe
 from .memory import words_of
@@ -178,6 +178,15 @@ class Local:
     @property
     def dsd(self) -> bool:
         return T.is_dsd(self.type)
+
+
+@dataclass
+class MemLocal:
+    """A local whose address is taken: it lives in its memory slot (ProgramRecord.
+    local_storage), like a global at a fixed address (PEInterp._s_VarDecl)."""
+    addr: int
+    type: T.Type
+    mutable: bool
 
 
 @dataclass
@@ -488,9 +497,21 @@ class ProgramLowering:
         if isinstance(r, Dyn) and r.type != T.VOID:
             self.emit(Op.DPOP if T.is_dsd(r.type) else Op.POP)
 
+    def scope_entry(self, name: str) -> Any:
+        """The innermost run-time scope's entry for ``name`` (a Local, a MemLocal, a
+        constant Val), or None."""
+        for sc in reversed(self._f.scopes):
+            if name in sc:
+                return sc[name]
+        return None
+
     def _s_VarDecl(self, d: A.VarDecl) -> None:
         if d.kind == "param" or d.is_comptime:
             raise _unsupported("comptime or param declarations in run-time code", d)
+        gv = self.pe.program.record.local_storage.get(local_key(d))
+        if gv is not None:
+            self._mem_local(d, gv)
+            return
         declared = self.interp.eval_type(d.type, self._scope) if d.type is not None else None
         if d.init is None:
             if declared is None or d.kind == "const":
@@ -524,6 +545,27 @@ class ProgramLowering:
         loc = self.new_local(d.name, t, d.kind == "var", d)
         self.emit(Op.DSTOREL if loc.dsd else Op.STOREL, loc.slot)
 
+    def _mem_local(self, d: A.VarDecl, gv: Any) -> None:
+        """PEInterp._s_VarDecl for a local with storage: store the initializer there."""
+        addr, t = self.pe.address_of(gv), gv.type
+        if d.init is not None:
+            if isinstance(t, T.ArrayT):
+                v = self.try_const(d.init)
+                if v is None or not isinstance(v.v, ArrayData):
+                    raise _unsupported("an array local initialized at run time", d.init)
+                v = self.interp.coerce(v, t, d.init)
+                ew = words_of(t.elem)
+                tc = tcode(t.elem, d)
+                for i, x in enumerate(v.v.data.ravel()):
+                    self.push(x if isinstance(x, Val) else Val(t.elem, x.item()), t.elem, d)
+                    self.emit(Op.STOREM, tc, addr + i * ew, self.node(d))
+            else:
+                v0 = self.try_const(d.init)
+                if not (v0 is not None and v0.type == T.UNDEFINED_T):
+                    self.value(d.init, t)
+                    self.emit(Op.STOREM, tcode(t, d), addr, self.node(d))
+        self._f.scopes[-1][d.name] = MemLocal(addr, t, d.kind == "var")
+
     def _s_Assign(self, st: A.Assign) -> None:
         tgt = st.target
         if isinstance(tgt, A.Ident) and tgt.name == "_" and st.op == "=":
@@ -545,7 +587,8 @@ class ProgramLowering:
                     self.emit(Op.PUSHK, self.const(1))
                     self.emit(Op.STOREL, loc.defined_slot)
                 return
-            if any(tgt.name in sc for sc in self._f.scopes):
+            if any(tgt.name in sc for sc in self._f.scopes) \
+                    and not isinstance(self.scope_entry(tgt.name), MemLocal):
                 raise _unsupported(f"assignment to constant '{tgt.name}'", st)
         pl = self.place(tgt)
         if pl is None:
@@ -720,7 +763,8 @@ class ProgramLowering:
     def mentions_runtime(self, e: Any) -> bool:
         """Does ``e`` read a run-time local, call a function or act at run time?"""
         if isinstance(e, A.Ident):
-            return self.find(e.name) is not None
+            return self.find(e.name) is not None or \
+                isinstance(self.scope_entry(e.name), MemLocal)
         if isinstance(e, (A.Call, A.Deref, A.Stmt)):     # statements (switch prongs) act
             return True
         if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in DSD_OPS):
@@ -889,6 +933,9 @@ class ProgramLowering:
         """PEInterp.place: (word address, type) with the address comptime-known, or
         (None, type) with its code leaving the address on the stack; None: not in memory."""
         if isinstance(e, A.Ident):
+            ent = self.scope_entry(e.name)
+            if isinstance(ent, MemLocal):
+                return ent.addr, ent.type
             if self.find(e.name) is not None or any(e.name in sc for sc in self._f.scopes):
                 return None
             mod = self._scope.module

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.comptime import Interp, RuntimeIntrinsic, RuntimeRef, Scope
+from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key
 from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
 from ..host.device import DeviceError
 from .memory import MemoryError_, PEMemory, words_of
@@ -127,9 +127,14 @@ class PEInterp(Interp):
         return super()._e_Ident(e, s)
 
     def global_ref(self, e: A.Expr, scope: Scope) -> GlobalVar | None:
-        """The global variable an identifier names (None for locals and non-variables)."""
-        if not isinstance(e, A.Ident) or scope.find(e.name) is not None:
+        """The variable in memory an identifier names: a global, or a local given storage
+        because its address is taken (_s_VarDecl); None for other locals and non-variables."""
+        if not isinstance(e, A.Ident):
             return None
+        cell = scope.find(e.name)
+        if cell is not None:
+            v = cell.val
+            return v.v.var if v is not None and isinstance(v.v, RuntimeRef) else None
         mod = scope.module
         if e.name not in mod.globals:
             return None
@@ -223,6 +228,26 @@ class PEInterp(Interp):
     def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
         self.pe.cost(self.pe.sim.timing.statement)
         super().exec_stmt(st, s)
+
+    def _s_VarDecl(self, d: A.VarDecl, s: Scope) -> None:
+        """A local whose address is taken lives in its memory slot (ProgramRecord.
+        local_storage): the initializer is stored there and the name refers to it."""
+        gv = self.pe.program.record.local_storage.get(local_key(d)) \
+            if d.kind != "param" else None
+        if gv is None:
+            return super()._s_VarDecl(d, s)
+        if d.name in s.vars:
+            raise self.err(f"redefinition of '{d.name}'", d)
+        if d.init is not None:
+            val = self.eval(d.init, s)
+            if val.type != T.UNDEFINED_T:
+                val = self.coerce(val, gv.type, d.init)
+                addr = self.pe.address_of(gv)
+                if isinstance(gv.type, T.ArrayT):
+                    PE._write_init(self.pe, addr, gv.type, val)
+                else:
+                    self.pe.store(Place(addr, gv.type), val, d.init)
+        s.vars[d.name] = Cell(d.name, gv.type, Val(gv.type, RuntimeRef(gv)), d.kind == "var")
 
     def _s_Assign(self, st: A.Assign, s: Scope) -> None:
         pl = self.place(st.target, s)
