@@ -105,6 +105,16 @@ CASES = {
                      ".{ .color = c, .ctrl_table_id = 1 });\n", PE),
         "'.ctrl_table_id' of @initialize_queue (control task tables) is not supported",
         ("pe.csl", 12, 42)),
+    "get_dsr at top level": (
+        LAYOUT, edit("var buf", "const d = @get_dsr(dsr_dest, 1);\nvar buf", PE)
+        .replace("fn send() void { @fmovs(out_dsd, mem); }",
+                 "fn send() void { @fmovs(out_dsd, mem); _ = d; }"),
+        "@get_dsr (DSRs) is not supported by waferscale yet", ("pe.csl", 6, 11)),
+    "clz in a function": (
+        LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
+                     "fn send() void { var x: u16 = @clz(@as(u16, 3)); buf[0] = @as(f32, x); }",
+                     PE),
+        "@clz is not supported by waferscale yet", ("pe.csl", 10, 31)),
     "set_empty_queue_handler": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @set_empty_queue_handler(send, oq);\n", PE),
         "@set_empty_queue_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),

@@ -296,3 +296,11 @@ def test_address_of_a_local(tmp_path, arch):
     out, err, _ = run_both(tmp_path, arch, LOCAL_DECLS, LOCAL_BODY)
     assert err is None
     assert out[:4].tolist() == [8.0, 24.0, 8.0, 7.0]
+
+
+def test_front_end_and_simulator_agree_on_the_runtime_builtins():
+    # A run-time builtin the front end lets through must run (sim/builtins_rt); every other
+    # run-time-only name is a compile-time "not supported" error (lang/builtins.py).
+    from waferscale.lang.builtins import RUNTIME_ONLY, SIMULATED_RUNTIME
+    from waferscale.sim.builtins_rt import RUNTIME_BUILTINS
+    assert SIMULATED_RUNTIME == set(RUNTIME_ONLY) & set(RUNTIME_BUILTINS)

@@ -828,6 +828,8 @@ RUNTIME_ONLY = (
 ).split()
 
 
+_RUNTIME_ONLY_SET = frozenset(RUNTIME_ONLY)
+
 _MUTATOR_FIELDS = {"increment_dsd_offset": "increment_offset", "set_dsd_length": "length",
                    "set_dsd_stride": "stride"}
 
@@ -906,6 +908,10 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
                     and len(call.args) >= 2 and _is_int_literal(call.args[1]):
                 plan.append(("mutator", call))
+            if isinstance(call, A.BuiltinCall) and call.name in _RUNTIME_ONLY_SET \
+                    and call.name not in SIMULATED_RUNTIME:
+                plan.append(("unsupported", call, _not_simulated(call.name)))
+                continue
             if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
                 continue
             args = list(call.args)
@@ -943,7 +949,25 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
     return plan
 
 
+# The run-time-only builtins that the simulator implements (sim/builtins_rt.RUNTIME_BUILTINS;
+# simulator_tests/sim/test_sdk_features.py keeps the two in step). Every other name of
+# RUNTIME_ONLY is "not supported by waferscale yet" at compile time, wherever it appears
+# (check_dsd_op_operands), instead of a misleading error later.
+SIMULATED_RUNTIME = frozenset((
+    "fadds faddh fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh fnegs "
+    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map").split())
+
+
+def _not_simulated(name: str) -> str:
+    what = {"get_dsr": "DSRs", "get_xdsr": "DSRs", "get_sr": "DSRs", "load_to_dsr": "DSRs",
+            "load_to_dsr_xdsr": "DSRs", "load_to_dsr_xdsr_sr": "DSRs",
+            "set_fifo_read_length": "FIFOs", "set_fifo_write_length": "FIFOs"}.get(name)
+    return f"@{name}{f' ({what})' if what else ''} is not supported by waferscale yet"
+
+
 def _runtime_only(ip, e, s):
+    if e.name not in SIMULATED_RUNTIME:
+        raise ip.err(_not_simulated(e.name), e)
     raise ip.err(f"@{e.name} can only be used in run-time code (a fn or task body), not at "
                  "compile time", e)
 
