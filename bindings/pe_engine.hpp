@@ -21,12 +21,12 @@ struct EngineError {
   bool semantic = false;   // a CSL semantic error (Python: CslSemanticError, rendered with a caret)
 };
 
-enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain, kWaitUt };
+enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain, kWaitUt, kWaitFifoPop, kWaitFifoPush };
 enum Step : int { kYield = 0, kDone = 1 };
 
 // A resolved DSD-operation operand (dsd.MemOperand / FabIn / FabOut / Scalar).
 struct Operand {
-  int32_t kind;                     // 0 memory, 1 fabin, 2 fabout, 3 scalar
+  int32_t kind;                     // 0 memory, 1 fabin, 2 fabout, 3 scalar, 4 FIFO
   bool pointer = false;
   int32_t ew = 1;                   // words per element (memory)
   int32_t abase = 0, astep = 0;     // element i at abase + i * astep (when addrs is empty)
@@ -126,6 +126,8 @@ struct PEState {
   bool cmd_blocked = false;
   int64_t busy = 0, stall = 0, tasks_run = 0, live = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
+  // dsd.fifo_state: per FIFO buffer (its word address), {head, count}; created empty.
+  std::unordered_map<int32_t, std::pair<int32_t, int32_t>> fifos;
   int32_t task_name = -1;                      // the running context's name
   struct Timed { int64_t cycle; int32_t tid; bool unblock; };
   std::vector<Timed> timed;                         // pe.timed_activations
@@ -441,6 +443,8 @@ class Engine {
                              std::to_string(c.wcolor) + ")";
         case kWaitMain: return "the main thread to finish its task";
         case kWaitUt: return "microthread " + std::to_string(c.wq) + " to finish its previous operation";
+        case kWaitFifoPop: return "an element in the FIFO at word " + std::to_string(c.wq);
+        case kWaitFifoPush: return "room in the FIFO at word " + std::to_string(c.wq);
         default: return "time";
       }
     };
@@ -1086,6 +1090,11 @@ class Engine {
       case kWaitIq: return core_.iq_count_at(pe.idx, c.wq) > 0;
       case kWaitOq: return core_.oq_free_at(pe.idx, c.wq) > 0;
       case kWaitMain: case kWaitUt: return c.prev->done;
+      case kWaitFifoPop: case kWaitFifoPush: {
+        const auto it = pe.fifos.find(c.wq);
+        const int32_t count = it == pe.fifos.end() ? 0 : it->second.second;
+        return c.wait == kWaitFifoPop ? count > 0 : count < c.wcolor;
+      }
       default: return true;
     }
   }
@@ -1255,8 +1264,8 @@ class Engine {
   Operand resolve(const PEState& pe, const Dsd& d, int32_t node, bool check = true) {
     Operand o;
     {  // dsd.check_extents: u16 extents, at most kMaxDsdElements per mem4d DSD
-      static const char* const kn[] = {"mem1d_dsd", "mem4d_dsd", "fabin_dsd", "fabout_dsd"};
-      const std::string kind = d.kind >= 0 && d.kind < 4 ? kn[d.kind] : "DSD";
+      static const char* const kn[] = {"mem1d_dsd", "mem4d_dsd", "fabin_dsd", "fabout_dsd", "fifo"};
+      const std::string kind = d.kind >= 0 && d.kind < 5 ? kn[d.kind] : "DSD";
       const int nd = d.kind == kMem1d || d.kind == kMem4d ? d.ndim : 1;
       int64_t total = 1;
       for (int k = 0; k < nd; ++k) {
@@ -1283,6 +1292,13 @@ class Engine {
       o.queue = d.queue;
       o.ut = d.ut;
       o.len = d.ext[0];
+      return o;
+    }
+    if (d.kind == kFifo) {   // dsd.resolve: a FifoOperand (no length of its own)
+      o.kind = 4;
+      o.abase = d.base;
+      o.len = d.ext[0];         // its capacity
+      o.ew = tc_words(d.tcode);
       return o;
     }
     if (d.kind == kFabout) {
@@ -1356,6 +1372,29 @@ class Engine {
   }
 
   // A DSD op's fabric access: pe.sync_time, then pe.wait until the queue can serve it.
+  // fabric_ready for a FIFO operand: pe.sync_time, then pe.wait until it can pop (input) or
+  // push; wq: the buffer's word address, wcolor: its capacity.
+  bool fifo_ready(PEState& pe, Ctx& c, const Operand& o, bool input, int64_t now) {
+    if (c.phase == 0) {
+      c.phase = 1;
+      if (pe.time > now) {
+        c.ready_at = pe.time;
+        return false;
+      }
+    }
+    const auto it = pe.fifos.find(o.abase);
+    const int32_t count = it == pe.fifos.end() ? 0 : it->second.second;
+    if (input ? count == 0 : count >= o.len) {
+      c.wait = input ? kWaitFifoPop : kWaitFifoPush;
+      c.wq = o.abase;
+      c.wcolor = o.len;
+      return false;
+    }
+    c.wait = kNoWait;
+    c.phase = 0;
+    return true;
+  }
+
   bool fabric_ready(PEState& pe, Ctx& c, bool input, int q, int color, int64_t now) {
     if (c.phase == 0) {
       c.phase = 1;
@@ -1444,6 +1483,14 @@ class Engine {
     switch (o.kind) {
       case 3: out = as_type(o.value, o.scalar_tc, t); return true;
       case 0: out = load(pe, t, o.addr(i)); return true;
+      case 4: {   // dsd.read_elem: pop from the head, waiting while the FIFO is empty
+        if (!fifo_ready(pe, c, o, true, now)) return false;
+        auto& st = pe.fifos[o.abase];
+        out = load(pe, t, o.abase + st.first * o.ew);
+        st.first = (st.first + 1) % o.len;
+        --st.second;
+        return true;
+      }
       case 1: {
         if (!fabric_ready(pe, c, true, o.queue, 0, now)) return false;
         const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
@@ -1459,6 +1506,13 @@ class Engine {
                   const std::string& op, int32_t node) {
     if (o.kind == 0) {
       store(pe, t, o.addr(i), v);
+      return true;
+    }
+    if (o.kind == 4) {   // dsd.write_elem: push at the tail, waiting while the FIFO is full
+      if (!fifo_ready(pe, c, o, false, now)) return false;
+      auto& st = pe.fifos[o.abase];
+      store(pe, t, o.abase + ((st.first + st.second) % o.len) * o.ew, v);
+      ++st.second;
       return true;
     }
     if (o.kind != 2) throw EngineError{"@" + op + " cannot write to this operand", node};
@@ -1601,6 +1655,11 @@ class Engine {
                               " has " + std::to_string(ops[k].len) + " element(s), fewer than the op's " +
                               std::to_string(n), call.node};
     for (int k = 0; k < call.nops; ++k) check_first(pe, ops[k], n, call.node);
+    if (!call.async_)
+      for (int k = 0; k < call.nops; ++k)
+        if (ops[k].kind == 4)
+          throw EngineError{"a synchronous DSD operation on a FIFO (it tests instead of waiting) is "
+                            "not supported by waferscale yet; give it .async = true", call.node};
     if (call.has_index)
       for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
     Ctx* target = &c;
@@ -1643,6 +1702,8 @@ class Engine {
     ms.call = &call;
     ms.ops.resize(call.nops);
     pop_operands(pe, c, call, ms.ops.data());
+    for (const Operand& o : ms.ops)
+      if (o.kind == 4) throw EngineError{"a FIFO may not be an operand of @map", call.node};
     int n = -1;   // the shortest DSD
     for (const Operand& o : ms.ops)
       if (o.has_length()) n = n < 0 ? o.len : std::min(n, o.len);

@@ -19,7 +19,7 @@ struct Ins {
 };
 
 // A resolved DSD value (dsd.resolve applied eagerly to the descriptor and its modifiers).
-enum DsdKind : int32_t { kMem1d = 0, kMem4d, kFabin, kFabout };
+enum DsdKind : int32_t { kMem1d = 0, kMem4d, kFabin, kFabout, kFifo };
 struct Dsd {
   int32_t kind, tcode, ndim, wio;   // wio: .wavelet_index_offset
   int32_t base, offset;             // word address of the base; offset in elements

@@ -95,11 +95,17 @@ CASES = {
     "set_teardown_handler": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @set_teardown_handler(send, c);\n", PE),
         "@set_teardown_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),
-    "fifo": (
+    "fifo options": (
         LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
-                     "const fifo = @allocate_fifo(buf);\nfn send() void { @fmovs(out_dsd, fifo); }",
-                     PE),
-        "FIFOs (@allocate_fifo) are not supported by waferscale yet", ("pe.csl", 10, 14)),
+                     "const fifo = @allocate_fifo(buf, .{ .activate_push = tid });\n"
+                     "fn send() void { @fmovs(out_dsd, fifo, .{ .async = true }); }", PE),
+        "options of @allocate_fifo (.activate_push, .activate_pop, ...) are not supported",
+        ("pe.csl", 10, 34)),
+    "fifo length": (
+        LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
+                     "const fifo = @allocate_fifo(buf);\n"
+                     "fn send() void { @set_fifo_read_length(fifo, 2); }", PE),
+        "@set_fifo_read_length (FIFO lengths) is not supported", ("pe.csl", 11, 18)),
     "queue ctrl_table_id": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @initialize_queue(@get_input_queue(4), "
                      ".{ .color = c, .ctrl_table_id = 1 });\n", PE),

@@ -596,9 +596,19 @@ def _allocate_fifo(ip, e, s):
     a = _args(ip, e, s, 1, 2)
     if not isinstance(a[0].v, RuntimeRef) or not isinstance(a[0].type, T.ArrayT):
         raise ip.err("@allocate_fifo needs a global array variable as its buffer", e.args[0])
-    # The arguments are checked, but the simulator has no FIFO operands yet (their push/pop
-    # suspension on both PE paths): an error here rather than a crash when an op uses it.
-    raise ip.err("FIFOs (@allocate_fifo) are not supported by waferscale yet", e)
+    # The simulator models the plain FIFO (no options): a circular buffer over the array
+    # that async DSD operations push to (destination) and pop from (source), suspending
+    # while it is full or empty (sim/dsd.py: FifoOperand). The options (activate_push/pop,
+    # priority, empty/full actions) are not modeled.
+    if len(a) > 1 and not (isinstance(a[1].v, dict) and not a[1].v):
+        raise ip.err("options of @allocate_fifo (.activate_push, .activate_pop, ...) are not "
+                     "supported by waferscale yet", e.args[1])
+    at = a[0].type
+    if not isinstance(at, T.ArrayT) or len(at.dims) != 1 or \
+            not isinstance(at.elem, (T.IntT, T.FloatT)) or at.elem.bits not in (16, 32):
+        raise ip.err("@allocate_fifo needs a one-dimensional array of 16- or 32-bit elements, "
+                     f"found '{at}'", e.args[0])
+    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", {"buffer": a[0]}))
 
 
 # -- layout builtins ------------------------------------------------------------------------------
@@ -961,7 +971,8 @@ SIMULATED_RUNTIME = frozenset((
 def _not_simulated(name: str) -> str:
     what = {"get_dsr": "DSRs", "get_xdsr": "DSRs", "get_sr": "DSRs", "load_to_dsr": "DSRs",
             "load_to_dsr_xdsr": "DSRs", "load_to_dsr_xdsr_sr": "DSRs",
-            "set_fifo_read_length": "FIFOs", "set_fifo_write_length": "FIFOs"}.get(name)
+            "set_fifo_read_length": "FIFO lengths", "set_fifo_write_length": "FIFO lengths"
+            }.get(name)
     return f"@{name}{f' ({what})' if what else ''} is not supported by waferscale yet"
 
 

@@ -88,6 +88,9 @@ DSD_OPS: dict[str, DsdOp] = {
     "sub16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a - b), (4, 8)),
 }
 
+FIFO_SYNC = ("a synchronous DSD operation on a FIFO (it tests instead of waiting) is not "
+             "supported by waferscale yet; give it .async = true")
+
 CONFIG_KEYS = {"async", "activate", "unblock", "index", "ut_id", "priority", "on_control"}
 
 
@@ -130,6 +133,8 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
                            f"op's {n}", e)
     for o in (dest, *srcs):
         D.check_first(pe, o, n, e)
+    if not _is_async(cfg) and any(isinstance(o, D.FifoOperand) for o in (dest, *srcs)):
+        raise pe.error(FIFO_SYNC, e)
     if "index" in cfg:
         for o in (dest, *srcs):
             D.apply_index(pe, o, int(cfg["index"].v), e)
@@ -197,6 +202,8 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
     if not isinstance(fn.v, FnVal):
         raise pe.error("@map's first argument must be a function", e)
     ops = [D.resolve(pe, v, e, check=False) for v in vals[1:]]
+    if any(isinstance(o, D.FifoOperand) for o in ops):
+        raise pe.error("a FIFO may not be an operand of @map", e)
     dsd_lens = [o.length for o in ops if isinstance(o, (D.FabIn, D.FabOut)) or
                 (isinstance(o, D.MemOperand) and not o.pointer)]
     n = min(dsd_lens) if dsd_lens else 1

@@ -10,6 +10,8 @@ Operand kinds after resolution:
 ``MemOperand``   word addresses of each element + element type (mem1d, mem4d, pointers)
 ``FabIn``        pop wavelets from an input queue (stalls while it is empty)
 ``FabOut``       push wavelets to an output queue on a color (stalls while it is full)
+``FifoOperand``  a FIFO (@allocate_fifo): push at the tail / pop from the head of a circular
+                 buffer, waiting while it is full / empty
 ``Scalar``       the same value for every element
 """
 
@@ -39,6 +41,23 @@ class MemOperand:
     @property
     def length(self) -> int:
         return len(self.addrs)
+
+
+@dataclass
+class FifoOperand:
+    """A FIFO (@allocate_fifo): a circular buffer of ``cap`` elements at word ``base``. An op
+    writing it pushes at the tail and waits while it is full; an op reading it pops from the
+    head and waits while it is empty. It has no length of its own (op_length). The state
+    (head, count) is per PE and buffer (fifo_state); the FIFO starts empty."""
+    base: int
+    cap: int
+    elem: T.Type
+
+
+def fifo_state(pe, base: int) -> list[int]:
+    """[head, count] of the FIFO at word ``base`` of ``pe`` (created empty)."""
+    st = pe.__dict__.setdefault("fifos", {})
+    return st.setdefault(base, [0, 0])
 
 
 @dataclass
@@ -217,7 +236,8 @@ def check_first(pe, op, n: int, node) -> None:
         op.base = None
 
 
-def resolve(pe, v: Val, node, check: bool = True) -> MemOperand | FabIn | FabOut | Scalar:
+def resolve(pe, v: Val, node,
+            check: bool = True) -> MemOperand | FabIn | FabOut | FifoOperand | Scalar:
     """Turn a DSD / pointer / scalar Val into an operand (see module docstring). With
     ``check=False`` a memory DSD's bounds are checked later, by check_first."""
     p = v.v
@@ -225,6 +245,9 @@ def resolve(pe, v: Val, node, check: bool = True) -> MemOperand | FabIn | FabOut
         return MemOperand([p], v.type.elem, pointer=True)
     if not isinstance(p, DsdVal):
         return Scalar(v)
+    if p.kind == "fifo":
+        gv = p.fields["buffer"].v.var
+        return FifoOperand(pe.address_of(gv), gv.type.count, gv.type.elem)
     d = describe(pe, p, node)
     check_extents(pe, d.dsd_kind, d.extents if d.extents else [d.length], node)
     if p.kind == "fabin_dsd":
@@ -309,6 +332,14 @@ def read_elem(pe, op, i: int, t: T.Type):
         return v
     if isinstance(op, MemOperand):
         return pe.mem.load(op.addrs[0 if op.pointer else i], t)
+    if isinstance(op, FifoOperand):
+        st = fifo_state(pe, op.base)
+        pe.sync_time()
+        pe.wait(lambda: st[1] > 0, f"an element in the FIFO at word {op.base}")
+        value = pe.mem.load(op.base + st[0] * words_of(op.elem), t)
+        st[0] = (st[0] + 1) % op.cap
+        st[1] -= 1
+        return value
     fab = pe.sim.fabric
     pe.sync_time()
     pe.wait(lambda: fab.iq_count(pe.x, pe.y, op.queue) > 0,
@@ -320,6 +351,13 @@ def read_elem(pe, op, i: int, t: T.Type):
 def write_elem(pe, op, i: int, t: T.Type, value) -> None:
     if isinstance(op, MemOperand):
         pe.mem.store(op.addrs[0 if op.pointer else i], t, value)
+        return
+    if isinstance(op, FifoOperand):
+        st = fifo_state(pe, op.base)
+        pe.sync_time()
+        pe.wait(lambda: st[1] < op.cap, f"room in the FIFO at word {op.base}")
+        pe.mem.store(op.base + ((st[0] + st[1]) % op.cap) * words_of(op.elem), t, value)
+        st[1] += 1
         return
     fab = pe.sim.fabric
     bits = encode(value, t)

@@ -25,7 +25,8 @@ variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a ``@rang
 blocks and loops with ``break``/``continue``; the arithmetic, comparison and logic operators;
 ``@as`` between numeric types, ``@bitcast`` between numeric types of one size; the DSD
 operations the engine's table lists, sync or async with
-``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
+``.activate``/``.unblock``/``.index``, with FIFO operands; the DSD setters;
+``@activate``/``@block``/``@unblock``;
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
 ``@map`` over DSDs, scalars and pointers (a pointer for a pointer parameter is passed
 unchanged) with a CSL function or a ``<math>`` function, at most four operands;
@@ -129,7 +130,8 @@ BINOPS = {"+": 0, "-": 1, "*": 2, "/": 3, "%": 4, "&": 5, "|": 6, "^": 7, "<<": 
 CMPOPS = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
 DMODS = {"increment_dsd_offset": 0, "set_dsd_length": 1, "set_dsd_stride": 2,
          "set_dsd_base_addr": 3}
-DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3}
+DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3, "fifo": 4}
+FIFO_T = T.NAMED_TYPES["fifo_handle"]
 CONFIG_KEYS = {"async", "activate", "unblock", "index"}
 # <math> functions the engine implements (pe_engine.hpp: math_fn), by base name.
 COLLECTIVES = {"broadcast": 0, "scatter": 1, "gather": 2, "reduce_fadds": 3}
@@ -1476,9 +1478,11 @@ class ProgramLowering:
         0 DSD, 1 scalar, 2 ``*T`` pointer (DsdCall.kind in pe_engine.hpp)."""
         r = self.expr(a)
         t = r.type
-        if T.is_dsd(t):
+        if T.is_dsd(t) or t == FIFO_T:
             if isinstance(r, Val):
                 self.push(r, None, a)
+            elif t == FIFO_T:
+                raise _unsupported("a FIFO that is not comptime-known", a)
             return 0, 0, r
         if isinstance(t, T.PointerT) and not t.many:
             if isinstance(t.elem, T.ArrayT) or T.is_dsd(t.elem):
@@ -1623,6 +1627,10 @@ class ProgramLowering:
         p = v.v
         if not isinstance(p, DsdVal) or p.kind not in DSD_KINDS:
             raise _unsupported(f"a DSD value of type '{v.type}'", node)
+        if p.kind == "fifo":      # dsd.resolve's FifoOperand: base, capacity, element type
+            gv = p.fields["buffer"].v.var
+            return [DSD_KINDS["fifo"], tcode(gv.type.elem, node), 1, 0,
+                    self.pe.address_of(gv), 0, gv.type.count] + [0] * 10
         try:
             d = describe(self.pe, p, node)
         except SimError as ex:            # the interpreter reports it when the op runs
