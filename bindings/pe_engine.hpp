@@ -2043,8 +2043,9 @@ class Engine {
           const std::string what = in.a ? (v ? "true" : "false") : std::to_string(v);
           throw EngineError{"switch on " + what + " matches no case and has no else", in.c, true};
         }
-        case kFail:   // a CSL error found at run time: a: its message (a name), c: node
-          throw EngineError{P.names[in.a], in.c, true};
+        case kFail:   // a CSL error found at run time: a: its message (a name), c: node;
+                      // b = 1: a simulator error ("... at file:line:col", pe.PE.error)
+          throw EngineError{P.names[in.a], in.c, in.b != 1};
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {

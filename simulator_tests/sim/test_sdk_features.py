@@ -340,3 +340,24 @@ def test_fifo_errors_are_the_same_on_both_paths(tmp_path, arch):
     _, err, _ = run_both(tmp_path, arch, FIFO_DECLS, FIFO_BODY.replace(
         "@fadds(fifo, src_dsd, 10.0,", "@fadds(fifo, @set_dsd_length(src_dsd, 3), 10.0,"))
     assert err is not None and "an element in the FIFO at word" in err
+
+
+BAD_DSD_DECLS = """
+// Output queue 5 is never initialized: on WSE-3 this DSD has no color, an error only if an
+// op using it runs (the SDK's residual has such a DSD on PEs that never send).
+const oq5: output_queue = @get_output_queue(5);
+const nowhere = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 1, .output_queue = oq5 }
+                         else .{ .extent = 1, .output_queue = oq5,
+                                 .fabric_color = @get_color(6) });
+var flag: u16 = 0;
+"""
+
+
+def test_a_bad_dsd_in_code_that_does_not_run_stays_on_the_engine(tmp_path):
+    body = "  if (flag == 1) { @fmovs(nowhere, 2.0); }\n  out[0] = 1.0;"
+    out, err, _ = run_both(tmp_path, "wse3", BAD_DSD_DECLS, body)
+    assert err is None and out[0] == 1.0
+    # Run, it is the interpreter's error, on both paths.
+    _, err, _ = run_both(tmp_path, "wse3", BAD_DSD_DECLS,
+                         "  flag = 1;\n  if (flag == 1) { @fmovs(nowhere, 2.0); }")
+    assert err is not None and "output queue 5 has no color" in err and "PE(0,0)" in err

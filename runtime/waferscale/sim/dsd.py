@@ -127,7 +127,7 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
         if "fabric_color" in f:
             color = _int(f["fabric_color"])
         else:
-            color = pe.sim.output_queue_color(pe, oq)
+            color = pe.sim.output_queue_color(pe, oq, node)
         return Descriptor(p.kind, length=extent, queue=oq, color=color, ut=oq)
     # Memory DSDs.
     if "tensor_access" in f:

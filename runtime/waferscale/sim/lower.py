@@ -65,6 +65,16 @@ class Unsupported(Exception):
     """A construct the compiled engine does not handle (the message says which, and where)."""
 
 
+class _BadDsd(Unsupported):
+    """A comptime-known DSD that dsd.describe rejects (``message``: its error). As an operand
+    of an op it is an error only if the op runs (the interpreter resolves operands then), so
+    the op's code fails at run time with that message instead of the program falling back."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(what)
+        self.message = message
+
+
 class Op(enum.IntEnum):
     NOP = 0
     COST = 1
@@ -1607,7 +1617,13 @@ class ProgramLowering:
         row[0] = self.op_index[e.name]
         row[1] = len(args)
         for k, a in enumerate(args):
-            kind, tc, _ = self._operand(a, dest=k == 0)
+            try:
+                kind, tc, _ = self._operand(a, dest=k == 0)
+            except _BadDsd as bad:        # builtins_rt.run_dsd_op: dsd.resolve's error
+                for later in args[k + 1:]:
+                    self.discard(self.expr(later))
+                self.emit(Op.FAIL, self.name(bad.message), 1, self.node(e))
+                return Dyn(T.VOID)
             row[2 + k], row[6 + k] = kind, tc
         self._options(cfg, e, row)
         if "index" in cfg:
@@ -1634,7 +1650,8 @@ class ProgramLowering:
         try:
             d = describe(self.pe, p, node)
         except SimError as ex:            # the interpreter reports it when the op runs
-            raise _unsupported(f"this DSD ({ex})", node) from None
+            raise _BadDsd(str(_unsupported(f"this DSD ({ex})", node)),
+                          ex.message or str(ex)) from None
         tc = wio = 0
         extents, strides = [d.length], [1]
         if p.kind in ("mem1d_dsd", "mem4d_dsd"):

@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 
 class SimError(DeviceError):
-    """A run-time error of the simulated program, with cycle, PE and task context."""
+    """A run-time error of the simulated program, with cycle, PE and task context
+    (``message``: the error alone, without them, when PE.error made it)."""
+
+    message: str = ""
 
 
 @dataclass
@@ -522,8 +525,10 @@ class PE:
 
     def error(self, msg: str, node: A.Node | None = None) -> SimError:
         where = f" at {node.span}" if node is not None and node.span.file is not None else ""
-        return SimError(f"cycle {self.sim.cycle}, PE({self.x},{self.y}), task "
-                        f"{self.current_task}: {msg}{where}")
+        err = SimError(f"cycle {self.sim.cycle}, PE({self.x},{self.y}), task "
+                       f"{self.current_task}: {msg}{where}")
+        err.message = msg                 # without the cycle, PE and location (lower.py)
+        return err
 
     # -- tasks --------------------------------------------------------------------------------
 
