@@ -21,12 +21,12 @@ struct EngineError {
   bool semantic = false;   // a CSL semantic error (Python: CslSemanticError, rendered with a caret)
 };
 
-enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain, kWaitUt };
+enum Wait : int32_t { kNoWait = 0, kWaitIq, kWaitOq, kWaitMain, kWaitUt, kWaitFifoPop, kWaitFifoPush };
 enum Step : int { kYield = 0, kDone = 1 };
 
 // A resolved DSD-operation operand (dsd.MemOperand / FabIn / FabOut / Scalar).
 struct Operand {
-  int32_t kind;                     // 0 memory, 1 fabin, 2 fabout, 3 scalar
+  int32_t kind;                     // 0 memory, 1 fabin, 2 fabout, 3 scalar, 4 FIFO
   bool pointer = false;
   int32_t ew = 1;                   // words per element (memory)
   int32_t abase = 0, astep = 0;     // element i at abase + i * astep (when addrs is empty)
@@ -36,6 +36,10 @@ struct Operand {
   int32_t ut = 0;                   // fabric operands: the microthread ID the DSD selects
   Scalar value{};
   int32_t scalar_tc = 0;            // a scalar's type
+  // A memory DSD resolved without its bounds check (dsd.resolve(check=False)): its kind
+  // name and base address, for check_first once the op's length is known.
+  const char* unchecked = nullptr;
+  int32_t dbase = 0;
   int32_t addr(int i) const {
     if (pointer) return abase;
     return addrs.empty() ? abase + i * astep : addrs[i];
@@ -122,6 +126,8 @@ struct PEState {
   bool cmd_blocked = false;
   int64_t busy = 0, stall = 0, tasks_run = 0, live = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
+  // dsd.fifo_state: per FIFO buffer (its word address), {head, count}; created empty.
+  std::unordered_map<int32_t, std::pair<int32_t, int32_t>> fifos;
   int32_t task_name = -1;                      // the running context's name
   struct Timed { int64_t cycle; int32_t tid; bool unblock; };
   std::vector<Timed> timed;                         // pe.timed_activations
@@ -282,6 +288,8 @@ class Engine {
         case kPrint: ok = i.a != 0 || in(i.b, p.names.size()); break;
         case kChkDef: ok = in(i.b, p.names.size()); break;
         case kFail: ok = in(i.a, p.names.size()); break;
+        case kBitcast: ok = in(i.a, kBF16 + 1) && in(i.b, kBF16 + 1); break;
+        case kDMod: ok = i.c == -1 || in(i.c, kBF16 + 1); break;
         default: break;
       }
       if (!ok) bad("operand out of range at " + std::to_string(pc));
@@ -434,6 +442,8 @@ class Engine {
                              std::to_string(c.wcolor) + ")";
         case kWaitMain: return "the main thread to finish its task";
         case kWaitUt: return "microthread " + std::to_string(c.wq) + " to finish its previous operation";
+        case kWaitFifoPop: return "an element in the FIFO at word " + std::to_string(c.wq);
+        case kWaitFifoPush: return "room in the FIFO at word " + std::to_string(c.wq);
         default: return "time";
       }
     };
@@ -1095,6 +1105,11 @@ class Engine {
       case kWaitIq: return core_.iq_count_at(pe.idx, c.wq) > 0;
       case kWaitOq: return core_.oq_free_at(pe.idx, c.wq) > 0;
       case kWaitMain: case kWaitUt: return c.prev->done;
+      case kWaitFifoPop: case kWaitFifoPush: {
+        const auto it = pe.fifos.find(c.wq);
+        const int32_t count = it == pe.fifos.end() ? 0 : it->second.second;
+        return c.wait == kWaitFifoPop ? count > 0 : count < c.wcolor;
+      }
       default: return true;
     }
   }
@@ -1261,11 +1276,11 @@ class Engine {
 
   // ---- DSD operands (dsd.resolve / dsd.apply_index) ----
 
-  Operand resolve(const PEState& pe, const Dsd& d, int32_t node) {
+  Operand resolve(const PEState& pe, const Dsd& d, int32_t node, bool check = true) {
     Operand o;
     {  // dsd.check_extents: u16 extents, at most kMaxDsdElements per mem4d DSD
-      static const char* const kn[] = {"mem1d_dsd", "mem4d_dsd", "fabin_dsd", "fabout_dsd"};
-      const std::string kind = d.kind >= 0 && d.kind < 4 ? kn[d.kind] : "DSD";
+      static const char* const kn[] = {"mem1d_dsd", "mem4d_dsd", "fabin_dsd", "fabout_dsd", "fifo"};
+      const std::string kind = d.kind >= 0 && d.kind < 5 ? kn[d.kind] : "DSD";
       const int nd = d.kind == kMem1d || d.kind == kMem4d ? d.ndim : 1;
       int64_t total = 1;
       for (int k = 0; k < nd; ++k) {
@@ -1292,6 +1307,13 @@ class Engine {
       o.queue = d.queue;
       o.ut = d.ut;
       o.len = d.ext[0];
+      return o;
+    }
+    if (d.kind == kFifo) {   // dsd.resolve: a FifoOperand (no length of its own)
+      o.kind = 4;
+      o.abase = d.base;
+      o.len = d.ext[0];         // its capacity
+      o.ew = tc_words(d.tcode);
       return o;
     }
     if (d.kind == kFabout) {
@@ -1323,8 +1345,34 @@ class Engine {
       o.len = static_cast<int32_t>(total);
     }
     o.index = d.wio ? -2 : -1;   // -2: memory operand shifted by .index (wavelet_index_offset)
-    check_access(pe, o, o.len, o.ew, d.kind == kMem1d ? "mem1d_dsd" : "mem4d_dsd", d.base, node);
+    const char* what = d.kind == kMem1d ? "mem1d_dsd" : "mem4d_dsd";
+    if (check) {
+      check_access(pe, o, o.len, o.ew, what, d.base, node);
+    } else {
+      o.unchecked = what;
+      o.dbase = d.base;
+    }
     return o;
+  }
+
+  // dsd.op_length: the first operand with a length, except that a fabout destination takes
+  // its first source's; -1: none has one.
+  static int op_length(const Operand* ops, int nops) {
+    int first = -1;
+    for (int k = 0; k < nops; ++k)
+      if (ops[k].has_length()) { first = k; break; }
+    if (first < 0) return -1;
+    if (ops[0].kind == 2)
+      for (int k = 1; k < nops; ++k)
+        if (ops[k].has_length()) return ops[k].len;
+    return ops[first].len;
+  }
+
+  // dsd.check_first: the deferred bounds check of a memory operand, over its first n elements.
+  static void check_first(const PEState& pe, Operand& o, int n, int32_t node) {
+    if (o.kind != 0 || !o.unchecked) return;
+    check_access(pe, o, std::min(n, o.len), o.ew, o.unchecked, o.dbase, node);
+    o.unchecked = nullptr;
   }
 
   void apply_index(const PEState& pe, Operand& o, int64_t index, int32_t node) {
@@ -1339,6 +1387,29 @@ class Engine {
   }
 
   // A DSD op's fabric access: pe.sync_time, then pe.wait until the queue can serve it.
+  // fabric_ready for a FIFO operand: pe.sync_time, then pe.wait until it can pop (input) or
+  // push; wq: the buffer's word address, wcolor: its capacity.
+  bool fifo_ready(PEState& pe, Ctx& c, const Operand& o, bool input, int64_t now) {
+    if (c.phase == 0) {
+      c.phase = 1;
+      if (pe.time > now) {
+        c.ready_at = pe.time;
+        return false;
+      }
+    }
+    const auto it = pe.fifos.find(o.abase);
+    const int32_t count = it == pe.fifos.end() ? 0 : it->second.second;
+    if (input ? count == 0 : count >= o.len) {
+      c.wait = input ? kWaitFifoPop : kWaitFifoPush;
+      c.wq = o.abase;
+      c.wcolor = o.len;
+      return false;
+    }
+    c.wait = kNoWait;
+    c.phase = 0;
+    return true;
+  }
+
   bool fabric_ready(PEState& pe, Ctx& c, bool input, int q, int color, int64_t now) {
     if (c.phase == 0) {
       c.phase = 1;
@@ -1427,6 +1498,14 @@ class Engine {
     switch (o.kind) {
       case 3: out = as_type(o.value, o.scalar_tc, t); return true;
       case 0: out = load(pe, t, o.addr(i)); return true;
+      case 4: {   // dsd.read_elem: pop from the head, waiting while the FIFO is empty
+        if (!fifo_ready(pe, c, o, true, now)) return false;
+        auto& st = pe.fifos[o.abase];
+        out = load(pe, t, o.abase + st.first * o.ew);
+        st.first = (st.first + 1) % o.len;
+        --st.second;
+        return true;
+      }
       case 1: {
         if (!fabric_ready(pe, c, true, o.queue, 0, now)) return false;
         const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
@@ -1442,6 +1521,13 @@ class Engine {
                   const std::string& op, int32_t node) {
     if (o.kind == 0) {
       store(pe, t, o.addr(i), v);
+      return true;
+    }
+    if (o.kind == 4) {   // dsd.write_elem: push at the tail, waiting while the FIFO is full
+      if (!fifo_ready(pe, c, o, false, now)) return false;
+      auto& st = pe.fifos[o.abase];
+      store(pe, t, o.abase + ((st.first + st.second) % o.len) * o.ew, v);
+      ++st.second;
       return true;
     }
     if (o.kind != 2) throw EngineError{"@" + op + " cannot write to this operand", node};
@@ -1465,7 +1551,7 @@ class Engine {
     for (int k = 0; k < call.nops; ++k) {
       Operand& o = ops[k];
       if (call.kind[k] == 0) {
-        o = resolve(pe, dsds[k], call.node);
+        o = resolve(pe, dsds[k], call.node, false);
       } else if (call.kind[k] == 1) {
         o.kind = 3;
         o.value = scalars[k];
@@ -1575,20 +1661,22 @@ class Engine {
         ops[k].value = as_type(ops[k].value, ops[k].scalar_tc, info.src[k - 1]);
         ops[k].scalar_tc = info.src[k - 1];
       }
-    if (call.has_index)
-      for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
-    int n = -1;
-    for (int k = 0; k < call.nops; ++k)
-      if (ops[k].has_length()) {
-        n = ops[k].len;
-        break;
-      }
+    // builtins_rt.run_dsd_op: the op's length, the operands' bounds over it, then .index.
+    const int n = op_length(ops, call.nops);
     if (n < 0) throw EngineError{std::string("@") + info.name + " needs at least one DSD operand", call.node};
     for (int k = 0; k < call.nops; ++k)
       if (ops[k].kind == 0 && ops[k].has_length() && ops[k].len < n)
         throw EngineError{std::string("@") + info.name + ": operand " + std::to_string(k) +
                               " has " + std::to_string(ops[k].len) + " element(s), fewer than the op's " +
                               std::to_string(n), call.node};
+    for (int k = 0; k < call.nops; ++k) check_first(pe, ops[k], n, call.node);
+    if (!call.async_)
+      for (int k = 0; k < call.nops; ++k)
+        if (ops[k].kind == 4)
+          throw EngineError{"a synchronous DSD operation on a FIFO (it tests instead of waiting) is "
+                            "not supported by waferscale yet; give it .async = true", call.node};
+    if (call.has_index)
+      for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
     Ctx* target = &c;
     std::shared_ptr<Ctx> m;
     if (call.async_) {
@@ -1629,10 +1717,13 @@ class Engine {
     ms.call = &call;
     ms.ops.resize(call.nops);
     pop_operands(pe, c, call, ms.ops.data());
+    for (const Operand& o : ms.ops)
+      if (o.kind == 4) throw EngineError{"a FIFO may not be an operand of @map", call.node};
     int n = -1;   // the shortest DSD
     for (const Operand& o : ms.ops)
       if (o.has_length()) n = n < 0 ? o.len : std::min(n, o.len);
     ms.n = n < 0 ? 1 : n;
+    for (Operand& o : ms.ops) check_first(pe, o, ms.n, call.node);   // the elements it touches
     if (call.async_) {
       auto m = std::make_shared<Ctx>();
       m->name = call.name;
@@ -1843,6 +1934,9 @@ class Engine {
         case kNot: st.back().i = !st.back().i; break;
         case kBNot: st.back().i = wrap_int(in.a, ~st.back().i); break;
         case kConv: st.back() = conv(in.a, in.b, st.back(), in.c); break;
+        case kBitcast:   // a: source tcode, b: target tcode of the same size (builtins._bitcast)
+          st.back() = decode_value(in.b, encode_value(in.a, st.back()));
+          break;
         case kFitChk: {   // a: target tcode; implicit int coercion must fit (Interp.coerce)
           const int64_t v = st.back().i;
           if (wrap_int(in.a, v) != v)
@@ -1887,6 +1981,11 @@ class Engine {
           break;
         case kMapRead: {   // a: input operand, b: element type; waits: run it again
           Scalar v;
+          if (in.c == 1) {   // a pointer for a pointer parameter: its address, unchanged
+            v.i = c.map.ops[in.a].abase;
+            st.push_back(v);
+            break;
+          }
           if (!read_elem(pe, c, c.map.ops[in.a], c.map.i, in.b, now, v, kMapName, c.map.call->node)) {
             --f.pc;
             return;
@@ -1959,8 +2058,9 @@ class Engine {
           const std::string what = in.a ? (v ? "true" : "false") : std::to_string(v);
           throw EngineError{"switch on " + what + " matches no case and has no else", in.c, true};
         }
-        case kFail:   // a CSL error found at run time: a: its message (a name), c: node
-          throw EngineError{P.names[in.a], in.c, true};
+        case kFail:   // a CSL error found at run time: a: its message (a name), c: node;
+                      // b = 1: a simulator error ("... at file:line:col", pe.PE.error)
+          throw EngineError{P.names[in.a], in.c, in.b != 1};
         case kSwap: std::swap(st[st.size() - 1], st[st.size() - 2]); break;
         case kDup: st.push_back(st.back()); break;
         case kRet: {
@@ -2002,7 +2102,8 @@ class Engine {
         }
         case kDStoreG: pe.dsd_vars[in.a] = c.dstack.back(); c.dstack.pop_back(); break;
         case kDMod: {
-          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar); b: node.
+          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar); b: node;
+          // c (base address): the pointee's element type code, or -1 to keep the DSD's.
           // A run-time offset increment or stride must fit its DSD field (builtins.py,
           // _dsd_mutator: the same error); the length is checked when an op reads the DSD.
           const int64_t v = st.back().i;
@@ -2017,7 +2118,11 @@ class Engine {
           if (in.a == 0) d.offset += static_cast<int32_t>(v);
           else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); d.ndim = 1; }
           else if (in.a == 2) d.str[0] = static_cast<int32_t>(v);
-          else { d.base = static_cast<int32_t>(v); d.offset = 0; }
+          else {
+            d.base = static_cast<int32_t>(v);
+            d.offset = 0;
+            if (in.c >= 0) d.tcode = in.c;
+          }
           break;
         }
         case kDsdOp: issue_op(pe, c, P.calls[in.a], now); break;

@@ -507,8 +507,19 @@ def _check_dsd_int(ip: Interp, what: str, v: Val, lo: int, hi: int, tname: str,
         raise ip.err(f"{what} {v.v} does not fit the DSD's {tname} field ({lo}..{hi})", node)
 
 
+# Fields of a fabric DSD that change what goes over the fabric and that the simulator does
+# not model: set (true or a non-empty struct) they are errors, never silently ignored.
+# ``.priority`` and ``.simd_mode`` only change timing and are accepted (docs/simulator.md).
+UNSUPPORTED_DSD_FIELDS = {"control": "control wavelets", "advance_switch": "switches",
+                          "control_transform": "control wavelets", "zero": "zero wavelets"}
+
+
 def _check_dsd_field(ip: Interp, kind: str, name: str, v: Val, node: A.Node) -> None:
     """Kinds and hardware ranges of one @get_dsd field (see DSD_FIELD_RANGES)."""
+    if name in UNSUPPORTED_DSD_FIELDS and (bool(v.v) if v.type == T.BOOL else
+                                           not (isinstance(v.v, dict) and not v.v)):
+        raise ip.err(f"{kind} '.{name}' ({UNSUPPORTED_DSD_FIELDS[name]}) is not supported by "
+                     "waferscale yet", node)
     want = DSD_FIELD_KINDS.get(name)
     if want is not None:
         if v.type != want:
@@ -585,8 +596,19 @@ def _allocate_fifo(ip, e, s):
     a = _args(ip, e, s, 1, 2)
     if not isinstance(a[0].v, RuntimeRef) or not isinstance(a[0].type, T.ArrayT):
         raise ip.err("@allocate_fifo needs a global array variable as its buffer", e.args[0])
-    fields = {"buffer": a[0], "config": a[1] if len(a) > 1 else None}
-    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", fields))
+    # The simulator models the plain FIFO (no options): a circular buffer over the array
+    # that async DSD operations push to (destination) and pop from (source), suspending
+    # while it is full or empty (sim/dsd.py: FifoOperand). The options (activate_push/pop,
+    # priority, empty/full actions) are not modeled.
+    if len(a) > 1 and not (isinstance(a[1].v, dict) and not a[1].v):
+        raise ip.err("options of @allocate_fifo (.activate_push, .activate_pop, ...) are not "
+                     "supported by waferscale yet", e.args[1])
+    at = a[0].type
+    if not isinstance(at, T.ArrayT) or len(at.dims) != 1 or \
+            not isinstance(at.elem, (T.IntT, T.FloatT)) or at.elem.bits not in (16, 32):
+        raise ip.err("@allocate_fifo needs a one-dimensional array of 16- or 32-bit elements, "
+                     f"found '{at}'", e.args[0])
+    return Val(T.NAMED_TYPES["fifo_handle"], DsdVal("fifo", {"buffer": a[0]}))
 
 
 # -- layout builtins ------------------------------------------------------------------------------
@@ -738,6 +760,9 @@ def _initialize_queue(ip, e, s):
     for k in cfg:
         if k not in ("color", "priority", "ctrl_table_id"):
             raise ip.err(f"unknown queue option '.{k}'", e.args[1])
+    if "ctrl_table_id" in cfg:
+        raise ip.err("'.ctrl_table_id' of @initialize_queue (control task tables) is not "
+                     "supported by waferscale yet", e.args[1])
     if _arch(ip) == "wse3" and "color" not in cfg:
         raise ip.err(f"on wse3 @initialize_queue needs .color for {kind} {q}", e)
     if "color" in cfg and cfg["color"].type != T.COLOR:
@@ -798,15 +823,6 @@ def _set_local_color_config(ip, e, s):
     return VOID_VAL
 
 
-def _accept_handler(ip, e, s):
-    _args(ip, e, s, 2)
-    _program(ip, e, s)
-    return VOID_VAL
-
-
-for _n in ("set_empty_queue_handler", "set_teardown_handler", "set_control_task_table",
-           "bind_rotating_tasks"):
-    BUILTINS[_n] = _accept_handler
 
 
 # -- run-time-only builtins -----------------------------------------------------------------------
@@ -822,6 +838,8 @@ RUNTIME_ONLY = (
 ).split()
 
 
+_RUNTIME_ONLY_SET = frozenset(RUNTIME_ONLY)
+
 _MUTATOR_FIELDS = {"increment_dsd_offset": "increment_offset", "set_dsd_length": "length",
                    "set_dsd_stride": "stride"}
 
@@ -830,6 +848,9 @@ def _is_int_literal(e: A.Expr) -> bool:
     return isinstance(e, A.IntLit) or (isinstance(e, A.Unary) and e.op == "-"
                                        and isinstance(e.operand, A.IntLit))
 
+
+# Options of a DSD operation that the simulator does not model (they would be ignored).
+UNSUPPORTED_OP_OPTIONS = {"on_control": "a task run on a control wavelet"}
 
 DSD_OP_NAMES = frozenset(RUNTIME_ONLY[:RUNTIME_ONLY.index("dfilt")] + ["map"])
 _TYPE_EXPRS = (A.ArrayType, A.PointerType, A.FnType, A.StructType, A.EnumType)
@@ -841,6 +862,8 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
     ID) where a DSD, pointer or number is expected is an error at the operand. Only names the
     body does not declare itself are judged (locals are run-time values)."""
     for item in _dsd_operand_plan(ip, fn):
+        if item[0] == "unsupported":
+            raise ip.err(item[2], item[1])
         if item[0] == "mutator":
             _, call = item
             # A literal argument is checked at compile time, as in a comptime context.
@@ -895,12 +918,22 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
                     and len(call.args) >= 2 and _is_int_literal(call.args[1]):
                 plan.append(("mutator", call))
+            if isinstance(call, A.BuiltinCall) and call.name in _RUNTIME_ONLY_SET \
+                    and call.name not in SIMULATED_RUNTIME:
+                plan.append(("unsupported", call, _not_simulated(call.name)))
+                continue
             if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
                 continue
             args = list(call.args)
             if args and isinstance(args[-1], A.InitList) and args[-1].type is None \
                     and args[-1].fields:
-                args.pop()                      # the options struct .{ .async = true, ... }
+                opts = args.pop()               # the options struct .{ .async = true, ... }
+                assert isinstance(opts, A.InitList)
+                for f in opts.fields:
+                    if f.name in UNSUPPORTED_OP_OPTIONS:
+                        plan.append(("unsupported", f, f"'.{f.name}' of a DSD operation ("
+                                     f"{UNSUPPORTED_OP_OPTIONS[f.name]}) is not supported by "
+                                     "waferscale yet"))
             if call.name == "map":
                 args = args[1:]
             for k, a in enumerate(args):
@@ -926,7 +959,26 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
     return plan
 
 
+# The run-time-only builtins that the simulator implements (sim/builtins_rt.RUNTIME_BUILTINS;
+# simulator_tests/sim/test_sdk_features.py keeps the two in step). Every other name of
+# RUNTIME_ONLY is "not supported by waferscale yet" at compile time, wherever it appears
+# (check_dsd_op_operands), instead of a misleading error later.
+SIMULATED_RUNTIME = frozenset((
+    "fadds faddh fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh fnegs "
+    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map").split())
+
+
+def _not_simulated(name: str) -> str:
+    what = {"get_dsr": "DSRs", "get_xdsr": "DSRs", "get_sr": "DSRs", "load_to_dsr": "DSRs",
+            "load_to_dsr_xdsr": "DSRs", "load_to_dsr_xdsr_sr": "DSRs",
+            "set_fifo_read_length": "FIFO lengths", "set_fifo_write_length": "FIFO lengths"
+            }.get(name)
+    return f"@{name}{f' ({what})' if what else ''} is not supported by waferscale yet"
+
+
 def _runtime_only(ip, e, s):
+    if e.name not in SIMULATED_RUNTIME:
+        raise ip.err(_not_simulated(e.name), e)
     raise ip.err(f"@{e.name} can only be used in run-time code (a fn or task body), not at "
                  "compile time", e)
 
@@ -935,8 +987,11 @@ for _n in RUNTIME_ONLY:
     BUILTINS[_n] = _runtime_only
 
 # Names known to cslc that waferscale does not implement yet: a clear error, never a guess.
+# The handler builtins were once accepted and ignored; a program relying on them would run
+# to a wrong answer, so they are errors until the simulator models them.
 NOT_IMPLEMENTED = ("import_comptime_value", "get_array", "get_string_from_byte",
-                   "range_start", "range_stop", "range_step")
+                   "range_start", "range_stop", "range_step", "set_empty_queue_handler",
+                   "set_teardown_handler", "set_control_task_table", "bind_rotating_tasks")
 
 
 def _not_implemented(ip, e, s):

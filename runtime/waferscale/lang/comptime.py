@@ -227,6 +227,15 @@ class ProgramRecord:
     memcpy_import_span: Span | None = None
     # Every user module instance of this program (the PE file first, then its imports).
     modules: list["ModuleInstance"] = field(default_factory=list)
+    # Storage of the function locals whose address is taken (`&data`), by local_key of
+    # their declaration: layout._place_local_storage.
+    local_storage: dict[tuple[str, int], GlobalVar] = field(default_factory=dict)
+
+
+def local_key(d: A.Node) -> tuple[str, int]:
+    """The key of a local declaration in ProgramRecord.local_storage (its file and offset:
+    stable across the compile cache's pickling, unlike the node's identity)."""
+    return (str(d.span.file.path) if d.span.file is not None else "", d.span.start)
 
 
 Builtin = Callable[["Interp", A.BuiltinCall, Scope], Val]
@@ -248,6 +257,7 @@ class Compilation:
         # (location, text) of every @comptime_print, and non-fatal diagnostics.
         self.prints: list[tuple[str, str]] = []
         self.warnings: list[str] = []
+        self._warned: set[str] = set()
         # ids of the (cached) file ASTs whose function bodies names.py has checked.
         self.names_checked: set[int] = set()
         # Facts derived from the ASTs, computed once per compilation however many programs
@@ -259,6 +269,13 @@ class Compilation:
         # Memoised calls (Interp.call): key -> (owner, decl, result, branches, depth).
         self.calls: dict[Any, tuple[Any, Any, Val, int, int]] = {}
         self.peak = 0                  # deepest call depth reached (for the memo)
+
+    def warn_once(self, msg: str) -> None:
+        """A non-fatal diagnostic, recorded (and logged) once however often it recurs."""
+        if msg not in self._warned:
+            self._warned.add(msg)
+            log.warning(msg)
+            self.warnings.append(msg)
 
     def __getstate__(self) -> dict[str, Any]:
         # (A compilation is pickled with its elaborated layout by the compile cache. What is
@@ -391,6 +408,23 @@ class Interp:
         if mod.program is not None:
             mod.program.globals.append(gv)
         return Val(vtype, RuntimeRef(gv))
+
+    def const_storage(self, target: A.Expr, s: Scope, v: Val) -> Val:
+        """``v``, or, when ``target`` names a global ``const`` array of the module, a reference
+        to that array's read-only storage (const_symbol): a tensor access over a const array
+        (``const ten = [1]f32 {10.0};`` then ``|i|{N} -> ten[0]``) and ``&ten`` need it in
+        PE memory, as cslc places it. Elaboration creates the storage of every const that
+        run-time code uses this way (layout._const_arrays_used), so the run-time interpreter
+        and the compiled engine find it."""
+        if isinstance(v.v, RuntimeRef) or not isinstance(target, A.Ident) \
+                or not isinstance(v.type, T.ArrayT) or v.type.comptime_only \
+                or s.find(target.name) is not None:
+            return v
+        mod = s.module
+        entry = mod.globals.get(target.name)
+        if entry is None or not isinstance(entry.decl, A.VarDecl) or entry.decl.kind != "const":
+            return v
+        return Val(v.type, RuntimeRef(self.const_symbol(mod, target.name, target.span)))
 
     def const_symbol(self, mod: ModuleInstance, name: str, span: Span | None) -> GlobalVar:
         """The read-only storage of a global ``const`` of runtime type (e.g. an exported
@@ -655,7 +689,7 @@ class Interp:
         base = target
         while isinstance(base, (A.Index, A.FieldAccess)):
             base = base.target
-        v = self.eval(base, s)
+        v = self.const_storage(base, s, self.eval(base, s))
         if not isinstance(v.v, RuntimeRef):
             if isinstance(base, A.Ident) and s.find(base.name) is None and v.type == T.TYPE:
                 raise self.err("cannot take the address of a type", target)
@@ -1084,13 +1118,33 @@ class Interp:
             extents.append(n)
         if not isinstance(e.access, A.Index):
             raise self.err("tensor access must index an array: |i|{N} -> A[i]", e.access)
-        base = self.eval(e.access.target, s)
-        if not isinstance(base.v, RuntimeRef) or not isinstance(base.type, T.ArrayT):
-            raise self.err("the base of a tensor access must be a global array variable",
-                           e.access.target)
+        base = self.const_storage(e.access.target, s, self.eval(e.access.target, s))
         indices = e.access.indices
-        gv = base.v.var
-        at: T.ArrayT = gv.type  # type: ignore[assignment]
+        ptr_offset = 0
+        if isinstance(base.v, PtrVal) and isinstance(base.type, T.PointerT):
+            # A comptime pointer (a param bound to `&A`, `&A[k]`): the access walks the
+            # pointee, as declared by the pointer's type, from the pointed-to element.
+            gv = base.v.target
+            ptr_offset = base.v.offset
+            gelem = gv.type.elem if isinstance(gv.type, T.ArrayT) else gv.type
+            pt = base.type
+            if pt.many:
+                left = (gv.type.count if isinstance(gv.type, T.ArrayT) else 1) - ptr_offset
+                at = T.ArrayT((max(left, 0),), pt.elem)
+            elif isinstance(pt.elem, T.ArrayT):
+                at = pt.elem
+            else:
+                at = T.ArrayT((1,), pt.elem)
+            if at.elem != gelem:
+                raise self.err(f"tensor access through a pointer of type '{pt}' into "
+                               f"'{gv.name}' of type '{gv.type}' (element types differ)",
+                               e.access.target)
+        elif isinstance(base.v, RuntimeRef) and isinstance(base.type, T.ArrayT):
+            gv = base.v.var
+            at = gv.type  # type: ignore[assignment]
+        else:
+            raise self.err("the base of a tensor access must be a global array variable "
+                           "(or a comptime pointer to one)", e.access.target)
         if len(e.access.indices) != len(at.dims):
             raise self.err(f"'{gv.name}' has {len(at.dims)} dimension(s); the access gives "
                            f"{len(e.access.indices)} index expression(s)", e.access)
@@ -1125,12 +1179,20 @@ class Interp:
         for j, sl in enumerate(rev_slopes):
             reset = sum(rev_slopes[i] * (rev_ext[i] - 1) for i in range(j))
             strides.append(sl - reset)
+        origin += ptr_offset
         last = origin + sum(a * (n - 1) for a, n in zip(slopes, extents)) if all(extents) \
             else origin
+        at = gv.type if isinstance(gv.type, T.ArrayT) else T.ArrayT((1,), gv.type)
+        # cslc accepts a tensor access longer than its array (the SDK's examples build a
+        # "dummy" DSD over a [1] array and re-point it with @set_dsd_base_addr and
+        # @set_dsd_length), so this is a warning; an operation that uses the DSD as it is
+        # fails at run time at the first element out of bounds (both PE paths).
         for pos in (origin, last):
             if all(extents) and not 0 <= pos < at.count:
-                raise self.err(f"tensor access reaches element {pos} outside '{gv.name}' "
-                               f"({at.count} elements)", e)
+                self.ctx.warn_once(f"{e.span}: warning: tensor access reaches element {pos} "
+                                   f"outside '{gv.name}' ({at.count} elements); an operation "
+                                   "using this DSD unchanged fails at run time")
+                break
         return Val(T.TENSOR_ACCESS,
                    TensorAccessVal(gv, origin, tuple(strides), tuple(rev_ext)))
 

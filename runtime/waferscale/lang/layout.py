@@ -27,9 +27,9 @@ from typing import Any, NamedTuple
 from . import ast as A
 from . import types as T
 from .comptime import Compilation, EvalOptions, Interp, ModuleInstance, ProgramRecord, Scope, \
-    val_key
+    local_key, val_key
 from .builtins import check_dsd_op_operands
-from .errors import CslLayoutError
+from .errors import CslError, CslLayoutError
 from .memory import (
     PE_MEMORY_BYTES,
     MemoryMap,
@@ -187,7 +187,42 @@ def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple
                          "color_swap_y)", node)
     rx = _dirs(ip, rfields["rx"], node, ".rx") if "rx" in rfields else ()
     tx = _dirs(ip, rfields["tx"], node, ".tx") if "tx" in rfields else ()
+    # What the fabric model does not implement is an error, never a silent no-op: a program
+    # relying on a filter or a color swap would otherwise run to a wrong answer.
+    for k in ("color_swap_x", "color_swap_y"):
+        if k in rfields and _is_set(rfields[k]):
+            raise ip.err(f"color swap ('.{k}') is not supported by waferscale yet",
+                         _field_node(node, k))
+    for k, what in (("switches", "switches"), ("filter", "filters"),
+                    ("teardown", "teardown")):
+        if k in fields and "routes" in fields and _is_set(fields[k]):
+            raise ip.err(f"{what} ('.{k}' of a color config) are not supported by "
+                         "waferscale yet" if k != "teardown" else
+                         "teardown ('.teardown' of a color config) is not supported by "
+                         "waferscale yet", _field_node(node, k))
     return rx, tx
+
+
+def _is_set(v: Val) -> bool:
+    """Whether a color-config field asks for something: ``false`` and ``.{}`` ask nothing."""
+    if v.type == T.BOOL:
+        return bool(v.v)
+    return not (isinstance(v.v, dict) and not v.v)
+
+
+def _field_node(node: A.Node | None, name: str) -> A.Node | None:
+    """The ``.name = value`` of an initializer written in place (itself or one level down,
+    for ``.routes = .{...}``), else ``node``: the error points at the field when it can."""
+    if isinstance(node, A.InitList):
+        for f in node.fields:
+            if f.name == name:
+                return f
+        for f in node.fields:
+            if isinstance(f.value, A.InitList):
+                for g in f.value.fields:
+                    if g.name == name:
+                        return g
+    return node
 
 
 class LayoutBuilder:
@@ -455,8 +490,16 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
         used = _names_used_by_code(ip.ctx, mod)
         for name, entry in list(mod.globals.items()):
             d = entry.decl
-            if isinstance(d, A.VarDecl) and (d.kind in ("var", "param") or name in used):
+            # A param that is neither bound nor given a default nor used by anything is
+            # never evaluated, as cslc accepts it (the SDK's pipeline-02 declares
+            # `param main: u16;` and never binds it); used, it is "not bound".
+            if isinstance(d, A.VarDecl) and (d.kind == "var" or name in used or (
+                    d.kind == "param" and (name in mod.params or d.init is not None))):
                 ip.global_value(mod, name, d.span)
+        _place_local_storage(ip, mod, record)
+        for name in _const_arrays_used(ip.ctx, mod):
+            ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
+                             ip.global_value(mod, name, None))
         i += 1
     owned = [(m, e.decl) for m in record.modules for e in m.globals.values()
              if isinstance(e.decl, A.FnDecl)]
@@ -508,6 +551,92 @@ def _comptime_lookup(ip: Interp, mod: ModuleInstance) -> Callable[[str], Any]:
             v = v[field_name].v
         return v if isinstance(v, (bool, int)) else None
     return lookup
+
+
+def _place_local_storage(ip: Interp, mod: ModuleInstance, record: ProgramRecord) -> None:
+    """Give PE memory to every local of ``mod``'s functions whose address is taken
+    (``var data = [3]i16 {1, 2, 3}; f(&data);``), as cslc places such a local in memory:
+    one static slot per declaration (CSL functions are not re-entered while they run; a
+    recursive function taking a local's address would share the slot, a limit of this
+    model). The type comes from the declaration, else from an initializer that is
+    comptime-known in the module's scope; a local whose type depends on run-time values
+    gets no slot, and taking its address stays a run-time error."""
+    for d, fn_name in _address_taken_locals(ip.ctx, mod):
+        key = local_key(d)
+        if key in record.local_storage:
+            continue
+        try:
+            if d.type is not None:
+                t = ip.eval_type(d.type, mod.scope)
+            elif d.init is not None:
+                t = ip.eval(d.init, mod.scope).type
+            else:
+                continue
+        except CslError:
+            continue
+        if t.comptime_only or t in (T.COMPTIME_INT, T.COMPTIME_FLOAT) or T.is_dsd(t):
+            continue
+        gv = GlobalVar(f"{fn_name}.{d.name}", t, None, True, mod, d)
+        record.globals.append(gv)
+        record.local_storage[key] = gv
+
+
+def _address_taken_locals(ctx: Compilation, mod: ModuleInstance) -> list[tuple[A.VarDecl, str]]:
+    """(declaration, function name) of each local ``var``/``const`` of ``mod``'s fn/task
+    bodies whose name is the operand of ``&`` (or its base) in the same body (memoised per
+    file AST)."""
+    tree = mod.ast
+    hit = ctx.memo.get(("address-taken locals", id(tree)))
+    if hit is not None:
+        return hit[1]
+    out: list[tuple[A.VarDecl, str]] = []
+    for e in mod.globals.values():
+        fn = e.decl
+        if not isinstance(fn, A.FnDecl) or fn.body is None:
+            continue
+        taken = set()
+        for n in fn.body.walk():
+            if isinstance(n, A.Unary) and n.op == "&":
+                t = n.operand
+                while isinstance(t, (A.Index, A.FieldAccess)):
+                    t = t.target
+                if isinstance(t, A.Ident):
+                    taken.add(t.name)
+        if taken:
+            out.extend((n, fn.name) for n in fn.body.walk()
+                       if isinstance(n, A.VarDecl) and n.name in taken
+                       and n.kind in ("var", "const") and not n.is_comptime)
+    ctx.memo[("address-taken locals", id(tree))] = (tree, out)
+    return out
+
+
+def _const_arrays_used(ctx: Compilation, mod: ModuleInstance) -> tuple[str, ...]:
+    """The global ``const``s of ``mod``'s file that its fn/task bodies use as the base of a
+    tensor access or take the address of: they need storage in PE memory (Interp.
+    const_storage), known before the memory layout is made (memoised per file AST)."""
+    tree = mod.ast
+    hit = ctx.memo.get(("const arrays", id(tree)))
+    if hit is not None:
+        return hit[1]
+    names: list[str] = []
+    for e in mod.globals.values():
+        if not isinstance(e.decl, A.FnDecl) or e.decl.body is None:
+            continue
+        for n in e.decl.body.walk():
+            target = None
+            if isinstance(n, A.TensorAccess) and isinstance(n.access, A.Index):
+                target = n.access.target
+            elif isinstance(n, A.Unary) and n.op == "&":
+                target = n.operand
+                while isinstance(target, (A.Index, A.FieldAccess)):
+                    target = target.target
+            if isinstance(target, A.Ident) and target.name not in names:
+                g = mod.globals.get(target.name)
+                if g is not None and isinstance(g.decl, A.VarDecl) and g.decl.kind == "const":
+                    names.append(target.name)
+    out = tuple(names)
+    ctx.memo[("const arrays", id(tree))] = (tree, out)
+    return out
 
 
 def _node_counts(ip: Interp, owned: list[tuple[ModuleInstance, A.FnDecl]]) -> list[int]:

@@ -22,7 +22,7 @@ from . import ast as A
 from . import types as T
 from .comptime import Interp, ModuleInstance, RuntimeIntrinsic, val_key
 from .errors import CslImportError
-from .values import DsdVal, FnVal, Val
+from .values import VOID_VAL, DsdVal, FnVal, Val
 
 
 class NativeModule(ModuleInstance):
@@ -106,8 +106,12 @@ def _memcpy_params_of(ip_: Interp, args: list[Val], call: A.Node, *, width: int,
     x = ip_.to_int(args[0], call, "x coordinate")
     if not 0 <= x < width:
         raise ip_.err(f"get_params({x}) is outside the memcpy width {width}", call)
+    # A stream not given to <memcpy/get_params> is the void value `{}` (the SDK's
+    # pipeline-03 tests `@type_of(memcpy_params.MEMCPYH2D_2) != void`).
+    unset = {k: VOID_VAL for k in MEMCPY_STREAMS if k not in streams}
     fields = {"_memcpy_params": Val(T.BOOL, True), "width": Val(T.COMPTIME_INT, width),
-              "height": Val(T.COMPTIME_INT, height), "x": Val(T.COMPTIME_INT, x), **streams}
+              "height": Val(T.COMPTIME_INT, height), "x": Val(T.COMPTIME_INT, x), **streams,
+              **unset}
     return Val(T.AnonStructT(tuple((k, v.type) for k, v in fields.items())), fields)
 
 

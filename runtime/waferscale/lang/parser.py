@@ -739,6 +739,11 @@ class Parser:
             args = self._call_args()
             name: str = tok.value  # type: ignore[assignment]
             return ast.BuiltinCall(name, args, span=self.span_from(start))
+        if kind == "{" and self.peek().kind == "}":
+            # `{}`: the empty block, whose value is the void value (Zig), as in the SDK's
+            # `param USER_IN_1 = {};` tested with `@type_of(USER_IN_1) != void`.
+            block = self.parse_block()
+            return ast.BlockExpr(block, span=block.span)
         if kind == "(":
             self.pos += 1
             inner = self.parse_expr()

@@ -88,6 +88,9 @@ DSD_OPS: dict[str, DsdOp] = {
     "sub16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a - b), (4, 8)),
 }
 
+FIFO_SYNC = ("a synchronous DSD operation on a FIFO (it tests instead of waiting) is not "
+             "supported by waferscale yet; give it .async = true")
+
 CONFIG_KEYS = {"async", "activate", "unblock", "index", "ut_id", "priority", "on_control"}
 
 
@@ -114,25 +117,27 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     vals, cfg = _split_config(ip, e, s)
     if len(vals) != 1 + len(op.srcs):
         raise pe.error(f"@{e.name} takes {1 + len(op.srcs)} operands, got {len(vals)}", e)
-    dest = D.resolve(pe, vals[0], e)
+    dest = D.resolve(pe, vals[0], e, check=False)
     if isinstance(dest, D.Scalar):
         raise pe.error(f"@{e.name} destination is a value of type '{vals[0].type}'; expected "
                        "a DSD or a pointer", e.args[0])
-    srcs = [D.resolve(pe, v, e) for v in vals[1:]]
-    if "index" in cfg:
-        for o in (dest, *srcs):
-            D.apply_index(pe, o, int(cfg["index"].v), e)
-    # The op's length is that of its first DSD operand (destination first); a `*T`
-    # destination is a one-element accumulator rewritten at every step.
-    dsds = [o for o in [dest, *srcs] if isinstance(o, (D.FabIn, D.FabOut)) or
-            (isinstance(o, D.MemOperand) and not o.pointer)]
-    if not dsds:
+    srcs = [D.resolve(pe, v, e, check=False) for v in vals[1:]]
+    # The op's length (dsd.op_length); a `*T` destination is a one-element accumulator
+    # rewritten at every step. Memory operands are bounds-checked over the op's length.
+    n = D.op_length([dest, *srcs])
+    if n is None:
         raise pe.error(f"@{e.name} needs at least one DSD operand", e)
-    n = dsds[0].length
     for k, o in enumerate([dest, *srcs]):
         if isinstance(o, D.MemOperand) and not o.pointer and o.length < n:
             raise pe.error(f"@{e.name}: operand {k} has {o.length} element(s), fewer than the "
                            f"op's {n}", e)
+    for o in (dest, *srcs):
+        D.check_first(pe, o, n, e)
+    if not _is_async(cfg) and any(isinstance(o, D.FifoOperand) for o in (dest, *srcs)):
+        raise pe.error(FIFO_SYNC, e)
+    if "index" in cfg:
+        for o in (dest, *srcs):
+            D.apply_index(pe, o, int(cfg["index"].v), e)
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
     for o in [dest, *srcs]:
         if isinstance(o, D.MemOperand):
@@ -196,10 +201,14 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
     fn = vals[0]
     if not isinstance(fn.v, FnVal):
         raise pe.error("@map's first argument must be a function", e)
-    ops = [D.resolve(pe, v, e) for v in vals[1:]]
+    ops = [D.resolve(pe, v, e, check=False) for v in vals[1:]]
+    if any(isinstance(o, D.FifoOperand) for o in ops):
+        raise pe.error("a FIFO may not be an operand of @map", e)
     dsd_lens = [o.length for o in ops if isinstance(o, (D.FabIn, D.FabOut)) or
                 (isinstance(o, D.MemOperand) and not o.pointer)]
     n = min(dsd_lens) if dsd_lens else 1
+    for o in ops:                 # the elements @map touches: the first n of each
+        D.check_first(pe, o, n, e)
     fntype = fn.type
     ins, out = ops[:-1], ops[-1]
     in_types = list(fntype.params) if isinstance(fntype, T.FnT) else [None] * len(ins)
@@ -209,6 +218,11 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
         for i in range(n):
             args = []
             for o, t, v in zip(ins, in_types, vals[1:-1]):
+                if isinstance(t, T.PointerT) and isinstance(o, D.MemOperand) and o.pointer:
+                    # A pointer given for a pointer parameter is passed unchanged (the
+                    # accumulator idiom @map(f, dsd, &sum[0], &sum[0]) with f(x, acc: *T)).
+                    args.append(Val(t, o.addrs[0]))
+                    continue
                 et = t or (o.elem if isinstance(o, D.MemOperand) else v.type)
                 args.append(Val(et, D.read_elem(pe, o, i, et)))
             r = ip.call(fn.v, args, e)

@@ -10,6 +10,8 @@ Operand kinds after resolution:
 ``MemOperand``   word addresses of each element + element type (mem1d, mem4d, pointers)
 ``FabIn``        pop wavelets from an input queue (stalls while it is empty)
 ``FabOut``       push wavelets to an output queue on a color (stalls while it is full)
+``FifoOperand``  a FIFO (@allocate_fifo): push at the tail / pop from the head of a circular
+                 buffer, waiting while it is full / empty
 ``Scalar``       the same value for every element
 """
 
@@ -31,10 +33,31 @@ class MemOperand:
     elem: T.Type                 # a pointer's pointee, or a memory DSD's element type
     pointer: bool = False        # a `*T` operand: one element, rewritten every step
     index_offset: bool = False   # `.wavelet_index_offset = true`: `.index` shifts the base
+    # A DSD resolved without its bounds check (resolve(check=False)): its base address and
+    # kind, for check_first once the op's length is known.
+    base: int | None = None
+    kind: str = ""
 
     @property
     def length(self) -> int:
         return len(self.addrs)
+
+
+@dataclass
+class FifoOperand:
+    """A FIFO (@allocate_fifo): a circular buffer of ``cap`` elements at word ``base``. An op
+    writing it pushes at the tail and waits while it is full; an op reading it pops from the
+    head and waits while it is empty. It has no length of its own (op_length). The state
+    (head, count) is per PE and buffer (fifo_state); the FIFO starts empty."""
+    base: int
+    cap: int
+    elem: T.Type
+
+
+def fifo_state(pe, base: int) -> list[int]:
+    """[head, count] of the FIFO at word ``base`` of ``pe`` (created empty)."""
+    st = pe.__dict__.setdefault("fifos", {})
+    return st.setdefault(base, [0, 0])
 
 
 @dataclass
@@ -104,7 +127,7 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
         if "fabric_color" in f:
             color = _int(f["fabric_color"])
         else:
-            color = pe.sim.output_queue_color(pe, oq)
+            color = pe.sim.output_queue_color(pe, oq, node)
         return Descriptor(p.kind, length=extent, queue=oq, color=color, ut=oq)
     # Memory DSDs.
     if "tensor_access" in f:
@@ -115,7 +138,7 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
     else:
         bv = f["base_address"]
         if isinstance(bv.type, T.PointerT):
-            elem = bv.type.elem.elem if isinstance(bv.type.elem, T.ArrayT) else bv.type.elem
+            elem = base_elem(bv.type)
             base = bv.v if isinstance(bv.v, int) else pe.interp.materialize(bv, node).v
         else:
             raise pe.error(f".base_address must be a pointer, found '{bv.type}'", node)
@@ -135,11 +158,19 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
             nb = args[0]
             if isinstance(nb.type, T.PointerT):
                 base = nb.v if isinstance(nb.v, int) else pe.interp.materialize(nb, node).v
+                # The DSD now walks the pointee's elements (a "dummy" DSD over a [1]i16
+                # re-pointed at a [*]f32 addresses f32 elements).
+                elem = base_elem(nb.type)
             else:
                 raise pe.error("@set_dsd_base_addr needs a pointer or array address", node)
             offset = 0
     return Descriptor(p.kind, base=base, elem=elem, offset=offset, strides=strides,
                       extents=extents, index_offset=_flag(f, "wavelet_index_offset"))
+
+
+def base_elem(t: T.PointerT) -> T.Type:
+    """The element type a memory DSD based at a pointer of type ``t`` walks."""
+    return t.elem.elem if isinstance(t.elem, T.ArrayT) else t.elem
 
 
 MAX_EXTENT = 0xFFFF
@@ -178,13 +209,45 @@ def check_extents(pe, kind: str, extents: list[int], node) -> None:
                        f"{MAX_DSD_ELEMENTS} per DSD", node)
 
 
-def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
-    """Turn a DSD / pointer / scalar Val into an operand (see module docstring)."""
+def op_length(ops: list) -> int | None:
+    """The length of a DSD operation over ``ops`` (destination first): that of its first
+    operand with a length (a memory DSD, not a ``*T`` pointer, or a fabric DSD), except
+    that a fabout destination takes the length of its first source with one. The SDK's
+    examples send a whole memory vector through a fabout DSD of ``.extent = 1``
+    (topic-13, game-of-life); the docs do not state the rule (doc-gap), this is what those
+    examples need. None: no operand has a length."""
+    sized = [o for o in ops if isinstance(o, (FabIn, FabOut)) or
+             (isinstance(o, MemOperand) and not o.pointer)]
+    if not sized:
+        return None
+    if isinstance(ops[0], FabOut):
+        for o in sized:
+            if o is not ops[0]:
+                return o.length
+    return sized[0].length
+
+
+def check_first(pe, op, n: int, node) -> None:
+    """The bounds check of a memory operand resolved with ``check=False``, over the first
+    ``n`` elements only: a source DSD longer than the op is not out of bounds for the
+    elements the op never touches."""
+    if isinstance(op, MemOperand) and op.base is not None:
+        pe.check_access(op.addrs[:n], op.elem, node, op.kind, op.base)
+        op.base = None
+
+
+def resolve(pe, v: Val, node,
+            check: bool = True) -> MemOperand | FabIn | FabOut | FifoOperand | Scalar:
+    """Turn a DSD / pointer / scalar Val into an operand (see module docstring). With
+    ``check=False`` a memory DSD's bounds are checked later, by check_first."""
     p = v.v
     if isinstance(v.type, T.PointerT) and not v.type.many:
         return MemOperand([p], v.type.elem, pointer=True)
     if not isinstance(p, DsdVal):
         return Scalar(v)
+    if p.kind == "fifo":
+        gv = p.fields["buffer"].v.var
+        return FifoOperand(pe.address_of(gv), gv.type.count, gv.type.elem)
     d = describe(pe, p, node)
     check_extents(pe, d.dsd_kind, d.extents if d.extents else [d.length], node)
     if p.kind == "fabin_dsd":
@@ -198,8 +261,10 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
     if len(extents) == 1:      # mem1d (the common case): one arithmetic progression
         addrs = (base + (offset + np.arange(extents[0], dtype=np.int64) * strides[0]) * ew
                  ).tolist()
-        pe.check_access(addrs, elem, node, p.kind, base)
-        return MemOperand(addrs, elem, index_offset=d.index_offset)
+        if check:
+            pe.check_access(addrs, elem, node, p.kind, base)
+        return MemOperand(addrs, elem, index_offset=d.index_offset,
+                          base=None if check else base, kind=p.kind)
     addrs = []
     # mem4d iteration: innermost-first extents; stride k applies when loop k advances.
     n_total = 1
@@ -217,8 +282,10 @@ def resolve(pe, v: Val, node) -> MemOperand | FabIn | FabOut | Scalar:
                 break
             counters[k] = 0
             k += 1
-    pe.check_access(addrs, elem, node, p.kind, base)
-    return MemOperand(addrs, elem, index_offset=d.index_offset)
+    if check:
+        pe.check_access(addrs, elem, node, p.kind, base)
+    return MemOperand(addrs, elem, index_offset=d.index_offset,
+                      base=None if check else base, kind=p.kind)
 
 
 def _flag(fields: dict, name: str) -> bool:
@@ -265,6 +332,14 @@ def read_elem(pe, op, i: int, t: T.Type):
         return v
     if isinstance(op, MemOperand):
         return pe.mem.load(op.addrs[0 if op.pointer else i], t)
+    if isinstance(op, FifoOperand):
+        st = fifo_state(pe, op.base)
+        pe.sync_time()
+        pe.wait(lambda: st[1] > 0, f"an element in the FIFO at word {op.base}")
+        value = pe.mem.load(op.base + st[0] * words_of(op.elem), t)
+        st[0] = (st[0] + 1) % op.cap
+        st[1] -= 1
+        return value
     fab = pe.sim.fabric
     pe.sync_time()
     pe.wait(lambda: fab.iq_count(pe.x, pe.y, op.queue) > 0,
@@ -276,6 +351,13 @@ def read_elem(pe, op, i: int, t: T.Type):
 def write_elem(pe, op, i: int, t: T.Type, value) -> None:
     if isinstance(op, MemOperand):
         pe.mem.store(op.addrs[0 if op.pointer else i], t, value)
+        return
+    if isinstance(op, FifoOperand):
+        st = fifo_state(pe, op.base)
+        pe.sync_time()
+        pe.wait(lambda: st[1] < op.cap, f"room in the FIFO at word {op.base}")
+        pe.mem.store(op.base + ((st[0] + st[1]) % op.cap) * words_of(op.elem), t, value)
+        st[1] += 1
         return
     fab = pe.sim.fabric
     bits = encode(value, t)

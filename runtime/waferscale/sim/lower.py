@@ -23,10 +23,13 @@ Supported subset: functions and tasks without comptime parameters; locals of int
 bool, pointer and DSD types; global scalars, arrays (any rank, bounds-checked) and DSD
 variables; ``[*]T`` and ``*T`` pointers; ``if``/``while``/``for`` over a ``@range``, labelled
 blocks and loops with ``break``/``continue``; the arithmetic, comparison and logic operators;
-``@as`` between numeric types; the DSD operations the engine's table lists, sync or async with
-``.activate``/``.unblock``/``.index``; the DSD setters; ``@activate``/``@block``/``@unblock``;
+``@as`` between numeric types, ``@bitcast`` between numeric types of one size; the DSD
+operations the engine's table lists, sync or async with
+``.activate``/``.unblock``/``.index``, with FIFO operands; the DSD setters;
+``@activate``/``@block``/``@unblock``;
 ``sys_mod.unblock_cmd_stream``, ``<layout>`` coordinates and ``<time>`` timestamps.
-``@map`` over DSDs, scalars and pointers with a CSL function or a ``<math>`` function;
+``@map`` over DSDs, scalars and pointers (a pointer for a pointer parameter is passed
+unchanged) with a CSL function or a ``<math>`` function, at most four operands;
 ``<math>`` scalar calls; ``<collectives_2d>``'s rendezvous model (sim/collectives.py).
 ``<simprint>``'s print_string and decimal prints; switch statements with comptime cases;
 if-expressions on a run-time condition whose branches have one type, or whose result type
@@ -49,17 +52,27 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, val_key
+from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
-from ..lang.values import DsdVal, FnVal, PtrVal, Val
+from ..lang.values import ArrayData, DsdVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
-from .dsd import describe
+from .dsd import base_elem, describe
 from .memory import words_of
 from .pe import SimError
 
 
 class Unsupported(Exception):
     """A construct the compiled engine does not handle (the message says which, and where)."""
+
+
+class _BadDsd(Unsupported):
+    """A comptime-known DSD that dsd.describe rejects (``message``: its error). As an operand
+    of an op it is an error only if the op runs (the interpreter resolves operands then), so
+    the op's code fails at run time with that message instead of the program falling back."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(what)
+        self.message = message
 
 
 class Op(enum.IntEnum):
@@ -118,6 +131,7 @@ class Op(enum.IntEnum):
     CHKDEF = 52
     NOMATCH = 53
     FAIL = 54
+    BITCAST = 55
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -126,7 +140,8 @@ BINOPS = {"+": 0, "-": 1, "*": 2, "/": 3, "%": 4, "&": 5, "|": 6, "^": 7, "<<": 
 CMPOPS = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
 DMODS = {"increment_dsd_offset": 0, "set_dsd_length": 1, "set_dsd_stride": 2,
          "set_dsd_base_addr": 3}
-DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3}
+DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3, "fifo": 4}
+FIFO_T = T.NAMED_TYPES["fifo_handle"]
 CONFIG_KEYS = {"async", "activate", "unblock", "index"}
 # <math> functions the engine implements (pe_engine.hpp: math_fn), by base name.
 COLLECTIVES = {"broadcast": 0, "scatter": 1, "gather": 2, "reduce_fadds": 3}
@@ -178,6 +193,15 @@ class Local:
 
 
 @dataclass
+class MemLocal:
+    """A local whose address is taken: it lives in its memory slot (ProgramRecord.
+    local_storage), like a global at a fixed address (PEInterp._s_VarDecl)."""
+    addr: int
+    type: T.Type
+    mutable: bool
+
+
+@dataclass
 class _Loop:
     """A loop or labelled block that ``break``/``continue`` jump out of (patched later)."""
     label: str | None = None
@@ -223,6 +247,7 @@ class ProgramLowering:
 
     def __init__(self, pe: Any, op_names: list[str], dsd_words: int, call_words: int) -> None:
         self.pe = pe                                # a PE running this program (addresses)
+        self._addr_of = False                       # lowering the operand of '&'
         self.sim = pe.sim
         self.record = pe.record
         self.interp = Interp(self.sim.compilation)   # plain comptime evaluator for folding
@@ -484,9 +509,21 @@ class ProgramLowering:
         if isinstance(r, Dyn) and r.type != T.VOID:
             self.emit(Op.DPOP if T.is_dsd(r.type) else Op.POP)
 
+    def scope_entry(self, name: str) -> Any:
+        """The innermost run-time scope's entry for ``name`` (a Local, a MemLocal, a
+        constant Val), or None."""
+        for sc in reversed(self._f.scopes):
+            if name in sc:
+                return sc[name]
+        return None
+
     def _s_VarDecl(self, d: A.VarDecl) -> None:
         if d.kind == "param" or d.is_comptime:
             raise _unsupported("comptime or param declarations in run-time code", d)
+        gv = self.pe.program.record.local_storage.get(local_key(d))
+        if gv is not None:
+            self._mem_local(d, gv)
+            return
         declared = self.interp.eval_type(d.type, self._scope) if d.type is not None else None
         if d.init is None:
             if declared is None or d.kind == "const":
@@ -520,6 +557,27 @@ class ProgramLowering:
         loc = self.new_local(d.name, t, d.kind == "var", d)
         self.emit(Op.DSTOREL if loc.dsd else Op.STOREL, loc.slot)
 
+    def _mem_local(self, d: A.VarDecl, gv: Any) -> None:
+        """PEInterp._s_VarDecl for a local with storage: store the initializer there."""
+        addr, t = self.pe.address_of(gv), gv.type
+        if d.init is not None:
+            if isinstance(t, T.ArrayT):
+                v = self.try_const(d.init)
+                if v is None or not isinstance(v.v, ArrayData):
+                    raise _unsupported("an array local initialized at run time", d.init)
+                v = self.interp.coerce(v, t, d.init)
+                ew = words_of(t.elem)
+                tc = tcode(t.elem, d)
+                for i, x in enumerate(v.v.data.ravel()):
+                    self.push(x if isinstance(x, Val) else Val(t.elem, x.item()), t.elem, d)
+                    self.emit(Op.STOREM, tc, addr + i * ew, self.node(d))
+            else:
+                v0 = self.try_const(d.init)
+                if not (v0 is not None and v0.type == T.UNDEFINED_T):
+                    self.value(d.init, t)
+                    self.emit(Op.STOREM, tcode(t, d), addr, self.node(d))
+        self._f.scopes[-1][d.name] = MemLocal(addr, t, d.kind == "var")
+
     def _s_Assign(self, st: A.Assign) -> None:
         tgt = st.target
         if isinstance(tgt, A.Ident) and tgt.name == "_" and st.op == "=":
@@ -541,7 +599,8 @@ class ProgramLowering:
                     self.emit(Op.PUSHK, self.const(1))
                     self.emit(Op.STOREL, loc.defined_slot)
                 return
-            if any(tgt.name in sc for sc in self._f.scopes):
+            if any(tgt.name in sc for sc in self._f.scopes) \
+                    and not isinstance(self.scope_entry(tgt.name), MemLocal):
                 raise _unsupported(f"assignment to constant '{tgt.name}'", st)
         pl = self.place(tgt)
         if pl is None:
@@ -716,7 +775,8 @@ class ProgramLowering:
     def mentions_runtime(self, e: Any) -> bool:
         """Does ``e`` read a run-time local, call a function or act at run time?"""
         if isinstance(e, A.Ident):
-            return self.find(e.name) is not None
+            return self.find(e.name) is not None or \
+                isinstance(self.scope_entry(e.name), MemLocal)
         if isinstance(e, (A.Call, A.Deref, A.Stmt)):     # statements (switch prongs) act
             return True
         if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in DSD_OPS):
@@ -885,15 +945,21 @@ class ProgramLowering:
         """PEInterp.place: (word address, type) with the address comptime-known, or
         (None, type) with its code leaving the address on the stack; None: not in memory."""
         if isinstance(e, A.Ident):
+            ent = self.scope_entry(e.name)
+            if isinstance(ent, MemLocal):
+                return ent.addr, ent.type
             if self.find(e.name) is not None or any(e.name in sc for sc in self._f.scopes):
                 return None
             mod = self._scope.module
             if self._scope.find(e.name) is not None or e.name not in mod.globals:
                 return None
             v = self.interp.global_value(mod, e.name, e.span)
-            if not isinstance(v.v, RuntimeRef):
+            # Under '&', a const array with storage (Interp.const_storage) is in memory
+            # (read-only); reads of it stay folded, as on the Python path.
+            gv = v.v.var if isinstance(v.v, RuntimeRef) else \
+                mod.globals[e.name].symbol if self._addr_of else None
+            if gv is None:
                 return None
-            gv = v.v.var
             return self.pe.address_of(gv), gv.type
         if isinstance(e, A.Index):
             base = self.place(e.target)
@@ -1073,7 +1139,11 @@ class ProgramLowering:
 
     def _e_Unary(self, e: A.Unary) -> Dyn:
         if e.op == "&":
-            pl = self.place(e.operand)
+            self._addr_of = True
+            try:
+                pl = self.place(e.operand)
+            finally:
+                self._addr_of = False
             if pl is None:
                 raise _unsupported("this address-of", e)
             addr, t = pl
@@ -1364,19 +1434,37 @@ class ProgramLowering:
             # builtins.cast_value reports at the value (e.args[1]), as the Python path does.
             self.emit(Op.CONV, tcode(src, e), tcode(dst, e), self.node(e.args[1]))
             return Dyn(dst)
+        if n == "bitcast" and len(e.args) == 2:
+            # builtins._bitcast at run time: the same bits read as another type of the same
+            # size (a: source tcode, b: target tcode).
+            t = self.try_const(e.args[0])
+            if t is None or t.type != T.TYPE:
+                raise _unsupported("@bitcast to a run-time type", e)
+            r = self.expr(e.args[1])
+            src, dst = r.type, t.v
+            if isinstance(r, Val) or not isinstance(src, (T.IntT, T.FloatT)) \
+                    or not isinstance(dst, (T.IntT, T.FloatT)) or src.bits != dst.bits:
+                raise _unsupported(f"@bitcast from '{src}' to '{dst}'", e)
+            if src != dst:
+                self.emit(Op.BITCAST, tcode(src, e), tcode(dst, e))
+            return Dyn(dst)
         if n in DMODS:
             d = self.expr(e.args[0])
             if isinstance(d, Val):
                 self.push(d, None, e)
             elif not T.is_dsd(d.type):
                 raise _unsupported(f"@{n} of a non-DSD", e)
+            elem = -1
             if n == "set_dsd_base_addr":
                 r = self.expr(e.args[1])
                 if isinstance(r, Val):
                     self.push(r, None, e)
+                # dsd.describe: the DSD now walks the pointee's elements.
+                if isinstance(r.type, T.PointerT):
+                    elem = tcode(base_elem(r.type), e)
             else:
                 self.value(e.args[1], ADDR_T)
-            self.emit(Op.DMOD, DMODS[n], self.node(e))
+            self.emit(Op.DMOD, DMODS[n], self.node(e), elem)
             return Dyn(d.type)
         raise _unsupported(f"@{n} at run time", e)
 
@@ -1400,9 +1488,11 @@ class ProgramLowering:
         0 DSD, 1 scalar, 2 ``*T`` pointer (DsdCall.kind in pe_engine.hpp)."""
         r = self.expr(a)
         t = r.type
-        if T.is_dsd(t):
+        if T.is_dsd(t) or t == FIFO_T:
             if isinstance(r, Val):
                 self.push(r, None, a)
+            elif t == FIFO_T:
+                raise _unsupported("a FIFO that is not comptime-known", a)
             return 0, 0, r
         if isinstance(t, T.PointerT) and not t.many:
             if isinstance(t.elem, T.ArrayT) or T.is_dsd(t.elem):
@@ -1460,26 +1550,33 @@ class ProgramLowering:
         ret = fnv.type.ret
         row = [0] * self.call_words
         row[1] = len(args) - 1
+        passed = []         # per input: a pointer given for a pointer parameter (unchanged)
         for k, a in enumerate(args[1:]):
             kind, tc, _ = self._operand(a, dest=k == len(args) - 2)
             row[2 + k], row[6 + k] = kind, tc
+            if k < len(in_types):
+                ptr_param = isinstance(in_types[k], T.PointerT)
+                if ptr_param and kind != 2:
+                    raise _unsupported("@map with a pointer parameter given a DSD", a)
+                passed.append(ptr_param)
         self._options(cfg, e, row)
         row[14], row[15] = self.node(e), self.name("@map")
         self.calls.append(row)
         k = len(self.fns)
         self.fns.append((0, 0, 0, 0, []))
         fn, node = fnv.v, e
-        self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node))
+        self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node, passed))
         self.emit(Op.MAPISSUE, len(self.calls) - 1, k)
         return Dyn(T.VOID)
 
     def _map_loop(self, k: int, fn: FnVal, in_types: list[T.Type], ret: T.Type,
-                  node: A.Node) -> None:
+                  node: A.Node, passed: list[bool]) -> None:
         entry = self.label()
         top = self.label()
         jend = self.emit(Op.MAPTEST)
         for j, t in enumerate(in_types):
-            self.emit(Op.MAPREAD, j, tcode(t, node))
+            # c = 1: push the pointer operand's address instead of its element.
+            self.emit(Op.MAPREAD, j, tcode(t, node), int(passed[j]))
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
             base = fn.intrinsic.qualname.removeprefix("math.").removesuffix("_f16")
             base = base.removesuffix("_f32")
@@ -1520,7 +1617,13 @@ class ProgramLowering:
         row[0] = self.op_index[e.name]
         row[1] = len(args)
         for k, a in enumerate(args):
-            kind, tc, _ = self._operand(a, dest=k == 0)
+            try:
+                kind, tc, _ = self._operand(a, dest=k == 0)
+            except _BadDsd as bad:        # builtins_rt.run_dsd_op: dsd.resolve's error
+                for later in args[k + 1:]:
+                    self.discard(self.expr(later))
+                self.emit(Op.FAIL, self.name(bad.message), 1, self.node(e))
+                return Dyn(T.VOID)
             row[2 + k], row[6 + k] = kind, tc
         self._options(cfg, e, row)
         if "index" in cfg:
@@ -1540,10 +1643,15 @@ class ProgramLowering:
         p = v.v
         if not isinstance(p, DsdVal) or p.kind not in DSD_KINDS:
             raise _unsupported(f"a DSD value of type '{v.type}'", node)
+        if p.kind == "fifo":      # dsd.resolve's FifoOperand: base, capacity, element type
+            gv = p.fields["buffer"].v.var
+            return [DSD_KINDS["fifo"], tcode(gv.type.elem, node), 1, 0,
+                    self.pe.address_of(gv), 0, gv.type.count] + [0] * 10
         try:
             d = describe(self.pe, p, node)
         except SimError as ex:            # the interpreter reports it when the op runs
-            raise _unsupported(f"this DSD ({ex})", node) from None
+            raise _BadDsd(str(_unsupported(f"this DSD ({ex})", node)),
+                          ex.message or str(ex)) from None
         tc = wio = 0
         extents, strides = [d.length], [1]
         if p.kind in ("mem1d_dsd", "mem4d_dsd"):

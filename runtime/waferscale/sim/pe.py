@@ -31,7 +31,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.comptime import Interp, RuntimeIntrinsic, RuntimeRef, Scope
+from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key
 from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
 from ..host.device import DeviceError
 from .memory import MemoryError_, PEMemory, words_of
@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 
 class SimError(DeviceError):
-    """A run-time error of the simulated program, with cycle, PE and task context."""
+    """A run-time error of the simulated program, with cycle, PE and task context
+    (``message``: the error alone, without them, when PE.error made it)."""
+
+    message: str = ""
 
 
 @dataclass
@@ -75,6 +78,7 @@ class PEInterp(Interp):
         super().__init__(ctx)
         self.pe = pe
         self._raw_ident: A.Expr | None = None
+        self._addr_of = False                  # evaluating the operand of '&'
         if PEInterp._all_builtins is None:
             from .builtins_rt import RUNTIME_BUILTINS
             PEInterp._all_builtins = {**self.builtins, **RUNTIME_BUILTINS}
@@ -126,14 +130,23 @@ class PEInterp(Interp):
         return super()._e_Ident(e, s)
 
     def global_ref(self, e: A.Expr, scope: Scope) -> GlobalVar | None:
-        """The global variable an identifier names (None for locals and non-variables)."""
-        if not isinstance(e, A.Ident) or scope.find(e.name) is not None:
+        """The variable in memory an identifier names: a global, or a local given storage
+        because its address is taken (_s_VarDecl); None for other locals and non-variables."""
+        if not isinstance(e, A.Ident):
             return None
+        cell = scope.find(e.name)
+        if cell is not None:
+            v = cell.val
+            return v.v.var if v is not None and isinstance(v.v, RuntimeRef) else None
         mod = scope.module
         if e.name not in mod.globals:
             return None
         v = self.global_value(mod, e.name, e.span)
-        return v.v.var if isinstance(v.v, RuntimeRef) else None
+        # Under '&', a const array with storage (Interp.const_storage) is in memory too
+        # (read-only); reads of it take the comptime value, as the compiled engine folds them.
+        if isinstance(v.v, RuntimeRef):
+            return v.v.var
+        return mod.globals[e.name].symbol if self._addr_of else None
 
     def place(self, e: A.Expr, scope: Scope) -> Place | None:
         """The memory place of an lvalue expression, or None if it is not in memory."""
@@ -191,7 +204,11 @@ class PEInterp(Interp):
         return self.pe.load(pl, e)
 
     def address_of(self, target: A.Expr, s: Scope) -> Val:
-        pl = self.place(target, s)
+        self._addr_of = True
+        try:
+            pl = self.place(target, s)
+        finally:
+            self._addr_of = False
         if pl is None:
             raise self.err("can only take the address of global variables (and their "
                            "elements) in run-time code", target)
@@ -214,6 +231,26 @@ class PEInterp(Interp):
     def exec_stmt(self, st: A.Stmt, s: Scope) -> None:
         self.pe.cost(self.pe.sim.timing.statement)
         super().exec_stmt(st, s)
+
+    def _s_VarDecl(self, d: A.VarDecl, s: Scope) -> None:
+        """A local whose address is taken lives in its memory slot (ProgramRecord.
+        local_storage): the initializer is stored there and the name refers to it."""
+        gv = self.pe.program.record.local_storage.get(local_key(d)) \
+            if d.kind != "param" else None
+        if gv is None:
+            return super()._s_VarDecl(d, s)
+        if d.name in s.vars:
+            raise self.err(f"redefinition of '{d.name}'", d)
+        if d.init is not None:
+            val = self.eval(d.init, s)
+            if val.type != T.UNDEFINED_T:
+                val = self.coerce(val, gv.type, d.init)
+                addr = self.pe.address_of(gv)
+                if isinstance(gv.type, T.ArrayT):
+                    PE._write_init(self.pe, addr, gv.type, val)
+                else:
+                    self.pe.store(Place(addr, gv.type), val, d.init)
+        s.vars[d.name] = Cell(d.name, gv.type, Val(gv.type, RuntimeRef(gv)), d.kind == "var")
 
     def _s_Assign(self, st: A.Assign, s: Scope) -> None:
         pl = self.place(st.target, s)
@@ -488,8 +525,10 @@ class PE:
 
     def error(self, msg: str, node: A.Node | None = None) -> SimError:
         where = f" at {node.span}" if node is not None and node.span.file is not None else ""
-        return SimError(f"cycle {self.sim.cycle}, PE({self.x},{self.y}), task "
-                        f"{self.current_task}: {msg}{where}")
+        err = SimError(f"cycle {self.sim.cycle}, PE({self.x},{self.y}), task "
+                       f"{self.current_task}: {msg}{where}")
+        err.message = msg                 # without the cycle, PE and location (lower.py)
+        return err
 
     # -- tasks --------------------------------------------------------------------------------
 

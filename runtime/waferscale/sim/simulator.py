@@ -26,7 +26,7 @@ import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Literal, cast
+from typing import Any, Callable, Literal, cast
 
 import greenlet
 import numpy as np
@@ -251,11 +251,11 @@ class Simulator:
                     return q
         return WSE2_COLOR_QUEUE_BASE + color
 
-    def output_queue_color(self, pe: PE, oq: int) -> int:
+    def output_queue_color(self, pe: PE, oq: int, node: Any = None) -> int:
         cfg = pe.record.queues.get(("output_queue", oq))
         if cfg is None or "color" not in cfg:
             raise pe.error(f"output queue {oq} has no color: @initialize_queue it with "
-                           ".{ .color = ... } or give the fabout DSD a .fabric_color")
+                           ".{ .color = ... } or give the fabout DSD a .fabric_color", node)
         return cfg["color"].v
 
     # -- running ------------------------------------------------------------------------------
