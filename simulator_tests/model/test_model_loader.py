@@ -196,7 +196,7 @@ def test_header_is_cached_on_disk_and_a_bad_entry_is_parsed_anew(
     path = tiny_gguf()
     G._header_of.cache_clear()
     first = G.load_config(path), G.load_tokenizer(path).vocab_size
-    entries = list((tmp_path / "cache" / "headers").glob("*.json"))
+    entries = list((tmp_path / "cache").glob("gguf-header-*.json"))
     assert len(entries) == 1
     # A new process would read the entry instead of the file: the same config and tokenizer.
     G._header_of.cache_clear()

@@ -373,7 +373,8 @@ def _header_of(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], fro
     from waferscale.plan.pack import cache_root   # the cache of what derives from a model
 
     key = hashlib.sha256(json.dumps([path, size, mtime_ns, _HEADER_FORMAT]).encode())
-    entry = cache_root() / "headers" / f"{key.hexdigest()[:32]}.json"
+    # A file beside the cache's entries (which are directories) and its model-hashes.json.
+    entry = cache_root() / f"gguf-header-{key.hexdigest()[:32]}.json"
     try:
         data = json.loads(entry.read_text(encoding="utf-8"))
         return data["metadata"], frozenset(data["tensors"])
