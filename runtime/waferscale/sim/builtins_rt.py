@@ -240,7 +240,7 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
         _complete(pe, cfg, e)
 
     if _is_async(cfg):
-        pe.start_async("@map", body, _microthread(cfg, [*([out] if out else []), *ins]))
+        pe.start_async("@map", body, _microthread(cfg, [*([out] if out is not None else []), *ins]))
     else:
         body()
     return Val(T.BOOL, True)
