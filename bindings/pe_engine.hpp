@@ -1882,6 +1882,11 @@ class Engine {
       case 6: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::sin(x);
       case 7: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::cos(x);
       case 8: return 1.0 / (1.0 + safe_exp(-x));
+      // <math>'s floor, ceil and abs on a run-time float (modules._math_comptime; lower.py
+      // MATH_COMPTIME_FNS): exact, and a NaN or infinity is returned unchanged.
+      case 9: return std::floor(x);
+      case 10: return std::ceil(x);
+      case 11: return std::fabs(x);
     }
     return std::nan("");
   }

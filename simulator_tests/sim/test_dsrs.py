@@ -9,14 +9,22 @@ errors; test_sdk_features.run_both):
   DSRs per element of a ``@map`` over a void function); without it every op starts again at
   the loaded DSD's first element;
 * the files' roles: a dsr_src1 is never a destination, a dsr_dest never a source; a DSR used
-  before any load is a run-time error naming it.
+  before any load is a run-time error naming it;
+
+and what else WaferLLM's MeshGEMV needed: ``math.floor_f16`` on a run-time value (on the
+compiled engine too), and a call-depth bound per execution context.
 """
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.sim.device import SimulatorDevice
 from waferscale.sim.fabric import cpp_available
+from waferscale.sim.simulator import SimOptions
 
 from test_sdk_features import ARCHS, run_both  # (this directory is on sys.path)
 
@@ -111,3 +119,101 @@ def test_dsr_errors_are_the_same_on_both_paths(tmp_path, arch, body, message):
     _, err, _ = run_both(tmp_path, arch, REUSE_DECLS, body)
     assert err is not None and message in err, err
     assert "cycle" in err and "PE(0,0)" in err and "pe.csl:" in err
+
+
+# -- what WaferLLM's MeshGEMV needed besides DSRs --------------------------------------------
+
+FLOOR_BODY = """
+  var k: f32 = 0.0;
+  for (@range(u16, 4)) |i| {
+    const x = @as(f32, i) * 1.5 - 2.25;
+    out[i] = math.floor_f32(x) + 10.0 * math.ceil_f32(x);
+    k = k + math.abs_f32(x);
+  }
+  const h: f16 = -@as(f16, out[1]) / 4.0;
+  out[4] = @as(f32, math.floor_f16(h));
+  out[5] = k;
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_math_floor_ceil_abs_at_run_time(tmp_path, arch):
+    # MeshGEMV's comm_lib computes its group position with math.floor_f16 on a run-time value.
+    decls = 'const math = @import_module("<math>");'
+    out, err, _ = run_both(tmp_path, arch, decls, FLOOR_BODY)
+    assert err is None
+    xs = [i * 1.5 - 2.25 for i in range(4)]
+    assert out[:4].tolist() == [math.floor(x) + 10.0 * math.ceil(x) for x in xs]
+    assert out[4] == math.floor(-out[1] / 4.0) and out[5] == sum(abs(x) for x in xs)
+
+
+DEEP_LAYOUT = """
+const east: color = @get_color(3);
+const west: color = @get_color(4);
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
+layout {
+  @set_rectangle(2, 1);
+  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0), .tx = east, .rx = west });
+  @set_tile_code(1, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(1), .tx = west, .rx = east });
+  @set_color_config(0, 0, east, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
+  @set_color_config(1, 0, east, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
+  @set_color_config(1, 0, west, .{ .routes = .{ .rx = .{RAMP}, .tx = .{WEST} } });
+  @set_color_config(0, 0, west, .{ .routes = .{ .rx = .{EAST}, .tx = .{RAMP} } });
+  @export_name("out", [*]f32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+DEEP_PE = """
+param memcpy_params;
+param tx: color;
+param rx: color;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const oq = @get_output_queue(2);
+const iq = @get_input_queue(2);
+var out = @zeros([1]f32);
+var out_ptr: [*]f32 = &out;
+const send = @get_dsd(fabout_dsd, .{ .extent = 1, .fabric_color = tx, .output_queue = oq });
+const recv = @get_dsd(fabin_dsd, .{ .extent = 1, .fabric_color = rx, .input_queue = iq });
+const one = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{1} -> out[i] });
+fn deep(n: i16) void {
+  if (n == 0) {
+    // Both PEs are 100 calls deep here, each waiting for the other's wavelet.
+    @fmovs(send, 1.0);
+    @fmovs(one, recv);
+  } else {
+    deep(n - 1);
+  }
+}
+fn run() void {
+  deep(100);
+  sys_mod.unblock_cmd_stream();
+}
+comptime {
+  if (@is_arch("wse3")) {
+    @initialize_queue(oq, .{ .color = tx });
+    @initialize_queue(iq, .{ .color = rx });
+  }
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_call_depth_counts_one_context(tmp_path, arch):
+    # Two PEs suspended 100 calls deep at once: the bound of 150 nested calls applies to each
+    # context, not to their sum (WaferLLM's MeshGEMV recurses once per repetition).
+    (tmp_path / "layout.csl").write_text(DEEP_LAYOUT)
+    (tmp_path / "pe.csl").write_text(DEEP_PE)
+    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    cycles = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        dev.launch("run", [])
+        assert [dev.read_symbol(x, 0, "out")[0] for x in (0, 1)] == [1.0, 1.0]
+        cycles.append(dev.sim.cycle)
+    assert cycles[0] == cycles[1]

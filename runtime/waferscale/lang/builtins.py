@@ -469,7 +469,7 @@ def _get_dsd(ip, e, s):
     return Val(kind, DsdVal(kind.name, dict(fields)))
 
 
-# -- DSRs (handles; their contents are run-time state of the PE, sim/dsd.py) ------------------------
+# -- DSRs (handles; their contents are run-time state of the PE, sim/dsd.py) ----------------------
 
 DSR_FILES = {"dsr_dest": "dest", "dsr_src0": "src0", "dsr_src1": "src1"}
 

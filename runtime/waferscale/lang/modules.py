@@ -202,7 +202,10 @@ def _math_comptime(ip: Interp, args: list[Val], node: A.Node, *, fn_name: str) -
     name = fn_name
     if len(args) != 1 or not T.is_numeric(args[0].type):
         raise ip.err(f"math.{name} takes one number", node)
-    r = _MATH_COMPTIME[name](args[0].v)
+    x = args[0].v
+    if name in ("ceil", "floor") and isinstance(x, float) and not math.isfinite(x):
+        return args[0]           # floor/ceil of a NaN or an infinity is itself
+    r = _MATH_COMPTIME[name](x)
     if isinstance(r, bool):
         return Val(T.BOOL, r)
     if name in ("ceil", "floor") and T.is_float(args[0].type):

@@ -244,9 +244,9 @@ def resolve(pe, v: Val, node,
     if isinstance(v.type, T.PointerT) and not v.type.many:
         return MemOperand([p], v.type.elem, pointer=True)
     if isinstance(p, DsrVal):
-        d = dsr_dsd(pe, p, node)
-        return resolve(pe, Val(T.NAMED_TYPES.get(d.kind, T.NAMED_TYPES["fifo_handle"]), d),
-                       node, check)
+        held = dsr_dsd(pe, p, node)
+        return resolve(pe, Val(T.NAMED_TYPES.get(held.kind, T.NAMED_TYPES["fifo_handle"]),
+                               held), node, check)
     if not isinstance(p, DsdVal):
         return Scalar(v)
     if p.kind == "fifo":

@@ -44,6 +44,7 @@ format; the VM's cases in ``bindings/pe_engine.hpp`` say what each operand means
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
+from ..lang.modules import _math_comptime
 from ..lang.values import ArrayData, DsdVal, DsrVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
 from .dsd import base_elem, describe
@@ -148,6 +150,9 @@ CONFIG_KEYS = {"async", "activate", "unblock", "index"}
 COLLECTIVES = {"broadcast": 0, "scatter": 1, "gather": 2, "reduce_fadds": 3}
 MATH_FNS = {"exp": 0, "sqrt": 1, "log": 2, "inv": 3, "invsqrt": 4, "tanh": 5, "sin": 6,
             "cos": 7, "sig": 8}
+# <math>'s comptime functions that run-time code may also call on a float (modules.
+# _math_comptime, one ``branch`` like any call): the engine's math_fn codes.
+MATH_COMPTIME_FNS = {"floor": 9, "ceil": 10, "abs": 11}
 ADDR_T = T.IntT(32, True)      # address arithmetic (never wraps for 48 KiB)
 # Builtins that act at run time: never folded as constants.
 EFFECTFUL = {"activate", "block", "unblock", "map", "assert", "is_comptime", "ptrcast",
@@ -1297,6 +1302,16 @@ class ProgramLowering:
         fn = callee.v
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
             return self._intrinsic(fn, e)
+        f = fn.intrinsic
+        if isinstance(f, functools.partial) and f.func is _math_comptime \
+                and f.keywords.get("fn_name") in MATH_COMPTIME_FNS and len(e.args) == 1:
+            r = self.expr(e.args[0])
+            if isinstance(r, Val) or r.type not in (T.F16, T.F32):
+                raise _unsupported(f"math.{f.keywords['fn_name']} of a run-time '{r.type}'", e)
+            self.emit(Op.COST, self.sim.timing.branch)
+            self.emit(Op.MATH, MATH_COMPTIME_FNS[f.keywords["fn_name"]], tcode(r.type),
+                      tcode(r.type))
+            return Dyn(r.type)
         d = fn.decl
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
