@@ -217,3 +217,50 @@ def test_call_depth_counts_one_context(tmp_path, arch):
         assert [dev.read_symbol(x, 0, "out")[0] for x in (0, 1)] == [1.0, 1.0]
         cycles.append(dev.sim.cycle)
     assert cycles[0] == cycles[1]
+
+
+LAUNCH_LAYOUT = """
+const LAUNCH: color = @get_color(0);
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1,
+                                                        .LAUNCH = LAUNCH });
+layout {
+  @set_rectangle(1, 1);
+  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0) });
+  @export_name("out", [*]f32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+LAUNCH_PE = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+var out = @zeros([1]f32);
+var out_ptr: [*]f32 = &out;
+fn run() void {
+  out[0] = 7.0;
+  sys_mod.unblock_cmd_stream();
+}
+comptime {
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+  @rpc(@get_data_task_id(sys_mod.LAUNCH));
+}
+"""
+
+
+def test_sdk1_launch_color_with_rpc(tmp_path):
+    # The SDK 1.x memcpy's `.LAUNCH` color and `@rpc` on it (WaferLLM's WSE-2 programs): a
+    # launch runs the exported function, on both paths.
+    (tmp_path / "layout.csl").write_text(LAUNCH_LAYOUT)
+    (tmp_path / "pe.csl").write_text(LAUNCH_PE)
+    opts = CompileOptions(arch="wse2", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    cycles = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        dev.launch("run", [])
+        assert dev.read_symbol(0, 0, "out")[0] == 7.0
+        cycles.append(dev.sim.cycle)
+    assert cycles[0] == cycles[1]
