@@ -306,9 +306,9 @@ class SdkRuntime:
     ``bin_dir`` is the output directory of ``waferscale cslc`` (``-o``). The documented SDK
     keywords are accepted: ``suppress_simfab_trace`` (bool), ``simfab_numthreads`` (1..64)
     and ``msg_level`` (DEBUG/INFO/WARNING/ERROR) are passed to the device factory;
-    ``cmaddr`` must be None or empty. ``device`` (not in the SDK) injects a :class:`Device` instance or
-    factory. SDK-internal keywords (``memcpy_required``, ``setup_phase_only``, ...) are
-    ignored with a warning; any other keyword is an error.
+    ``cmaddr`` must be None or empty. ``device`` (not in the SDK) injects a
+    :class:`Device` instance or factory. SDK-internal keywords (``memcpy_required``,
+    ``setup_phase_only``, ...) are ignored with a warning; any other keyword is an error.
     """
 
     def __init__(self, bin_dir: str | os.PathLike[str], cmaddr: str | None = None,
