@@ -86,3 +86,16 @@ def test_kernel_commands_join_continuation_lines(tmp_path):
         "  --memcpy --channels 1 -o out\ncs_python run.py --name out\n")
     assert kernel_commands(tmp_path) == [["--arch=wse3", "./layout.csl", "--params=a:1,b:2",
                                           "--memcpy", "--channels", "1", "-o", "out"]]
+
+
+def test_cslc_flags_default_to_wse2_as_cslc_does() -> None:
+    """A WSE-2 script line without --arch must not build for WSE-3 (cslc's default is wse2)."""
+    import argparse
+
+    from waferscale.lang.cli import add_cslc_flags
+
+    p = argparse.ArgumentParser()
+    p.add_argument("layout")
+    add_cslc_flags(p)
+    assert p.parse_args(["layout.csl"]).arch == "wse2"
+    assert p.parse_args(["layout.csl", "--arch=wse3"]).arch == "wse3"

@@ -185,3 +185,26 @@ def test_default_model_found_without_the_file_record(smollm: LoadedModel,
 
     monkeypatch.setattr(gguf_loader.importlib.metadata, "distribution", lambda name: NoRecord())
     assert default_model_path() == smollm.path  # found through find_spec, not by importing
+
+
+def test_header_is_cached_on_disk_and_a_bad_entry_is_parsed_anew(
+        tiny_gguf: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from waferscale.model import gguf_loader as G
+    from waferscale.plan.pack import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    path = tiny_gguf()
+    G._header_of.cache_clear()
+    first = G.load_config(path), G.load_tokenizer(path).vocab_size
+    entries = list((tmp_path / "cache" / "headers").glob("*.json"))
+    assert len(entries) == 1
+    # A new process would read the entry instead of the file: the same config and tokenizer.
+    G._header_of.cache_clear()
+    monkeypatch.setattr(G, "open_gguf", lambda p: pytest.fail("parsed the file again"))
+    assert (G.load_config(path), G.load_tokenizer(path).vocab_size) == first
+    monkeypatch.undo()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    entries[0].write_text("{not json", encoding="utf-8")
+    G._header_of.cache_clear()
+    assert (G.load_config(path), G.load_tokenizer(path).vocab_size) == first
+    G._header_of.cache_clear()

@@ -42,7 +42,8 @@ def _xy(text: str) -> tuple[int, int]:
 def add_cslc_flags(p: argparse.ArgumentParser, output_help: str | None = None) -> None:
     """The cslc flags shared by ``check`` and ``cslc``. ``-o`` is listed in the help only
     with ``output_help`` (``check`` accepts and ignores it, so cslc lines can be pasted)."""
-    p.add_argument("--arch", choices=["wse2", "wse3"], default="wse3")
+    p.add_argument("--arch", choices=["wse2", "wse3"], default="wse2",
+                   help="target architecture (default wse2, as cslc's)")
     p.add_argument("--params", type=_pairs, action="append", default=[],
                    metavar="NAME:VALUE,...", help="bind top-level params of the layout file")
     p.add_argument("--colors", type=_pairs, action="append", default=[],

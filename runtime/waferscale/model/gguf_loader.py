@@ -22,10 +22,11 @@ are converted to float32 on load, so the decoder always computes in float32.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
-import functools
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -363,8 +364,35 @@ def _header(path: str | Path | None) -> tuple[dict[str, Any], frozenset[str]]:
 
 @functools.lru_cache(maxsize=4)
 def _header_of(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], frozenset[str]]:
+    """Also kept on disk, as JSON beside the packed-weights cache (the metadata are plain
+    ints, floats, bools, strings and lists), so that a new process does not parse it again;
+    an unreadable entry is parsed anew."""
+    import hashlib
+    import json
+
+    from waferscale.plan.pack import cache_root   # the cache of what derives from a model
+
+    key = hashlib.sha256(json.dumps([path, size, mtime_ns, _HEADER_FORMAT]).encode())
+    entry = cache_root() / "headers" / f"{key.hexdigest()[:32]}.json"
+    try:
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        return data["metadata"], frozenset(data["tensors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     reader = open_gguf(path)
-    return read_metadata(reader), frozenset(t.name for t in reader.tensors)
+    meta, names = read_metadata(reader), [t.name for t in reader.tensors]
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"metadata": meta, "tensors": names}), encoding="utf-8")
+        os.replace(tmp, entry)
+    except (OSError, TypeError, ValueError) as err:   # a value JSON cannot hold: no entry
+        log.debug("model header not cached: %s", err)
+    return meta, frozenset(names)
+
+
+#: Version of the on-disk header entries (bump when read_metadata's output changes).
+_HEADER_FORMAT = 1
 
 
 def load_config(path: str | Path | None = None) -> ModelConfig:
