@@ -126,6 +126,10 @@ struct PEState {
   bool cmd_blocked = false;
   int64_t busy = 0, stall = 0, tasks_run = 0, live = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
+  // dsd.dsr_table: the DSD each DSR holds and its .save_address, by key (file << 16 | id;
+  // files 0 dest, 1 src0, 2 src1: lower.py, dsr_key).
+  struct DsrSlot { Dsd dsd; bool save; };
+  std::unordered_map<int32_t, DsrSlot> dsrs;
   // dsd.fifo_state: per FIFO buffer (its word address), {head, count}; created empty.
   std::unordered_map<int32_t, std::pair<int32_t, int32_t>> fifos;
   int32_t task_name = -1;                      // the running context's name
@@ -1541,16 +1545,57 @@ class Engine {
   // Pop a call site's operands (pushed in order) and resolve them in source order, the
   // destination first (dsd.resolve): DSDs become memory or fabric operands, `*T` pointers
   // one-element memory operands; scalars keep the value and type they were pushed with.
+  // The name of a DSR key (DsrVal.__str__): "dsr_src1 2".
+  static std::string dsr_name(int32_t key) {
+    static const char* const files[] = {"dest", "src0", "src1"};
+    return std::string("dsr_") + files[(key >> 16) & 3] + " " + std::to_string(key & 0xFFFF);
+  }
+
+  // dsd.load_dsr: @load_to_dsr of the DSD on top of the DSD stack into DSR `key`.
+  void load_dsr(PEState& pe, Ctx& c, int32_t key, bool save, int32_t node) {
+    const Dsd d = c.dstack.back();
+    c.dstack.pop_back();
+    const int file = (key >> 16) & 3;
+    const std::string r = dsr_name(key);
+    if (d.kind == kFifo) throw EngineError{"loading a FIFO into a DSR is not supported by waferscale yet", node};
+    if (file == 0 && d.kind == kFabin)
+      throw EngineError{r + " holds a destination operand; a fabin_dsd cannot be one", node};
+    if (file == 2 && d.kind == kFabout)
+      throw EngineError{r + " holds a source operand; a fabout_dsd cannot be one", node};
+    if (save && d.kind == kMem4d)
+      throw EngineError{".save_address = true with a mem4d_dsd is not supported by waferscale yet", node};
+    pe.dsrs[key] = PEState::DsrSlot{d, save && d.kind == kMem1d};
+  }
+
+  // dsd.advance_dsrs: after issuing an op over n elements, each DSR operand loaded with
+  // .save_address moves n strides on (once per DSR).
+  static void advance_dsrs(PEState& pe, const DsdCall& call, int n) {
+    for (int k = 0; k < call.nops; ++k) {
+      if (call.kind[k] != 3) continue;
+      bool seen = false;
+      for (int j = 0; j < k; ++j) seen |= call.kind[j] == 3 && call.tcode[j] == call.tcode[k];
+      if (seen) continue;
+      PEState::DsrSlot& slot = pe.dsrs[call.tcode[k]];
+      if (slot.save) slot.dsd.offset += n * slot.dsd.str[0];
+    }
+  }
+
   void pop_operands(PEState& pe, Ctx& c, const DsdCall& call, Operand* ops) {
     Dsd dsds[4];
     Scalar scalars[4];
     for (int k = call.nops - 1; k >= 0; --k) {
       if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
-      else { scalars[k] = c.stack.back(); c.stack.pop_back(); }
+      else if (call.kind[k] != 3) { scalars[k] = c.stack.back(); c.stack.pop_back(); }
     }
     for (int k = 0; k < call.nops; ++k) {
       Operand& o = ops[k];
-      if (call.kind[k] == 0) {
+      if (call.kind[k] == 3) {   // dsd.dsr_dsd: the DSD the DSR holds
+        auto it = pe.dsrs.find(call.tcode[k]);
+        if (it == pe.dsrs.end())
+          throw EngineError{dsr_name(call.tcode[k]) + " is used before @load_to_dsr loaded a DSD into it",
+                            call.node};
+        o = resolve(pe, it->second.dsd, call.node, false);
+      } else if (call.kind[k] == 0) {
         o = resolve(pe, dsds[k], call.node, false);
       } else if (call.kind[k] == 1) {
         o.kind = 3;
@@ -1675,6 +1720,7 @@ class Engine {
         if (ops[k].kind == 4)
           throw EngineError{"a synchronous DSD operation on a FIFO (it tests instead of waiting) is "
                             "not supported by waferscale yet; give it .async = true", call.node};
+    advance_dsrs(pe, call, n);
     if (call.has_index)
       for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
     Ctx* target = &c;
@@ -1724,13 +1770,14 @@ class Engine {
       if (o.has_length()) n = n < 0 ? o.len : std::min(n, o.len);
     ms.n = n < 0 ? 1 : n;
     for (Operand& o : ms.ops) check_first(pe, o, ms.n, call.node);   // the elements it touches
+    advance_dsrs(pe, call, ms.n);
     if (call.async_) {
       auto m = std::make_shared<Ctx>();
       m->name = call.name;
       const int n_ops = static_cast<int>(ms.ops.size());
-      // _microthread(cfg, [out, *ins]): the output first
-      int ut = microthread_of(&ms.ops[n_ops - 1], 1);
-      if (ut < 0) ut = microthread_of(ms.ops.data(), n_ops - 1);
+      // _microthread(cfg, [out, *ins]): the output first (call.op: 1 if there is one)
+      int ut = call.op ? microthread_of(&ms.ops[n_ops - 1], 1) : -1;
+      if (ut < 0) ut = microthread_of(ms.ops.data(), call.op ? n_ops - 1 : n_ops);
       m->map = std::move(ms);
       enter(P, *m, fn);
       start_async(pe, m, ut);
@@ -1835,6 +1882,11 @@ class Engine {
       case 6: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::sin(x);
       case 7: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::cos(x);
       case 8: return 1.0 / (1.0 + safe_exp(-x));
+      // <math>'s floor, ceil and abs on a run-time float (modules._math_comptime; lower.py
+      // MATH_COMPTIME_FNS): exact, and a NaN or infinity is returned unchanged.
+      case 9: return std::floor(x);
+      case 10: return std::ceil(x);
+      case 11: return std::fabs(x);
     }
     return std::nan("");
   }
@@ -2126,6 +2178,7 @@ class Engine {
           break;
         }
         case kDsdOp: issue_op(pe, c, P.calls[in.a], now); break;
+        case kDsrLoad: load_dsr(pe, c, in.a, in.b != 0, in.c); break;   // a: DSR key, b: save, c: node
         case kDPop: c.dstack.pop_back(); break;
         case kPushXY: { Scalar s; s.i = in.a ? pe.y : pe.x; st.push_back(s); break; }
         default: throw EngineError{"bad instruction " + std::to_string(in.op), -1};

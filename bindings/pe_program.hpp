@@ -9,7 +9,7 @@ enum Op : int32_t {
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
   kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
-  kChkDef, kNoMatch, kFail, kBitcast, kNumOps
+  kChkDef, kNoMatch, kFail, kBitcast, kDsrLoad, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -31,9 +31,10 @@ constexpr int kDsdInts = 17;
 
 // One DSD-operation call site (lower.py: DsdCallSite).
 struct DsdCall {
-  int32_t op;                       // index into kOpNames / ops_
+  int32_t op;                       // index into kOpNames / ops_; @map: 1 if it has an output
   int32_t nops;                     // destination + sources
-  int32_t kind[4];                  // operand source: 0 DSD stack, 1 scalar (tcode), 2 pointer
+  int32_t kind[4];                  // operand source: 0 DSD stack, 1 scalar (tcode), 2 pointer,
+                                    // 3 a DSR (the DSD it holds; tcode: its key, dsr_key)
   int32_t tcode[4];                 // scalar: its type; pointer: the element type
   int32_t async_, activate, unblock, has_index;
   int32_t node, name;               // error location; context name ("@fmovs")

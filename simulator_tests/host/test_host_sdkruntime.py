@@ -137,6 +137,8 @@ def test_get_id_of_unknown_name_is_none_with_a_warning(out: Path, caplog) -> Non
 def test_constructor_checks(out: Path, tmp_path: Path, caplog) -> None:
     with pytest.raises(DeviceError, match="needs Cerebras' SDK"):
         SdkRuntime(out, cmaddr="10.0.0.1:9000")
+    # An empty address is the simulator (the SDK's single-tile-matvec: --cmaddr default "").
+    assert SdkRuntime(out, cmaddr="").bin_dir is not None
     with pytest.raises(DeviceError, match="msg_level must be one of"):
         SdkRuntime(out, msg_level="LOUD")
     for n in (0, 65):

@@ -30,7 +30,7 @@ class debug_util:  # the SDK's class name (lower case)
     """Symbol reader for the last run of a compiled program (see the module docstring)."""
 
     def __init__(self, bin_dir: str | Path, cmaddr: str | None = None) -> None:
-        if cmaddr is not None:
+        if cmaddr:      # None or "": the simulator (as SdkRuntime)
             raise DeviceError(f"debug_util: cmaddr={cmaddr!r}: waferscale only reads its own "
                               "simulator's memory; a CS system needs Cerebras' SDK")
         self.bin_dir = Path(bin_dir)

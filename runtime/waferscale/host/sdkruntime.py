@@ -306,16 +306,18 @@ class SdkRuntime:
     ``bin_dir`` is the output directory of ``waferscale cslc`` (``-o``). The documented SDK
     keywords are accepted: ``suppress_simfab_trace`` (bool), ``simfab_numthreads`` (1..64)
     and ``msg_level`` (DEBUG/INFO/WARNING/ERROR) are passed to the device factory;
-    ``cmaddr`` must be None. ``device`` (not in the SDK) injects a :class:`Device` instance or
-    factory. SDK-internal keywords (``memcpy_required``, ``setup_phase_only``, ...) are
-    ignored with a warning; any other keyword is an error.
+    ``cmaddr`` must be None or empty. ``device`` (not in the SDK) injects a
+    :class:`Device` instance or factory. SDK-internal keywords (``memcpy_required``,
+    ``setup_phase_only``, ...) are ignored with a warning; any other keyword is an error.
     """
 
     def __init__(self, bin_dir: str | os.PathLike[str], cmaddr: str | None = None,
                  suppress_simfab_trace: bool = False, simfab_numthreads: int = 5,
                  msg_level: str = "WARNING", *, device: Device | DeviceFactory | None = None,
                  **kwargs: Any) -> None:
-        if cmaddr is not None:
+        # An empty cmaddr is the simulator, as None is (the SDK's single-tile-matvec passes its
+        # --cmaddr default "" for its simulator runs).
+        if cmaddr:
             raise DeviceError(
                 f"cmaddr={cmaddr!r}: waferscale runs programs on its own fabric simulator only; "
                 "running on a CS system needs Cerebras' SDK (its cs_python). Omit --cmaddr to "

@@ -16,7 +16,7 @@ import numpy as np
 from . import ast as A
 from . import types as T
 from .comptime import (Interp, RuntimeRef, Scope)
-from .values import VOID_VAL, ArrayData, DsdVal, FnVal, PtrVal, TensorAccessVal, Val, \
+from .values import VOID_VAL, ArrayData, DsdVal, DsrVal, FnVal, PtrVal, TensorAccessVal, Val, \
     describe, numpy_dtype, round_float
 
 BUILTINS: dict[str, Callable[[Interp, A.BuiltinCall, Scope], Val]] = {}
@@ -469,6 +469,32 @@ def _get_dsd(ip, e, s):
     return Val(kind, DsdVal(kind.name, dict(fields)))
 
 
+# -- DSRs (handles; their contents are run-time state of the PE, sim/dsd.py) ----------------------
+
+DSR_FILES = {"dsr_dest": "dest", "dsr_src0": "src0", "dsr_src1": "src1"}
+
+
+@builtin("get_dsr")
+def _get_dsr(ip, e, s):
+    """``@get_dsr(dsr_dest|dsr_src0|dsr_src1, id)``: a handle on register ``id`` of that DSR
+    file (the docs' "Data Structure Registers" page). Comptime. The docs give no range for
+    ``id`` (doc-gap): any comptime integer 0..65535 is accepted. The FIFO DSR types need FIFO
+    DSR semantics the simulator does not model and are "not supported by waferscale yet"."""
+    kv, nv = _args(ip, e, s, 2)
+    kind = _type(ip, kv, e.args[0])
+    name = getattr(kind, "name", "")
+    if name in ("dsr_fifo_dest", "dsr_fifo_src1"):
+        raise ip.err(f"@get_dsr of a {name} (a FIFO DSR) is not supported by waferscale yet",
+                     e.args[0])
+    if name not in DSR_FILES:
+        raise ip.err(f"@get_dsr needs a DSR type (dsr_dest, dsr_src0, dsr_src1), found "
+                     f"'{kind}'", e.args[0])
+    n = ip.to_int(ip.check_comptime(nv, e.args[1]), e.args[1], "DSR id")
+    if not 0 <= n <= 0xFFFF:
+        raise ip.err(f"DSR id {n} is out of range 0..65535", e.args[1])
+    return Val(kind, DsrVal(DSR_FILES[name], n))
+
+
 # What a DSD's fields encode in hardware (csl-language.md §4, source [DSD] /csl/language/dsds):
 # mem1d `extent: u16`, `stride: i8`, `offset: i16`; mem4d `offset: i16`, `stride` a tuple of
 # i16, `extent` a tuple of u16; fabin/fabout `extent` is the wavelet count (u16). A field given
@@ -831,7 +857,7 @@ RUNTIME_ONLY = (
     "fadds faddh faddhs fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh "
     "fnegs fnegh fabss fabsh fnorms fnormh fscales fscaleh fh2s fs2h fh2xp16 fs2xp16 xp162fh "
     "xp162fs mov16 mov32 add16 addc16 sub16 and16 or16 xor16 sll16 slr16 sar16 clz ctz popcnt "
-    "dfilt map load_to_dsr load_to_dsr_xdsr load_to_dsr_xdsr_sr get_dsr get_xdsr get_sr "
+    "dfilt map load_to_dsr load_to_dsr_xdsr load_to_dsr_xdsr_sr get_xdsr get_sr "
     "random16 set_active_prng get_config set_config get_config_unchecked "
     "set_config_unchecked queue_flush set_fifo_read_length set_fifo_write_length "
     "get_symbol_id get_symbol_value get_tensor_ptr has_exported_tensors"
@@ -922,6 +948,16 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
                     and call.name not in SIMULATED_RUNTIME:
                 plan.append(("unsupported", call, _not_simulated(call.name)))
                 continue
+            if isinstance(call, A.BuiltinCall) and call.name == "load_to_dsr" \
+                    and len(call.args) == 3 and isinstance(call.args[2], A.InitList):
+                for f in call.args[2].fields:
+                    if f.name in LOAD_TO_DSR_UNSUPPORTED:
+                        plan.append(("unsupported", f, f"'.{f.name}' of @load_to_dsr (a DSR "
+                                     "loaded for asynchronous operations) is not supported "
+                                     "by waferscale yet"))
+                    elif f.name not in LOAD_TO_DSR_OPTIONS:
+                        plan.append(("unsupported", f, f"unknown option '.{f.name}' of "
+                                     "@load_to_dsr (expected .save_address)"))
             if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
                 continue
             args = list(call.args)
@@ -965,7 +1001,12 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
 # (check_dsd_op_operands), instead of a misleading error later.
 SIMULATED_RUNTIME = frozenset((
     "fadds faddh fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh fnegs "
-    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map").split())
+    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map load_to_dsr").split())
+
+# Options of @load_to_dsr: those the simulator models, and the async ones it does not yet (a
+# DSR preloaded for asynchronous operations, with their completion actions and microthread).
+LOAD_TO_DSR_OPTIONS = {"save_address"}
+LOAD_TO_DSR_UNSUPPORTED = {"async", "activate", "unblock", "ut_id"}
 
 
 def _not_simulated(name: str) -> str:
@@ -979,6 +1020,11 @@ def _not_simulated(name: str) -> str:
 def _runtime_only(ip, e, s):
     if e.name not in SIMULATED_RUNTIME:
         raise ip.err(_not_simulated(e.name), e)
+    if e.name == "load_to_dsr":
+        # cslc accepts it in a top-level comptime block: a DSR preloaded for asynchronous
+        # operations (WaferLLM's MeshGEMM), which the simulator does not model yet.
+        raise ip.err("@load_to_dsr at compile time (a DSR preloaded for asynchronous "
+                     "operations) is not supported by waferscale yet", e)
     raise ip.err(f"@{e.name} can only be used in run-time code (a fn or task body), not at "
                  "compile time", e)
 

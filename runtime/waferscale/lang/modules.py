@@ -86,20 +86,26 @@ def _memcpy_get_params(ip: Interp, importer: ModuleInstance, params: dict[str, V
     for k, v in streams.items():
         _stream_id(ip, v, node)
     for k in params:
-        if k not in ("width", "height") + MEMCPY_STREAMS:
+        if k not in ("width", "height", "LAUNCH") + MEMCPY_STREAMS:
             raise ip.err(f"<memcpy/get_params> has no param '.{k}'", node)
+    # `.LAUNCH`: the SDK 1.x memcpy's launch color. Its programs bind the RPC entry with
+    # `@rpc(@get_data_task_id(sys_mod.LAUNCH))` (WaferLLM's WSE-2 programs). The simulator's
+    # launch command calls the exported function directly, with or without it: the RPC
+    # wavelets on that color are not modelled (docs/simulator.md).
+    launch = {"LAUNCH": Val(T.COLOR, _stream_id(ip, params["LAUNCH"], node))} \
+        if "LAUNCH" in params else {}
     b = ip.ctx.layout_builder
     if b is not None:
         b.memcpy_import_span = node.span
         for k, v in streams.items():
             b.memcpy_streams[k] = _stream_id(ip, v, node)
     m.comptime_fn("get_params", _memcpy_params_of, width=width, height=height,
-                  streams=streams)
+                  streams=streams, launch=launch)
     return m
 
 
 def _memcpy_params_of(ip_: Interp, args: list[Val], call: A.Node, *, width: int, height: int,
-                      streams: dict[str, Val]) -> Val:
+                      streams: dict[str, Val], launch: dict[str, Val] | None = None) -> Val:
     """<memcpy/get_params>'s get_params(x)."""
     if len(args) != 1:
         raise ip_.err("get_params takes the PE's x coordinate", call)
@@ -111,7 +117,7 @@ def _memcpy_params_of(ip_: Interp, args: list[Val], call: A.Node, *, width: int,
     unset = {k: VOID_VAL for k in MEMCPY_STREAMS if k not in streams}
     fields = {"_memcpy_params": Val(T.BOOL, True), "width": Val(T.COMPTIME_INT, width),
               "height": Val(T.COMPTIME_INT, height), "x": Val(T.COMPTIME_INT, x), **streams,
-              **unset}
+              **unset, **(launch or {})}
     return Val(T.AnonStructT(tuple((k, v.type) for k, v in fields.items())), fields)
 
 
@@ -125,7 +131,7 @@ def _memcpy_pe(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
     if prog is not None:
         prog.imports_memcpy = True
         prog.memcpy_import_span = node.span
-    for k in MEMCPY_STREAMS:
+    for k in MEMCPY_STREAMS + ("LAUNCH",):
         if k in params:
             m.members[k] = params[k]
     m.runtime_fn("unblock_cmd_stream", (), T.VOID)
@@ -202,7 +208,10 @@ def _math_comptime(ip: Interp, args: list[Val], node: A.Node, *, fn_name: str) -
     name = fn_name
     if len(args) != 1 or not T.is_numeric(args[0].type):
         raise ip.err(f"math.{name} takes one number", node)
-    r = _MATH_COMPTIME[name](args[0].v)
+    x = args[0].v
+    if name in ("ceil", "floor") and isinstance(x, float) and not math.isfinite(x):
+        return args[0]           # floor/ceil of a NaN or an infinity is itself
+    r = _MATH_COMPTIME[name](x)
     if isinstance(r, bool):
         return Val(T.BOOL, r)
     if name in ("ceil", "floor") and T.is_float(args[0].type):

@@ -96,6 +96,18 @@ class DsdVal:
     mods: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class DsrVal:
+    """A DSR handle from ``@get_dsr(dsr_dest|dsr_src0|dsr_src1, id)``: which register file
+    (``dest``, ``src0``, ``src1``) and which register of it. The register's contents (the
+    DSD loaded by ``@load_to_dsr``) live on the PE at run time (sim/dsd.py: DSR state)."""
+    file: str
+    id: int
+
+    def __str__(self) -> str:
+        return f"dsr_{self.file} {self.id}"
+
+
 @dataclass(slots=True)
 class TensorAccessVal:
     """A resolved tensor access ``|i|{N} -> A[2*i+1]``: base, element offset, strides, extents.

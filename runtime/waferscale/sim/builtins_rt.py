@@ -17,7 +17,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
-from ..lang.values import FnVal, Val
+from ..lang.values import DsrVal, FnVal, Val
 from . import dsd as D
 from .memory import words_of
 from .timing import TimingModel, stride_simd
@@ -117,6 +117,8 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     vals, cfg = _split_config(ip, e, s)
     if len(vals) != 1 + len(op.srcs):
         raise pe.error(f"@{e.name} takes {1 + len(op.srcs)} operands, got {len(vals)}", e)
+    for k, v in enumerate(vals):
+        D.check_dsr_role(pe, v, k == 0, f"@{e.name}", e.args[k])
     dest = D.resolve(pe, vals[0], e, check=False)
     if isinstance(dest, D.Scalar):
         raise pe.error(f"@{e.name} destination is a value of type '{vals[0].type}'; expected "
@@ -138,6 +140,7 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     if "index" in cfg:
         for o in (dest, *srcs):
             D.apply_index(pe, o, int(cfg["index"].v), e)
+    D.advance_dsrs(pe, vals, n, e)
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
     for o in [dest, *srcs]:
         if isinstance(o, D.MemOperand):
@@ -201,6 +204,13 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
     fn = vals[0]
     if not isinstance(fn.v, FnVal):
         raise pe.error("@map's first argument must be a function", e)
+    fntype = fn.type
+    ret = fntype.ret if isinstance(fntype, T.FnT) else F32
+    # A function returning void has no output: every operand is an input (WaferLLM's
+    # MeshGEMV maps a void function that issues one DSD op per element).
+    has_out = ret != T.VOID
+    for k, v in enumerate(vals[1:]):
+        D.check_dsr_role(pe, v, has_out and k == len(vals) - 2, "@map", e.args[k + 1])
     ops = [D.resolve(pe, v, e, check=False) for v in vals[1:]]
     if any(isinstance(o, D.FifoOperand) for o in ops):
         raise pe.error("a FIFO may not be an operand of @map", e)
@@ -209,15 +219,14 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
     n = min(dsd_lens) if dsd_lens else 1
     for o in ops:                 # the elements @map touches: the first n of each
         D.check_first(pe, o, n, e)
-    fntype = fn.type
-    ins, out = ops[:-1], ops[-1]
+    D.advance_dsrs(pe, vals[1:], n, e)
+    ins, out = (ops[:-1], ops[-1]) if has_out else (ops, None)
     in_types = list(fntype.params) if isinstance(fntype, T.FnT) else [None] * len(ins)
-    ret = fntype.ret if isinstance(fntype, T.FnT) else F32
 
     def body() -> None:
         for i in range(n):
             args = []
-            for o, t, v in zip(ins, in_types, vals[1:-1]):
+            for o, t, v in zip(ins, in_types, vals[1:1 + len(ins)]):
                 if isinstance(t, T.PointerT) and isinstance(o, D.MemOperand) and o.pointer:
                     # A pointer given for a pointer parameter is passed unchanged (the
                     # accumulator idiom @map(f, dsd, &sum[0], &sum[0]) with f(x, acc: *T)).
@@ -226,14 +235,32 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
                 et = t or (o.elem if isinstance(o, D.MemOperand) else v.type)
                 args.append(Val(et, D.read_elem(pe, o, i, et)))
             r = ip.call(fn.v, args, e)
-            D.write_elem(pe, out, i, ret, r.v)
+            if out is not None:
+                D.write_elem(pe, out, i, ret, r.v)
         _complete(pe, cfg, e)
 
     if _is_async(cfg):
-        pe.start_async("@map", body, _microthread(cfg, [out, *ins]))
+        pe.start_async("@map", body, _microthread(cfg, [*([out] if out is not None else []), *ins]))
     else:
         body()
     return Val(T.BOOL, True)
+
+
+def _load_to_dsr(ip, e, s) -> Val:
+    """``@load_to_dsr(dsr, dsd[, .{ .save_address = b }])`` at run time: the DSR holds the
+    DSD from now on (dsd.load_dsr). Its cost is the statement's cycle: one instruction; the
+    loads that every op does implicitly are part of the op's setup (dsd_op_setup,
+    fabric_op_start), which an op pays whether its operands are DSDs or DSRs."""
+    pe = ip.pe
+    vals = [ip.eval(a, s) for a in e.args]
+    if len(vals) not in (2, 3) or not isinstance(vals[0].v, DsrVal):
+        raise pe.error("@load_to_dsr takes a DSR (@get_dsr), a DSD and optional options", e)
+    save = False
+    if len(vals) == 3:
+        opts = vals[2].v if isinstance(vals[2].v, dict) else {}
+        save = bool(opts["save_address"].v) if "save_address" in opts else False
+    D.load_dsr(pe, vals[0].v, vals[1], save, e)
+    return Val(T.VOID, None)
 
 
 def _rt_activate(ip, e, s) -> Val:
@@ -276,6 +303,7 @@ def _rt_comptime_only(name: str):
 RUNTIME_BUILTINS: dict[str, Callable] = {name: run_dsd_op for name in DSD_OPS}
 RUNTIME_BUILTINS.update({
     "map": _map,
+    "load_to_dsr": _load_to_dsr,
     "activate": _rt_activate,
     "block": _rt_block(True),
     "unblock": _rt_block(False),

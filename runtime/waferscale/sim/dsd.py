@@ -23,7 +23,7 @@ from typing import TypeGuard
 import numpy as np
 
 from ..lang import types as T
-from ..lang.values import DsdVal, TensorAccessVal, Val, round_float
+from ..lang.values import DsdVal, DsrVal, TensorAccessVal, Val, round_float
 from .memory import decode, encode, words_of
 
 
@@ -243,6 +243,10 @@ def resolve(pe, v: Val, node,
     p = v.v
     if isinstance(v.type, T.PointerT) and not v.type.many:
         return MemOperand([p], v.type.elem, pointer=True)
+    if isinstance(p, DsrVal):
+        held = dsr_dsd(pe, p, node)
+        return resolve(pe, Val(T.NAMED_TYPES.get(held.kind, T.NAMED_TYPES["fifo_handle"]),
+                               held), node, check)
     if not isinstance(p, DsdVal):
         return Scalar(v)
     if p.kind == "fifo":
@@ -286,6 +290,85 @@ def resolve(pe, v: Val, node,
         pe.check_access(addrs, elem, node, p.kind, base)
     return MemOperand(addrs, elem, index_offset=d.index_offset,
                       base=None if check else base, kind=p.kind)
+
+
+# -- DSRs --------------------------------------------------------------------------------------
+#
+# A DSR (@get_dsr) holds the DSD that @load_to_dsr last loaded into it on this PE. An op given
+# the DSR uses that DSD. With ``.save_address = true`` the DSR keeps the address where the
+# op stopped: after an op over n elements, the next op through the DSR starts n strides
+# further (WaferLLM's MeshGEMV walks the rows of its weight tile this way, one @fmach per
+# @map element). Without it every op starts at the loaded DSD's first element. The state is
+# per PE, kept across tasks and launches, like the registers. Only mem1d DSDs save an
+# address here (a mem4d one is an error at its load); fabric DSDs have no address.
+
+@dataclass
+class DsrState:
+    dsd: DsdVal
+    save_address: bool
+
+
+def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
+    """The DSR contents of ``pe``, by (file, id)."""
+    return pe.__dict__.setdefault("dsrs", {})
+
+
+def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node) -> None:
+    """``@load_to_dsr(r, v, .{ .save_address })`` on ``pe``: checks that the DSD fits the
+    DSR's file (a destination DSR never holds a fabin, a src1 DSR never a fabout)."""
+    p = v.v
+    if not isinstance(p, DsdVal):
+        raise pe.error(f"@load_to_dsr needs a DSD to load into {r}, found a value of type "
+                       f"'{v.type}'", node)
+    if p.kind == "fifo":
+        raise pe.error("loading a FIFO into a DSR is not supported by waferscale yet", node)
+    if r.file == "dest" and p.kind == "fabin_dsd":
+        raise pe.error(f"{r} holds a destination operand; a fabin_dsd cannot be one", node)
+    if r.file == "src1" and p.kind == "fabout_dsd":
+        raise pe.error(f"{r} holds a source operand; a fabout_dsd cannot be one", node)
+    if save_address and p.kind == "mem4d_dsd":
+        raise pe.error(".save_address = true with a mem4d_dsd is not supported by "
+                       "waferscale yet", node)
+    dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd")
+
+
+def dsr_dsd(pe, r: DsrVal, node) -> DsdVal:
+    """The DSD that DSR ``r`` holds on ``pe`` (an error if none was loaded)."""
+    st = dsr_table(pe).get((r.file, r.id))
+    if st is None:
+        raise pe.error(f"{r} is used before @load_to_dsr loaded a DSD into it", node)
+    return st.dsd
+
+
+def check_dsr_role(pe, v: Val, dest: bool, what: str, node) -> None:
+    """A dsr_src1 is never a destination and a dsr_dest never a source (the docs' "DSR
+    Types"); dsr_src0 may be either."""
+    r = v.v
+    if isinstance(r, DsrVal):
+        if dest and r.file == "src1":
+            raise pe.error(f"{what} destination is {r}; a dsr_src1 holds only sources", node)
+        if not dest and r.file == "dest":
+            raise pe.error(f"{what} source is {r}; a dsr_dest holds only destinations", node)
+
+
+def advance_dsrs(pe, vals: list[Val], n: int, node) -> None:
+    """After an op over ``n`` elements: each DSR operand loaded with ``.save_address = true``
+    moves n strides on (once per DSR, even if the op names it twice)."""
+    seen = set()
+    for v in vals:
+        r = v.v
+        if not isinstance(r, DsrVal) or (r.file, r.id) in seen:
+            continue
+        seen.add((r.file, r.id))
+        st = dsr_table(pe)[(r.file, r.id)]
+        if not st.save_address:
+            continue
+        step = n * describe(pe, st.dsd, node).strides[0]
+        mods = st.dsd.mods
+        if mods and mods[-1][0] == "increment_offset":
+            step += _int(mods[-1][1][0])
+            mods = mods[:-1]
+        st.dsd = DsdVal(st.dsd.kind, st.dsd.fields, mods + (("increment_offset", (step,)),))
 
 
 def _flag(fields: dict, name: str) -> bool:

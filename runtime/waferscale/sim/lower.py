@@ -44,6 +44,7 @@ format; the VM's cases in ``bindings/pe_engine.hpp`` say what each operand means
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,8 @@ from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
-from ..lang.values import ArrayData, DsdVal, FnVal, PtrVal, Val
+from ..lang.modules import _math_comptime
+from ..lang.values import ArrayData, DsdVal, DsrVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
 from .dsd import base_elem, describe
 from .memory import words_of
@@ -132,6 +134,7 @@ class Op(enum.IntEnum):
     NOMATCH = 53
     FAIL = 54
     BITCAST = 55
+    DSRLOAD = 56
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -147,6 +150,9 @@ CONFIG_KEYS = {"async", "activate", "unblock", "index"}
 COLLECTIVES = {"broadcast": 0, "scatter": 1, "gather": 2, "reduce_fadds": 3}
 MATH_FNS = {"exp": 0, "sqrt": 1, "log": 2, "inv": 3, "invsqrt": 4, "tanh": 5, "sin": 6,
             "cos": 7, "sig": 8}
+# <math>'s comptime functions that run-time code may also call on a float (modules.
+# _math_comptime, one ``branch`` like any call): the engine's math_fn codes.
+MATH_COMPTIME_FNS = {"floor": 9, "ceil": 10, "abs": 11}
 ADDR_T = T.IntT(32, True)      # address arithmetic (never wraps for 48 KiB)
 # Builtins that act at run time: never folded as constants.
 EFFECTFUL = {"activate", "block", "unblock", "map", "assert", "is_comptime", "ptrcast",
@@ -167,6 +173,29 @@ def tcode(t: T.Type, node: A.Node | None = None) -> int:
 def _unsupported(what: str, node: A.Node | None) -> Unsupported:
     where = f" at {node.span}" if node is not None and node.span.file is not None else ""
     return Unsupported(f"{what}{where}")
+
+
+DSR_FILE_CODES = {"dest": 0, "src0": 1, "src1": 2}
+
+
+def dsr_key(r: DsrVal) -> int:
+    """The engine's key of a DSR (PEState::dsrs): file << 16 | id."""
+    return DSR_FILE_CODES[r.file] << 16 | r.id
+
+
+def dsr_role_error(what: str, args: list[A.Expr], vals: list[Val | None], out: int | None
+                   ) -> tuple[str, A.Expr] | None:
+    """dsd.check_dsr_role on comptime-known operands: the first DSR used in a role its file
+    cannot hold (``out``: the index of the destination, or None), as (message, operand)."""
+    for k, (a, v) in enumerate(zip(args, vals)):
+        r = v.v if v is not None else None
+        if not isinstance(r, DsrVal):
+            continue
+        if k == out and r.file == "src1":
+            return f"{what} destination is {r}; a dsr_src1 holds only sources", a
+        if k != out and r.file == "dest":
+            return f"{what} source is {r}; a dsr_dest holds only destinations", a
+    return None
 
 
 def _f64_bits(x: float) -> int:
@@ -1273,6 +1302,16 @@ class ProgramLowering:
         fn = callee.v
         if isinstance(fn.intrinsic, RuntimeIntrinsic):
             return self._intrinsic(fn, e)
+        f = fn.intrinsic
+        if isinstance(f, functools.partial) and f.func is _math_comptime \
+                and f.keywords.get("fn_name") in MATH_COMPTIME_FNS and len(e.args) == 1:
+            r = self.expr(e.args[0])
+            if isinstance(r, Val) or r.type not in (T.F16, T.F32):
+                raise _unsupported(f"math.{f.keywords['fn_name']} of a run-time '{r.type}'", e)
+            self.emit(Op.COST, self.sim.timing.branch)
+            self.emit(Op.MATH, MATH_COMPTIME_FNS[f.keywords["fn_name"]], tcode(r.type),
+                      tcode(r.type))
+            return Dyn(r.type)
         d = fn.decl
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
@@ -1401,6 +1440,8 @@ class ProgramLowering:
             return Dyn(T.VOID)
         if n == "map":
             return self._map(e)
+        if n == "load_to_dsr":
+            return self._load_to_dsr(e)
         if n == "assert" and len(e.args) == 1:       # builtins_rt._rt_assert
             self.value(e.args[0], T.BOOL)
             self.emit(Op.ASSERT, 0, 0, self.node(e))
@@ -1488,6 +1529,8 @@ class ProgramLowering:
         0 DSD, 1 scalar, 2 ``*T`` pointer (DsdCall.kind in pe_engine.hpp)."""
         r = self.expr(a)
         t = r.type
+        if isinstance(r, Val) and isinstance(r.v, DsrVal):
+            return 3, dsr_key(r.v), r      # the DSD the DSR holds, looked up when issued
         if T.is_dsd(t) or t == FIFO_T:
             if isinstance(r, Val):
                 self.push(r, None, a)
@@ -1513,6 +1556,41 @@ class ProgramLowering:
             return 1, tc, r
         raise _unsupported(f"a DSD operand of type '{t}'", a)
 
+    def _load_to_dsr(self, e: A.BuiltinCall) -> Dyn:
+        """builtins_rt._load_to_dsr: push the DSD, then DSRLOAD (a: DSR key, b: save, c:
+        node). The DSR is comptime-known, as is .save_address."""
+        if len(e.args) not in (2, 3):
+            raise _unsupported("this form of @load_to_dsr", e)
+        r = self.try_const(e.args[0])
+        if r is None or not isinstance(r.v, DsrVal):
+            raise _unsupported("@load_to_dsr of a DSR that is not comptime-known", e)
+        save = False
+        if len(e.args) == 3:
+            o = self.try_const(e.args[2])
+            if o is None or not isinstance(o.v, dict) or not set(o.v) <= {"save_address"}:
+                raise _unsupported("these @load_to_dsr options", e)
+            if "save_address" in o.v:
+                save = bool(o.v["save_address"].v)
+        d = self.expr(e.args[1])
+        if isinstance(d, Val) and isinstance(d.v, DsdVal):
+            self.push(d, None, e.args[1])
+        elif isinstance(d, Val) or not T.is_dsd(d.type):
+            raise _unsupported("@load_to_dsr of something that is not a DSD", e)
+        self.emit(Op.DSRLOAD, dsr_key(r.v), int(save), self.node(e))
+        return Dyn(T.VOID)
+
+    def _role_fail(self, e: A.BuiltinCall, what: str, args: list[A.Expr], out: int | None
+                   ) -> bool:
+        """builtins_rt's DSR role check: if an operand is a DSR its file cannot hold there,
+        evaluate the operands (as the interpreter does) and fail with its error."""
+        bad = dsr_role_error(what, args, [self.try_const(a) for a in args], out)
+        if bad is None:
+            return False
+        for a in args:
+            self.discard(self.expr(a))
+        self.emit(Op.FAIL, self.name(bad[0]), 1, self.node(bad[1]))
+        return True
+
     def _options(self, cfg: dict[str, A.Expr], e: A.Node, row: list[int]) -> None:
         """Fill DsdCall's async/activate/unblock fields from comptime options."""
         asyn = activate = unblock = -1
@@ -1537,22 +1615,27 @@ class ProgramLowering:
         """builtins_rt._map: operands resolved at issue, then a synthetic function runs the
         element loop (read the inputs, call the function, write the output)."""
         args, cfg = self._config(e)
-        if "index" in cfg or len(args) < 3 or len(args) > 5:
-            raise _unsupported("this form of @map", e)
-        fnv = self.try_const(args[0])
+        fnv = self.try_const(args[0]) if args else None
         if fnv is None or not isinstance(fnv.v, FnVal) or not isinstance(fnv.type, T.FnT):
-            raise _unsupported("@map of something that is not a known function", args[0])
-        ins = args[1:-1]
+            raise _unsupported("@map of something that is not a known function", e)
+        # A function returning void has no output: every operand is an input.
+        has_out = fnv.type.ret != T.VOID
+        if "index" in cfg or len(args) < 2 + has_out or len(args) > 5:
+            raise _unsupported("this form of @map", e)
+        if self._role_fail(e, "@map", args[1:], len(args) - 2 if has_out else None):
+            return Dyn(T.VOID)
+        ins = args[1:-1] if has_out else args[1:]
         params = list(fnv.type.params)
         if len(params) != len(ins) or any(t is None for t in params):
             raise _unsupported("@map of a function with untyped parameters", e)
         in_types = [t for t in params if t is not None]     # all of them (checked above)
         ret = fnv.type.ret
         row = [0] * self.call_words
+        row[0] = int(has_out)
         row[1] = len(args) - 1
         passed = []         # per input: a pointer given for a pointer parameter (unchanged)
         for k, a in enumerate(args[1:]):
-            kind, tc, _ = self._operand(a, dest=k == len(args) - 2)
+            kind, tc, _ = self._operand(a, dest=has_out and k == len(args) - 2)
             row[2 + k], row[6 + k] = kind, tc
             if k < len(in_types):
                 ptr_param = isinstance(in_types[k], T.PointerT)
@@ -1588,7 +1671,8 @@ class ProgramLowering:
                 raise _unsupported(f"@map of '{fn.intrinsic.qualname}' returning '{ret}'", node)
         else:
             self.emit(Op.CALL, self.function(fn))
-        self.emit(Op.MAPWRITE, tcode(ret, node), 0, self.node(node))
+        if ret != T.VOID:
+            self.emit(Op.MAPWRITE, tcode(ret, node), 0, self.node(node))
         self.emit(Op.MAPSTEP)
         self.emit(Op.JMP, top)
         self.patch([jend], self.label())
@@ -1613,6 +1697,8 @@ class ProgramLowering:
         args, cfg = self._config(e)
         if len(args) != 1 + len(op.srcs):
             raise _unsupported(f"@{e.name} with {len(args)} operands", e)
+        if self._role_fail(e, f"@{e.name}", args, 0):
+            return Dyn(T.VOID)
         row = [0] * self.call_words
         row[0] = self.op_index[e.name]
         row[1] = len(args)

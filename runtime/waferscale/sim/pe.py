@@ -66,6 +66,10 @@ class Context:
     # queued behind the previous op of its microthread, or an RPC behind the main thread.
     after: "Context | None" = None
     async_op: bool = False                     # an async DSD op or @map (a microthread)
+    # Its nesting of calls while suspended: the interpreter's call-depth bound counts one
+    # context's calls, not those of every context suspended on every PE (simulator._resume
+    # swaps it in and out of the shared evaluation context).
+    depth: int = 0
 
 
 class PEInterp(Interp):

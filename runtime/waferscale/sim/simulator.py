@@ -276,6 +276,8 @@ class Simulator:
         self.running = ctx
         pe.time = max(ctx.ready_at, self.cycle)
         prev_task, pe.current_task = pe.current_task, ctx.name
+        comp = self.compilation
+        outer_depth, comp.depth = comp.depth, ctx.depth
         try:
             ctx.glet.switch()
         except SimError:
@@ -291,6 +293,7 @@ class Simulator:
         finally:
             self.running = None
             pe.current_task = prev_task
+            ctx.depth, comp.depth = comp.depth, outer_depth
         ctx.ready_at = max(ctx.ready_at, pe.time)
         return True
 
