@@ -12,8 +12,8 @@
 Per step (docs/decode-runtime.md): one ``memcpy_h2d`` of the token's embedding row (f32 of
 the f16-rounded row) into region 0's home row; one ``launch("step", pos)``, which unblocks
 the command stream at once; for every streamed layer, in layer order, two streaming
-``memcpy_h2d`` of its weight tiles into its slot (the attention rows' four tiles, then the
-other rows' two), which the slot takes in as soon as it has finished with its previous
+``memcpy_h2d`` of its weight tiles into its slot (the other rows' two tiles, then the
+attention rows' four), which the slot takes in as soon as it has finished with its previous
 layer (double buffering: the other slot computes meanwhile); then one streaming
 ``memcpy_d2h`` of the token id, which arrives when the head region has it. Everything else
 runs on the fabric. The host then reads the head region's stage timestamps (when the token
@@ -236,8 +236,8 @@ class Engine:
             self._put("inv_freq", np.tile(inv, (n_kv, 1, 1)), g.root_x, region * H, 1, n_kv, 32)
         # The streamed layers' payloads, in pe.csl's order: w_gu, w_down on the rows below
         # the attention rows, then w_qkv, w_o, w_gu, w_down on the attention rows (whole
-        # padded buffers, f16 bits). The home PE's command goes last, so that when the home
-        # PE has its weights the whole slot has (its stage times then show the stall).
+        # padded buffers, f16 bits). The home PE's command goes last, so that it is among
+        # the last PEs of its slot to be ready (the stall itself comes from every PE's stamp).
         self._streams: list[tuple[int, list[tuple[int, int, np.ndarray]]]] = []
         for layer in range(g.resident_layers, c.n_layers):
             y0 = g.region(layer) * H
@@ -315,11 +315,7 @@ class Engine:
     def _command_cycles(self, words: int) -> int:
         """One memcpy command of ``words`` wavelets under the simulator's memcpy model."""
         sim = getattr(self.device, "sim", None)
-        if sim is None:
-            return 0
-        rate = sim.memcpy_rate()
-        return int(sim.timing.memcpy_command_cycles() + -(-words * rate.denominator
-                                                          // rate.numerator))
+        return 0 if sim is None else int(sim.memcpy_cycles(words))
 
     def _row_form(self, token: int) -> np.ndarray:
         from waferscale.plan.pack import row_form

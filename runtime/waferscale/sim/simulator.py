@@ -505,13 +505,15 @@ class Simulator:
         o = self.layout.options
         return (o.width_west_buf + o.width_east_buf) * MEMCPY_BUFFER_PE_WAVELETS
 
+    def memcpy_cycles(self, words: int) -> int:
+        """A memcpy command of ``words`` wavelets when nothing holds it up: the command's
+        overhead plus the words at the channels' rate."""
+        return self.timing.memcpy_command_cycles() + math.ceil(words / self.memcpy_rate())
+
     def host_copy(self, words: int) -> None:
-        """A memcpy copy-mode command of ``words`` wavelets: the device runs on for the
-        command's overhead plus the words at the channels' rate (the caller moves the data
-        when this returns)."""
-        rate = self.memcpy_rate()
-        cycles = self.timing.memcpy_command_cycles() + math.ceil(words / rate)
-        self.advance_to(self.cycle + cycles)
+        """A memcpy copy-mode command of ``words`` wavelets: the device runs on for
+        :meth:`memcpy_cycles` (the caller moves the data when this returns)."""
+        self.advance_to(self.cycle + self.memcpy_cycles(words))
 
     def stream_h2d(self, color: int, pes: list, data) -> None:
         self.advance_to(self.cycle + self.timing.memcpy_command_cycles())
