@@ -27,7 +27,11 @@ wafer (``prefill="host"``); both give the same cache bit for bit, hence the same
 
 Limits: one sequence at a time on the wafer (others wait as
 :class:`~waferscale.kv.KVSnapshot` on the host); the next step's first weight streams start
-only at its launch (no prefetch across steps).
+only at its launch (no prefetch across steps). On a runtime without our simulator
+(:meth:`Engine.attach` to another device) there is no host-side cycle: the statistics carry
+no launch or host I/O cycles, and the per-phase split (from the program's 32-bit stamps) is
+meaningful only for steps that do not cross a 2^32-cycle boundary of the device's counter,
+with the "start" phase undefined.
 """
 
 from __future__ import annotations
