@@ -269,6 +269,15 @@ class Engine:
                                 streaming=False, order=MemcpyOrder.ROW_MAJOR, data_type=dt,
                                 nonblock=False)
 
+    def _get_u16(self, name: str, x: int, y: int, w: int, h: int, n: int) -> np.ndarray:
+        """``n`` 16-bit words of symbol ``name`` from each PE of the rectangle, row-major
+        (each in the low half of a u32, as memcpy's 16-bit mode returns them)."""
+        words = np.zeros(w * h * n, np.uint32)
+        self.runtime.memcpy_d2h(words, self.runtime.get_id(name), x, y, w, h, n,
+                                streaming=False, order=MemcpyOrder.ROW_MAJOR,
+                                data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
+        return words
+
     # ---- one step ----
     @property
     def cycle(self) -> int:
@@ -334,10 +343,7 @@ class Engine:
         n_inst = len(g.region_layers(region)) if region < g.regions else 1
         first = STAGES.index("X") + 1
         n = 2 * (len(STAGES) + 1 - first)
-        words = np.zeros(n * n_inst, np.uint32)
-        self.runtime.memcpy_d2h(words, self.runtime.get_id("tsc"), g.root_x, region * g.H,
-                                1, 1, n * n_inst, streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                                data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
+        words = self._get_u16("tsc", g.root_x, region * g.H, 1, 1, n * n_inst)
         out = np.zeros((n_inst, len(STAGES) + 1), np.int64)
         out[:, first:] = _unwrap32(words.reshape(n_inst, -1, 2), launch)
         return out
@@ -347,10 +353,7 @@ class Engine:
         the latest of its PEs' ``wts`` stamps, one per layer it runs."""
         g = self.grid
         n = 2 * len(g.region_layers(region))
-        words = np.zeros(g.W * g.H * n, np.uint32)
-        self.runtime.memcpy_d2h(words, self.runtime.get_id("wts"), 0, region * g.H, g.W, g.H,
-                                n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                                data_type=MemcpyDataType.MEMCPY_16BIT, nonblock=False)
+        words = self._get_u16("wts", 0, region * g.H, g.W, g.H, n)
         return _unwrap32(words.reshape(g.H * g.W, -1, 2), launch).max(axis=0)
 
     def _phases(self, head: np.ndarray, start: int) -> tuple[dict[str, int], int]:

@@ -45,10 +45,10 @@ def step_report(engine: Any, stats: Sequence[StepStats], *, prompt_tokens: int,
     """Text table: cycles per generated token by phase, modeled tok/s, wall time."""
     g = engine.grid
     L = g.config.n_layers
-    where = "every layer resident" if not g.stream_slots else (
-        f"layers 0-{g.resident_layers - 1} resident, " if g.resident_layers else "") + (
-        f"layers {g.resident_layers}-{L - 1} streamed through {g.stream_slots} slots"
-        if g.stream_slots else "")
+    where = "every layer resident"
+    if g.stream_slots:
+        where = (f"layers 0-{g.resident_layers - 1} resident, " if g.resident_layers else ""
+                 ) + f"layers {g.resident_layers}-{L - 1} streamed through {g.stream_slots} slots"
     lines = [f"simulated {engine.arch.upper()}: {L} layers on a {g.W} x {g.rows} PE "
              f"rectangle (layer regions {g.W} x {g.H}, head region {g.W} x {g.H_head}), "
              f"{where}; KV capacity {g.kv_capacity} tokens"]
