@@ -24,19 +24,12 @@ from waferscale.sim.device import SimulatorDevice
 from waferscale.sim.fabric import cpp_available
 from waferscale.sim.simulator import SimOptions
 
+# The one-PE layout exporting `out` and `run` (this directory is on sys.path).
+from test_engine import LAYOUT
+
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
 ARCHS = ["wse2", "wse3"]
-
-LAYOUT = """
-const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
-layout {
-  @set_rectangle(1, 1);
-  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0) });
-  @export_name("out", [*]f32, true);
-  @export_name("run", fn()void);
-}
-"""
 
 PE = """
 param memcpy_params;
