@@ -100,12 +100,44 @@ struct Router {
   int16_t x, y;
   uint8_t sinks;
   uint8_t host_used;         // host links (by direction bit) used in the current cycle
+  uint32_t teardown;         // bitmask of colors in teardown mode
   unsigned __int128 nonempty;  // bit per slot whose buffer holds wavelets
 };
 
 inline int ctz128(unsigned __int128 v) {
   const uint64_t lo = static_cast<uint64_t>(v);
   return lo ? __builtin_ctzll(lo) : 64 + __builtin_ctzll(static_cast<uint64_t>(v >> 64));
+}
+
+// Per (router, color): position 0 (set_route), the directions some position accepts, and
+// the switch positions (PyFabricCore._PE.sw: -1 keeps position 0's rx/tx; both -1: none).
+struct ColorCfg {
+  uint8_t base_rx = 0, base_tx = 0, accept = 0;
+  bool has_sw = false;
+  int8_t pos[6] = {-1, -1, -1, -1, -1, -1};
+  uint8_t cur = 0, ring = 0, pop = 0;
+};
+
+constexpr int kCmdAdv = 1, kCmdRst = 2, kCmdTeardown = 3;
+constexpr int kPopAlways = 1, kPopOnAdvance = 2;
+constexpr int kCmdSlotBits[8][3] = {{22, 23, 24}, {25, 26, 27}, {28, 29, 0}, {1, 2, 3},
+                                    {4, 5, 6},    {7, 8, 9},    {10, 11, 12}, {13, 14, 15}};
+
+// fabric.control_pop: slot 0 popped, the later slots move down, slot 7 = NOP with NOCE.
+inline uint32_t control_pop(uint32_t p) {
+  int v[8];
+  for (int k = 0; k < 8; ++k) {
+    v[k] = 0;
+    for (int b = 0; b < 3; ++b) v[k] |= static_cast<int>((p >> kCmdSlotBits[k][b]) & 1) << b;
+  }
+  for (int k = 0; k < 7; ++k) v[k] = v[k + 1];
+  v[7] = 0b100;
+  for (int k = 0; k < 8; ++k)
+    for (int b = 0; b < 3; ++b) {
+      const uint32_t bit = 1u << kCmdSlotBits[k][b];
+      p = (v[k] >> b & 1) ? (p | bit) : (p & ~bit);
+    }
+  return p;
 }
 
 struct Move {
@@ -194,6 +226,7 @@ class Core {
       }
     }
     slot_rings_.assign(n * kSlots, Ring{0, 0, 0, 0, 0});
+    cfg_.assign(n * kColors, ColorCfg{});
     iq_rings_.reserve(n * n_iq_);
     oq_rings_.reserve(n * n_oq_);
     for (size_t i = 0; i < n; ++i) {
@@ -224,20 +257,118 @@ class Core {
                                      " off the grid (no edge sink enabled for " +
                                      pe_name(r.x, r.y) + " " + kNames[d] + ")");
     }
+    ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    c.base_rx = static_cast<uint8_t>(rx);
+    c.base_tx = static_cast<uint8_t>(tx);
+    refresh(index_of(r), static_cast<int>(color));
+  }
+
+  // PyFabricCore._refresh: the route in effect, the accepted directions, the buffers.
+  void refresh(int i, int color) {
+    Router& r = routers_[i];
+    const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    int rx = c.base_rx, tx = c.base_tx, accept = rx;
+    if (c.has_sw) {
+      for (int k = 0; k < 3; ++k) {
+        const int prx = c.pos[2 * k], ptx = c.pos[2 * k + 1];
+        if (prx < 0 && ptx < 0) continue;
+        accept |= prx < 0 ? rx : prx;
+      }
+      if (c.cur) {
+        const int prx = c.pos[2 * c.cur - 2], ptx = c.pos[2 * c.cur - 1];
+        rx = prx < 0 ? rx : prx;
+        tx = ptx < 0 ? tx : ptx;
+      }
+    }
     r.rx[color] = static_cast<uint8_t>(rx);
     r.tx[color] = static_cast<uint8_t>(tx);
-    const size_t i = static_cast<size_t>(index_of(r));
+    cfg_[static_cast<size_t>(i) * kColors + color].accept = static_cast<uint8_t>(accept);
+    const int need = (r.teardown >> color & 1) ? 31 : accept;
     for (int d = 0; d < kDirs; ++d) {
-      Ring& ring = slot_rings_[i * kSlots + d * kColors + color];
-      if ((rx >> d & 1) && !ring.cap) ring = new_ring(d == kRamp ? ramp_depth_ : depth_);
+      Ring& ring = slot_rings_[static_cast<size_t>(i) * kSlots + d * kColors + color];
+      if ((need >> d & 1) && !ring.cap) ring = new_ring(d == kRamp ? ramp_depth_ : depth_);
     }
     ++epoch_;
   }
 
+  int accepts(int i, int color) const {
+    return (routers_[i].teardown >> color & 1) ? 31
+                                               : cfg_[static_cast<size_t>(i) * kColors + color].accept;
+  }
+
+  void set_switches(int64_t x, int64_t y, int64_t color, std::vector<int64_t> positions,
+                    int64_t current, bool ring_mode, int64_t pop_mode) {
+    Router& r = at(x, y);
+    check_color(color);
+    if (positions.size() != 6) fail(ErrorKind::kConfig, "switch positions must be 6 masks in -1..31");
+    for (int64_t m : positions)
+      if (m < -1 || m >= 32) fail(ErrorKind::kConfig, "switch positions must be 6 masks in -1..31");
+    if (current < 0 || current > 3)
+      fail(ErrorKind::kConfig, "switch position " + std::to_string(current) + " out of range 0..3");
+    if (pop_mode < 0 || pop_mode > 2)
+      fail(ErrorKind::kConfig, "pop mode " + std::to_string(pop_mode) + " out of range 0..2");
+    if (current && positions[2 * current - 2] < 0 && positions[2 * current - 1] < 0)
+      fail(ErrorKind::kConfig, "switch position " + std::to_string(current) + " of color " +
+                                   std::to_string(color) + " at " + pe_name(r.x, r.y) +
+                                   " is not defined");
+    for (int k = 0; k < 3; ++k) {
+      const int64_t ptx = positions[2 * k + 1];
+      for (int d = 1; d < kDirs; ++d)
+        if (ptx > 0 && (ptx >> d & 1) && r.nbr[d] < 0 && !(r.sinks >> d & 1))
+          fail(ErrorKind::kConfig, "switch position " + std::to_string(k + 1) + " of color " +
+                                       std::to_string(color) + " at " + pe_name(r.x, r.y) +
+                                       " sends " + kNames[d] + " off the grid (no edge sink enabled)");
+    }
+    const int i = index_of(r);
+    ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    c.has_sw = true;
+    for (int k = 0; k < 6; ++k) c.pos[k] = static_cast<int8_t>(positions[k]);
+    c.cur = static_cast<uint8_t>(current);
+    c.ring = ring_mode ? 1 : 0;
+    c.pop = static_cast<uint8_t>(pop_mode);
+    refresh(i, static_cast<int>(color));
+  }
+
+  py::tuple switch_state(int64_t x, int64_t y, int64_t color) {
+    Router& r = at(x, y);
+    check_color(color);
+    const ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    if (!c.has_sw) return py::make_tuple(-1, -1, -1, -1, -1, -1, 0, 0, 0);
+    return py::make_tuple(c.pos[0], c.pos[1], c.pos[2], c.pos[3], c.pos[4], c.pos[5], c.cur,
+                          c.ring, c.pop);
+  }
+
+  void set_teardown(int64_t x, int64_t y, int64_t color, bool on) {
+    Router& r = at(x, y);
+    check_color(color);
+    if (on)
+      r.teardown |= 1u << color;
+    else
+      r.teardown &= ~(1u << color);
+    refresh(index_of(r), static_cast<int>(color));
+  }
+
+  bool in_teardown(int64_t x, int64_t y, int64_t color) {
+    Router& r = at(x, y);
+    check_color(color);
+    return r.teardown >> color & 1;
+  }
+
+  py::list take_teardowns() {
+    py::list out;
+    for (const auto& [t, i, c] : teardowns_)
+      out.append(py::make_tuple(t, int(routers_[i].x), int(routers_[i].y), c));
+    teardowns_.clear();
+    return out;
+  }
+  // (cycle, router, color) of each teardown command executed: the engine's view.
+  std::vector<std::tuple<int64_t, int, int>>& teardown_events() { return teardowns_; }
+
   std::pair<int, int> get_route(int64_t x, int64_t y, int64_t color) {
     Router& r = at(x, y);
     check_color(color);
-    return {r.rx[color], r.tx[color]};
+    const ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    return {c.base_rx, c.base_tx};
   }
 
   void enable_edge_sink(int64_t x, int64_t y, int64_t direction) {
@@ -341,7 +472,7 @@ class Core {
     edge_port(r, direction, "inject");
     check_color(color);
     check_payload(payload);
-    if (!(r.rx[color] >> direction & 1))
+    if (!(accepts(index_of(r), static_cast<int>(color)) >> direction & 1))
       fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": wavelet injected into " +
                                     pe_name(r.x, r.y) + " from " + kNames[direction] +
                                     " on color " + std::to_string(color) + ", but color " +
@@ -412,8 +543,20 @@ class Core {
           return;
         }
         const int color = s % kColors;
-        const int tx = r.tx[color];
-        if (tx && (!destinations_valid(r, color, tx) || can_take(i, r, color, tx, 0))) {
+        const int d = s / kColors;
+        if (r.teardown >> color & 1) continue;
+        if (!(r.rx[color] >> d & 1)) {
+          if (!(cfg_[static_cast<size_t>(i) * kColors + color].accept >> d & 1)) {
+            movable = true;   // raises next cycle
+            return;
+          }
+          continue;
+        }
+        int tx = r.tx[color];
+        const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
+        if (w.ctrl && (w.payload >> 24 & 1)) tx &= ~1;
+        if (!destinations_valid(r, color, tx) || (tx && can_take(i, r, color, tx, 0)) ||
+            (!tx && dropped(i, s))) {
           movable = true;
           return;
         }
@@ -422,7 +565,7 @@ class Core {
         const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
         if (!ring.count) continue;
         const int color = front(ring).color;
-        if (!(r.rx[color] & 1) ||
+        if (!(accepts(i, color) & 1) ||
             slot_rings_[static_cast<size_t>(i) * kSlots + color].count < ramp_depth_) {
           movable = true;
           return;
@@ -450,7 +593,23 @@ class Core {
         if (!(r.nonempty >> s & 1)) continue;
         if (front(slot_rings_[static_cast<size_t>(i) * kSlots + s]).ready > cycle_) continue;
         const int color = s % kColors;
-        const std::string reasons = wait_reasons(i, color, r.tx[color]);
+        const int d = s / kColors;
+        std::string reasons;
+        if (r.teardown >> color & 1) {
+          reasons = "color " + std::to_string(color) + " of " + pe_name(r.x, r.y) +
+                    " is in teardown mode";
+        } else if (!(r.rx[color] >> d & 1)) {
+          reasons = "the switch position of color " + std::to_string(color) + " at " +
+                    pe_name(r.x, r.y) + " does not take wavelets from " + kNames[d] + " (rx=" +
+                    format_mask(r.rx[color]) + ")";
+        } else if (dropped(i, s)) {
+          continue;
+        } else {
+          int tx = r.tx[color];
+          const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
+          if (w.ctrl && (w.payload >> 24 & 1)) tx &= ~1;
+          reasons = wait_reasons(i, color, tx);
+        }
         if (!reasons.empty())
           out.append(py::make_tuple(int(r.x), int(r.y), kNames[s / kColors], color, reasons));
       }
@@ -459,7 +618,7 @@ class Core {
         if (!ring.count) continue;
         const int color = front(ring).color;
         std::string reason;
-        if (!(r.rx[color] & 1))
+        if (!(accepts(i, color) & 1))
           reason = pe_name(r.x, r.y) + " does not accept color " + std::to_string(color) +
                    " from RAMP (rx=" + format_mask(r.rx[color]) + ")";
         else if (slot_rings_[static_cast<size_t>(i) * kSlots + color].count >= ramp_depth_)
@@ -653,7 +812,7 @@ class Core {
       if (r.nbr[o] < 0) continue;
       const Router& n = routers_[r.nbr[o]];
       const int back = kOpposite[o];
-      if (!(n.rx[color] >> back & 1))
+      if (!(accepts(r.nbr[o], color) >> back & 1))
         fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
                                       " forwards a wavelet on color " + std::to_string(color) +
                                       " " + kNames[o] + " to " + pe_name(n.x, n.y) +
@@ -668,7 +827,7 @@ class Core {
       if (!(tx >> o & 1)) continue;
       if (o == kRamp) {
         if (r.color_iq[color] < 0) return false;
-      } else if (r.nbr[o] >= 0 && !(routers_[r.nbr[o]].rx[color] >> kOpposite[o] & 1)) {
+      } else if (r.nbr[o] >= 0 && !(accepts(r.nbr[o], color) >> kOpposite[o] & 1)) {
         return false;
       }
     }
@@ -690,6 +849,68 @@ class Core {
     return true;
   }
 
+  // PyFabricCore._head_route: sets tx to the outputs of the wavelet heading slot s and
+  // returns whether it must wait for the router (teardown, or not the switch position's rx).
+  bool head_route(int i, int s, int& tx) {
+    Router& r = routers_[i];
+    const int d = s / kColors, color = s % kColors;
+    tx = 0;
+    if (r.teardown >> color & 1) return true;
+    if (!(r.rx[color] >> d & 1)) {
+      if (!(cfg_[static_cast<size_t>(i) * kColors + color].accept >> d & 1))
+        fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
+                                      " holds a wavelet on color " + std::to_string(color) +
+                                      " from " + kNames[d] +
+                                      ", which no route or switch position of color " +
+                                      std::to_string(color) + " there accepts (rx=" +
+                                      format_mask(r.rx[color]) + ")");
+      return true;
+    }
+    tx = r.tx[color];
+    const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
+    if (w.ctrl && (w.payload >> 24 & 1)) tx &= ~1;
+    if (tx != r.tx[color]) {
+      check_destinations(r, color, tx);
+    } else if (!(r.valid_colors >> color & 1)) {
+      // The checks only depend on the configuration, so a pass is cached until it changes.
+      check_destinations(r, color, tx);
+      r.valid_colors |= 1u << color;
+    }
+    return false;
+  }
+
+  // PyFabricCore._dropped: a NOCE control wavelet whose only output was the CE.
+  bool dropped(int i, int s) const {
+    const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
+    return w.ctrl && (w.payload >> 24 & 1) && routers_[i].tx[s % kColors] == 1;
+  }
+
+  // PyFabricCore._execute: a control wavelet's slot-0 command at router i; the payload it
+  // forwards.
+  uint32_t execute(int i, int color, uint32_t p, int64_t t) {
+    Router& r = routers_[i];
+    ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    const int cmd = (p >> 22) & 3;
+    if (cmd == kCmdTeardown) {
+      r.teardown |= 1u << color;
+      teardowns_.emplace_back(t, i, color);
+      refresh(i, color);
+    } else if (c.has_sw && cmd == kCmdRst) {
+      c.cur = 0;
+      refresh(i, color);
+    } else if (c.has_sw && cmd == kCmdAdv) {
+      int nxt = -1;
+      for (int k = c.cur + 1; k < 4; ++k)
+        if (c.pos[2 * k - 2] >= 0 || c.pos[2 * k - 1] >= 0) { nxt = k; break; }
+      if (nxt < 0) nxt = c.ring ? 0 : c.cur;
+      c.cur = static_cast<uint8_t>(nxt);
+      refresh(i, color);
+    }
+    if (c.has_sw && (c.pop == kPopAlways || (c.pop == kPopOnAdvance && cmd == kCmdAdv)))
+      p = control_pop(p);
+    return p;
+  }
+
   void plan(int i) {
     Router& r = routers_[i];
     int stalled = 0;
@@ -708,15 +929,11 @@ class Core {
           const int s = ctz128(bits);
           bits &= bits - 1;
           const int color = s % kColors;
-          const int tx = r.tx[color];
-          // The checks only depend on the configuration, so a pass is cached until it changes.
-          if (!(r.valid_colors >> color & 1)) {
-            check_destinations(r, color, tx);
-            r.valid_colors |= 1u << color;
-          }
+          int tx = 0;
+          const bool held = head_route(i, s, tx);
           // Still in the router's pipeline: not a stall.
           if (front(slot_rings_[static_cast<size_t>(i) * kSlots + s]).ready > cycle_) continue;
-          if (tx == 0 || !can_take(i, r, color, tx, used)) {
+          if (held || (tx == 0 && !dropped(i, s)) || !can_take(i, r, color, tx, used)) {
             ++stalled;
             continue;
           }
@@ -733,7 +950,7 @@ class Core {
       for (int q = 0; q < n_oq_; ++q) {
         if (!(r.oq_nonempty >> q & 1)) continue;
         const int color = front(oqs[q]).color;
-        if (!(r.rx[color] & 1))
+        if (!(accepts(i, color) & 1))
           fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
                                         " output queue " + std::to_string(q) +
                                         " sends a wavelet on color " + std::to_string(color) +
@@ -775,11 +992,12 @@ class Core {
       Router& r = routers_[m.router];
       const int i = static_cast<int>(m.router);
       Ring& src = slot_rings_[static_cast<size_t>(i) * kSlots + m.slot];
-      const Wavelet w = pop(src);
+      Wavelet w = pop(src);
       if (!src.count) r.nonempty &= ~(static_cast<unsigned __int128>(1) << m.slot);
       --r.load;
       --in_flight_;
       const int color = w.color;
+      if (w.ctrl) w.payload = execute(i, color, w.payload, t);
       for (int o = 0; o < kDirs; ++o) {
         if (!(m.tx >> o & 1)) continue;
         ++link_out_[static_cast<size_t>(i) * kDirs + o];
@@ -882,7 +1100,7 @@ class Core {
       if (r.nbr[o] < 0) continue;
       const Router& n = routers_[r.nbr[o]];
       const int back = kOpposite[o];
-      if (!(n.rx[color] >> back & 1))
+      if (!(accepts(r.nbr[o], color) >> back & 1))
         add(pe_name(n.x, n.y) + " does not accept color " + std::to_string(color) + " from " +
             kNames[back] + " (rx=" + format_mask(n.rx[color]) + ")");
       else if (slot_rings_[static_cast<size_t>(r.nbr[o]) * kSlots + back * kColors + color]
@@ -906,6 +1124,8 @@ class Core {
   uint32_t epoch_ = 1;
   std::vector<Router> routers_;
   std::vector<Ring> slot_rings_;  // router * 120 + slot
+  std::vector<ColorCfg> cfg_;     // router * 24 + color
+  std::vector<std::tuple<int64_t, int, int>> teardowns_;
   std::vector<Ring> iq_rings_;    // router * n_iq + q
   std::vector<Ring> oq_rings_;    // router * n_oq + q
   std::vector<Wavelet> pool_;
@@ -957,6 +1177,11 @@ PYBIND11_MODULE(_fabric, m) {
            py::arg("ce_to_router_latency") = 1, py::arg("router_to_ce_latency") = 1)
       .def("set_route", &Core::set_route)
       .def("get_route", &Core::get_route)
+      .def("set_switches", &Core::set_switches)
+      .def("switch_state", &Core::switch_state)
+      .def("set_teardown", &Core::set_teardown)
+      .def("in_teardown", &Core::in_teardown)
+      .def("take_teardowns", &Core::take_teardowns)
       .def("enable_edge_sink", &Core::enable_edge_sink)
       .def("edge_sink_take", &Core::edge_sink_take)
       .def("bind_input_queue", &Core::bind_input_queue)

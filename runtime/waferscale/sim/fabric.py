@@ -75,6 +75,37 @@ NUM_COLORS = 24
 """Routable colors, ``0 .. 23`` (csl-language.md §6, sdk-runtime-hardware.md §3.4)."""
 NUM_DIRECTIONS = 5
 NUM_SLOTS = NUM_DIRECTIONS * NUM_COLORS
+
+# Control wavelets (docs/fabric-model.md §9). A control wavelet carries eight router commands,
+# one per router along its path (slot 0 is for the router it is at), each two bits of opcode
+# and one "NOCE" bit (do not deliver this wavelet to the CE): slot 0 at bits 22-24, slot 1 at
+# 25-27, slot 2 at 28-29 with its NOCE bit at bit 0, slots 3..7 at bits 1-3, 4-6, ..., 13-15.
+# Source: the SDK's own encoder (sdk-examples benchmarks/25-pt-stencil switches.csl, `ctrl`)
+# and the test vector of benchmark-libs/allreduce ("teardown wavelet = 0x9df 9249").
+CMD_NOP, CMD_SWITCH_ADV, CMD_SWITCH_RST, CMD_TEARDOWN = 0, 1, 2, 3
+POP_NONE, POP_ALWAYS, POP_ON_ADVANCE = 0, 1, 2
+_CMD_SLOT_BITS = ((22, 23, 24), (25, 26, 27), (28, 29, 0), (1, 2, 3), (4, 5, 6), (7, 8, 9),
+                  (10, 11, 12), (13, 14, 15))
+_CMD_FILL = 0b100     # what enters slot 7 when a router pops slot 0: NOP with NOCE (doc-gap)
+
+
+def control_command(payload: int) -> tuple[int, bool]:
+    """``(opcode, noce)`` of slot 0 of a control wavelet's payload."""
+    return (payload >> 22) & 3, bool(payload >> 24 & 1)
+
+
+def control_pop(payload: int) -> int:
+    """The payload after a router pops slot 0: every later slot moves one place towards slot
+    0 and slot 7 becomes NOP with NOCE (the allreduce's 0x9df9249 -> 0x91f9249)."""
+    slots = [sum(((payload >> b) & 1) << k for k, b in enumerate(bits))
+             for bits in _CMD_SLOT_BITS]
+    slots = slots[1:] + [_CMD_FILL]
+    out = payload
+    for v, bits in zip(slots, _CMD_SLOT_BITS):
+        for k, b in enumerate(bits):
+            out = (out & ~(1 << b)) | (((v >> k) & 1) << b)
+    return out & MAX_PAYLOAD
+
 """Input buffers per router: one per (input direction, color); slot = direction * 24 + color."""
 MAX_PAYLOAD = 0xFFFF_FFFF
 
@@ -286,6 +317,9 @@ class _PE:
     """State of one PE's router and CE-side queues."""
 
     __slots__ = (
+        "accept",
+        "base_rx",
+        "base_tx",
         "buf",
         "color_iq",
         "index",
@@ -300,6 +334,8 @@ class _PE:
         "rr",
         "rx",
         "sinks",
+        "sw",
+        "teardown",
         "tx",
         "x",
         "y",
@@ -308,8 +344,19 @@ class _PE:
     def __init__(self, x: int, y: int, index: int, n_iq: int, n_oq: int,
                  neighbour: tuple[int, ...]) -> None:
         self.x, self.y, self.index = x, y, index
-        self.rx = [0] * NUM_COLORS                  # per color: bitmask of Direction
+        # Per color: the route in effect (the switch position's), as bitmasks of Direction;
+        # ``base_*`` is position 0 (set_route); ``accept`` is every direction some position
+        # takes wavelets from (a wavelet from another one is a routing error).
+        self.rx = [0] * NUM_COLORS
         self.tx = [0] * NUM_COLORS
+        self.base_rx = [0] * NUM_COLORS
+        self.base_tx = [0] * NUM_COLORS
+        self.accept = [0] * NUM_COLORS
+        # Per color with switches: [pos1 rx, pos1 tx, pos2 rx, ..., pos3 tx, current,
+        # ring_mode, pop_mode]; a position's -1 keeps position 0's rx or tx, a position with
+        # both -1 is invalid (no such position).
+        self.sw: dict[int, list[int]] = {}
+        self.teardown = 0                           # bitmask of colors in teardown mode
         # slot -> FIFO of (payload, ctrl, first cycle it may leave)
         self.buf: dict[int, deque[tuple[int, bool, int]]] = {}
         self.nonempty: set[int] = set()             # slots whose buffer holds wavelets
@@ -370,6 +417,7 @@ class PyFabricCore:
         self._injections: list[tuple[_PE, int, int, bool]] = []  # landing this cycle
         self._sink_log: dict[int, list[tuple[int, int, int, bool]]] = {}
         self._deliveries: list[tuple[int, int, int, int, int, int, bool]] = []
+        self._teardowns: list[tuple[int, int, int, int]] = []
         n = width * height
         self._link_out = [0] * (n * NUM_DIRECTIONS)
         self._link_in = [0] * (n * NUM_DIRECTIONS)
@@ -427,16 +475,95 @@ class PyFabricCore:
                 raise FabricConfigError(
                     f"route of color {color} at {_pe(x, y)} sends {_NAMES[d]} off the grid "
                     f"(no edge sink enabled for {_pe(x, y)} {_NAMES[d]})")
-        pe.rx[color] = rx
-        pe.tx[color] = tx
-        for d in _MASK_DIRS[rx]:
+        pe.base_rx[color] = rx
+        pe.base_tx[color] = tx
+        self._refresh(pe, color)
+
+    def _refresh(self, pe: _PE, color: int) -> None:
+        """Recompute the route in effect and the accepted directions of ``color`` from
+        position 0, the switch state and teardown mode; make the buffers they need."""
+        rx, tx = pe.base_rx[color], pe.base_tx[color]
+        accept = rx
+        sw = pe.sw.get(color)
+        if sw is not None:
+            for k in range(3):
+                prx, ptx = sw[2 * k], sw[2 * k + 1]
+                if prx < 0 and ptx < 0:
+                    continue
+                accept |= rx if prx < 0 else prx
+            cur = sw[6]
+            if cur:
+                prx, ptx = sw[2 * cur - 2], sw[2 * cur - 1]
+                rx, tx = (rx if prx < 0 else prx), (tx if ptx < 0 else ptx)
+        pe.rx[color], pe.tx[color], pe.accept[color] = rx, tx, accept
+        # In teardown mode a router holds wavelets from any side until the CE re-routes the
+        # color and leaves teardown (docs/fabric-model.md §9).
+        for d in _MASK_DIRS[31 if pe.teardown >> color & 1 else accept]:
             pe.buf.setdefault(d * NUM_COLORS + color, deque())
+
+    def set_switches(self, x: int, y: int, color: int, positions: Sequence[int],
+                     current: int, ring_mode: bool, pop_mode: int) -> None:
+        """Switch positions 1..3 of ``color`` at PE ``(x, y)``: ``positions`` is
+        ``[rx1, tx1, rx2, tx2, rx3, tx3]`` (bitmasks; -1 keeps position 0's; both -1: the
+        position does not exist), the current position (0..3), ring mode and pop mode
+        (POP_NONE, POP_ALWAYS, POP_ON_ADVANCE)."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        if len(positions) != 6 or any(not -1 <= m < 32 for m in positions):
+            raise FabricConfigError("switch positions must be 6 masks in -1..31")
+        if not 0 <= current <= 3:
+            raise FabricConfigError(f"switch position {current} out of range 0..3")
+        if pop_mode not in (POP_NONE, POP_ALWAYS, POP_ON_ADVANCE):
+            raise FabricConfigError(f"pop mode {pop_mode} out of range 0..2")
+        if current and positions[2 * current - 2] < 0 and positions[2 * current - 1] < 0:
+            raise FabricConfigError(f"switch position {current} of color {color} at "
+                                    f"{_pe(x, y)} is not defined")
+        for k in range(3):
+            ptx = positions[2 * k + 1]
+            for d in _MASK_DIRS[max(ptx, 0)]:
+                if d != Direction.RAMP and pe.neighbour[d] < 0 and not pe.sinks >> d & 1:
+                    raise FabricConfigError(
+                        f"switch position {k + 1} of color {color} at {_pe(x, y)} sends "
+                        f"{_NAMES[d]} off the grid (no edge sink enabled)")
+        pe.sw[color] = [int(m) for m in positions] + [current, int(bool(ring_mode)), pop_mode]
+        self._refresh(pe, color)
+
+    def switch_state(self, x: int, y: int, color: int) -> tuple[int, ...]:
+        """``(rx1, tx1, rx2, tx2, rx3, tx3, current, ring_mode, pop_mode)`` of ``color``
+        at PE ``(x, y)`` (all -1 and position 0 when it has no switches)."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        sw = pe.sw.get(color)
+        return tuple(sw) if sw is not None else (-1,) * 6 + (0, 0, 0)
+
+    def set_teardown(self, x: int, y: int, color: int, on: bool) -> None:
+        """Put ``color`` at PE ``(x, y)`` in teardown mode (its wavelets wait in their
+        buffers) or take it out (``tile_config.teardown.exit``)."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        if on:
+            pe.teardown |= 1 << color
+        else:
+            pe.teardown &= ~(1 << color)
+        self._refresh(pe, color)
+
+    def in_teardown(self, x: int, y: int, color: int) -> bool:
+        pe = self._at(x, y)
+        self._check_color(color)
+        return bool(pe.teardown >> color & 1)
+
+    def take_teardowns(self) -> list[tuple[int, int, int, int]]:
+        """Remove and return ``(cycle, x, y, color)`` of every teardown command a router
+        has executed (its color entered teardown mode in that cycle)."""
+        taken = self._teardowns
+        self._teardowns = []
+        return taken
 
     def get_route(self, x: int, y: int, color: int) -> tuple[int, int]:
         """The ``(rx, tx)`` bitmasks of ``color`` at PE ``(x, y)``."""
         pe = self._at(x, y)
         self._check_color(color)
-        return pe.rx[color], pe.tx[color]
+        return pe.base_rx[color], pe.base_tx[color]
 
     def enable_edge_sink(self, x: int, y: int, direction: int) -> None:
         """Let routes at PE ``(x, y)`` send ``direction`` off the grid, into a sink."""
@@ -560,7 +687,7 @@ class PyFabricCore:
         self._check_color(color)
         if not 0 <= payload <= MAX_PAYLOAD:
             raise FabricConfigError(f"payload {payload} does not fit in 32 bits")
-        if not pe.rx[color] >> direction & 1:
+        if not (pe.accept[color] >> direction & 1 or pe.teardown >> color & 1):
             raise FabricRoutingError(
                 f"cycle {self._cycle}: wavelet injected into {_pe(x, y)} from "
                 f"{_NAMES[direction]} on color {color}, but color {color} there accepts "
@@ -634,19 +761,22 @@ class PyFabricCore:
                 if pe.buf[slot][0][2] > self._cycle:
                     return False          # still in the router's pipeline: time moves it
                 color = slot % NUM_COLORS
-                tx = pe.tx[color]
-                if not tx:
-                    continue
                 try:
-                    self._check_destinations(pe, color, tx)
+                    tx, held = self._head_route(pe, slot)
                 except FabricRoutingError:
                     return False
+                if held:
+                    continue
+                if not tx:
+                    if self._dropped(pe, slot):
+                        return False
+                    continue
                 if self._can_take(pe, color, tx, 0):
                     return False
             for queue in pe.oq:
                 if queue:
                     color = queue[0][0]
-                    if not pe.rx[color] & _RAMP_BIT or \
+                    if not (pe.accept[color] & _RAMP_BIT or pe.teardown >> color & 1) or \
                             len(pe.buf[Direction.RAMP * NUM_COLORS + color]) < self._ramp_depth:
                         return False
         return True
@@ -682,7 +812,7 @@ class PyFabricCore:
                 continue  # edge sink (set_route guarantees one)
             other = self._pes[nb]
             back = _OPPOSITE[o]
-            if not other.rx[color] >> back & 1:
+            if not (other.accept[color] >> back & 1 or other.teardown >> color & 1):
                 raise FabricRoutingError(
                     f"cycle {self._cycle}: {_pe(pe.x, pe.y)} forwards a wavelet on color "
                     f"{color} {_NAMES[o]} to {_pe(other.x, other.y)}, which does not accept "
@@ -705,6 +835,61 @@ class PyFabricCore:
                     return False
         return True
 
+    def _head_route(self, pe: _PE, slot: int) -> tuple[int, bool]:
+        """``(tx, held)`` of the wavelet heading buffer ``slot``: the outputs it goes to
+        (without RAMP for a control wavelet whose slot-0 command has NOCE set), and whether
+        it must wait for the router (its color in teardown mode, or its input direction not
+        in the current switch position's ``rx``). Raises what a wavelet that can never leave
+        breaks (an input direction no position accepts; a wrong route ahead)."""
+        direction, color = divmod(slot, NUM_COLORS)
+        if pe.teardown >> color & 1:
+            return 0, True
+        if not pe.rx[color] >> direction & 1:
+            if not pe.accept[color] >> direction & 1:
+                raise FabricRoutingError(
+                    f"cycle {self._cycle}: {_pe(pe.x, pe.y)} holds a wavelet on color {color} "
+                    f"from {_NAMES[direction]}, which no route or switch position of color "
+                    f"{color} there accepts (rx={format_mask(pe.rx[color])})")
+            return 0, True
+        tx = pe.tx[color]
+        payload, ctrl, _ = pe.buf[slot][0]
+        if ctrl and payload >> 24 & 1:
+            tx &= ~_RAMP_BIT
+        self._check_destinations(pe, color, tx)
+        return tx, False
+
+    def _dropped(self, pe: _PE, slot: int) -> bool:
+        """A control wavelet whose only output was the CE, which NOCE filters out: the
+        router consumes it (executing its command) without sending it anywhere."""
+        payload, ctrl, _ = pe.buf[slot][0]
+        return bool(ctrl and payload >> 24 & 1 and pe.tx[slot % NUM_COLORS] == _RAMP_BIT)
+
+    def _execute(self, pe: _PE, color: int, payload: int, t: int) -> int:
+        """A router forwards a control wavelet: run its slot-0 command on ``color`` (the
+        route changes from the next wavelet on) and return the payload it forwards (slot 0
+        popped when the pop mode says so)."""
+        cmd = (payload >> 22) & 3
+        sw = pe.sw.get(color)
+        if cmd == CMD_TEARDOWN:
+            pe.teardown |= 1 << color
+            self._teardowns.append((t, pe.x, pe.y, color))
+            self._refresh(pe, color)
+        elif sw is not None and cmd == CMD_SWITCH_RST:
+            sw[6] = 0
+            self._refresh(pe, color)
+        elif sw is not None and cmd == CMD_SWITCH_ADV:
+            cur = sw[6]
+            nxt = next((k for k in range(cur + 1, 4)
+                        if sw[2 * k - 2] >= 0 or sw[2 * k - 1] >= 0), -1)
+            if nxt < 0:
+                nxt = 0 if sw[7] else cur     # past the last position: wrap in ring mode
+            sw[6] = nxt
+            self._refresh(pe, color)
+        if sw is not None and (sw[8] == POP_ALWAYS or
+                               (sw[8] == POP_ON_ADVANCE and cmd == CMD_SWITCH_ADV)):
+            payload = control_pop(payload)
+        return payload
+
     def _run_cycle(self) -> None:
         t = self._cycle
         moves: list[tuple[_PE, int, int]] = []         # (pe, slot, tx)
@@ -723,11 +908,11 @@ class PyFabricCore:
                 k = bisect.bisect_left(slots, pe.rr)
                 for slot in slots[k:] + slots[:k]:
                     color = slot % NUM_COLORS
-                    tx = pe.tx[color]
-                    self._check_destinations(pe, color, tx)
+                    tx, held = self._head_route(pe, slot)
                     if pe.buf[slot][0][2] > t:
                         continue              # still in the router's pipeline (not a stall)
-                    if tx == 0 or not self._can_take(pe, color, tx, used):
+                    if held or (tx == 0 and not self._dropped(pe, slot)) or \
+                            not self._can_take(pe, color, tx, used):
                         stalled += 1
                         continue
                     used |= tx
@@ -740,7 +925,7 @@ class PyFabricCore:
                 for q in range(n_oq):
                     if pe.oq[q]:
                         color = pe.oq[q][0][0]
-                        if not pe.rx[color] & _RAMP_BIT:
+                        if not (pe.accept[color] & _RAMP_BIT or pe.teardown >> color & 1):
                             raise FabricRoutingError(
                                 f"cycle {t}: {_pe(pe.x, pe.y)} output queue {q} sends a "
                                 f"wavelet on color {color} into its router from RAMP, but "
@@ -770,6 +955,8 @@ class PyFabricCore:
             pe.load -= 1
             self._in_flight -= 1
             color = slot % NUM_COLORS
+            if ctrl:
+                payload = self._execute(pe, color, payload, t)
             for o in _MASK_DIRS[tx]:
                 self._link_out[pe.index * NUM_DIRECTIONS + o] += 1
                 if o == Direction.RAMP:
@@ -848,7 +1035,7 @@ class PyFabricCore:
                 continue
             other = self._pes[nb]
             back = _OPPOSITE[o]
-            if not other.rx[color] >> back & 1:
+            if not (other.accept[color] >> back & 1 or other.teardown >> color & 1):
                 reasons.append(
                     f"{_pe(other.x, other.y)} does not accept color {color} from "
                     f"{_NAMES[back]} (rx={format_mask(other.rx[color])})")
@@ -868,14 +1055,27 @@ class PyFabricCore:
                 if pe.buf[slot][0][2] > self._cycle:
                     continue
                 direction, color = divmod(slot, NUM_COLORS)
-                reasons = self._wait_reasons(pe, color, pe.tx[color])
+                if pe.teardown >> color & 1:
+                    reasons = [f"color {color} of {_pe(pe.x, pe.y)} is in teardown mode"]
+                elif not pe.rx[color] >> direction & 1:
+                    reasons = [f"the switch position of color {color} at {_pe(pe.x, pe.y)} "
+                               f"does not take wavelets from {_NAMES[direction]} "
+                               f"(rx={format_mask(pe.rx[color])})"]
+                elif self._dropped(pe, slot):
+                    continue
+                else:
+                    tx = pe.tx[color]
+                    payload, ctrl, _ = pe.buf[slot][0]
+                    if ctrl and payload >> 24 & 1:
+                        tx &= ~_RAMP_BIT
+                    reasons = self._wait_reasons(pe, color, tx)
                 if reasons:
                     out.append((pe.x, pe.y, _NAMES[direction], color, "; ".join(reasons)))
             for q, queue in enumerate(pe.oq):
                 if not queue:
                     continue
                 color = queue[0][0]
-                if not pe.rx[color] & _RAMP_BIT:
+                if not (pe.accept[color] & _RAMP_BIT or pe.teardown >> color & 1):
                     reason = (f"{_pe(pe.x, pe.y)} does not accept color {color} from RAMP "
                               f"(rx={format_mask(pe.rx[color])})")
                 elif len(pe.buf[Direction.RAMP * NUM_COLORS + color]) >= self._ramp_depth:
@@ -1009,6 +1209,26 @@ class Fabric:
         """The ``(rx, tx)`` sets of ``color`` at PE ``(x, y)``."""
         rx, tx = self.core.get_route(x, y, color)
         return mask_directions(rx), mask_directions(tx)
+
+    def set_switches(self, x: int, y: int, color: int, positions: Sequence[int], current: int,
+                     ring_mode: bool, pop_mode: int) -> None:
+        """Switch positions 1..3 of ``color`` at PE ``(x, y)`` (PyFabricCore.set_switches)."""
+        self.core.set_switches(x, y, color, list(positions), current, ring_mode, pop_mode)
+
+    def switch_state(self, x: int, y: int, color: int) -> tuple[int, ...]:
+        """``(rx1, tx1, rx2, tx2, rx3, tx3, current, ring_mode, pop_mode)``."""
+        return tuple(self.core.switch_state(x, y, color))
+
+    def set_teardown(self, x: int, y: int, color: int, on: bool) -> None:
+        """Enter or leave teardown mode of ``color`` at PE ``(x, y)``."""
+        self.core.set_teardown(x, y, color, on)
+
+    def in_teardown(self, x: int, y: int, color: int) -> bool:
+        return bool(self.core.in_teardown(x, y, color))
+
+    def take_teardowns(self) -> list[tuple[int, int, int, int]]:
+        """``(cycle, x, y, color)`` of each teardown command executed since the last call."""
+        return [tuple(t) for t in self.core.take_teardowns()]  # type: ignore[misc]
 
     def enable_edge_sink(self, x: int, y: int, direction: DirectionLike) -> None:
         """Allow routes at edge PE ``(x, y)`` to send ``direction`` off the grid. Wavelets
