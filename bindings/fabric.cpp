@@ -329,6 +329,47 @@ class Core {
     refresh(i, static_cast<int>(color));
   }
 
+  // PyFabricCore.router_config: <tile_config>'s run-time router changes.
+  void router_config(int64_t x, int64_t y, int64_t kind, int64_t color, int64_t value) {
+    Router& r = at(x, y);
+    check_color(color);
+    if (kind == 0) {
+      set_route(x, y, color, value & 31, value >> 5);
+      return;
+    }
+    if (kind == 9) {
+      set_teardown(x, y, color, false);
+      return;
+    }
+    if (kind < 1 || kind > 8)
+      fail(ErrorKind::kConfig, "router configuration kind " + std::to_string(kind) +
+                                   " out of range 0..9");
+    const ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    std::vector<int64_t> pos(6, -1);
+    int64_t cur = 0;
+    bool ring = false;
+    int64_t pop = 0;
+    if (c.has_sw) {
+      for (int k = 0; k < 6; ++k) pos[k] = c.pos[k];
+      cur = c.cur;
+      ring = c.ring != 0;
+      pop = c.pop;
+    }
+    if (kind == 1) {
+      cur = 0;
+    } else if (kind == 2) {
+      if (cur)
+        fail(ErrorKind::kConfig, "switch position " + std::to_string(cur) + " of color " +
+                                     std::to_string(color) + " at " + pe_name(r.x, r.y) +
+                                     " is the current one and cannot be invalidated (clear "
+                                     "the current position first)");
+      for (auto& m : pos) m = -1;
+    } else {
+      pos[kind <= 5 ? (kind - 3) * 2 : (kind - 6) * 2 + 1] = value;
+    }
+    set_switches(x, y, color, pos, cur, ring, pop);
+  }
+
   py::tuple switch_state(int64_t x, int64_t y, int64_t color) {
     Router& r = at(x, y);
     check_color(color);
@@ -658,10 +699,10 @@ class Core {
     const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
     return ring.cap - ring.count;
   }
-  void ce_send_at(int i, int oq, int color, uint32_t payload) {
+  void ce_send_at(int i, int oq, int color, uint32_t payload, bool ctrl = false) {
     Router& r = routers_[i];
     push(oq_rings_[static_cast<size_t>(i) * n_oq_ + oq],
-         Wavelet{payload, static_cast<uint8_t>(color), 0, 0});
+         Wavelet{payload, static_cast<uint8_t>(color), static_cast<uint8_t>(ctrl), 0});
     r.oq_nonempty |= 1u << oq;
     add_load(r, i);
   }
@@ -1179,6 +1220,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("get_route", &Core::get_route)
       .def("set_switches", &Core::set_switches)
       .def("switch_state", &Core::switch_state)
+      .def("router_config", &Core::router_config)
       .def("set_teardown", &Core::set_teardown)
       .def("in_teardown", &Core::in_teardown)
       .def("take_teardowns", &Core::take_teardowns)

@@ -33,6 +33,7 @@ struct Operand {
   std::vector<int32_t> addrs;       // explicit addresses (mem4d)
   int32_t len = 0;
   int32_t queue = 0, color = 0, index = -1;
+  bool ctrl = false;                // fabout: control wavelets (`.control = true`)
   int32_t ut = 0;                   // fabric operands: the microthread ID the DSD selects
   Scalar value{};
   int32_t scalar_tc = 0;            // a scalar's type
@@ -58,6 +59,8 @@ struct OpState {
   int64_t start_time = 0;
   Scalar vals[3]{};
   Scalar result{};
+  // dsd.dsr_async: the .activate / .unblock of the DSR operands loaded with .async = true
+  int32_t n_dsr = 0, dsr_act[4] = {-1, -1, -1, -1}, dsr_unb[4] = {-1, -1, -1, -1};
 };
 
 // A running @map (builtins_rt._map): resolved operands (inputs, then the output) and the
@@ -128,7 +131,8 @@ struct PEState {
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
   // dsd.dsr_table: the DSD each DSR holds and its .save_address, by key (file << 16 | id;
   // files 0 dest, 1 src0, 2 src1: lower.py, dsr_key).
-  struct DsrSlot { Dsd dsd; bool save; };
+  // async: loaded with .async = true; act / unb: its .activate / .unblock task, or -1.
+  struct DsrSlot { Dsd dsd; bool save; bool async = false; int32_t act = -1, unb = -1; };
   std::unordered_map<int32_t, DsrSlot> dsrs;
   // dsd.fifo_state: per FIFO buffer (its word address), {head, count}; created empty.
   std::unordered_map<int32_t, std::pair<int32_t, int32_t>> fifos;
@@ -858,6 +862,22 @@ class Engine {
       }
     }
     core_.tick();
+    // simulator.Simulator.step: a teardown command activates the teardown task (kind 3,
+    // ptypes[0] its color) of the PE whose router it passed.
+    auto& tds = core_.teardown_events();
+    if (!tds.empty()) {
+      for (const auto& [when, router, color] : tds) {
+        const int k = pe_of_router_[router];
+        if (k < 0) continue;
+        PEState& pe = pes_[k];
+        for (const TaskEntry& te : pe.prog->tasks)
+          if (te.kind == 3 && !te.ptypes.empty() && te.ptypes[0] == color) {
+            wake(k);
+            pe.active.set(te.tid);
+          }
+      }
+      tds.clear();
+    }
     auto& events = core_.ce_events();
     if (!events.empty()) {
       const int64_t t = cycle();
@@ -1326,6 +1346,7 @@ class Engine {
       o.ut = d.ut;
       o.color = d.color;
       o.len = d.ext[0];
+      o.ctrl = d.wio != 0;
       return o;
     }
     o.kind = 0;
@@ -1538,7 +1559,7 @@ class Engine {
     if (!fabric_ready(pe, c, false, o.queue, o.color, now)) return false;
     uint32_t bits = encode_value(t, v);
     if (o.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(o.index & 0xFFFF) << 16);
-    core_.ce_send_at(pe.idx, o.queue, o.color, bits);
+    core_.ce_send_at(pe.idx, o.queue, o.color, bits, o.ctrl);
     return true;
   }
 
@@ -1653,6 +1674,14 @@ class Engine {
       spans_.push_back(SpanRec{static_cast<int32_t>(&pe - pes_.data()), std::string("@") + info.name,
                                2, s.start_time, pe.time, s.n});
     complete(pe, c, *s.call, now);
+    for (int k = 0; k < s.n_dsr; ++k)
+      for (int j = 0; j < 2; ++j) {
+        const int32_t tid = j == 0 ? s.dsr_act[k] : s.dsr_unb[k];
+        if (tid < 0) continue;
+        if (pe.time > now) pe.timed.push_back({pe.time, tid, j == 1});
+        else if (j == 1) pe.blocked.clear(tid);
+        else pe.active.set(tid);
+      }
     return kDone;
   }
 
@@ -1720,6 +1749,19 @@ class Engine {
         if (ops[k].kind == 4)
           throw EngineError{"a synchronous DSD operation on a FIFO (it tests instead of waiting) is "
                             "not supported by waferscale yet; give it .async = true", call.node};
+    int n_dsr = 0, dsr_act[4], dsr_unb[4];
+    for (int k = 0; k < call.nops; ++k) {   // dsd.dsr_async
+      if (call.kind[k] != 3) continue;
+      bool seen = false;
+      for (int j = 0; j < k; ++j) seen |= call.kind[j] == 3 && call.tcode[j] == call.tcode[k];
+      const PEState::DsrSlot& slot = pe.dsrs[call.tcode[k]];
+      if (seen || !slot.async) continue;
+      dsr_act[n_dsr] = slot.act;
+      dsr_unb[n_dsr++] = slot.unb;
+    }
+    if (n_dsr && !call.async_)
+      throw EngineError{std::string("@") + info.name + " takes a DSR loaded with .async = true but "
+                        "is not itself .async = true (not supported by waferscale yet)", call.node};
     advance_dsrs(pe, call, n);
     if (call.has_index)
       for (int k = 0; k < call.nops; ++k) apply_index(pe, ops[k], index, call.node);
@@ -1752,6 +1794,11 @@ class Engine {
     }
     for (int k = 0; k < call.nops; ++k) s.ops[k] = std::move(ops[k]);
     s.n = n;
+    s.n_dsr = n_dsr;
+    for (int k = 0; k < n_dsr; ++k) {
+      s.dsr_act[k] = dsr_act[k];
+      s.dsr_unb[k] = dsr_unb[k];
+    }
     target->in_op = true;
     if (m) start_async(pe, m, microthread_of(s.ops, s.call->nops));
   }
@@ -2178,7 +2225,24 @@ class Engine {
           break;
         }
         case kDsdOp: issue_op(pe, c, P.calls[in.a], now); break;
-        case kDsrLoad: load_dsr(pe, c, in.a, in.b != 0, in.c); break;   // a: DSR key, b: save, c: node
+        case kDsrLoad:   // a: DSR key, b: save | async << 1 | (act + 1) << 2 | (unb + 1) << 10
+          load_dsr(pe, c, in.a, in.b & 1, in.c);
+          pe.dsrs[in.a].async = in.b >> 1 & 1;
+          pe.dsrs[in.a].act = ((in.b >> 2) & 0xFF) - 1;
+          pe.dsrs[in.a].unb = ((in.b >> 10) & 0xFF) - 1;
+          break;
+        case kRouter:   // <tile_config> (builtins_rt._router_config): at the PE's time
+          if (pe.time > now) {
+            c.ready_at = pe.time;
+            --f.pc;
+            return;
+          }
+          try {
+            core_.router_config(pe.x, pe.y, in.a >> 5, in.a & 31, in.b);
+          } catch (const FabricException& e) {
+            throw EngineError{e.what(), in.c};
+          }
+          break;
         case kDPop: c.dstack.pop_back(); break;
         case kPushXY: { Scalar s; s.i = in.a ? pe.y : pe.x; st.push_back(s); break; }
         default: throw EngineError{"bad instruction " + std::to_string(in.op), -1};

@@ -9,7 +9,7 @@ enum Op : int32_t {
   kRet, kPop, kActivate, kBlock, kUnblock, kUnblockCmd, kTimestamp, kDPushK, kDLoadL,
   kDStoreL, kDLoadG, kDStoreG, kDMod, kDsdOp, kDPop, kPushXY, kFitChk, kSwap, kDup, kMath,
   kMapIssue, kMapTest, kMapRead, kMapWrite, kMapStep, kMapDone, kCollective, kPrint, kAssert,
-  kChkDef, kNoMatch, kFail, kBitcast, kDsrLoad, kNumOps
+  kChkDef, kNoMatch, kFail, kBitcast, kDsrLoad, kRouter, kNumOps
 };
 enum BinOp : int32_t { kAdd = 0, kSub, kMul, kDiv, kMod, kAnd, kOr, kXor, kShl, kShr };
 enum CmpOp : int32_t { kLt = 0, kLe, kGt, kGe, kEq, kNe };
@@ -21,7 +21,7 @@ struct Ins {
 // A resolved DSD value (dsd.resolve applied eagerly to the descriptor and its modifiers).
 enum DsdKind : int32_t { kMem1d = 0, kMem4d, kFabin, kFabout, kFifo };
 struct Dsd {
-  int32_t kind, tcode, ndim, wio;   // wio: .wavelet_index_offset
+  int32_t kind, tcode, ndim, wio;   // wio: .wavelet_index_offset (a fabout: .control)
   int32_t base, offset;             // word address of the base; offset in elements
   int32_t ext[4], str[4];
   int32_t queue, color;

@@ -341,6 +341,9 @@ class SdkRuntime:
             log.warning("SdkRuntime: ignoring SDK-internal keyword(s) %s",
                         ", ".join(sorted(kwargs)))
         self.bin_dir = Path(bin_dir)
+        # Resolved now: a script may chdir between SdkRuntime() and load() (sdk-examples'
+        # conjugate-gradient chdirs into the output directory).
+        self._bin_path = self.bin_dir.resolve()
         self._record: CompileRecord = read_output_dir(self.bin_dir)
         self._options: dict[str, Any] = {"suppress_simfab_trace": _flag(
             suppress_simfab_trace, "suppress_simfab_trace"), "simfab_numthreads": threads,
@@ -398,7 +401,7 @@ class SdkRuntime:
         else:
             factory = cast(DeviceFactory, dev_arg) if dev_arg is not None else \
                 resolve_device_factory()
-            device = factory(self.bin_dir, **self._options)
+            device = factory(self._bin_path, **self._options)
             if not _is_device(device):
                 raise DeviceError(f"the device factory returned {type(device).__name__}, which "
                                   "does not implement waferscale.host.device.Device")
@@ -415,7 +418,7 @@ class SdkRuntime:
         self._exports = exports
         self._device = device
         self._state = _State.LOADED
-        _LAST_RUNTIME[str(self.bin_dir.resolve())] = weakref.ref(self)
+        _LAST_RUNTIME[str(self._bin_path)] = weakref.ref(self)
         log.info("loaded %s on %s", self.bin_dir, type(device).__name__)
 
     def run(self) -> None:

@@ -536,7 +536,7 @@ def _check_dsd_int(ip: Interp, what: str, v: Val, lo: int, hi: int, tname: str,
 # Fields of a fabric DSD that change what goes over the fabric and that the simulator does
 # not model: set (true or a non-empty struct) they are errors, never silently ignored.
 # ``.priority`` and ``.simd_mode`` only change timing and are accepted (docs/simulator.md).
-UNSUPPORTED_DSD_FIELDS = {"control": "control wavelets", "advance_switch": "switches",
+UNSUPPORTED_DSD_FIELDS = {"advance_switch": "switches",
                           "control_transform": "control wavelets", "zero": "zero wavelets"}
 
 
@@ -592,6 +592,11 @@ def _dsd_mutator(field_name: str, nargs: int):
     def fn(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         a = _args(ip, e, s, nargs)
         d = _dsd_arg(ip, a[0], e.args[0])
+        if field_name == "base_addr" and isinstance(a[1].type, T.ArrayT) \
+                and isinstance(e.args[1], (A.Ident, A.FieldAccess)):
+            # An array names its storage: the DSD is re-pointed at its first element
+            # (benchmark-libs/allreduce: @set_dsd_base_addr(dsd, ctrl_11)).
+            a = [a[0], ip.address_of(e.args[1], s)]
         rng = MUTATOR_RANGES.get(field_name)
         # At run time (the PE interpreter has .pe) the extent is checked when an op reads the
         # DSD (sim/dsd.py:check_extents), as the compiled engine does; a run-time offset
@@ -738,6 +743,35 @@ def _bind(kind: T.Type, key: str):
     return fn
 
 
+TEARDOWN_TASK_ID = 29
+"""The teardown task (csl-language.md §5: local task ID 29 is the teardown task)."""
+
+
+@builtin("set_teardown_handler")
+def _set_teardown_handler(ip, e, s):
+    """``@set_teardown_handler(fn, color)``: ``fn`` (no parameters) runs as the teardown
+    task when a teardown command reaches this PE's router on ``color`` (docs/fabric-model.md
+    §9). One handler per PE program (more is not supported by waferscale yet)."""
+    f, c = _args(ip, e, s, 2)
+    if not isinstance(f.v, FnVal) or f.v.decl is None or f.v.decl.is_task:
+        raise ip.err("@set_teardown_handler needs a function (not a task)", e.args[0])
+    if f.v.decl.params:
+        raise ip.err(f"teardown handler '{f.v.decl.name}' must take no parameters", e.args[0])
+    if c.type != T.COLOR or not isinstance(c.v, int):
+        raise ip.err(f"@set_teardown_handler needs a color, found '{c.type}'", e.args[1])
+    prog = _program(ip, e, s)
+    if c.v in prog.teardown_handlers:
+        raise ip.err(f"color {c.v} already has a teardown handler", e)
+    if prog.teardown_handlers:
+        raise ip.err("teardown handlers on more than one color of a PE program are not "
+                     "supported by waferscale yet", e)
+    if ("local", TEARDOWN_TASK_ID) in prog.task_bindings:
+        raise ip.err(f"local task ID {TEARDOWN_TASK_ID} (the teardown task) is bound to a "
+                     "task; it cannot also run a teardown handler", e)
+    prog.teardown_handlers[c.v] = f.v
+    return VOID_VAL
+
+
 BUILTINS["bind_local_task"] = _bind(T.LOCAL_TASK_ID, "local")
 BUILTINS["bind_data_task"] = _bind(T.DATA_TASK_ID, "data")
 BUILTINS["bind_control_task"] = _bind(T.CONTROL_TASK_ID, "control")
@@ -840,8 +874,10 @@ def _set_local_color_config(ip, e, s):
     c, cfg = _args(ip, e, s, 2)
     if c.type != T.COLOR:
         raise ip.err(f"expected a color, found '{c.type}'", e.args[0])
-    from .layout import parse_color_config
+    from .layout import check_switch_color, parse_color_config
     parse_color_config(ip, cfg, e.args[1])
+    if c.type == T.COLOR and isinstance(c.v, int):
+        check_switch_color(ip, c.v, cfg, e.args[1])
     prog = _program(ip, e, s)
     if c.v in prog.local_color_configs:
         raise ip.err(f"color {c.v} is configured twice in this program", e)
@@ -957,7 +993,8 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
                                      "by waferscale yet"))
                     elif f.name not in LOAD_TO_DSR_OPTIONS:
                         plan.append(("unsupported", f, f"unknown option '.{f.name}' of "
-                                     "@load_to_dsr (expected .save_address)"))
+                                     "@load_to_dsr (expected .save_address, .async, "
+                                     ".activate, .unblock, .ut_id)"))
             if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
                 continue
             args = list(call.args)
@@ -1005,8 +1042,10 @@ SIMULATED_RUNTIME = frozenset((
 
 # Options of @load_to_dsr: those the simulator models, and the async ones it does not yet (a
 # DSR preloaded for asynchronous operations, with their completion actions and microthread).
-LOAD_TO_DSR_OPTIONS = {"save_address"}
-LOAD_TO_DSR_UNSUPPORTED = {"async", "activate", "unblock", "ut_id"}
+# `.async` with `.activate` / `.unblock`: the completion actions of the async operations that
+# take this DSR as an operand (sim/dsd.py: DsrState).
+LOAD_TO_DSR_OPTIONS = {"save_address", "async", "activate", "unblock", "ut_id"}
+LOAD_TO_DSR_UNSUPPORTED: set[str] = set()
 
 
 def _not_simulated(name: str) -> str:
@@ -1037,7 +1076,7 @@ for _n in RUNTIME_ONLY:
 # to a wrong answer, so they are errors until the simulator models them.
 NOT_IMPLEMENTED = ("import_comptime_value", "get_array", "get_string_from_byte",
                    "range_start", "range_stop", "range_step", "set_empty_queue_handler",
-                   "set_teardown_handler", "set_control_task_table", "bind_rotating_tasks")
+                   "set_control_task_table", "bind_rotating_tasks")
 
 
 def _not_implemented(ip, e, s):

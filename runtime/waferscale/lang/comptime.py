@@ -218,6 +218,9 @@ class ProgramRecord:
     initially_blocked: set[tuple[str, int]] = field(default_factory=set)
     queues: dict[tuple[str, int], dict[str, Val]] = field(default_factory=dict)
     local_color_configs: dict[int, Val] = field(default_factory=dict)
+    # @set_teardown_handler: color -> the fn run by the teardown task (ID 29) when a
+    # teardown command reaches this PE's router on that color.
+    teardown_handlers: dict[int, FnVal] = field(default_factory=dict)
     exported_symbols: dict[str, tuple[Any, Span]] = field(default_factory=dict)
     rpc_task: int | None = None
     globals: list[GlobalVar] = field(default_factory=list)

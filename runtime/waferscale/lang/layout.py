@@ -193,14 +193,114 @@ def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple
         if k in rfields and _is_set(rfields[k]):
             raise ip.err(f"color swap ('.{k}') is not supported by waferscale yet",
                          _field_node(node, k))
-    for k, what in (("switches", "switches"), ("filter", "filters"),
-                    ("teardown", "teardown")):
-        if k in fields and "routes" in fields and _is_set(fields[k]):
-            raise ip.err(f"{what} ('.{k}' of a color config) are not supported by "
-                         "waferscale yet" if k != "teardown" else
-                         "teardown ('.teardown' of a color config) is not supported by "
-                         "waferscale yet", _field_node(node, k))
+    if "filter" in fields and "routes" in fields and _is_set(fields["filter"]):
+        raise ip.err("filters ('.filter' of a color config) are not supported by waferscale "
+                     "yet", _field_node(node, "filter"))
+    if "routes" in fields:
+        router_extras(ip, cfg, node)          # checks .switches and .teardown
     return rx, tx
+
+
+# Direction bitmasks as the fabric numbers them (sim.fabric.Direction: RAMP=0, NORTH=1,
+# EAST=2, SOUTH=3, WEST=4).
+DIRECTION_BITS = {"RAMP": 1, "NORTH": 2, "EAST": 4, "SOUTH": 8, "WEST": 16}
+SWITCH_FIELDS = {"pos1", "pos2", "pos3", "current_switch_pos", "ring_mode", "pop_mode"}
+POP_MODES = {"no_pop": 0, "always_pop": 1, "pop_on_advance": 2}
+# On WSE-3 only these colors have switches (csl-language.md §6, from the CSL builtins page).
+WSE3_SWITCH_COLORS = frozenset((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 20, 21))
+
+
+def dir_mask(dirs: tuple[str, ...]) -> int:
+    m = 0
+    for d in dirs:
+        m |= DIRECTION_BITS[d]
+    return m
+
+
+class RouterExtras(NamedTuple):
+    """What a color config asks of a router besides position 0's route: its switch
+    positions (``sim.fabric.PyFabricCore.set_switches``'s arguments) and whether the color
+    starts in teardown mode."""
+    switches: tuple[tuple[int, ...], int, bool, int] | None
+    teardown: bool
+
+
+def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
+    """Check and read ``.switches`` and ``.teardown`` of a color config (with ``.routes``).
+
+    ``.switches``: ``.pos1``..``.pos3`` each ``.{ .rx = d }`` and/or ``.{ .tx = d }`` (a
+    direction or a tuple of them; the side a position leaves out is position 0's),
+    ``.current_switch_pos`` (0..3, default 0), ``.ring_mode`` (bool) and ``.pop_mode``
+    (``.{ .no_pop | .always_pop | .pop_on_advance = true }``; ``.pop_on_header`` is not
+    supported by waferscale yet). ``.teardown = true``: the color starts in teardown mode."""
+    fields = cfg.v if isinstance(cfg.v, dict) else {}
+    td = fields.get("teardown")
+    teardown = False
+    if td is not None:
+        if td.type != T.BOOL:
+            raise ip.err(f".teardown must be a bool, found '{td.type}'",
+                         _field_node(node, "teardown"))
+        teardown = bool(td.v)
+    sw = fields.get("switches")
+    if sw is None or not _is_set(sw):
+        return RouterExtras(None, teardown)
+    at = _field_node(node, "switches")
+    if not isinstance(sw.v, dict):
+        raise ip.err(".switches must be a struct like .{ .pos1 = .{ .tx = WEST }, "
+                     ".ring_mode = true }", at)
+    for k in sw.v:
+        if k not in SWITCH_FIELDS:
+            raise ip.err(f"unknown switches field '.{k}' (expected "
+                         + ", ".join(sorted(SWITCH_FIELDS)) + ")", at)
+    positions: list[int] = []
+    for k in ("pos1", "pos2", "pos3"):
+        pv = sw.v.get(k)
+        if pv is None or not _is_set(pv):
+            positions += [-1, -1]
+            continue
+        if not isinstance(pv.v, dict) or not set(pv.v) <= {"rx", "tx"}:
+            raise ip.err(f".{k} must be a struct like .{{ .rx = RAMP }} or .{{ .tx = WEST }}",
+                         at)
+        positions += [dir_mask(_dirs(ip, pv.v["rx"], at, f".{k}.rx")) if "rx" in pv.v else -1,
+                      dir_mask(_dirs(ip, pv.v["tx"], at, f".{k}.tx")) if "tx" in pv.v else -1]
+    cur = 0
+    if "current_switch_pos" in sw.v:
+        cv = sw.v["current_switch_pos"]
+        if not T.is_int(cv.type) or isinstance(cv.v, bool) or not 0 <= cv.v <= 3:
+            raise ip.err(".current_switch_pos must be an integer 0..3", at)
+        cur = int(cv.v)
+        if cur and positions[2 * cur - 2] < 0 and positions[2 * cur - 1] < 0:
+            raise ip.err(f".current_switch_pos is {cur}, but .pos{cur} is not defined", at)
+    ring = False
+    if "ring_mode" in sw.v:
+        rv = sw.v["ring_mode"]
+        if rv.type != T.BOOL:
+            raise ip.err(f".ring_mode must be a bool, found '{rv.type}'", at)
+        ring = bool(rv.v)
+    pop = 0
+    if "pop_mode" in sw.v:
+        pm = sw.v["pop_mode"]
+        chosen = [k for k, v in (pm.v.items() if isinstance(pm.v, dict) else ())
+                  if v.type == T.BOOL and v.v]
+        if not isinstance(pm.v, dict) or len(chosen) > 1 or any(
+                k not in POP_MODES and k != "pop_on_header" for k in pm.v):
+            raise ip.err(".pop_mode must be one of .{ .no_pop = true }, .{ .always_pop = "
+                         "true }, .{ .pop_on_advance = true }", at)
+        if chosen == ["pop_on_header"]:
+            raise ip.err("pop mode '.pop_on_header' is not supported by waferscale yet", at)
+        pop = POP_MODES[chosen[0]] if chosen else 0
+    return RouterExtras((tuple(positions), cur, ring, pop), teardown)
+
+
+def check_switch_color(ip: Interp, color: int, cfg: Val, node: A.Node | None) -> None:
+    """WSE-3 has switches on some colors only (WSE3_SWITCH_COLORS)."""
+    if ip.ctx.options.arch != "wse3" or not isinstance(cfg.v, dict):
+        return
+    sw = cfg.v.get("switches")
+    if sw is not None and _is_set(sw) and color not in WSE3_SWITCH_COLORS:
+        raise ip.err(f"color {color} has no switches on WSE-3 (only colors "
+                     + ", ".join(map(str, sorted(WSE3_SWITCH_COLORS))) + ")",
+                     _field_node(node, "switches"))
 
 
 def _is_set(v: Val) -> bool:
@@ -301,6 +401,7 @@ class LayoutBuilder:
         if not isinstance(c, int) or not 0 <= c <= 23:
             raise self.ip.err(f"color {c} is out of range 0..23", node.args[2])
         rx, tx = parse_color_config(self.ip, cfg, node.args[3])
+        check_switch_color(self.ip, c, cfg, node.args[3])
         prev = self.routes.get((x, y, c))
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(

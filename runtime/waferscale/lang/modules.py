@@ -16,13 +16,15 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+
+import numpy as np
 from typing import Any, Callable
 
 from . import ast as A
 from . import types as T
 from .comptime import Interp, ModuleInstance, RuntimeIntrinsic, val_key
 from .errors import CslImportError
-from .values import VOID_VAL, DsdVal, FnVal, Val
+from .values import VOID_VAL, ArrayData, DsdVal, FnVal, Val
 
 
 class NativeModule(ModuleInstance):
@@ -287,6 +289,150 @@ def _c2d_pe(ip, importer, params, node) -> NativeModule:
     return m
 
 
+# -- <tile_config> and <memcpy/memcpy_switches>: run-time routers, switches, teardown ------------
+# The fabric side of these is docs/fabric-model.md §9; what each function does to the router:
+# sim.fabric.PyFabricCore.router_config (ROUTER_CONFIG_KINDS below names its kinds).
+
+ROUTER_CONFIG_KINDS = {
+    "tile_config/color_config.reset_routes": 0,
+    "tile_config/switch_config.clear_current_position": 1,
+    "tile_config/switch_config.set_invalid_for_all_switch_positions": 2,
+    "tile_config/switch_config.set_rx_switch_pos1": 3,
+    "tile_config/switch_config.set_rx_switch_pos2": 4,
+    "tile_config/switch_config.set_rx_switch_pos3": 5,
+    "tile_config/switch_config.set_tx_switch_pos1": 6,
+    "tile_config/switch_config.set_tx_switch_pos2": 7,
+    "tile_config/switch_config.set_tx_switch_pos3": 8,
+    "tile_config/teardown.exit": 9,
+}
+COLOR_CONFIG_ADDR_BASE = 0
+"""get_color_config_addr(c) is c + this (doc-gap: the docs do not give the register address;
+waferscale's value only means something to reset_routes)."""
+
+
+class SubmoduleLib(NativeModule):
+    """A member module of a standard library (``tile_config.color_config``): a member it does
+    not have is an error that says so rather than guessing."""
+
+    def member(self, interp: Interp, name: str, span: Any) -> Val:
+        v = self.members.get(name)
+        if v is None:
+            raise interp.err(f"'{self.name.replace('/', '.')}.{name}' is not supported by "
+                             "waferscale yet", span)
+        return v
+
+
+def _tile_config_lib(ip, importer, params, node) -> NativeModule:
+    """``<tile_config>``: color_config (get_color_config_addr, reset_routes), switch_config
+    (clear_current_position, set_invalid_for_all_switch_positions, set_rx/tx_switch_pos1..3)
+    and teardown (exit). Its other submodules are not supported by waferscale yet."""
+    m = SubmoduleLib(ip, importer, "tile_config", params, node)
+    subs: dict[str, NativeModule] = {}
+    for qual in ROUTER_CONFIG_KINDS:
+        sub_name, fn_name = qual.split(".")
+        sub = subs.get(sub_name)
+        if sub is None:
+            sub = subs[sub_name] = SubmoduleLib(ip, importer, sub_name, params, node)
+        second = (T.U16, None) if fn_name == "reset_routes" else \
+            (T.COLOR, T.DIRECTION) if fn_name.startswith("set_") and "switch_pos" in fn_name \
+            else (T.COLOR,)
+        sub.runtime_fn(fn_name, second, T.VOID)
+    subs["tile_config/color_config"].comptime_fn("get_color_config_addr", _color_config_addr)
+    for qual, sub in subs.items():
+        m.members[qual.split("/")[1]] = Val(T.IMPORTED_MODULE, sub)
+    return m
+
+
+def _color_config_addr(ip: Interp, args: list[Val], node: A.Node) -> Val:
+    if len(args) != 1 or args[0].type != T.COLOR or not isinstance(args[0].v, int):
+        raise ip.err("get_color_config_addr takes a color", node)
+    return Val(T.U16, COLOR_CONFIG_ADDR_BASE + args[0].v)
+
+
+def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> tuple[int, int,
+                                                                                     int]:
+    """``(kind, color, value)`` of a <tile_config> router call (PyFabricCore.router_config)."""
+    from .layout import DIRECTION_BITS
+    kind = ROUTER_CONFIG_KINDS[qual]
+    want = 2 if kind == 0 or 3 <= kind <= 8 else 1
+    if len(args) != want:
+        raise ip.err(f"'{qual.replace('/', '.')}' takes {want} argument(s)", node)
+
+    def dirs(v: Val, what: str) -> int:
+        items = v.v.data.ravel().tolist() if isinstance(v.v, ArrayData) else (
+            v.v if isinstance(v.type, T.TupleT) else [v])
+        mask = 0
+        for it in items:
+            if not isinstance(it, Val) or it.type != T.DIRECTION:
+                raise ip.err(f"{what} must be a direction or an array or tuple of directions",
+                             node)
+            mask |= DIRECTION_BITS[it.v]
+        return mask
+    if kind == 0:
+        a, cfg = args
+        if not T.is_int(a.type) or not isinstance(a.v, int):
+            raise ip.err("reset_routes takes the address from get_color_config_addr", node)
+        color = a.v - COLOR_CONFIG_ADDR_BASE
+        if not 0 <= color <= 23:
+            raise ip.err(f"reset_routes: {a.v} is not a color config address", node)
+        if not isinstance(cfg.v, dict) or not set(cfg.v) <= {"rx", "tx"}:
+            raise ip.err("reset_routes takes .{ .rx = ..., .tx = ... }", node)
+        rx = dirs(cfg.v["rx"], ".rx") if "rx" in cfg.v else 0
+        tx = dirs(cfg.v["tx"], ".tx") if "tx" in cfg.v else 0
+        return kind, color, rx | tx << 5
+    c = args[0]
+    if c.type != T.COLOR or not isinstance(c.v, int):
+        raise ip.err(f"'{qual.replace('/', '.')}' takes a color, found '{c.type}'", node)
+    value = dirs(args[1], "the direction") if want == 2 else 0
+    return kind, c.v, value
+
+
+# Bit positions of the eight command slots of a control wavelet (the same table as
+# sim.fabric._CMD_SLOT_BITS, which documents it; the front end does not import the simulator).
+_CMD_SLOT_BITS = ((22, 23, 24), (25, 26, 27), (28, 29, 0), (1, 2, 3), (4, 5, 6), (7, 8, 9),
+                  (10, 11, 12), (13, 14, 15))
+
+
+def _memcpy_switches_lib(ip, importer, params, node) -> NativeModule:
+    """``<memcpy/memcpy_switches>`` as benchmark-libs/allreduce uses it: ``ctrl(cmds)`` encodes
+    eight router commands into a control wavelet's payload (NOCE set on each, no task: the
+    encoding of sdk-examples' 25-pt-stencil ``ctrl``; the allreduce's comment gives
+    ctrl(teardown_cmd_1()) = 0x9df9249), ``switch_cmd_11()`` advances the first two routers
+    and ``teardown_cmd_1()`` tears down every router on the path (not popped on advance).
+    Its other members are not supported by waferscale yet (doc-gap: no reference page)."""
+    m = SubmoduleLib(ip, importer, "memcpy/memcpy_switches", params, node)
+    m.comptime_fn("ctrl", _switches_ctrl)
+    m.comptime_fn("switch_cmd_11", _switch_cmds, cmds=(1, 1))
+    m.comptime_fn("teardown_cmd_1", _switch_cmds, cmds=(3,))
+    return m
+
+
+def encode_commands(cmds: list[int], noce: bool = True, task: int = 31) -> int:
+    """A control wavelet's payload from up to eight 2-bit router commands (slot k = the k-th
+    router on the path), each with the NOCE bit ``noce``, and the task field (bits 16-21)."""
+    out = (task & 0x3F) << 16
+    for k in range(8):
+        v = (cmds[k] & 3 if k < len(cmds) else 0) | (int(noce) << 2)
+        for b, bit in enumerate(_CMD_SLOT_BITS[k]):
+            out |= ((v >> b) & 1) << bit
+    return out
+
+
+def _switches_ctrl(ip: Interp, args: list[Val], node: A.Node) -> Val:
+    if len(args) != 1 or not isinstance(args[0].v, ArrayData) or args[0].v.data.size != 8:
+        raise ip.err("ctrl takes the eight commands ([8]u16) of a control wavelet", node)
+    cmds = [int(x.v) if isinstance(x, Val) else int(x) for x in args[0].v.data.ravel()]
+    return Val(T.U32, encode_commands(cmds))
+
+
+def _switch_cmds(ip: Interp, args: list[Val], node: A.Node, *, cmds: tuple[int, ...]) -> Val:
+    if args:
+        raise ip.err("this function takes no arguments", node)
+    data = np.zeros(8, dtype=np.uint16)
+    data[:len(cmds)] = cmds
+    return Val(T.ArrayT((8,), T.U16), ArrayData(data))
+
+
 Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], NativeModule]
 
 STDLIB: dict[str, Factory] = {
@@ -299,11 +445,13 @@ STDLIB: dict[str, Factory] = {
     "simprint": _simprint_lib,
     "collectives_2d/params": _c2d_params,
     "collectives_2d/pe": _c2d_pe,
+    "tile_config": _tile_config_lib,
+    "memcpy/memcpy_switches": _memcpy_switches_lib,
 }
 
 # Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
 KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "directions",
-                       "dsd_ops", "tile_config", "timer", "message_passing")
+                       "dsd_ops", "timer", "message_passing")
 
 
 def find_module(ip: Interp, base: Path, spec: str, node: A.Node) -> tuple[Path, str]:

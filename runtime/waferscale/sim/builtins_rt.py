@@ -140,6 +140,10 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
     if "index" in cfg:
         for o in (dest, *srcs):
             D.apply_index(pe, o, int(cfg["index"].v), e)
+    dsr_extra = D.dsr_async(pe, vals)
+    if dsr_extra and not _is_async(cfg):
+        raise pe.error(f"@{e.name} takes a DSR loaded with .async = true but is not itself "
+                       ".async = true (not supported by waferscale yet)", e)
     D.advance_dsrs(pe, vals, n, e)
     simd = op.simd[0 if pe.sim.arch == "wse2" else 1]
     for o in [dest, *srcs]:
@@ -163,11 +167,17 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
         if pe.sim.trace is not None:
             pe.sim.trace.span(pe, f"@{e.name}", "dsd", start, pe.time, n=n)
         _complete(pe, cfg, e)
+        for st in dsr_extra:
+            for key, tid in st.actions:
+                pe.signal(_task_id(pe, tid, e), unblock=key == "unblock", timed=True)
 
     if _is_async(cfg):
         # The issuer loads the operands' DSRs; the microthread streams the elements.
         pe.cost(setup)
-        pe.start_async(f"@{e.name}", lambda: body(0), _microthread(cfg, [dest, *srcs]))
+        ut = _microthread(cfg, [dest, *srcs])
+        if "ut_id" not in cfg:        # a DSR operand's .ut_id (doc-gap: the op's wins)
+            ut = next((st.ut for st in dsr_extra if st.ut is not None), ut)
+        pe.start_async(f"@{e.name}", lambda: body(0), ut)
     else:
         body(setup)
     return Val(T.BOOL, True)
@@ -255,11 +265,20 @@ def _load_to_dsr(ip, e, s) -> Val:
     vals = [ip.eval(a, s) for a in e.args]
     if len(vals) not in (2, 3) or not isinstance(vals[0].v, DsrVal):
         raise pe.error("@load_to_dsr takes a DSR (@get_dsr), a DSD and optional options", e)
-    save = False
+    save = async_ = False
+    actions: tuple[tuple[str, Val], ...] = ()
+    ut: int | None = None
     if len(vals) == 3:
         opts = vals[2].v if isinstance(vals[2].v, dict) else {}
         save = bool(opts["save_address"].v) if "save_address" in opts else False
-    D.load_dsr(pe, vals[0].v, vals[1], save, e)
+        async_ = bool(opts["async"].v) if "async" in opts else False
+        actions = tuple((k, opts[k]) for k in ("activate", "unblock") if k in opts)
+        if (actions or "ut_id" in opts) and not async_:
+            raise pe.error("@load_to_dsr with .activate, .unblock or .ut_id needs .async = "
+                           "true", e)
+        if "ut_id" in opts:
+            ut = int(opts["ut_id"].v)
+    D.load_dsr(pe, vals[0].v, vals[1], save, e, async_, actions, ut)
     return Val(T.VOID, None)
 
 
@@ -359,6 +378,22 @@ def _print(fmt: Callable[[Val], str]):
     return impl
 
 
+def _router_config(qual: str) -> Callable:
+    """<tile_config>'s router calls (modules.ROUTER_CONFIG_KINDS): at the PE's time, on its
+    router (PyFabricCore.router_config); the call's cost is the intrinsic call's."""
+    def impl(pe, args, node, owner=None) -> Val:
+        from ..lang.modules import router_config_args
+        from .fabric import FabricError
+        kind, color, value = router_config_args(pe.interp, qual, args, node)
+        pe.sync_time()
+        try:
+            pe.sim.fabric.core.router_config(pe.x, pe.y, kind, color, value)
+        except FabricError as e:
+            raise pe.error(str(e), node) from None
+        return Val(T.VOID, None)
+    return impl
+
+
 INTRINSICS: dict[str, Callable] = {
     "memcpy/memcpy.unblock_cmd_stream": _unblock_cmd_stream,
     "layout.get_x_coord": lambda pe, a, n, o=None: Val(T.U16, pe.x),
@@ -373,6 +408,9 @@ INTRINSICS: dict[str, Callable] = {
 }
 from .collectives import INTRINSICS as _C2D  # noqa: E402  (collectives imports Val only)
 INTRINSICS.update(_C2D)
+from ..lang.modules import ROUTER_CONFIG_KINDS  # noqa: E402
+for _qual in ROUTER_CONFIG_KINDS:
+    INTRINSICS[_qual] = _router_config(_qual)
 for _base, _f in (("exp", _safe_exp), ("sqrt", lambda x: math.sqrt(x) if x >= 0 else math.nan),
                   ("log", lambda x: math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)),
                   ("inv", lambda x: 1.0 / x if x else math.copysign(math.inf, x)),

@@ -74,6 +74,7 @@ class FabOut:
     length: int
     ut: int = 0                  # the microthread ID the DSD selects (its .output_queue)
     index: int | None = None     # upper 16 bits of each wavelet (`.index` / wavelet_index_offset)
+    ctrl: bool = False           # `.control = true`: control wavelets (docs/fabric-model.md §9)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Descriptor:
     strides: list[int] = field(default_factory=list)
     extents: list[int] = field(default_factory=list)
     index_offset: bool = False        # `.wavelet_index_offset = true`
+    control: bool = False             # fabout: `.control = true`
 
 
 def describe(pe, p: DsdVal, node) -> Descriptor:
@@ -128,7 +130,8 @@ def describe(pe, p: DsdVal, node) -> Descriptor:
             color = _int(f["fabric_color"])
         else:
             color = pe.sim.output_queue_color(pe, oq, node)
-        return Descriptor(p.kind, length=extent, queue=oq, color=color, ut=oq)
+        return Descriptor(p.kind, length=extent, queue=oq, color=color, ut=oq,
+                          control=_flag(f, "control"))
     # Memory DSDs.
     if "tensor_access" in f:
         ta: TensorAccessVal = f["tensor_access"].v
@@ -257,7 +260,7 @@ def resolve(pe, v: Val, node,
     if p.kind == "fabin_dsd":
         return FabIn(d.queue, d.length, d.ut)
     if p.kind == "fabout_dsd":
-        return FabOut(d.queue, d.color, d.length, d.ut)
+        return FabOut(d.queue, d.color, d.length, d.ut, ctrl=d.control)
     base, elem, offset, strides, extents = d.base, d.elem, d.offset, d.strides, d.extents
     assert elem is not None     # describe sets it for every memory DSD
     check_reach(pe, d.dsd_kind, offset, strides[:len(extents)], node)
@@ -306,6 +309,12 @@ def resolve(pe, v: Val, node,
 class DsrState:
     dsd: DsdVal
     save_address: bool
+    # `.async = true` and its `.activate` / `.unblock` (("activate" | "unblock", task)): run
+    # when an (async) operation taking this DSR as an operand completes, after the op's own
+    # (doc-gap: the docs show the form, not the order; they stay until the DSR is reloaded).
+    async_: bool = False
+    actions: tuple[tuple[str, Val], ...] = ()
+    ut: int | None = None             # `.ut_id`: the op's microthread unless it names one
 
 
 def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
@@ -313,7 +322,8 @@ def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
     return pe.__dict__.setdefault("dsrs", {})
 
 
-def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node) -> None:
+def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node, async_: bool = False,
+             actions: tuple[tuple[str, Val], ...] = (), ut: int | None = None) -> None:
     """``@load_to_dsr(r, v, .{ .save_address })`` on ``pe``: checks that the DSD fits the
     DSR's file (a destination DSR never holds a fabin, a src1 DSR never a fabout)."""
     p = v.v
@@ -329,7 +339,22 @@ def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node) -> None:
     if save_address and p.kind == "mem4d_dsd":
         raise pe.error(".save_address = true with a mem4d_dsd is not supported by "
                        "waferscale yet", node)
-    dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd")
+    dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd",
+                                             async_, actions, ut)
+
+
+def dsr_async(pe, vals: list[Val]) -> list[DsrState]:
+    """The distinct DSR operands of an op (in operand order) loaded with `.async = true`."""
+    out: list[DsrState] = []
+    seen = set()
+    for v in vals:
+        r = v.v
+        if isinstance(r, DsrVal) and (r.file, r.id) not in seen:
+            seen.add((r.file, r.id))
+            st = dsr_table(pe).get((r.file, r.id))
+            if st is not None and st.async_:
+                out.append(st)
+    return out
 
 
 def dsr_dsd(pe, r: DsrVal, node) -> DsdVal:
@@ -449,7 +474,7 @@ def write_elem(pe, op, i: int, t: T.Type, value) -> None:
     pe.sync_time()
     pe.wait(lambda: fab.oq_free(pe.x, pe.y, op.queue) > 0,
             f"space in output queue {op.queue} (color {op.color})")
-    fab.ce_send(pe.x, pe.y, op.queue, op.color, bits)
+    fab.ce_send(pe.x, pe.y, op.queue, op.color, bits, op.ctrl)
 
 
 # -- vectorized execution -----------------------------------------------------------------------

@@ -528,6 +528,34 @@ class PyFabricCore:
         pe.sw[color] = [int(m) for m in positions] + [current, int(bool(ring_mode)), pop_mode]
         self._refresh(pe, color)
 
+    def router_config(self, x: int, y: int, kind: int, color: int, value: int) -> None:
+        """What ``<tile_config>`` does to a router at run time (ROUTER_CONFIG_KINDS):
+        0 reset position 0's route (``value`` = rx | tx << 5), 1 back to position 0,
+        2 invalidate positions 1..3 (ring and pop mode stay), 3..5 set position 1..3's rx
+        to the mask ``value``, 6..8 its tx, 9 leave teardown mode."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        if kind == 0:
+            self.set_route(x, y, color, value & 31, value >> 5)
+            return
+        if kind == 9:
+            self.set_teardown(x, y, color, False)
+            return
+        if not 1 <= kind <= 8:
+            raise FabricConfigError(f"router configuration kind {kind} out of range 0..9")
+        st = list(pe.sw.get(color, [-1] * 6 + [0, 0, POP_NONE]))
+        if kind == 1:
+            st[6] = 0
+        elif kind == 2:
+            if st[6]:
+                raise FabricConfigError(
+                    f"switch position {st[6]} of color {color} at {_pe(x, y)} is the current "
+                    f"one and cannot be invalidated (clear the current position first)")
+            st[:6] = [-1] * 6
+        else:
+            st[(kind - 3) * 2 if kind <= 5 else (kind - 6) * 2 + 1] = value
+        self.set_switches(x, y, color, st[:6], st[6], bool(st[7]), st[8])
+
     def switch_state(self, x: int, y: int, color: int) -> tuple[int, ...]:
         """``(rx1, tx1, rx2, tx2, rx3, tx3, current, ring_mode, pop_mode)`` of ``color``
         at PE ``(x, y)`` (all -1 and position 0 when it has no switches)."""

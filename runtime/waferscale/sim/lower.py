@@ -55,7 +55,7 @@ from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
-from ..lang.modules import _math_comptime
+from ..lang.modules import ROUTER_CONFIG_KINDS, _math_comptime, router_config_args
 from ..lang.values import ArrayData, DsdVal, DsrVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
 from .dsd import base_elem, describe
@@ -135,6 +135,7 @@ class Op(enum.IntEnum):
     FAIL = 54
     BITCAST = 55
     DSRLOAD = 56
+    ROUTER = 57        # <tile_config>: a = kind * 32 + color, b = value, c = node
 
 
 TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
@@ -317,10 +318,11 @@ class ProgramLowering:
     def lower(self) -> LoweredProgram:
         tasks = []
         for tid, (kind, fn) in self.pe.tasks.items():
-            k = {"local": 0, "data": 1, "control": 2}[kind]
+            k = {"local": 0, "data": 1, "control": 2, "teardown": 3}[kind]
             if not 0 <= tid < 128:
                 raise _unsupported(f"task ID {tid}", fn.decl)
-            ptypes: list[int] = []
+            # The teardown task (kind 3) is a local task whose ptypes name its color.
+            ptypes: list[int] = [self.pe.teardown_color] if kind == "teardown" else []
             if kind == "data":
                 scope = Scope(fn.owner.scope, fn.owner)
                 pts = [self.interp.eval_type(p.type, scope) for p in fn.decl.params]
@@ -1381,6 +1383,15 @@ class ProgramLowering:
             self.emit(Op.COST, branch)
             self.emit(Op.PRINT, 1 if "u16" in name else 2)
             return Dyn(T.VOID)
+        if name in ROUTER_CONFIG_KINDS:
+            vals = [self.expr(a) for a in e.args]
+            if not all(isinstance(v, Val) for v in vals):
+                raise _unsupported(f"'{name}' with a run-time argument", e)
+            kind, color, value = router_config_args(
+                self.interp, name, [v for v in vals if isinstance(v, Val)], e)
+            self.emit(Op.COST, branch)
+            self.emit(Op.ROUTER, kind * 32 + color, value, self.node(e))
+            return Dyn(T.VOID)
         if name == "collectives_2d/pe.init":
             self.emit(Op.COST, branch)
             return Dyn(T.VOID)
@@ -1564,19 +1575,32 @@ class ProgramLowering:
         r = self.try_const(e.args[0])
         if r is None or not isinstance(r.v, DsrVal):
             raise _unsupported("@load_to_dsr of a DSR that is not comptime-known", e)
-        save = False
+        save = async_ = False
+        act = unb = -1
         if len(e.args) == 3:
             o = self.try_const(e.args[2])
-            if o is None or not isinstance(o.v, dict) or not set(o.v) <= {"save_address"}:
+            if o is None or not isinstance(o.v, dict) or not set(o.v) <= {
+                    "save_address", "async", "activate", "unblock"}:
+                # (.ut_id: the engine has no explicit microthread IDs yet)
                 raise _unsupported("these @load_to_dsr options", e)
             if "save_address" in o.v:
                 save = bool(o.v["save_address"].v)
+            if "async" in o.v:
+                async_ = bool(o.v["async"].v)
+            if "activate" in o.v:
+                act = self.task_id(o.v["activate"], e)
+            if "unblock" in o.v:
+                unb = self.task_id(o.v["unblock"], e)
+            if (act >= 0 or unb >= 0) and not async_:
+                raise _unsupported("@load_to_dsr with .activate or .unblock and no .async", e)
         d = self.expr(e.args[1])
         if isinstance(d, Val) and isinstance(d.v, DsdVal):
             self.push(d, None, e.args[1])
         elif isinstance(d, Val) or not T.is_dsd(d.type):
             raise _unsupported("@load_to_dsr of something that is not a DSD", e)
-        self.emit(Op.DSRLOAD, dsr_key(r.v), int(save), self.node(e))
+        # b: save | async << 1 | (activate + 1) << 2 | (unblock + 1) << 10
+        self.emit(Op.DSRLOAD, dsr_key(r.v),
+                  int(save) | int(async_) << 1 | (act + 1) << 2 | (unb + 1) << 10, self.node(e))
         return Dyn(T.VOID)
 
     def _role_fail(self, e: A.BuiltinCall, what: str, args: list[A.Expr], out: int | None
@@ -1746,6 +1770,8 @@ class ProgramLowering:
             extents, strides = d.extents, d.strides
             if len(extents) > 4 or len(strides) < len(extents):
                 raise _unsupported("a DSD of more than four dimensions", node)
+        elif p.kind == "fabout_dsd":
+            wio = int(d.control)          # a fabout's wio field: `.control = true`
         pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
         pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color, d.ut]
         assert len(pod) == self.dsd_words

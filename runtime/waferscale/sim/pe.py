@@ -32,6 +32,7 @@ import numpy as np
 from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key
+from ..lang.builtins import TEARDOWN_TASK_ID
 from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
 from ..host.device import DeviceError
 from .memory import MemoryError_, PEMemory, words_of
@@ -340,6 +341,11 @@ class ProgramImage:
         self.tasks: dict[int, tuple[str, FnVal]] = {}
         for (kind, n), fn in rec.task_bindings.items():
             self.tasks[n if kind != "control" else 64 + n] = (kind, fn)
+        # The teardown task runs the handler (one per program, lang/builtins.py).
+        self.teardown_color = -1
+        for color, fn in rec.teardown_handlers.items():
+            self.tasks[TEARDOWN_TASK_ID] = ("teardown", fn)
+            self.teardown_color = color
         # WSE-2's data queues depend on the PE's queue bindings (Simulator sets them).
         self.data_queue: dict[int, int] = {
             tid: tid for tid, (kind, _) in self.tasks.items() if kind == "data"
@@ -377,6 +383,7 @@ class PE:
         self.active: set[int] = set(image.active)
         self.blocked: set[int] = set(image.blocked)
         self.tasks: dict[int, tuple[str, FnVal]] = image.tasks
+        self.teardown_color = image.teardown_color   # the color of the teardown handler
         self.data_queue: dict[int, int] = dict(image.data_queue)   # task id -> input queue
         self.main: Context | None = None
         self.main_free_at = 0                     # cycle the last task's clock reached
@@ -424,6 +431,8 @@ class PE:
             self.mem.store(addr, t, v.v)
         elif T.is_hw_id(t) and isinstance(v.v, int):
             self.mem.store(addr, T.U16, v.v)
+        elif isinstance(t, T.EnumT) and isinstance(v.v, str):
+            self.mem.store(addr, t.tag, t.members[v.v])
 
     @staticmethod
     def _block_key(kind: str, n: int) -> int:
@@ -459,6 +468,12 @@ class PE:
         try:
             if isinstance(t, T.PointerT) or T.is_hw_id(t):
                 return Val(t, self.mem.load(pl.addr, T.U16))
+            if isinstance(t, T.EnumT):       # stored as its tag (an integer of t.tag)
+                tag = self.mem.load(pl.addr, t.tag)
+                for name, n in t.members.items():
+                    if n == tag:
+                        return Val(t, name)
+                raise self.error(f"{tag} is not a value of enum '{t}'", node)
             return Val(t, self.mem.load(pl.addr, t))
         except MemoryError_ as e:
             raise self.error(str(e), node) from None
@@ -468,6 +483,8 @@ class PE:
         try:
             if isinstance(t, T.PointerT) or T.is_hw_id(t):
                 self.mem.store(pl.addr, T.U16, v.v)
+            elif isinstance(t, T.EnumT):
+                self.mem.store(pl.addr, t.tag, t.members[v.v])
             else:
                 self.mem.store(pl.addr, t, v.v)
         except MemoryError_ as e:

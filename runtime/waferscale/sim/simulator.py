@@ -32,6 +32,7 @@ import greenlet
 import numpy as np
 
 from ..host.device import DeadlockError
+from ..lang.builtins import TEARDOWN_TASK_ID
 from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions, \
     direction_mask
@@ -179,6 +180,36 @@ class Simulator:
             return m
         steps = {"EAST": (1, 0), "WEST": (-1, 0), "NORTH": (0, -1), "SOUTH": (0, 1)}
         ramp_routes: dict[tuple[int, int], set[int]] = {}
+        from ..lang.layout import DIRECTION_BITS, router_extras
+        extras_of: dict[int, Any] = {}
+
+        def extras(cfg: Any) -> Any:
+            """The switches and teardown mode of a color config (checked at compile time)."""
+            e = extras_of.get(id(cfg))
+            if e is None:
+                e = extras_of[id(cfg)] = (router_extras(self.pes[0].interp, cfg, None)
+                                          if isinstance(cfg.v, dict) and "routes" in cfg.v
+                                          else None)
+            return e
+
+        def edge_sinks(x: int, y: int, m: int) -> None:
+            """Sinks for the directions of tx mask ``m`` that leave the rectangle (see below)."""
+            if m > 0 and (x == 0 or y == 0 or x == w - 1 or y == h - 1):
+                for d, bit in DIRECTION_BITS.items():
+                    dx, dy = steps.get(d, (0, 0))
+                    if m & bit and (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
+                        fab.enable_edge_sink(x, y, Direction[d])
+
+        def configure_extras(x: int, y: int, c: int, e: Any) -> None:
+            if e is None:
+                return
+            if e.switches is not None:
+                positions, cur, ring, pop = e.switches
+                for m in positions[1::2]:
+                    edge_sinks(x, y, m)
+                core.set_switches(x, y, c, list(positions), cur, ring, pop)
+            if e.teardown:
+                core.set_teardown(x, y, c, True)
         for (x, y, c), r in self.layout.routes.items():
             if x == 0 or y == 0 or x == w - 1 or y == h - 1:
                 for d in r.tx:
@@ -189,6 +220,7 @@ class Simulator:
                     if (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
                         fab.enable_edge_sink(x, y, Direction[d])
             core.set_route(x, y, c, mask(r.rx), mask(r.tx))
+            configure_extras(x, y, c, extras(r.config))
             if "RAMP" in r.tx:
                 ramp_routes.setdefault((x, y), set()).add(c)
         arch = self.arch
@@ -202,12 +234,14 @@ class Simulator:
                 routes = []
                 for c, cfg in rec.local_color_configs.items():
                     rx, tx = parse_color_config(pe.interp, cfg, None)
-                    routes.append((c, mask(tuple(rx)), mask(tuple(tx))))
+                    routes.append((c, mask(tuple(rx)), mask(tuple(tx)), extras(cfg)))
                 queues = [(q, cfg["color"].v) for (kind, q), cfg in rec.queues.items()
                           if kind == "input_queue" and "color" in cfg]
                 conf = per_program[pe.program.index] = (routes, queues)
-            for c, rxm, txm in conf[0]:
+            for c, rxm, txm, ext in conf[0]:
+                edge_sinks(pe.x, pe.y, txm)
                 core.set_route(pe.x, pe.y, c, rxm, txm)
+                configure_extras(pe.x, pe.y, c, ext)
             for q, c in conf[1]:
                 core.bind_input_queue(pe.x, pe.y, q, c)
             if arch == "wse2":
@@ -344,6 +378,12 @@ class Simulator:
         except FabricError as e:
             raise SimError(f"{e}\n{self.report()}") from None
         self.cycle = self.fabric.cycle
+        # A teardown command that passed a router activates its PE's teardown task when the
+        # program has a handler for that color (from the next cycle, like a wavelet).
+        for _t, x, y, color in self.fabric.core.take_teardowns():
+            pe = self.grid[(x, y)]
+            if pe.teardown_color == color:
+                pe.active.add(TEARDOWN_TASK_ID)
         return progressed
 
     def pending_time(self) -> int | None:
