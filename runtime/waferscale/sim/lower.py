@@ -1315,6 +1315,15 @@ class ProgramLowering:
                       tcode(r.type))
             return Dyn(r.type)
         d = fn.decl
+        if d is None and f is not None:
+            # A library function run at compile time (NativeModule.comptime_fn, e.g.
+            # <tile_config>'s get_color_config_addr): folded when its arguments are known.
+            vals = [self.expr(a) for a in e.args]
+            if not all(isinstance(v, Val) for v in vals):
+                raise _unsupported(f"'{getattr(f, '__name__', 'a library function')}' of a "
+                                   "run-time value", e)
+            self.emit(Op.COST, self.sim.timing.branch)     # Interp.call's tick, as PEInterp
+            return f(self.interp, [v for v in vals if isinstance(v, Val)], e)
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
         # Interp.call: parameter types are evaluated with the earlier parameters bound.

@@ -1,0 +1,444 @@
+"""Router features of the fabric (docs/fabric-model.md §9), each in a program of ours run on both
+arches and both PE paths (the Python interpreter and the compiled engine agree bit for bit:
+memory, cycles, counters, errors), and on both fabric cores:
+
+* switches (``.switches`` of a color config: positions, ring mode, pop on advance) advanced by
+  control wavelets sent through a ``fabout_dsd`` with ``.control = true``;
+* the control-wavelet encoding of ``<memcpy/memcpy_switches>`` (the SDK's test vector
+  "teardown wavelet = 0x9df 9249") and the command pop (0x9df9249 -> 0x91f9249);
+* teardown: a color in teardown mode (``.teardown = true``) holds its wavelets; a teardown
+  command runs ``@set_teardown_handler``'s handler; ``<tile_config>`` re-routes the color
+  (``color_config.reset_routes``, ``switch_config``) and ``teardown.exit`` releases it;
+* ``@load_to_dsr`` with ``.async``/``.activate``/``.unblock``: the completion actions of the
+  async op that takes the DSR;
+* what is still missing is a compile-time "not supported by waferscale yet".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waferscale.host.device import DeviceError
+from waferscale.lang.errors import CslError
+from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.sim.device import SimulatorDevice
+from waferscale.sim.fabric import (POP_ALWAYS, POP_NONE, POP_ON_ADVANCE, Direction, Fabric,
+                                   FabricOptions, FabricRoutingError, control_pop, cpp_available)
+from waferscale.sim.simulator import SimOptions
+
+pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
+
+ARCHS = ["wse2", "wse3"]
+BACKENDS = ["python", "cpp"]
+R, N, E, S, W = (1 << d for d in (Direction.RAMP, Direction.NORTH, Direction.EAST,
+                                  Direction.SOUTH, Direction.WEST))
+# NOP with NOCE in every slot but those given; task field 31 (none): memcpy_switches.ctrl.
+NOCE_ALL = (31 << 16) | 1 << 24 | 1 << 27 | 1 << 0 | 1 << 3 | 1 << 6 | 1 << 9 | 1 << 12 | 1 << 15
+ADV_ADV = NOCE_ALL | 1 << 22 | 1 << 25
+TEARDOWN = 0x9DF9249
+
+
+# -- the fabric cores -----------------------------------------------------------------------------
+
+def test_control_pop_matches_the_sdk_comment():
+    # benchmark-libs/allreduce: "0x9df 9249 --> 0x91f 9249" when a router pops the command.
+    assert control_pop(TEARDOWN) == 0x91F9249
+    assert control_pop(ADV_ADV) == NOCE_ALL | 1 << 22
+
+
+def _row(backend: str, width: int = 4, color: int = 3) -> Fabric:
+    """The allreduce-style row: PE 0 sends east, the middle forwards, the last receives; every
+    PE but the last has position 1 = rx RAMP, ring mode, pop on advance."""
+    f = Fabric(width, 1, FabricOptions(), backend=backend)
+    for x in range(width):
+        first, last = x == 0, x == width - 1
+        f.core.set_route(x, 0, color, R if first else W, R if last else E)
+        if not last:
+            f.set_switches(x, 0, color, [R, -1, -1, -1, -1, -1], 0, True, POP_ON_ADVANCE)
+        f.bind_input_queue(x, 0, 2, color)
+    return f
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_switched_row_delivers_in_order_and_teardown_passes_every_router(backend):
+    f = _row(backend)
+    # Every sender queues its value and then "advance me and my east neighbour".
+    for x in range(3):
+        assert f.ce_send(x, 0, 2, 3, 100 + x)
+        assert f.ce_send(x, 0, 2, 3, ADV_ADV, ctrl=True)
+    got, cycles = [], []
+    for _ in range(40):
+        f.tick()
+        w = f.ce_recv(3, 0, 2)
+        if w is not None:
+            got.append(w)
+            cycles.append(f.cycle)
+    # In order; the control wavelets (NOCE) never reach the last CE.
+    assert got == [(100, False), (101, False), (102, False)]
+    assert [f.switch_state(x, 0, 3)[6] for x in range(3)] == [1, 0, 0]
+    assert f.ce_send(0, 0, 2, 3, TEARDOWN, ctrl=True)
+    f.step(20)
+    # Each router executed the teardown (pop on advance keeps it) in path order.
+    tds = f.take_teardowns()
+    assert [(x, c) for _, x, _, c in tds] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert [t for t, *_ in tds] == sorted(t for t, *_ in tds)
+    assert all(f.in_teardown(x, 0, 3) for x in range(4))
+    # In teardown mode a wavelet waits in its buffer, from any side, until exit.
+    assert f.ce_send(0, 0, 2, 3, 7)
+    f.step(10)
+    assert f.stuck() and f.ce_recv(3, 0, 2) is None
+    assert "teardown mode" in f.blocked_wavelets()[0].waits_on
+    f.core.router_config(0, 0, 9, 3, 0)      # teardown.exit at PE 0 only
+    f.step(10)
+    assert f.stuck()                          # now held at PE 1
+    for x in (1, 2, 3):
+        f.core.router_config(x, 0, 9, 3, 0)
+    f.step(20)
+    assert f.ce_recv(3, 0, 2) == (7, False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_switch_positions_ring_and_no_ring(backend):
+    f = Fabric(3, 3, FabricOptions(), backend=backend)
+    c = 0
+    # topic-06's sender shape: tx NORTH, then WEST, EAST, SOUTH; receivers all around.
+    f.core.set_route(1, 1, c, R, N)
+    f.set_switches(1, 1, c, [-1, W, -1, E, -1, S], 1, True, POP_NONE)
+    for (x, y, frm) in ((1, 0, S), (0, 1, E), (2, 1, W), (1, 2, N)):
+        f.core.set_route(x, y, c, frm, R)
+        f.bind_input_queue(x, y, 2, c)
+    adv = NOCE_ALL | 1 << 22
+    for k in range(4):
+        f.ce_send(1, 1, 2, c, adv, ctrl=True)
+        f.ce_send(1, 1, 2, c, 10 + k)
+    f.step(30)
+    got = {xy: f.ce_recv(*xy, 2) for xy in ((0, 1), (2, 1), (1, 2), (1, 0))}
+    # A control wavelet goes by the current position; the next one by the new one.
+    assert got == {(2, 1): (10, False), (1, 2): (11, False), (1, 0): (12, False),
+                   (0, 1): (13, False)}
+    assert f.switch_state(1, 1, c)[6] == 1
+    # Without ring mode an advance past the last position stays there.
+    f.set_switches(1, 1, c, [-1, W, -1, -1, -1, -1], 0, False, POP_NONE)
+    for _ in range(3):
+        f.ce_send(1, 1, 2, c, adv, ctrl=True)
+    f.step(20)
+    assert f.switch_state(1, 1, c)[6] == 1
+    # SWITCH_RST goes back to position 0.
+    f.ce_send(1, 1, 2, c, NOCE_ALL | 2 << 22, ctrl=True)
+    f.step(10)
+    assert f.switch_state(1, 1, c)[6] == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pop_modes_decide_which_router_sees_a_command(backend):
+    counts = {}
+    for pop in (POP_NONE, POP_ALWAYS, POP_ON_ADVANCE):
+        f = Fabric(3, 1, FabricOptions(), backend=backend)
+        f.core.set_route(0, 0, 1, R, E)
+        f.core.set_route(1, 0, 1, W, E)
+        f.core.set_route(2, 0, 1, W, R)
+        f.bind_input_queue(2, 0, 2, 1)
+        for x in range(3):
+            f.set_switches(x, 0, 1, [-1, -1, -1, -1, -1, -1], 0, False, pop)
+        f.ce_send(0, 0, 2, 1, TEARDOWN, ctrl=True)
+        f.step(20)
+        counts[pop] = [x for _, x, _, _ in f.take_teardowns()]
+    # No pop: every router tears down; always pop: only the first (the next see a NOP);
+    # pop on advance: a teardown is not popped.
+    assert counts == {POP_NONE: [0, 1, 2], POP_ALWAYS: [0], POP_ON_ADVANCE: [0, 1, 2]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_control_wavelets_reach_the_ce_without_noce_and_wrong_sides_are_errors(backend):
+    f = Fabric(2, 1, FabricOptions(), backend=backend)
+    f.core.set_route(0, 0, 5, R, E)
+    f.core.set_route(1, 0, 5, W, R)
+    f.bind_input_queue(1, 0, 3, 5)
+    f.ce_send(0, 0, 2, 5, (40 << 16) | 1 << 22 | 7, ctrl=True)     # NOCE clear: delivered
+    f.step(10)
+    assert f.ce_recv(1, 0, 3) == ((40 << 16) | 1 << 22 | 7, True)
+    # A wavelet from a side that no position of its color accepts is an error at once.
+    f.core.set_route(1, 0, 5, N, R)
+    f.ce_send(0, 0, 2, 5, 1)
+    with pytest.raises(FabricRoutingError, match="does not accept color 5 from WEST"):
+        f.step(10)
+
+
+def test_both_cores_agree_on_a_switched_teardown_run():
+    """The same traffic on both cores: every counter and every event equal."""
+    outs = []
+    for backend in BACKENDS:
+        f = _row(backend, width=5)
+        for x in range(4):
+            f.ce_send(x, 0, 2, 3, 100 + x)
+            f.ce_send(x, 0, 2, 3, ADV_ADV, ctrl=True)
+        f.ce_send(0, 0, 2, 3, TEARDOWN, ctrl=True)
+        log = []
+        for _ in range(60):
+            f.tick()
+            log.append((f.stuck(), f.in_flight, tuple(map(tuple, f.blocked_wavelets()))))
+            w = f.ce_recv(4, 0, 2)
+            if w is not None:
+                log.append(("got", f.cycle, w))
+        c = f.counters()
+        outs.append((log, f.take_teardowns(), c.link_out.tolist(), c.stall_cycles.tolist(),
+                     c.stalled_wavelet_cycles.tolist(), c.buffer_high_water.tolist(),
+                     [f.switch_state(x, 0, 3) for x in range(5)]))
+    assert outs[0] == outs[1]
+
+
+# -- programs -------------------------------------------------------------------------------------
+
+LAYOUT = """
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 4, .height = 1 });
+const C: color = @get_color(3);
+layout {
+  @set_rectangle(4, 1);
+  for (@range(i16, 4)) |x| {
+    @set_tile_code(x, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(x), .C = C,
+                                      .px = x });
+    if (x == 0) {
+      @set_color_config(x, 0, C, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} },
+          .switches = .{ .pos1 = .{ .rx = RAMP }, .ring_mode = true,
+                         .pop_mode = .{ .pop_on_advance = true } } });
+    } else if (x == 3) {
+      @set_color_config(x, 0, C, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
+    } else {
+      @set_color_config(x, 0, C, .{ .routes = .{ .rx = .{WEST}, .tx = .{EAST} },
+          .switches = .{ .pos1 = .{ .rx = RAMP }, .ring_mode = true,
+                         .pop_mode = .{ .pop_on_advance = true } } });
+    }
+  }
+  @export_name("out", [*]f32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+# Phase 1: a row reduction to PE 3 on one switched color (each sender sends its value and
+# then "advance me and my east neighbour"); PE 0 then tears the color down. Phase 2: every
+# PE's teardown handler lets its reconfiguration task run (once its own phase 1 is done),
+# which re-routes the color as a broadcast from PE 3 westward and leaves teardown; PE 3
+# broadcasts the sum. PE 3's wavelet waits at a PE still in teardown until it exits.
+PE = """
+param memcpy_params;
+param C: color;
+param px: i16;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const switches = @import_module("<memcpy/memcpy_switches>");
+const tile_config = @import_module("<tile_config>");
+const LAST: bool = px == 3;
+
+var out = @zeros([4]f32);
+var out_ptr: [*]f32 = &out;
+var recv = @zeros([3]f32);
+var ctrl_adv = [1]u32 { switches.ctrl(switches.switch_cmd_11()) };
+const ctrl_td = [1]u32 { switches.ctrl(switches.teardown_cmd_1()) };
+
+const iq = @get_input_queue(2);
+const oq = @get_output_queue(2);
+const send_id: local_task_id = @get_local_task_id(10);
+const reconf_id: local_task_id = @get_local_task_id(11);
+const finish_id: local_task_id = @get_local_task_id(12);
+
+const dst = @get_dsr(dsr_dest, 1);
+const src1 = @get_dsr(dsr_src1, 1);
+
+const out_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{1} -> out[i] });
+const sum_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{1} -> out[i + 1] });
+const recv_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{3} -> recv[i] });
+const adv_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{1} -> ctrl_adv[i] });
+const td_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{1} -> ctrl_td[i] });
+const in3 = @get_dsd(fabin_dsd, .{ .extent = 3, .input_queue = iq,
+                                   .fabric_color = C });
+const in1 = @get_dsd(fabin_dsd, .{ .extent = 1, .input_queue = iq,
+                                   .fabric_color = C });
+const data_out = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 1,
+    .output_queue = oq } else .{ .extent = 1, .output_queue = oq, .fabric_color = C });
+const ctrl_out = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 1,
+    .control = true, .output_queue = oq } else .{ .extent = 1, .control = true,
+    .output_queue = oq, .fabric_color = C });
+
+fn run() void {
+  out[0] = @as(f32, px + 1);
+  if (LAST) {
+    // Receive the three values; the DSR's completion action unblocks the reconfiguration.
+    @load_to_dsr(src1, in3, .{ .async = true, .unblock = reconf_id });
+    @load_to_dsr(dst, recv_dsd);
+    @mov32(dst, src1, .{ .async = true });
+  } else {
+    @load_to_dsr(dst, data_out, .{ .async = true, .activate = send_id });
+    @load_to_dsr(src1, out_dsd);
+    @mov32(dst, src1, .{ .async = true });
+  }
+}
+
+task send_ctrl() void {
+  @load_to_dsr(dst, ctrl_out, .{ .async = true, .unblock = reconf_id });
+  @load_to_dsr(src1, adv_dsd);
+  @mov32(dst, src1, .{ .async = true });
+  if (px == 0) {
+    @mov32(ctrl_out, td_dsd, .{ .async = true });
+  }
+}
+
+fn on_teardown() void {
+  @activate(reconf_id);
+}
+
+task reconf() void {
+  const color_config = tile_config.color_config;
+  const switch_config = tile_config.switch_config;
+  const addr = color_config.get_color_config_addr(C);
+  if (LAST) {
+    color_config.reset_routes(addr, .{ .rx = RAMP, .tx = WEST });
+  } else if (px == 0) {
+    color_config.reset_routes(addr, .{ .rx = EAST, .tx = RAMP });
+  } else {
+    color_config.reset_routes(addr, .{ .rx = EAST, .tx = [2]direction{ WEST, RAMP } });
+  }
+  switch_config.clear_current_position(C);
+  switch_config.set_invalid_for_all_switch_positions(C);
+  tile_config.teardown.exit(C);
+  if (LAST) {
+    out[1] = recv[0] + recv[1] + recv[2] + out[0];
+    @mov32(data_out, sum_dsd, .{ .async = true, .activate = finish_id });
+  } else {
+    @mov32(sum_dsd, in1, .{ .async = true, .activate = finish_id });
+  }
+}
+
+task finish() void {
+  out[2] = out[1] * 2.0;
+  sys_mod.unblock_cmd_stream();
+}
+
+comptime {
+  @bind_local_task(send_ctrl, send_id);
+  @bind_local_task(reconf, reconf_id);
+  @bind_local_task(finish, finish_id);
+  @block(reconf_id);
+  @set_teardown_handler(on_teardown, C);
+  @initialize_queue(iq, .{ .color = C });
+  if (@is_arch("wse3")) {
+    @initialize_queue(oq, .{ .color = C });
+  }
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+def _opts(arch: str) -> CompileOptions:
+    return CompileOptions(arch=arch, fabric_dims=(11, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+
+
+def _write(tmp: Path, pe: str = PE, layout: str = LAYOUT) -> Path:
+    (tmp / "layout.csl").write_text(layout)
+    (tmp / "pe.csl").write_text(pe)
+    return tmp / "layout.csl"
+
+
+def run_both(tmp: Path, arch: str, pe: str = PE, layout: str = LAYOUT):
+    """Launch ``run`` on both PE paths (and the Python path on the Python fabric core);
+    they must agree on everything. Returns the compiled run's device and error."""
+    path = _write(tmp, pe, layout)
+    runs = []
+    for mode, backend in (("python", "python"), ("python", "cpp"), ("compiled", "cpp")):
+        lay = elaborate(path, _opts(arch))
+        dev = SimulatorDevice(lay, SimOptions(engine=mode, fabric_backend=backend,
+                                              simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        try:
+            dev.launch("run", [])
+            err = None
+        except DeviceError as e:
+            err = str(e)
+        fab = dev.sim.fabric
+        runs.append((err, dev.sim.cycle, dev.sim.memory.copy(),
+                     [(p.stats.busy, p.stats.stall, p.stats.tasks_run) for p in dev.sim.pes],
+                     [(fab.switch_state(x, 0, 3), fab.in_teardown(x, 0, 3), fab.route(x, 0, 3))
+                      for x in range(4)],
+                     fab.counters().link_out.tolist()))
+        last = dev
+    for r in runs[1:]:
+        assert r[0] == runs[0][0] and r[1] == runs[0][1] and r[3] == runs[0][3]
+        assert r[4:] == runs[0][4:]
+        assert np.array_equal(r[2], runs[0][2])
+    return last, runs[-1][0]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_switched_reduction_teardown_and_rerouted_broadcast(tmp_path, arch):
+    dev, err = run_both(tmp_path, arch)
+    assert err is None
+    for x in range(4):
+        out = dev.read_symbol(x, 0, "out")
+        assert out.tolist() == [x + 1.0, 10.0, 20.0, 0.0]
+    fab = dev.sim.fabric
+    # After phase 2: the broadcast routes, position 0 everywhere, no teardown left.
+    assert fab.route(3, 0, 3) == ({Direction.RAMP}, {Direction.WEST})
+    assert fab.route(1, 0, 3) == ({Direction.EAST}, {Direction.WEST, Direction.RAMP})
+    assert all(fab.switch_state(x, 0, 3)[:7] == (-1,) * 6 + (0,) for x in range(3))
+    assert not any(fab.in_teardown(x, 0, 3) for x in range(4))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_without_the_teardown_the_program_deadlocks_in_teardown(tmp_path, arch):
+    # PE 0 never sends the teardown: no handler runs, every PE waits (a deadlock report).
+    pe = PE.replace("    @mov32(ctrl_out, td_dsd, .{ .async = true });\n", "")
+    _, err = run_both(tmp_path, arch, pe)
+    assert err is not None and "deadlock" in err.lower()
+
+
+def test_memcpy_switches_encodes_the_sdk_test_vector(tmp_path):
+    pe = PE.replace("var out = @zeros([4]f32);", "var out = @zeros([4]f32);\n"
+                    "const v_td: u32 = switches.ctrl(switches.teardown_cmd_1());\n"
+                    "const v_adv: u32 = switches.ctrl(switches.switch_cmd_11());\n"
+                    "comptime { @comptime_assert(v_td == 0x9df9249); }")
+    _write(tmp_path, pe)
+    lay = elaborate(tmp_path / "layout.csl", _opts("wse3"))
+    assert lay is not None
+    from waferscale.lang.modules import encode_commands
+    assert encode_commands([3]) == 0x9DF9249
+    assert encode_commands([1, 1]) == ADV_ADV
+
+
+def _compile_error(tmp: Path, arch: str, pe: str = PE, layout: str = LAYOUT) -> str:
+    _write(tmp, pe, layout)
+    with pytest.raises(CslError) as ei:
+        elaborate(tmp / "layout.csl", _opts(arch))
+    return ei.value.render()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_what_is_not_modelled_is_a_compile_time_error(tmp_path, arch):
+    cases = {
+        ".pop_mode = .{ .pop_on_advance = true }": (
+            ".pop_mode = .{ .pop_on_header = true }", "'.pop_on_header' is not supported"),
+        ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });": (
+            ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} }, .filter = .{ .kind = .{ "
+            ".counter = true } } });", "filters ('.filter' of a color config) are not "
+            "supported"),
+    }
+    for old, (new, msg) in cases.items():
+        text = _compile_error(tmp_path, arch, layout=LAYOUT.replace(old, new, 1))
+        assert msg in text and "layout.csl:" in text
+    text = _compile_error(tmp_path, arch, pe=PE.replace(".control = true,",
+                                                        ".control = true, .advance_switch = "
+                                                        "true,"))
+    assert "'.advance_switch' (switches) is not supported by waferscale yet" in text
+    text = _compile_error(tmp_path, arch, pe=PE.replace(
+        "  @set_teardown_handler(on_teardown, C);",
+        "  @set_teardown_handler(on_teardown, C);\n"
+        "  @set_teardown_handler(on_teardown, @get_color(4));"))
+    assert "more than one color of a PE program are not supported by waferscale yet" in text
+
+
+def test_wse3_switches_only_on_some_colors(tmp_path):
+    text = _compile_error(tmp_path, "wse3", layout=LAYOUT.replace("@get_color(3)",
+                                                                  "@get_color(10)"))
+    assert "color 10 has no switches on WSE-3" in text
