@@ -706,6 +706,13 @@ class Core {
     r.oq_nonempty |= 1u << oq;
     add_load(r, i);
   }
+  // The readable head of input queue iq (nullptr: none), for control-wavelet dispatch.
+  const Wavelet* iq_head_at(int i, int iq) const {
+    const Ring& ring = iq_rings_[static_cast<size_t>(i) * n_iq_ + iq];
+    if (!ring.count || front(ring).ready > cycle_) return nullptr;
+    return &front(ring);
+  }
+  int iq_color_at(int i, int iq) const { return iq_color_[static_cast<size_t>(i) * n_iq_ + iq]; }
   uint32_t ce_recv_at(int i, int iq) { return pop(iq_rings_[static_cast<size_t>(i) * n_iq_ + iq]).payload; }
   // Wavelet link traversals so far (the sum of the link_out and link_in counters).
   int64_t hops() const { return hops_; }

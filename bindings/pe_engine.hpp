@@ -900,10 +900,17 @@ class Engine {
 
   // The body of step() for one PE; false: nothing happened on it (it is put to sleep).
   bool visit(PEState& pe, int64_t now) {
+    cur_pe_ = &pe;   // (sleep's task check may raise a control-wavelet error for this PE)
     if (!pe.main && pe.micro.empty() && !pe.active.any() && pe.timed.empty()) {
       bool data = false;
       for (auto& dq : pe.data_queue)
         if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
+      // simulator.Simulator.step: a PE with control tasks also looks at every queue.
+      bool control = false;
+      for (const TaskEntry& t : pe.prog->tasks) control |= t.kind == 2;
+      const int nq = std::min(wse2_ ? 32 : 8, core_.n_iq());
+      for (int q = 0; control && !data && q < nq; ++q)
+        if (core_.iq_count_at(pe.idx, q) > 0) data = true;
       if (!data) {
         sleep(pe, now);
         return false;
@@ -1179,9 +1186,34 @@ class Engine {
     if (pe.blocked.get(t.tid)) return false;
     if (t.kind == 1) {
       const int q = data_queue_of(pe, t.tid);
-      return q >= 0 && core_.iq_count_at(pe.idx, q) > 0;
+      if (q < 0 || core_.iq_count_at(pe.idx, q) <= 0) return false;
+      const auto* w = core_.iq_head_at(pe.idx, q);
+      return w && !w->ctrl;
     }
+    if (t.kind == 2) return control_queue(pe, t.tid) >= 0;
     return pe.active.get(t.tid);
+  }
+
+  // pe.PE.control_queue: the input queue whose head is a control wavelet for control task
+  // tid (64 + its ID), -1 none; a control wavelet naming no bound task is an error.
+  int control_queue(const PEState& pe, int tid) const {
+    const int nq = wse2_ ? 32 : 8;
+    for (int q = 0; q < nq && q < core_.n_iq(); ++q) {
+      const auto* w = core_.iq_head_at(pe.idx, q);
+      if (!w || !w->ctrl) continue;
+      const int key = wse2_ ? core_.iq_color_at(pe.idx, q) : q;
+      if (key >= 0 && pe.blocked.get(key)) continue;
+      const int n = (w->payload >> 16) & 0x3F;
+      bool bound = false;
+      for (const TaskEntry& t : pe.prog->tasks) bound |= t.kind == 2 && t.tid == 64 + n;
+      if (!bound)
+        throw EngineError{"a control wavelet for control task ID " + std::to_string(n) +
+                              " heads input queue " + std::to_string(q) +
+                              ", but no task is bound to control task ID " + std::to_string(n) +
+                              " (what the CE does then is not documented)", -1};
+      if (64 + n == tid) return q;
+    }
+    return -1;
   }
 
   bool runnable(const PEState& pe, std::vector<int>* out) const {
@@ -1222,6 +1254,10 @@ class Engine {
         ctx->locals[base] = decode_value(te->ptypes[0], payload & 0xFFFF);
         ctx->locals[base + 1] = decode_value(te->ptypes[1], payload >> 16);
       }
+    } else if (te->kind == 2) {   // a control task: the wavelet's low 16 bits, if it takes them
+      const uint32_t payload = core_.ce_recv_at(pe.idx, control_queue(pe, tid));
+      if (!te->ptypes.empty())
+        ctx->locals[ctx->frames.back().slots] = decode_value(te->ptypes[0], payload & 0xFFFF);
     } else {
       pe.active.clear(tid);
     }
@@ -1533,6 +1569,9 @@ class Engine {
       }
       case 1: {
         if (!fabric_ready(pe, c, true, o.queue, 0, now)) return false;
+        if (core_.iq_head_at(pe.idx, o.queue)->ctrl)
+          throw EngineError{"a control wavelet heads input queue " + std::to_string(o.queue) +
+                                " (control wavelets read by a fabin DSD are not supported by waferscale yet)", -1};
         const uint32_t p = core_.ce_recv_at(pe.idx, o.queue);
         out = decode_value(t, tc_words(t) == 2 ? p : (p & 0xFFFF));
         return true;

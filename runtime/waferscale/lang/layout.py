@@ -258,9 +258,14 @@ def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
         if pv is None or not _is_set(pv):
             positions += [-1, -1]
             continue
+        if isinstance(pv.v, dict) and set(pv.v) == {"invalid"} \
+                and pv.v["invalid"].type == T.BOOL and pv.v["invalid"].v is True:
+            positions += [-1, -1]             # `.{ .invalid = true }`: no such position
+            continue
         if not isinstance(pv.v, dict) or not set(pv.v) <= {"rx", "tx"}:
-            raise ip.err(f".{k} must be a struct like .{{ .rx = RAMP }} or .{{ .tx = WEST }}",
-                         at)
+            raise ip.err(f".{k} must be a struct like .{{ .rx = RAMP }}, .{{ .tx = WEST }} or "
+                         ".{ .invalid = true } (an integer encoding of a position is not "
+                         "supported by waferscale yet)", at)
         positions += [dir_mask(_dirs(ip, pv.v["rx"], at, f".{k}.rx")) if "rx" in pv.v else -1,
                       dir_mask(_dirs(ip, pv.v["tx"], at, f".{k}.tx")) if "tx" in pv.v else -1]
     cur = 0

@@ -433,6 +433,80 @@ def _switch_cmds(ip: Interp, args: list[Val], node: A.Node, *, cmds: tuple[int, 
     return Val(T.ArrayT((8,), T.U16), ArrayData(data))
 
 
+CONTROL_OPCODES = {"NOP": 0, "SWITCH_ADV": 1, "SWITCH_RST": 2, "TEARDOWN": 3}
+NO_ENTRYPOINT = 31
+"""The task field of a control wavelet that activates no control task (the SDK's own encoders:
+25-pt-stencil's ``ctrl`` "color 31 ... null", the allreduce's 0x9df9249)."""
+
+
+def _control_lib(ip, importer, params, node) -> NativeModule:
+    """``<control>`` (the CSL libraries page): MAX_CMDS, the ``opcode`` enum and the payload
+    encoders, run at compile time (a run-time argument makes the compiled engine fall back
+    to the interpreter). Payload layout: sim.fabric's _CMD_SLOT_BITS, task field bits 16-21,
+    `data` bits 0-15 (which overlap slots 2-7: "data is not meaningful if there is more than
+    one switching command")."""
+    m = SubmoduleLib(ip, importer, "control", params, node)
+    m.members["MAX_CMDS"] = Val(T.COMPTIME_INT, 8)
+    m.members["opcode"] = Val(T.TYPE, T.EnumT("opcode", T.U32, dict(CONTROL_OPCODES)))
+    m.comptime_fn("encode_control_task_payload", _ctrl_task_payload)
+    m.comptime_fn("encode_single_payload", _ctrl_single_payload)
+    m.comptime_fn("encode_payload", _ctrl_payload)
+    return m
+
+
+def _ctrl_entry(ip: Interp, v: Val, node: A.Node) -> int:
+    if v.type == T.VOID or v.v is None:
+        return NO_ENTRYPOINT
+    if v.type != T.CONTROL_TASK_ID or not isinstance(v.v, int):
+        raise ip.err(f"a control wavelet's entrypoint must be a control_task_id or {{}}, found "
+                     f"'{v.type}'", node)
+    return v.v
+
+
+def _ctrl_opcode(ip: Interp, v: Val, node: A.Node) -> int:
+    if isinstance(v.type, T.EnumT) and v.type.name == "opcode" and v.v in CONTROL_OPCODES:
+        return CONTROL_OPCODES[v.v]
+    raise ip.err(f"expected a <control> opcode, found '{v.type}'", node)
+
+
+def _ctrl_task_payload(ip: Interp, args: list[Val], node: A.Node) -> Val:
+    if len(args) != 1:
+        raise ip.err("encode_control_task_payload takes a control_task_id", node)
+    return Val(T.U32, encode_commands([], noce=False, task=_ctrl_entry(ip, args[0], node)))
+
+
+def _ctrl_single_payload(ip: Interp, args: list[Val], node: A.Node) -> Val:
+    if len(args) != 4 or args[1].type != T.BOOL or not T.is_int(args[3].type):
+        raise ip.err("encode_single_payload takes (cmd: opcode, ce_ignore: bool, entrypoint: "
+                     "control_task_id or {}, data: u16)", node)
+    out = (_ctrl_opcode(ip, args[0], node) << 22) | (int(bool(args[1].v)) << 24) \
+        | (_ctrl_entry(ip, args[2], node) << 16) | (int(args[3].v) & 0xFFFF)
+    return Val(T.U32, out)
+
+
+def _ctrl_payload(ip: Interp, args: list[Val], node: A.Node) -> Val:
+    if len(args) != 5 or not T.is_int(args[0].type) or args[3].type != T.BOOL:
+        raise ip.err("encode_payload takes (N, cmds: [N]opcode, ce_ignore: [N]bool, "
+                     "ce_ignore_remaining: bool, entrypoint)", node)
+    n = int(args[0].v)
+    if not 0 <= n <= 8:
+        raise ip.err(f"a control wavelet carries at most 8 commands, not {n}", node)
+
+    def items(v: Val) -> list[Val]:
+        data = v.v.data.ravel().tolist() if isinstance(v.v, ArrayData) else None
+        if data is None or len(data) != n:
+            raise ip.err(f"expected an array of {n} elements", node)
+        return [x if isinstance(x, Val) else Val(T.BOOL, bool(x)) for x in data]
+    cmds = [_ctrl_opcode(ip, c, node) for c in items(args[1])]
+    ignore = [bool(c.v) for c in items(args[2])]
+    out = encode_commands([], noce=bool(args[3].v), task=_ctrl_entry(ip, args[4], node))
+    for k in range(n):
+        v = cmds[k] | int(ignore[k]) << 2
+        for b, bit in enumerate(_CMD_SLOT_BITS[k]):
+            out = (out & ~(1 << bit)) | (((v >> b) & 1) << bit)
+    return Val(T.U32, out)
+
+
 Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], NativeModule]
 
 STDLIB: dict[str, Factory] = {
@@ -447,10 +521,11 @@ STDLIB: dict[str, Factory] = {
     "collectives_2d/pe": _c2d_pe,
     "tile_config": _tile_config_lib,
     "memcpy/memcpy_switches": _memcpy_switches_lib,
+    "control": _control_lib,
 }
 
 # Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
-KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "directions",
+KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "directions",
                        "dsd_ops", "timer", "message_passing")
 
 

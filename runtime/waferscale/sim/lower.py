@@ -330,6 +330,12 @@ class ProgramLowering:
                     raise _unsupported("a data task with neither one nor two parameters",
                                        fn.decl)
                 ptypes = [tcode(t, fn.decl) for t in pts]
+            elif kind == "control" and fn.decl.params:
+                scope = Scope(fn.owner.scope, fn.owner)
+                pts = [self.interp.eval_type(p.type, scope) for p in fn.decl.params]
+                if len(pts) != 1:
+                    raise _unsupported("a control task with more than one parameter", fn.decl)
+                ptypes = [tcode(pts[0], fn.decl)]
             tasks.append((tid, k, self.function(fn), ptypes, self.name(fn.name)))
         exports = {}
         for name, (sym, _span) in self.record.exported_symbols.items():

@@ -384,6 +384,7 @@ class PE:
         self.blocked: set[int] = set(image.blocked)
         self.tasks: dict[int, tuple[str, FnVal]] = image.tasks
         self.teardown_color = image.teardown_color   # the color of the teardown handler
+        self.has_control = any(k == "control" for k, _ in image.tasks.values())
         self.data_queue: dict[int, int] = dict(image.data_queue)   # task id -> input queue
         self.main: Context | None = None
         self.main_free_at = 0                     # cycle the last task's clock reached
@@ -560,11 +561,37 @@ class PE:
             if tid in self.blocked:
                 continue
             if kind == "data":
-                if fab.iq_count(self.x, self.y, self.data_queue[tid]) > 0:
+                q = self.data_queue[tid]
+                if fab.iq_count(self.x, self.y, q) > 0 and not fab.ce_peek(self.x, self.y, q)[1]:
+                    out.append(tid)
+            elif kind == "control":
+                if self.control_queue(tid) is not None:
                     out.append(tid)
             elif tid in self.active:
                 out.append(tid)
         return out
+
+    def control_queue(self, tid: int) -> int | None:
+        """The input queue whose head is a control wavelet for control task ``tid`` (64 + its
+        control task ID; docs/fabric-model.md §9): bits 16-21 of the payload name the task. A
+        queue's wavelets reach the CE while its channel is not blocked (the queue's ID on
+        WSE-3, its color on WSE-2). A control wavelet naming no bound task is an error."""
+        fab = self.sim.fabric
+        for q in self.sim.ctrl_queues:
+            head = fab.ce_peek(self.x, self.y, q)
+            if head is None or not head[1]:
+                continue
+            color = fab.input_queue_color(self.x, self.y, q)
+            if (q if self.sim.arch == "wse3" else color) in self.blocked:
+                continue
+            n = (head[0] >> 16) & 0x3F
+            if 64 + n not in self.tasks or self.tasks[64 + n][0] != "control":
+                raise self.error(f"a control wavelet for control task ID {n} heads input queue "
+                                 f"{q}, but no task is bound to control task ID {n} (what the "
+                                 "CE does then is not documented)")
+            if 64 + n == tid:
+                return q
+        return None
 
     def pick_task(self) -> int | None:
         r = self.runnable_tasks()
@@ -581,6 +608,12 @@ class PE:
         if kind == "data":
             payload, _ctrl = self.sim.fabric.ce_recv(self.x, self.y, self.data_queue[tid])
             args = self.wavelet_args(fn, payload)
+        elif kind == "control":
+            q = self.control_queue(tid)
+            assert q is not None
+            payload, _ctrl = self.sim.fabric.ce_recv(self.x, self.y, q)
+            # A control task may take the wavelet's low 16 bits (<control>: `data`).
+            args = self.wavelet_args(fn, payload & 0xFFFF) if fn.decl.params else []
         else:
             self.active.discard(tid)
         self.stats.tasks_run += 1

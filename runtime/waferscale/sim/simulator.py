@@ -120,6 +120,8 @@ class Simulator:
                            router_to_ce_latency=t.router_to_ce_latency)
         self.fabric = Fabric(layout.width, layout.height, fo,
                              backend=cast(Backend, opts.fabric_backend))
+        # The input queues a control wavelet can reach the CE in (PE.control_queue).
+        self.ctrl_queues = range(8) if arch == "wse3" else range(WSE2_COLOR_QUEUE_BASE + 24)
         self._make_pes()
         self.host_io: list = []          # per-cycle memcpy stream pumps (see stream_h2d/d2h)
         self._configure_fabric()
@@ -344,7 +346,9 @@ class Simulator:
             # the time): no live context, no activation pending, no wavelet for a data task.
             if (pe.main is None and not pe.microthreads and not pe.timed_activations
                     and not pe.active and not any(iq_count(pe.x, pe.y, q)
-                                                   for q in pe.data_queue.values())):
+                                                   for q in pe.data_queue.values())
+                    and not (pe.has_control and any(iq_count(pe.x, pe.y, q)
+                                                    for q in self.ctrl_queues))):
                 continue
             if pe.main is not None or pe.microthreads:
                 pe.stats.live += 1
