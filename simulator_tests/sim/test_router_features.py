@@ -442,3 +442,134 @@ def test_wse3_switches_only_on_some_colors(tmp_path):
     text = _compile_error(tmp_path, "wse3", layout=LAYOUT.replace("@get_color(3)",
                                                                   "@get_color(10)"))
     assert "color 10 has no switches on WSE-3" in text
+
+
+CTRL_LAYOUT = """
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 4, .height = 1 });
+const C: color = @get_color(5);
+layout {
+  @set_rectangle(4, 1);
+  for (@range(i16, 4)) |x| {
+    @set_tile_code(x, 0, if (x == 0) "send.csl" else if (x == 1) "recv.csl" else "idle.csl",
+                   .{ .memcpy_params = memcpy.get_params(x), .C = C });
+  }
+  @set_color_config(0, 0, C, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
+  @set_color_config(1, 0, C, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
+  @export_name("out", [*]u32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+IDLE = """
+param memcpy_params;
+param C: color;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+var out = @zeros([4]u32);
+var out_ptr: [*]u32 = &out;
+fn run() void { sys_mod.unblock_cmd_stream(); }
+comptime { @export_symbol(out_ptr, "out"); @export_symbol(run); }
+"""
+
+# PE 0 sends data wavelets and control wavelets of <control>'s three encoders on one color;
+# PE 1's data task sums the data, its control tasks count and take the 16-bit argument.
+SEND = """
+param memcpy_params;
+param C: color;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const ctrl = @import_module("<control>");
+var out = @zeros([4]u32);
+var out_ptr: [*]u32 = &out;
+const oq = @get_output_queue(2);
+const data_out = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 1,
+    .output_queue = oq } else .{ .extent = 1, .output_queue = oq, .fabric_color = C });
+const ctrl_out = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 1,
+    .control = true, .output_queue = oq } else .{ .extent = 1, .control = true,
+    .output_queue = oq, .fabric_color = C });
+fn run() void {
+  @mov32(data_out, 5);
+  @mov32(ctrl_out, ctrl.encode_control_task_payload(@get_control_task_id(40)));
+  @mov32(data_out, 7);
+  @mov32(ctrl_out, ctrl.encode_single_payload(ctrl.opcode.NOP, false,
+                                              @get_control_task_id(41), 1234));
+  // ce_ignore = true: the router drops it before the CE (NOCE).
+  @mov32(ctrl_out, ctrl.encode_single_payload(ctrl.opcode.NOP, true,
+                                              @get_control_task_id(41), 99));
+  @mov32(ctrl_out, ctrl.encode_payload(2, [2]ctrl.opcode{ ctrl.opcode.NOP,
+      ctrl.opcode.SWITCH_ADV }, [2]bool{ false, true }, true, @get_control_task_id(40)));
+  out[0] = ctrl.encode_single_payload(ctrl.opcode.SWITCH_ADV, true, {}, 0);
+  out[1] = ctrl.encode_control_task_payload(@get_control_task_id(40));
+  sys_mod.unblock_cmd_stream();
+}
+comptime {
+  if (@is_arch("wse3")) { @initialize_queue(oq, .{ .color = C }); }
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+RECV = """
+param memcpy_params;
+param C: color;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+var out = @zeros([4]u32);
+var out_ptr: [*]u32 = &out;
+const iq = @get_input_queue(2);
+task data_task(v: u32) void { out[0] += v; }
+task count_task() void {
+  out[1] += 1;
+  if (out[1] == 2) { sys_mod.unblock_cmd_stream(); }    // the launch ends here
+}
+task arg_task(d: u16) void { out[2] = @as(u32, d); out[3] = out[0]; }
+fn run() void {}
+comptime {
+  @bind_data_task(data_task, if (@is_arch("wse3")) @get_data_task_id(iq)
+                             else @get_data_task_id(C));
+  @bind_control_task(count_task, @get_control_task_id(40));
+  @bind_control_task(arg_task, @get_control_task_id(41));
+  @initialize_queue(iq, .{ .color = C });
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+def _ctrl_runs(tmp: Path, arch: str, recv: str = RECV):
+    (tmp / "layout.csl").write_text(CTRL_LAYOUT)
+    for name, text in (("send.csl", SEND), ("recv.csl", recv), ("idle.csl", IDLE)):
+        (tmp / name).write_text(text)
+    runs = []
+    for mode in ("python", "compiled"):
+        lay = elaborate(tmp / "layout.csl", _opts(arch))
+        dev = SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        try:
+            dev.launch("run", [])
+            err = None
+        except DeviceError as e:
+            err = str(e)
+        runs.append((err, dev.sim.cycle, dev.sim.memory.copy(),
+                     [(p.stats.busy, p.stats.stall, p.stats.tasks_run) for p in dev.sim.pes]))
+        last = dev
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1] and runs[0][3] == runs[1][3]
+    assert np.array_equal(runs[0][2], runs[1][2])
+    return last, runs[1][0]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_control_tasks_and_control_encoders(tmp_path, arch):
+    dev, err = _ctrl_runs(tmp_path, arch)
+    assert err is None
+    sent = dev.read_symbol(0, 0, "out").tolist()
+    # SWITCH_ADV with NOCE and no task; a control task alone (NOCE clear).
+    assert sent[:2] == [1 << 22 | 1 << 24 | 31 << 16, 40 << 16]
+    got = dev.read_symbol(1, 0, "out").tolist()
+    # Data 5 + 7; task 40 twice (the NOCE one never reaches the CE); task 41 took 1234 after
+    # both data wavelets (the order of the queue).
+    assert got == [12, 2, 1234, 12]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_control_wavelet_for_an_unbound_task_is_an_error(tmp_path, arch):
+    recv = RECV.replace("  @bind_control_task(arg_task, @get_control_task_id(41));\n", "")
+    _, err = _ctrl_runs(tmp_path, arch, recv)
+    assert err is not None and "no task is bound to control task ID 41" in err

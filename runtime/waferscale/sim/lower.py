@@ -1324,7 +1324,8 @@ class ProgramLowering:
         if d is None and f is not None:
             # A library function run at compile time (NativeModule.comptime_fn, e.g.
             # <tile_config>'s get_color_config_addr): folded when its arguments are known.
-            vals = [self.expr(a) for a in e.args]
+            vals = [Val(T.VOID, None) if isinstance(a, A.BlockExpr) and not a.block.stmts
+                    else self.expr(a) for a in e.args]     # `{}`: the void value
             if not all(isinstance(v, Val) for v in vals):
                 raise _unsupported(f"'{getattr(f, '__name__', 'a library function')}' of a "
                                    "run-time value", e)
