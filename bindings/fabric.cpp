@@ -268,16 +268,18 @@ class Core {
     Router& r = routers_[i];
     const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
     int rx = c.base_rx, tx = c.base_tx, accept = rx;
-    if (c.has_sw) {
+    if (c.has_sw) {   // cumulative positions (PyFabricCore._refresh)
+      int crx = rx, ctx = tx;
       for (int k = 0; k < 3; ++k) {
         const int prx = c.pos[2 * k], ptx = c.pos[2 * k + 1];
         if (prx < 0 && ptx < 0) continue;
-        accept |= prx < 0 ? rx : prx;
-      }
-      if (c.cur) {
-        const int prx = c.pos[2 * c.cur - 2], ptx = c.pos[2 * c.cur - 1];
-        rx = prx < 0 ? rx : prx;
-        tx = ptx < 0 ? tx : ptx;
+        crx = prx < 0 ? crx : prx;
+        ctx = ptx < 0 ? ctx : ptx;
+        accept |= crx;
+        if (k + 1 == c.cur) {
+          rx = crx;
+          tx = ctx;
+        }
       }
     }
     r.rx[color] = static_cast<uint8_t>(rx);
@@ -939,6 +941,7 @@ class Core {
     Router& r = routers_[i];
     ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
     const int cmd = (p >> 22) & 3;
+    bool advanced = false;
     if (cmd == kCmdTeardown) {
       r.teardown |= 1u << color;
       teardowns_.emplace_back(t, i, color);
@@ -951,10 +954,11 @@ class Core {
       for (int k = c.cur + 1; k < 4; ++k)
         if (c.pos[2 * k - 2] >= 0 || c.pos[2 * k - 1] >= 0) { nxt = k; break; }
       if (nxt < 0) nxt = c.ring ? 0 : c.cur;
+      advanced = nxt != c.cur;
       c.cur = static_cast<uint8_t>(nxt);
       refresh(i, color);
     }
-    if (c.has_sw && (c.pop == kPopAlways || (c.pop == kPopOnAdvance && cmd == kCmdAdv)))
+    if (c.has_sw && (c.pop == kPopAlways || (c.pop == kPopOnAdvance && advanced)))
       p = control_pop(p);
     return p;
   }

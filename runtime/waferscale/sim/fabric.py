@@ -486,15 +486,18 @@ class PyFabricCore:
         accept = rx
         sw = pe.sw.get(color)
         if sw is not None:
+            # Position k changes the rx or tx it names of position k - 1 (cumulative: the
+            # cholesky benchmark's pos1 = .{ .tx = EAST }, pos2 = .{ .rx = RAMP } sends its own
+            # data east only; doc-gap, the docs do not spell it out).
+            crx, ctx = rx, tx
             for k in range(3):
                 prx, ptx = sw[2 * k], sw[2 * k + 1]
                 if prx < 0 and ptx < 0:
                     continue
-                accept |= rx if prx < 0 else prx
-            cur = sw[6]
-            if cur:
-                prx, ptx = sw[2 * cur - 2], sw[2 * cur - 1]
-                rx, tx = (rx if prx < 0 else prx), (tx if ptx < 0 else ptx)
+                crx, ctx = (crx if prx < 0 else prx), (ctx if ptx < 0 else ptx)
+                accept |= crx
+                if k + 1 == sw[6]:
+                    rx, tx = crx, ctx
         pe.rx[color], pe.tx[color], pe.accept[color] = rx, tx, accept
         # In teardown mode a router holds wavelets from any side until the CE re-routes the
         # color and leaves teardown (docs/fabric-model.md §9).
@@ -898,6 +901,7 @@ class PyFabricCore:
         popped when the pop mode says so)."""
         cmd = (payload >> 22) & 3
         sw = pe.sw.get(color)
+        advanced = False
         if cmd == CMD_TEARDOWN:
             pe.teardown |= 1 << color
             self._teardowns.append((t, pe.x, pe.y, color))
@@ -911,10 +915,13 @@ class PyFabricCore:
                         if sw[2 * k - 2] >= 0 or sw[2 * k - 1] >= 0), -1)
             if nxt < 0:
                 nxt = 0 if sw[7] else cur     # past the last position: wrap in ring mode
+            advanced = nxt != cur
             sw[6] = nxt
             self._refresh(pe, color)
-        if sw is not None and (sw[8] == POP_ALWAYS or
-                               (sw[8] == POP_ON_ADVANCE and cmd == CMD_SWITCH_ADV)):
+        # Pop on advance pops a command that moved the switch: a router on its last position
+        # (no ring mode) leaves the advance to the next router (doc-gap; the cholesky
+        # benchmark's retired PEs advance the next PE's switch this way).
+        if sw is not None and (sw[8] == POP_ALWAYS or (sw[8] == POP_ON_ADVANCE and advanced)):
             payload = control_pop(payload)
         return payload
 
