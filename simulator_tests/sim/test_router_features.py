@@ -167,6 +167,34 @@ def test_control_wavelets_reach_the_ce_without_noce_and_wrong_sides_are_errors(b
         f.step(10)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cumulative_positions_and_an_exhausted_switch_passes_the_advance_on(backend):
+    """The cholesky benchmark's row: pos1 = .{ .tx = EAST } then pos2 = .{ .rx = RAMP } (tx
+    still EAST: positions build on the previous one), no ring mode, pop on advance; a PE
+    whose switch is on its last position leaves an advance for the next router."""
+    f = Fabric(4, 1, FabricOptions(), backend=backend)
+    c = 2
+    f.core.set_route(0, 0, c, R, E)
+    for x in (1, 2):
+        f.core.set_route(x, 0, c, W, R | E)
+        f.set_switches(x, 0, c, [-1, E, R, -1, -1, -1], 0, False, POP_ON_ADVANCE)
+    f.core.set_route(3, 0, c, W, R)
+    for x in range(4):
+        f.bind_input_queue(x, 0, 2, c)
+    two = (5 << 22) | (4 << 25)          # cholesky's ctrl_buf: ADV + NOCE, NOP + NOCE
+    for x, v in ((0, 10), (1, 11), (2, 12)):
+        f.ce_send(x, 0, 2, c, v)
+        f.ce_send(x, 0, 2, c, two, ctrl=True)
+        f.ce_send(x, 0, 2, c, two, ctrl=True)
+        f.step(40)
+    got = {x: [] for x in range(4)}
+    for x in range(4):
+        while (w := f.ce_recv(x, 0, 2)) is not None:
+            got[x].append(w[0])
+    assert got == {0: [], 1: [10], 2: [10, 11], 3: [10, 11, 12]}
+    assert [f.switch_state(x, 0, c)[6] for x in (1, 2)] == [2, 2]
+
+
 def test_both_cores_agree_on_a_switched_teardown_run():
     """The same traffic on both cores: every counter and every event equal."""
     outs = []
