@@ -116,6 +116,7 @@ struct ColorCfg {
   bool has_sw = false;
   int8_t pos[6] = {-1, -1, -1, -1, -1, -1};
   uint8_t cur = 0, ring = 0, pop = 0;
+  int32_t filt_lo = -1, filt_hi = -1;   // range filter of data wavelets to the CE, -1 none
 };
 
 constexpr int kCmdAdv = 1, kCmdRst = 2, kCmdTeardown = 3;
@@ -391,6 +392,21 @@ class Core {
     refresh(index_of(r), static_cast<int>(color));
   }
 
+  void set_filter(int64_t x, int64_t y, int64_t color, int64_t lo, int64_t hi) {
+    Router& r = at(x, y);
+    check_color(color);
+    ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    if (lo < 0) {
+      c.filt_lo = c.filt_hi = -1;
+    } else if (lo > 0xFFFF || hi < 0 || hi > 0xFFFF) {
+      fail(ErrorKind::kConfig, "filter range " + std::to_string(lo) + ".." + std::to_string(hi) +
+                                   " out of range 0..65535");
+    } else {
+      c.filt_lo = static_cast<int32_t>(lo);
+      c.filt_hi = static_cast<int32_t>(hi);
+    }
+  }
+
   bool in_teardown(int64_t x, int64_t y, int64_t color) {
     Router& r = at(x, y);
     check_color(color);
@@ -596,8 +612,7 @@ class Core {
           continue;
         }
         int tx = r.tx[color];
-        const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
-        if (w.ctrl && (w.payload >> 24 & 1)) tx &= ~1;
+        if (ce_filtered(i, s)) tx &= ~1;
         if (!destinations_valid(r, color, tx) || (tx && can_take(i, r, color, tx, 0)) ||
             (!tx && dropped(i, s))) {
           movable = true;
@@ -649,8 +664,7 @@ class Core {
           continue;
         } else {
           int tx = r.tx[color];
-          const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
-          if (w.ctrl && (w.payload >> 24 & 1)) tx &= ~1;
+          if (ce_filtered(i, s)) tx &= ~1;
           reasons = wait_reasons(i, color, tx);
         }
         if (!reasons.empty())
@@ -917,8 +931,7 @@ class Core {
       return true;
     }
     tx = r.tx[color];
-    const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
-    if (w.ctrl && (w.payload >> 24 & 1)) tx &= ~1;
+    if (ce_filtered(i, s)) tx &= ~1;
     if (tx != r.tx[color]) {
       check_destinations(r, color, tx);
     } else if (!(r.valid_colors >> color & 1)) {
@@ -929,10 +942,18 @@ class Core {
     return false;
   }
 
-  // PyFabricCore._dropped: a NOCE control wavelet whose only output was the CE.
-  bool dropped(int i, int s) const {
+  // PyFabricCore._ce_filtered: kept from the CE by NOCE or by a range filter.
+  bool ce_filtered(int i, int s) const {
     const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
-    return w.ctrl && (w.payload >> 24 & 1) && routers_[i].tx[s % kColors] == 1;
+    if (w.ctrl) return w.payload >> 24 & 1;
+    const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + s % kColors];
+    const int32_t idx = static_cast<int32_t>(w.payload >> 16);
+    return c.filt_lo >= 0 && (idx < c.filt_lo || idx > c.filt_hi);
+  }
+
+  // PyFabricCore._dropped: a wavelet whose only output was the CE, filtered from it.
+  bool dropped(int i, int s) const {
+    return routers_[i].tx[s % kColors] == 1 && ce_filtered(i, s);
   }
 
   // PyFabricCore._execute: a control wavelet's slot-0 command at router i; the payload it
@@ -1233,6 +1254,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("switch_state", &Core::switch_state)
       .def("router_config", &Core::router_config)
       .def("set_teardown", &Core::set_teardown)
+      .def("set_filter", &Core::set_filter)
       .def("in_teardown", &Core::in_teardown)
       .def("take_teardowns", &Core::take_teardowns)
       .def("enable_edge_sink", &Core::enable_edge_sink)

@@ -195,6 +195,28 @@ def test_cumulative_positions_and_an_exhausted_switch_passes_the_advance_on(back
     assert [f.switch_state(x, 0, c)[6] for x in (1, 2)] == [2, 2]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_range_filter_keeps_other_indices_from_the_ce_only(backend):
+    """topic-08's filter: the CE gets the data wavelets whose upper 16 bits are in range; every
+    wavelet is still forwarded; a wavelet whose only output was the CE is consumed."""
+    f = Fabric(3, 1, FabricOptions(), backend=backend)
+    f.core.set_route(0, 0, 1, R, E)
+    f.core.set_route(1, 0, 1, W, R | E)
+    f.core.set_route(2, 0, 1, W, R)
+    for x, (lo, hi) in ((1, (0, 1)), (2, (2, 3))):
+        f.bind_input_queue(x, 0, 2, 1)
+        f.core.set_filter(x, 0, 1, lo, hi)
+    for k in range(5):
+        f.ce_send(0, 0, 2, 1, k << 16 | 100 + k)
+    f.step(40)
+    got = {x: [] for x in (1, 2)}
+    for x in (1, 2):
+        while (w := f.ce_recv(x, 0, 2)) is not None:
+            got[x].append(w[0] & 0xFFFF)
+    assert got == {1: [100, 101], 2: [102, 103]}
+    assert f.idle and f.counters().link_out[0, 2, Direction.RAMP] == 2
+
+
 def test_both_cores_agree_on_a_switched_teardown_run():
     """The same traffic on both cores: every counter and every event equal."""
     outs = []
@@ -449,7 +471,7 @@ def test_what_is_not_modelled_is_a_compile_time_error(tmp_path, arch):
             ".pop_mode = .{ .pop_on_header = true }", "'.pop_on_header' is not supported"),
         ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });": (
             ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} }, .filter = .{ .kind = .{ "
-            ".counter = true } } });", "filters ('.filter' of a color config) are not "
+            ".counter = true } } });", "counter filter ('.filter' of a color config) is not "
             "supported"),
     }
     for old, (new, msg) in cases.items():

@@ -193,9 +193,6 @@ def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple
         if k in rfields and _is_set(rfields[k]):
             raise ip.err(f"color swap ('.{k}') is not supported by waferscale yet",
                          _field_node(node, k))
-    if "filter" in fields and "routes" in fields and _is_set(fields["filter"]):
-        raise ip.err("filters ('.filter' of a color config) are not supported by waferscale "
-                     "yet", _field_node(node, "filter"))
     if "routes" in fields:
         router_extras(ip, cfg, node)          # checks .switches and .teardown
     return rx, tx
@@ -223,6 +220,7 @@ class RouterExtras(NamedTuple):
     starts in teardown mode."""
     switches: tuple[tuple[int, ...], int, bool, int] | None
     teardown: bool
+    filter: tuple[int, int] | None = None     # a range filter's (min_idx, max_idx)
 
 
 def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
@@ -241,9 +239,10 @@ def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
             raise ip.err(f".teardown must be a bool, found '{td.type}'",
                          _field_node(node, "teardown"))
         teardown = bool(td.v)
+    filt = _range_filter(ip, fields.get("filter"), _field_node(node, "filter"))
     sw = fields.get("switches")
     if sw is None or not _is_set(sw):
-        return RouterExtras(None, teardown)
+        return RouterExtras(None, teardown, filt)
     at = _field_node(node, "switches")
     if not isinstance(sw.v, dict):
         raise ip.err(".switches must be a struct like .{ .pos1 = .{ .tx = WEST }, "
@@ -294,7 +293,34 @@ def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
         if chosen == ["pop_on_header"]:
             raise ip.err("pop mode '.pop_on_header' is not supported by waferscale yet", at)
         pop = POP_MODES[chosen[0]] if chosen else 0
-    return RouterExtras((tuple(positions), cur, ring, pop), teardown)
+    return RouterExtras((tuple(positions), cur, ring, pop), teardown, filt)
+
+
+def _range_filter(ip: Interp, f: Val | None, at: A.Node | None) -> tuple[int, int] | None:
+    """``.filter = .{ .kind = .{ .range = true }, .min_idx = a, .max_idx = b }``: the CE gets
+    only the data wavelets whose upper 16 bits are in a..b (topic-08; they are still
+    forwarded on the other outputs). Counter and sparse-counter filters are not supported
+    by waferscale yet."""
+    if f is None or not _is_set(f):
+        return None
+    kind = f.v.get("kind") if isinstance(f.v, dict) else None
+    kinds = [k for k, v in kind.v.items() if v.type == T.BOOL and v.v] \
+        if kind is not None and isinstance(kind.v, dict) else []
+    if kinds != ["range"]:
+        raise ip.err(f"{' and '.join(kinds) or 'this'} filter ('.filter' of a color config) is "
+                     "not supported by waferscale yet (only .kind = .{ .range = true })", at)
+    extra = set(f.v) - {"kind", "min_idx", "max_idx"}
+    if extra:
+        raise ip.err(f"range filter field(s) {', '.join(sorted(extra))} are not supported by "
+                     "waferscale yet", at)
+    bounds = []
+    for k in ("min_idx", "max_idx"):
+        v = f.v.get(k)
+        if v is None or not T.is_int(v.type) or isinstance(v.v, bool) \
+                or not 0 <= v.v <= 0xFFFF:
+            raise ip.err(f"a range filter needs .{k}, an integer 0..65535", at)
+        bounds.append(int(v.v))
+    return bounds[0], bounds[1]
 
 
 def check_switch_color(ip: Interp, color: int, cfg: Val, node: A.Node | None) -> None:

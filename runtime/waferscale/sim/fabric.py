@@ -334,6 +334,7 @@ class _PE:
         "rr",
         "rx",
         "sinks",
+        "filt",
         "sw",
         "teardown",
         "tx",
@@ -357,6 +358,9 @@ class _PE:
         # both -1 is invalid (no such position).
         self.sw: dict[int, list[int]] = {}
         self.teardown = 0                           # bitmask of colors in teardown mode
+        # Per color with a range filter: (min, max) of the upper 16 bits of the data
+        # wavelets the CE receives (the others are not delivered down RAMP).
+        self.filt: dict[int, tuple[int, int]] = {}
         # slot -> FIFO of (payload, ctrl, first cycle it may leave)
         self.buf: dict[int, deque[tuple[int, bool, int]]] = {}
         self.nonempty: set[int] = set()             # slots whose buffer holds wavelets
@@ -577,6 +581,18 @@ class PyFabricCore:
         else:
             pe.teardown &= ~(1 << color)
         self._refresh(pe, color)
+
+    def set_filter(self, x: int, y: int, color: int, lo: int, hi: int) -> None:
+        """A range filter on ``color`` at PE ``(x, y)``: only data wavelets whose upper 16 bits
+        are in ``lo..hi`` go down RAMP (``lo = -1``: no filter)."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        if lo < 0:
+            pe.filt.pop(color, None)
+        elif not 0 <= lo <= 0xFFFF or not 0 <= hi <= 0xFFFF:
+            raise FabricConfigError(f"filter range {lo}..{hi} out of range 0..65535")
+        else:
+            pe.filt[color] = (lo, hi)
 
     def in_teardown(self, x: int, y: int, color: int) -> bool:
         pe = self._at(x, y)
@@ -883,17 +899,24 @@ class PyFabricCore:
                     f"{color} there accepts (rx={format_mask(pe.rx[color])})")
             return 0, True
         tx = pe.tx[color]
-        payload, ctrl, _ = pe.buf[slot][0]
-        if ctrl and payload >> 24 & 1:
+        if self._ce_filtered(pe, slot):
             tx &= ~_RAMP_BIT
         self._check_destinations(pe, color, tx)
         return tx, False
 
-    def _dropped(self, pe: _PE, slot: int) -> bool:
-        """A control wavelet whose only output was the CE, which NOCE filters out: the
-        router consumes it (executing its command) without sending it anywhere."""
+    def _ce_filtered(self, pe: _PE, slot: int) -> bool:
+        """Whether the wavelet heading ``slot`` is kept from the CE: a control wavelet whose
+        slot-0 command has NOCE set, or a data wavelet outside its color's range filter."""
         payload, ctrl, _ = pe.buf[slot][0]
-        return bool(ctrl and payload >> 24 & 1 and pe.tx[slot % NUM_COLORS] == _RAMP_BIT)
+        if ctrl:
+            return bool(payload >> 24 & 1)
+        f = pe.filt.get(slot % NUM_COLORS)
+        return f is not None and not f[0] <= payload >> 16 <= f[1]
+
+    def _dropped(self, pe: _PE, slot: int) -> bool:
+        """A wavelet whose only output was the CE, which NOCE or a filter keeps from it: the
+        router consumes it (executing a control wavelet's command) and sends it nowhere."""
+        return pe.tx[slot % NUM_COLORS] == _RAMP_BIT and self._ce_filtered(pe, slot)
 
     def _execute(self, pe: _PE, color: int, payload: int, t: int) -> int:
         """A router forwards a control wavelet: run its slot-0 command on ``color`` (the
@@ -1100,8 +1123,7 @@ class PyFabricCore:
                     continue
                 else:
                     tx = pe.tx[color]
-                    payload, ctrl, _ = pe.buf[slot][0]
-                    if ctrl and payload >> 24 & 1:
+                    if self._ce_filtered(pe, slot):
                         tx &= ~_RAMP_BIT
                     reasons = self._wait_reasons(pe, color, tx)
                 if reasons:

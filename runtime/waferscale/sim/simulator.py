@@ -212,6 +212,8 @@ class Simulator:
                 core.set_switches(x, y, c, list(positions), cur, ring, pop)
             if e.teardown:
                 core.set_teardown(x, y, c, True)
+            if e.filter is not None:
+                core.set_filter(x, y, c, *e.filter)
         for (x, y, c), r in self.layout.routes.items():
             if x == 0 or y == 0 or x == w - 1 or y == h - 1:
                 for d in r.tx:
