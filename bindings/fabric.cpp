@@ -32,7 +32,7 @@ namespace {
 constexpr int kColors = 24;
 constexpr int kDirs = 5;
 constexpr int kSlots = kDirs * kColors;  // slot = direction * 24 + color
-constexpr int kRamp = 0;
+constexpr int kRamp = 0, kNorth = 1, kEast = 2, kSouth = 3, kWest = 4;
 constexpr int64_t kMaxPayload = 0xFFFFFFFFLL;
 const char* const kNames[kDirs] = {"RAMP", "NORTH", "EAST", "SOUTH", "WEST"};
 constexpr int kOpposite[kDirs] = {0, 3, 4, 1, 2};
@@ -117,6 +117,7 @@ struct ColorCfg {
   int8_t pos[6] = {-1, -1, -1, -1, -1, -1};
   uint8_t cur = 0, ring = 0, pop = 0;
   int32_t filt_lo = -1, filt_hi = -1;   // range filter of data wavelets to the CE, -1 none
+  uint8_t swap = 0;                      // color swap: bit 0 EAST/WEST, bit 1 NORTH/SOUTH
 };
 
 constexpr int kCmdAdv = 1, kCmdRst = 2, kCmdTeardown = 3;
@@ -294,6 +295,14 @@ class Core {
     ++epoch_;
   }
 
+  // PyFabricCore._out_color: the color a wavelet leaves through output o with.
+  int out_color(const Router& r, int color, int o) const {
+    const int sw = cfg_[static_cast<size_t>(&r - routers_.data()) * kColors + color].swap;
+    if (sw && (((sw & 1) && (o == kEast || o == kWest)) || ((sw & 2) && (o == kNorth || o == kSouth))))
+      return color ^ 1;
+    return color;
+  }
+
   int accepts(int i, int color) const {
     return (routers_[i].teardown >> color & 1) ? 31
                                                : cfg_[static_cast<size_t>(i) * kColors + color].accept;
@@ -405,6 +414,15 @@ class Core {
       c.filt_lo = static_cast<int32_t>(lo);
       c.filt_hi = static_cast<int32_t>(hi);
     }
+  }
+
+  void set_color_swap(int64_t x, int64_t y, int64_t color, int64_t mask) {
+    Router& r = at(x, y);
+    check_color(color);
+    if (mask < 0 || mask > 3)
+      fail(ErrorKind::kConfig, "color swap mask " + std::to_string(mask) + " out of range 0..3");
+    cfg_[static_cast<size_t>(index_of(r)) * kColors + color].swap = static_cast<uint8_t>(mask);
+    ++epoch_;
   }
 
   bool in_teardown(int64_t x, int64_t y, int64_t color) {
@@ -876,13 +894,14 @@ class Core {
       if (r.nbr[o] < 0) continue;
       const Router& n = routers_[r.nbr[o]];
       const int back = kOpposite[o];
-      if (!(accepts(r.nbr[o], color) >> back & 1))
+      const int oc = out_color(r, color, o);
+      if (!(accepts(r.nbr[o], oc) >> back & 1))
         fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
                                       " forwards a wavelet on color " + std::to_string(color) +
                                       " " + kNames[o] + " to " + pe_name(n.x, n.y) +
-                                      ", which does not accept color " + std::to_string(color) +
+                                      ", which does not accept color " + std::to_string(oc) +
                                       " from " + kNames[back] + " (rx=" +
-                                      format_mask(n.rx[color]) + ")");
+                                      format_mask(n.rx[oc]) + ")");
     }
   }
 
@@ -891,7 +910,7 @@ class Core {
       if (!(tx >> o & 1)) continue;
       if (o == kRamp) {
         if (r.color_iq[color] < 0) return false;
-      } else if (r.nbr[o] >= 0 && !(accepts(r.nbr[o], color) >> kOpposite[o] & 1)) {
+      } else if (r.nbr[o] >= 0 && !(accepts(r.nbr[o], out_color(r, color, o)) >> kOpposite[o] & 1)) {
         return false;
       }
     }
@@ -906,7 +925,8 @@ class Core {
         const Ring& iq = iq_rings_[static_cast<size_t>(i) * n_iq_ + r.color_iq[color]];
         if (iq.count >= iq.cap) return false;
       } else if (r.nbr[o] >= 0) {
-        const size_t slot = static_cast<size_t>(r.nbr[o]) * kSlots + kOpposite[o] * kColors + color;
+        const size_t slot = static_cast<size_t>(r.nbr[o]) * kSlots + kOpposite[o] * kColors +
+                            out_color(r, color, o);
         if (slot_rings_[slot].count >= depth_) return false;
       }
     }
@@ -1090,14 +1110,17 @@ class Core {
           continue;
         }
         const int nb = r.nbr[o];
+        const int oc = out_color(r, color, o);
         if (nb < 0) {
-          sinks_[i * kDirs + o].push_back(SinkRecord{t, color, w.payload, w.ctrl != 0});
+          sinks_[i * kDirs + o].push_back(SinkRecord{t, oc, w.payload, w.ctrl != 0});
           continue;
         }
         const int back = kOpposite[o];
         ++link_in_[static_cast<size_t>(nb) * kDirs + back];
         ++hops_;
-        push_buffer(routers_[nb], nb, back * kColors + color, w, t + hop_);
+        Wavelet ow = w;
+        ow.color = static_cast<uint8_t>(oc);
+        push_buffer(routers_[nb], nb, back * kColors + oc, ow, t + hop_);
       }
     }
     for (const CeMove& m : ce_moves_) {
@@ -1173,12 +1196,13 @@ class Core {
       if (r.nbr[o] < 0) continue;
       const Router& n = routers_[r.nbr[o]];
       const int back = kOpposite[o];
-      if (!(accepts(r.nbr[o], color) >> back & 1))
-        add(pe_name(n.x, n.y) + " does not accept color " + std::to_string(color) + " from " +
-            kNames[back] + " (rx=" + format_mask(n.rx[color]) + ")");
-      else if (slot_rings_[static_cast<size_t>(r.nbr[o]) * kSlots + back * kColors + color]
+      const int oc = out_color(r, color, o);
+      if (!(accepts(r.nbr[o], oc) >> back & 1))
+        add(pe_name(n.x, n.y) + " does not accept color " + std::to_string(oc) + " from " +
+            kNames[back] + " (rx=" + format_mask(n.rx[oc]) + ")");
+      else if (slot_rings_[static_cast<size_t>(r.nbr[o]) * kSlots + back * kColors + oc]
                    .count >= depth_)
-        add(std::string("buffer ") + kNames[back] + "/color " + std::to_string(color) + " of " +
+        add(std::string("buffer ") + kNames[back] + "/color " + std::to_string(oc) + " of " +
             pe_name(n.x, n.y) + " full");
     }
     return out;
@@ -1255,6 +1279,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("router_config", &Core::router_config)
       .def("set_teardown", &Core::set_teardown)
       .def("set_filter", &Core::set_filter)
+      .def("set_color_swap", &Core::set_color_swap)
       .def("in_teardown", &Core::in_teardown)
       .def("take_teardowns", &Core::take_teardowns)
       .def("enable_edge_sink", &Core::enable_edge_sink)

@@ -217,6 +217,32 @@ def test_range_filter_keeps_other_indices_from_the_ce_only(backend):
     assert f.idle and f.counters().link_out[0, 2, Direction.RAMP] == 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_color_swap_changes_the_color_on_x_outputs(backend):
+    """topic-14 (WSE-2): colors 0 and 1 with color_swap_x; a wavelet leaves EAST as the other
+    color and reaches the CE with the color it came with."""
+    f = Fabric(4, 1, FabricOptions(), backend=backend)
+    for c in (0, 1):
+        f.core.set_route(0, 0, c, R, R | E)
+        f.core.set_route(1, 0, c, W, R | E)
+        f.core.set_route(2, 0, c, W, R | E)
+        f.core.set_route(3, 0, c, W, R)
+        for x in range(4):
+            f.core.set_color_swap(x, 0, c, 1)
+            f.bind_input_queue(x, 0, 2 + c, c)
+    f.ce_send(0, 0, 2, 1, 7)
+    f.step(20)
+    got = [(f.iq_count(x, 0, 2), f.iq_count(x, 0, 3)) for x in range(4)]
+    assert got == [(0, 1), (1, 0), (0, 1), (1, 0)]     # blue, red, blue, red
+
+
+def test_color_swap_is_wse2_only(tmp_path):
+    text = _compile_error(tmp_path, "wse3", layout=LAYOUT.replace(
+        ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });",
+        ".routes = .{ .rx = .{WEST}, .tx = .{RAMP}, .color_swap_x = true } });", 1))
+    assert "color swap ('.color_swap_x') is not supported on WSE-3" in text
+
+
 def test_both_cores_agree_on_a_switched_teardown_run():
     """The same traffic on both cores: every counter and every event equal."""
     outs = []

@@ -187,12 +187,20 @@ def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple
                          "color_swap_y)", node)
     rx = _dirs(ip, rfields["rx"], node, ".rx") if "rx" in rfields else ()
     tx = _dirs(ip, rfields["tx"], node, ".tx") if "tx" in rfields else ()
-    # What the fabric model does not implement is an error, never a silent no-op: a program
-    # relying on a filter or a color swap would otherwise run to a wrong answer.
+    # Color swap is WSE-2's (sdk-examples topic-14: "CSL currently does not support color swap
+    # on WSE-3"); what the fabric model does not implement is an error, never a no-op.
     for k in ("color_swap_x", "color_swap_y"):
         if k in rfields and _is_set(rfields[k]):
-            raise ip.err(f"color swap ('.{k}') is not supported by waferscale yet",
-                         _field_node(node, k))
+            if rfields[k].type != T.BOOL:
+                raise ip.err(f".{k} must be a bool, found '{rfields[k].type}'",
+                             _field_node(node, k))
+            if ip.ctx.options.arch != "wse2":
+                raise ip.err(f"color swap ('.{k}') is not supported on WSE-3 (CSL supports it "
+                             "on WSE-2 only)", _field_node(node, k))
+            if "routes" not in fields:
+                raise ip.err(f"color swap ('.{k}') in the short form of a color config is not "
+                             "supported by waferscale yet (write .routes = .{ ... })",
+                             _field_node(node, k))
     if "routes" in fields:
         router_extras(ip, cfg, node)          # checks .switches and .teardown
     return rx, tx
@@ -221,6 +229,7 @@ class RouterExtras(NamedTuple):
     switches: tuple[tuple[int, ...], int, bool, int] | None
     teardown: bool
     filter: tuple[int, int] | None = None     # a range filter's (min_idx, max_idx)
+    swap: int = 0                             # color swap: bit 0 x, bit 1 y (WSE-2)
 
 
 def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
@@ -240,9 +249,13 @@ def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
                          _field_node(node, "teardown"))
         teardown = bool(td.v)
     filt = _range_filter(ip, fields.get("filter"), _field_node(node, "filter"))
+    routes = fields.get("routes")
+    rf = routes.v if routes is not None and isinstance(routes.v, dict) else {}
+    swap = sum(bit for k, bit in (("color_swap_x", 1), ("color_swap_y", 2))
+               if k in rf and rf[k].type == T.BOOL and rf[k].v)
     sw = fields.get("switches")
     if sw is None or not _is_set(sw):
-        return RouterExtras(None, teardown, filt)
+        return RouterExtras(None, teardown, filt, swap)
     at = _field_node(node, "switches")
     if not isinstance(sw.v, dict):
         raise ip.err(".switches must be a struct like .{ .pos1 = .{ .tx = WEST }, "
@@ -293,7 +306,7 @@ def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
         if chosen == ["pop_on_header"]:
             raise ip.err("pop mode '.pop_on_header' is not supported by waferscale yet", at)
         pop = POP_MODES[chosen[0]] if chosen else 0
-    return RouterExtras((tuple(positions), cur, ring, pop), teardown, filt)
+    return RouterExtras((tuple(positions), cur, ring, pop), teardown, filt, swap)
 
 
 def _range_filter(ip: Interp, f: Val | None, at: A.Node | None) -> tuple[int, int] | None:

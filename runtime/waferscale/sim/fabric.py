@@ -335,6 +335,7 @@ class _PE:
         "rx",
         "sinks",
         "filt",
+        "swap",
         "sw",
         "teardown",
         "tx",
@@ -361,6 +362,9 @@ class _PE:
         # Per color with a range filter: (min, max) of the upper 16 bits of the data
         # wavelets the CE receives (the others are not delivered down RAMP).
         self.filt: dict[int, tuple[int, int]] = {}
+        # Per color with color swap (WSE-2): bit 0 EAST/WEST outputs, bit 1 NORTH/SOUTH
+        # outputs leave as color ^ 1 (docs/fabric-model.md §9).
+        self.swap: dict[int, int] = {}
         # slot -> FIFO of (payload, ctrl, first cycle it may leave)
         self.buf: dict[int, deque[tuple[int, bool, int]]] = {}
         self.nonempty: set[int] = set()             # slots whose buffer holds wavelets
@@ -593,6 +597,18 @@ class PyFabricCore:
             raise FabricConfigError(f"filter range {lo}..{hi} out of range 0..65535")
         else:
             pe.filt[color] = (lo, hi)
+
+    def set_color_swap(self, x: int, y: int, color: int, mask: int) -> None:
+        """Color swap of ``color`` at PE ``(x, y)`` (WSE-2's ``.color_swap_x/_y``): bit 0, its
+        wavelets leave EAST or WEST as ``color ^ 1``; bit 1, NORTH or SOUTH."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        if not 0 <= mask <= 3:
+            raise FabricConfigError(f"color swap mask {mask} out of range 0..3")
+        if mask:
+            pe.swap[color] = mask
+        else:
+            pe.swap.pop(color, None)
 
     def in_teardown(self, x: int, y: int, color: int) -> bool:
         pe = self._at(x, y)
@@ -859,11 +875,21 @@ class PyFabricCore:
                 continue  # edge sink (set_route guarantees one)
             other = self._pes[nb]
             back = _OPPOSITE[o]
-            if not (other.accept[color] >> back & 1 or other.teardown >> color & 1):
+            oc = self._out_color(pe, color, o)
+            if not (other.accept[oc] >> back & 1 or other.teardown >> oc & 1):
                 raise FabricRoutingError(
                     f"cycle {self._cycle}: {_pe(pe.x, pe.y)} forwards a wavelet on color "
                     f"{color} {_NAMES[o]} to {_pe(other.x, other.y)}, which does not accept "
-                    f"color {color} from {_NAMES[back]} (rx={format_mask(other.rx[color])})")
+                    f"color {oc} from {_NAMES[back]} (rx={format_mask(other.rx[oc])})")
+
+    @staticmethod
+    def _out_color(pe: _PE, color: int, o: int) -> int:
+        """The color a wavelet of ``color`` leaves ``pe`` with through output ``o``."""
+        sw = pe.swap.get(color, 0)
+        if sw and ((sw & 1 and o in (Direction.EAST, Direction.WEST)) or
+                   (sw & 2 and o in (Direction.NORTH, Direction.SOUTH))):
+            return color ^ 1
+        return color
 
     def _can_take(self, pe: _PE, color: int, tx: int, used: int) -> bool:
         """All-or-nothing test of a multicast: every output link free, every target not full
@@ -877,7 +903,8 @@ class PyFabricCore:
                     return False
             else:
                 nb = pe.neighbour[o]
-                if nb >= 0 and len(self._pes[nb].buf[_OPPOSITE[o] * NUM_COLORS + color]) \
+                if nb >= 0 and len(self._pes[nb].buf[_OPPOSITE[o] * NUM_COLORS
+                                                     + self._out_color(pe, color, o)]) \
                         >= self._depth:
                     return False
         return True
@@ -1029,14 +1056,15 @@ class PyFabricCore:
                         self._deliveries.append((t, pe.x, pe.y, q, color, payload, ctrl))
                     continue
                 nb = pe.neighbour[o]
+                oc = self._out_color(pe, color, o)
                 if nb < 0:
                     self._sink_log[pe.index * NUM_DIRECTIONS + o].append(
-                        (t, color, payload, ctrl))
+                        (t, oc, payload, ctrl))
                     continue
                 other = self._pes[nb]
                 back = _OPPOSITE[o]
                 self._link_in[nb * NUM_DIRECTIONS + back] += 1
-                self._push_buffer(other, back * NUM_COLORS + color, payload, ctrl,
+                self._push_buffer(other, back * NUM_COLORS + oc, payload, ctrl,
                                   t + self._hop)
         for pe, q in ce_moves:
             color, payload, ctrl = pe.oq[q].popleft()
@@ -1093,13 +1121,14 @@ class PyFabricCore:
                 continue
             other = self._pes[nb]
             back = _OPPOSITE[o]
-            if not (other.accept[color] >> back & 1 or other.teardown >> color & 1):
+            oc = self._out_color(pe, color, o)
+            if not (other.accept[oc] >> back & 1 or other.teardown >> oc & 1):
                 reasons.append(
-                    f"{_pe(other.x, other.y)} does not accept color {color} from "
-                    f"{_NAMES[back]} (rx={format_mask(other.rx[color])})")
-            elif len(other.buf[back * NUM_COLORS + color]) >= self._depth:
+                    f"{_pe(other.x, other.y)} does not accept color {oc} from "
+                    f"{_NAMES[back]} (rx={format_mask(other.rx[oc])})")
+            elif len(other.buf[back * NUM_COLORS + oc]) >= self._depth:
                 reasons.append(
-                    f"buffer {_NAMES[back]}/color {color} of {_pe(other.x, other.y)} full")
+                    f"buffer {_NAMES[back]}/color {oc} of {_pe(other.x, other.y)} full")
         return reasons
 
     def blocked_wavelets(self) -> list[tuple[int, int, str, int, str]]:

@@ -214,6 +214,8 @@ class Simulator:
                 core.set_teardown(x, y, c, True)
             if e.filter is not None:
                 core.set_filter(x, y, c, *e.filter)
+            if e.swap:
+                core.set_color_swap(x, y, c, e.swap)
         for (x, y, c), r in self.layout.routes.items():
             if x == 0 or y == 0 or x == w - 1 or y == h - 1:
                 for d in r.tx:
