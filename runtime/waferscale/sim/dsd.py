@@ -453,7 +453,8 @@ def read_elem(pe, op, i: int, t: T.Type):
     pe.wait(lambda: fab.iq_count(pe.x, pe.y, op.queue) > 0,
             f"a wavelet in input queue {op.queue}")
     if fab.ce_peek(pe.x, pe.y, op.queue)[1]:
-        raise pe.error(f"a control wavelet heads input queue {op.queue} (control wavelets read by a fabin DSD are not supported by waferscale yet)")
+        raise pe.error(f"a control wavelet heads input queue {op.queue} (control wavelets read "
+                       "by a fabin DSD are not supported by waferscale yet)")
     payload, _ctrl = fab.ce_recv(pe.x, pe.y, op.queue)
     return decode(payload if words_of(t) == 2 else payload & 0xFFFF, t)
 
