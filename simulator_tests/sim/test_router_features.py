@@ -306,6 +306,7 @@ const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
 const switches = @import_module("<memcpy/memcpy_switches>");
 const tile_config = @import_module("<tile_config>");
 const LAST: bool = px == 3;
+comptime { @comptime_assert(@get_int(tile_config.teardown.get_task_id()) == 29); }
 
 var out = @zeros([4]f32);
 var out_ptr: [*]f32 = &out;
@@ -375,7 +376,7 @@ task reconf() void {
   } else {
     color_config.reset_routes(addr, .{ .rx = EAST, .tx = [2]direction{ WEST, RAMP } });
   }
-  switch_config.clear_current_position(C);
+  switch_config.clear_current_position(addr);     // a color or its config address
   switch_config.set_invalid_for_all_switch_positions(C);
   tile_config.teardown.exit(C);
   if (LAST) {

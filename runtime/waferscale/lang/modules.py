@@ -338,6 +338,8 @@ def _tile_config_lib(ip, importer, params, node) -> NativeModule:
             else (T.COLOR,)
         sub.runtime_fn(fn_name, second, T.VOID)
     subs["tile_config/color_config"].comptime_fn("get_color_config_addr", _color_config_addr)
+    subs["tile_config/switch_config"].comptime_fn("get_color_config_addr", _color_config_addr)
+    subs["tile_config/teardown"].comptime_fn("get_task_id", _teardown_task_id)
     for qual, sub in subs.items():
         m.members[qual.split("/")[1]] = Val(T.IMPORTED_MODULE, sub)
     return m
@@ -347,6 +349,12 @@ def _color_config_addr(ip: Interp, args: list[Val], node: A.Node) -> Val:
     if len(args) != 1 or args[0].type != T.COLOR or not isinstance(args[0].v, int):
         raise ip.err("get_color_config_addr takes a color", node)
     return Val(T.U16, COLOR_CONFIG_ADDR_BASE + args[0].v)
+
+
+def _teardown_task_id(ip: Interp, args: list[Val], node: A.Node) -> Val:
+    if args:
+        raise ip.err("teardown.get_task_id takes no arguments", node)
+    return Val(T.LOCAL_TASK_ID, 29)        # builtins.TEARDOWN_TASK_ID
 
 
 def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> tuple[int, int,
@@ -381,10 +389,18 @@ def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> 
         tx = dirs(cfg.v["tx"], ".tx") if "tx" in cfg.v else 0
         return kind, color, rx | tx << 5
     c = args[0]
-    if c.type != T.COLOR or not isinstance(c.v, int):
+    # switch_config takes a color or the address of its color configuration (the docs'
+    # `c: anytype`); teardown.exit a color.
+    if T.is_int(c.type) and isinstance(c.v, int) and not isinstance(c.v, bool) \
+            and qual.startswith("tile_config/switch_config.") \
+            and 0 <= c.v - COLOR_CONFIG_ADDR_BASE <= 23:
+        color = c.v - COLOR_CONFIG_ADDR_BASE
+    elif c.type == T.COLOR and isinstance(c.v, int):
+        color = c.v
+    else:
         raise ip.err(f"'{qual.replace('/', '.')}' takes a color, found '{c.type}'", node)
     value = dirs(args[1], "the direction") if want == 2 else 0
-    return kind, c.v, value
+    return kind, color, value
 
 
 # Bit positions of the eight command slots of a control wavelet (the same table as
