@@ -650,3 +650,64 @@ def test_a_control_wavelet_for_an_unbound_task_is_an_error(tmp_path, arch):
     recv = RECV.replace("  @bind_control_task(arg_task, @get_control_task_id(41));\n", "")
     _, err = _ctrl_runs(tmp_path, arch, recv)
     assert err is not None and "no task is bound to control task ID 41" in err
+
+
+def _random_run(backend: str, seed: int) -> list:
+    """A random grid of switched, torn-down, filtered and swapped colors under random data and
+    control traffic; everything observable, step by step (errors included)."""
+    rng = np.random.default_rng(seed)
+    w, h = 4, 3
+    f = Fabric(w, h, FabricOptions(), backend=backend)
+    log: list = []
+    for y in range(h):
+        for x in range(w):
+            inside = [d for d in (Direction.NORTH, Direction.EAST, Direction.SOUTH,
+                                  Direction.WEST)
+                      if 0 <= x + {Direction.EAST: 1, Direction.WEST: -1}.get(d, 0) < w
+                      and 0 <= y + {Direction.SOUTH: 1, Direction.NORTH: -1}.get(d, 0) < h]
+            masks = [1 << d for d in inside] + [R]
+            for c in (0, 1):
+                def pick() -> int:
+                    return int(sum(m for m in masks if rng.random() < 0.4)) or R
+                # Position 0 takes every side (so wavelets flow); positions narrow it.
+                f.core.set_route(x, y, c, int(sum(masks)), pick())
+                if rng.random() < 0.5:
+                    pos = [pick() if rng.random() < 0.5 else -1 for _ in range(6)]
+                    f.set_switches(x, y, c, pos, 0, bool(rng.random() < 0.5),
+                                   int(rng.integers(0, 3)))
+                if rng.random() < 0.1:
+                    f.set_teardown(x, y, c, True)
+                if rng.random() < 0.2:
+                    lo = int(rng.integers(0, 4))
+                    f.core.set_filter(x, y, c, lo, lo + int(rng.integers(0, 3)))
+                if rng.random() < 0.2:
+                    f.core.set_color_swap(x, y, c, int(rng.integers(1, 4)))
+                f.bind_input_queue(x, y, 2 + c, c)
+    for _ in range(60):
+        for _ in range(3):
+            x, y, c = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(0, 2))
+            ctrl = bool(rng.random() < 0.4)
+            payload = int(rng.integers(0, 1 << 32, dtype=np.uint64))
+            log.append(("send", f.ce_send(x, y, 2, c, payload, ctrl=ctrl)))
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        log.append(("recv", f.ce_recv(x, y, 2 + int(rng.integers(0, 2)))))
+        if rng.random() < 0.1:
+            x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+            f.core.router_config(x, y, 9, int(rng.integers(0, 2)), 0)
+        try:
+            f.tick()
+        except FabricRoutingError as e:
+            log.append(("error", str(e)))
+            break
+        log.append((f.cycle, f.in_flight, f.stuck(), tuple(map(tuple, f.blocked_wavelets())),
+                    tuple(f.take_teardowns())))
+    c = f.counters()
+    log.append((c.link_out.tolist(), c.stall_cycles.tolist(), c.stalled_wavelet_cycles.tolist(),
+                c.buffer_high_water.tolist(), c.iq_high_water.tolist()))
+    log.append([f.switch_state(x, y, k) for y in range(h) for x in range(w) for k in (0, 1)])
+    return log
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_router_features_agree_on_both_cores(seed):
+    assert _random_run("python", seed) == _random_run("cpp", seed)
