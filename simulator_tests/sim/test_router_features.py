@@ -667,7 +667,7 @@ def _random_run(backend: str, seed: int) -> list:
                       and 0 <= y + {Direction.SOUTH: 1, Direction.NORTH: -1}.get(d, 0) < h]
             masks = [1 << d for d in inside] + [R]
             for c in (0, 1):
-                def pick() -> int:
+                def pick(masks: list[int] = masks) -> int:
                     return int(sum(m for m in masks if rng.random() < 0.4)) or R
                 # Position 0 takes every side (so wavelets flow); positions narrow it.
                 f.core.set_route(x, y, c, int(sum(masks)), pick())
