@@ -711,3 +711,60 @@ def _random_run(backend: str, seed: int) -> list:
 @pytest.mark.parametrize("seed", range(12))
 def test_random_router_features_agree_on_both_cores(seed):
     assert _random_run("python", seed) == _random_run("cpp", seed)
+
+
+SELF_LAYOUT = """
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
+layout {
+  @set_rectangle(1, 1);
+  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0) });
+  @export_name("out", [*]u32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+# A control wavelet on a color that the PE's own comptime block routes RAMP -> RAMP, with no
+# data task or queue of its own (WSE-2's implicit queue of the color): it dispatches control
+# tasks on the sending PE (spmv-hypersparse's allreduce2R1E does this).
+SELF_PE = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const ctrl = @import_module("<control>");
+const D: color = @get_color(6);
+var out = @zeros([4]u32);
+var out_ptr: [*]u32 = &out;
+const oq = @get_output_queue(3);
+const cmd_out = @get_dsd(fabout_dsd, .{ .extent = 1, .fabric_color = D, .control = true,
+                                        .output_queue = oq });
+task first() void {
+  out[0] = 1;
+  @mov32(cmd_out, ctrl.encode_control_task_payload(@get_control_task_id(12)));
+}
+task second() void { out[1] = 2; sys_mod.unblock_cmd_stream(); }
+fn run() void {
+  @mov32(cmd_out, ctrl.encode_control_task_payload(@get_control_task_id(11)));
+}
+comptime {
+  @bind_control_task(first, @get_control_task_id(11));
+  @bind_control_task(second, @get_control_task_id(12));
+  @set_local_color_config(D, .{ .routes = .{ .rx = .{RAMP}, .tx = .{RAMP} } });
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+def test_wse2_control_wavelets_to_the_own_ce_dispatch_control_tasks(tmp_path):
+    (tmp_path / "layout.csl").write_text(SELF_LAYOUT)
+    (tmp_path / "pe.csl").write_text(SELF_PE)
+    opts = CompileOptions(arch="wse2", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    runs = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        dev.launch("run", [])
+        runs.append((dev.sim.cycle, dev.sim.memory.copy(), dev.read_symbol(0, 0, "out").tolist()))
+    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+    assert runs[1][2] == [1, 2, 0, 0]

@@ -256,6 +256,9 @@ class Simulator:
                 # here gets its implicit queue unless the program bound one explicitly.
                 bound = {fab.input_queue_color(pe.x, pe.y, q) for q in range(8)}
                 ramp_colors = set(ramp_routes.get((pe.x, pe.y), ()))
+                # (@set_local_color_config routes to RAMP too: a control wavelet on such a
+                # color reaches the CE, as spmv-hypersparse's allreduce2R1E dispatch does.)
+                ramp_colors |= {c for c, _rx, txm, _e in conf[0] if txm & 1}
                 ramp_colors |= {n for (kind, n) in rec.task_bindings if kind == "data"}
                 for c in sorted(ramp_colors - bound):
                     fab.bind_input_queue(pe.x, pe.y, WSE2_COLOR_QUEUE_BASE + c, c)
