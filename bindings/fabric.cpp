@@ -118,6 +118,9 @@ struct ColorCfg {
   uint8_t cur = 0, ring = 0, pop = 0;
   int32_t filt_lo = -1, filt_hi = -1;   // range filter of data wavelets to the CE, -1 none
   uint8_t swap = 0;                      // color swap: bit 0 EAST/WEST, bit 1 NORTH/SOUTH
+  // counter filter (PyFabricCore.set_counter_filter): limit < 0 none
+  int32_t cf_counter = 0, cf_max = 0, cf_limit = -1;
+  uint8_t cf_data = 0, cf_control = 0;
 };
 
 constexpr int kCmdAdv = 1, kCmdRst = 2, kCmdTeardown = 3;
@@ -414,6 +417,26 @@ class Core {
       c.filt_lo = static_cast<int32_t>(lo);
       c.filt_hi = static_cast<int32_t>(hi);
     }
+  }
+
+  void set_counter_filter(int64_t x, int64_t y, int64_t color, int64_t init, int64_t max_counter,
+                          int64_t limit, bool count_data, bool count_control) {
+    Router& r = at(x, y);
+    check_color(color);
+    ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    if (limit < 0) {
+      c.cf_limit = -1;
+      return;
+    }
+    for (int64_t v : {init, max_counter, limit})
+      if (v < 0 || v > 0xFFFF)
+        fail(ErrorKind::kConfig, "counter filter value " + std::to_string(v) +
+                                     " out of range 0..65535");
+    c.cf_counter = static_cast<int32_t>(init);
+    c.cf_max = static_cast<int32_t>(max_counter);
+    c.cf_limit = static_cast<int32_t>(limit);
+    c.cf_data = count_data;
+    c.cf_control = count_control;
   }
 
   void set_color_swap(int64_t x, int64_t y, int64_t color, int64_t mask) {
@@ -965,8 +988,10 @@ class Core {
   // PyFabricCore._ce_filtered: kept from the CE by NOCE or by a range filter.
   bool ce_filtered(int i, int s) const {
     const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
-    if (w.ctrl) return w.payload >> 24 & 1;
     const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + s % kColors];
+    if (c.cf_limit >= 0 && (w.ctrl ? c.cf_control : c.cf_data) && c.cf_counter > c.cf_max)
+      return true;
+    if (w.ctrl) return w.payload >> 24 & 1;
     const int32_t idx = static_cast<int32_t>(w.payload >> 16);
     return c.filt_lo >= 0 && (idx < c.filt_lo || idx > c.filt_hi);
   }
@@ -1090,6 +1115,11 @@ class Core {
       --r.load;
       --in_flight_;
       const int color = w.color;
+      {
+        ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+        if (c.cf_limit >= 0 && (w.ctrl ? c.cf_control : c.cf_data))
+          c.cf_counter = c.cf_counter >= c.cf_limit ? 0 : c.cf_counter + 1;
+      }
       if (w.ctrl) w.payload = execute(i, color, w.payload, t);
       for (int o = 0; o < kDirs; ++o) {
         if (!(m.tx >> o & 1)) continue;
@@ -1280,6 +1310,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("set_teardown", &Core::set_teardown)
       .def("set_filter", &Core::set_filter)
       .def("set_color_swap", &Core::set_color_swap)
+      .def("set_counter_filter", &Core::set_counter_filter)
       .def("in_teardown", &Core::in_teardown)
       .def("take_teardowns", &Core::take_teardowns)
       .def("enable_edge_sink", &Core::enable_edge_sink)

@@ -498,8 +498,8 @@ def test_what_is_not_modelled_is_a_compile_time_error(tmp_path, arch):
             ".pop_mode = .{ .pop_on_header = true }", "'.pop_on_header' is not supported"),
         ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });": (
             ".routes = .{ .rx = .{WEST}, .tx = .{RAMP} }, .filter = .{ .kind = .{ "
-            ".counter = true } } });", "counter filter ('.filter' of a color config) is not "
-            "supported"),
+            ".sparse_counter = true } } });", "sparse_counter filter ('.filter' of a color "
+            "config) is not supported"),
     }
     for old, (new, msg) in cases.items():
         text = _compile_error(tmp_path, arch, layout=LAYOUT.replace(old, new, 1))

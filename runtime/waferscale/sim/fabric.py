@@ -334,6 +334,7 @@ class _PE:
         "rr",
         "rx",
         "sinks",
+        "cfilt",
         "filt",
         "swap",
         "sw",
@@ -362,6 +363,10 @@ class _PE:
         # Per color with a range filter: (min, max) of the upper 16 bits of the data
         # wavelets the CE receives (the others are not delivered down RAMP).
         self.filt: dict[int, tuple[int, int]] = {}
+        # Per color with a counter filter: [counter, max_counter, limit, count_data,
+        # count_control]: a counted wavelet reaches the CE while counter <= max_counter; each
+        # one counts, the counter going back to 0 after limit (PyFabricCore.set_counter_filter).
+        self.cfilt: dict[int, list[int]] = {}
         # Per color with color swap (WSE-2): bit 0 EAST/WEST outputs, bit 1 NORTH/SOUTH
         # outputs leave as color ^ 1 (docs/fabric-model.md §9).
         self.swap: dict[int, int] = {}
@@ -597,6 +602,23 @@ class PyFabricCore:
             raise FabricConfigError(f"filter range {lo}..{hi} out of range 0..65535")
         else:
             pe.filt[color] = (lo, hi)
+
+    def set_counter_filter(self, x: int, y: int, color: int, init: int, max_counter: int,
+                           limit: int, count_data: bool, count_control: bool) -> None:
+        """A counter filter on ``color`` at PE ``(x, y)`` (``limit < 0``: none). The counter
+        starts at ``init``; each forwarded wavelet of a counted kind counts (after ``limit``
+        it goes back to 0) and reaches the CE only while the counter is <= ``max_counter``
+        (doc-gap: the rule that gives topic-16's "the first two wavelets of each 15")."""
+        pe = self._at(x, y)
+        self._check_color(color)
+        if limit < 0:
+            pe.cfilt.pop(color, None)
+            return
+        for v in (init, max_counter, limit):
+            if not 0 <= v <= 0xFFFF:
+                raise FabricConfigError(f"counter filter value {v} out of range 0..65535")
+        pe.cfilt[color] = [init, max_counter, limit, int(bool(count_data)),
+                           int(bool(count_control))]
 
     def set_color_swap(self, x: int, y: int, color: int, mask: int) -> None:
         """Color swap of ``color`` at PE ``(x, y)`` (WSE-2's ``.color_swap_x/_y``): bit 0, its
@@ -935,6 +957,9 @@ class PyFabricCore:
         """Whether the wavelet heading ``slot`` is kept from the CE: a control wavelet whose
         slot-0 command has NOCE set, or a data wavelet outside its color's range filter."""
         payload, ctrl, _ = pe.buf[slot][0]
+        cf = pe.cfilt.get(slot % NUM_COLORS)
+        if cf is not None and cf[4 if ctrl else 3] and cf[0] > cf[1]:
+            return True
         if ctrl:
             return bool(payload >> 24 & 1)
         f = pe.filt.get(slot % NUM_COLORS)
@@ -1040,6 +1065,9 @@ class PyFabricCore:
             pe.load -= 1
             self._in_flight -= 1
             color = slot % NUM_COLORS
+            cf = pe.cfilt.get(color)
+            if cf is not None and cf[4 if ctrl else 3]:
+                cf[0] = 0 if cf[0] >= cf[2] else cf[0] + 1
             if ctrl:
                 payload = self._execute(pe, color, payload, t)
             for o in _MASK_DIRS[tx]:

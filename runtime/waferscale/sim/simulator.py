@@ -212,8 +212,10 @@ class Simulator:
                 core.set_switches(x, y, c, list(positions), cur, ring, pop)
             if e.teardown:
                 core.set_teardown(x, y, c, True)
-            if e.filter is not None:
-                core.set_filter(x, y, c, *e.filter)
+            if e.filter is not None and e.filter[0] == "range":
+                core.set_filter(x, y, c, *e.filter[1:])
+            elif e.filter is not None:
+                core.set_counter_filter(x, y, c, *e.filter[1:])
             if e.swap:
                 core.set_color_swap(x, y, c, e.swap)
         for (x, y, c), r in self.layout.routes.items():
