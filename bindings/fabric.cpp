@@ -101,6 +101,7 @@ struct Router {
   uint8_t sinks;
   uint8_t host_used;         // host links (by direction bit) used in the current cycle
   uint32_t teardown;         // bitmask of colors in teardown mode
+  bool queue_wait;           // PyFabricCore._PE.queue_wait
   unsigned __int128 nonempty;  // bit per slot whose buffer holds wavelets
 };
 
@@ -352,6 +353,11 @@ class Core {
       set_route(x, y, color, value & 31, value >> 5);
       return;
     }
+    if (kind == 10) {
+      rebind_input_queue(index_of(r), static_cast<int>(value & 0xFF), static_cast<int>(color),
+                         (value >> 8 & 1) != 0);
+      return;
+    }
     if (kind == 9) {
       set_teardown(x, y, color, false);
       return;
@@ -383,6 +389,43 @@ class Core {
       pos[kind <= 5 ? (kind - 3) * 2 : (kind - 6) * 2 + 1] = value;
     }
     set_switches(x, y, color, pos, cur, ring, pop);
+  }
+
+  // PyFabricCore._rebind_input_queue.
+  void rebind_input_queue(int i, int q, int color, bool filter_enable) {
+    Router& r = routers_[i];
+    check_queue(true, q);
+    const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    if (!filter_enable && (c.filt_lo >= 0 || c.cf_limit >= 0))
+      fail(ErrorKind::kConfig, "input queue " + std::to_string(q) + " of " + pe_name(r.x, r.y) +
+                                   " takes color " + std::to_string(color) +
+                                   " with its filter disabled, which is not supported by "
+                                   "waferscale yet");
+    const int old = r.color_iq[color];
+    if (old == q) return;
+    if (old >= 0 && old < 8)
+      fail(ErrorKind::kConfig, "color " + std::to_string(color) +
+                                   " is already bound to input queue " + std::to_string(old) +
+                                   " of " + pe_name(r.x, r.y));
+    int8_t& bound = iq_color_[static_cast<size_t>(i) * n_iq_ + q];
+    if (bound >= 0) {
+      r.color_iq[bound] = -1;
+      bound = -1;
+    }
+    if (old >= 0) {
+      Ring& from = iq_rings_[static_cast<size_t>(i) * n_iq_ + old];
+      Ring& to = iq_rings_[static_cast<size_t>(i) * n_iq_ + q];
+      if (to.count + from.count > to.cap)
+        fail(ErrorKind::kConfig, "input queue " + std::to_string(q) + " of " + pe_name(r.x, r.y) +
+                                     " cannot take the " + std::to_string(from.count) +
+                                     " wavelet(s) of color " + std::to_string(color) +
+                                     " waiting for it");
+      while (from.count) push(to, pop(from));
+      iq_color_[static_cast<size_t>(i) * n_iq_ + old] = -1;
+    }
+    bound = static_cast<int8_t>(color);
+    r.color_iq[color] = static_cast<int8_t>(q);
+    ++epoch_;
   }
 
   py::tuple switch_state(int64_t x, int64_t y, int64_t color) {
@@ -437,6 +480,11 @@ class Core {
     c.cf_limit = static_cast<int32_t>(limit);
     c.cf_data = count_data;
     c.cf_control = count_control;
+  }
+
+  void set_queue_wait(int64_t x, int64_t y, bool on) {
+    at(x, y).queue_wait = on;
+    ++epoch_;
   }
 
   void set_color_swap(int64_t x, int64_t y, int64_t color, int64_t mask) {
@@ -752,6 +800,7 @@ class Core {
   int n_iq() const { return n_iq_; }
   int n_oq() const { return n_oq_; }
   int iq_count_at(int i, int q) const { return readable(iq_rings_[static_cast<size_t>(i) * n_iq_ + q]); }
+  int oq_count_at(int i, int q) const { return oq_rings_[static_cast<size_t>(i) * n_oq_ + q].count; }
   int oq_free_at(int i, int q) const {
     const Ring& ring = oq_rings_[static_cast<size_t>(i) * n_oq_ + q];
     return ring.cap - ring.count;
@@ -906,7 +955,7 @@ class Core {
     for (int o = 0; o < kDirs; ++o) {
       if (!(tx >> o & 1)) continue;
       if (o == kRamp) {
-        if (r.color_iq[color] < 0)
+        if (r.color_iq[color] < 0 && !r.queue_wait)
           fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": wavelet on color " +
                                         std::to_string(color) + " routed to RAMP at " +
                                         pe_name(r.x, r.y) + ", but no input queue of " +
@@ -932,7 +981,7 @@ class Core {
     for (int o = 0; o < kDirs; ++o) {
       if (!(tx >> o & 1)) continue;
       if (o == kRamp) {
-        if (r.color_iq[color] < 0) return false;
+        if (r.color_iq[color] < 0 && !r.queue_wait) return false;
       } else if (r.nbr[o] >= 0 && !(accepts(r.nbr[o], out_color(r, color, o)) >> kOpposite[o] & 1)) {
         return false;
       }
@@ -945,6 +994,7 @@ class Core {
     for (int o = 0; o < kDirs; ++o) {
       if (!(tx >> o & 1)) continue;
       if (o == kRamp) {
+        if (r.color_iq[color] < 0) return false;
         const Ring& iq = iq_rings_[static_cast<size_t>(i) * n_iq_ + r.color_iq[color]];
         if (iq.count >= iq.cap) return false;
       } else if (r.nbr[o] >= 0) {
@@ -1310,6 +1360,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("set_teardown", &Core::set_teardown)
       .def("set_filter", &Core::set_filter)
       .def("set_color_swap", &Core::set_color_swap)
+      .def("set_queue_wait", &Core::set_queue_wait)
       .def("set_counter_filter", &Core::set_counter_filter)
       .def("in_teardown", &Core::in_teardown)
       .def("take_teardowns", &Core::take_teardowns)

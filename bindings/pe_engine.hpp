@@ -34,6 +34,7 @@ struct Operand {
   int32_t len = 0;
   int32_t queue = 0, color = 0, index = -1;
   bool ctrl = false;                // fabout: control wavelets (`.control = true`)
+  bool queue_color = false;         // fabout without .fabric_color: its queue's current color
   int32_t ut = 0;                   // fabric operands: the microthread ID the DSD selects
   Scalar value{};
   int32_t scalar_tc = 0;            // a scalar's type
@@ -150,6 +151,9 @@ struct PEState {
   uint32_t gen = 0;                  // bumped at every wake-up (stale pending-time entries)
   int64_t sleep_from = 0;            // first cycle not visited
   bool dirty = false;                // changed since Engine::take_dirty
+  int8_t oq_color[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                         -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+  uint32_t flush_armed = 0;          // @queue_flush'd output queues (pe.flush_armed)
 };
 
 // <collectives_2d/pe> (sim/collectives.py): a rendezvous of every PE of a row or column.
@@ -878,6 +882,25 @@ class Engine {
       }
       tds.clear();
     }
+    // simulator.Simulator.step: a flushed output queue that is empty runs its handler.
+    if (!flushing_.empty()) {
+      std::sort(flushing_.begin(), flushing_.end());
+      std::vector<int> keep;
+      for (int k : flushing_) {
+        PEState& pe = pes_[k];
+        for (int q = 0; q < 32; ++q) {
+          if (!(pe.flush_armed >> q & 1) || core_.oq_count_at(pe.idx, q) != 0) continue;
+          pe.flush_armed &= ~(1u << q);
+          for (const TaskEntry& te : pe.prog->tasks)
+            if (te.kind == 3 && !te.ptypes.empty() && te.ptypes[0] == 32 + q) {
+              wake(k);
+              pe.active.set(te.tid);
+            }
+        }
+        if (pe.flush_armed) keep.push_back(k);
+      }
+      flushing_.swap(keep);
+    }
     auto& events = core_.ce_events();
     if (!events.empty()) {
       const int64_t t = cycle();
@@ -1382,7 +1405,8 @@ class Engine {
       o.ut = d.ut;
       o.color = d.color;
       o.len = d.ext[0];
-      o.ctrl = d.wio != 0;
+      o.ctrl = (d.wio & 1) != 0;
+      o.queue_color = (d.wio & 2) != 0;
       return o;
     }
     o.kind = 0;
@@ -1598,7 +1622,8 @@ class Engine {
     if (!fabric_ready(pe, c, false, o.queue, o.color, now)) return false;
     uint32_t bits = encode_value(t, v);
     if (o.index >= 0) bits = (bits & 0xFFFF) | (static_cast<uint32_t>(o.index & 0xFFFF) << 16);
-    core_.ce_send_at(pe.idx, o.queue, o.color, bits, o.ctrl);
+    const int color = o.queue_color && pe.oq_color[o.queue] >= 0 ? pe.oq_color[o.queue] : o.color;
+    core_.ce_send_at(pe.idx, o.queue, color, bits, o.ctrl);
     return true;
   }
 
@@ -2276,10 +2301,18 @@ class Engine {
             --f.pc;
             return;
           }
-          try {
-            core_.router_config(pe.x, pe.y, in.a >> 5, in.a & 31, in.b);
-          } catch (const FabricException& e) {
-            throw EngineError{e.what(), in.c};
+          if ((in.a >> 5) == 11) {          // encode_output_queue: the queue's color
+            pe.oq_color[in.b & 31] = static_cast<int8_t>(in.a & 31);
+          } else if ((in.a >> 5) == 12) {   // @queue_flush
+            const int k = static_cast<int>(&pe - pes_.data());
+            if (!pe.flush_armed) flushing_.push_back(k);
+            pe.flush_armed |= 1u << (in.b & 31);
+          } else if ((in.a >> 5) != 13) {   // (queue_flush.exit: nothing left to clear)
+            try {
+              core_.router_config(pe.x, pe.y, in.a >> 5, in.a & 31, in.b);
+            } catch (const FabricException& e) {
+              throw EngineError{e.what(), in.c};
+            }
           }
           break;
         case kDPop: c.dstack.pop_back(); break;
@@ -2400,6 +2433,7 @@ class Engine {
   std::vector<PEState> pes_;
   std::vector<py::array_t<uint16_t>> mems_;
   PEState* cur_pe_ = nullptr;
+  std::vector<int> flushing_;        // PEs with @queue_flush'd output queues (sim.flushing)
   Ctx* running_ = nullptr;      // the context being run (Simulator.running)
   // Sleeping PEs (see sleep()): a bit per awake PE; wake-ups due at a cycle; the pending
   // time of each sleeper (valid while its gen is unchanged); the skipped spans.

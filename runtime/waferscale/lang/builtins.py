@@ -772,6 +772,34 @@ def _set_teardown_handler(ip, e, s):
     return VOID_VAL
 
 
+EMPTY_QUEUE_HANDLER_KEY = 32
+"""teardown_handlers' key of output queue q's empty-queue handler: 32 + q (colors: 0..23)."""
+
+
+@builtin("set_empty_queue_handler")
+def _set_empty_queue_handler(ip, e, s):
+    """``@set_empty_queue_handler(fn, oq)`` (WSE-3): after ``@queue_flush(oq)``, ``fn`` runs
+    as the teardown task once ``oq`` is empty (topic-16). It shares the teardown task with the
+    teardown handlers: one handler per PE program (more: not supported by waferscale yet)."""
+    f, q = _args(ip, e, s, 2)
+    if ip.ctx.options.arch != "wse3":
+        raise ip.err("@set_empty_queue_handler is WSE-3 only", e)
+    if not isinstance(f.v, FnVal) or f.v.decl is None or f.v.decl.is_task or f.v.decl.params:
+        raise ip.err("@set_empty_queue_handler needs a function without parameters", e.args[0])
+    if q.type != T.OUTPUT_QUEUE or not isinstance(q.v, int):
+        raise ip.err(f"@set_empty_queue_handler needs an output_queue, found '{q.type}'",
+                     e.args[1])
+    prog = _program(ip, e, s)
+    if prog.teardown_handlers:
+        raise ip.err("more than one teardown or empty-queue handler in a PE program is not "
+                     "supported by waferscale yet", e)
+    if ("local", TEARDOWN_TASK_ID) in prog.task_bindings:
+        raise ip.err(f"local task ID {TEARDOWN_TASK_ID} (the teardown task) is bound to a "
+                     "task; it cannot also run an empty-queue handler", e)
+    prog.teardown_handlers[EMPTY_QUEUE_HANDLER_KEY + q.v] = f.v
+    return VOID_VAL
+
+
 BUILTINS["bind_local_task"] = _bind(T.LOCAL_TASK_ID, "local")
 BUILTINS["bind_data_task"] = _bind(T.DATA_TASK_ID, "data")
 BUILTINS["bind_control_task"] = _bind(T.CONTROL_TASK_ID, "control")
@@ -1038,7 +1066,7 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
 # (check_dsd_op_operands), instead of a misleading error later.
 SIMULATED_RUNTIME = frozenset((
     "fadds faddh fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh fnegs "
-    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map load_to_dsr").split())
+    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map load_to_dsr queue_flush").split())
 
 # Options of @load_to_dsr: those the simulator models, and the async ones it does not yet (a
 # DSR preloaded for asynchronous operations, with their completion actions and microthread).
@@ -1075,7 +1103,7 @@ for _n in RUNTIME_ONLY:
 # The handler builtins were once accepted and ignored; a program relying on them would run
 # to a wrong answer, so they are errors until the simulator models them.
 NOT_IMPLEMENTED = ("import_comptime_value", "get_array", "get_string_from_byte",
-                   "range_start", "range_stop", "range_step", "set_empty_queue_handler",
+                   "range_start", "range_stop", "range_step",
                    "set_control_task_table", "bind_rotating_tasks")
 
 

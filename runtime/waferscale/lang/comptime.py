@@ -221,6 +221,9 @@ class ProgramRecord:
     # @set_teardown_handler: color -> the fn run by the teardown task (ID 29) when a
     # teardown command reaches this PE's router on that color.
     teardown_handlers: dict[int, FnVal] = field(default_factory=dict)
+    # The program uses <tile_config>'s input_queue_config (rebinds input queues at run time):
+    # a wavelet for its CE on a color no queue takes waits instead of being an error.
+    rebinds_input_queues: bool = False
     exported_symbols: dict[str, tuple[Any, Span]] = field(default_factory=dict)
     rpc_task: int | None = None
     globals: list[GlobalVar] = field(default_factory=list)

@@ -304,7 +304,12 @@ ROUTER_CONFIG_KINDS = {
     "tile_config/switch_config.set_tx_switch_pos2": 7,
     "tile_config/switch_config.set_tx_switch_pos3": 8,
     "tile_config/teardown.exit": 9,
+    # Queue (re)binding and flushing (topic-16): 10 on the fabric core; 11 and 13 on the PE.
+    "tile_config/input_queue_config.encode_input_queue": 10,
+    "tile_config/output_queue_config.encode_output_queue": 11,
+    "tile_config/queue_flush.exit": 13,
 }
+QUEUE_FLUSH_KIND = 12          # @queue_flush(oq), the builtin (ROUTER op)
 COLOR_CONFIG_ADDR_BASE = 0
 """get_color_config_addr(c) is c + this (doc-gap: the docs do not give the register address;
 waferscale's value only means something to reset_routes)."""
@@ -315,6 +320,9 @@ class SubmoduleLib(NativeModule):
     not have is an error that says so rather than guessing."""
 
     def member(self, interp: Interp, name: str, span: Any) -> Val:
+        if name == "input_queue_config" and self.name == "tile_config" \
+                and self.program is not None:
+            self.program.rebinds_input_queues = True
         v = self.members.get(name)
         if v is None:
             raise interp.err(f"'{self.name.replace('/', '.')}.{name}' is not supported by "
@@ -333,7 +341,10 @@ def _tile_config_lib(ip, importer, params, node) -> NativeModule:
         sub = subs.get(sub_name)
         if sub is None:
             sub = subs[sub_name] = SubmoduleLib(ip, importer, sub_name, params, node)
-        second = (T.U16, None) if fn_name == "reset_routes" else \
+        second = (None, None, None) if fn_name == "encode_input_queue" else \
+            (None, None) if fn_name == "encode_output_queue" else \
+            (T.OUTPUT_QUEUE,) if qual == "tile_config/queue_flush.exit" else \
+            (T.U16, None) if fn_name == "reset_routes" else \
             (T.COLOR, T.DIRECTION) if fn_name.startswith("set_") and "switch_pos" in fn_name \
             else (T.COLOR,)
         sub.runtime_fn(fn_name, second, T.VOID)
@@ -362,6 +373,22 @@ def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> 
     """``(kind, color, value)`` of a <tile_config> router call (PyFabricCore.router_config)."""
     from .layout import DIRECTION_BITS
     kind = ROUTER_CONFIG_KINDS[qual]
+    if kind in (10, 11):
+        # encode_input_queue(queue ID, color ID, filter_enable) / encode_output_queue(queue
+        # ID, color ID): the IDs as integers (the tutorial passes @get_int(color)).
+        n = 3 if kind == 10 else 2
+        if len(args) != n or not all(T.is_int(a.type) and isinstance(a.v, int)
+                                     for a in args[:2]) or (n == 3 and args[2].type != T.BOOL):
+            raise ip.err(f"'{qual.replace('/', '.')}' takes (queue ID, color ID"
+                         f"{', filter_enable: bool' if n == 3 else ''})", node)
+        q, c = int(args[0].v), int(args[1].v)
+        if not 0 <= q <= 7 or not 0 <= c <= 23:
+            raise ip.err(f"queue {q} or color {c} out of range (0..7, 0..23)", node)
+        return kind, c, q | (int(bool(args[2].v)) << 8 if n == 3 else 0)
+    if kind == 13:
+        if len(args) != 1 or args[0].type != T.OUTPUT_QUEUE or not isinstance(args[0].v, int):
+            raise ip.err("queue_flush.exit takes an output_queue", node)
+        return kind, 0, int(args[0].v)
     want = 2 if kind == 0 or 3 <= kind <= 8 else 1
     if len(args) != want:
         raise ip.err(f"'{qual.replace('/', '.')}' takes {want} argument(s)", node)

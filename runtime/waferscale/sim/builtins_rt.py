@@ -282,6 +282,19 @@ def _load_to_dsr(ip, e, s) -> Val:
     return Val(T.VOID, None)
 
 
+def _rt_queue_flush(ip, e, s) -> Val:
+    """``@queue_flush(oq)`` (WSE-3): once output queue ``oq`` is empty (checked after each
+    cycle, from the PE's time on) the teardown task runs its empty-queue handler."""
+    (v,) = [ip.eval(a, s) for a in e.args]
+    if v.type != T.OUTPUT_QUEUE or not isinstance(v.v, int):
+        raise ip.pe.error(f"@queue_flush takes an output_queue, found '{v.type}'", e)
+    pe = ip.pe
+    pe.sync_time()
+    pe.flush_armed.add(int(v.v))
+    pe.sim.flushing.add(pe)
+    return Val(T.VOID, None)
+
+
 def _rt_activate(ip, e, s) -> Val:
     (v,) = [ip.eval(a, s) for a in e.args]
     ip.pe.active.add(_task_id(ip.pe, v, e))
@@ -324,6 +337,7 @@ RUNTIME_BUILTINS.update({
     "map": _map,
     "load_to_dsr": _load_to_dsr,
     "activate": _rt_activate,
+    "queue_flush": _rt_queue_flush,
     "block": _rt_block(True),
     "unblock": _rt_block(False),
     "assert": _rt_assert,
@@ -386,10 +400,13 @@ def _router_config(qual: str) -> Callable:
         from .fabric import FabricError
         kind, color, value = router_config_args(pe.interp, qual, args, node)
         pe.sync_time()
-        try:
-            pe.sim.fabric.core.router_config(pe.x, pe.y, kind, color, value)
-        except FabricError as e:
-            raise pe.error(str(e), node) from None
+        if kind == 11:              # the output queue's color (fabout DSDs without a color)
+            pe.oq_colors[value] = color
+        elif kind != 13:            # (queue_flush.exit: the flush state ends at its handler)
+            try:
+                pe.sim.fabric.core.router_config(pe.x, pe.y, kind, color, value)
+            except FabricError as e:
+                raise pe.error(str(e), node) from None
         return Val(T.VOID, None)
     return impl
 

@@ -336,6 +336,7 @@ class _PE:
         "sinks",
         "cfilt",
         "filt",
+        "queue_wait",
         "swap",
         "sw",
         "teardown",
@@ -370,6 +371,9 @@ class _PE:
         # Per color with color swap (WSE-2): bit 0 EAST/WEST outputs, bit 1 NORTH/SOUTH
         # outputs leave as color ^ 1 (docs/fabric-model.md §9).
         self.swap: dict[int, int] = {}
+        # A wavelet for the CE on a color no input queue takes waits (set_queue_wait) instead
+        # of being a routing error (a program that rebinds its input queues at run time).
+        self.queue_wait = False
         # slot -> FIFO of (payload, ctrl, first cycle it may leave)
         self.buf: dict[int, deque[tuple[int, bool, int]]] = {}
         self.nonempty: set[int] = set()             # slots whose buffer holds wavelets
@@ -554,6 +558,9 @@ class PyFabricCore:
         if kind == 0:
             self.set_route(x, y, color, value & 31, value >> 5)
             return
+        if kind == 10:
+            self._rebind_input_queue(pe, value & 0xFF, color, bool(value >> 8 & 1))
+            return
         if kind == 9:
             self.set_teardown(x, y, color, False)
             return
@@ -571,6 +578,39 @@ class PyFabricCore:
         else:
             st[(kind - 3) * 2 if kind <= 5 else (kind - 6) * 2 + 1] = value
         self.set_switches(x, y, color, st[:6], st[6], bool(st[7]), st[8])
+
+    def _rebind_input_queue(self, pe: _PE, q: int, color: int, filter_enable: bool) -> None:
+        """``input_queue_config.encode_input_queue(q, color, filter_enable)``: input queue
+        ``q`` now receives ``color``. A color the model had given an implicit queue (WSE-2's
+        queues from 8 on) moves to ``q`` with the wavelets already there; one bound to another
+        user queue is an error. A filter on the color needs ``filter_enable``."""
+        self._check_queue("input", q)
+        if not filter_enable and (color in pe.filt or color in pe.cfilt):
+            raise FabricConfigError(
+                f"input queue {q} of {_pe(pe.x, pe.y)} takes color {color} with its filter "
+                f"disabled, which is not supported by waferscale yet")
+        old = pe.color_iq[color]
+        if old == q:
+            return
+        if old >= 0 and old < 8:
+            raise FabricConfigError(
+                f"color {color} is already bound to input queue {old} of {_pe(pe.x, pe.y)}")
+        if pe.iq_color[q] >= 0:
+            pe.color_iq[pe.iq_color[q]] = -1
+            pe.iq_color[q] = -1
+        if old >= 0:
+            moved = pe.iq[old]
+            if len(pe.iq[q]) + len(moved) > self._iq_depths[q]:
+                raise FabricConfigError(
+                    f"input queue {q} of {_pe(pe.x, pe.y)} cannot take the {len(moved)} "
+                    f"wavelet(s) of color {color} waiting for it")
+            pe.iq[q].extend(moved)
+            moved.clear()
+            pe.iq_color[old] = -1
+            hw = pe.index * len(self._iq_depths) + q
+            self._iq_hw[hw] = max(self._iq_hw[hw], len(pe.iq[q]))
+        pe.iq_color[q] = color
+        pe.color_iq[color] = q
 
     def switch_state(self, x: int, y: int, color: int) -> tuple[int, ...]:
         """``(rx1, tx1, rx2, tx2, rx3, tx3, current, ring_mode, pop_mode)`` of ``color``
@@ -619,6 +659,10 @@ class PyFabricCore:
                 raise FabricConfigError(f"counter filter value {v} out of range 0..65535")
         pe.cfilt[color] = [init, max_counter, limit, int(bool(count_data)),
                            int(bool(count_control))]
+
+    def set_queue_wait(self, x: int, y: int, on: bool) -> None:
+        """See _PE.queue_wait."""
+        self._at(x, y).queue_wait = bool(on)
 
     def set_color_swap(self, x: int, y: int, color: int, mask: int) -> None:
         """Color swap of ``color`` at PE ``(x, y)`` (WSE-2's ``.color_swap_x/_y``): bit 0, its
@@ -886,7 +930,7 @@ class PyFabricCore:
         heads a buffer, before any capacity check, so the error does not depend on timing)."""
         for o in _MASK_DIRS[tx]:
             if o == Direction.RAMP:
-                if pe.color_iq[color] < 0:
+                if pe.color_iq[color] < 0 and not pe.queue_wait:
                     raise FabricRoutingError(
                         f"cycle {self._cycle}: wavelet on color {color} routed to RAMP at "
                         f"{_pe(pe.x, pe.y)}, but no input queue of {_pe(pe.x, pe.y)} is bound "
@@ -921,7 +965,7 @@ class PyFabricCore:
         for o in _MASK_DIRS[tx]:
             if o == Direction.RAMP:
                 q = pe.color_iq[color]
-                if len(pe.iq[q]) >= self._iq_depths[q]:
+                if q < 0 or len(pe.iq[q]) >= self._iq_depths[q]:
                     return False
             else:
                 nb = pe.neighbour[o]

@@ -55,7 +55,8 @@ from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
-from ..lang.modules import ROUTER_CONFIG_KINDS, _math_comptime, router_config_args
+from ..lang.modules import QUEUE_FLUSH_KIND, ROUTER_CONFIG_KINDS, _math_comptime, \
+    router_config_args
 from ..lang.values import ArrayData, DsdVal, DsrVal, FnVal, PtrVal, Val
 from .builtins_rt import DSD_OPS
 from .dsd import base_elem, describe
@@ -1465,6 +1466,12 @@ class ProgramLowering:
             self.emit({"activate": Op.ACTIVATE, "block": Op.BLOCK,
                        "unblock": Op.UNBLOCK}[n], tid)
             return Dyn(T.VOID)
+        if n == "queue_flush" and len(e.args) == 1:   # builtins_rt._rt_queue_flush
+            v = self.expr(e.args[0])
+            if not isinstance(v, Val) or v.type != T.OUTPUT_QUEUE:
+                raise _unsupported("@queue_flush of a run-time queue", e)
+            self.emit(Op.ROUTER, QUEUE_FLUSH_KIND * 32, int(v.v), self.node(e))
+            return Dyn(T.VOID)
         if n == "map":
             return self._map(e)
         if n == "load_to_dsr":
@@ -1787,7 +1794,9 @@ class ProgramLowering:
             if len(extents) > 4 or len(strides) < len(extents):
                 raise _unsupported("a DSD of more than four dimensions", node)
         elif p.kind == "fabout_dsd":
-            wio = int(d.control)          # a fabout's wio field: `.control = true`
+            # A fabout's wio field: bit 0 `.control = true`; bit 1 no `.fabric_color` (the
+            # color is its output queue's, which encode_output_queue may change).
+            wio = int(d.control) | int("fabric_color" not in p.fields) << 1
         pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
         pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color, d.ut]
         assert len(pod) == self.dsd_words

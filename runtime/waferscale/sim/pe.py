@@ -385,6 +385,8 @@ class PE:
         self.tasks: dict[int, tuple[str, FnVal]] = image.tasks
         self.teardown_color = image.teardown_color   # the color of the teardown handler
         self.has_control = any(k == "control" for k, _ in image.tasks.values())
+        self.oq_colors: dict[int, int] = {}       # output_queue_config.encode_output_queue
+        self.flush_armed: set[int] = set()        # @queue_flush'd output queues
         self.data_queue: dict[int, int] = dict(image.data_queue)   # task id -> input queue
         self.main: Context | None = None
         self.main_free_at = 0                     # cycle the last task's clock reached

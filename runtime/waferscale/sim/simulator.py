@@ -32,7 +32,7 @@ import greenlet
 import numpy as np
 
 from ..host.device import DeadlockError
-from ..lang.builtins import TEARDOWN_TASK_ID
+from ..lang.builtins import EMPTY_QUEUE_HANDLER_KEY, TEARDOWN_TASK_ID
 from ..lang.layout import Layout
 from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions, \
     direction_mask
@@ -120,6 +120,7 @@ class Simulator:
                            router_to_ce_latency=t.router_to_ce_latency)
         self.fabric = Fabric(layout.width, layout.height, fo,
                              backend=cast(Backend, opts.fabric_backend))
+        self.flushing: set[Any] = set()        # PEs with @queue_flush'd output queues
         # The input queues a control wavelet can reach the CE in (PE.control_queue).
         self.ctrl_queues = range(8) if arch == "wse3" else range(WSE2_COLOR_QUEUE_BASE + 24)
         self._make_pes()
@@ -252,6 +253,8 @@ class Simulator:
                 configure_extras(pe.x, pe.y, c, ext)
             for q, c in conf[1]:
                 core.bind_input_queue(pe.x, pe.y, q, c)
+            if rec.rebinds_input_queues:
+                core.set_queue_wait(pe.x, pe.y, True)
             if arch == "wse2":
                 # WSE-2 delivers a color to the CE without @initialize_queue (data tasks are
                 # bound to colors; fabin DSDs name their color): every color routed to RAMP
@@ -297,6 +300,8 @@ class Simulator:
         return WSE2_COLOR_QUEUE_BASE + color
 
     def output_queue_color(self, pe: PE, oq: int, node: Any = None) -> int:
+        if oq in pe.oq_colors:                  # rebound at run time (encode_output_queue)
+            return pe.oq_colors[oq]
         cfg = pe.record.queues.get(("output_queue", oq))
         if cfg is None or "color" not in cfg:
             raise pe.error(f"output queue {oq} has no color: @initialize_queue it with "
@@ -397,6 +402,16 @@ class Simulator:
             pe = self.grid[(x, y)]
             if pe.teardown_color == color:
                 pe.active.add(TEARDOWN_TASK_ID)
+        # An output queue flushed with @queue_flush that is now empty runs the empty-queue
+        # handler (the teardown task), in PE order.
+        for pe in sorted(self.flushing, key=lambda p: (p.y, p.x)):
+            for q in sorted(pe.flush_armed):
+                if self.fabric.core.oq_count(pe.x, pe.y, q) == 0:
+                    pe.flush_armed.discard(q)
+                    if pe.teardown_color == EMPTY_QUEUE_HANDLER_KEY + q:
+                        pe.active.add(TEARDOWN_TASK_ID)
+            if not pe.flush_armed:
+                self.flushing.discard(pe)
         return progressed
 
     def pending_time(self) -> int | None:
