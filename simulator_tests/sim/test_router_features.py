@@ -768,3 +768,122 @@ def test_wse2_control_wavelets_to_the_own_ce_dispatch_control_tasks(tmp_path):
         runs.append((dev.sim.cycle, dev.sim.memory.copy(), dev.read_symbol(0, 0, "out").tolist()))
     assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
     assert runs[1][2] == [1, 2, 0, 0]
+
+
+QF_LAYOUT = """
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
+layout {
+  @set_rectangle(2, 1);
+  @set_tile_code(0, 0, "send.csl", .{ .memcpy_params = memcpy.get_params(0) });
+  @set_tile_code(1, 0, "recv.csl", .{ .memcpy_params = memcpy.get_params(1) });
+  @export_name("out", [*]u32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+# The sender sends 3 wavelets on color A, then (WSE-3) flushes its output queue and, in the
+# empty-queue handler, rebinds it to color B; 4 wavelets on B follow (WSE-2: a second DSD
+# names B). The receiver rebinds its input queue from A to B, whose counter filter passes
+# the first 2 of every 4 wavelets to the CE.
+QF_SEND = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const tile_config = @import_module("<tile_config>");
+var out = @zeros([4]u32);
+var out_ptr: [*]u32 = &out;
+var data = [4]u32 { 7, 8, 9, 10 };
+const A = @get_color(3);
+const B = @get_color(4);
+const oq = @get_output_queue(2);
+const src3 = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{3} -> data[i] });
+const src4 = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> data[i] });
+const out_a = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 3, .output_queue = oq }
+                                   else .{ .extent = 3, .output_queue = oq, .fabric_color = A });
+const out_b = @get_dsd(fabout_dsd, if (@is_arch("wse3")) .{ .extent = 4, .output_queue = oq }
+                                   else .{ .extent = 4, .output_queue = oq, .fabric_color = B });
+const sent_id = @get_local_task_id(10);
+const second_id = @get_local_task_id(11);
+const done_id = @get_local_task_id(12);
+fn on_empty() void {
+  tile_config.output_queue_config.encode_output_queue(2, @get_int(B));
+  @activate(second_id);
+  tile_config.queue_flush.exit(oq);
+}
+task sent() void {
+  if (@is_arch("wse3")) { @queue_flush(oq); } else { @activate(second_id); }
+}
+task second() void { @mov32(out_b, src4, .{ .async = true, .activate = done_id }); }
+task done() void { sys_mod.unblock_cmd_stream(); }
+fn run() void { @mov32(out_a, src3, .{ .async = true, .activate = sent_id }); }
+comptime {
+  @bind_local_task(sent, sent_id);
+  @bind_local_task(second, second_id);
+  @bind_local_task(done, done_id);
+  @initialize_queue(oq, if (@is_arch("wse3")) .{ .color = A } else .{});
+  if (@is_arch("wse3")) { @set_empty_queue_handler(on_empty, oq); }
+  @set_local_color_config(A, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
+  @set_local_color_config(B, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+QF_RECV = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const tile_config = @import_module("<tile_config>");
+var out = @zeros([4]u32);
+var out_ptr: [*]u32 = &out;
+var first = @zeros([3]u32);
+const A = @get_color(3);
+const B = @get_color(4);
+const iq = @get_input_queue(2);
+const in3 = @get_dsd(fabin_dsd, .{ .extent = 3, .input_queue = iq });
+const in2 = @get_dsd(fabin_dsd, .{ .extent = 2, .input_queue = iq });
+const first_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{3} -> first[i] });
+const out_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{2} -> out[i] });
+const got_id = @get_local_task_id(10);
+const done_id = @get_local_task_id(12);
+task got() void {
+  tile_config.input_queue_config.encode_input_queue(2, @get_int(B), true);
+  @mov32(out_dsd, in2, .{ .async = true, .activate = done_id });
+}
+task done() void { out[2] = first[0] + first[1] + first[2]; sys_mod.unblock_cmd_stream(); }
+fn run() void { @mov32(first_dsd, in3, .{ .async = true, .activate = got_id }); }
+comptime {
+  @bind_local_task(got, got_id);
+  @bind_local_task(done, done_id);
+  @initialize_queue(iq, .{ .color = A });
+  @set_local_color_config(A, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
+  @set_local_color_config(B, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} },
+    .filter = .{ .kind = .{ .counter = true }, .count_data = true, .count_control = false,
+                 .init_counter = 0, .max_counter = 1, .limit1 = 3 } });
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_queue_flush_queue_rebinding_and_counter_filter(tmp_path, arch):
+    (tmp_path / "layout.csl").write_text(QF_LAYOUT)
+    (tmp_path / "send.csl").write_text(QF_SEND)
+    (tmp_path / "recv.csl").write_text(QF_RECV)
+    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    runs = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        dev.launch("run", [])
+        runs.append((dev.sim.cycle, dev.sim.memory.copy(),
+                     [(p.stats.busy, p.stats.stall, p.stats.tasks_run) for p in dev.sim.pes]))
+        fab = dev.sim.fabric
+        assert fab.input_queue_color(1, 0, 2) == 4
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    assert np.array_equal(runs[0][1], runs[1][1])
+    # The first two of the four B wavelets reach the CE; 7 + 8 + 9 came on A.
+    assert dev.read_symbol(1, 0, "out").tolist() == [7, 8, 24, 0]
+    # Five wavelets went down PE 1's ramp: three on A, two on B (two B ones were dropped).
+    assert fab.counters().link_out[0, 1, Direction.RAMP] == 5
