@@ -310,7 +310,7 @@ def router_extras(ip: Interp, cfg: Val, node: A.Node | None) -> RouterExtras:
     return RouterExtras((tuple(positions), cur, ring, pop), teardown, filt, swap)
 
 
-def _range_filter(ip: Interp, f: Val | None, at: A.Node | None) -> tuple[int, int] | None:
+def _range_filter(ip: Interp, f: Val | None, at: A.Node | None) -> tuple[Any, ...] | None:
     """``.filter = .{ .kind = .{ .range = true }, .min_idx = a, .max_idx = b }``: the CE gets
     only the data wavelets whose upper 16 bits are in a..b (topic-08; they are still
     forwarded on the other outputs). Counter and sparse-counter filters are not supported

@@ -381,10 +381,10 @@ def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> 
                                      for a in args[:2]) or (n == 3 and args[2].type != T.BOOL):
             raise ip.err(f"'{qual.replace('/', '.')}' takes (queue ID, color ID"
                          f"{', filter_enable: bool' if n == 3 else ''})", node)
-        q, c = int(args[0].v), int(args[1].v)
-        if not 0 <= q <= 7 or not 0 <= c <= 23:
-            raise ip.err(f"queue {q} or color {c} out of range (0..7, 0..23)", node)
-        return kind, c, q | (int(bool(args[2].v)) << 8 if n == 3 else 0)
+        qid, cid = int(args[0].v), int(args[1].v)
+        if not 0 <= qid <= 7 or not 0 <= cid <= 23:
+            raise ip.err(f"queue {qid} or color {cid} out of range (0..7, 0..23)", node)
+        return kind, cid, qid | (int(bool(args[2].v)) << 8 if n == 3 else 0)
     if kind == 13:
         if len(args) != 1 or args[0].type != T.OUTPUT_QUEUE or not isinstance(args[0].v, int):
             raise ip.err("queue_flush.exit takes an output_queue", node)
