@@ -27,6 +27,7 @@ import numpy as np
 from ..host.device import DeadlockError
 from ..lang import types as T
 from ..lang.errors import CslSemanticError
+from . import engine_abi as ABI
 from .builtins_rt import DSD_OPS
 from .lower import LoweredProgram, ProgramLowering, Unsupported, tcode
 from .pe import SimError
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Engine.Status
-_OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = range(5)
+# Engine.Status (engine_abi.py, the interface the extension is built from)
+_OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = (ABI.STATUS[k] for k in (
+    "ok", "deadlock", "max_cycles", "error", "fabric_error"))
 
 
 def _lowering_tag(sim: "Simulator") -> str:
@@ -59,6 +61,11 @@ def why_not(sim: "Simulator") -> str | None:
     """Why the compiled engine cannot run ``sim``'s program (None: it can)."""
     if sim.fabric.backend != "cpp":
         return "the fabric runs on its Python backend"
+    from .. import _fabric
+    built = getattr(_fabric, "ENGINE_ABI", None)
+    if built != ABI.fingerprint():
+        return ("an extension built from another engine interface (engine_abi.py changed "
+                "since `python setup.py build_ext --inplace`; rebuild it)")
     return None
 
 

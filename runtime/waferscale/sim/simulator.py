@@ -33,6 +33,7 @@ import numpy as np
 
 from ..host.device import DeadlockError
 from ..lang.layout import Layout
+from .engine_abi import message
 from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions, \
     direction_mask
 from .memory import MemoryError_
@@ -373,8 +374,9 @@ class Simulator:
         while not done():
             bar.update(self.cycle - start)
             if self.cycle - start > self.options.max_cycles:
-                raise SimError(f"{what}: not finished after {self.options.max_cycles} cycles "
-                               f"(SimOptions.max_cycles)\n{self.report()}")
+                raise SimError(message("max_cycles", what=what,
+                                       max_cycles=self.options.max_cycles)
+                               + f"\n{self.report()}")
             progressed = self.step()
             new_hops = self._hops()
             if progressed or new_hops != hops:
@@ -389,8 +391,8 @@ class Simulator:
                 continue
             if not self.fabric.idle and not self.fabric.stuck():
                 continue
-            raise DeadlockError(f"deadlock at cycle {self.cycle} while {what}: nothing can "
-                                f"progress\n{self.report()}")
+            raise DeadlockError(message("deadlock", cycle=self.cycle, what=what)
+                                + f"\n{self.report()}")
 
     def _skip(self, n: int) -> None:
         """Let ``n`` cycles pass without stepping (nothing can happen in them)."""
@@ -468,7 +470,7 @@ class Simulator:
         if pe.main is not None and not pe.main.done:
             # The RPC task runs when the main thread is free (memcpy's task is a task too).
             ctx = pe.start_context(name, body, main=False)
-            pe.queue_after(ctx, pe.main, "the main thread to finish its task")
+            pe.queue_after(ctx, pe.main, message("wait_main"))
         else:
             pe.start_context(name, body, main=True)
 
