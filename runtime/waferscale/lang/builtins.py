@@ -860,7 +860,9 @@ def _set_local_color_config(ip, e, s):
 
 # Views of the registry (registry.py has one record per builtin).
 RUNTIME_ONLY = tuple(r.name for r in R.BUILTINS.values() if r.where == {R.RUNTIME})
-_RUNTIME_ONLY_SET = frozenset(RUNTIME_ONLY)
+# The builtins cslc knows that waferscale does not model: an error where they are used, in a
+# run-time body too (check_dsd_op_operands), at compile time.
+_UNSUPPORTED = frozenset(r.name for r in R.BUILTINS.values() if not r.supported)
 
 _MUTATOR_FIELDS = {"increment_dsd_offset": "increment_offset", "set_dsd_length": "length",
                    "set_dsd_stride": "stride"}
@@ -892,8 +894,7 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
             if node.target.name not in mod.globals:
                 continue
             lib = ip.global_value(mod, node.target.name, node.target.span).v
-            rec = R.LIBRARY.get(f"{getattr(lib, 'name', '')}.{node.name}") \
-                if getattr(lib, "is_stdlib", False) else None
+            rec = R.LIBRARY.get(f"{getattr(lib, 'lib', '')}.{node.name}")
             if rec is not None and rec.unsupported is not None:
                 raise ip.err(rec.unsupported_message(), node)
             continue
@@ -961,9 +962,8 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
                     and len(call.args) >= 2 and _is_int_literal(call.args[1]):
                 plan.append(("mutator", call))
-            if isinstance(call, A.BuiltinCall) and call.name in _RUNTIME_ONLY_SET \
-                    and call.name not in SIMULATED_RUNTIME:
-                plan.append(("unsupported", call, _not_simulated(call.name)))
+            if isinstance(call, A.BuiltinCall) and call.name in _UNSUPPORTED:
+                plan.append(("unsupported", call, R.BUILTINS[call.name].unsupported_message()))
                 continue
             if isinstance(call, A.BuiltinCall) and call.name == "load_to_dsr" \
                     and len(call.args) == 3 and isinstance(call.args[2], A.InitList):

@@ -36,6 +36,7 @@ class NativeModule(ModuleInstance):
         super().__init__(ip.ctx, f"<{name}>", None, params, name=name,
                          program=importer.program, bind_span=node.span)
         self.members: dict[str, Val] = {}
+        self.lib = name       # the library (``name`` becomes the const it is bound to)
 
     def member(self, interp: Interp, name: str, span: Any) -> Val:
         v = self.members.get(name)
@@ -45,7 +46,7 @@ class NativeModule(ModuleInstance):
 
     def _record(self, name: str, kind: str) -> None:
         """Every member has a registry record of its kind (registry.LIBRARY)."""
-        rec = R.LIBRARY.get(f"{self.name}.{name}")
+        rec = R.LIBRARY.get(f"{self.lib}.{name}")
         if rec is None or rec.kind != kind:
             raise AssertionError(f"<{self.name}>.{name} has no {kind} record in "
                                  "lang/registry.py")

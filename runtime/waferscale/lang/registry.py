@@ -280,9 +280,12 @@ for _base in MATH_UNSUPPORTED:
     for _s in MATH_SUFFIXES:
         _lib_add("math", _base + _s, "runtime", ENG_NONE,
                  unsupported=f"<math>'s {_base + _s}")
+# The others are comptime functions: called from run-time code (even with comptime
+# arguments) the program falls back to the interpreter (lower.py: "a call with the wrong
+# number of arguments").
 for _base in MATH_COMPTIME:
     _lib_add("math", " ".join(_base + s for s in MATH_SUFFIXES), "comptime",
-             ENG_LOWER if _base in MATH_COMPTIME_RUNTIME else ENG_FOLD,
+             ENG_LOWER if _base in MATH_COMPTIME_RUNTIME else ENG_FALLBACK,
              cost="branch" if _base in MATH_COMPTIME_RUNTIME else "")
 
 LIBRARY: dict[str, LibFn] = {}

@@ -27,6 +27,7 @@ Contents:
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import string
@@ -36,12 +37,79 @@ from ..lang.registry import ENGINE_DSD_OPS
 # -- enums --------------------------------------------------------------------------------------
 
 # Bytecode instructions (op, a, b, c); the VM's cases in pe_engine.hpp say what a, b, c mean.
-# Python names: the C++ name upper-cased (lower.Op).
+# The C++ enumerator of each is k<name>; the Python member (lower.Op) is that name upper-cased
+# (checked below), so that mypy sees the members of a plain class.
 _OPS = ("Nop Cost PushK LoadL StoreL LoadM StoreM LoadA StoreA Bounds PtrIdx IBin FBin ICmp "
         "FCmp INeg FNeg Not BNot Conv Jmp Jz Call Ret Pop Activate Block Unblock UnblockCmd "
         "Timestamp DPushK DLoadL DStoreL DLoadG DStoreG DMod DsdOp DPop PushXY FitChk Swap Dup "
         "Math MapIssue MapTest MapRead MapWrite MapStep MapDone Collective Print Assert ChkDef "
         "NoMatch Fail Bitcast DsrLoad").split()
+
+
+class Op(enum.IntEnum):
+    """The bytecode's instructions (values: their position in ``_OPS``)."""
+
+    NOP = 0
+    COST = enum.auto()
+    PUSHK = enum.auto()
+    LOADL = enum.auto()
+    STOREL = enum.auto()
+    LOADM = enum.auto()
+    STOREM = enum.auto()
+    LOADA = enum.auto()
+    STOREA = enum.auto()
+    BOUNDS = enum.auto()
+    PTRIDX = enum.auto()
+    IBIN = enum.auto()
+    FBIN = enum.auto()
+    ICMP = enum.auto()
+    FCMP = enum.auto()
+    INEG = enum.auto()
+    FNEG = enum.auto()
+    NOT = enum.auto()
+    BNOT = enum.auto()
+    CONV = enum.auto()
+    JMP = enum.auto()
+    JZ = enum.auto()
+    CALL = enum.auto()
+    RET = enum.auto()
+    POP = enum.auto()
+    ACTIVATE = enum.auto()
+    BLOCK = enum.auto()
+    UNBLOCK = enum.auto()
+    UNBLOCKCMD = enum.auto()
+    TIMESTAMP = enum.auto()
+    DPUSHK = enum.auto()
+    DLOADL = enum.auto()
+    DSTOREL = enum.auto()
+    DLOADG = enum.auto()
+    DSTOREG = enum.auto()
+    DMOD = enum.auto()
+    DSDOP = enum.auto()
+    DPOP = enum.auto()
+    PUSHXY = enum.auto()
+    FITCHK = enum.auto()
+    SWAP = enum.auto()
+    DUP = enum.auto()
+    MATH = enum.auto()
+    MAPISSUE = enum.auto()
+    MAPTEST = enum.auto()
+    MAPREAD = enum.auto()
+    MAPWRITE = enum.auto()
+    MAPSTEP = enum.auto()
+    MAPDONE = enum.auto()
+    COLLECTIVE = enum.auto()
+    PRINT = enum.auto()
+    ASSERT = enum.auto()
+    CHKDEF = enum.auto()
+    NOMATCH = enum.auto()
+    FAIL = enum.auto()
+    BITCAST = enum.auto()
+    DSRLOAD = enum.auto()
+
+
+if [(m.name, int(m)) for m in Op] != [(n.upper(), k) for k, n in enumerate(_OPS)]:
+    raise ImportError("engine_abi.Op differs from its C++ names (_OPS)")
 
 ENUMS: dict[str, list[tuple[str, str]]] = {
     "Op": [(n.upper(), n) for n in _OPS],
@@ -204,14 +272,15 @@ def _render() -> list[str]:
     out.append(f"constexpr int kCallInts = {CALL_WORDS};")
     out.append("static_assert(sizeof(Dsd) == kDsdInts * 4 && sizeof(DsdCall) == kCallInts * 4);")
     for name, text in MESSAGES.items():
-        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f]
-        params = ", ".join(f"const std::string& {f}" for f in dict.fromkeys(fields))
-        parts = []
-        for lit, f, _, _ in string.Formatter().parse(text):
+        pieces = list(string.Formatter().parse(text))
+        names = [fld for _, fld, _, _ in pieces if fld]
+        params = ", ".join(f"const std::string& {fld}" for fld in dict.fromkeys(names))
+        parts: list[str] = []
+        for lit, fld, _, _ in pieces:
             if lit:
                 parts.append(f"std::string({_cpp_string(lit)})")
-            if f:
-                parts.append(f)
+            if fld:
+                parts.append(fld)
         out.append(f"inline std::string msg_{name}({params}) {{ return "
                    + (" + ".join(parts) or 'std::string()') + "; }")
     return out

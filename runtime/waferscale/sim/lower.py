@@ -43,7 +43,6 @@ format; the VM's cases in ``bindings/pe_engine.hpp`` say what each operand means
 
 from __future__ import annotations
 
-import enum
 import functools
 import struct
 from dataclasses import dataclass, field
@@ -81,7 +80,7 @@ class _BadDsd(Unsupported):
 
 # The bytecode's instructions and the engine's code tables: engine_abi.py, the one source
 # that setup.py also renders into bindings/pe_abi.hpp.
-Op = enum.IntEnum("Op", ABI.OPS)          # type: ignore[misc]
+Op = ABI.Op
 TCODES = ABI.TCODES
 BINOPS = ABI.BINOPS
 CMPOPS = ABI.CMPOPS
