@@ -480,10 +480,10 @@ class Engine {
       int shown = 0;
       for (int p = 0; p < n && shown < 8; ++p)
         if (!have[p]) { missing += (shown++ ? ", " : "") + std::to_string(p); }
-      out.push_back("collectives_2d " + std::string(names[kv.second.calls.front().second.op]) +
-                    " on " + (axis == 0 ? "row " : "column ") + std::to_string(idx) + ": " +
-                    std::to_string(kv.second.calls.size()) + " of " + std::to_string(n) +
-                    " PEs called; waiting for position(s) [" + missing + "]");
+      out.push_back(msg_collective_waits(names[kv.second.calls.front().second.op],
+                                         axis == 0 ? "row" : "column", std::to_string(idx),
+                                         std::to_string(kv.second.calls.size()),
+                                         std::to_string(n), missing));
     }
     return out;
   }
@@ -492,26 +492,24 @@ class Engine {
     if (h2d_.empty() && !d2h_) return error_io_;
     std::vector<std::string> out;
     for (const auto& p : h2d_) {
-      std::string s = "memcpy H2D stream on color " + std::to_string(p->color) +
-                      " still has to deliver ";
+      std::string s;
       int shown = 0, left = 0;
       for (size_t k = 0; k < p->pes.size(); ++k) {
         const size_t n = p->data[k].size() - p->pos[k];
         if (!n) continue;
-        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) to " + pe_tuple(p->pes[k]);
+        if (left++ < 6) s += (shown++ ? ", " : "") + msg_h2d_item(std::to_string(n), xy_tuple(p->pes[k]));
       }
-      out.push_back(s + (left > 6 ? " ..." : ""));
+      out.push_back(msg_h2d_waits(std::to_string(p->color), s + (left > 6 ? " ..." : "")));
     }
     if (d2h_) {
-      std::string s = "memcpy D2H stream on color " + std::to_string(d2h_->color) +
-                      " still waits for ";
+      std::string s;
       int shown = 0, left = 0;
       for (size_t k = 0; k < d2h_->pes.size(); ++k) {
         const int n = d2h_->count - d2h_->got[k];
         if (!n) continue;
-        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) from " + pe_tuple(d2h_->pes[k]);
+        if (left++ < 6) s += (shown++ ? ", " : "") + msg_d2h_item(std::to_string(n), xy_tuple(d2h_->pes[k]));
       }
-      out.push_back(s + (left > 6 ? " ..." : ""));
+      out.push_back(msg_d2h_waits(std::to_string(d2h_->color), s + (left > 6 ? " ..." : "")));
     }
     return out;
   }
@@ -641,8 +639,8 @@ class Engine {
     Credit credit;
   };
 
-  std::string pe_tuple(int k) const {
-    return "PE(" + std::to_string(pes_[k].x) + ", " + std::to_string(pes_[k].y) + ")";
+  std::string xy_tuple(int k) const {   // as Python prints the tuple (x, y)
+    return "(" + std::to_string(pes_[k].x) + ", " + std::to_string(pes_[k].y) + ")";
   }
 
   int32_t launch_name(Program& p, const std::string& name) {
@@ -1152,7 +1150,7 @@ class Engine {
   // Bound, not blocked, and active (a data task: its queue holds a wavelet).
   bool task_runnable(const PEState& pe, const TaskEntry& t) const {
     if (pe.blocked.get(t.tid)) return false;
-    if (t.kind == 1) {
+    if (t.kind == kTaskData) {
       const int q = data_queue_of(pe, t.tid);
       return q >= 0 && core_.iq_count_at(pe.idx, q) > 0;
     }
@@ -1188,7 +1186,7 @@ class Engine {
     auto ctx = std::make_shared<Ctx>();
     ctx->name = te->name;
     enter(*pe.prog, *ctx, te->fn);
-    if (te->kind == 1) {
+    if (te->kind == kTaskData) {
       const uint32_t payload = core_.ce_recv_at(pe.idx, data_queue_of(pe, tid));
       const int base = ctx->frames.back().slots;
       if (te->ptypes.size() == 1) {

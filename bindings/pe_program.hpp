@@ -17,7 +17,7 @@ struct FnCode {
 };
 
 struct TaskEntry {
-  int32_t tid, kind, fn;            // kind: 0 local, 1 data, 2 control
+  int32_t tid, kind, fn;            // kind: TaskKind
   std::vector<int32_t> ptypes;      // data task parameters (wavelet halves)
   int32_t name;
 };

@@ -50,7 +50,7 @@ def _lowering_tag(sim: "Simulator") -> str:
     import json
 
     from .. import _fabric
-    data = [dataclasses.asdict(sim.timing), list(_fabric.ENGINE_DSD_OPS),
+    data = [dataclasses.asdict(sim.timing), ABI.fingerprint(), list(_fabric.ENGINE_DSD_OPS),
             _fabric.ENGINE_DSD_WORDS, _fabric.ENGINE_CALL_WORDS, sim.arch,
             sim.options.uninitialized_nan]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
@@ -247,7 +247,7 @@ class CompiledEngine:
         for b in self.sim.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
-        return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+        return "\n".join(lines) if lines else ABI.message("nothing_waits")
 
 
 def _ids(words: list[int]) -> set[int]:

@@ -139,6 +139,8 @@ ENUMS: dict[str, list[tuple[str, str]]] = {
     "DsrFile": [("dest", "DsrDest"), ("src0", "DsrSrc0"), ("src1", "DsrSrc1")],
     # PRINT's a: <simprint>'s functions.
     "PrintKind": [("string", "PrintString"), ("u16", "PrintU16"), ("u32", "PrintU32")],
+    # TaskEntry.kind: the task table's kinds (pe.tasks).
+    "TaskKind": [("local", "TaskLocal"), ("data", "TaskData"), ("control", "TaskControl")],
     # Engine::Status, the result of a host command.
     "Status": [("ok", "Ok"), ("deadlock", "Deadlock"), ("max_cycles", "MaxCycles"),
                ("error", "Error"), ("fabric_error", "FabricError")],
@@ -162,6 +164,7 @@ OPERAND_KINDS = codes("OperandKind")
 COLLECTIVES = codes("CollOp")
 DSR_FILE_CODES = codes("DsrFile")
 PRINT_KINDS = codes("PrintKind")
+TASK_KINDS = codes("TaskKind")
 STATUS = codes("Status")
 _math = codes("MathFn")
 # <math> routines by base name, and the comptime functions run-time code may call on a float.
@@ -239,6 +242,15 @@ MESSAGES: dict[str, str] = {
     "async_waits": "async op {name} waits for {what}",
     "cmd_blocked": "the host command stream waits for sys_mod.unblock_cmd_stream()",
     "blocked_active": "activated but blocked task ID(s) {ids}",
+    # Deadlock-report lines of the host streams (items: ", "-joined, at most 6, then " ...").
+    "h2d_waits": "memcpy H2D stream on color {color} still has to deliver {items}",
+    "h2d_item": "{n} wavelet(s) to PE{pe}",
+    "d2h_waits": "memcpy D2H stream on color {color} still waits for {items}",
+    "d2h_item": "{n} wavelet(s) from PE{pe}",
+    # ...and of a <collectives_2d> line (missing: ", "-joined positions, at most 8).
+    "collective_waits": "collectives_2d {op} on {where} {idx}: {called} of {n} PEs called; "
+                        "waiting for position(s) [{missing}]",
+    "nothing_waits": "  (no PE is waiting on anything)",
 }
 
 

@@ -260,7 +260,7 @@ class ProgramLowering:
     def lower(self) -> LoweredProgram:
         tasks = []
         for tid, (kind, fn) in self.pe.tasks.items():
-            k = {"local": 0, "data": 1, "control": 2}[kind]
+            k = ABI.TASK_KINDS[kind]
             if not 0 <= tid < 128:
                 raise _unsupported(f"task ID {tid}", fn.decl)
             ptypes: list[int] = []

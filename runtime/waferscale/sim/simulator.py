@@ -427,7 +427,7 @@ class Simulator:
         for b in self.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
-        return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+        return "\n".join(lines) if lines else message("nothing_waits")
 
     # -- host services (used by SimulatorDevice) ----------------------------------------------
 
@@ -673,9 +673,9 @@ class _H2DPump:
     def describe(self) -> str:
         left = [(pe, len(r) - p) for pe, r, p in zip(self.pes, self.todo, self.pos)
                 if p < len(r)]
-        return (f"memcpy H2D stream on color {self.color} still has to deliver "
-                + ", ".join(f"{n} wavelet(s) to PE{pe}" for pe, n in left[:6])
-                + (" ..." if len(left) > 6 else ""))
+        items = ", ".join(message("h2d_item", n=n, pe=pe) for pe, n in left[:6])
+        return message("h2d_waits", color=self.color,
+                       items=items + (" ..." if len(left) > 6 else ""))
 
 
 class _D2HPump:
@@ -709,6 +709,6 @@ class _D2HPump:
 
     def describe(self) -> str:
         left = [(pe, self.count - g) for pe, g in zip(self.pes, self.got) if g < self.count]
-        return (f"memcpy D2H stream on color {self.color} still waits for "
-                + ", ".join(f"{n} wavelet(s) from PE{pe}" for pe, n in left[:6])
-                + (" ..." if len(left) > 6 else ""))
+        items = ", ".join(message("d2h_item", n=n, pe=pe) for pe, n in left[:6])
+        return message("d2h_waits", color=self.color,
+                       items=items + (" ..." if len(left) > 6 else ""))
