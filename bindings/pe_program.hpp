@@ -1,6 +1,7 @@
 // The compiled PE engine's program format: the bytecode that runtime/waferscale/sim/lower.py
 // emits (instructions, DSD values, DSD call sites, functions, tasks, symbols). Included by
-// pe_engine.hpp.
+// pe_engine.hpp. The enums and the Dsd/DsdCall records are in pe_abi.hpp (generated from
+// runtime/waferscale/sim/engine_abi.py by setup.py).
 
 // ---- bytecode: enum Op (pe_abi.hpp, from engine_abi.py); the meaning of a, b, c is in the
 // VM's cases (pe_engine.hpp) ----

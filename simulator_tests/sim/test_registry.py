@@ -487,3 +487,50 @@ def test_unsupported_library_member_is_a_compile_time_error(tmp_path, qualname):
     msg = _compile_error(tmp_path, decls, "  out[0] = 1.0;")
     where = _at(tmp_path, PE.format(decls=decls, body=""), f"lib.{f.name}")
     assert msg == f"{where}: error: {f.unsupported_message()}"
+
+
+def test_costs_name_timing_model_fields():
+    """Every TimingModel name a record's ``cost`` mentions exists (docs/timing-model.md)."""
+    from waferscale.sim.timing import TimingModel
+    costs = [r.cost for r in R.BUILTINS.values()] + [f.cost for f in R.LIBRARY.values()]
+    for cost in costs:
+        for word in re.findall(r"[a-z]+(?:_[a-z]+)+|\bbranch\b|\bstatement\b", cost):
+            assert hasattr(TimingModel, word), (cost, word)
+
+
+@needs_engine
+def test_an_extension_built_from_another_interface_is_refused(tmp_path, monkeypatch):
+    """A stale ``_fabric`` (engine_abi.py changed since it was built): "compiled" says to
+    rebuild it, "auto" runs the Python path."""
+    from waferscale import _fabric
+    monkeypatch.setattr(_fabric, "ENGINE_ABI", "0" * 16)
+    (tmp_path / "layout.csl").write_text(LAYOUT)
+    (tmp_path / "pe.csl").write_text(PE.format(decls="", body="  out[0] = 1.0;"))
+    opts = CompileOptions(arch="wse3", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    from waferscale.sim.device import SimulatorDevice as Dev
+    from waferscale.sim.pe import SimError
+    from waferscale.sim.simulator import SimOptions
+    with pytest.raises(SimError, match="another engine interface.*rebuild"):
+        Dev(elaborate(tmp_path / "layout.csl", opts), SimOptions(engine="compiled"))
+    dev = Dev(elaborate(tmp_path / "layout.csl", opts), SimOptions(engine="auto",
+                                                                    simprint_log=None))
+    assert dev.sim.engine is None
+    dev.launch("run", [])
+    assert dev.read_symbol(0, 0, "out")[0] == 1.0
+
+
+def test_generated_header_matches_engine_abi():
+    """bindings/pe_abi.hpp (written by setup.py) is render_header() of this checkout."""
+    header = HERE.parents[1] / "bindings" / "pe_abi.hpp"
+    if not header.is_file():
+        pytest.skip("the extension was not built here")
+    assert header.read_text() == ABI.render_header()
+
+
+@pytest.mark.parametrize("lib", R.UNSUPPORTED_LIBRARIES)
+def test_unsupported_library_is_a_compile_time_error(tmp_path, lib):
+    decls = f"const lib = @import_module(\"<{lib}>\");"
+    msg = _compile_error(tmp_path, decls, "  out[0] = 1.0;")
+    where = _at(tmp_path, PE.format(decls=decls, body=""), f"@import_module(\"<{lib}>")
+    assert msg == f"{where}: error: library '<{lib}>' is not implemented by waferscale yet"

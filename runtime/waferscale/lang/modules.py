@@ -315,8 +315,11 @@ STDLIB: dict[str, Factory] = {
 }
 
 # Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
-KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "directions",
-                       "dsd_ops", "tile_config", "timer", "message_passing")
+KNOWN_UNIMPLEMENTED = R.UNSUPPORTED_LIBRARIES
+# Every library here has its members' records in the registry (and the reverse).
+if set(STDLIB) != {f.lib for f in R.LIBRARY.values()} | set(R.EMPTY_LIBRARIES):
+    raise ImportError("STDLIB differs from the registry's libraries: "
+                      f"{sorted(set(STDLIB) ^ {f.lib for f in R.LIBRARY.values()})}")
 
 
 def find_module(ip: Interp, base: Path, spec: str, node: A.Node) -> tuple[Path, str]:

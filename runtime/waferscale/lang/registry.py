@@ -288,6 +288,13 @@ for _base in MATH_COMPTIME:
              ENG_LOWER if _base in MATH_COMPTIME_RUNTIME else ENG_FALLBACK,
              cost="branch" if _base in MATH_COMPTIME_RUNTIME else "")
 
+# Libraries cslc ships that waferscale does not implement yet: importing one is an error
+# ("library '<name>' is not implemented by waferscale yet"), as is any <kernels/...>.
+UNSUPPORTED_LIBRARIES = ("debug", "random", "malloc", "complex", "control", "directions",
+                         "dsd_ops", "tile_config", "timer", "message_passing")
+# Implemented libraries without members of their own.
+EMPTY_LIBRARIES = ("empty",)
+
 LIBRARY: dict[str, LibFn] = {}
 for _f in _lib:
     assert _f.qualname not in LIBRARY, f"two records for {_f.qualname}"

@@ -3,8 +3,10 @@
 ``RUNTIME_BUILTINS`` overrides the compile-time table for builtins whose run-time meaning
 differs (``@activate``/``@block``/``@unblock`` act on the task table; DSD operations move data).
 ``DSD_OPS`` describes each DSD operation: element types, the element function, and its SIMD
-width per arch (the timing model: ``ceil(n / simd)`` cycles; docs/timing-model.md).
-``INTRINSICS`` implements the run-time functions of the standard libraries.
+width per arch (the timing model: ``ceil(n / simd)`` cycles; docs/timing-model.md); the types
+and widths are the registry's (lang/registry.py, ``Builtin.dsd``), the element functions are
+here. ``INTRINSICS`` implements the run-time functions of the standard libraries. All three
+are checked against the registry's records at import.
 """
 
 from __future__ import annotations

@@ -37,8 +37,10 @@ is known (an assignment, a typed declaration, an argument). Not supported (Pytho
 run-time structs, arrays as values, blocks that yield a value where its type is not
 known from the context, comptime-int variables.
 
-Bytecode: instructions ``(op, a, b, c)`` of :class:`Op` (``bindings/pe_program.hpp`` has the
-format; the VM's cases in ``bindings/pe_engine.hpp`` say what each operand means).
+Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`. The instructions, the code tables
+(types, operators, DSD kinds...) and the records filled here (``Dsd``, ``DsdCall``) come from
+:mod:`.engine_abi`, which setup.py renders into ``bindings/pe_abi.hpp``; the VM's cases in
+``bindings/pe_engine.hpp`` say what each operand means.
 """
 
 from __future__ import annotations
