@@ -213,21 +213,35 @@ class Engine {
       std::memcpy(&x, cl.data(k, 0), sizeof(DsdCall));
       p->calls.push_back(x);
     }
+    // engine_abi.FnCode / TaskEntry / Sym, read by field (pe_abi.hpp: k<Tuple><Field>).
     for (auto f : fns) {
       auto t = f.cast<py::tuple>();
-      p->fns.push_back(FnCode{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<int32_t>(),
-                              t[3].cast<int32_t>(), t[4].cast<std::vector<int32_t>>()});
+      FnCode fc;
+      fc.entry = t[kFnCodeEntry].cast<int32_t>();
+      fc.nslots = t[kFnCodeNslots].cast<int32_t>();
+      fc.ndslots = t[kFnCodeNdslots].cast<int32_t>();
+      fc.nparams = t[kFnCodeNparams].cast<int32_t>();
+      fc.param_dsd = t[kFnCodeParamDsd].cast<std::vector<int32_t>>();
+      p->fns.push_back(std::move(fc));
     }
     for (auto f : tasks) {
       auto t = f.cast<py::tuple>();
-      p->tasks.push_back(TaskEntry{t[0].cast<int32_t>(), t[1].cast<int32_t>(),
-                                   t[2].cast<int32_t>(), t[3].cast<std::vector<int32_t>>(),
-                                   t[4].cast<int32_t>()});
+      TaskEntry te;
+      te.tid = t[kTaskEntryTid].cast<int32_t>();
+      te.kind = t[kTaskEntryKind].cast<int32_t>();
+      te.fn = t[kTaskEntryFn].cast<int32_t>();
+      te.ptypes = t[kTaskEntryPtypes].cast<std::vector<int32_t>>();
+      te.name = t[kTaskEntryName].cast<int32_t>();
+      p->tasks.push_back(std::move(te));
     }
     for (auto kv : exports) p->exports[kv.first.cast<std::string>()] = kv.second.cast<int32_t>();
     for (auto s : syms) {
       auto t = s.cast<py::tuple>();
-      p->syms.push_back(Sym{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<std::string>()});
+      Sym sy;
+      sy.lo = t[kSymLo].cast<int32_t>();
+      sy.n = t[kSymN].cast<int32_t>();
+      sy.name = t[kSymName].cast<std::string>();
+      p->syms.push_back(std::move(sy));
     }
     for (auto n : names) p->names.push_back(n.cast<std::string>());
     validate(*p);

@@ -32,6 +32,8 @@ import hashlib
 import re
 import string
 
+from typing import NamedTuple
+
 from ..lang.registry import ENGINE_DSD_OPS
 
 # -- enums --------------------------------------------------------------------------------------
@@ -225,6 +227,44 @@ DSD_WORDS = words("Dsd")
 CALL_WORDS = words("DsdCall")
 CALL = offsets("DsdCall")
 
+# -- tuples lower.py hands to Engine.add_program (read by field index in pe_engine.hpp) ----------
+
+
+class FnCode(NamedTuple):
+    """One function of a program: its entry pc and frame sizes."""
+
+    entry: int
+    nslots: int
+    ndslots: int
+    nparams: int
+    param_dsd: list[int]          # per parameter: 1 if it is a DSD (goes to a DSD slot)
+
+
+class TaskEntry(NamedTuple):
+    """One bound task."""
+
+    tid: int
+    kind: int                     # TaskKind
+    fn: int                       # its FnCode
+    ptypes: list[int]             # data task parameters (wavelet halves): TCodes
+    name: int                     # its name (Program.names)
+
+
+class Sym(NamedTuple):
+    """One placed symbol (words)."""
+
+    lo: int
+    n: int
+    name: str
+
+
+TUPLES: tuple[type, ...] = (FnCode, TaskEntry, Sym)
+
+
+def _camel(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("_"))
+
+
 # -- message texts both paths print ---------------------------------------------------------------
 
 MESSAGES: dict[str, str] = {
@@ -280,6 +320,10 @@ def _render() -> list[str]:
             decl = f"  int32_t {f}" + (f"[{n}];" if n > 1 else ";")
             out.append(decl + (f"  // {comment}" if comment else ""))
         out.append("};")
+    for cls in TUPLES:
+        index = ", ".join(f"k{cls.__name__}{_camel(f)} = {i}"
+                          for i, f in enumerate(cls._fields))   # type: ignore[attr-defined]
+        out.append(f"enum {cls.__name__}Field : int {{ {index} }};")
     out.append(f"constexpr int kDsdInts = {DSD_WORDS};")
     out.append(f"constexpr int kCallInts = {CALL_WORDS};")
     out.append("static_assert(sizeof(Dsd) == kDsdInts * 4 && sizeof(DsdCall) == kCallInts * 4);")

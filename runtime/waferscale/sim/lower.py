@@ -207,10 +207,10 @@ class LoweredProgram:
     consts: np.ndarray
     dconsts: np.ndarray
     calls: np.ndarray
-    fns: list[tuple]
-    tasks: list[tuple]
+    fns: list[ABI.FnCode]
+    tasks: list[ABI.TaskEntry]
     exports: dict[str, int]
-    syms: list[tuple[int, int, str]]
+    syms: list[ABI.Sym]
     names: list[str]
     nodes: list[A.Node]                     # error locations, by node id
     dsd_globals: dict[int, np.ndarray]      # word address -> initial DSD value
@@ -233,7 +233,7 @@ class ProgramLowering:
         self.const_index: dict[int, int] = {}
         self.dconsts: list[list[int]] = []
         self.calls: list[list[int]] = []
-        self.fns: list[tuple] = []
+        self.fns: list[ABI.FnCode] = []
         self.fn_index: dict[tuple[int, int, tuple[tuple[str, Any], ...]], int] = {}
         self.pending: list[Any] = []                 # code still to emit: callables
         self.names: list[str] = []
@@ -273,14 +273,15 @@ class ProgramLowering:
                     raise _unsupported("a data task with neither one nor two parameters",
                                        fn.decl)
                 ptypes = [tcode(t, fn.decl) for t in pts]
-            tasks.append((tid, k, self.function(fn), ptypes, self.name(fn.name)))
+            tasks.append(ABI.TaskEntry(tid=tid, kind=k, fn=self.function(fn), ptypes=ptypes,
+                                       name=self.name(fn.name)))
         exports = {}
         for name, (sym, _span) in self.record.exported_symbols.items():
             if isinstance(sym, FnVal):
                 exports[name] = self.function(sym)
         while self.pending:
             self.pending.pop(0)()
-        syms = [(p.address // 2, p.size // 2, p.var.qualname)
+        syms = [ABI.Sym(lo=p.address // 2, n=p.size // 2, name=p.var.qualname)
                 for p in self.pe.program.memory.placements]
         dsd_globals = {addr: np.array(self.dsd_pod(v, None), dtype=np.int32)
                        for addr, v in self.pe.dsd_vars.items()}
@@ -352,7 +353,7 @@ class ProgramLowering:
             return k
         k = len(self.fns)
         self.fn_index[key] = k
-        self.fns.append((0, 0, 0, 0, []))
+        self.fns.append(ABI.FnCode(0, 0, 0, 0, []))
         f = _Fn(fn, k, list(bindings))
         self.pending.append(lambda: self._lower_fn(f))
         return k
@@ -376,7 +377,8 @@ class ProgramLowering:
         self.emit(Op.COST, self.sim.timing.branch)       # the call's tick (Interp.call)
         self.block_body(d.body)
         self.emit(Op.RET)
-        self.fns[f.index] = (entry, f.nslots, f.ndslots, len(param_dsd), param_dsd)
+        self.fns[f.index] = ABI.FnCode(entry=entry, nslots=f.nslots, ndslots=f.ndslots,
+                                       nparams=len(param_dsd), param_dsd=param_dsd)
         self.cur = None
 
     def new_local(self, name: str, t: T.Type, mutable: bool, node: A.Node | None) -> Local:
@@ -1593,7 +1595,7 @@ class ProgramLowering:
         row[CALL["node"]], row[CALL["name"]] = self.node(e), self.name("@map")
         self.calls.append(row)
         k = len(self.fns)
-        self.fns.append((0, 0, 0, 0, []))
+        self.fns.append(ABI.FnCode(0, 0, 0, 0, []))
         fn, node = fnv.v, e
         self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node, passed))
         self.emit(Op.MAPISSUE, len(self.calls) - 1, k)
@@ -1625,7 +1627,7 @@ class ProgramLowering:
         self.patch([jend], self.label())
         self.emit(Op.MAPDONE)
         self.emit(Op.RET)
-        self.fns[k] = (entry, 0, 0, 0, [])
+        self.fns[k] = ABI.FnCode(entry=entry, nslots=0, ndslots=0, nparams=0, param_dsd=[])
 
     def task_id(self, v: Val, node: A.Node) -> int:
         """builtins_rt._task_id."""
