@@ -165,7 +165,7 @@ class Engine {
   // Status of a run: what Python turns into its exception (simulator.Simulator).
   // enum Status (pe_abi.hpp): kOk, kDeadlock, kMaxCycles, kError, kFabricError.
 
-  // ops: per kOpNames entry, (dest tcode, [src tcodes], simd wse2, simd wse3).
+  // ops: per kOpNames entry, an engine_abi.OpTypes (dest tcode, [src tcodes], simd per arch).
   // costs: TimingModel.engine_costs(), by name.
   Engine(Core& core, bool wse2, py::dict costs, int64_t max_cycles, bool random_order,
          bool trace, py::list ops)
@@ -181,10 +181,10 @@ class Engine {
       throw std::invalid_argument("the engine needs one table entry per op of ENGINE_DSD_OPS");
     for (int k = 0; k < kNumDsdOps; ++k) {
       auto t = ops[k].cast<py::tuple>();
-      auto src = t[1].cast<std::vector<int>>();
+      auto src = t[kOpTypesSrcs].cast<std::vector<int>>();
       if (src.empty() || src.size() > 3) throw std::invalid_argument("bad DSD op sources");
-      OpInfo o{kOpNames[k], t[0].cast<int>(), static_cast<int>(src.size()), {0, 0, 0},
-               t[2].cast<int>(), t[3].cast<int>()};
+      OpInfo o{kOpNames[k], t[kOpTypesDest].cast<int>(), static_cast<int>(src.size()), {0, 0, 0},
+               t[kOpTypesSimdWse2].cast<int>(), t[kOpTypesSimdWse3].cast<int>()};
       for (size_t j = 0; j < src.size(); ++j) o.src[j] = src[j];
       ops_.push_back(o);
     }

@@ -78,7 +78,8 @@ class CompiledEngine:
         t = sim.timing
         o = sim.options
         # The cost table stays in Python: each op's types and SIMD widths from DSD_OPS.
-        ops = [(tcode(DSD_OPS[n].dest), [tcode(t) for t in DSD_OPS[n].srcs], *DSD_OPS[n].simd)
+        ops = [ABI.OpTypes(dest=tcode(DSD_OPS[n].dest), srcs=[tcode(t) for t in DSD_OPS[n].srcs],
+                           simd_wse2=DSD_OPS[n].simd[0], simd_wse3=DSD_OPS[n].simd[1])
                for n in _fabric.ENGINE_DSD_OPS]
         self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.engine_costs(),
                                    o.max_cycles, o.random_task_order, o.trace, ops)

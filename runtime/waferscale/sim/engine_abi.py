@@ -258,7 +258,17 @@ class Sym(NamedTuple):
     name: str
 
 
-TUPLES: tuple[type, ...] = (FnCode, TaskEntry, Sym)
+class OpTypes(NamedTuple):
+    """One DSD op's entry in the engine's cost table (Engine's ``ops``, in DSD_OPS order):
+    its types (TCodes) and SIMD widths (builtins_rt.DSD_OPS, from the registry)."""
+
+    dest: int
+    srcs: list[int]
+    simd_wse2: int
+    simd_wse3: int
+
+
+TUPLES: tuple[type, ...] = (FnCode, TaskEntry, Sym, OpTypes)
 
 
 def _camel(name: str) -> str:
