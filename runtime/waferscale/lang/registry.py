@@ -130,9 +130,17 @@ _NONE: frozenset[str] = frozenset()
 _records: list[Builtin] = []
 
 
-def _add(names: str, where: frozenset[str], runtime: str, engine: str, **kw) -> None:
+# The wording of some "not supported" errors beyond the name (the default is "@name").
+_WHAT = {"get_xdsr": "DSRs", "get_sr": "DSRs", "load_to_dsr_xdsr": "DSRs",
+         "load_to_dsr_xdsr_sr": "DSRs", "set_fifo_read_length": "FIFO lengths",
+         "set_fifo_write_length": "FIFO lengths"}
+
+
+def _add(names: str, where: frozenset[str], runtime: str, engine: str, *,
+         unsupported: bool = False, **kw) -> None:
     for n in names.split():
-        _records.append(Builtin(n, where, runtime, engine, **kw))
+        what = f"@{n}" + (f" ({_WHAT[n]})" if n in _WHAT else "") if unsupported else None
+        _records.append(Builtin(n, where, runtime, engine, unsupported=what, **kw))
 
 
 # -- comptime utilities: any context; at run time the comptime function, folded by lower.py --
@@ -197,36 +205,26 @@ for _n, _sig in _DSD_OPS.items():
     _records.append(Builtin(_n, _RT, RT_DSD_OP, ENG_DSD_OP, cost=_DSD_COST, folds=False,
                             dsd=_sig, family="dsd_op"))
 # cslc's other DSD operations: not modelled yet.
-for _n in ("faddhs fnorms fnormh fscales fscaleh fh2xp16 fs2xp16 xp162fh xp162fs addc16 "
-           "and16 or16 xor16 sll16 slr16 sar16 clz ctz popcnt").split():
-    _records.append(Builtin(_n, _RT, RT_NONE, ENG_NONE, unsupported=f"@{_n}", folds=False,
-                            family="dsd_op"))
+_add("faddhs fnorms fnormh fscales fscaleh fh2xp16 fs2xp16 xp162fh xp162fs addc16 and16 or16 "
+     "xor16 sll16 slr16 sar16 clz ctz popcnt", _RT, RT_NONE, ENG_NONE, unsupported=True,
+     folds=False, family="dsd_op")
 _add("map", _RT, RT_OVERRIDE, ENG_LOWER, cost="branch per element (the function's own costs)",
      folds=False)
 _add("load_to_dsr", _RT, RT_OVERRIDE, ENG_LOWER, folds=False)
 # -- run-time builtins not modelled yet ----------------------------------------------------------
 _add("dfilt random16 set_active_prng get_config set_config get_config_unchecked "
      "set_config_unchecked queue_flush get_symbol_id get_symbol_value get_tensor_ptr "
-     "has_exported_tensors", _RT, RT_NONE, ENG_NONE, folds=False)
+     "has_exported_tensors", _RT, RT_NONE, ENG_NONE, unsupported=True, folds=False)
 _add("load_to_dsr_xdsr load_to_dsr_xdsr_sr get_xdsr get_sr", _RT, RT_NONE, ENG_NONE,
+     unsupported=True, folds=False)
+_add("set_fifo_read_length set_fifo_write_length", _RT, RT_NONE, ENG_NONE, unsupported=True,
      folds=False)
-_add("set_fifo_read_length set_fifo_write_length", _RT, RT_NONE, ENG_NONE, folds=False)
 # -- known to cslc, not implemented anywhere ------------------------------------------------------
 # The handler builtins were once accepted and ignored; a program relying on them would run to
 # a wrong answer, so they are errors until the simulator models them.
 _add("import_comptime_value get_array get_string_from_byte range_start range_stop range_step "
      "set_empty_queue_handler set_teardown_handler set_control_task_table bind_rotating_tasks",
-     _NONE, RT_NONE, ENG_NONE)
-
-# The wording of the "not supported" error of each unmodelled builtin.
-_WHAT = {"get_xdsr": "DSRs", "get_sr": "DSRs", "load_to_dsr_xdsr": "DSRs",
-         "load_to_dsr_xdsr_sr": "DSRs", "set_fifo_read_length": "FIFO lengths",
-         "set_fifo_write_length": "FIFO lengths"}
-_records = [r if r.runtime != RT_NONE or r.where == _LAYOUT or r.unsupported is not None
-            else Builtin(r.name, r.where, r.runtime, r.engine, r.cost,
-                         f"@{r.name}" + (f" ({_WHAT[r.name]})" if r.name in _WHAT else ""),
-                         r.folds, r.dsd, r.family)
-            for r in _records]
+     _NONE, RT_NONE, ENG_NONE, unsupported=True)
 
 BUILTINS: dict[str, Builtin] = {}
 for _r in _records:
