@@ -377,6 +377,13 @@ task reconf() void {
     color_config.reset_routes(addr, .{ .rx = EAST, .tx = [2]direction{ WEST, RAMP } });
   }
   switch_config.clear_current_position(addr);     // a color or its config address
+  // (positions set and dropped again: the broadcast has none)
+  switch_config.set_rx_switch_pos1(C, RAMP);
+  switch_config.set_rx_switch_pos2(C, RAMP);
+  switch_config.set_rx_switch_pos3(C, RAMP);
+  switch_config.set_tx_switch_pos1(C, RAMP);
+  switch_config.set_tx_switch_pos2(C, RAMP);
+  switch_config.set_tx_switch_pos3(C, RAMP);
   switch_config.set_invalid_for_all_switch_positions(C);
   tile_config.teardown.exit(C);
   if (LAST) {
@@ -575,6 +582,7 @@ fn run() void {
       ctrl.opcode.SWITCH_ADV }, [2]bool{ false, true }, true, @get_control_task_id(40)));
   out[0] = ctrl.encode_single_payload(ctrl.opcode.SWITCH_ADV, true, {}, 0);
   out[1] = ctrl.encode_control_task_payload(@get_control_task_id(40));
+  out[2] = ctrl.MAX_CMDS;
   sys_mod.unblock_cmd_stream();
 }
 comptime {
@@ -638,7 +646,7 @@ def test_control_tasks_and_control_encoders(tmp_path, arch):
     assert err is None
     sent = dev.read_symbol(0, 0, "out").tolist()
     # SWITCH_ADV with NOCE and no task; a control task alone (NOCE clear).
-    assert sent[:2] == [1 << 22 | 1 << 24 | 31 << 16, 40 << 16]
+    assert sent[:3] == [1 << 22 | 1 << 24 | 31 << 16, 40 << 16, 8]
     got = dev.read_symbol(1, 0, "out").tolist()
     # Data 5 + 7; task 40 twice (the NOCE one never reaches the CE); task 41 took 1234 after
     # both data wavelets (the order of the queue).
