@@ -40,6 +40,14 @@ One cycle (the whole rule; every decision reads the state at the start of the cy
     input queue in cycle ``t + k + 1``; the destination CE can read it once
     ``cycle == t + k + 2`` (when nothing contends for links or buffers).
 
+Switches, control wavelets, teardown, filters, color swap
+    Per (PE, color) the route in effect is position 0's (``set_route``) or a switch position's
+    (``set_switches``); a control wavelet's slot-0 command acts on each router that forwards
+    it (advance, reset, teardown; NOCE keeps it from the CE); a color in teardown mode holds
+    its wavelets until ``router_config`` (kind 9, ``teardown.exit``); filters keep wavelets
+    from the CE; color swap changes the color on x or y outputs. The rules and their sources:
+    docs/fabric-model.md §9.
+
 CE protocol (what the PE model does between two calls of :meth:`Fabric.step`)
     ``ce_send`` pushes into an output queue (``False`` when full: the CE must retry);
     ``ce_recv`` pops an input queue. Both act at once, before the next cycle runs.
