@@ -59,31 +59,25 @@ def route(cfg: str) -> str:
 
 # (layout, pe, message, (file, line, col) of the error); the column is the field or argument.
 CASES = {
+    # Range and counter filters, switches, teardown, control wavelets, color swap (WSE-2) and
+    # the teardown and empty-queue handlers are modelled (simulator_tests/sim/
+    # test_router_features.py); what they leave out is still an error.
     "filter": (route(".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} },\n"
-                     "    .filter = .{ .kind = .{ .counter = true }, .count_data = true } }"),
-               PE, "filters ('.filter' of a color config) are not supported by waferscale yet",
-               ("layout.csl", 9, 5)),
+                     "    .filter = .{ .kind = .{ .sparse_counter = true } } }"),
+               PE, "sparse_counter filter ('.filter' of a color config) is not supported by "
+               "waferscale yet", ("layout.csl", 9, 5)),
     "switches": (route(".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} }, .switches = .{ "
-                       ".pos1 = .{ .rx = EAST } } }"),
-                 PE, "switches ('.switches' of a color config) are not supported",
+                       ".pop_mode = .{ .pop_on_header = true } } }"),
+                 PE, "pop mode '.pop_on_header' is not supported by waferscale yet",
                  ("layout.csl", 8, 78)),
-    "teardown": (route(".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} }, .teardown = true }"),
-                 PE, "teardown ('.teardown' of a color config) is not supported",
-                 ("layout.csl", 8, 78)),
-    "color_swap_x": (route(".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP}, .color_swap_x = true } }"),
-                     PE, "color swap ('.color_swap_x') is not supported by waferscale yet",
-                     ("layout.csl", 8, 76)),
     "color_swap_y short form": (
         route(".{ .rx = .{WEST}, .tx = .{RAMP}, .color_swap_y = true }"),
         PE, "color swap ('.color_swap_y') is not supported", ("layout.csl", 8, 63)),
     "local color config filter": (
         LAYOUT, edit("comptime {\n", "comptime {\n  @set_local_color_config(c, .{ .routes = "
-                     ".{ .rx = .{WEST} }, .filter = .{ .kind = .{ .range = true } } });\n", PE),
-        "filters ('.filter' of a color config) are not supported", ("pe.csl", 12, 63)),
-    "fabout control": (
-        LAYOUT, edit(".output_queue = oq }", ".output_queue = oq, .control = true }", PE),
-        "fabout_dsd '.control' (control wavelets) is not supported by waferscale yet",
-        ("pe.csl", 7, 104)),
+                     ".{ .rx = .{WEST} }, .filter = .{ .kind = .{ .sparse_counter = true } } });\n", PE),
+        "sparse_counter filter ('.filter' of a color config) is not supported",
+        ("pe.csl", 12, 63)),
     "fabout advance_switch": (
         LAYOUT, edit(".output_queue = oq }", ".output_queue = oq, .advance_switch = true }", PE),
         "fabout_dsd '.advance_switch' (switches) is not supported", ("pe.csl", 7, 111)),
@@ -92,9 +86,6 @@ CASES = {
                      ".on_control = recv });", PE),
         "'.on_control' of a DSD operation (a task run on a control wavelet) is not supported",
         ("pe.csl", 10, 57)),
-    "set_teardown_handler": (
-        LAYOUT, edit("comptime {\n", "comptime {\n  @set_teardown_handler(send, c);\n", PE),
-        "@set_teardown_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),
     "fifo options": (
         LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
                      "const fifo = @allocate_fifo(buf, .{ .activate_push = tid });\n"
@@ -124,20 +115,11 @@ CASES = {
                      "  @load_to_dsr(d, out_dsd, .{ .async = true, .unblock = recv });\n", PE),
         "@load_to_dsr at compile time (a DSR preloaded for asynchronous operations) is not "
         "supported by waferscale yet", ("pe.csl", 13, 3)),
-    "async load_to_dsr in a function": (
-        LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
-                     "const d = @get_dsr(dsr_dest, 1);\n"
-                     "fn send() void { @load_to_dsr(d, out_dsd, .{ .async = true }); }", PE),
-        "'.async' of @load_to_dsr (a DSR loaded for asynchronous operations) is not supported",
-        ("pe.csl", 11, 46)),
     "clz in a function": (
         LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
                      "fn send() void { var x: u16 = @clz(@as(u16, 3)); buf[0] = @as(f32, x); }",
                      PE),
         "@clz is not supported by waferscale yet", ("pe.csl", 10, 31)),
-    "set_empty_queue_handler": (
-        LAYOUT, edit("comptime {\n", "comptime {\n  @set_empty_queue_handler(send, oq);\n", PE),
-        "@set_empty_queue_handler is not supported by waferscale yet", ("pe.csl", 12, 3)),
 }
 
 
@@ -166,3 +148,15 @@ def test_off_values_stay_accepted(tmp_path, arch):
     build(tmp_path, arch, OFF["routes off"])
     build(tmp_path, arch, LAYOUT, edit(".output_queue = oq }",
                                        ".output_queue = oq, .control = false }", PE))
+
+
+def test_color_swap_is_an_error_on_wse3(tmp_path):
+    """CSL has color swap on WSE-2 only (sdk-examples topic-14)."""
+    with pytest.raises(CslError) as ei:
+        build(tmp_path, "wse3", route(".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP}, "
+                                      ".color_swap_x = true } }"))
+    first = ei.value.render().splitlines()[0]
+    assert first.startswith(f"{tmp_path / 'layout.csl'}:8:76: error: color swap "
+                            "('.color_swap_x') is not supported on WSE-3"), first
+    build(tmp_path, "wse2", route(".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP}, "
+                                  ".color_swap_x = true } }"))

@@ -198,8 +198,8 @@ def parse_color_config(ip: Interp, cfg: Val, node: A.Node | None) -> tuple[tuple
                 raise ip.err(f"color swap ('.{k}') is not supported on WSE-3 (CSL supports it "
                              "on WSE-2 only)", _field_node(node, k))
             if "routes" not in fields:
-                raise ip.err(f"color swap ('.{k}') in the short form of a color config is not "
-                             "supported by waferscale yet (write .routes = .{ ... })",
+                raise ip.err(f"color swap ('.{k}') is not supported by waferscale yet in a "
+                             "color config without .routes (write .routes = .{ ... })",
                              _field_node(node, k))
     if "routes" in fields:
         router_extras(ip, cfg, node)          # checks .switches and .teardown
