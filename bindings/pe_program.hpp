@@ -38,8 +38,9 @@ struct DsdCall {
   int32_t tcode[4];                 // scalar: its type; pointer: the element type
   int32_t async_, activate, unblock, has_index;
   int32_t node, name;               // error location; context name ("@fmovs")
+  int32_t ut;                       // .ut_id, or -1
 };
-constexpr int kCallInts = 16;
+constexpr int kCallInts = 17;
 
 struct FnCode {
   int32_t entry, nslots, ndslots, nparams;
