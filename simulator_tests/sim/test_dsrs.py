@@ -28,6 +28,7 @@ import math
 import numpy as np
 import pytest
 
+from waferscale.host.device import DeviceError
 from waferscale.lang.errors import CslError
 
 from waferscale.lang.layout import CompileOptions, elaborate
@@ -217,9 +218,9 @@ comptime {
 """
 
 
-def run_pair(tmp_path, arch: str, pe: str) -> list[list[float]]:
+def run_pair(tmp_path, arch: str, pe: str) -> tuple[list[list[float]], str | None]:
     """ASYNC_LAYOUT with ``pe`` on both paths (which must agree: both PEs' memory, cycles,
-    counters); returns each PE's ``out``."""
+    counters, the error); returns each PE's ``out`` and the error (None: ran to the end)."""
     (tmp_path / "layout.csl").write_text(ASYNC_LAYOUT)
     (tmp_path / "pe.csl").write_text(pe)
     opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
@@ -229,22 +230,47 @@ def run_pair(tmp_path, arch: str, pe: str) -> list[list[float]]:
         dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
                               SimOptions(engine=mode, simprint_log=None))
         assert (dev.sim.engine is not None) == (mode == "compiled")
-        dev.launch("run", [])
+        try:
+            dev.launch("run", [])
+            err = None
+        except DeviceError as e:
+            err = str(e)
         runs.append(([dev.read_symbol(x, 0, "out").tolist() for x in (0, 1)], dev.sim.cycle,
-                     [(p.mem.words.copy(), p.stats.busy, p.stats.stall) for p in dev.sim.pes]))
-    (outp, cp, pp), (outc, cc, pc) = runs
-    assert outp == outc and cp == cc
+                     [(p.mem.words.copy(), p.stats.busy, p.stats.stall) for p in dev.sim.pes],
+                     err))
+    (outp, cp, pp, ep), (outc, cc, pc, ec) = runs
+    assert outp == outc and cp == cc and ep == ec
     for (mp, bp, sp), (mc, bc, sc) in zip(pp, pc):
         assert np.array_equal(mp, mc) and (bp, sp) == (bc, sc)
-    return outc
+    return outc, ec
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_dsrs_loaded_for_async_ops_at_compile_and_run_time(tmp_path, arch):
-    out = run_pair(tmp_path, arch, ASYNC_PE)
+    out, err = run_pair(tmp_path, arch, ASYNC_PE)
+    assert err is None
     # Phase 1: each PE got the other's data; phase 2: its own data back.
     assert out[0] == [11.0, 12.0, 13.0, 14.0, 1.0, 2.0, 3.0, 4.0]
     assert out[1] == [1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0]
+
+
+def test_ut_id_of_an_op_over_async_dsrs(tmp_path):
+    # WSE-3: phase 2's send names its own microthread (.ut_id of the op, on the compiled
+    # engine too); the same op naming another microthread than its DSR's is an error.
+    old = "  @mov32(send_dsr, mem_src, .{ .async = true });\n}"
+    assert old in ASYNC_PE
+    pe = ASYNC_PE.replace(old, "  @mov32(send_dsr, mem_src, .{ .async = true, "
+                                ".ut_id = @get_ut_id(6) });\n}")
+    out, err = run_pair(tmp_path, "wse3", pe)
+    assert err is None and out[0] == [11.0, 12.0, 13.0, 14.0, 1.0, 2.0, 3.0, 4.0]
+    old = "@mov32(send_dsr, mem_src, .{ .async = true, .unblock = first_id });"
+    assert old in ASYNC_PE
+    pe = ASYNC_PE.replace(old, "@mov32(send_dsr, mem_src, .{ .async = true, "
+                               ".ut_id = @get_ut_id(6) });")
+    _, err = run_pair(tmp_path, "wse3", pe)
+    assert err is not None and "two different microthread IDs (6 and 1) among an " \
+        "operation's options and its DSRs' are not supported by waferscale yet" in err, err
+    assert "PE(0,0)" in err and "pe.csl:" in err
 
 
 ASYNC_DECLS = """
