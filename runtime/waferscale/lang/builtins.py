@@ -1024,7 +1024,7 @@ def _runtime_only(ip, e, s):
 
 def _preload_dsr(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
     """``@load_to_dsr(dsr, dsd[, options])`` in a PE program's top-level comptime block (cslc
-    accepts it there; WaferLLM's MeshGEMM and Decode preload their fabric DSRs with
+    accepts it there; WaferLLM's MeshGEMM (WSE-3, WSE-2) preloads its fabric DSRs with
     ``.{ .async = true, .activate/.unblock = task, .ut_id = ut }`` this way). The DSR holds
     the DSD from the program's start, as if loaded before the first task ran
     (ProgramRecord.dsr_preloads; the simulator applies them in order, sim/dsd.py). The DSD
