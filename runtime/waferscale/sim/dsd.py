@@ -305,17 +305,35 @@ def resolve(pe, v: Val, node,
 # @map element). Without it every op starts at the loaded DSD's first element. The state is
 # per PE, kept across tasks and launches, like the registers. Only mem1d DSDs save an
 # address here (a mem4d one is an error at its load); fabric DSDs have no address.
+#
+# A load may also carry the settings of the asynchronous operations that use the DSR:
+# ``.async``, ``.activate``/``.unblock`` (the task the op's completion activates/unblocks)
+# and ``.ut_id`` (its microthread). The SDK's spmv-hypersparse benchmark shows the meaning:
+# ``@load_to_dsr(dest_dsr, fabout, .{ .async = true, .activate = t })`` then
+# ``@mov32(dest_dsr, src1_dsr, .{ .async = true })`` replaces
+# ``@mov32(fabout, mem, .{ .async = true, .activate = t })`` (its own comment); the docs'
+# "Microthread IDs" page: an async op takes its ``.ut_id`` from its own options or from the
+# ``@load_to_dsr`` of its DSR operands. An async op over such DSRs (builtins_rt.op_settings)
+# completes with the union of its own and its DSRs' actions and runs on the microthread that
+# they name. Doc-gaps, and "not supported by waferscale yet" errors rather than guesses: two
+# different tasks for one action (or two microthreads) among the op and its DSRs, and a
+# synchronous op over a DSR loaded with such settings. A top-level comptime block may load
+# DSRs too (builtins._preload_dsr): the PE starts with them loaded (WaferLLM's MeshGEMM).
 
 @dataclass
 class DsrState:
     dsd: DsdVal
     save_address: bool
-    # `.async = true` and its `.activate` / `.unblock` (("activate" | "unblock", task)): run
-    # when an (async) operation taking this DSR as an operand completes, after the op's own
-    # (doc-gap: the docs show the form, not the order; they stay until the DSR is reloaded).
-    async_: bool = False
-    actions: tuple[tuple[str, Val], ...] = ()
-    ut: int | None = None             # `.ut_id`: the op's microthread unless it names one
+    asyn: bool = False               # .async = true
+    activate: int | None = None      # task IDs
+    unblock: int | None = None
+    ut: int | None = None            # .ut_id
+
+    @property
+    def has_settings(self) -> bool:
+        """Loaded with settings for asynchronous operations."""
+        return self.asyn or self.activate is not None or self.unblock is not None \
+            or self.ut is not None
 
 
 def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
@@ -323,10 +341,12 @@ def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
     return pe.__dict__.setdefault("dsrs", {})
 
 
-def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node, async_: bool = False,
-             actions: tuple[tuple[str, Val], ...] = (), ut: int | None = None) -> None:
-    """``@load_to_dsr(r, v, .{ .save_address })`` on ``pe``: checks that the DSD fits the
-    DSR's file (a destination DSR never holds a fabin, a src1 DSR never a fabout)."""
+def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node,
+             settings: tuple[bool, int | None, int | None, int | None] = (False, None, None,
+                                                                            None)) -> None:
+    """``@load_to_dsr(r, v, .{ .save_address, ... })`` on ``pe``: checks that the DSD fits
+    the DSR's file (a destination DSR never holds a fabin, a src1 DSR never a fabout).
+    ``settings``: (.async, .activate, .unblock, .ut_id) for the async ops using it."""
     p = v.v
     if not isinstance(p, DsdVal):
         raise pe.error(f"@load_to_dsr needs a DSD to load into {r}, found a value of type "
@@ -341,21 +361,7 @@ def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node, async_: bool = Fal
         raise pe.error(".save_address = true with a mem4d_dsd is not supported by "
                        "waferscale yet", node)
     dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd",
-                                             async_, actions, ut)
-
-
-def dsr_async(pe, vals: list[Val]) -> list[DsrState]:
-    """The distinct DSR operands of an op (in operand order) loaded with `.async = true`."""
-    out: list[DsrState] = []
-    seen = set()
-    for v in vals:
-        r = v.v
-        if isinstance(r, DsrVal) and (r.file, r.id) not in seen:
-            seen.add((r.file, r.id))
-            st = dsr_table(pe).get((r.file, r.id))
-            if st is not None and st.async_:
-                out.append(st)
-    return out
+                                             *settings)
 
 
 def dsr_dsd(pe, r: DsrVal, node) -> DsdVal:
