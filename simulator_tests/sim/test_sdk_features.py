@@ -50,9 +50,11 @@ comptime {{
 
 
 def run_both(tmp: Path, arch: str, decls: str, body: str,
-             files: dict[str, str] | None = None) -> tuple[np.ndarray, str | None, list[str]]:
+             files: dict[str, str] | None = None, keep: list | None = None
+             ) -> tuple[np.ndarray, str | None, list[str]]:
     """Compile and launch ``run`` on both paths; assert they agree. Returns ``out`` (the
-    compiled run's), the error (None: ran to the end) and the compile warnings."""
+    compiled run's), the error (None: ran to the end) and the compile warnings; ``keep``
+    receives the two devices (python, compiled)."""
     (tmp / "layout.csl").write_text(LAYOUT)
     (tmp / "pe.csl").write_text(PE.format(decls=decls, body=body))
     for name, text in (files or {}).items():
@@ -70,6 +72,8 @@ def run_both(tmp: Path, arch: str, decls: str, body: str,
         except DeviceError as e:         # SimError, or the deadlock report
             err = str(e)
         pe = dev.sim.pes[0]
+        if keep is not None:
+            keep.append(dev)
         runs.append((dev.read_symbol(0, 0, "out").copy(), err, dev.sim.cycle,
                      pe.mem.words.copy(), (pe.stats.busy, pe.stats.stall), lay.warnings))
     (op, ep, cp, mp, sp, _), (oc, ec, cc, mc, sc, warnings) = runs

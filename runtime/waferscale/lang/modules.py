@@ -287,7 +287,93 @@ def _c2d_pe(ip, importer, params, node) -> NativeModule:
     return m
 
 
-Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], NativeModule]
+# -- libraries written in CSL: <random>, <debug> ---------------------------------------------------
+#
+# These are waferscale's own CSL files beside this module (stdlib_<name>.csl), instantiated like
+# a file import, so that their run-time code is ordinary CSL for both PE paths (the
+# interpreter and the compiled engine) and their state is ordinary PE memory. Their
+# docstrings (the files' header comments) state the documented behaviour and the doc-gaps.
+
+_LIB_DIR = Path(__file__).resolve().parent
+
+
+def _source_lib(ip: Interp, importer: ModuleInstance, name: str, params: dict[str, Val],
+                node: A.Node, prefix: str = "") -> ModuleInstance:
+    path = _LIB_DIR / f"stdlib_{name}.csl"
+    tree = ip.ctx.load_ast(path, node.span)
+    inst = ModuleInstance(ip.ctx, str(path), tree, params, name=name,
+                          program=importer.program, bind_span=node.span)
+    inst.imported_by = importer  # type: ignore[attr-defined]
+    if prefix:
+        inst.symbol_prefix = prefix
+    ip.run_comptime_blocks(inst)
+    return inst
+
+
+def _random_lib(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
+                node: A.Node) -> ModuleInstance:
+    """<random> (stdlib_random.csl): random_f32(lower, upper); its generator is a doc-gap."""
+    for k in params:
+        raise ip.err(f"<random> has no param '.{k}'", node)
+    return _source_lib(ip, importer, "random", {}, node)
+
+
+#: The longest string a <debug> record holds: its byte count is the tag word's high byte,
+#: padded to even (the SDK's host reader: "the maximum even buffer length (254)").
+DEBUG_MAX_STRING_BYTES = 254
+
+
+def _debug_lib(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
+               node: A.Node) -> ModuleInstance:
+    """<debug> (stdlib_debug.csl) with ``.key`` (a comptime string naming the trace buffer
+    for the host's read_trace) and ``.buffer_size`` (its length in 16-bit words)."""
+    for k in params:
+        if k not in ("key", "buffer_size"):
+            raise ip.err(f"<debug> has no param '.{k}' (it takes .key and .buffer_size)", node)
+    key = params.get("key")
+    if key is None or not isinstance(key.v, str) or not key.v:
+        raise ip.err("<debug> needs the param '.key', a non-empty comptime string naming its "
+                     "trace buffer", node)
+    size = params.get("buffer_size")
+    if size is None:
+        raise ip.err("<debug> needs the param '.buffer_size' (the trace buffer's length in "
+                     "16-bit words)", node)
+    n = ip.to_int(size, node, ".buffer_size")
+    if not 1 <= n <= 0xFFFF:
+        raise ip.err(f"<debug>'s .buffer_size {n} must be 1..65535 (16-bit words)", node)
+    helper = NativeModule(ip, importer, "debug/strings", {}, node)
+    helper.comptime_fn("nwords", _debug_string_info, what="nwords")
+    helper.comptime_fn("tag", _debug_string_info, what="tag")
+    helper.comptime_fn("word", _debug_string_info, what="word")
+    inner = {"buffer_size": Val(T.U16, n), "_strings": Val(T.IMPORTED_MODULE, helper)}
+    return _source_lib(ip, importer, "debug", inner, node, prefix=f"$$csl_debug.{key.v}.")
+
+
+def _debug_string_bytes(ip: Interp, s: Val, node: A.Node) -> bytes:
+    if not isinstance(s.v, str):
+        raise ip.err(f"trace_string takes a comptime string, found '{s.type}'", node)
+    b = s.v.encode("utf-8")
+    if len(b) % 2:
+        b += b"\0"
+    if len(b) > DEBUG_MAX_STRING_BYTES:
+        raise ip.err(f"trace_string: a string of {len(s.v.encode())} bytes does not fit a "
+                     f"<debug> record (at most {DEBUG_MAX_STRING_BYTES})", node)
+    return b
+
+
+def _debug_string_info(ip: Interp, args: list[Val], node: A.Node, *, what: str) -> Val:
+    """stdlib_debug.csl's string helper: ``nwords(s)``, ``tag(s)`` ('s' | bytes << 8) and
+    ``word(s, k)`` (bytes 2k, 2k+1 little-endian) of a comptime string's record."""
+    b = _debug_string_bytes(ip, args[0], node)
+    if what == "nwords":
+        return Val(T.U16, len(b) // 2)
+    if what == "tag":
+        return Val(T.U16, ord("s") | len(b) << 8)
+    k = ip.to_int(args[1], node, "word index")
+    return Val(T.U16, b[2 * k] | b[2 * k + 1] << 8)
+
+
+Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], ModuleInstance]
 
 STDLIB: dict[str, Factory] = {
     "memcpy/get_params": _memcpy_get_params,
@@ -299,10 +385,12 @@ STDLIB: dict[str, Factory] = {
     "simprint": _simprint_lib,
     "collectives_2d/params": _c2d_params,
     "collectives_2d/pe": _c2d_pe,
+    "random": _random_lib,
+    "debug": _debug_lib,
 }
 
 # Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
-KNOWN_UNIMPLEMENTED = ("debug", "random", "malloc", "complex", "control", "directions",
+KNOWN_UNIMPLEMENTED = ("malloc", "complex", "control", "directions",
                        "dsd_ops", "tile_config", "timer", "message_passing")
 
 

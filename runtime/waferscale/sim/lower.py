@@ -1313,6 +1313,16 @@ class ProgramLowering:
                       tcode(r.type))
             return Dyn(r.type)
         d = fn.decl
+        if d is None and callable(f):
+            # A library member run at compile time (NativeModule.comptime_fn, e.g. <debug>'s
+            # string helper): folded when its arguments are comptime-known; one ``branch``,
+            # as PEInterp.call charges every call (its tick).
+            vals = [self.expr(a) for a in e.args]
+            if all(isinstance(v, Val) for v in vals):
+                self.emit(Op.COST, self.sim.timing.branch)
+                return f(self.interp, vals, e)
+            raise _unsupported(f"'{getattr(f, '__name__', 'a library function')}' of a "
+                               "run-time value", e)
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
         # Interp.call: parameter types are evaluated with the earlier parameters bound.

@@ -1,0 +1,135 @@
+"""waferscale's own <random> and <debug> libraries (lang/stdlib_random.csl,
+lang/stdlib_debug.csl, instantiated by lang/modules.py), each in a program of ours, run on
+both arches and both PE paths (the Python interpreter and the compiled engine must agree bit
+for bit: memory, cycles, counters, errors; test_sdk_features.run_both):
+
+* <random>'s random_f32(lower, upper): values in [lower, upper), the same sequence on every
+  run; the generator itself is a doc-gap (stdlib_random.csl says which one this is);
+* <debug>'s trace_* records, read back on the host with debug_util.read_trace in the SDK's
+  record format (tags, little-endian values, NUL-padded strings, 48-bit timestamps), two
+  instances with their own keys; a record past the buffer is a run-time error; bad params
+  are compile-time errors at the import.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from waferscale.host.debug_util import decode_trace
+from waferscale.lang.errors import CslError
+from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.sim.fabric import cpp_available
+
+from test_sdk_features import ARCHS, run_both
+
+pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
+
+
+def _xorshift_f32(n: int, lo: float, hi: float) -> list[float]:
+    """stdlib_random.csl's generator, in numpy f32 arithmetic."""
+    s, out = 0x2545F491, []
+    for _ in range(n):
+        s ^= (s << 13) & 0xFFFFFFFF
+        s ^= s >> 17
+        s ^= (s << 5) & 0xFFFFFFFF
+        unit = np.float32(s >> 8) * np.float32(2.0 ** -24)
+        out.append(float(np.float32(lo) + (np.float32(hi) - np.float32(lo)) * unit))
+    return out
+
+
+RANDOM_DECLS = 'const random = @import_module("<random>");'
+RANDOM_BODY = """
+  var i: u16 = 0;
+  while (i < 8) : (i += 1) {
+    out[i] = random.random_f32(-1.0, 3.0);
+  }
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_random_f32(tmp_path, arch):
+    out, err, _ = run_both(tmp_path, arch, RANDOM_DECLS, RANDOM_BODY)
+    assert err is None
+    assert ((out >= -1.0) & (out < 3.0)).all()
+    assert len(set(out.tolist())) == 8
+    assert out.tolist() == _xorshift_f32(8, -1.0, 3.0)
+
+
+DEBUG_DECLS = """
+const trace = @import_module("<debug>", .{ .key = "trace", .buffer_size = 64 });
+const times = @import_module("<debug>", .{ .key = "times", .buffer_size = 8 });
+"""
+DEBUG_BODY = """
+  times.trace_timestamp();
+  trace.trace_string("hello");
+  trace.trace_u32(0x12345678);
+  trace.trace_i32(-5);
+  trace.trace_u16(65535);
+  trace.trace_i16(-2);
+  trace.trace_f32(1.5);
+  trace.trace_f16(-0.25);
+  trace.trace_bool(true);
+  trace.trace_bool(false);
+  trace.trace_string("a string of more than sixteen bytes, to take several words");
+  times.trace_timestamp();
+"""
+
+
+def _read(dev, key: str) -> list:
+    return decode_trace(dev.read_symbol(0, 0, f"$$csl_debug.{key}.buffer"),
+                        int(dev.read_symbol(0, 0, f"$$csl_debug.{key}.buffer_index")[0]))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_debug_trace_records(tmp_path, arch):
+    devs: list = []
+    out, err, _ = run_both(tmp_path, arch, DEBUG_DECLS, DEBUG_BODY, keep=devs)
+    assert err is None
+    for dev in devs:
+        got = _read(dev, "trace")
+        assert got == ["hello", 0x12345678, -5, 65535, -2, 1.5, -0.25, True, False,
+                       "a string of more than sixteen bytes, to take several words"]
+        t0, t1 = _read(dev, "times")
+        assert isinstance(t0, int) and 0 < t0 < t1
+    # the raw words of the first record: tag 's' with 6 bytes ("hello" + NUL), then the text
+    words = devs[0].read_symbol(0, 0, "$$csl_debug.trace.buffer")
+    assert words[:4].tolist() == [ord("s") | 6 << 8,
+                                  *struct.unpack("<3H", b"hello\0")]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_debug_buffer_overflow_is_a_run_time_error(tmp_path, arch):
+    decls = 'const t = @import_module("<debug>", .{ .key = "t", .buffer_size = 4 });'
+    body = "  t.trace_u32(1);\n  t.trace_u32(2);"
+    _, err, _ = run_both(tmp_path, arch, decls, body)
+    assert err is not None and "$$csl_debug.t.buffer" in err and "PE(0,0)" in err
+
+
+@pytest.mark.parametrize("decls, message", [
+    ('const t = @import_module("<debug>", .{ .buffer_size = 4 });', "needs the param '.key'"),
+    ('const t = @import_module("<debug>", .{ .key = "t" });', "needs the param '.buffer_size'"),
+    ('const t = @import_module("<debug>", .{ .key = "t", .buffer_size = 4, .x = 1 });',
+     "has no param '.x'"),
+    ('const r = @import_module("<random>", .{ .seed = 1 });', "<random> has no param '.seed'"),
+])
+def test_library_param_errors(tmp_path, decls, message):
+    from test_engine import LAYOUT
+    from test_sdk_features import PE
+    (tmp_path / "layout.csl").write_text(LAYOUT)
+    (tmp_path / "pe.csl").write_text(PE.format(decls=decls, body=""))
+    with pytest.raises(CslError, match="pe.csl:") as e:
+        elaborate(tmp_path / "layout.csl", CompileOptions(arch="wse3", fabric_dims=(8, 3),
+                                                          fabric_offsets=(4, 1), memcpy=True,
+                                                          channels=1))
+    assert message in str(e.value)
+
+
+def test_trace_string_too_long(tmp_path):
+    """A string record holds at most 254 bytes (the tag's high byte, even): an error on
+    both paths (the compiled engine's lowering folds the string at build time)."""
+    decls = 'const t = @import_module("<debug>", .{ .key = "t", .buffer_size = 200 });'
+    with pytest.raises(CslError, match="at most 254"):
+        run_both(tmp_path, "wse3", decls, '  t.trace_string("' + "x" * 255 + '");')
