@@ -358,3 +358,55 @@ def test_a_bad_dsd_in_code_that_does_not_run_stays_on_the_engine(tmp_path):
     _, err, _ = run_both(tmp_path, "wse3", BAD_DSD_DECLS,
                          "  flag = 1;\n  if (flag == 1) { @fmovs(nowhere, 2.0); }")
     assert err is not None and "output queue 5 has no color" in err and "PE(0,0)" in err
+
+
+# Lazy analysis (layout._live_code): a global that no compiled code uses takes no memory and
+# its initializer is not checked; an `if` on a comptime-known condition compiles one branch.
+# The big buffer alone would not fit (48,000 B + the rest > 48 KiB); the DSD over the void
+# `off` would be an error if analysed (SDK pipeline-03-multiple's edge PEs).
+LAZY_DECLS = """
+const off = {};
+var big = @zeros([12000]f32);
+var fifo_buf = @zeros([3000]u32);
+const fifo = @allocate_fifo(fifo_buf);
+const oq = @get_output_queue(2);
+var never = @get_dsd(fabout_dsd, .{ .extent = 1, .fabric_color = off, .output_queue = oq });
+var kept: u16 = 7;
+fn maybe() void {
+  if (@type_of(off) != void) {
+    @mov32(never, fifo, .{ .async = true });
+    big[0] = 1.0;
+  } else {
+    kept += 1;
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_unused_globals_take_no_memory_and_are_not_analysed(tmp_path, arch):
+    devs: list = []
+    out, err, _ = run_both(tmp_path, arch, LAZY_DECLS, "  maybe();\n  out[0] = @as(f32, kept);",
+                           keep=devs)
+    assert err is None and out[0] == 8.0
+    for dev in devs:
+        for name in ("big", "fifo_buf", "never", "buf"):    # buf: the template's, unused
+            with pytest.raises(DeviceError, match=f"no global named '{name}'"):
+                dev.read_symbol(0, 0, name)
+        assert dev.read_symbol(0, 0, "kept").tolist() == [8]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_used_global_is_analysed(tmp_path, arch):
+    """The same globals used by code the PE compiles (a run-time condition keeps both
+    branches): the DSD's void color is an error at it, the buffers overflow the PE."""
+    from waferscale.lang.errors import CslError
+    used = LAZY_DECLS.replace("if (@type_of(off) != void)", "if (kept > 0)")
+    small = used.replace("var big = @zeros([12000]f32);", "var big = @zeros([12]f32);")
+    with pytest.raises(CslError, match="pe.csl:13:66: error: fabout_dsd .fabric_color must "
+                                       "be a color, found a value of type 'void'"):
+        run_both(tmp_path, arch, small, "  maybe();")
+    colored = used.replace("fabric_color = off", "fabric_color = @get_color(3)")
+    with pytest.raises(CslError, match=r"needs \d+ bytes but a PE has 49152.*big \(48000 B\), "
+                                       r"fifo_buf \(12000 B\)"):
+        run_both(tmp_path, arch, colored, "  maybe();")

@@ -480,26 +480,42 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     inst = ModuleInstance(ip.ctx, str(tc.path), tree, tc.params, name=tc.path.name,
                           program=record, bind_span=tc.span)
     ip.run_comptime_blocks(inst)
-    # Every global variable occupies memory, so each is elaborated (and type-checked), in
-    # the PE file and in every module it imports.
-    # Globals that run-time code names are analysed too, as cslc analyses the bodies of the
-    # functions and tasks it compiles (unreferenced consts stay lazy, as in Zig).
+    # Lazy analysis, as cslc's (Zig's): a global is analysed and given PE memory only when
+    # something the PE compiles uses it: the run-time code of its functions and tasks,
+    # where an `if` whose condition is comptime-known counts only the branch it takes
+    # (_live_code), a comptime block (evaluated when the module is instantiated), or the
+    # initializer of a global so used. An unused, unexported global is dropped: the SDK's
+    # debug_util says "the compiler removes the tensor due to some optimization technique
+    # ... export such symbol in the kernel to keep the symbol in the ELF" (cerebras-sdk
+    # 2.10.0, debug_util docstring), and pipeline-03-multiple's edge PEs only fit 48 KiB
+    # without their unused FIFO buffers. An unused global's initializer is not checked
+    # (pipeline-03's h2d.csl has `.fabric_color = USER_IN_2` with USER_IN_2 void on WSE-2).
+    # doc-gap: which unused globals cslc drops is not documented beyond that; every function
+    # counts as used (no call-graph pruning), so this drops less than cslc may.
+    live: dict[tuple[int, int], set[int]] = {}
     i = 0
     while i < len(record.modules):
         mod = record.modules[i]
-        used = _names_used_by_code(ip.ctx, mod)
+        used, dead, cross = _live_code(ip, mod)
+        for fn_id, dead_ids in dead.items():
+            live[(id(mod), fn_id)] = dead_ids
         for name, entry in list(mod.globals.items()):
             d = entry.decl
             # A param that is neither bound nor given a default nor used by anything is
             # never evaluated, as cslc accepts it (the SDK's pipeline-02 declares
             # `param main: u16;` and never binds it); used, it is "not bound".
-            if isinstance(d, A.VarDecl) and (d.kind == "var" or name in used or (
+            if isinstance(d, A.VarDecl) and (name in used or (
                     d.kind == "param" and (name in mod.params or d.init is not None))):
                 ip.global_value(mod, name, d.span)
+        for other, name in cross:          # `lib.x` in this module's run-time code
+            e = other.globals.get(name)
+            if e is not None and isinstance(e.decl, A.VarDecl):
+                ip.global_value(other, name, e.decl.span)
         _place_local_storage(ip, mod, record)
         for name in _const_arrays_used(ip.ctx, mod):
-            ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
-                             ip.global_value(mod, name, None))
+            if name in used:
+                ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
+                                 ip.global_value(mod, name, None))
         i += 1
     owned = [(m, e.decl) for m in record.modules for e in m.globals.values()
              if isinstance(e.decl, A.FnDecl)]
@@ -507,13 +523,77 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     for m in record.modules:
         for e in list(m.globals.values()):
             if isinstance(e.decl, A.FnDecl):
-                check_dsd_op_operands(ip, m, e.decl)
+                check_dsd_op_operands(ip, m, e.decl, live.get((id(m), id(e.decl)), set()))
     order = {id(m): i for i, m in enumerate(record.modules)}
     variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
                                                       v.decl.span.start if v.decl else 0))
     mm = place_globals(variables, estimate_code_bytes(fns, record.imports_memcpy,
                                                       _node_counts(ip, owned)))
     return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
+
+
+def _live_code(ip: Interp, mod: ModuleInstance
+               ) -> tuple[set[str], dict[int, set[int]], list[tuple[ModuleInstance, str]]]:
+    """What the run-time code of ``mod``'s functions and tasks uses on this PE: the
+    identifiers it names, the ids of the nodes in branches it never takes (per function id),
+    and the ``(module, name)`` of each ``lib.name`` whose ``lib`` is a module this one
+    imported. An ``if`` (statement or expression) whose condition is comptime-known here
+    (it names no local, and evaluates to a bool in the module's scope) takes one branch; any
+    other condition keeps both."""
+    used: set[str] = set()
+    dead: dict[int, set[int]] = {}
+    cross: list[tuple[ModuleInstance, str]] = []
+    for entry in list(mod.globals.values()):
+        fn = entry.decl
+        if not isinstance(fn, A.FnDecl) or fn.body is None:
+            continue
+        local = _fn_local_names(fn)
+        dead_ids: set[int] = set()
+        stack: list[A.Node] = [fn.body]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, A.Ident):
+                used.add(node.name)
+            elif isinstance(node, A.FieldAccess) and isinstance(node.target, A.Ident) \
+                    and node.target.name not in local:
+                g = mod.globals.get(node.target.name)
+                v = getattr(g, "value", None) if g is not None else None
+                if v is not None and isinstance(v.v, ModuleInstance) and not v.v.is_stdlib:
+                    cross.append((v.v, node.name))
+            if isinstance(node, (A.If, A.IfExpr)):
+                c = _comptime_condition(ip, mod, node.cond, local)
+                if c is not None:
+                    stack.append(node.cond)
+                    taken, skipped = (node.then, node.else_) if c else (node.else_, node.then)
+                    if taken is not None:
+                        stack.append(taken)
+                    if skipped is not None:
+                        dead_ids.update(id(n) for n in skipped.walk())
+                    continue
+            stack.extend(node.children())
+        dead[id(fn)] = dead_ids
+    return used, dead, cross
+
+
+def _fn_local_names(fn: A.FnDecl) -> frozenset[str]:
+    names = {p.name for p in fn.params if p.name is not None}
+    if fn.body is not None:
+        names |= {n.name for n in fn.body.walk() if isinstance(n, A.VarDecl)}
+        names |= {c for n in fn.body.walk() for c in getattr(n, "captures", ()) or ()
+                  if isinstance(c, str)}
+    return frozenset(names)
+
+
+def _comptime_condition(ip: Interp, mod: ModuleInstance, cond: A.Expr,
+                        local: frozenset[str]) -> bool | None:
+    """``cond``'s value when it is comptime-known in ``mod``'s scope, else None."""
+    if any(isinstance(n, A.Ident) and n.name in local for n in cond.walk()):
+        return None
+    try:
+        v = ip.eval(cond, mod.scope)
+    except CslError:
+        return None
+    return v.v if v.type == T.BOOL and isinstance(v.v, bool) else None
 
 
 def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]:
