@@ -169,6 +169,13 @@ def test_function_pointer_param_and_fn_types() -> None:
     ]
 
 
+def test_task_type_param():
+    # The SDK's 25-pt-stencil: `param callback: task () void;`
+    d = one_decl("param callback: task () void;")
+    assert d.type == FnType([], I("void"), is_task=True)
+
+
+
 def test_top_level_comptime_and_layout_blocks() -> None:
     src = ("comptime { @bind_local_task(t, @get_local_task_id(9)); };\n"
            "layout { @set_rectangle(2, 1); }")

@@ -50,13 +50,14 @@ comptime {{
 
 
 def run_both(tmp: Path, arch: str, decls: str, body: str,
-             files: dict[str, str] | None = None, keep: list | None = None
-             ) -> tuple[np.ndarray, str | None, list[str]]:
+             files: dict[str, str] | None = None, keep: list | None = None,
+             pe_text: str | None = None) -> tuple[np.ndarray, str | None, list[str]]:
     """Compile and launch ``run`` on both paths; assert they agree. Returns ``out`` (the
     compiled run's), the error (None: ran to the end) and the compile warnings; ``keep``
-    receives the two devices (python, compiled)."""
+    receives the two devices (python, compiled); ``pe_text`` replaces the PE template."""
     (tmp / "layout.csl").write_text(LAYOUT)
-    (tmp / "pe.csl").write_text(PE.format(decls=decls, body=body))
+    (tmp / "pe.csl").write_text(pe_text if pe_text is not None else
+                                PE.format(decls=decls, body=body))
     for name, text in (files or {}).items():
         (tmp / name).write_text(text)
     opts = CompileOptions(arch=arch, fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
@@ -410,3 +411,49 @@ def test_a_used_global_is_analysed(tmp_path, arch):
     with pytest.raises(CslError, match=r"needs \d+ bytes but a PE has 49152.*big \(48000 B\), "
                                        r"fifo_buf \(12000 B\)"):
         run_both(tmp_path, arch, colored, "  maybe();")
+
+
+# A task-typed param (`param callback: task () void;`, the SDK's 25-pt-stencil oned_exch.csl)
+# bound to a task and used as an async op's `.activate`.
+CALLBACK_HELPER = """
+param callback: task () void;
+param dst: *[8]f32;
+const d = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> dst[i] });
+fn start() void {
+  @fmovs(d, 2.5, .{ .async = true, .activate = callback });
+}
+"""
+CALLBACK_PE = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+var out = @zeros([8]f32);
+var out_ptr: [*]f32 = &out;
+const done_id: local_task_id = @get_local_task_id(9);
+task done() void {
+  out[7] = out[0] + 1.0;
+  sys_mod.unblock_cmd_stream();
+}
+const helper = @import_module("helper.csl", .{ .callback = done, .dst = &out });
+fn run() void { helper.start(); }
+comptime {
+  @bind_local_task(done, done_id);
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_task_typed_param(tmp_path, arch):
+    out, err, _ = run_both(tmp_path, arch, "", "", {"helper.csl": CALLBACK_HELPER},
+                           pe_text=CALLBACK_PE)
+    assert err is None
+    assert out.tolist() == [2.5] * 4 + [0.0] * 3 + [3.5]
+
+
+def test_task_typed_param_rejects_a_function(tmp_path):
+    from waferscale.lang.errors import CslError
+    pe = CALLBACK_PE.replace(".callback = done", ".callback = plain") + "fn plain() void {}\n"
+    with pytest.raises(CslError, match=r"helper.csl:2:1: error: expected a task of type "
+                                       r"'task\(\) void', found the function type"):
+        run_both(tmp_path, "wse3", "", "", {"helper.csl": CALLBACK_HELPER}, pe_text=pe)
