@@ -127,9 +127,15 @@ def test_library_param_errors(tmp_path, decls, message):
     assert message in str(e.value)
 
 
-def test_trace_string_too_long(tmp_path):
-    """A string record holds at most 254 bytes (the tag's high byte, even): an error on
-    both paths (the compiled engine's lowering folds the string at build time)."""
+@pytest.mark.parametrize("arch", ARCHS)
+def test_trace_string_too_long(tmp_path, arch):
+    """A string record holds at most 254 bytes (the tag's high byte, even): a compile-time
+    error at the call; 254 bytes fit."""
     decls = 'const t = @import_module("<debug>", .{ .key = "t", .buffer_size = 200 });'
-    with pytest.raises(CslError, match="at most 254"):
-        run_both(tmp_path, "wse3", decls, '  t.trace_string("' + "x" * 255 + '");')
+    with pytest.raises(CslError, match=r"pe\.csl:\d+:18: error: trace_string: a string of "
+                                       r"255 bytes does not fit a <debug> record \(at most 254"):
+        run_both(tmp_path, arch, decls, '  t.trace_string("' + "x" * 255 + '");')
+    devs: list = []
+    _, err, _ = run_both(tmp_path, arch, decls, '  t.trace_string("' + "y" * 254 + '");',
+                         keep=devs)
+    assert err is None and _read(devs[1], "t") == ["y" * 254]

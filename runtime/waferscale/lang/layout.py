@@ -560,6 +560,16 @@ def _live_code(ip: Interp, mod: ModuleInstance
                 v = getattr(g, "value", None) if g is not None else None
                 if v is not None and isinstance(v.v, ModuleInstance) and not v.v.is_stdlib:
                     cross.append((v.v, node.name))
+            elif isinstance(node, A.Call) and isinstance(node.callee, A.FieldAccess) \
+                    and isinstance(node.callee.target, A.Ident) \
+                    and node.callee.target.name not in local:
+                # A library's check of a call at the user's call site (modules.py
+                # `call_checks`, e.g. <debug>'s trace_string length).
+                g = mod.globals.get(node.callee.target.name)
+                v = getattr(g, "value", None) if g is not None else None
+                check = getattr(getattr(v, "v", None), "call_checks", {}).get(node.callee.name)
+                if check is not None:
+                    check(ip, mod.scope, node, local)
             if isinstance(node, (A.If, A.IfExpr)):
                 c = _comptime_condition(ip, mod, node.cond, local)
                 if c is not None:
