@@ -139,3 +139,55 @@ def test_trace_string_too_long(tmp_path, arch):
     _, err, _ = run_both(tmp_path, arch, decls, '  t.trace_string("' + "y" * 254 + '");',
                          keep=devs)
     assert err is None and _read(devs[1], "t") == ["y" * 254]
+
+
+HOST_LAYOUT = """
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
+layout {
+  @set_rectangle(2, 1);
+  for (@range(u16, 2)) |x| {
+    @set_tile_code(x, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(x), .me = x });
+  }
+  @export_name("run", fn()void);
+}
+"""
+HOST_PE = """
+param memcpy_params;
+param me: u16;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const log = @import_module("<debug>", .{ .key = "log", .buffer_size = 32 });
+fn run() void {
+  log.trace_string("pe");
+  log.trace_u16(me * 10);
+  log.trace_timestamp();
+  sys_mod.unblock_cmd_stream();
+}
+comptime { @export_symbol(run); }
+"""
+
+
+@pytest.mark.parametrize("engine", ["python", "compiled"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_read_trace_from_the_host(tmp_path, arch, engine):
+    """The SDK's host calls: SdkRuntime, then debug_util(bin_dir).read_trace with fabric
+    coordinates (program PE (x, 0) is fabric (4 + x, 1)) after stop()."""
+    from waferscale.host import compile as ws_compile
+    from waferscale.host.debug_util import debug_util
+    from waferscale.host.sdkruntime import SdkRuntime
+    from waferscale.sim.device import SimulatorDevice
+    (tmp_path / "layout.csl").write_text(HOST_LAYOUT)
+    (tmp_path / "pe.csl").write_text(HOST_PE)
+    out = ws_compile(tmp_path / "layout.csl", arch=arch, memcpy=True, channels=1,
+                     fabric_dims=(9, 3), fabric_offsets=(4, 1), output=tmp_path / "out")
+    r = SdkRuntime(out, device=lambda d, **kw: SimulatorDevice.from_output_dir(
+        d, engine=engine, simprint_log=None))
+    r.load()
+    r.run()
+    r.launch("run", nonblock=False)
+    r.stop()
+    d = debug_util(str(out))
+    for x in range(2):
+        s, v, t = d.read_trace(4 + x, 1, "log")
+        assert (s, v) == ("pe", 10 * x) and isinstance(t, int) and t > 0
+    with pytest.raises(Exception, match="no <debug> trace with key 'other'"):
+        d.read_trace(4, 1, "other")
