@@ -532,6 +532,63 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """What a stretch of a function body uses outside the ``if``s whose condition may be
+    comptime-known (it names no local): identifiers, ``x.name`` accesses and ``x.f(...)``
+    calls whose ``x`` is not a local; then those ``if``s, each as (condition, then-segment,
+    else-segment, the ids of the then-nodes, of the else-nodes). A property of the AST,
+    built once per function and compilation (_segment_of)."""
+    names: frozenset[str]
+    fields: tuple[A.FieldAccess, ...]
+    calls: tuple[A.Call, ...]
+    ifs: tuple[tuple[A.Expr, "_Segment | None", "_Segment | None", frozenset[int],
+                     frozenset[int]], ...]
+
+
+def _build_segment(root: A.Node | None, local: frozenset[str]) -> "_Segment | None":
+    if root is None:
+        return None
+    names: set[str] = set()
+    fields: list[A.FieldAccess] = []
+    calls: list[A.Call] = []
+    ifs = []
+    stack: list[A.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, A.Ident):
+            names.add(node.name)
+        elif isinstance(node, A.FieldAccess) and isinstance(node.target, A.Ident) \
+                and node.target.name not in local:
+            fields.append(node)
+        elif isinstance(node, A.Call) and isinstance(node.callee, A.FieldAccess) \
+                and isinstance(node.callee.target, A.Ident) \
+                and node.callee.target.name not in local:
+            calls.append(node)
+        if isinstance(node, (A.If, A.IfExpr)) and not any(
+                isinstance(n, A.Ident) and n.name in local for n in node.cond.walk()):
+            stack.append(node.cond)
+            ifs.append((node.cond, _build_segment(node.then, local),
+                        _build_segment(node.else_, local),
+                        frozenset(id(n) for n in node.then.walk()),
+                        frozenset(id(n) for n in node.else_.walk())
+                        if node.else_ is not None else frozenset()))
+            continue
+        stack.extend(node.children())
+    return _Segment(frozenset(names), tuple(fields), tuple(calls), tuple(ifs))
+
+
+def _segment_of(ctx: Compilation, fn: A.FnDecl) -> tuple[_Segment | None, frozenset[str]]:
+    """``fn``'s body as a _Segment, and its local names (memoised per function AST)."""
+    hit = ctx.memo.get(("live segment", id(fn)))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    local = _fn_local_names(fn)
+    out = (_build_segment(fn.body, local), local)
+    ctx.memo[("live segment", id(fn))] = (fn, out)
+    return out
+
+
 def _live_code(ip: Interp, mod: ModuleInstance
                ) -> tuple[set[str], dict[int, set[int]], list[tuple[ModuleInstance, str]]]:
     """What the run-time code of ``mod``'s functions and tasks uses on this PE: the
@@ -539,48 +596,51 @@ def _live_code(ip: Interp, mod: ModuleInstance
     and the ``(module, name)`` of each ``lib.name`` whose ``lib`` is a module this one
     imported. An ``if`` (statement or expression) whose condition is comptime-known here
     (it names no local, and evaluates to a bool in the module's scope) takes one branch; any
-    other condition keeps both."""
+    other condition keeps both. Calls ``lib.f(...)`` of a library with ``call_checks`` (e.g.
+    <debug>'s trace_string) are checked here, at the user's call."""
     used: set[str] = set()
     dead: dict[int, set[int]] = {}
     cross: list[tuple[ModuleInstance, str]] = []
+
+    def module_named(name: str) -> Any:
+        g = mod.globals.get(name)
+        v = getattr(g, "value", None) if g is not None else None
+        return v.v if v is not None and isinstance(v.v, ModuleInstance) else None
+
     for entry in list(mod.globals.values()):
         fn = entry.decl
         if not isinstance(fn, A.FnDecl) or fn.body is None:
             continue
-        local = _fn_local_names(fn)
+        seg0, local = _segment_of(ip.ctx, fn)
         dead_ids: set[int] = set()
-        stack: list[A.Node] = [fn.body]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, A.Ident):
-                used.add(node.name)
-            elif isinstance(node, A.FieldAccess) and isinstance(node.target, A.Ident) \
-                    and node.target.name not in local:
-                g = mod.globals.get(node.target.name)
-                v = getattr(g, "value", None) if g is not None else None
-                if v is not None and isinstance(v.v, ModuleInstance) and not v.v.is_stdlib:
-                    cross.append((v.v, node.name))
-            elif isinstance(node, A.Call) and isinstance(node.callee, A.FieldAccess) \
-                    and isinstance(node.callee.target, A.Ident) \
-                    and node.callee.target.name not in local:
-                # A library's check of a call at the user's call site (modules.py
-                # `call_checks`, e.g. <debug>'s trace_string length).
-                g = mod.globals.get(node.callee.target.name)
-                v = getattr(g, "value", None) if g is not None else None
-                check = getattr(getattr(v, "v", None), "call_checks", {}).get(node.callee.name)
+        todo = [seg0]
+        while todo:
+            seg = todo.pop()
+            if seg is None:
+                continue
+            used |= seg.names
+            for fa in seg.fields:
+                assert isinstance(fa.target, A.Ident)
+                other = module_named(fa.target.name)
+                if other is not None and not other.is_stdlib:
+                    cross.append((other, fa.name))
+            for call in seg.calls:
+                callee = call.callee
+                assert isinstance(callee, A.FieldAccess) and isinstance(callee.target, A.Ident)
+                other = module_named(callee.target.name)
+                check = getattr(other, "call_checks", {}).get(callee.name)
                 if check is not None:
-                    check(ip, mod.scope, node, local)
-            if isinstance(node, (A.If, A.IfExpr)):
-                c = _comptime_condition(ip, mod, node.cond, local)
-                if c is not None:
-                    stack.append(node.cond)
-                    taken, skipped = (node.then, node.else_) if c else (node.else_, node.then)
-                    if taken is not None:
-                        stack.append(taken)
-                    if skipped is not None:
-                        dead_ids.update(id(n) for n in skipped.walk())
-                    continue
-            stack.extend(node.children())
+                    check(ip, mod.scope, call, local)
+            for cond, then_seg, else_seg, then_ids, else_ids in seg.ifs:
+                c = _comptime_condition(ip, mod, cond)
+                if c is None:
+                    todo += [then_seg, else_seg]
+                elif c:
+                    todo.append(then_seg)
+                    dead_ids |= else_ids
+                else:
+                    todo.append(else_seg)
+                    dead_ids |= then_ids
         dead[id(fn)] = dead_ids
     return used, dead, cross
 
@@ -588,17 +648,17 @@ def _live_code(ip: Interp, mod: ModuleInstance
 def _fn_local_names(fn: A.FnDecl) -> frozenset[str]:
     names = {p.name for p in fn.params if p.name is not None}
     if fn.body is not None:
-        names |= {n.name for n in fn.body.walk() if isinstance(n, A.VarDecl)}
-        names |= {c for n in fn.body.walk() for c in getattr(n, "captures", ()) or ()
-                  if isinstance(c, str)}
+        for n in fn.body.walk():
+            if isinstance(n, A.VarDecl):
+                names.add(n.name)
+            elif isinstance(n, A.For):
+                names.update(c for c in n.captures if isinstance(c, str))
     return frozenset(names)
 
 
-def _comptime_condition(ip: Interp, mod: ModuleInstance, cond: A.Expr,
-                        local: frozenset[str]) -> bool | None:
-    """``cond``'s value when it is comptime-known in ``mod``'s scope, else None."""
-    if any(isinstance(n, A.Ident) and n.name in local for n in cond.walk()):
-        return None
+def _comptime_condition(ip: Interp, mod: ModuleInstance, cond: A.Expr) -> bool | None:
+    """``cond``'s value when it is comptime-known in ``mod``'s scope, else None (it names
+    no local: _build_segment only keeps such conditions)."""
     try:
         v = ip.eval(cond, mod.scope)
     except CslError:
