@@ -114,6 +114,9 @@ def test_debug_buffer_overflow_is_a_run_time_error(tmp_path, arch):
     ('const t = @import_module("<debug>", .{ .key = "t", .buffer_size = 4, .x = 1 });',
      "has no param '.x'"),
     ('const r = @import_module("<random>", .{ .seed = 1 });', "<random> has no param '.seed'"),
+    ('const a = @import_module("<debug>", .{ .key = "k", .buffer_size = 4 });\n'
+     'const b = @import_module("<debug>", .{ .key = "k", .buffer_size = 4 });',
+     "<debug> key 'k' is already used"),
 ])
 def test_library_param_errors(tmp_path, decls, message):
     from test_engine import LAYOUT

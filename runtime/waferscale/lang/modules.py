@@ -341,12 +341,19 @@ def _debug_lib(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
     n = ip.to_int(size, node, ".buffer_size")
     if not 1 <= n <= 0xFFFF:
         raise ip.err(f"<debug>'s .buffer_size {n} must be 1..65535 (16-bit words)", node)
+    prefix = f"$$csl_debug.{key.v}."
+    prog = importer.program
+    if prog is not None and any(m.symbol_prefix == prefix for m in prog.modules):
+        # The host reads a trace by its key (read_trace(x, y, key)): two buffers with one key
+        # on a PE would be ambiguous. (What cslc does then is a doc-gap.)
+        raise ip.err(f"<debug> key '{key.v}' is already used by another <debug> import in "
+                     "this PE program; give each trace buffer its own .key", node)
     helper = NativeModule(ip, importer, "debug/strings", {}, node)
     helper.comptime_fn("nwords", _debug_string_info, what="nwords")
     helper.comptime_fn("tag", _debug_string_info, what="tag")
     helper.comptime_fn("word", _debug_string_info, what="word")
     inner = {"buffer_size": Val(T.U16, n), "_strings": Val(T.IMPORTED_MODULE, helper)}
-    inst = _source_lib(ip, importer, "debug", inner, node, prefix=f"$$csl_debug.{key.v}.")
+    inst = _source_lib(ip, importer, "debug", inner, node, prefix=prefix)
     inst.call_checks = {"trace_string": _check_trace_string}  # type: ignore[attr-defined]
     return inst
 
