@@ -6,6 +6,10 @@ in bindings/ are included by them (``fabric.cpp`` includes the compiled PE engin
 ``pe_engine.hpp``). Extensions are optional: if a compiler is missing the install still
 succeeds and the simulator falls back to its Python reference path (slower, same results).
 
+Before compiling, it generates ``bindings/pe_abi.hpp`` (not in git) from
+``runtime/waferscale/sim/engine_abi.py``: the enums, record layouts and messages that
+lower.py and the C++ engine share.
+
 It also compiles the appliance protocol (``runtime/waferscale/appliance/protos/*.proto``) with
 grpcio-tools' protoc into one descriptor set, ``protos/appliance.binpb`` (package data, not in
 git), from which :mod:`waferscale.appliance.protocol` builds its message classes at run time.
@@ -43,11 +47,30 @@ def compile_protos() -> None:
 
 compile_protos()
 
+ABI_HEADER = Path("bindings") / "pe_abi.hpp"
+
+
+def generate_abi_header() -> None:
+    """bindings/pe_abi.hpp from runtime/waferscale/sim/engine_abi.py (the one source of the
+    engine's enums, record layouts and shared messages; plain data, importable without numpy).
+    Rewritten only when its text changes, so that an unchanged interface rebuilds nothing."""
+    sys.path.insert(0, str(Path("runtime").resolve()))
+    try:
+        from waferscale.sim import engine_abi
+    finally:
+        sys.path.pop(0)
+    text = engine_abi.render_header()
+    if not ABI_HEADER.is_file() or ABI_HEADER.read_text() != text:
+        ABI_HEADER.write_text(text)
+
+
+generate_abi_header()
+
 ext_modules = [
     Pybind11Extension(
         f"waferscale._{Path(src).stem}",
         [src],
-        depends=sorted(glob("bindings/*.hpp")),   # headers included by the sources
+        depends=sorted(set(glob("bindings/*.hpp")) | {str(ABI_HEADER)}),   # included headers
         cxx_std=17,
         extra_compile_args=["-O3"],
         optional=True,

@@ -1014,4 +1014,6 @@ PYBIND11_MODULE(_fabric, m) {
   }();
   m.attr("ENGINE_DSD_WORDS") = kDsdInts;
   m.attr("ENGINE_CALL_WORDS") = kCallInts;
+  // The interface this extension was built from (engine_abi.fingerprint(); engine.why_not).
+  m.attr("ENGINE_ABI") = kEngineAbi;
 }

@@ -149,7 +149,6 @@ struct PEState {
 };
 
 // <collectives_2d/pe> (sim/collectives.py): a rendezvous of every PE of a row or column.
-enum CollOp : int32_t { kBroadcast = 0, kScatter, kGather, kReduceFadds };
 struct CollCall {
   int32_t pe, op, root, send, recv, count, cb;
   int64_t time;
@@ -164,9 +163,9 @@ constexpr int kTasks = 128;
 class Engine {
  public:
   // Status of a run: what Python turns into its exception (simulator.Simulator).
-  enum Status { kOk = 0, kDeadlock, kMaxCycles, kError, kFabricError };
+  // enum Status (pe_abi.hpp): kOk, kDeadlock, kMaxCycles, kError, kFabricError.
 
-  // ops: per kOpNames entry, (dest tcode, [src tcodes], simd wse2, simd wse3).
+  // ops: per kOpNames entry, an engine_abi.OpTypes (dest tcode, [src tcodes], simd per arch).
   // costs: TimingModel.engine_costs(), by name.
   Engine(Core& core, bool wse2, py::dict costs, int64_t max_cycles, bool random_order,
          bool trace, py::list ops)
@@ -182,10 +181,10 @@ class Engine {
       throw std::invalid_argument("the engine needs one table entry per op of ENGINE_DSD_OPS");
     for (int k = 0; k < kNumDsdOps; ++k) {
       auto t = ops[k].cast<py::tuple>();
-      auto src = t[1].cast<std::vector<int>>();
+      auto src = t[kOpTypesSrcs].cast<std::vector<int>>();
       if (src.empty() || src.size() > 3) throw std::invalid_argument("bad DSD op sources");
-      OpInfo o{kOpNames[k], t[0].cast<int>(), static_cast<int>(src.size()), {0, 0, 0},
-               t[2].cast<int>(), t[3].cast<int>()};
+      OpInfo o{kOpNames[k], t[kOpTypesDest].cast<int>(), static_cast<int>(src.size()), {0, 0, 0},
+               t[kOpTypesSimdWse2].cast<int>(), t[kOpTypesSimdWse3].cast<int>()};
       for (size_t j = 0; j < src.size(); ++j) o.src[j] = src[j];
       ops_.push_back(o);
     }
@@ -214,21 +213,35 @@ class Engine {
       std::memcpy(&x, cl.data(k, 0), sizeof(DsdCall));
       p->calls.push_back(x);
     }
+    // engine_abi.FnCode / TaskEntry / Sym, read by field (pe_abi.hpp: k<Tuple><Field>).
     for (auto f : fns) {
       auto t = f.cast<py::tuple>();
-      p->fns.push_back(FnCode{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<int32_t>(),
-                              t[3].cast<int32_t>(), t[4].cast<std::vector<int32_t>>()});
+      FnCode fc;
+      fc.entry = t[kFnCodeEntry].cast<int32_t>();
+      fc.nslots = t[kFnCodeNslots].cast<int32_t>();
+      fc.ndslots = t[kFnCodeNdslots].cast<int32_t>();
+      fc.nparams = t[kFnCodeNparams].cast<int32_t>();
+      fc.param_dsd = t[kFnCodeParamDsd].cast<std::vector<int32_t>>();
+      p->fns.push_back(std::move(fc));
     }
     for (auto f : tasks) {
       auto t = f.cast<py::tuple>();
-      p->tasks.push_back(TaskEntry{t[0].cast<int32_t>(), t[1].cast<int32_t>(),
-                                   t[2].cast<int32_t>(), t[3].cast<std::vector<int32_t>>(),
-                                   t[4].cast<int32_t>()});
+      TaskEntry te;
+      te.tid = t[kTaskEntryTid].cast<int32_t>();
+      te.kind = t[kTaskEntryKind].cast<int32_t>();
+      te.fn = t[kTaskEntryFn].cast<int32_t>();
+      te.ptypes = t[kTaskEntryPtypes].cast<std::vector<int32_t>>();
+      te.name = t[kTaskEntryName].cast<int32_t>();
+      p->tasks.push_back(std::move(te));
     }
     for (auto kv : exports) p->exports[kv.first.cast<std::string>()] = kv.second.cast<int32_t>();
     for (auto s : syms) {
       auto t = s.cast<py::tuple>();
-      p->syms.push_back(Sym{t[0].cast<int32_t>(), t[1].cast<int32_t>(), t[2].cast<std::string>()});
+      Sym sy;
+      sy.lo = t[kSymLo].cast<int32_t>();
+      sy.n = t[kSymN].cast<int32_t>();
+      sy.name = t[kSymName].cast<std::string>();
+      p->syms.push_back(std::move(sy));
     }
     for (auto n : names) p->names.push_back(n.cast<std::string>());
     validate(*p);
@@ -278,7 +291,7 @@ class Engine {
     const auto in = [](int64_t v, size_t n) { return v >= 0 && static_cast<size_t>(v) < n; };
     for (size_t pc = 0; pc < p.code.size(); ++pc) {
       const Ins& i = p.code[pc];
-      if (!in(i.op, kNumOps)) bad("unknown op at " + std::to_string(pc));
+      if (!in(i.op, kNumOp)) bad("unknown op at " + std::to_string(pc));
       bool ok = true;
       switch (i.op) {
         case kPushK: ok = in(i.a, p.consts.size()); break;
@@ -289,7 +302,7 @@ class Engine {
         case kMapIssue: ok = in(i.a, p.calls.size()) && in(i.b, p.fns.size()); break;
         case kActivate: case kBlock: case kUnblock: ok = in(i.a, kTasks); break;
         case kLoadM: case kStoreM: ok = in(i.b, kWords); break;
-        case kPrint: ok = i.a != 0 || in(i.b, p.names.size()); break;
+        case kPrint: ok = i.a != kPrintString || in(i.b, p.names.size()); break;
         case kChkDef: ok = in(i.b, p.names.size()); break;
         case kFail: ok = in(i.a, p.names.size()); break;
         case kBitcast: ok = in(i.a, kBF16 + 1) && in(i.b, kBF16 + 1); break;
@@ -441,27 +454,26 @@ class Engine {
     std::vector<std::string> parts;
     const auto desc = [&](const Ctx& c) -> std::string {
       switch (c.wait) {
-        case kWaitIq: return "a wavelet in input queue " + std::to_string(c.wq);
-        case kWaitOq: return "space in output queue " + std::to_string(c.wq) + " (color " +
-                             std::to_string(c.wcolor) + ")";
-        case kWaitMain: return "the main thread to finish its task";
-        case kWaitUt: return "microthread " + std::to_string(c.wq) + " to finish its previous operation";
-        case kWaitFifoPop: return "an element in the FIFO at word " + std::to_string(c.wq);
-        case kWaitFifoPush: return "room in the FIFO at word " + std::to_string(c.wq);
+        case kWaitIq: return msg_wait_iq(std::to_string(c.wq));
+        case kWaitOq: return msg_wait_oq(std::to_string(c.wq), std::to_string(c.wcolor));
+        case kWaitMain: return msg_wait_main();
+        case kWaitUt: return msg_wait_ut(std::to_string(c.wq));
+        case kWaitFifoPop: return msg_wait_fifo_pop(std::to_string(c.wq));
+        case kWaitFifoPush: return msg_wait_fifo_push(std::to_string(c.wq));
         default: return "time";
       }
     };
     if (pe.main && !pe.main->done)
-      parts.push_back("task " + pe.prog->names[pe.main->name] + " waits for " + desc(*pe.main));
+      parts.push_back(msg_task_waits(pe.prog->names[pe.main->name], desc(*pe.main)));
     for (auto& m : pe.micro)
       if (!m->done)
-        parts.push_back("async op " + pe.prog->names[m->name] + " waits for " + desc(*m));
+        parts.push_back(msg_async_waits(pe.prog->names[m->name], desc(*m)));
     if (pe.cmd_blocked)
-      parts.push_back("the host command stream waits for sys_mod.unblock_cmd_stream()");
+      parts.push_back(msg_cmd_blocked());
     std::string ba;
     for (int t = 0; t < kTasks; ++t)
       if (pe.active.get(t) && pe.blocked.get(t)) ba += (ba.empty() ? "" : ", ") + std::to_string(t);
-    if (!ba.empty()) parts.push_back("activated but blocked task ID(s) " + ba);
+    if (!ba.empty()) parts.push_back(msg_blocked_active(ba));
     std::string out;
     for (size_t k2 = 0; k2 < parts.size(); ++k2) out += (k2 ? "; " : "") + parts[k2];
     return out;
@@ -471,6 +483,7 @@ class Engine {
   // collectives.waiting: lines on which not every PE has called yet.
   std::vector<std::string> collective_waits() const {
     static const char* const names[] = {"broadcast", "scatter", "gather", "reduce_fadds"};
+    static_assert(sizeof(names) / sizeof(names[0]) == kNumCollOp);
     std::vector<std::string> out;
     for (const auto& kv : lines_) {   // in creation order, as Python's dict
       const int axis = static_cast<int>(kv.first >> 32), idx = static_cast<int>(kv.first & 0xFFFFFFFF);
@@ -481,10 +494,10 @@ class Engine {
       int shown = 0;
       for (int p = 0; p < n && shown < 8; ++p)
         if (!have[p]) { missing += (shown++ ? ", " : "") + std::to_string(p); }
-      out.push_back("collectives_2d " + std::string(names[kv.second.calls.front().second.op]) +
-                    " on " + (axis == 0 ? "row " : "column ") + std::to_string(idx) + ": " +
-                    std::to_string(kv.second.calls.size()) + " of " + std::to_string(n) +
-                    " PEs called; waiting for position(s) [" + missing + "]");
+      out.push_back(msg_collective_waits(names[kv.second.calls.front().second.op],
+                                         axis == 0 ? "row" : "column", std::to_string(idx),
+                                         std::to_string(kv.second.calls.size()),
+                                         std::to_string(n), missing));
     }
     return out;
   }
@@ -493,26 +506,24 @@ class Engine {
     if (h2d_.empty() && !d2h_) return error_io_;
     std::vector<std::string> out;
     for (const auto& p : h2d_) {
-      std::string s = "memcpy H2D stream on color " + std::to_string(p->color) +
-                      " still has to deliver ";
+      std::string s;
       int shown = 0, left = 0;
       for (size_t k = 0; k < p->pes.size(); ++k) {
         const size_t n = p->data[k].size() - p->pos[k];
         if (!n) continue;
-        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) to " + pe_tuple(p->pes[k]);
+        if (left++ < 6) s += (shown++ ? ", " : "") + msg_h2d_item(std::to_string(n), xy_tuple(p->pes[k]));
       }
-      out.push_back(s + (left > 6 ? " ..." : ""));
+      out.push_back(msg_h2d_waits(std::to_string(p->color), s + (left > 6 ? " ..." : "")));
     }
     if (d2h_) {
-      std::string s = "memcpy D2H stream on color " + std::to_string(d2h_->color) +
-                      " still waits for ";
+      std::string s;
       int shown = 0, left = 0;
       for (size_t k = 0; k < d2h_->pes.size(); ++k) {
         const int n = d2h_->count - d2h_->got[k];
         if (!n) continue;
-        if (left++ < 6) s += (shown++ ? ", " : "") + std::to_string(n) + " wavelet(s) from " + pe_tuple(d2h_->pes[k]);
+        if (left++ < 6) s += (shown++ ? ", " : "") + msg_d2h_item(std::to_string(n), xy_tuple(d2h_->pes[k]));
       }
-      out.push_back(s + (left > 6 ? " ..." : ""));
+      out.push_back(msg_d2h_waits(std::to_string(d2h_->color), s + (left > 6 ? " ..." : "")));
     }
     return out;
   }
@@ -642,8 +653,8 @@ class Engine {
     Credit credit;
   };
 
-  std::string pe_tuple(int k) const {
-    return "PE(" + std::to_string(pes_[k].x) + ", " + std::to_string(pes_[k].y) + ")";
+  std::string xy_tuple(int k) const {   // as Python prints the tuple (x, y)
+    return "(" + std::to_string(pes_[k].x) + ", " + std::to_string(pes_[k].y) + ")";
   }
 
   int32_t launch_name(Program& p, const std::string& name) {
@@ -684,8 +695,7 @@ class Engine {
     try {
       while (!done()) {
         if (cycle() - start > max_cycles_) {
-          error_ = what + ": not finished after " + std::to_string(max_cycles_) +
-                   " cycles (SimOptions.max_cycles)";
+          error_ = msg_max_cycles(what, std::to_string(max_cycles_));
           error_io_ = host_io_waits();
           return kMaxCycles;
         }
@@ -703,8 +713,7 @@ class Engine {
           continue;
         }
         if (!core_.idle() && !core_.stuck()) continue;
-        error_ = "deadlock at cycle " + std::to_string(cycle()) + " while " + what +
-                 ": nothing can progress";
+        error_ = msg_deadlock(std::to_string(cycle()), what);
         error_io_ = host_io_waits();
         return kDeadlock;
       }
@@ -725,9 +734,7 @@ class Engine {
     pe.time += cycles;
     pe.busy += cycles;
     if (pe.time - now > max_cycles_)
-      throw EngineError{"ran more than " + std::to_string(max_cycles_) + " cycles ahead of the "
-                        "global clock without waiting for the fabric (an endless loop?; "
-                        "SimOptions.max_cycles)", -1};
+      throw EngineError{msg_runaway(std::to_string(max_cycles_)), -1};
   }
 
   // pe.PE.steal: an async op computing from `start` on takes the datapath from the main
@@ -1157,7 +1164,7 @@ class Engine {
   // Bound, not blocked, and active (a data task: its queue holds a wavelet).
   bool task_runnable(const PEState& pe, const TaskEntry& t) const {
     if (pe.blocked.get(t.tid)) return false;
-    if (t.kind == 1) {
+    if (t.kind == kTaskData) {
       const int q = data_queue_of(pe, t.tid);
       return q >= 0 && core_.iq_count_at(pe.idx, q) > 0;
     }
@@ -1193,7 +1200,7 @@ class Engine {
     auto ctx = std::make_shared<Ctx>();
     ctx->name = te->name;
     enter(*pe.prog, *ctx, te->fn);
-    if (te->kind == 1) {
+    if (te->kind == kTaskData) {
       const uint32_t payload = core_.ce_recv_at(pe.idx, data_queue_of(pe, tid));
       const int base = ctx->frames.back().slots;
       if (te->ptypes.size() == 1) {
@@ -1558,9 +1565,9 @@ class Engine {
     const int file = (key >> 16) & 3;
     const std::string r = dsr_name(key);
     if (d.kind == kFifo) throw EngineError{"loading a FIFO into a DSR is not supported by waferscale yet", node};
-    if (file == 0 && d.kind == kFabin)
+    if (file == kDsrDest && d.kind == kFabin)
       throw EngineError{r + " holds a destination operand; a fabin_dsd cannot be one", node};
-    if (file == 2 && d.kind == kFabout)
+    if (file == kDsrSrc1 && d.kind == kFabout)
       throw EngineError{r + " holds a source operand; a fabout_dsd cannot be one", node};
     if (save && d.kind == kMem4d)
       throw EngineError{".save_address = true with a mem4d_dsd is not supported by waferscale yet", node};
@@ -1571,9 +1578,9 @@ class Engine {
   // .save_address moves n strides on (once per DSR).
   static void advance_dsrs(PEState& pe, const DsdCall& call, int n) {
     for (int k = 0; k < call.nops; ++k) {
-      if (call.kind[k] != 3) continue;
+      if (call.kind[k] != kOperandDsr) continue;
       bool seen = false;
-      for (int j = 0; j < k; ++j) seen |= call.kind[j] == 3 && call.tcode[j] == call.tcode[k];
+      for (int j = 0; j < k; ++j) seen |= call.kind[j] == kOperandDsr && call.tcode[j] == call.tcode[k];
       if (seen) continue;
       PEState::DsrSlot& slot = pe.dsrs[call.tcode[k]];
       if (slot.save) slot.dsd.offset += n * slot.dsd.str[0];
@@ -1584,20 +1591,20 @@ class Engine {
     Dsd dsds[4];
     Scalar scalars[4];
     for (int k = call.nops - 1; k >= 0; --k) {
-      if (call.kind[k] == 0) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
-      else if (call.kind[k] != 3) { scalars[k] = c.stack.back(); c.stack.pop_back(); }
+      if (call.kind[k] == kOperandDsd) { dsds[k] = c.dstack.back(); c.dstack.pop_back(); }
+      else if (call.kind[k] != kOperandDsr) { scalars[k] = c.stack.back(); c.stack.pop_back(); }
     }
     for (int k = 0; k < call.nops; ++k) {
       Operand& o = ops[k];
-      if (call.kind[k] == 3) {   // dsd.dsr_dsd: the DSD the DSR holds
+      if (call.kind[k] == kOperandDsr) {   // dsd.dsr_dsd: the DSD the DSR holds
         auto it = pe.dsrs.find(call.tcode[k]);
         if (it == pe.dsrs.end())
           throw EngineError{dsr_name(call.tcode[k]) + " is used before @load_to_dsr loaded a DSD into it",
                             call.node};
         o = resolve(pe, it->second.dsd, call.node, false);
-      } else if (call.kind[k] == 0) {
+      } else if (call.kind[k] == kOperandDsd) {
         o = resolve(pe, dsds[k], call.node, false);
-      } else if (call.kind[k] == 1) {
+      } else if (call.kind[k] == kOperandScalar) {
         o.kind = 3;
         o.value = scalars[k];
         o.scalar_tc = call.tcode[k];
@@ -1791,6 +1798,7 @@ class Engine {
   // collectives.call: join the line's rendezvous; the last PE to call moves the data.
   void collective(PEState& pe, const CollCall& call, int axis, int32_t node) {
     static const char* const names[] = {"broadcast", "scatter", "gather", "reduce_fadds"};
+    static_assert(sizeof(names) / sizeof(names[0]) == kNumCollOp);
     const int64_t key = (static_cast<int64_t>(axis) << 32) | (axis == 0 ? pe.y : pe.x);
     auto it = std::find_if(lines_.begin(), lines_.end(),
                            [key](const std::pair<int64_t, CollLine>& l) { return l.first == key; });
@@ -1873,20 +1881,20 @@ class Engine {
   static double math_fn(int f, double x) {
     const auto safe_exp = [](double v) { return v < 709 ? std::exp(v) : INFINITY; };
     switch (f) {
-      case 0: return safe_exp(x);
-      case 1: return x >= 0 ? std::sqrt(x) : std::nan("");
-      case 2: return x > 0 ? std::log(x) : (x == 0 ? -INFINITY : std::nan(""));
-      case 3: return x != 0 ? 1.0 / x : std::copysign(INFINITY, x);
-      case 4: return x > 0 ? 1.0 / std::sqrt(x) : INFINITY;
-      case 5: return std::tanh(x);
-      case 6: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::sin(x);
-      case 7: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::cos(x);
-      case 8: return 1.0 / (1.0 + safe_exp(-x));
+      case kMathExp: return safe_exp(x);
+      case kMathSqrt: return x >= 0 ? std::sqrt(x) : std::nan("");
+      case kMathLog: return x > 0 ? std::log(x) : (x == 0 ? -INFINITY : std::nan(""));
+      case kMathInv: return x != 0 ? 1.0 / x : std::copysign(INFINITY, x);
+      case kMathInvsqrt: return x > 0 ? 1.0 / std::sqrt(x) : INFINITY;
+      case kMathTanh: return std::tanh(x);
+      case kMathSin: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::sin(x);
+      case kMathCos: return std::isinf(x) ? (x > 0 ? INFINITY : std::nan("")) : std::cos(x);
+      case kMathSig: return 1.0 / (1.0 + safe_exp(-x));
       // <math>'s floor, ceil and abs on a run-time float (modules._math_comptime; lower.py
       // MATH_COMPTIME_FNS): exact, and a NaN or infinity is returned unchanged.
-      case 9: return std::floor(x);
-      case 10: return std::ceil(x);
-      case 11: return std::fabs(x);
+      case kMathFloor: return std::floor(x);
+      case kMathCeil: return std::ceil(x);
+      case kMathAbs: return std::fabs(x);
     }
     return std::nan("");
   }
@@ -2077,12 +2085,12 @@ class Engine {
           collective(pe, call, in.b, in.c);
           break;
         }
-        case kPrint: {   // <simprint>: a: 0 string (b: its name index), 1 u16, 2 u32 decimal
+        case kPrint: {   // <simprint>: a: PrintKind (string: b its name index)
           std::string text;
-          if (in.a == 0) {
+          if (in.a == kPrintString) {
             text = P.names[in.b];
           } else {
-            const uint64_t v = static_cast<uint64_t>(st.back().i) & (in.a == 1 ? 0xFFFF : 0xFFFFFFFF);
+            const uint64_t v = static_cast<uint64_t>(st.back().i) & (in.a == kPrintU16 ? 0xFFFF : 0xFFFFFFFF);
             st.pop_back();
             text = std::to_string(v);
           }
@@ -2154,22 +2162,22 @@ class Engine {
         }
         case kDStoreG: pe.dsd_vars[in.a] = c.dstack.back(); c.dstack.pop_back(); break;
         case kDMod: {
-          // a: 0 increment offset, 1 length, 2 stride, 3 base address (pops a scalar); b: node;
+          // a: DMod (the base address pops a scalar); b: node;
           // c (base address): the pointee's element type code, or -1 to keep the DSD's.
           // A run-time offset increment or stride must fit its DSD field (builtins.py,
           // _dsd_mutator: the same error); the length is checked when an op reads the DSD.
           const int64_t v = st.back().i;
           st.pop_back();
-          if (in.a == 0 && (v < -0x8000 || v > 0x7FFF))
+          if (in.a == kIncrementOffset && (v < -0x8000 || v > 0x7FFF))
             throw EngineError{"@increment_dsd_offset argument " + std::to_string(v) +
                                   " does not fit the DSD's i16 field (-32768..32767)", in.b};
-          if (in.a == 2 && (v < -0x80 || v > 0x7F))
+          if (in.a == kSetStride && (v < -0x80 || v > 0x7F))
             throw EngineError{"@set_dsd_stride argument " + std::to_string(v) +
                                   " does not fit the DSD's i8 field (-128..127)", in.b};
           Dsd& d = c.dstack.back();
-          if (in.a == 0) d.offset += static_cast<int32_t>(v);
-          else if (in.a == 1) { d.ext[0] = static_cast<int32_t>(v); d.ndim = 1; }
-          else if (in.a == 2) d.str[0] = static_cast<int32_t>(v);
+          if (in.a == kIncrementOffset) d.offset += static_cast<int32_t>(v);
+          else if (in.a == kSetLength) { d.ext[0] = static_cast<int32_t>(v); d.ndim = 1; }
+          else if (in.a == kSetStride) d.str[0] = static_cast<int32_t>(v);
           else {
             d.base = static_cast<int32_t>(v);
             d.offset = 0;

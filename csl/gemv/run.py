@@ -21,7 +21,7 @@ import numpy as np
 from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime, MemcpyDataType, MemcpyOrder  # pylint: disable=no-name-in-module
 from waferscale.host.kernel_run import (
     U_F16, U_F32, U_F64, blocks, check_error, compile_params, gamma, host_args,
-    signed_magnitudes, to_memcpy_words,
+    put_matrix_tiles, put_row_tiles, signed_magnitudes,
 )
 
 
@@ -63,22 +63,11 @@ def main() -> None:
     runner.load()
     runner.run()
 
-    # W tiles: one copy per group of PEs with equal tile sizes. For a group of h x w PEs with
-    # m x n tiles, sub.reshape(h, m, w, n).transpose(0, 2, 3, 1) orders the data
-    # [py][px][j][i], i.e. PE by PE (ROW_MAJOR h-w-l) and column-major within a tile.
-    for py0, h, m, r0 in blocks(M, P_r):
-        for px0, w, n, c0 in blocks(N, P_c):
-            sub = W[r0:r0 + h * m, c0:c0 + w * n]
-            tiles = sub.reshape(h, m, w, n).transpose(0, 2, 3, 1)
-            runner.memcpy_h2d(W_symbol, to_memcpy_words(tiles), px0, py0, w, h, m * n,
-                              streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                              data_type=memcpy_dtype, nonblock=False)
-
-    # x tiles into the top row.
-    for px0, w, n, c0 in blocks(N, P_c):
-        runner.memcpy_h2d(x_symbol, to_memcpy_words(x[c0:c0 + w * n]), px0, 0, w, 1, n,
-                          streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                          data_type=memcpy_dtype, nonblock=False)
+    # W tiles: one copy per group of PEs with equal tile sizes, ordered [py][px][j][i], i.e.
+    # PE by PE (ROW_MAJOR h-w-l) and column-major within a tile; x tiles into the top row.
+    put_matrix_tiles(runner, W_symbol, W, P_c, P_r, order=MemcpyOrder.ROW_MAJOR,
+                     data_type=memcpy_dtype)
+    put_row_tiles(runner, x_symbol, x, P_c, order=MemcpyOrder.ROW_MAJOR, data_type=memcpy_dtype)
 
     # Launch y = W·x. The call returns when every PE has unblocked the command stream.
     runner.launch("compute", nonblock=False)

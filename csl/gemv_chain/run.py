@@ -30,7 +30,7 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
 )
 from waferscale.host.kernel_run import (
     U_F16, U_F32, U_F64, blocks, check_error, compile_params, gamma, host_args,
-    signed_magnitudes, to_memcpy_words,
+    put_matrix_tiles, put_row_tiles, signed_magnitudes,
 )
 
 # Unit roundoff of the formats involved, and half the smallest f16 subnormal (the absolute
@@ -105,30 +105,13 @@ def main() -> None:
     runner.load()
     runner.run()
 
-    # W1 tiles, as csl/gemv: order [py][px][j][i] per group of equal tiles.
-    for py0, h, m, r0 in blocks(M1, P_r):
-        for px0, w, n, c0 in blocks(N, P_c):
-            sub = W1[r0:r0 + h * m, c0:c0 + w * n]
-            tiles = sub.reshape(h, m, w, n).transpose(0, 2, 3, 1)
-            runner.memcpy_h2d(W1_symbol, to_memcpy_words(tiles), px0, py0, w, h, m * n,
-                              streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                              data_type=memcpy_dtype, nonblock=False)
-
-    # W2 tiles: rows of W2 over PE columns, columns over PE rows. For a group of w x h PEs
-    # with m x n tiles, sub.reshape(w, m, h, n).transpose(2, 0, 3, 1) orders [py][px][j][i].
-    for px0, w, m, r0 in blocks(M2, P_c):
-        for py0, h, n, c0 in blocks(M1, P_r):
-            sub = W2[r0:r0 + w * m, c0:c0 + h * n]
-            tiles = sub.reshape(w, m, h, n).transpose(2, 0, 3, 1)
-            runner.memcpy_h2d(W2_symbol, to_memcpy_words(tiles), px0, py0, w, h, m * n,
-                              streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                              data_type=memcpy_dtype, nonblock=False)
-
-    # x tiles into the top row.
-    for px0, w, n, c0 in blocks(N, P_c):
-        runner.memcpy_h2d(x_symbol, to_memcpy_words(x[c0:c0 + w * n]), px0, 0, w, 1, n,
-                          streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                          data_type=memcpy_dtype, nonblock=False)
+    # W1 tiles as csl/gemv's W; W2's rows over the PE columns and its columns over the PE
+    # rows (transposed); x tiles into the top row.
+    put_matrix_tiles(runner, W1_symbol, W1, P_c, P_r, order=MemcpyOrder.ROW_MAJOR,
+                     data_type=memcpy_dtype)
+    put_matrix_tiles(runner, W2_symbol, W2, P_c, P_r, order=MemcpyOrder.ROW_MAJOR,
+                     data_type=memcpy_dtype, transposed=True)
+    put_row_tiles(runner, x_symbol, x, P_c, order=MemcpyOrder.ROW_MAJOR, data_type=memcpy_dtype)
 
     # Launch both GEMVs. The call returns when every PE has unblocked the command stream.
     runner.launch("compute", nonblock=False)

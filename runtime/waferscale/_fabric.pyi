@@ -11,7 +11,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Core', 'ENGINE_CALL_WORDS', 'ENGINE_DSD_OPS', 'ENGINE_DSD_WORDS', 'Engine', 'set_error_types']
+__all__: list[str] = ['Core', 'ENGINE_ABI', 'ENGINE_CALL_WORDS', 'ENGINE_DSD_OPS', 'ENGINE_DSD_WORDS', 'Engine', 'set_error_types']
 class Core:
     def __init__(self, width: typing.SupportsInt | typing.SupportsIndex, height: typing.SupportsInt | typing.SupportsIndex, iq_depths: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], oq_depths: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], buffer_depth: typing.SupportsInt | typing.SupportsIndex, record_deliveries: bool, hop_latency: typing.SupportsInt | typing.SupportsIndex = 1, ce_to_router_latency: typing.SupportsInt | typing.SupportsIndex = 1, router_to_ce_latency: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
@@ -119,6 +119,8 @@ def set_error_types(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> Non
     """
     Register the Python classes for FabricError, FabricConfigError, FabricRoutingError.
     """
+# The interface the extension was built from (sim/engine_abi.fingerprint()).
+ENGINE_ABI: str
 ENGINE_CALL_WORDS: int = 16
 ENGINE_DSD_OPS: list = ['fadds', 'faddh', 'fsubs', 'fsubh', 'fmuls', 'fmulh', 'fmaxs', 'fmaxh', 'fmacs', 'fmach', 'fmachs', 'fmovs', 'fmovh', 'fnegs', 'fnegh', 'fabss', 'fabsh', 'fh2s', 'fs2h', 'mov16', 'mov32', 'add16', 'sub16']
 ENGINE_DSD_WORDS: int = 17

@@ -215,3 +215,25 @@ def test_pointer_to_2d_array_coerces_to_many_pointer():
     v = ip.global_value(mod, "p", None)
     assert str(v.type) == "[*]f16"
     assert "expected type '[*]f32'" in error("var A: [2, 3]f16;\nvar r: [*]f32 = &A;\n")
+
+
+def test_a_literal_of_directions_is_evaluated_once_unless_a_name_is_shadowed():
+    # A literal of literals and directions has one value wherever it runs, so it is
+    # evaluated once and shared (a layout loop configures thousands of PEs with it)...
+    src = """
+    fn cfg() comptime_struct { return .{ .rx = .{WEST}, .tx = .{RAMP, EAST}, .n = 3 }; }
+    const a = cfg();
+    const r = .{ a, .{ .rx = .{WEST}, .tx = .{RAMP, EAST}, .n = 3 } };
+    """
+    r = value(src)
+    first, second = r.v
+    assert first.v["tx"].v[1].v == "EAST" and first.v["n"].v == 3
+    assert describe(first) == describe(second)
+    # ... but where the file binds a direction's name (here a parameter), the literal's value
+    # depends on the call, and each call evaluates it.
+    shadowed = """
+    fn pick(EAST: u16) comptime_struct { return .{ .tx = .{EAST} }; }
+    const r = .{ pick(1), pick(2) };
+    """
+    one, two = value(shadowed).v
+    assert one.v["tx"].v[0].v == 1 and two.v["tx"].v[0].v == 2

@@ -9,6 +9,8 @@ for bit: memory, cycles, counters, errors; test_sdk_features.run_both):
   record format (tags, little-endian values, NUL-padded strings, 48-bit timestamps), two
   instances with their own keys; a record past the buffer is a run-time error; bad params
   are compile-time errors at the import.
+  trace_string's words come from the library's comptime string helper (the registry's
+  debug.string_nwords, debug.string_tag and debug.string_word), folded by the lowering.
 """
 
 from __future__ import annotations

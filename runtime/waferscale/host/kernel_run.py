@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,8 @@ from waferscale.kernels.base import memcpy_words as to_memcpy_words
 log = logging.getLogger(__name__)
 
 __all__ = ["U_F16", "U_F32", "U_F64", "blocks", "check_error", "compile_params", "gamma",
-           "host_args", "signed_magnitudes", "to_memcpy_words"]
+           "host_args", "put_matrix_tiles", "put_row_tiles", "signed_magnitudes",
+           "to_memcpy_words"]
 
 #: Unit roundoff of the formats involved.
 U_F16 = 2.0**-11
@@ -74,3 +76,39 @@ def check_error(err: np.ndarray, allowed: np.ndarray | float, what: str) -> None
     allowed_max = float(np.max(allowed))
     print(f"max |{what}| = {float(np.max(err)):.3e}, max allowed = {allowed_max:.3e}")
     assert np.all(err <= allowed), f"|{what}| exceeds its floating-point error bound"
+
+
+def put_matrix_tiles(runner: Any, symbol: int, W: np.ndarray, P_c: int, P_r: int, *,
+                     order: Any, data_type: Any, transposed: bool = False, y0: int = 0) -> None:
+    """Copy the tiles of matrix ``W`` into ``symbol`` of a ``P_c`` x ``P_r`` block of PEs whose
+    top row is ``y0``: one blocking ``memcpy_h2d`` per group of PEs with equal tile sizes.
+
+    ``transposed=False`` (csl/gemv's ``W``): W's rows spread over the PE rows and its columns
+    over the PE columns; ``True`` (csl/gemv_chain's ``W2``): rows over the PE columns, columns
+    over the PE rows. Each PE gets its m x n tile column-major; the data of a group is ordered
+    [py][px][j][i], PE by PE (``order`` must be the SDK's ``MemcpyOrder.ROW_MAJOR``).
+    ``order`` and ``data_type`` are the caller's SDK enums (this module does not import the
+    SDK, so that a script runs under either cs_python)."""
+    M, N = W.shape
+    if not transposed:
+        for py0, h, m, r0 in blocks(M, P_r):
+            for px0, w, n, c0 in blocks(N, P_c):
+                tiles = W[r0:r0 + h * m, c0:c0 + w * n].reshape(h, m, w, n).transpose(0, 2, 3, 1)
+                runner.memcpy_h2d(symbol, to_memcpy_words(tiles), px0, y0 + py0, w, h, m * n,
+                                  streaming=False, order=order, data_type=data_type,
+                                  nonblock=False)
+        return
+    for px0, w, m, r0 in blocks(M, P_c):
+        for py0, h, n, c0 in blocks(N, P_r):
+            tiles = W[r0:r0 + w * m, c0:c0 + h * n].reshape(w, m, h, n).transpose(2, 0, 3, 1)
+            runner.memcpy_h2d(symbol, to_memcpy_words(tiles), px0, y0 + py0, w, h, m * n,
+                              streaming=False, order=order, data_type=data_type, nonblock=False)
+
+
+def put_row_tiles(runner: Any, symbol: int, x: np.ndarray, P_c: int, *, order: Any,
+                  data_type: Any, y: int = 0) -> None:
+    """Copy vector ``x`` into ``symbol`` of the PEs of row ``y``, tiled over ``P_c`` PE
+    columns as :func:`put_matrix_tiles` tiles a matrix's columns."""
+    for px0, w, n, c0 in blocks(len(x), P_c):
+        runner.memcpy_h2d(symbol, to_memcpy_words(x[c0:c0 + w * n]), px0, y, w, 1, n,
+                          streaming=False, order=order, data_type=data_type, nonblock=False)

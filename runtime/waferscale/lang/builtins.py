@@ -5,6 +5,10 @@ exist at run time (DSD operations, ``@map``, DSR loads...) are listed in
 :data:`RUNTIME_ONLY`; using one in comptime code is a diagnostic. Layout-only builtins talk to
 the :class:`~waferscale.lang.layout.LayoutBuilder` of the compilation; PE-program builtins
 record into the module's :class:`~waferscale.lang.comptime.ProgramRecord`.
+
+Every name here has one record in :mod:`.registry` (checked at import); the tables of names
+below (``RUNTIME_ONLY``, ``SIMULATED_RUNTIME``, ``NOT_IMPLEMENTED``, ``DSD_OP_NAMES``) are
+views of those records.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import ast as A
+from . import registry as R
 from . import types as T
 from .comptime import (Interp, RuntimeRef, Scope)
 from .values import VOID_VAL, ArrayData, DsdVal, DsrVal, FnVal, PtrVal, TensorAccessVal, Val, \
@@ -853,18 +858,11 @@ def _set_local_color_config(ip, e, s):
 
 # -- run-time-only builtins -----------------------------------------------------------------------
 
-RUNTIME_ONLY = (
-    "fadds faddh faddhs fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh "
-    "fnegs fnegh fabss fabsh fnorms fnormh fscales fscaleh fh2s fs2h fh2xp16 fs2xp16 xp162fh "
-    "xp162fs mov16 mov32 add16 addc16 sub16 and16 or16 xor16 sll16 slr16 sar16 clz ctz popcnt "
-    "dfilt map load_to_dsr load_to_dsr_xdsr load_to_dsr_xdsr_sr get_xdsr get_sr "
-    "random16 set_active_prng get_config set_config get_config_unchecked "
-    "set_config_unchecked queue_flush set_fifo_read_length set_fifo_write_length "
-    "get_symbol_id get_symbol_value get_tensor_ptr has_exported_tensors"
-).split()
-
-
-_RUNTIME_ONLY_SET = frozenset(RUNTIME_ONLY)
+# Views of the registry (registry.py has one record per builtin).
+RUNTIME_ONLY = tuple(r.name for r in R.BUILTINS.values() if r.where == {R.RUNTIME})
+# The builtins cslc knows that waferscale does not model: an error where they are used, in a
+# run-time body too (check_dsd_op_operands), at compile time.
+_UNSUPPORTED = frozenset(r.name for r in R.BUILTINS.values() if not r.supported)
 
 _MUTATOR_FIELDS = {"increment_dsd_offset": "increment_offset", "set_dsd_length": "length",
                    "set_dsd_stride": "stride"}
@@ -878,7 +876,8 @@ def _is_int_literal(e: A.Expr) -> bool:
 # Options of a DSD operation that the simulator does not model (they would be ignored).
 UNSUPPORTED_OP_OPTIONS = {"on_control": "a task run on a control wavelet"}
 
-DSD_OP_NAMES = frozenset(RUNTIME_ONLY[:RUNTIME_ONLY.index("dfilt")] + ["map"])
+DSD_OP_NAMES = frozenset([r.name for r in R.BUILTINS.values() if r.family == "dsd_op"]
+                         + ["map"])
 _TYPE_EXPRS = (A.ArrayType, A.PointerType, A.FnType, A.StructType, A.EnumType)
 
 
@@ -888,12 +887,22 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl,
     ``fn``'s body must be a value: a type, a function or a hardware ID (color, queue, task
     ID) where a DSD, pointer or number is expected is an error at the operand. Only names the
     body does not declare itself are judged (locals are run-time values), and only in the
-    code the PE compiles (``dead``: the ids of the nodes of branches it never takes)."""
+    code the PE compiles (``dead``: the ids of the nodes of branches it never takes); a
+    construct that is not supported is an error in any branch."""
     for item in _dsd_operand_plan(ip, fn):
-        if id(item[1]) in dead:
-            continue
+        if id(item[1]) in dead and item[0] not in ("unsupported", "member"):
+            continue        # (a construct waferscale does not model is an error anywhere)
         if item[0] == "unsupported":
             raise ip.err(item[2], item[1])
+        if item[0] == "member":         # lib.fn of a library member not modelled yet
+            node = item[1]
+            if node.target.name not in mod.globals:
+                continue
+            lib = ip.global_value(mod, node.target.name, node.target.span).v
+            rec = R.LIBRARY.get(f"{getattr(lib, 'lib', '')}.{node.name}")
+            if rec is not None and rec.unsupported is not None:
+                raise ip.err(rec.unsupported_message(), node)
+            continue
         if item[0] == "mutator":
             _, call = item
             # A literal argument is checked at compile time, as in a comptime context.
@@ -924,10 +933,16 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl,
             raise ip.err(f"@{call.name} {role} is {what}; expected {want}", a)
 
 
+# Names of library members the registry says are not supported yet (lib.name in a body is
+# judged by the library the name refers to).
+_UNSUPPORTED_MEMBERS = frozenset(f.name for f in R.LIBRARY.values() if f.unsupported)
+
+
 def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
     """What check_dsd_op_operands judges in a body, in body order (the AST part of the check,
     once per function and compilation): ``("mutator", call)`` for a DSD mutator with a
-    literal argument; ``("operand", call, k, arg, dest, what)`` for an operand to judge:
+    literal argument; ``("member", node)`` for ``lib.fn`` naming a library member that may
+    be unsupported; ``("operand", call, k, arg, dest, what)`` for an operand to judge:
     ``what`` the error already known from the AST, or None for a module-level name whose
     value decides."""
     hit = ip.ctx.memo.get(("dsd operands", id(fn)))
@@ -945,12 +960,15 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             elif isinstance(n, A.For):
                 local.update(n.captures)
         for call in fn.body.walk():
+            if isinstance(call, A.FieldAccess) and call.name in _UNSUPPORTED_MEMBERS \
+                    and isinstance(call.target, A.Ident) and call.target.name not in local:
+                plan.append(("member", call))
+                continue
             if isinstance(call, A.BuiltinCall) and call.name in _MUTATOR_FIELDS \
                     and len(call.args) >= 2 and _is_int_literal(call.args[1]):
                 plan.append(("mutator", call))
-            if isinstance(call, A.BuiltinCall) and call.name in _RUNTIME_ONLY_SET \
-                    and call.name not in SIMULATED_RUNTIME:
-                plan.append(("unsupported", call, _not_simulated(call.name)))
+            if isinstance(call, A.BuiltinCall) and call.name in _UNSUPPORTED:
+                plan.append(("unsupported", call, R.BUILTINS[call.name].unsupported_message()))
                 continue
             if isinstance(call, A.BuiltinCall) and call.name == "load_to_dsr" \
                     and len(call.args) == 3 and isinstance(call.args[2], A.InitList):
@@ -999,13 +1017,11 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
     return plan
 
 
-# The run-time-only builtins that the simulator implements (sim/builtins_rt.RUNTIME_BUILTINS;
-# simulator_tests/sim/test_sdk_features.py keeps the two in step). Every other name of
-# RUNTIME_ONLY is "not supported by waferscale yet" at compile time, wherever it appears
-# (check_dsd_op_operands), instead of a misleading error later.
-SIMULATED_RUNTIME = frozenset((
-    "fadds faddh fsubs fsubh fmuls fmulh fmacs fmach fmachs fmaxs fmaxh fmovs fmovh fnegs "
-    "fnegh fabss fabsh fh2s fs2h mov16 mov32 add16 sub16 map load_to_dsr").split())
+# The run-time-only builtins that the simulator implements (registry records without an
+# "unsupported" wording). Every other name of RUNTIME_ONLY is "not supported by waferscale yet"
+# at compile time, wherever it appears (check_dsd_op_operands), instead of a misleading error
+# later.
+SIMULATED_RUNTIME = frozenset(n for n in RUNTIME_ONLY if R.BUILTINS[n].supported)
 
 # Options of @load_to_dsr: those the simulator models, and the async ones it does not yet (a
 # DSR preloaded for asynchronous operations, with their completion actions and microthread).
@@ -1014,11 +1030,7 @@ LOAD_TO_DSR_UNSUPPORTED = {"async", "activate", "unblock", "ut_id"}
 
 
 def _not_simulated(name: str) -> str:
-    what = {"get_dsr": "DSRs", "get_xdsr": "DSRs", "get_sr": "DSRs", "load_to_dsr": "DSRs",
-            "load_to_dsr_xdsr": "DSRs", "load_to_dsr_xdsr_sr": "DSRs",
-            "set_fifo_read_length": "FIFO lengths", "set_fifo_write_length": "FIFO lengths"
-            }.get(name)
-    return f"@{name}{f' ({what})' if what else ''} is not supported by waferscale yet"
+    return R.BUILTINS[name].unsupported_message()
 
 
 def _runtime_only(ip, e, s):
@@ -1036,19 +1048,21 @@ def _runtime_only(ip, e, s):
 for _n in RUNTIME_ONLY:
     BUILTINS[_n] = _runtime_only
 
-# Names known to cslc that waferscale does not implement yet: a clear error, never a guess.
-# The handler builtins were once accepted and ignored; a program relying on them would run
-# to a wrong answer, so they are errors until the simulator models them.
-NOT_IMPLEMENTED = ("import_comptime_value", "get_array", "get_string_from_byte",
-                   "range_start", "range_stop", "range_step", "set_empty_queue_handler",
-                   "set_teardown_handler", "set_control_task_table", "bind_rotating_tasks")
+# Names known to cslc that waferscale does not implement yet (registry records usable nowhere):
+# a clear error, never a guess.
+NOT_IMPLEMENTED = tuple(r.name for r in R.BUILTINS.values() if not r.where)
 
 
 def _not_implemented(ip, e, s):
-    raise ip.err(f"@{e.name} is not supported by waferscale yet", e)
+    raise ip.err(R.BUILTINS[e.name].unsupported_message(), e)
 
 
 for _n in NOT_IMPLEMENTED:
     BUILTINS[_n] = _not_implemented
 
 ALL_BUILTIN_NAMES = frozenset(BUILTINS)
+# Every builtin has a record and every record a comptime entry (registry.py).
+if ALL_BUILTIN_NAMES != set(R.BUILTINS):
+    raise ImportError("builtins without a registry record: "
+                      f"{sorted(ALL_BUILTIN_NAMES - set(R.BUILTINS))}; records without a "
+                      f"builtin: {sorted(set(R.BUILTINS) - ALL_BUILTIN_NAMES)}")

@@ -269,6 +269,8 @@ class Compilation:
         # Memoised calls (Interp.call): key -> (owner, decl, result, branches, depth).
         self.calls: dict[Any, tuple[Any, Any, Val, int, int]] = {}
         self.peak = 0                  # deepest call depth reached (for the memo)
+        # Values of literals evaluated once and shared (Interp._e_InitList), by id.
+        self.static_vals: dict[int, Val] = {}
 
     def warn_once(self, msg: str) -> None:
         """A non-fatal diagnostic, recorded (and logged) once however often it recurs."""
@@ -282,6 +284,7 @@ class Compilation:
         # keyed by object ids must not outlive the objects' identities.)
         d = dict(self.__dict__)
         d["memo"], d["names_checked"], d["_resolved"], d["calls"] = {}, set(), {}, {}
+        d["static_vals"] = {}
         return d
 
     def load_ast(self, path: Path, span: Span | None) -> A.Module:
@@ -965,17 +968,39 @@ class Interp:
 
     def _e_InitList(self, e: A.InitList, s: Scope) -> Val:
         if e.type is None:
-            if e.fields:
-                vals: dict[str, Val] = {}
-                for f in e.fields:
-                    if f.name in vals:
-                        raise self.err(f"duplicate field '{f.name}'", f)
-                    vals[f.name] = self.eval(f.value, s)
-                return Val(T.AnonStructT(tuple((k, v.type) for k, v in vals.items())), vals)
-            if e.items:
-                items = [self.eval(x, s) for x in e.items]
-                return Val(T.TupleT(tuple(x.type for x in items)), items)
-            return Val(T.AnonStructT(()), {})
+            # A literal made only of literals and directions (a color config's
+            # `.{ .rx = .{WEST}, .tx = .{RAMP} }` in a layout loop over 20,000 PEs) has one
+            # value wherever it runs: evaluate it once. Values are never mutated in place
+            # (assignments copy on write), so the one value can be shared.
+            hit = self.ctx.memo.get(("static_init", id(e)))
+            if hit is None:
+                val = self._eval_init_list(e, s)
+                static = _static_literal(e) and not _declares_direction(self.ctx, s.module)
+                self.ctx.memo[("static_init", id(e))] = (e, val if static else None)
+                if static:
+                    self.ctx.static_vals[id(val)] = val
+                return val
+            if hit[1] is not None:
+                return hit[1]
+            return self._eval_init_list(e, s)
+        return self._eval_typed_init_list(e, s)
+
+    def _eval_init_list(self, e: A.InitList, s: Scope) -> Val:
+        """An anonymous literal ``.{ .a = x }`` / ``.{ x, y }`` / ``.{}``."""
+        if e.fields:
+            vals: dict[str, Val] = {}
+            for f in e.fields:
+                if f.name in vals:
+                    raise self.err(f"duplicate field '{f.name}'", f)
+                vals[f.name] = self.eval(f.value, s)
+            return Val(T.AnonStructT(tuple((k, v.type) for k, v in vals.items())), vals)
+        if e.items:
+            items = [self.eval(x, s) for x in e.items]
+            return Val(T.TupleT(tuple(x.type for x in items)), items)
+        return Val(T.AnonStructT(()), {})
+
+    def _eval_typed_init_list(self, e: A.InitList, s: Scope) -> Val:
+        assert e.type is not None
         t = self.eval_type(e.type, s)
         if isinstance(t, T.ArrayT):
             if e.fields:
@@ -1484,6 +1509,37 @@ def _call_key(owner: Any, d: A.FnDecl, args: list[Val]) -> Any:
         else:
             return None
     return tuple(parts)
+
+
+_LITERALS = (A.IntLit, A.FloatLit, A.CharLit, A.StringLit, A.BoolLit)
+
+
+def _static_literal(e: A.Expr) -> bool:
+    """Whether an anonymous literal's value depends on nothing but its text: its leaves are
+    literals and direction names (which a file could shadow: see _declares_direction)."""
+    if isinstance(e, _LITERALS):
+        return True
+    if isinstance(e, A.Ident):
+        return e.name in DIRECTIONS
+    if isinstance(e, A.InitList):
+        return e.type is None and all(_static_literal(f.value) for f in e.fields) and \
+            all(_static_literal(x) for x in e.items)
+    return False
+
+
+def _declares_direction(ctx: "Compilation", mod: ModuleInstance) -> bool:
+    """Whether a direction name could resolve to something else than the direction in code of
+    ``mod``: the file declares (or binds, in any position but a use) a name NORTH, SOUTH,
+    EAST, WEST or RAMP, or ``mod`` is a struct namespace (resolved through outer scopes)."""
+    if mod.outer is not None or mod.ast is None:
+        return True
+    key = ("declares_direction", id(mod.ast))
+    hit = ctx.memo.get(key)
+    if hit is None:
+        found = any(getattr(n, "name", None) in DIRECTIONS and not isinstance(n, A.Ident)
+                    for n in mod.ast.walk())
+        hit = ctx.memo[key] = (mod.ast, found)
+    return bool(hit[1])
 
 
 def val_key(v: Val) -> Any:

@@ -244,6 +244,8 @@ class LayoutBuilder:
         # system is asked once per distinct @set_tile_code path, not once per PE.
         self._tile_paths: dict[tuple[str, str | None], tuple[Path, str]] = {}
         self._configs: dict[Any, Val] = {}
+        # id of a shared literal config -> its (rx, tx, config): see set_color_config.
+        self._parsed: dict[int, tuple[tuple[str, ...], tuple[str, ...], Val]] = {}
 
     def _check_xy(self, x: int, y: int, node: A.BuiltinCall) -> None:
         if self.rect is None:
@@ -300,15 +302,21 @@ class LayoutBuilder:
         c = color.v
         if not isinstance(c, int) or not 0 <= c <= 23:
             raise self.ip.err(f"color {c} is out of range 0..23", node.args[2])
-        rx, tx = parse_color_config(self.ip, cfg, node.args[3])
+        # A literal config (the usual case) is one shared value (Interp._e_InitList):
+        # validated and keyed once, however many PEs it configures.
+        parsed = self._parsed.get(id(cfg))
+        if parsed is None:
+            rx, tx = parse_color_config(self.ip, cfg, node.args[3])
+            # Equal configs share one value (a layout of 20,000 PEs has a handful of
+            # distinct ones, and each would be several objects to keep, pickle and scan).
+            parsed = (rx, tx, self._configs.setdefault(val_key(cfg), cfg))
+            if id(cfg) in self.ip.ctx.static_vals:
+                self._parsed[id(cfg)] = parsed
         prev = self.routes.get((x, y, c))
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(
                 "first configuration is here", prev.span)
-        # Equal configs share one value (a layout of 20,000 PEs has a handful of distinct
-        # ones, and each would be several objects to keep, pickle and scan).
-        cfg = self._configs.setdefault(val_key(cfg), cfg)
-        self.routes[(x, y, c)] = Route(rx, tx, cfg, node.span)
+        self.routes[(x, y, c)] = Route(parsed[0], parsed[1], parsed[2], node.span)
 
     def export_name(self, name: str, t: T.Type, mutable: bool | None,
                     node: A.BuiltinCall) -> None:
@@ -430,6 +438,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
         ip.exec_top_block(lb.block, Scope(root.scope, root), "the layout block")
     finally:
         ctx.layout_builder = None
+        builder._parsed = {}         # keyed by object ids: not to be kept or pickled
     ctx.layout_done = builder
     lb_span = root.layout_blocks[0].span
     if builder.rect is None:

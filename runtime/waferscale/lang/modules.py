@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import ast as A
+from . import registry as R
 from . import types as T
 from .comptime import Interp, ModuleInstance, RuntimeIntrinsic, val_key
 from .errors import CslImportError
@@ -35,6 +36,7 @@ class NativeModule(ModuleInstance):
         super().__init__(ip.ctx, f"<{name}>", None, params, name=name,
                          program=importer.program, bind_span=node.span)
         self.members: dict[str, Val] = {}
+        self.lib = name       # the library (``name`` becomes the const it is bound to)
 
     def member(self, interp: Interp, name: str, span: Any) -> Val:
         v = self.members.get(name)
@@ -42,7 +44,15 @@ class NativeModule(ModuleInstance):
             raise interp.err(f"library <{self.name}> has no member '{name}'", span)
         return v
 
+    def _record(self, name: str, kind: str) -> None:
+        """Every member has a registry record of its kind (registry.LIBRARY)."""
+        rec = R.LIBRARY.get(f"{self.lib}.{name}")
+        if rec is None or rec.kind != kind:
+            raise AssertionError(f"<{self.name}>.{name} has no {kind} record in "
+                                 "lang/registry.py")
+
     def runtime_fn(self, name: str, params: tuple[T.Type | None, ...], ret: T.Type) -> None:
+        self._record(name, "runtime")
         self.members[name] = Val(T.FnT(params, ret),
                                  FnVal(None, self, RuntimeIntrinsic(f"{self.name}.{name}",
                                                                     params, ret)))
@@ -51,6 +61,7 @@ class NativeModule(ModuleInstance):
         """A member function run at compile time: ``fn(ip, args, node, **bound)``. ``fn``
         is a module-level function and ``bound`` plain data, so that an elaborated program
         can be pickled (the compile cache, host/cache.py)."""
+        self._record(name, "comptime")
         f = functools.partial(fn, **bound)
         f.__name__ = f"{self.name}.{name}"        # type: ignore[attr-defined]
         self.members[name] = Val(T.FnT((), T.VOID), FnVal(None, self, f))
@@ -175,8 +186,10 @@ def _time_lib(ip, importer, params, node) -> NativeModule:
     return m
 
 
-_MATH_RUNTIME = ("exp", "log", "sqrt", "invsqrt", "inv", "pow", "sin", "cos", "tanh", "sig",
-                 "fscale")
+# Run-time routines (registry.py; pow and fscale are "not supported yet" records).
+_MATH_RUNTIME = R.MATH_RUNTIME + R.MATH_UNSUPPORTED
+
+
 def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
@@ -348,11 +361,12 @@ def _debug_lib(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
         # on a PE would be ambiguous. (What cslc does then is a doc-gap.)
         raise ip.err(f"<debug> key '{key.v}' is already used by another <debug> import in "
                      "this PE program; give each trace buffer its own .key", node)
-    helper = NativeModule(ip, importer, "debug/strings", {}, node)
-    helper.comptime_fn("nwords", _debug_string_info, what="nwords")
-    helper.comptime_fn("tag", _debug_string_info, what="tag")
-    helper.comptime_fn("word", _debug_string_info, what="word")
-    inner = {"buffer_size": Val(T.U16, n), "_strings": Val(T.IMPORTED_MODULE, helper)}
+    # The library's comptime string helper (registry: "debug.string_*"), given to the CSL
+    # file as its `_native` param; users see only the file's members.
+    helper = NativeModule(ip, importer, "debug", {}, node)
+    for what in ("nwords", "tag", "word"):
+        helper.comptime_fn(f"string_{what}", _debug_string_info, what=what)
+    inner = {"buffer_size": Val(T.U16, n), "_native": Val(T.IMPORTED_MODULE, helper)}
     inst = _source_lib(ip, importer, "debug", inner, node, prefix=prefix)
     inst.call_checks = {"trace_string": _check_trace_string}  # type: ignore[attr-defined]
     return inst
@@ -382,8 +396,9 @@ def _debug_string_bytes(ip: Interp, s: Val, node: A.Node) -> bytes:
 
 
 def _debug_string_info(ip: Interp, args: list[Val], node: A.Node, *, what: str) -> Val:
-    """stdlib_debug.csl's string helper: ``nwords(s)``, ``tag(s)`` ('s' | bytes << 8) and
-    ``word(s, k)`` (bytes 2k, 2k+1 little-endian) of a comptime string's record."""
+    """stdlib_debug.csl's string helper: ``string_nwords(s)``, ``string_tag(s)`` ('s' |
+    bytes << 8) and ``string_word(s, k)`` (bytes 2k, 2k+1 little-endian) of a comptime
+    string's record."""
     b = _debug_string_bytes(ip, args[0], node)
     if what == "nwords":
         return Val(T.U16, len(b) // 2)
@@ -410,8 +425,13 @@ STDLIB: dict[str, Factory] = {
 }
 
 # Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
-KNOWN_UNIMPLEMENTED = ("malloc", "complex", "control", "directions",
-                       "dsd_ops", "tile_config", "timer", "message_passing")
+KNOWN_UNIMPLEMENTED = R.UNSUPPORTED_LIBRARIES
+# Every library here has its members' records in the registry (and the reverse); a library
+# written in CSL (registry.SOURCE_LIBRARIES) has no member records of its own.
+if set(STDLIB) != {f.lib for f in R.LIBRARY.values()} | set(R.EMPTY_LIBRARIES) | set(
+        R.SOURCE_LIBRARIES):
+    raise ImportError("STDLIB differs from the registry's libraries: "
+                      f"{sorted(set(STDLIB) ^ {f.lib for f in R.LIBRARY.values()})}")
 
 # Why, where the reason is a doc-gap rather than work not done yet.
 UNIMPLEMENTED_REASONS = {

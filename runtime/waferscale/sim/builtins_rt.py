@@ -3,8 +3,10 @@
 ``RUNTIME_BUILTINS`` overrides the compile-time table for builtins whose run-time meaning
 differs (``@activate``/``@block``/``@unblock`` act on the task table; DSD operations move data).
 ``DSD_OPS`` describes each DSD operation: element types, the element function, and its SIMD
-width per arch (the timing model: ``ceil(n / simd)`` cycles; docs/timing-model.md).
-``INTRINSICS`` implements the run-time functions of the standard libraries.
+width per arch (the timing model: ``ceil(n / simd)`` cycles; docs/timing-model.md); the types
+and widths are the registry's (lang/registry.py, ``Builtin.dsd``), the element functions are
+here. ``INTRINSICS`` implements the run-time functions of the standard libraries. All three
+are checked against the registry's records at import.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..lang import ast as A
+from ..lang import registry as R
 from ..lang import types as T
 from ..lang.values import DsrVal, FnVal, Val
 from . import dsd as D
@@ -55,38 +58,52 @@ def _wrap16(v: int) -> int:
     return T.I16.wrap(v)
 
 
-DSD_OPS: dict[str, DsdOp] = {
-    "fadds": DsdOp(F32, (F32, F32), _add(_r32), (2, 4), vector=lambda a, b: a + b),
-    "faddh": DsdOp(F16, (F16, F16), _add(_r16), (4, 8), vector=lambda a, b: a + b),
-    "fsubs": DsdOp(F32, (F32, F32), lambda a, b: _r32(a - b), (2, 4), vector=lambda a, b: a - b),
-    "fsubh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a - b), (4, 8), vector=lambda a, b: a - b),
-    # Not in the appendix's SIMD table, so one per cycle; the detailed transcription of that
-    # table (sdk-runtime-hardware.md §3.3) omits it, csl-language.md §4.1's summary groups it
-    # with @fadds: the table wins, like @fmacs (docs/timing-model.md).
-    "fmuls": DsdOp(F32, (F32, F32), lambda a, b: _r32(a * b), (1, 1), vector=lambda a, b: a * b),
-    "fmulh": DsdOp(F16, (F16, F16), lambda a, b: _r16(a * b), (4, 8), vector=lambda a, b: a * b),
-    "fmaxs": DsdOp(F32, (F32, F32), lambda a, b: a if a >= b or b != b else b, (1, 4)),
-    "fmaxh": DsdOp(F16, (F16, F16), lambda a, b: a if a >= b or b != b else b, (1, 8)),
+# The element functions of the DSD operations (their types and SIMD widths are the registry's
+# DsdSig, lang/registry.py): (scalar function, NumPy vector function or None).
+_ELEMENT_FNS: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {
+    "fadds": (_add(_r32), lambda a, b: a + b),
+    "faddh": (_add(_r16), lambda a, b: a + b),
+    "fsubs": (lambda a, b: _r32(a - b), lambda a, b: a - b),
+    "fsubh": (lambda a, b: _r16(a - b), lambda a, b: a - b),
+    "fmuls": (lambda a, b: _r32(a * b), lambda a, b: a * b),
+    "fmulh": (lambda a, b: _r16(a * b), lambda a, b: a * b),
+    "fmaxs": (lambda a, b: a if a >= b or b != b else b, None),
+    "fmaxh": (lambda a, b: a if a >= b or b != b else b, None),
     # d = s1 + s2 * v, multiply and add each rounded (unfused; an assumption).
-    "fmacs": DsdOp(F32, (F32, F32, F32), lambda a, b, v: _r32(a + _r32(b * v)), (1, 1), True,
-                    vector=lambda a, b, v: a + b * v),
-    "fmach": DsdOp(F16, (F16, F16, F16), lambda a, b, v: _r16(a + _r16(b * v)), (4, 8), True,
-                    vector=lambda a, b, v: a + b * v),
-    "fmachs": DsdOp(F32, (F32, F16, F16), lambda a, b, v: _r32(a + _r32(b * v)), (2, 4), True,
-                    vector=lambda a, b, v: a + b.astype(np.float32) * np.float32(v)),
-    "fmovs": DsdOp(F32, (F32,), lambda a: a, (2, 4), vector=lambda a: a),
-    "fmovh": DsdOp(F16, (F16,), lambda a: a, (4, 8), vector=lambda a: a),
-    "fnegs": DsdOp(F32, (F32,), lambda a: -a, (2, 4), vector=lambda a: -a),
-    "fnegh": DsdOp(F16, (F16,), lambda a: -a, (4, 8), vector=lambda a: -a),
-    "fabss": DsdOp(F32, (F32,), abs, (2, 4), vector=np.abs),
-    "fabsh": DsdOp(F16, (F16,), abs, (4, 8), vector=np.abs),
-    "fh2s": DsdOp(F32, (F16,), lambda a: a, (1, 4), vector=lambda a: a.astype(np.float32)),
-    "fs2h": DsdOp(F16, (F32,), _r16, (1, 4), vector=lambda a: a.astype(np.float16)),
-    "mov16": DsdOp(T.U16, (T.U16,), lambda a: a, (4, 8), vector=lambda a: a),
-    "mov32": DsdOp(T.U32, (T.U32,), lambda a: a, (2, 4), vector=lambda a: a),
-    "add16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a + b), (4, 8)),
-    "sub16": DsdOp(T.I16, (T.I16, T.I16), lambda a, b: _wrap16(a - b), (4, 8)),
+    "fmacs": (lambda a, b, v: _r32(a + _r32(b * v)), lambda a, b, v: a + b * v),
+    "fmach": (lambda a, b, v: _r16(a + _r16(b * v)), lambda a, b, v: a + b * v),
+    "fmachs": (lambda a, b, v: _r32(a + _r32(b * v)),
+               lambda a, b, v: a + b.astype(np.float32) * np.float32(v)),
+    "fmovs": (lambda a: a, lambda a: a),
+    "fmovh": (lambda a: a, lambda a: a),
+    "fnegs": (lambda a: -a, lambda a: -a),
+    "fnegh": (lambda a: -a, lambda a: -a),
+    "fabss": (abs, np.abs),
+    "fabsh": (abs, np.abs),
+    "fh2s": (lambda a: a, lambda a: a.astype(np.float32)),
+    "fs2h": (_r16, lambda a: a.astype(np.float16)),
+    "mov16": (lambda a: a, lambda a: a),
+    "mov32": (lambda a: a, lambda a: a),
+    "add16": (lambda a, b: _wrap16(a + b), None),
+    "sub16": (lambda a, b: _wrap16(a - b), None),
 }
+
+
+def _dsd_op(sig: R.DsdSig, fns: tuple[Callable[..., Any], Callable[..., Any] | None]) -> DsdOp:
+    ty = T.lookup_type_name
+    dest, srcs = ty(sig.dest), tuple(ty(t) for t in sig.srcs)
+    assert dest is not None and all(t is not None for t in srcs)
+    return DsdOp(dest, srcs, fns[0], sig.simd, sig.scalar_last, vector=fns[1])   # type: ignore
+
+
+# One entry per registry record run by run_dsd_op (a record without its element function, or
+# the reverse, is an error at import).
+DSD_OPS: dict[str, DsdOp] = {
+    r.name: _dsd_op(r.dsd, _ELEMENT_FNS[r.name])
+    for r in R.BUILTINS.values() if r.runtime == R.RT_DSD_OP and r.dsd is not None}
+if set(DSD_OPS) != set(_ELEMENT_FNS):
+    raise ImportError(f"DSD ops without a registry record or element function: "
+                      f"{sorted(set(DSD_OPS) ^ set(_ELEMENT_FNS))}")
 
 FIFO_SYNC = ("a synchronous DSD operation on a FIFO (it tests instead of waiting) is not "
              "supported by waferscale yet; give it .async = true")
@@ -316,6 +333,13 @@ for _n in ("bind_local_task", "bind_data_task", "bind_control_task", "initialize
     RUNTIME_BUILTINS[_n] = _rt_comptime_only(_n)
 
 
+_want = {r.name for r in R.BUILTINS.values() if r.runtime in (R.RT_OVERRIDE, R.RT_DSD_OP,
+                                                                R.RT_ERROR)}
+if set(RUNTIME_BUILTINS) != _want:
+    raise ImportError("RUNTIME_BUILTINS differs from the registry's run-time records: "
+                      f"{sorted(set(RUNTIME_BUILTINS) ^ _want)}")
+
+
 # -- library intrinsics ------------------------------------------------------------------------
 
 def _unblock_cmd_stream(pe, args, node, owner=None) -> Val:
@@ -381,3 +405,9 @@ for _base, _f in (("exp", _safe_exp), ("sqrt", lambda x: math.sqrt(x) if x >= 0 
                   ("sig", lambda x: 1.0 / (1.0 + _safe_exp(-x)))):
     for _suffix in ("", "_f16", "_f32"):
         INTRINSICS[f"math.{_base}{_suffix}"] = _math1(_base, _f)
+
+# Every supported run-time library function of the registry has its implementation here.
+_want = {f.qualname for f in R.LIBRARY.values() if f.kind == "runtime" and f.unsupported is None}
+if set(INTRINSICS) != _want:
+    raise ImportError("INTRINSICS differs from the registry's run-time library functions: "
+                      f"{sorted(set(INTRINSICS) ^ _want)}")

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..lang import types as T
 from ..lang.values import Val
+from .engine_abi import message
 
 if TYPE_CHECKING:
     from .pe import PE
@@ -146,8 +147,9 @@ def waiting(sim) -> list[str]:
         c = next(iter(line.calls.values()))
         missing = [p for p in range(n) if p not in line.calls]
         where = "row" if axis == "x" else "column"
-        out.append(f"collectives_2d {c.op} on {where} {idx}: {len(line.calls)} of {n} PEs "
-                   f"called; waiting for position(s) {missing[:8]}")
+        out.append(message("collective_waits", op=c.op, where=where, idx=idx,
+                           called=len(line.calls), n=n,
+                           missing=", ".join(map(str, missing[:8]))))
     return out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from ..lang import types as T
 from ..lang.values import DsdVal, DsrVal, TensorAccessVal, Val, round_float
 from .memory import decode, encode, words_of
+from .engine_abi import message
 
 
 @dataclass
@@ -418,7 +419,7 @@ def read_elem(pe, op, i: int, t: T.Type):
     if isinstance(op, FifoOperand):
         st = fifo_state(pe, op.base)
         pe.sync_time()
-        pe.wait(lambda: st[1] > 0, f"an element in the FIFO at word {op.base}")
+        pe.wait(lambda: st[1] > 0, message("wait_fifo_pop", base=op.base))
         value = pe.mem.load(op.base + st[0] * words_of(op.elem), t)
         st[0] = (st[0] + 1) % op.cap
         st[1] -= 1
@@ -426,7 +427,7 @@ def read_elem(pe, op, i: int, t: T.Type):
     fab = pe.sim.fabric
     pe.sync_time()
     pe.wait(lambda: fab.iq_count(pe.x, pe.y, op.queue) > 0,
-            f"a wavelet in input queue {op.queue}")
+            message("wait_iq", queue=op.queue))
     payload, _ctrl = fab.ce_recv(pe.x, pe.y, op.queue)
     return decode(payload if words_of(t) == 2 else payload & 0xFFFF, t)
 
@@ -438,7 +439,7 @@ def write_elem(pe, op, i: int, t: T.Type, value) -> None:
     if isinstance(op, FifoOperand):
         st = fifo_state(pe, op.base)
         pe.sync_time()
-        pe.wait(lambda: st[1] < op.cap, f"room in the FIFO at word {op.base}")
+        pe.wait(lambda: st[1] < op.cap, message("wait_fifo_push", base=op.base))
         pe.mem.store(op.base + ((st[0] + st[1]) % op.cap) * words_of(op.elem), t, value)
         st[1] += 1
         return
@@ -448,7 +449,7 @@ def write_elem(pe, op, i: int, t: T.Type, value) -> None:
         bits = (bits & 0xFFFF) | ((op.index & 0xFFFF) << 16)
     pe.sync_time()
     pe.wait(lambda: fab.oq_free(pe.x, pe.y, op.queue) > 0,
-            f"space in output queue {op.queue} (color {op.color})")
+            message("wait_oq", queue=op.queue, color=op.color))
     fab.ce_send(pe.x, pe.y, op.queue, op.color, bits)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..host.device import DeadlockError
 from ..lang import types as T
 from ..lang.errors import CslSemanticError
+from . import engine_abi as ABI
 from .builtins_rt import DSD_OPS
 from .lower import LoweredProgram, ProgramLowering, Unsupported, tcode
 from .pe import SimError
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Engine.Status
-_OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = range(5)
+# Engine.Status (engine_abi.py, the interface the extension is built from)
+_OK, _DEADLOCK, _MAX_CYCLES, _ERROR, _FABRIC = (ABI.STATUS[k] for k in (
+    "ok", "deadlock", "max_cycles", "error", "fabric_error"))
 
 
 def _lowering_tag(sim: "Simulator") -> str:
@@ -48,7 +50,7 @@ def _lowering_tag(sim: "Simulator") -> str:
     import json
 
     from .. import _fabric
-    data = [dataclasses.asdict(sim.timing), list(_fabric.ENGINE_DSD_OPS),
+    data = [dataclasses.asdict(sim.timing), ABI.fingerprint(), list(_fabric.ENGINE_DSD_OPS),
             _fabric.ENGINE_DSD_WORDS, _fabric.ENGINE_CALL_WORDS, sim.arch,
             sim.options.uninitialized_nan]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
@@ -59,6 +61,11 @@ def why_not(sim: "Simulator") -> str | None:
     """Why the compiled engine cannot run ``sim``'s program (None: it can)."""
     if sim.fabric.backend != "cpp":
         return "the fabric runs on its Python backend"
+    from .. import _fabric
+    built = getattr(_fabric, "ENGINE_ABI", None)
+    if built != ABI.fingerprint():
+        return ("an extension built from another engine interface (engine_abi.py changed "
+                "since `python setup.py build_ext --inplace`; rebuild it)")
     return None
 
 
@@ -71,7 +78,8 @@ class CompiledEngine:
         t = sim.timing
         o = sim.options
         # The cost table stays in Python: each op's types and SIMD widths from DSD_OPS.
-        ops = [(tcode(DSD_OPS[n].dest), [tcode(t) for t in DSD_OPS[n].srcs], *DSD_OPS[n].simd)
+        ops = [ABI.OpTypes(dest=tcode(DSD_OPS[n].dest), srcs=[tcode(t) for t in DSD_OPS[n].srcs],
+                           simd_wse2=DSD_OPS[n].simd[0], simd_wse3=DSD_OPS[n].simd[1])
                for n in _fabric.ENGINE_DSD_OPS]
         self.core = _fabric.Engine(sim.fabric.core, sim.arch == "wse2", t.engine_costs(),
                                    o.max_cycles, o.random_task_order, o.trace, ops)
@@ -240,7 +248,7 @@ class CompiledEngine:
         for b in self.sim.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
-        return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+        return "\n".join(lines) if lines else ABI.message("nothing_waits")
 
 
 def _ids(words: list[int]) -> set[int]:

@@ -37,13 +37,14 @@ is known (an assignment, a typed declaration, an argument). Not supported (Pytho
 run-time structs, arrays as values, blocks that yield a value where its type is not
 known from the context, comptime-int variables.
 
-Bytecode: instructions ``(op, a, b, c)`` of :class:`Op` (``bindings/pe_program.hpp`` has the
-format; the VM's cases in ``bindings/pe_engine.hpp`` say what each operand means).
+Bytecode: instructions ``(op, a, b, c)`` of :class:`Op`. The instructions, the code tables
+(types, operators, DSD kinds...) and the records filled here (``Dsd``, ``DsdCall``) come from
+:mod:`.engine_abi`, which setup.py renders into ``bindings/pe_abi.hpp``; the VM's cases in
+``bindings/pe_engine.hpp`` say what each operand means.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import struct
 from dataclasses import dataclass, field
@@ -56,7 +57,10 @@ from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
 from ..lang.errors import CslError
 from ..lang.modules import _math_comptime
+from ..lang.registry import BUILTINS as REGISTRY
+from ..lang.registry import ENG_FOLD, LIBRARY
 from ..lang.values import ArrayData, DsdVal, DsrVal, FnVal, PtrVal, Val
+from . import engine_abi as ABI
 from .builtins_rt import DSD_OPS
 from .dsd import base_elem, describe
 from .memory import words_of
@@ -77,86 +81,28 @@ class _BadDsd(Unsupported):
         self.message = message
 
 
-class Op(enum.IntEnum):
-    NOP = 0
-    COST = 1
-    PUSHK = 2
-    LOADL = 3
-    STOREL = 4
-    LOADM = 5
-    STOREM = 6
-    LOADA = 7
-    STOREA = 8
-    BOUNDS = 9
-    PTRIDX = 10
-    IBIN = 11
-    FBIN = 12
-    ICMP = 13
-    FCMP = 14
-    INEG = 15
-    FNEG = 16
-    NOT = 17
-    BNOT = 18
-    CONV = 19
-    JMP = 20
-    JZ = 21
-    CALL = 22
-    RET = 23
-    POP = 24
-    ACTIVATE = 25
-    BLOCK = 26
-    UNBLOCK = 27
-    UNBLOCK_CMD = 28
-    TIMESTAMP = 29
-    DPUSHK = 30
-    DLOADL = 31
-    DSTOREL = 32
-    DLOADG = 33
-    DSTOREG = 34
-    DMOD = 35
-    DSDOP = 36
-    DPOP = 37
-    PUSHXY = 38
-    FITCHK = 39
-    SWAP = 40
-    DUP = 41
-    MATH = 42
-    MAPISSUE = 43
-    MAPTEST = 44
-    MAPREAD = 45
-    MAPWRITE = 46
-    MAPSTEP = 47
-    MAPDONE = 48
-    COLLECTIVE = 49
-    PRINT = 50
-    ASSERT = 51
-    CHKDEF = 52
-    NOMATCH = 53
-    FAIL = 54
-    BITCAST = 55
-    DSRLOAD = 56
-
-
-TCODES = {"bool": 0, "i8": 1, "u8": 2, "i16": 3, "u16": 4, "i32": 5, "u32": 6,
-          "f16": 7, "f32": 8, "bf16": 9}
-BINOPS = {"+": 0, "-": 1, "*": 2, "/": 3, "%": 4, "&": 5, "|": 6, "^": 7, "<<": 8, ">>": 9}
-CMPOPS = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
-DMODS = {"increment_dsd_offset": 0, "set_dsd_length": 1, "set_dsd_stride": 2,
-         "set_dsd_base_addr": 3}
-DSD_KINDS = {"mem1d_dsd": 0, "mem4d_dsd": 1, "fabin_dsd": 2, "fabout_dsd": 3, "fifo": 4}
+# The bytecode's instructions and the engine's code tables: engine_abi.py, the one source
+# that setup.py also renders into bindings/pe_abi.hpp.
+Op = ABI.Op
+TCODES = ABI.TCODES
+BINOPS = ABI.BINOPS
+CMPOPS = ABI.CMPOPS
+DMODS = ABI.DMODS
+DSD_KINDS = ABI.DSD_KINDS
+OPERAND = ABI.OPERAND_KINDS
+CALL = ABI.CALL                          # DsdCall's field offsets
 FIFO_T = T.NAMED_TYPES["fifo_handle"]
 CONFIG_KEYS = {"async", "activate", "unblock", "index"}
-# <math> functions the engine implements (pe_engine.hpp: math_fn), by base name.
-COLLECTIVES = {"broadcast": 0, "scatter": 1, "gather": 2, "reduce_fadds": 3}
-MATH_FNS = {"exp": 0, "sqrt": 1, "log": 2, "inv": 3, "invsqrt": 4, "tanh": 5, "sin": 6,
-            "cos": 7, "sig": 8}
+# <math> functions the engine implements (pe_engine.hpp: math_fn), by base name, and
 # <math>'s comptime functions that run-time code may also call on a float (modules.
-# _math_comptime, one ``branch`` like any call): the engine's math_fn codes.
-MATH_COMPTIME_FNS = {"floor": 9, "ceil": 10, "abs": 11}
+# _math_comptime, one ``branch`` like any call).
+COLLECTIVES = ABI.COLLECTIVES
+MATH_FNS = ABI.MATH_FNS
+MATH_COMPTIME_FNS = ABI.MATH_COMPTIME_FNS
 ADDR_T = T.IntT(32, True)      # address arithmetic (never wraps for 48 KiB)
-# Builtins that act at run time: never folded as constants.
-EFFECTFUL = {"activate", "block", "unblock", "map", "assert", "is_comptime", "ptrcast",
-             *DMODS}
+# Builtins that act at run time: never folded as constants (the registry's DSD operations are
+# checked separately, by DSD_OPS).
+EFFECTFUL = {r.name for r in REGISTRY.values() if not r.folds and r.family != "dsd_op"}
 
 
 def tcode(t: T.Type, node: A.Node | None = None) -> int:
@@ -175,7 +121,7 @@ def _unsupported(what: str, node: A.Node | None) -> Unsupported:
     return Unsupported(f"{what}{where}")
 
 
-DSR_FILE_CODES = {"dest": 0, "src0": 1, "src1": 2}
+DSR_FILE_CODES = ABI.DSR_FILE_CODES
 
 
 def dsr_key(r: DsrVal) -> int:
@@ -262,10 +208,10 @@ class LoweredProgram:
     consts: np.ndarray
     dconsts: np.ndarray
     calls: np.ndarray
-    fns: list[tuple]
-    tasks: list[tuple]
+    fns: list[ABI.FnCode]
+    tasks: list[ABI.TaskEntry]
     exports: dict[str, int]
-    syms: list[tuple[int, int, str]]
+    syms: list[ABI.Sym]
     names: list[str]
     nodes: list[A.Node]                     # error locations, by node id
     dsd_globals: dict[int, np.ndarray]      # word address -> initial DSD value
@@ -288,7 +234,7 @@ class ProgramLowering:
         self.const_index: dict[int, int] = {}
         self.dconsts: list[list[int]] = []
         self.calls: list[list[int]] = []
-        self.fns: list[tuple] = []
+        self.fns: list[ABI.FnCode] = []
         self.fn_index: dict[tuple[int, int, tuple[tuple[str, Any], ...]], int] = {}
         self.pending: list[Any] = []                 # code still to emit: callables
         self.names: list[str] = []
@@ -317,7 +263,7 @@ class ProgramLowering:
     def lower(self) -> LoweredProgram:
         tasks = []
         for tid, (kind, fn) in self.pe.tasks.items():
-            k = {"local": 0, "data": 1, "control": 2}[kind]
+            k = ABI.TASK_KINDS[kind]
             if not 0 <= tid < 128:
                 raise _unsupported(f"task ID {tid}", fn.decl)
             ptypes: list[int] = []
@@ -328,14 +274,15 @@ class ProgramLowering:
                     raise _unsupported("a data task with neither one nor two parameters",
                                        fn.decl)
                 ptypes = [tcode(t, fn.decl) for t in pts]
-            tasks.append((tid, k, self.function(fn), ptypes, self.name(fn.name)))
+            tasks.append(ABI.TaskEntry(tid=tid, kind=k, fn=self.function(fn), ptypes=ptypes,
+                                       name=self.name(fn.name)))
         exports = {}
         for name, (sym, _span) in self.record.exported_symbols.items():
             if isinstance(sym, FnVal):
                 exports[name] = self.function(sym)
         while self.pending:
             self.pending.pop(0)()
-        syms = [(p.address // 2, p.size // 2, p.var.qualname)
+        syms = [ABI.Sym(lo=p.address // 2, n=p.size // 2, name=p.var.qualname)
                 for p in self.pe.program.memory.placements]
         dsd_globals = {addr: np.array(self.dsd_pod(v, None), dtype=np.int32)
                        for addr, v in self.pe.dsd_vars.items()}
@@ -407,7 +354,7 @@ class ProgramLowering:
             return k
         k = len(self.fns)
         self.fn_index[key] = k
-        self.fns.append((0, 0, 0, 0, []))
+        self.fns.append(ABI.FnCode(0, 0, 0, 0, []))
         f = _Fn(fn, k, list(bindings))
         self.pending.append(lambda: self._lower_fn(f))
         return k
@@ -431,7 +378,8 @@ class ProgramLowering:
         self.emit(Op.COST, self.sim.timing.branch)       # the call's tick (Interp.call)
         self.block_body(d.body)
         self.emit(Op.RET)
-        self.fns[f.index] = (entry, f.nslots, f.ndslots, len(param_dsd), param_dsd)
+        self.fns[f.index] = ABI.FnCode(entry=entry, nslots=f.nslots, ndslots=f.ndslots,
+                                       nparams=len(param_dsd), param_dsd=param_dsd)
         self.cur = None
 
     def new_local(self, name: str, t: T.Type, mutable: bool, node: A.Node | None) -> Local:
@@ -1313,16 +1261,18 @@ class ProgramLowering:
                       tcode(r.type))
             return Dyn(r.type)
         d = fn.decl
-        if d is None and callable(f):
-            # A library member run at compile time (NativeModule.comptime_fn, e.g. <debug>'s
-            # string helper): folded when its arguments are comptime-known; one ``branch``,
-            # as PEInterp.call charges every call (its tick).
+        rec = LIBRARY.get(f"{getattr(fn.owner, 'lib', '')}."
+                          f"{getattr(f, '__name__', '').rsplit('.', 1)[-1]}")
+        if d is None and rec is not None and rec.engine == ENG_FOLD:
+            # A library member run at compile time whose record says the engine folds it
+            # (registry ENG_FOLD, e.g. <debug>'s string helper): folded when its arguments
+            # are comptime-known; one ``branch``, as PEInterp.call charges every call (its
+            # tick).
             vals = [self.expr(a) for a in e.args]
             if all(isinstance(v, Val) for v in vals):
                 self.emit(Op.COST, self.sim.timing.branch)
                 return f(self.interp, vals, e)
-            raise _unsupported(f"'{getattr(f, '__name__', 'a library function')}' of a "
-                               "run-time value", e)
+            raise _unsupported(f"'{rec.qualname}' of a run-time value", e)
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
         # Interp.call: parameter types are evaluated with the earlier parameters bound.
@@ -1356,7 +1306,7 @@ class ProgramLowering:
         branch = self.sim.timing.branch
         if name == "memcpy/memcpy.unblock_cmd_stream":
             self.emit(Op.COST, branch)
-            self.emit(Op.UNBLOCK_CMD)
+            self.emit(Op.UNBLOCKCMD)
             return Dyn(T.VOID)
         if name in ("layout.get_x_coord", "layout.get_y_coord"):
             self.emit(Op.COST, branch)
@@ -1377,7 +1327,7 @@ class ProgramLowering:
             if not isinstance(r, Val) or not isinstance(r.v, str):
                 raise _unsupported("print_string of a run-time value", e)
             self.emit(Op.COST, branch)
-            self.emit(Op.PRINT, 0, self.name(r.v))
+            self.emit(Op.PRINT, ABI.PRINT_KINDS["string"], self.name(r.v))
             return Dyn(T.VOID)
         if name in ("simprint.print_u16_decimal", "simprint.print_u32_decimal") \
                 and len(e.args) == 1:
@@ -1389,14 +1339,14 @@ class ProgramLowering:
             elif not isinstance(r.type, T.IntT):
                 raise _unsupported(f"'{name}' of '{r.type}'", e)
             self.emit(Op.COST, branch)
-            self.emit(Op.PRINT, 1 if "u16" in name else 2)
+            self.emit(Op.PRINT, ABI.PRINT_KINDS["u16" if "u16" in name else "u32"])
             return Dyn(T.VOID)
         if name == "collectives_2d/pe.init":
             self.emit(Op.COST, branch)
             return Dyn(T.VOID)
         if name.removeprefix("collectives_2d/pe.") in COLLECTIVES:
             op = COLLECTIVES[name.removeprefix("collectives_2d/pe.")]
-            if len(e.args) != (4 if op == 0 else 5):
+            if len(e.args) != (4 if op == COLLECTIVES["broadcast"] else 5):
                 raise _unsupported(f"'{name}' with {len(e.args)} arguments", e)
             for a in e.args:          # collectives.call takes the raw values
                 r = self.expr(a)
@@ -1536,23 +1486,24 @@ class ProgramLowering:
 
     def _operand(self, a: A.Expr, dest: bool) -> tuple[int, int, Val | Dyn]:
         """Push one DSD-op or @map operand; returns (kind, tcode, lowered value) with kind
-        0 DSD, 1 scalar, 2 ``*T`` pointer (DsdCall.kind in pe_engine.hpp)."""
+        engine_abi's OperandKind (DSD, scalar, ``*T`` pointer, DSR; DsdCall.kind)."""
         r = self.expr(a)
         t = r.type
         if isinstance(r, Val) and isinstance(r.v, DsrVal):
-            return 3, dsr_key(r.v), r      # the DSD the DSR holds, looked up when issued
+            # the DSD the DSR holds, looked up when issued
+            return OPERAND["dsr"], dsr_key(r.v), r
         if T.is_dsd(t) or t == FIFO_T:
             if isinstance(r, Val):
                 self.push(r, None, a)
             elif t == FIFO_T:
                 raise _unsupported("a FIFO that is not comptime-known", a)
-            return 0, 0, r
+            return OPERAND["dsd"], 0, r
         if isinstance(t, T.PointerT) and not t.many:
             if isinstance(t.elem, T.ArrayT) or T.is_dsd(t.elem):
                 raise _unsupported("a pointer-to-array DSD operand", a)
             if isinstance(r, Val):
                 self.push(r, None, a)
-            return 2, tcode(t.elem, a), r
+            return OPERAND["pointer"], tcode(t.elem, a), r
         if T.is_numeric(t) and not dest:
             if isinstance(r, Val):
                 if isinstance(r.v, float):
@@ -1563,7 +1514,7 @@ class ProgramLowering:
                     tc = tcode(t, a) if isinstance(t, T.IntT) else TCODES["i32"]
             else:
                 tc = tcode(t, a)
-            return 1, tc, r
+            return OPERAND["scalar"], tc, r
         raise _unsupported(f"a DSD operand of type '{t}'", a)
 
     def _load_to_dsr(self, e: A.BuiltinCall) -> Dyn:
@@ -1619,7 +1570,8 @@ class ProgramLowering:
                     activate = tid
                 else:
                     unblock = tid
-        row[10], row[11], row[12] = max(asyn, 0), activate, unblock
+        row[CALL["async_"]], row[CALL["activate"]], row[CALL["unblock"]] = \
+            max(asyn, 0), activate, unblock
 
     def _map(self, e: A.BuiltinCall) -> Dyn:
         """builtins_rt._map: operands resolved at issue, then a synthetic function runs the
@@ -1641,22 +1593,22 @@ class ProgramLowering:
         in_types = [t for t in params if t is not None]     # all of them (checked above)
         ret = fnv.type.ret
         row = [0] * self.call_words
-        row[0] = int(has_out)
-        row[1] = len(args) - 1
+        row[CALL["op"]] = int(has_out)
+        row[CALL["nops"]] = len(args) - 1
         passed = []         # per input: a pointer given for a pointer parameter (unchanged)
         for k, a in enumerate(args[1:]):
             kind, tc, _ = self._operand(a, dest=has_out and k == len(args) - 2)
-            row[2 + k], row[6 + k] = kind, tc
+            row[CALL["kind"] + k], row[CALL["tcode"] + k] = kind, tc
             if k < len(in_types):
                 ptr_param = isinstance(in_types[k], T.PointerT)
-                if ptr_param and kind != 2:
+                if ptr_param and kind != OPERAND["pointer"]:
                     raise _unsupported("@map with a pointer parameter given a DSD", a)
                 passed.append(ptr_param)
         self._options(cfg, e, row)
-        row[14], row[15] = self.node(e), self.name("@map")
+        row[CALL["node"]], row[CALL["name"]] = self.node(e), self.name("@map")
         self.calls.append(row)
         k = len(self.fns)
-        self.fns.append((0, 0, 0, 0, []))
+        self.fns.append(ABI.FnCode(0, 0, 0, 0, []))
         fn, node = fnv.v, e
         self.pending.append(lambda: self._map_loop(k, fn, in_types, ret, node, passed))
         self.emit(Op.MAPISSUE, len(self.calls) - 1, k)
@@ -1688,7 +1640,7 @@ class ProgramLowering:
         self.patch([jend], self.label())
         self.emit(Op.MAPDONE)
         self.emit(Op.RET)
-        self.fns[k] = (entry, 0, 0, 0, [])
+        self.fns[k] = ABI.FnCode(entry=entry, nslots=0, ndslots=0, nparams=0, param_dsd=[])
 
     def task_id(self, v: Val, node: A.Node) -> int:
         """builtins_rt._task_id."""
@@ -1710,8 +1662,8 @@ class ProgramLowering:
         if self._role_fail(e, f"@{e.name}", args, 0):
             return Dyn(T.VOID)
         row = [0] * self.call_words
-        row[0] = self.op_index[e.name]
-        row[1] = len(args)
+        row[CALL["op"]] = self.op_index[e.name]
+        row[CALL["nops"]] = len(args)
         for k, a in enumerate(args):
             try:
                 kind, tc, _ = self._operand(a, dest=k == 0)
@@ -1720,12 +1672,12 @@ class ProgramLowering:
                     self.discard(self.expr(later))
                 self.emit(Op.FAIL, self.name(bad.message), 1, self.node(e))
                 return Dyn(T.VOID)
-            row[2 + k], row[6 + k] = kind, tc
+            row[CALL["kind"] + k], row[CALL["tcode"] + k] = kind, tc
         self._options(cfg, e, row)
         if "index" in cfg:
             self.value(cfg["index"], ADDR_T)
-            row[13] = 1
-        row[14], row[15] = self.node(e), self.name(f"@{e.name}")
+            row[CALL["has_index"]] = 1
+        row[CALL["node"]], row[CALL["name"]] = self.node(e), self.name(f"@{e.name}")
         self.calls.append(row)
         self.emit(Op.DSDOP, len(self.calls) - 1)
         return Dyn(T.VOID)
@@ -1741,8 +1693,8 @@ class ProgramLowering:
             raise _unsupported(f"a DSD value of type '{v.type}'", node)
         if p.kind == "fifo":      # dsd.resolve's FifoOperand: base, capacity, element type
             gv = p.fields["buffer"].v.var
-            return [DSD_KINDS["fifo"], tcode(gv.type.elem, node), 1, 0,
-                    self.pe.address_of(gv), 0, gv.type.count] + [0] * 10
+            return ABI.pack("Dsd", kind=DSD_KINDS["fifo"], tcode=tcode(gv.type.elem, node),
+                            ndim=1, base=self.pe.address_of(gv), ext=[gv.type.count])
         try:
             d = describe(self.pe, p, node)
         except SimError as ex:            # the interpreter reports it when the op runs
@@ -1756,8 +1708,9 @@ class ProgramLowering:
             extents, strides = d.extents, d.strides
             if len(extents) > 4 or len(strides) < len(extents):
                 raise _unsupported("a DSD of more than four dimensions", node)
-        pod = [DSD_KINDS[p.kind], tc, len(extents), wio, d.base, d.offset]
-        pod += (extents + [0] * 4)[:4] + (strides + [0] * 4)[:4] + [d.queue, d.color, d.ut]
+        pod = ABI.pack("Dsd", kind=DSD_KINDS[p.kind], tcode=tc, ndim=len(extents), wio=wio,
+                       base=d.base, offset=d.offset, ext=list(extents), str=list(strides[:4]),
+                       queue=d.queue, color=d.color, ut=d.ut)
         assert len(pod) == self.dsd_words
         if not all(-(1 << 31) <= int(x) < (1 << 31) for x in pod):   # the record is int32
             raise _unsupported("a DSD with a field wider than 32 bits", node)

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..lang import ast as A
 from ..lang import types as T
+from .engine_abi import message
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key
 from ..lang.values import ArrayData, DsdVal, FnVal, GlobalVar, PtrVal, Val, numpy_dtype
 from ..host.device import DeviceError
@@ -274,8 +275,7 @@ def _elem_of(t: T.Type) -> T.Type:
 
 
 def runaway_message(max_cycles: int) -> str:
-    return (f"ran more than {max_cycles} cycles ahead of the global clock without waiting for "
-            "the fabric (an endless loop?; SimOptions.max_cycles)")
+    return message("runaway", max_cycles=max_cycles)
 
 
 class TaskRng:
@@ -617,7 +617,7 @@ class PE:
         if ut is not None:
             prev = self.ut_last.get(ut)
             if prev is not None and not prev.done:
-                self.queue_after(ctx, prev, f"microthread {ut} to finish its previous operation")
+                self.queue_after(ctx, prev, message("wait_ut", ut=ut))
             self.ut_last[ut] = ctx
         return ctx
 
@@ -670,14 +670,14 @@ class PE:
     def describe_wait(self) -> str:
         parts = []
         if self.main is not None and not self.main.done:
-            parts.append(f"task {self.main.name} waits for {self.main.wait_desc or 'time'}")
+            parts.append(message("task_waits", name=self.main.name,
+                                 what=self.main.wait_desc or "time"))
         for m in self.microthreads:
             if not m.done:
-                parts.append(f"async op {m.name} waits for {m.wait_desc or 'time'}")
+                parts.append(message("async_waits", name=m.name, what=m.wait_desc or "time"))
         if self.cmd_blocked:
-            parts.append("the host command stream waits for sys_mod.unblock_cmd_stream()")
+            parts.append(message("cmd_blocked"))
         blocked_active = sorted(t for t in self.active if t in self.blocked)
         if blocked_active:
-            parts.append("activated but blocked task ID(s) " + ", ".join(map(str,
-                                                                               blocked_active)))
+            parts.append(message("blocked_active", ids=", ".join(map(str, blocked_active))))
         return "; ".join(parts)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..host.device import DeadlockError
 from ..lang.layout import Layout
+from .engine_abi import message
 from .fabric import ARCH_QUEUE_DEPTHS, Backend, Direction, Fabric, FabricError, FabricOptions, \
     direction_mask
 from .memory import MemoryError_
@@ -373,8 +374,9 @@ class Simulator:
         while not done():
             bar.update(self.cycle - start)
             if self.cycle - start > self.options.max_cycles:
-                raise SimError(f"{what}: not finished after {self.options.max_cycles} cycles "
-                               f"(SimOptions.max_cycles)\n{self.report()}")
+                raise SimError(message("max_cycles", what=what,
+                                       max_cycles=self.options.max_cycles)
+                               + f"\n{self.report()}")
             progressed = self.step()
             new_hops = self._hops()
             if progressed or new_hops != hops:
@@ -389,8 +391,8 @@ class Simulator:
                 continue
             if not self.fabric.idle and not self.fabric.stuck():
                 continue
-            raise DeadlockError(f"deadlock at cycle {self.cycle} while {what}: nothing can "
-                                f"progress\n{self.report()}")
+            raise DeadlockError(message("deadlock", cycle=self.cycle, what=what)
+                                + f"\n{self.report()}")
 
     def _skip(self, n: int) -> None:
         """Let ``n`` cycles pass without stepping (nothing can happen in them)."""
@@ -425,7 +427,7 @@ class Simulator:
         for b in self.fabric.blocked_wavelets():
             lines.append(f"  wavelet at PE({b.x},{b.y}) from {b.in_direction} on color "
                          f"{b.color} waits: {b.waits_on}")
-        return "\n".join(lines) if lines else "  (no PE is waiting on anything)"
+        return "\n".join(lines) if lines else message("nothing_waits")
 
     # -- host services (used by SimulatorDevice) ----------------------------------------------
 
@@ -468,7 +470,7 @@ class Simulator:
         if pe.main is not None and not pe.main.done:
             # The RPC task runs when the main thread is free (memcpy's task is a task too).
             ctx = pe.start_context(name, body, main=False)
-            pe.queue_after(ctx, pe.main, "the main thread to finish its task")
+            pe.queue_after(ctx, pe.main, message("wait_main"))
         else:
             pe.start_context(name, body, main=True)
 
@@ -671,9 +673,9 @@ class _H2DPump:
     def describe(self) -> str:
         left = [(pe, len(r) - p) for pe, r, p in zip(self.pes, self.todo, self.pos)
                 if p < len(r)]
-        return (f"memcpy H2D stream on color {self.color} still has to deliver "
-                + ", ".join(f"{n} wavelet(s) to PE{pe}" for pe, n in left[:6])
-                + (" ..." if len(left) > 6 else ""))
+        items = ", ".join(message("h2d_item", n=n, pe=pe) for pe, n in left[:6])
+        return message("h2d_waits", color=self.color,
+                       items=items + (" ..." if len(left) > 6 else ""))
 
 
 class _D2HPump:
@@ -707,6 +709,6 @@ class _D2HPump:
 
     def describe(self) -> str:
         left = [(pe, self.count - g) for pe, g in zip(self.pes, self.got) if g < self.count]
-        return (f"memcpy D2H stream on color {self.color} still waits for "
-                + ", ".join(f"{n} wavelet(s) from PE{pe}" for pe, n in left[:6])
-                + (" ..." if len(left) > 6 else ""))
+        items = ", ".join(message("d2h_item", n=n, pe=pe) for pe, n in left[:6])
+        return message("d2h_waits", color=self.color,
+                       items=items + (" ..." if len(left) > 6 else ""))

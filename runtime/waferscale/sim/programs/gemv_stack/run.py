@@ -22,8 +22,8 @@ from cerebras.sdk.runtime.sdkruntimepybind import (  # pylint: disable=no-name-i
     MemcpyOrder,
     SdkRuntime,
 )
-from waferscale.host.kernel_run import (blocks, compile_params, host_args, signed_magnitudes,
-                                        to_memcpy_words)
+from waferscale.host.kernel_run import (blocks, compile_params, host_args, put_matrix_tiles,
+                                        put_row_tiles, signed_magnitudes)
 
 
 def main() -> None:
@@ -63,23 +63,13 @@ def main() -> None:
     runner.load()
     runner.run()
 
+    # Each region's W1 and W2 as csl/gemv_chain lays them out, the region's rows from r * P_r.
     for r, (W1, W2) in enumerate(zip(W1s, W2s)):
-        for py0, h, m, r0 in blocks(M1, P_r):
-            for px0, w, n, c0 in blocks(N, P_c):
-                tiles = W1[r0:r0 + h * m, c0:c0 + w * n].reshape(h, m, w, n).transpose(0, 2, 3, 1)
-                runner.memcpy_h2d(W1_symbol, to_memcpy_words(tiles), px0, r * P_r + py0, w, h,
-                                  m * n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                                  data_type=memcpy_dtype, nonblock=False)
-        for px0, w, m, r0 in blocks(M2, P_c):
-            for py0, h, n, c0 in blocks(M1, P_r):
-                tiles = W2[r0:r0 + w * m, c0:c0 + h * n].reshape(w, m, h, n).transpose(2, 0, 3, 1)
-                runner.memcpy_h2d(W2_symbol, to_memcpy_words(tiles), px0, r * P_r + py0, w, h,
-                                  m * n, streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                                  data_type=memcpy_dtype, nonblock=False)
-    for px0, w, n, c0 in blocks(N, P_c):
-        runner.memcpy_h2d(x_symbol, to_memcpy_words(x[c0:c0 + w * n]), px0, 0, w, 1, n,
-                          streaming=False, order=MemcpyOrder.ROW_MAJOR,
-                          data_type=memcpy_dtype, nonblock=False)
+        put_matrix_tiles(runner, W1_symbol, W1, P_c, P_r, order=MemcpyOrder.ROW_MAJOR,
+                         data_type=memcpy_dtype, y0=r * P_r)
+        put_matrix_tiles(runner, W2_symbol, W2, P_c, P_r, order=MemcpyOrder.ROW_MAJOR,
+                         data_type=memcpy_dtype, transposed=True, y0=r * P_r)
+    put_row_tiles(runner, x_symbol, x, P_c, order=MemcpyOrder.ROW_MAJOR, data_type=memcpy_dtype)
 
     runner.launch("compute", nonblock=False)
 
