@@ -991,6 +991,7 @@ PYBIND11_MODULE(_fabric, m) {
       .def("add_program", &Engine::add_program)
       .def("add_pe", &Engine::add_pe)
       .def("set_dsd_var", &Engine::set_dsd_var)
+      .def("set_dsr", &Engine::set_dsr)
       .def("launch", &Engine::launch)
       .def("stream_h2d", &Engine::stream_h2d)
       .def("stream_d2h", &Engine::stream_d2h)

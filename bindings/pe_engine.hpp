@@ -58,6 +58,7 @@ struct OpState {
   int64_t start_time = 0;
   Scalar vals[3]{};
   Scalar result{};
+  int32_t activate = -1, unblock = -1;   // completion actions (op_settings)
 };
 
 // A running @map (builtins_rt._map): resolved operands (inputs, then the output) and the
@@ -66,6 +67,7 @@ struct MapState {
   const DsdCall* call = nullptr;
   std::vector<Operand> ops;
   int32_t n = 0, i = 0;
+  int32_t activate = -1, unblock = -1;   // completion actions (op_settings)
 };
 
 struct Frame {
@@ -126,9 +128,16 @@ struct PEState {
   bool cmd_blocked = false;
   int64_t busy = 0, stall = 0, tasks_run = 0, live = 0;
   std::unordered_map<int32_t, Dsd> dsd_vars;   // DSD-typed globals, by word address
-  // dsd.dsr_table: the DSD each DSR holds and its .save_address, by key (file << 16 | id;
-  // files 0 dest, 1 src0, 2 src1: lower.py, dsr_key).
-  struct DsrSlot { Dsd dsd; bool save; };
+  // dsd.dsr_table: the DSD each DSR holds, its .save_address and its settings for async
+  // ops (.async, .activate, .unblock, .ut_id; -1: none), by key (file << 16 | id; files
+  // 0 dest, 1 src0, 2 src1: lower.py, dsr_key).
+  struct DsrSlot {
+    Dsd dsd;
+    bool save;
+    bool async_ = false;
+    int32_t activate = -1, unblock = -1, ut = -1;
+    bool has_settings() const { return async_ || activate >= 0 || unblock >= 0 || ut >= 0; }
+  };
   std::unordered_map<int32_t, DsrSlot> dsrs;
   // dsd.fifo_state: per FIFO buffer (its word address), {head, count}; created empty.
   std::unordered_map<int32_t, std::pair<int32_t, int32_t>> fifos;
@@ -276,6 +285,25 @@ class Engine {
     awake_[k >> 6] |= uint64_t(1) << (k & 63);
   }
 
+  // A DSR loaded in a top-level comptime block (lower.py: LoweredProgram.dsr_preloads):
+  // flags as DSRLOAD's b (dsr_flags).
+  void set_dsr(int k, int key, py::array_t<int32_t> pod, int flags) {
+    Dsd d;
+    std::memcpy(&d, pod.data(), sizeof(Dsd));
+    pes_.at(k).dsrs[key] = dsr_slot(d, flags);
+  }
+
+  // DSRLOAD's b: bit 0 .save_address, bit 1 .async, bits 2-7 .ut_id + 1, bits 8-15
+  // .activate + 1, bits 16-23 .unblock + 1 (0: none; lower.py, dsr_flags).
+  static PEState::DsrSlot dsr_slot(const Dsd& d, int flags) {
+    PEState::DsrSlot s{d, (flags & 1) != 0 && d.kind == kMem1d};
+    s.async_ = (flags & 2) != 0;
+    s.ut = ((flags >> 2) & 63) - 1;
+    s.activate = ((flags >> 8) & 255) - 1;
+    s.unblock = ((flags >> 16) & 255) - 1;
+    return s;
+  }
+
   void set_dsd_var(int k, int addr, py::array_t<int32_t> pod) {
     Dsd d;
     std::memcpy(&d, pod.data(), sizeof(Dsd));
@@ -315,6 +343,7 @@ class Engine {
       if (c.nops < 1 || c.nops > 4 || !in(c.name, p.names.size())) bad("bad DSD call site");
       for (int32_t t : {c.activate, c.unblock})
         if (t >= kTasks) bad("task ID out of range");
+      if (c.ut >= 32) bad("microthread ID out of range");
     }
     for (const FnCode& f : p.fns)
       if (!in(f.entry, p.code.size()) || f.nparams != static_cast<int32_t>(f.param_dsd.size()))
@@ -1559,7 +1588,8 @@ class Engine {
   }
 
   // dsd.load_dsr: @load_to_dsr of the DSD on top of the DSD stack into DSR `key`.
-  void load_dsr(PEState& pe, Ctx& c, int32_t key, bool save, int32_t node) {
+  void load_dsr(PEState& pe, Ctx& c, int32_t key, int32_t flags, int32_t node) {
+    const bool save = (flags & 1) != 0;
     const Dsd d = c.dstack.back();
     c.dstack.pop_back();
     const int file = (key >> 16) & 3;
@@ -1571,7 +1601,37 @@ class Engine {
       throw EngineError{r + " holds a source operand; a fabout_dsd cannot be one", node};
     if (save && d.kind == kMem4d)
       throw EngineError{".save_address = true with a mem4d_dsd is not supported by waferscale yet", node};
-    pe.dsrs[key] = PEState::DsrSlot{d, save && d.kind == kMem1d};
+    pe.dsrs[key] = dsr_slot(d, flags);
+  }
+
+  // builtins_rt._same: one task (or microthread) for an action among an op and its DSRs.
+  static int32_t same(int32_t mine, int32_t other, const char* what, int32_t node) {
+    if (mine >= 0 && other >= 0 && mine != other)
+      throw EngineError{std::string("two different ") + what + " (" + std::to_string(mine) + " and " +
+                            std::to_string(other) + ") among an operation's options and its DSRs' "
+                            "are not supported by waferscale yet", node};
+    return mine < 0 ? other : mine;
+  }
+
+  // builtins_rt.op_settings: an op's .activate/.unblock/.ut_id merged with those of its DSR
+  // operands, visited in `order` (priority: the destination first).
+  struct Settings { int32_t activate, unblock, ut; };
+  static Settings op_settings(PEState& pe, const DsdCall& call, const int* order) {
+    Settings st{call.activate, call.unblock, call.ut};
+    for (int j = 0; j < call.nops; ++j) {
+      const int k = order[j];
+      if (call.kind[k] != 3) continue;
+      auto it = pe.dsrs.find(call.tcode[k]);
+      if (it == pe.dsrs.end() || !it->second.has_settings()) continue;
+      if (!call.async_)
+        throw EngineError{"a synchronous DSD operation on a DSR loaded with settings for asynchronous "
+                          "operations (.async, .activate, .unblock, .ut_id) is not supported by "
+                          "waferscale yet; give the operation .async = true", call.node};
+      st.activate = same(st.activate, it->second.activate, "tasks to activate", call.node);
+      st.unblock = same(st.unblock, it->second.unblock, "tasks to unblock", call.node);
+      st.ut = same(st.ut, it->second.ut, "microthread IDs", call.node);
+    }
+    return st;
   }
 
   // dsd.advance_dsrs: after issuing an op over n elements, each DSR operand loaded with
@@ -1659,15 +1719,15 @@ class Engine {
     if (trace_)
       spans_.push_back(SpanRec{static_cast<int32_t>(&pe - pes_.data()), std::string("@") + info.name,
                                2, s.start_time, pe.time, s.n});
-    complete(pe, c, *s.call, now);
+    complete(pe, c, s.activate, s.unblock, now);
     return kDone;
   }
 
   // builtins_rt._complete: an op's .activate / .unblock; an async one at its own time
   // (pe.signal), a synchronous one at once.
-  void complete(PEState& pe, const Ctx& c, const DsdCall& call, int64_t now) {
+  void complete(PEState& pe, const Ctx& c, int32_t activate, int32_t unblock, int64_t now) {
     for (int k = 0; k < 2; ++k) {
-      const int32_t tid = k == 0 ? call.activate : call.unblock;
+      const int32_t tid = k == 0 ? activate : unblock;
       if (tid < 0) continue;
       if (c.micro_async && pe.time > now) pe.timed.push_back({pe.time, tid, k == 1});
       else if (k == 1) pe.blocked.clear(tid);
@@ -1708,6 +1768,8 @@ class Engine {
     int64_t index = 0;
     if (call.has_index) { index = c.stack.back().i; c.stack.pop_back(); }
     pop_operands(pe, c, call, ops);
+    static const int in_order[4] = {0, 1, 2, 3};
+    const Settings st = op_settings(pe, call, in_order);
     for (int k = 1; k < call.nops; ++k)
       if (ops[k].kind == 3) {   // a scalar source is used at the op's source type, once
         ops[k].value = as_type(ops[k].value, ops[k].scalar_tc, info.src[k - 1]);
@@ -1741,6 +1803,8 @@ class Engine {
     OpState& s = target->op;
     s = OpState{};
     s.call = &call;
+    s.activate = st.activate;
+    s.unblock = st.unblock;
     // builtins_rt.run_dsd_op's cost: the width (stride-limited) and the setup.
     s.simd = wse2_ ? info.simd2 : info.simd3;
     s.setup = setup_;
@@ -1760,7 +1824,7 @@ class Engine {
     for (int k = 0; k < call.nops; ++k) s.ops[k] = std::move(ops[k]);
     s.n = n;
     target->in_op = true;
-    if (m) start_async(pe, m, microthread_of(s.ops, s.call->nops));
+    if (m) start_async(pe, m, st.ut >= 0 ? st.ut : microthread_of(s.ops, s.call->nops));
   }
 
   // builtins_rt._map: resolve the operands now; run the element loop (function `fn`) here or
@@ -1772,6 +1836,12 @@ class Engine {
     pop_operands(pe, c, call, ms.ops.data());
     for (const Operand& o : ms.ops)
       if (o.kind == 4) throw EngineError{"a FIFO may not be an operand of @map", call.node};
+    int order[4];   // op_settings: the output (the last operand, if any) first
+    for (int k = 0; k < call.nops; ++k)
+      order[k] = call.op ? (k == 0 ? call.nops - 1 : k - 1) : k;
+    const Settings st = op_settings(pe, call, order);
+    ms.activate = st.activate;
+    ms.unblock = st.unblock;
     int n = -1;   // the shortest DSD
     for (const Operand& o : ms.ops)
       if (o.has_length()) n = n < 0 ? o.len : std::min(n, o.len);
@@ -1783,7 +1853,7 @@ class Engine {
       m->name = call.name;
       const int n_ops = static_cast<int>(ms.ops.size());
       // _microthread(cfg, [out, *ins]): the output first (call.op: 1 if there is one)
-      int ut = call.op ? microthread_of(&ms.ops[n_ops - 1], 1) : -1;
+      int ut = st.ut >= 0 ? st.ut : call.op ? microthread_of(&ms.ops[n_ops - 1], 1) : -1;
       if (ut < 0) ut = microthread_of(ms.ops.data(), call.op ? n_ops - 1 : n_ops);
       m->map = std::move(ms);
       enter(P, *m, fn);
@@ -2064,7 +2134,7 @@ class Engine {
         }
         case kMapStep: ++c.map.i; break;
         case kMapDone:
-          complete(pe, c, *c.map.call, now);
+          complete(pe, c, c.map.activate, c.map.unblock, now);
           c.map = MapState{};
           break;
         case kCollective: {
@@ -2186,7 +2256,7 @@ class Engine {
           break;
         }
         case kDsdOp: issue_op(pe, c, P.calls[in.a], now); break;
-        case kDsrLoad: load_dsr(pe, c, in.a, in.b != 0, in.c); break;   // a: DSR key, b: save, c: node
+        case kDsrLoad: load_dsr(pe, c, in.a, in.b, in.c); break;   // a: DSR key, b: dsr_flags, c: node
         case kDPop: c.dstack.pop_back(); break;
         case kPushXY: { Scalar s; s.i = in.a ? pe.y : pe.x; st.push_back(s); break; }
         default: throw EngineError{"bad instruction " + std::to_string(in.op), -1};

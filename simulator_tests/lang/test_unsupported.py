@@ -111,25 +111,14 @@ CASES = {
                      ".{ .color = c, .ctrl_table_id = 1 });\n", PE),
         "'.ctrl_table_id' of @initialize_queue (control task tables) is not supported",
         ("pe.csl", 12, 42)),
-    # DSRs are modelled (simulator_tests/sim/test_dsrs.py) except FIFO DSRs and DSRs loaded
-    # for asynchronous operations, at compile time or in a function body.
+    # DSRs are modelled (simulator_tests/sim/test_dsrs.py, DSRs loaded for asynchronous
+    # operations too) except FIFO DSRs.
     "fifo dsr": (
         LAYOUT, edit("var buf", "const d = @get_dsr(dsr_fifo_dest, 1);\nvar buf", PE)
         .replace("fn send() void { @fmovs(out_dsd, mem); }",
                  "fn send() void { @fmovs(d, mem); }"),
         "@get_dsr of a dsr_fifo_dest (a FIFO DSR) is not supported by waferscale yet",
         ("pe.csl", 6, 20)),
-    "load_to_dsr at compile time": (
-        LAYOUT, edit("comptime {\n", "const d = @get_dsr(dsr_dest, 1);\ncomptime {\n"
-                     "  @load_to_dsr(d, out_dsd, .{ .async = true, .unblock = recv });\n", PE),
-        "@load_to_dsr at compile time (a DSR preloaded for asynchronous operations) is not "
-        "supported by waferscale yet", ("pe.csl", 13, 3)),
-    "async load_to_dsr in a function": (
-        LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
-                     "const d = @get_dsr(dsr_dest, 1);\n"
-                     "fn send() void { @load_to_dsr(d, out_dsd, .{ .async = true }); }", PE),
-        "'.async' of @load_to_dsr (a DSR loaded for asynchronous operations) is not supported",
-        ("pe.csl", 11, 46)),
     "clz in a function": (
         LAYOUT, edit("fn send() void { @fmovs(out_dsd, mem); }",
                      "fn send() void { var x: u16 = @clz(@as(u16, 3)); buf[0] = @as(f32, x); }",

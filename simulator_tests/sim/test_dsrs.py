@@ -11,6 +11,12 @@ errors; test_sdk_features.run_both):
 * the files' roles: a dsr_src1 is never a destination, a dsr_dest never a source; a DSR used
   before any load is a run-time error naming it;
 
+* DSRs loaded with settings for asynchronous operations (``.async``, ``.activate``,
+  ``.unblock``, ``.ut_id``), at run time or in a top-level comptime block (the PE starts
+  with them loaded): an async op over them completes with their actions and runs on their
+  microthread (WaferLLM's MeshGEMM preloads its fabric DSRs this way); a synchronous op over
+  such a DSR, or two different tasks for one action, are errors naming what is not modelled;
+
 and what else WaferLLM's MeshGEMV needed: ``math.floor_f16`` on a run-time value (on the
 compiled engine too), and a call-depth bound per execution context.
 """
@@ -19,7 +25,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+
+from waferscale.host.device import DeviceError
+from waferscale.lang.errors import CslError
 
 from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.device import SimulatorDevice
@@ -119,6 +129,204 @@ def test_dsr_errors_are_the_same_on_both_paths(tmp_path, arch, body, message):
     _, err, _ = run_both(tmp_path, arch, REUSE_DECLS, body)
     assert err is not None and message in err, err
     assert "cycle" in err and "PE(0,0)" in err and "pe.csl:" in err
+
+
+# -- DSRs loaded for asynchronous operations ------------------------------------------------
+
+ASYNC_LAYOUT = """
+const east: color = @get_color(3);
+const west: color = @get_color(4);
+const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
+layout {
+  @set_rectangle(2, 1);
+  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0), .tx = east, .rx = west });
+  @set_tile_code(1, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(1), .tx = west, .rx = east });
+  @set_color_config(0, 0, east, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
+  @set_color_config(1, 0, east, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
+  @set_color_config(1, 0, west, .{ .routes = .{ .rx = .{RAMP}, .tx = .{WEST} } });
+  @set_color_config(0, 0, west, .{ .routes = .{ .rx = .{EAST}, .tx = .{RAMP} } });
+  @export_name("out", [*]f32, true);
+  @export_name("run", fn()void);
+}
+"""
+
+# Each PE sends 4 values to the other and receives 4, twice. Phase 1 uses the fabric DSRs as
+# loaded at compile time (the ops say only .async, or repeat the DSR's own task as MeshGEMM
+# does); task `first` runs once the receive activated it and the send unblocked it. Phase 2
+# reloads them at run time with another task and sends back what arrived.
+ASYNC_PE = """
+param memcpy_params;
+param tx: color;
+param rx: color;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+const layout_mod = @import_module("<layout>");
+const oq = @get_output_queue(3);
+const iq = @get_input_queue(2);
+var out = @zeros([8]f32);
+var data = @zeros([4]f32);
+var out_ptr: [*]f32 = &out;
+const send = @get_dsd(fabout_dsd, .{ .extent = 4, .fabric_color = tx, .output_queue = oq });
+const recv = @get_dsd(fabin_dsd, .{ .extent = 4, .fabric_color = rx, .input_queue = iq });
+const data_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> data[i] });
+const lo_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> out[i] });
+const hi_dsd = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> out[i + 4] });
+const send_dsr = @get_dsr(dsr_dest, 2);
+const recv_dsr = @get_dsr(dsr_src1, 2);
+const mem_dest = @get_dsr(dsr_dest, 3);
+const mem_src = @get_dsr(dsr_src1, 3);
+const first_id = @get_local_task_id(20);
+const second_id = @get_local_task_id(21);
+const wse3 = @is_arch("wse3");
+const send_opts = if (wse3) .{ .async = true, .unblock = first_id, .ut_id = @get_ut_id(1) }
+                  else .{ .async = true, .unblock = first_id };
+const recv_opts = if (wse3) .{ .async = true, .activate = first_id, .ut_id = @get_ut_id(5) }
+                  else .{ .async = true, .activate = first_id };
+fn run() void {
+  const x = @as(f32, layout_mod.get_x_coord());
+  for (@range(u16, 4)) |i| { data[i] = 10.0 * x + @as(f32, i) + 1.0; }
+  @load_to_dsr(mem_dest, lo_dsd);
+  @mov32(mem_dest, recv_dsr, .{ .async = true });
+  @load_to_dsr(mem_src, data_dsd);
+  @mov32(send_dsr, mem_src, .{ .async = true, .unblock = first_id });
+}
+task first() void {
+  @block(first_id);
+  @load_to_dsr(recv_dsr, recv, .{ .async = true, .activate = second_id });
+  @load_to_dsr(send_dsr, send, .{ .async = true, .unblock = second_id });
+  @load_to_dsr(mem_dest, hi_dsd);
+  @load_to_dsr(mem_src, lo_dsd);
+  @mov32(mem_dest, recv_dsr, .{ .async = true });
+  @mov32(send_dsr, mem_src, .{ .async = true });
+}
+task second() void {
+  sys_mod.unblock_cmd_stream();
+}
+comptime {
+  @load_to_dsr(send_dsr, send, send_opts);
+  @load_to_dsr(recv_dsr, recv, recv_opts);
+  @bind_local_task(first, first_id);
+  @bind_local_task(second, second_id);
+  @block(first_id);
+  @block(second_id);
+  if (wse3) {
+    @initialize_queue(oq, .{ .color = tx });
+    @initialize_queue(iq, .{ .color = rx });
+  }
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+def run_pair(tmp_path, arch: str, pe: str) -> tuple[list[list[float]], str | None]:
+    """ASYNC_LAYOUT with ``pe`` on both paths (which must agree: both PEs' memory, cycles,
+    counters, the error); returns each PE's ``out`` and the error (None: ran to the end)."""
+    (tmp_path / "layout.csl").write_text(ASYNC_LAYOUT)
+    (tmp_path / "pe.csl").write_text(pe)
+    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    runs = []
+    for mode in ("python", "compiled"):
+        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+                              SimOptions(engine=mode, simprint_log=None))
+        assert (dev.sim.engine is not None) == (mode == "compiled")
+        try:
+            dev.launch("run", [])
+            err = None
+        except DeviceError as e:
+            err = str(e)
+        runs.append(([dev.read_symbol(x, 0, "out").tolist() for x in (0, 1)], dev.sim.cycle,
+                     [(p.mem.words.copy(), p.stats.busy, p.stats.stall) for p in dev.sim.pes],
+                     err))
+    (outp, cp, pp, ep), (outc, cc, pc, ec) = runs
+    assert outp == outc and cp == cc and ep == ec
+    for (mp, bp, sp), (mc, bc, sc) in zip(pp, pc):
+        assert np.array_equal(mp, mc) and (bp, sp) == (bc, sc)
+    return outc, ec
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_dsrs_loaded_for_async_ops_at_compile_and_run_time(tmp_path, arch):
+    out, err = run_pair(tmp_path, arch, ASYNC_PE)
+    assert err is None
+    # Phase 1: each PE got the other's data; phase 2: its own data back.
+    assert out[0] == [11.0, 12.0, 13.0, 14.0, 1.0, 2.0, 3.0, 4.0]
+    assert out[1] == [1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0]
+
+
+def test_ut_id_of_an_op_over_async_dsrs(tmp_path):
+    # WSE-3: phase 2's send names its own microthread (.ut_id of the op, on the compiled
+    # engine too); the same op naming another microthread than its DSR's is an error.
+    old = "  @mov32(send_dsr, mem_src, .{ .async = true });\n}"
+    assert old in ASYNC_PE
+    pe = ASYNC_PE.replace(old, "  @mov32(send_dsr, mem_src, .{ .async = true, "
+                                ".ut_id = @get_ut_id(6) });\n}")
+    out, err = run_pair(tmp_path, "wse3", pe)
+    assert err is None and out[0] == [11.0, 12.0, 13.0, 14.0, 1.0, 2.0, 3.0, 4.0]
+    old = "@mov32(send_dsr, mem_src, .{ .async = true, .unblock = first_id });"
+    assert old in ASYNC_PE
+    pe = ASYNC_PE.replace(old, "@mov32(send_dsr, mem_src, .{ .async = true, "
+                               ".ut_id = @get_ut_id(6) });")
+    _, err = run_pair(tmp_path, "wse3", pe)
+    assert err is not None and "two different microthread IDs (6 and 1) among an " \
+        "operation's options and its DSRs' are not supported by waferscale yet" in err, err
+    assert "PE(0,0)" in err and "pe.csl:" in err
+
+
+ASYNC_DECLS = """
+const t1 = @get_local_task_id(20);
+const t2 = @get_local_task_id(21);
+task one() void {}
+task two() void {}
+comptime {
+  @bind_local_task(one, t1);
+  @bind_local_task(two, t2);
+}
+""" + REUSE_DECLS
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("body, message", [
+    ("  @load_to_dsr(v_src1, v_dsd, .{ .async = true, .activate = t1 });\n"
+     "  @fmovs(o_dsd, v_src1);",
+     "a synchronous DSD operation on a DSR loaded with settings for asynchronous operations "
+     "(.async, .activate, .unblock, .ut_id) is not supported by waferscale yet"),
+    ("  @load_to_dsr(v_src1, v_dsd, .{ .async = true, .activate = t1 });\n"
+     "  @fmovs(o_dsd, v_src1, .{ .async = true, .activate = t2 });",
+     "two different tasks to activate (21 and 20) among an operation's options and its "
+     "DSRs' are not supported by waferscale yet"),
+    ("  @load_to_dsr(v_src1, v_dsd, .{ .unblock = t1 });\n"
+     "  @load_to_dsr(o_src0, o_dsd, .{ .unblock = t2 });\n"
+     "  @fadds(o_src0, o_src0, v_src1, .{ .async = true });",
+     "two different tasks to unblock (21 and 20)"),
+])
+def test_async_dsr_errors_are_the_same_on_both_paths(tmp_path, arch, body, message):
+    _, err, _ = run_both(tmp_path, arch, ASYNC_DECLS, body)
+    assert err is not None and message in err, err
+    assert "cycle" in err and "PE(0,0)" in err and "pe.csl:" in err
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("old, new, message", [
+    ("@load_to_dsr(send_dsr, send, send_opts);", "@load_to_dsr(send_dsr, recv);",
+     "dsr_dest 2 holds a destination operand; a fabin_dsd cannot be one"),
+    ("@load_to_dsr(send_dsr, send, send_opts);",
+     "@load_to_dsr(send_dsr, send, .{ .async = true, .later = true });",
+     "unknown option '.later' of @load_to_dsr (expected .save_address, .async, .activate, "
+     ".unblock, .ut_id)"),
+    ("@load_to_dsr(send_dsr, send, send_opts);",
+     "@load_to_dsr(send_dsr, send, .{ .activate = oq });",
+     "'.activate' of @load_to_dsr must be a task ID, found 'output_queue'"),
+])
+def test_compile_time_dsr_load_errors(tmp_path, arch, old, new, message):
+    (tmp_path / "layout.csl").write_text(ASYNC_LAYOUT)
+    (tmp_path / "pe.csl").write_text(ASYNC_PE.replace(old, new))
+    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
+                          channels=1)
+    with pytest.raises(CslError) as ei:
+        elaborate(tmp_path / "layout.csl", opts)
+    text = ei.value.render()
+    assert message in text and "pe.csl:" in text, text
 
 
 # -- what WaferLLM's MeshGEMV needed besides DSRs --------------------------------------------

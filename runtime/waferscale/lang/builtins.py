@@ -973,13 +973,9 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             if isinstance(call, A.BuiltinCall) and call.name == "load_to_dsr" \
                     and len(call.args) == 3 and isinstance(call.args[2], A.InitList):
                 for f in call.args[2].fields:
-                    if f.name in LOAD_TO_DSR_UNSUPPORTED:
-                        plan.append(("unsupported", f, f"'.{f.name}' of @load_to_dsr (a DSR "
-                                     "loaded for asynchronous operations) is not supported "
-                                     "by waferscale yet"))
-                    elif f.name not in LOAD_TO_DSR_OPTIONS:
+                    if f.name not in LOAD_TO_DSR_OPTIONS:
                         plan.append(("unsupported", f, f"unknown option '.{f.name}' of "
-                                     "@load_to_dsr (expected .save_address)"))
+                                     f"@load_to_dsr (expected {_LOAD_TO_DSR_EXPECTED})"))
             if not isinstance(call, A.BuiltinCall) or call.name not in DSD_OP_NAMES:
                 continue
             args = list(call.args)
@@ -1023,10 +1019,10 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
 # later.
 SIMULATED_RUNTIME = frozenset(n for n in RUNTIME_ONLY if R.BUILTINS[n].supported)
 
-# Options of @load_to_dsr: those the simulator models, and the async ones it does not yet (a
-# DSR preloaded for asynchronous operations, with their completion actions and microthread).
-LOAD_TO_DSR_OPTIONS = {"save_address"}
-LOAD_TO_DSR_UNSUPPORTED = {"async", "activate", "unblock", "ut_id"}
+# Options of @load_to_dsr: .save_address, and the settings of the asynchronous operations
+# that use the DSR (their completion actions and microthread: sim/dsd.py, "DSRs").
+LOAD_TO_DSR_OPTIONS = ("save_address", "async", "activate", "unblock", "ut_id")
+_LOAD_TO_DSR_EXPECTED = ", ".join(f".{k}" for k in LOAD_TO_DSR_OPTIONS)
 
 
 def _not_simulated(name: str) -> str:
@@ -1037,12 +1033,51 @@ def _runtime_only(ip, e, s):
     if e.name not in SIMULATED_RUNTIME:
         raise ip.err(_not_simulated(e.name), e)
     if e.name == "load_to_dsr":
-        # cslc accepts it in a top-level comptime block: a DSR preloaded for asynchronous
-        # operations (WaferLLM's MeshGEMM), which the simulator does not model yet.
-        raise ip.err("@load_to_dsr at compile time (a DSR preloaded for asynchronous "
-                     "operations) is not supported by waferscale yet", e)
+        return _preload_dsr(ip, e, s)
     raise ip.err(f"@{e.name} can only be used in run-time code (a fn or task body), not at "
                  "compile time", e)
+
+
+def _preload_dsr(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
+    """``@load_to_dsr(dsr, dsd[, options])`` in a PE program's top-level comptime block (cslc
+    accepts it there; WaferLLM's MeshGEMM (WSE-3, WSE-2) preloads its fabric DSRs with
+    ``.{ .async = true, .activate/.unblock = task, .ut_id = ut }`` this way). The DSR holds
+    the DSD from the program's start, as if loaded before the first task ran
+    (ProgramRecord.dsr_preloads; the simulator applies them in order, sim/dsd.py). The DSD
+    must be comptime-known; the options are those of a run-time load, checked here: a task
+    ID for .activate/.unblock, a ut_id for .ut_id. Doc-gap: the DSRs page we could read does
+    not describe this form; its meaning is the run-time load's, done once at load time."""
+    prog = _program(ip, e, s)
+    a = _args(ip, e, s, 2, 3)
+    if not isinstance(a[0].v, DsrVal):
+        raise ip.err(f"@load_to_dsr needs a DSR (@get_dsr), found '{a[0].type}'", e.args[0])
+    if not isinstance(a[1].v, DsdVal) or a[1].v.kind == "fifo":
+        raise ip.err(f"@load_to_dsr at compile time needs a comptime-known DSD, found "
+                     f"'{a[1].type}'", e.args[1])
+    r, kind = a[0].v, a[1].v.kind
+    if r.file == "dest" and kind == "fabin_dsd":
+        raise ip.err(f"{r} holds a destination operand; a fabin_dsd cannot be one", e.args[1])
+    if r.file == "src1" and kind == "fabout_dsd":
+        raise ip.err(f"{r} holds a source operand; a fabout_dsd cannot be one", e.args[1])
+    opts = _struct(ip, a[2], e.args[2]) if len(a) == 3 else {}
+    for k, v in opts.items():
+        node = e.args[2]
+        if k not in LOAD_TO_DSR_OPTIONS:
+            raise ip.err(f"unknown option '.{k}' of @load_to_dsr (expected "
+                         f"{_LOAD_TO_DSR_EXPECTED})", node)
+        if k in ("save_address", "async") and v.type != T.BOOL:
+            raise ip.err(f"'.{k}' of @load_to_dsr must be a bool, found '{v.type}'", node)
+        if k in ("activate", "unblock") and not isinstance(v.v, FnVal) \
+                and v.type not in (T.LOCAL_TASK_ID, T.DATA_TASK_ID):
+            raise ip.err(f"'.{k}' of @load_to_dsr must be a task ID, found '{v.type}'", node)
+        if k == "ut_id" and v.type != T.UT_ID:
+            raise ip.err(f"'.ut_id' of @load_to_dsr must be a ut_id, found '{v.type}'", node)
+    if opts.get("save_address") is not None and opts["save_address"].v \
+            and kind == "mem4d_dsd":
+        raise ip.err(".save_address = true with a mem4d_dsd is not supported by waferscale yet",
+                     e.args[2])
+    prog.dsr_preloads.append((r, a[1], dict(opts), e))
+    return VOID_VAL
 
 
 for _n in RUNTIME_ONLY:

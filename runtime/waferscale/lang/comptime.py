@@ -230,6 +230,10 @@ class ProgramRecord:
     # Storage of the function locals whose address is taken (`&data`), by local_key of
     # their declaration: layout._place_local_storage.
     local_storage: dict[tuple[str, int], GlobalVar] = field(default_factory=dict)
+    # @load_to_dsr in a top-level comptime block, in order: (DSR, DSD, options, the call);
+    # the DSRs hold these DSDs from the program's start (builtins._preload_dsr, sim/dsd.py).
+    dsr_preloads: list[tuple[Any, Val, dict[str, Val], A.BuiltinCall]] = field(
+        default_factory=list)
 
 
 def local_key(d: A.Node) -> tuple[str, int]:

@@ -141,6 +141,7 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
         raise pe.error(f"@{e.name} destination is a value of type '{vals[0].type}'; expected "
                        "a DSD or a pointer", e.args[0])
     srcs = [D.resolve(pe, v, e, check=False) for v in vals[1:]]
+    asyn, activate, unblock, ut = op_settings(pe, cfg, vals, e)
     # The op's length (dsd.op_length); a `*T` destination is a one-element accumulator
     # rewritten at every step. Memory operands are bounds-checked over the op's length.
     n = D.op_length([dest, *srcs])
@@ -152,7 +153,7 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
                            f"op's {n}", e)
     for o in (dest, *srcs):
         D.check_first(pe, o, n, e)
-    if not _is_async(cfg) and any(isinstance(o, D.FifoOperand) for o in (dest, *srcs)):
+    if not asyn and any(isinstance(o, D.FifoOperand) for o in (dest, *srcs)):
         raise pe.error(FIFO_SYNC, e)
     if "index" in cfg:
         for o in (dest, *srcs):
@@ -179,12 +180,12 @@ def run_dsd_op(ip, e: A.BuiltinCall, s) -> Val:
                 D.write_elem(pe, dest, i, op.dest, op.fn(*args))
         if pe.sim.trace is not None:
             pe.sim.trace.span(pe, f"@{e.name}", "dsd", start, pe.time, n=n)
-        _complete(pe, cfg, e)
+        _complete(pe, asyn, activate, unblock)
 
-    if _is_async(cfg):
+    if asyn:
         # The issuer loads the operands' DSRs; the microthread streams the elements.
         pe.cost(setup)
-        pe.start_async(f"@{e.name}", lambda: body(0), _microthread(cfg, [dest, *srcs]))
+        pe.start_async(f"@{e.name}", lambda: body(0), _microthread(ut, [dest, *srcs]))
     else:
         body(setup)
     return Val(T.BOOL, True)
@@ -194,24 +195,60 @@ def _is_async(cfg: dict[str, Val]) -> bool:
     return cfg.get("async") is not None and bool(cfg["async"].v)
 
 
-def _microthread(cfg: dict[str, Val], operands: list) -> int | None:
-    """The microthread an async op runs on: ``.ut_id`` if given, else the queue ID of its
-    highest-priority fabric operand, destination first (SDK docs, "Microthread IDs"; on
-    WSE-2 the queue of the fabric DSD). ``operands``: destination first."""
-    if "ut_id" in cfg:
-        return int(cfg["ut_id"].v)
+SYNC_ON_ASYNC_DSR = ("a synchronous DSD operation on a DSR loaded with settings for "
+                     "asynchronous operations (.async, .activate, .unblock, .ut_id) is not "
+                     "supported by waferscale yet; give the operation .async = true")
+
+
+def _same(pe, mine: int | None, other: int | None, what: str, node) -> int | None:
+    if mine is not None and other is not None and mine != other:
+        raise pe.error(f"two different {what} ({mine} and {other}) among an operation's "
+                       "options and its DSRs' are not supported by waferscale yet", node)
+    return other if mine is None else mine
+
+
+def op_settings(pe, cfg: dict[str, Val], vals: list[Val], node
+                ) -> tuple[bool, int | None, int | None, int | None]:
+    """(async, activate, unblock, ut) of an op or @map: its own options merged with those its
+    DSR operands were loaded with (sim/dsd.py, "DSRs"). ``vals``: the operands in priority
+    order (the destination first). A DSR loaded with such settings needs an async op."""
+    asyn = _is_async(cfg)
+    act = _task_id(pe, cfg["activate"], node) if "activate" in cfg else None
+    unb = _task_id(pe, cfg["unblock"], node) if "unblock" in cfg else None
+    ut = int(cfg["ut_id"].v) if "ut_id" in cfg else None
+    table = D.dsr_table(pe)
+    for v in vals:
+        r = v.v
+        st = table.get((r.file, r.id)) if isinstance(r, DsrVal) else None
+        if st is None or not st.has_settings:
+            continue
+        if not asyn:
+            raise pe.error(SYNC_ON_ASYNC_DSR, node)
+        act = _same(pe, act, st.activate, "tasks to activate", node)
+        unb = _same(pe, unb, st.unblock, "tasks to unblock", node)
+        ut = _same(pe, ut, st.ut, "microthread IDs", node)
+    return asyn, act, unb, ut
+
+
+def _microthread(ut: int | None, operands: list) -> int | None:
+    """The microthread an async op runs on: ``.ut_id`` if given (op_settings), else the
+    queue ID of its highest-priority fabric operand, destination first (SDK docs,
+    "Microthread IDs"; on WSE-2 the queue of the fabric DSD). ``operands``: destination
+    first."""
+    if ut is not None:
+        return ut
     for o in operands:
         if isinstance(o, (D.FabIn, D.FabOut)):
             return o.ut
     return None
 
 
-def _complete(pe, cfg: dict[str, Val], node) -> None:
-    """An op's .activate / .unblock, at the time it finished (pe.signal)."""
-    for key in ("activate", "unblock"):
-        if key in cfg:
-            pe.signal(_task_id(pe, cfg[key], node), unblock=key == "unblock",
-                      timed=_is_async(cfg))
+def _complete(pe, asyn: bool, activate: int | None, unblock: int | None) -> None:
+    """An op's .activate / .unblock (op_settings), at the time it finished (pe.signal)."""
+    if activate is not None:
+        pe.signal(activate, unblock=False, timed=asyn)
+    if unblock is not None:
+        pe.signal(unblock, unblock=True, timed=asyn)
 
 
 def _map(ip, e: A.BuiltinCall, s) -> Val:
@@ -231,6 +268,9 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
     ops = [D.resolve(pe, v, e, check=False) for v in vals[1:]]
     if any(isinstance(o, D.FifoOperand) for o in ops):
         raise pe.error("a FIFO may not be an operand of @map", e)
+    # op_settings in priority order: the output first
+    asyn, activate, unblock, ut = op_settings(
+        pe, cfg, [vals[-1], *vals[1:-1]] if has_out else vals[1:], e)
     dsd_lens = [o.length for o in ops if isinstance(o, (D.FabIn, D.FabOut)) or
                 (isinstance(o, D.MemOperand) and not o.pointer)]
     n = min(dsd_lens) if dsd_lens else 1
@@ -254,10 +294,10 @@ def _map(ip, e: A.BuiltinCall, s) -> Val:
             r = ip.call(fn.v, args, e)
             if out is not None:
                 D.write_elem(pe, out, i, ret, r.v)
-        _complete(pe, cfg, e)
+        _complete(pe, asyn, activate, unblock)
 
-    if _is_async(cfg):
-        pe.start_async("@map", body, _microthread(cfg, [*([out] if out is not None else []), *ins]))
+    if asyn:
+        pe.start_async("@map", body, _microthread(ut, [*([out] if out is not None else []), *ins]))
     else:
         body()
     return Val(T.BOOL, True)
@@ -272,12 +312,22 @@ def _load_to_dsr(ip, e, s) -> Val:
     vals = [ip.eval(a, s) for a in e.args]
     if len(vals) not in (2, 3) or not isinstance(vals[0].v, DsrVal):
         raise pe.error("@load_to_dsr takes a DSR (@get_dsr), a DSD and optional options", e)
-    save = False
-    if len(vals) == 3:
-        opts = vals[2].v if isinstance(vals[2].v, dict) else {}
-        save = bool(opts["save_address"].v) if "save_address" in opts else False
-    D.load_dsr(pe, vals[0].v, vals[1], save, e)
+    opts = vals[2].v if len(vals) == 3 and isinstance(vals[2].v, dict) else {}
+    save, settings = load_options(pe, opts, e)
+    D.load_dsr(pe, vals[0].v, vals[1], save, e, settings)
     return Val(T.VOID, None)
+
+
+def load_options(pe, opts: dict[str, Val], node
+                 ) -> tuple[bool, tuple[bool, int | None, int | None, int | None]]:
+    """@load_to_dsr's options (builtins.LOAD_TO_DSR_OPTIONS): .save_address, and
+    (.async, .activate, .unblock, .ut_id) for dsd.load_dsr."""
+    def flag(k: str) -> bool:
+        return bool(opts[k].v) if k in opts else False
+    act = _task_id(pe, opts["activate"], node) if "activate" in opts else None
+    unb = _task_id(pe, opts["unblock"], node) if "unblock" in opts else None
+    ut = int(opts["ut_id"].v) if "ut_id" in opts else None
+    return flag("save_address"), (flag("async"), act, unb, ut)
 
 
 def _rt_activate(ip, e, s) -> Val:

@@ -302,11 +302,35 @@ def resolve(pe, v: Val, node,
 # @map element). Without it every op starts at the loaded DSD's first element. The state is
 # per PE, kept across tasks and launches, like the registers. Only mem1d DSDs save an
 # address here (a mem4d one is an error at its load); fabric DSDs have no address.
+#
+# A load may also carry the settings of the asynchronous operations that use the DSR:
+# ``.async``, ``.activate``/``.unblock`` (the task the op's completion activates/unblocks)
+# and ``.ut_id`` (its microthread). The SDK's spmv-hypersparse benchmark shows the meaning:
+# ``@load_to_dsr(dest_dsr, fabout, .{ .async = true, .activate = t })`` then
+# ``@mov32(dest_dsr, src1_dsr, .{ .async = true })`` replaces
+# ``@mov32(fabout, mem, .{ .async = true, .activate = t })`` (its own comment); the docs'
+# "Microthread IDs" page: an async op takes its ``.ut_id`` from its own options or from the
+# ``@load_to_dsr`` of its DSR operands. An async op over such DSRs (builtins_rt.op_settings)
+# completes with the union of its own and its DSRs' actions and runs on the microthread that
+# they name. Doc-gaps, and "not supported by waferscale yet" errors rather than guesses: two
+# different tasks for one action (or two microthreads) among the op and its DSRs, and a
+# synchronous op over a DSR loaded with such settings. A top-level comptime block may load
+# DSRs too (builtins._preload_dsr): the PE starts with them loaded (WaferLLM's MeshGEMM).
 
 @dataclass
 class DsrState:
     dsd: DsdVal
     save_address: bool
+    asyn: bool = False               # .async = true
+    activate: int | None = None      # task IDs
+    unblock: int | None = None
+    ut: int | None = None            # .ut_id
+
+    @property
+    def has_settings(self) -> bool:
+        """Loaded with settings for asynchronous operations."""
+        return self.asyn or self.activate is not None or self.unblock is not None \
+            or self.ut is not None
 
 
 def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
@@ -314,9 +338,12 @@ def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
     return pe.__dict__.setdefault("dsrs", {})
 
 
-def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node) -> None:
-    """``@load_to_dsr(r, v, .{ .save_address })`` on ``pe``: checks that the DSD fits the
-    DSR's file (a destination DSR never holds a fabin, a src1 DSR never a fabout)."""
+def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node,
+             settings: tuple[bool, int | None, int | None, int | None] = (False, None, None,
+                                                                            None)) -> None:
+    """``@load_to_dsr(r, v, .{ .save_address, ... })`` on ``pe``: checks that the DSD fits
+    the DSR's file (a destination DSR never holds a fabin, a src1 DSR never a fabout).
+    ``settings``: (.async, .activate, .unblock, .ut_id) for the async ops using it."""
     p = v.v
     if not isinstance(p, DsdVal):
         raise pe.error(f"@load_to_dsr needs a DSD to load into {r}, found a value of type "
@@ -330,7 +357,8 @@ def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node) -> None:
     if save_address and p.kind == "mem4d_dsd":
         raise pe.error(".save_address = true with a mem4d_dsd is not supported by "
                        "waferscale yet", node)
-    dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd")
+    dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd",
+                                             *settings)
 
 
 def dsr_dsd(pe, r: DsrVal, node) -> DsdVal:

@@ -97,6 +97,8 @@ class CompiledEngine:
                              sorted(pe.blocked), pe.rng.state)
             for addr, pod in lowered[key].dsd_globals.items():
                 self.core.set_dsd_var(k, addr, pod)
+            for dsr, pod, flags in lowered[key].dsr_preloads:
+                self.core.set_dsr(k, dsr, pod, flags)
             self.index[(pe.x, pe.y)] = k
         self._bar: Any = None
 

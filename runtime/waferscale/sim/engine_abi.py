@@ -191,7 +191,8 @@ RECORDS: dict[str, list[tuple[str, int, str]]] = {
                 ("tcode", 4, "scalar: its type; pointer: the element type"),
                 ("async_", 1, ""), ("activate", 1, "task ID or -1"),
                 ("unblock", 1, "task ID or -1"), ("has_index", 1, ""),
-                ("node", 1, "error location"), ("name", 1, "context name (\"@fmovs\")")],
+                ("node", 1, "error location"), ("name", 1, "context name (\"@fmovs\")"),
+                ("ut", 1, ".ut_id, or -1")],
 }
 
 

@@ -55,6 +55,7 @@ import numpy as np
 from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
+from ..lang.builtins import LOAD_TO_DSR_OPTIONS
 from ..lang.errors import CslError
 from ..lang.modules import _math_comptime
 from ..lang.registry import BUILTINS as REGISTRY
@@ -92,7 +93,7 @@ DSD_KINDS = ABI.DSD_KINDS
 OPERAND = ABI.OPERAND_KINDS
 CALL = ABI.CALL                          # DsdCall's field offsets
 FIFO_T = T.NAMED_TYPES["fifo_handle"]
-CONFIG_KEYS = {"async", "activate", "unblock", "index"}
+CONFIG_KEYS = {"async", "activate", "unblock", "index", "ut_id"}
 # <math> functions the engine implements (pe_engine.hpp: math_fn), by base name, and
 # <math>'s comptime functions that run-time code may also call on a float (modules.
 # _math_comptime, one ``branch`` like any call).
@@ -215,6 +216,7 @@ class LoweredProgram:
     names: list[str]
     nodes: list[A.Node]                     # error locations, by node id
     dsd_globals: dict[int, np.ndarray]      # word address -> initial DSD value
+    dsr_preloads: list[tuple[int, np.ndarray, int]]   # (DSR key, DSD, dsr_flags), in order
 
 
 class ProgramLowering:
@@ -286,13 +288,18 @@ class ProgramLowering:
                 for p in self.pe.program.memory.placements]
         dsd_globals = {addr: np.array(self.dsd_pod(v, None), dtype=np.int32)
                        for addr, v in self.pe.dsd_vars.items()}
+        # DSRs loaded in a top-level comptime block (builtins._preload_dsr), in order:
+        # (DSR key, the DSD's pod, dsr_flags).
+        dsr_preloads = [(dsr_key(r), np.array(self.dsd_pod(d, node), dtype=np.int32),
+                         self.dsr_flags(opts, node))
+                        for r, d, opts, node in self.pe.record.dsr_preloads]
         return LoweredProgram(
             code=np.array(self.code, dtype=np.int32).reshape(-1, 4),
             consts=np.array(self.consts, dtype=np.int64),
             dconsts=np.array(self.dconsts, dtype=np.int32).reshape(-1, self.dsd_words),
             calls=np.array(self.calls, dtype=np.int32).reshape(-1, self.call_words),
             fns=self.fns, tasks=tasks, exports=exports, syms=syms, names=self.names,
-            nodes=self.nodes, dsd_globals=dsd_globals)
+            nodes=self.nodes, dsd_globals=dsd_globals, dsr_preloads=dsr_preloads)
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -1480,7 +1487,7 @@ class ProgramLowering:
             if names <= CONFIG_KEYS:
                 args.pop()
                 cfg = {f.name: f.value for f in last.fields}
-            elif names & {"ut_id", "priority", "on_control"}:
+            elif names & {"priority", "on_control"}:
                 raise _unsupported(f"DSD op options {sorted(names - CONFIG_KEYS)}", e)
         return args, cfg
 
@@ -1518,27 +1525,44 @@ class ProgramLowering:
         raise _unsupported(f"a DSD operand of type '{t}'", a)
 
     def _load_to_dsr(self, e: A.BuiltinCall) -> Dyn:
-        """builtins_rt._load_to_dsr: push the DSD, then DSRLOAD (a: DSR key, b: save, c:
-        node). The DSR is comptime-known, as is .save_address."""
+        """builtins_rt._load_to_dsr: push the DSD, then DSRLOAD (a: DSR key, b: dsr_flags,
+        c: node). The DSR and the options are comptime-known."""
         if len(e.args) not in (2, 3):
             raise _unsupported("this form of @load_to_dsr", e)
         r = self.try_const(e.args[0])
         if r is None or not isinstance(r.v, DsrVal):
             raise _unsupported("@load_to_dsr of a DSR that is not comptime-known", e)
-        save = False
+        flags = 0
         if len(e.args) == 3:
             o = self.try_const(e.args[2])
-            if o is None or not isinstance(o.v, dict) or not set(o.v) <= {"save_address"}:
+            if o is None or not isinstance(o.v, dict) or not set(o.v) <= set(
+                    LOAD_TO_DSR_OPTIONS):
                 raise _unsupported("these @load_to_dsr options", e)
-            if "save_address" in o.v:
-                save = bool(o.v["save_address"].v)
+            flags = self.dsr_flags(o.v, e)
         d = self.expr(e.args[1])
         if isinstance(d, Val) and isinstance(d.v, DsdVal):
             self.push(d, None, e.args[1])
         elif isinstance(d, Val) or not T.is_dsd(d.type):
             raise _unsupported("@load_to_dsr of something that is not a DSD", e)
-        self.emit(Op.DSRLOAD, dsr_key(r.v), int(save), self.node(e))
+        self.emit(Op.DSRLOAD, dsr_key(r.v), flags, self.node(e))
         return Dyn(T.VOID)
+
+    def dsr_flags(self, opts: dict[str, Val], node: A.Node) -> int:
+        """builtins_rt.load_options packed for the engine (pe_engine.hpp, dsr_slot): bit 0
+        .save_address, bit 1 .async, bits 2-7 .ut_id + 1, bits 8-15 .activate + 1, bits
+        16-23 .unblock + 1 (0: not given)."""
+        def flag(k: str) -> int:
+            return int(bool(opts[k].v)) if k in opts else 0
+        flags = flag("save_address") | flag("async") << 1
+        if "ut_id" in opts:
+            ut = int(opts["ut_id"].v)
+            if not 0 <= ut < 32:
+                raise _unsupported(f"microthread ID {ut}", node)
+            flags |= (ut + 1) << 2
+        for key, shift in (("activate", 8), ("unblock", 16)):
+            if key in opts:
+                flags |= (self.task_id(opts[key], node) + 1) << shift
+        return flags
 
     def _role_fail(self, e: A.BuiltinCall, what: str, args: list[A.Expr], out: int | None
                    ) -> bool:
@@ -1553,8 +1577,13 @@ class ProgramLowering:
         return True
 
     def _options(self, cfg: dict[str, A.Expr], e: A.Node, row: list[int]) -> None:
-        """Fill DsdCall's async/activate/unblock fields from comptime options."""
-        asyn = activate = unblock = -1
+        """Fill DsdCall's async/activate/unblock/ut fields from comptime options."""
+        asyn = activate = unblock = ut = -1
+        if "ut_id" in cfg:
+            v = self.expr(cfg["ut_id"])
+            if not isinstance(v, Val) or v.type != T.UT_ID:
+                raise _unsupported("a run-time .ut_id", e)
+            ut = int(v.v)
         if "async" in cfg:
             v = self.expr(cfg["async"])
             if not isinstance(v, Val) or v.type != T.BOOL:
@@ -1570,8 +1599,8 @@ class ProgramLowering:
                     activate = tid
                 else:
                     unblock = tid
-        row[CALL["async_"]], row[CALL["activate"]], row[CALL["unblock"]] = \
-            max(asyn, 0), activate, unblock
+        row[CALL["async_"]], row[CALL["activate"]], row[CALL["unblock"]], row[CALL["ut"]] = \
+            max(asyn, 0), activate, unblock, ut
 
     def _map(self, e: A.BuiltinCall) -> Dyn:
         """builtins_rt._map: operands resolved at issue, then a synthetic function runs the

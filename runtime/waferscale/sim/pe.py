@@ -392,6 +392,12 @@ class PE:
         self.unblock_time = 0                     # local cycle of the last unblock
         self.stats = PEStats()
         self.rng = TaskRng(sim.options.seed * 1_000_003 + y * 10007 + x)
+        # DSRs loaded in a top-level comptime block hold their DSDs from the start.
+        from .builtins_rt import load_options
+        from .dsd import load_dsr
+        for r, dsd, opts, node in self.record.dsr_preloads:
+            save, settings = load_options(self, opts, node)
+            load_dsr(self, r, dsd, save, node, settings)
 
     @property
     def interp(self) -> "PEInterp":
