@@ -544,7 +544,7 @@ def test_debug_util_reads_with_fabric_coordinates(out: Path, tmp_path: Path) -> 
         d.get_symbol_rect(((5, 1), (1, 3)), "A", np.float32)
     with pytest.raises(DeviceError, match=r"fabric PE \(0, 0\) is outside .* columns 4..7"):
         d.get_symbol(0, 0, "A", np.float32)
-    with pytest.raises(DeviceError, match="read_trace is not supported"):
+    with pytest.raises(DeviceError, match="PE \\(4, 1\\) has no <debug> trace with key 'trace'"):
         d.read_trace(4, 1, "trace")
     with pytest.raises(DeviceError, match="cmaddr"):
         debug_util(out, cmaddr="1.2.3.4:9000")

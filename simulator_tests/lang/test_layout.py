@@ -114,7 +114,8 @@ def edit(old: str, new: str, text: str = LAYOUT) -> str:
     (edit(".tx = RAMP", ".tx = 3"), PE, {}, "must be a direction"),
     (edit("  @export_name(\"buf\"", "  @set_color_config(1, 1, c, .{ .routes = .{} });\n  @export_name(\"buf\""),
      PE, {}, "PE(1,1) color 3 is configured twice"),
-    (LAYOUT, edit("param n: i16;", "param n: i16;\nparam m: i16;\nvar other = @zeros([m]f32);", PE), {},
+    (LAYOUT, edit("param n: i16;", "param n: i16;\nparam m: i16;\nvar other = @zeros([m]f32);\n"
+                         "fn use() void { other[0] = 1.0; }", PE), {},
      "param 'm' of pe.csl is not bound"),
     (LAYOUT, PE, dict(params=(("w", "3"),)), "param 'h' of layout.csl is not bound"),
     (edit("@get_color(3)", "@get_color(22)"), PE, {}, "color 22 is reserved by memcpy"),
@@ -160,7 +161,8 @@ def test_get_rectangle(tmp_path):
 def test_get_rectangle_in_pe_code(tmp_path):
     # Official examples size PE programs with @get_rectangle() (gemv-collectives_2d).
     pe = edit("var buf = @zeros([n]f32);", "const P = @get_rectangle().width;\n"
-              "var buf = @zeros([n + P * 0]f32);\nvar wide: [P]f32;", PE)
+              "var buf = @zeros([n + P * 0]f32);\nvar wide: [P]f32;\n"
+              "fn use() void { wide[0] = 1.0; }", PE)
     lay = elaborate(write(tmp_path, LAYOUT, pe), opts())
     sizes = {p.var.name: p.size for p in lay.programs[0].memory.placements}
     assert sizes["wide"] == 3 * 4
@@ -168,7 +170,7 @@ def test_get_rectangle_in_pe_code(tmp_path):
 
 def test_memory_overflow_names_pe_symbols_and_bytes(tmp_path):
     pe = edit("var buf = @zeros([n]f32);", "var buf = @zeros([n]f32);\nvar big: [12000]f32;\n"
-              "var other: [100]i16;", PE)
+              "var other: [100]i16;\nfn use() void { big[0] = 1.0; other[0] = 1; }", PE)
     text = err(tmp_path, LAYOUT, pe)
     assert "pe.csl on PE(0,0) and 1 other PE(s) needs" in text
     assert "but a PE has 49152" in text
@@ -176,7 +178,8 @@ def test_memory_overflow_names_pe_symbols_and_bytes(tmp_path):
 
 
 def test_memory_map_alignment(tmp_path):
-    pe = edit("var buf = @zeros([n]f32);", "var h: i16 = 1;\nvar buf = @zeros([n]f32);", PE)
+    pe = edit("var buf = @zeros([n]f32);", "var h: i16 = 1;\nvar buf = @zeros([n]f32);\n"
+              "fn use() void { h += 1; }", PE)
     lay = elaborate(write(tmp_path, LAYOUT, pe), opts())
     mm = lay.programs[0].memory
     addr = {p.var.name: p.address for p in mm.placements}

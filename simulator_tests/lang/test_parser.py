@@ -169,6 +169,13 @@ def test_function_pointer_param_and_fn_types() -> None:
     ]
 
 
+def test_task_type_param():
+    # The SDK's 25-pt-stencil: `param callback: task () void;`
+    d = one_decl("param callback: task () void;")
+    assert d.type == FnType([], I("void"), is_task=True)
+
+
+
 def test_top_level_comptime_and_layout_blocks() -> None:
     src = ("comptime { @bind_local_task(t, @get_local_task_id(9)); };\n"
            "layout { @set_rectangle(2, 1); }")
@@ -814,3 +821,17 @@ def test_external_corpus_parses() -> None:
             failures.append(err.render())
     assert not failures, f"{len(failures)} of {len(files)} files failed:\n\n" + "\n\n".join(
         failures)
+
+
+def test_bench_parse_check_reports_each_failing_file(tmp_path: Path, capsys) -> None:
+    from waferscale.lang import bench_parse
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "good.csl").write_text("param callback: task () void;\nfn f() void {}\n")
+    (tmp_path / "sub" / "bad.csl").write_text("fn f() void {\n")
+    (tmp_path / "note.txt").write_text("not csl")
+    n, failures, _ = bench_parse.check([str(tmp_path)])
+    assert n == 2 and len(failures) == 1 and "bad.csl:2:1: error:" in failures[0]
+    assert bench_parse.main(["--check", str(tmp_path)]) == 1
+    assert "1 of 2 files parse" in capsys.readouterr().out
+    (tmp_path / "sub" / "bad.csl").unlink()
+    assert bench_parse.main(["--check", str(tmp_path)]) == 0

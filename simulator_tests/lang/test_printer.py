@@ -138,6 +138,7 @@ def test_postfix_targets(e: ast.Expr, expected: str) -> None:
     (ast.PointerType(ast.FnType([I("i16"), I("f32")], I("f32")), const=True),
      "*const fn(i16, f32) f32"),
     (ast.FnType([], I("void")), "fn() void"),
+    (ast.FnType([], I("void"), is_task=True), "task() void"),
     (ast.FnType([ast.PointerType(I("T"))], ast.PointerType(I("T"))), "fn(*T) *T"),
     (ast.InitList(ast.ArrayType([L(3)], I("i16")), items=[L(1), L(2), L(3)]),
      "[3]i16{ 1, 2, 3 }"),

@@ -51,6 +51,7 @@ const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
 const given = @type_of(memcpy_params.MEMCPYH2D_1) != void;
 const absent = @type_of(memcpy_params.MEMCPYH2D_2) == void;
 var flags = [2]bool { given, absent };
+fn use() void { flags[0] = true; }
 """
 
 
@@ -63,7 +64,8 @@ def test_unset_memcpy_stream_is_void_and_unused_param_is_not_bound(tmp_path, arc
     flags = next(g for g in lay.programs[0].record.globals if g.name == "flags")
     assert flags.init.v.data.tolist() == [True, True]
     # Used, the same param is "not bound", at its declaration.
-    (tmp_path / "pe.csl").write_text(PE + "var x: u16 = never_bound;\n")
+    (tmp_path / "pe.csl").write_text(PE + "var x: u16 = never_bound;\n"
+                                         "fn use_x() void { x += 1; }\n")
     with pytest.raises(CslError) as ei:
         elaborate(tmp_path / "layout.csl", opts)
     assert "pe.csl:3:1: error: param 'never_bound' of pe.csl is not bound" in ei.value.render()

@@ -30,7 +30,7 @@ from waferscale.lang import registry as R
 from waferscale.lang import types as T
 from waferscale.lang.errors import CslError
 from waferscale.lang.layout import CompileOptions, elaborate
-from waferscale.lang.modules import NativeModule
+from waferscale.lang.modules import UNIMPLEMENTED_REASONS, NativeModule
 from waferscale.sim import engine_abi as ABI
 from waferscale.sim.builtins_rt import DSD_OPS
 from waferscale.sim.fabric import cpp_available
@@ -340,6 +340,11 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     # test_sdk1_launch_color_with_rpc runs it on both paths.
     "rpc": ("", "test_dsrs.py"),
     "memcpy/memcpy.LAUNCH": ("", "test_dsrs.py"),
+    # <debug>'s comptime string helper (stdlib_debug.csl's `_native`): test_stdlibs.py's
+    # trace_string records, read back on both paths.
+    "debug.string_nwords": ("", "test_stdlibs.py"),
+    "debug.string_tag": ("", "test_stdlibs.py"),
+    "debug.string_word": ("", "test_stdlibs.py"),
 }
 # Router features (switches, control wavelets, teardown, queue flush) need fabric traffic
 # between PEs: test_router_features.py runs each on both arches and both PE paths.
@@ -541,4 +546,6 @@ def test_unsupported_library_is_a_compile_time_error(tmp_path, lib):
     decls = f"const lib = @import_module(\"<{lib}>\");"
     msg = _compile_error(tmp_path, decls, "  out[0] = 1.0;")
     where = _at(tmp_path, PE.format(decls=decls, body=""), f"@import_module(\"<{lib}>")
-    assert msg == f"{where}: error: library '<{lib}>' is not implemented by waferscale yet"
+    why = UNIMPLEMENTED_REASONS.get(lib)      # a doc-gap says why (<directions>)
+    assert msg == f"{where}: error: library '<{lib}>' is not implemented by waferscale yet" + (
+        f": {why}" if why else "")

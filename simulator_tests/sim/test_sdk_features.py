@@ -50,11 +50,14 @@ comptime {{
 
 
 def run_both(tmp: Path, arch: str, decls: str, body: str,
-             files: dict[str, str] | None = None) -> tuple[np.ndarray, str | None, list[str]]:
+             files: dict[str, str] | None = None, keep: list | None = None,
+             pe_text: str | None = None) -> tuple[np.ndarray, str | None, list[str]]:
     """Compile and launch ``run`` on both paths; assert they agree. Returns ``out`` (the
-    compiled run's), the error (None: ran to the end) and the compile warnings."""
+    compiled run's), the error (None: ran to the end) and the compile warnings; ``keep``
+    receives the two devices (python, compiled); ``pe_text`` replaces the PE template."""
     (tmp / "layout.csl").write_text(LAYOUT)
-    (tmp / "pe.csl").write_text(PE.format(decls=decls, body=body))
+    (tmp / "pe.csl").write_text(pe_text if pe_text is not None else
+                                PE.format(decls=decls, body=body))
     for name, text in (files or {}).items():
         (tmp / name).write_text(text)
     opts = CompileOptions(arch=arch, fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
@@ -70,6 +73,8 @@ def run_both(tmp: Path, arch: str, decls: str, body: str,
         except DeviceError as e:         # SimError, or the deadlock report
             err = str(e)
         pe = dev.sim.pes[0]
+        if keep is not None:
+            keep.append(dev)
         runs.append((dev.read_symbol(0, 0, "out").copy(), err, dev.sim.cycle,
                      pe.mem.words.copy(), (pe.stats.busy, pe.stats.stall), lay.warnings))
     (op, ep, cp, mp, sp, _), (oc, ec, cc, mc, sc, warnings) = runs
@@ -354,3 +359,101 @@ def test_a_bad_dsd_in_code_that_does_not_run_stays_on_the_engine(tmp_path):
     _, err, _ = run_both(tmp_path, "wse3", BAD_DSD_DECLS,
                          "  flag = 1;\n  if (flag == 1) { @fmovs(nowhere, 2.0); }")
     assert err is not None and "output queue 5 has no color" in err and "PE(0,0)" in err
+
+
+# Lazy analysis (layout._live_code): a global that no compiled code uses takes no memory and
+# its initializer is not checked; an `if` on a comptime-known condition compiles one branch.
+# The big buffer alone would not fit (48,000 B + the rest > 48 KiB); the DSD over the void
+# `off` would be an error if analysed (SDK pipeline-03-multiple's edge PEs).
+LAZY_DECLS = """
+const off = {};
+var big = @zeros([12000]f32);
+var fifo_buf = @zeros([3000]u32);
+const fifo = @allocate_fifo(fifo_buf);
+const oq = @get_output_queue(2);
+var never = @get_dsd(fabout_dsd, .{ .extent = 1, .fabric_color = off, .output_queue = oq });
+var kept: u16 = 7;
+fn maybe() void {
+  if (@type_of(off) != void) {
+    @mov32(never, fifo, .{ .async = true });
+    big[0] = 1.0;
+  } else {
+    kept += 1;
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_unused_globals_take_no_memory_and_are_not_analysed(tmp_path, arch):
+    devs: list = []
+    out, err, _ = run_both(tmp_path, arch, LAZY_DECLS, "  maybe();\n  out[0] = @as(f32, kept);",
+                           keep=devs)
+    assert err is None and out[0] == 8.0
+    for dev in devs:
+        for name in ("big", "fifo_buf", "never", "buf"):    # buf: the template's, unused
+            with pytest.raises(DeviceError, match=f"no global named '{name}'"):
+                dev.read_symbol(0, 0, name)
+        assert dev.read_symbol(0, 0, "kept").tolist() == [8]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_used_global_is_analysed(tmp_path, arch):
+    """The same globals used by code the PE compiles (a run-time condition keeps both
+    branches): the DSD's void color is an error at it, the buffers overflow the PE."""
+    from waferscale.lang.errors import CslError
+    used = LAZY_DECLS.replace("if (@type_of(off) != void)", "if (kept > 0)")
+    small = used.replace("var big = @zeros([12000]f32);", "var big = @zeros([12]f32);")
+    with pytest.raises(CslError, match="pe.csl:13:66: error: fabout_dsd .fabric_color must "
+                                       "be a color, found a value of type 'void'"):
+        run_both(tmp_path, arch, small, "  maybe();")
+    colored = used.replace("fabric_color = off", "fabric_color = @get_color(3)")
+    with pytest.raises(CslError, match=r"needs \d+ bytes but a PE has 49152.*big \(48000 B\), "
+                                       r"fifo_buf \(12000 B\)"):
+        run_both(tmp_path, arch, colored, "  maybe();")
+
+
+# A task-typed param (`param callback: task () void;`, the SDK's 25-pt-stencil oned_exch.csl)
+# bound to a task and used as an async op's `.activate`.
+CALLBACK_HELPER = """
+param callback: task () void;
+param dst: *[8]f32;
+const d = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{4} -> dst[i] });
+fn start() void {
+  @fmovs(d, 2.5, .{ .async = true, .activate = callback });
+}
+"""
+CALLBACK_PE = """
+param memcpy_params;
+const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
+var out = @zeros([8]f32);
+var out_ptr: [*]f32 = &out;
+const done_id: local_task_id = @get_local_task_id(9);
+task done() void {
+  out[7] = out[0] + 1.0;
+  sys_mod.unblock_cmd_stream();
+}
+const helper = @import_module("helper.csl", .{ .callback = done, .dst = &out });
+fn run() void { helper.start(); }
+comptime {
+  @bind_local_task(done, done_id);
+  @export_symbol(out_ptr, "out");
+  @export_symbol(run);
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_task_typed_param(tmp_path, arch):
+    out, err, _ = run_both(tmp_path, arch, "", "", {"helper.csl": CALLBACK_HELPER},
+                           pe_text=CALLBACK_PE)
+    assert err is None
+    assert out.tolist() == [2.5] * 4 + [0.0] * 3 + [3.5]
+
+
+def test_task_typed_param_rejects_a_function(tmp_path):
+    from waferscale.lang.errors import CslError
+    pe = CALLBACK_PE.replace(".callback = done", ".callback = plain") + "fn plain() void {}\n"
+    with pytest.raises(CslError, match=r"helper.csl:2:1: error: expected a task of type "
+                                       r"'task\(\) void', found the function type"):
+        run_both(tmp_path, "wse3", "", "", {"helper.csl": CALLBACK_HELPER}, pe_text=pe)

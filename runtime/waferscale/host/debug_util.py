@@ -5,13 +5,15 @@ SDK scripts create ``debug_util(bin_dir, cmaddr=...)`` after ``runner.stop()`` a
 ``(px, py)`` is ``(px + off_x, py + off_y)``, usually ``(4 + px, 1 + py)``). The SDK reads a
 core dump; here the symbols are read from the device of the last :class:`SdkRuntime` that
 loaded ``bin_dir`` in this process, so the script must have run the program first. The
-symbol need not be exported. ``read_trace`` (the ``<debug>`` library's trace buffers) is not
-supported.
+symbol need not be exported. ``read_trace(x, y, key)`` decodes the trace buffer of the
+``<debug>`` library instance imported with that key (lang/stdlib_debug.csl) into the same
+heterogeneous list as the SDK's reader.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,49 @@ from .sdkruntime import SdkRuntime, last_runtime, reinterpret
 
 log = logging.getLogger(__name__)
 
-__all__ = ["debug_util"]
+__all__ = ["debug_util", "decode_trace"]
+
+
+def decode_trace(words: np.ndarray, index: int) -> list[Any]:
+    """The records in the first ``index`` 16-bit words of a ``<debug>`` trace buffer.
+
+    Format (the one the SDK's host reader decodes; lang/stdlib_debug.csl writes it): a tag
+    word whose low byte is a ``struct`` code and whose high byte is a bool's value or a
+    string's byte count; then the value little-endian: 'h'/'H'/'e' one word, 'i'/'I'/'f' two,
+    't' (a 48-bit timestamp, returned as an int) three, 's' the NUL-padded UTF-8 bytes
+    (returned up to the first NUL). An unknown tag or a record cut short is a DeviceError.
+    """
+    raw = np.asarray(words, dtype=np.uint16)[:index].astype("<u2").tobytes()
+    out: list[Any] = []
+    i = 0
+    while i < len(raw):
+        tag, high = chr(raw[i]), raw[i + 1]
+        i += 2
+        if tag == "?":
+            out.append(bool(high))
+            continue
+        if tag == "t":
+            size, fmt = 6, ""
+        elif tag == "s":
+            size, fmt = high, f"{high}s"
+        elif tag in "hHeiIf":
+            size, fmt = struct.calcsize("<" + tag), tag
+        else:
+            raise DeviceError(f"debug_util.read_trace: unknown record tag {raw[i - 2]:#x} at "
+                              f"word {i // 2 - 1} of the trace buffer")
+        if i + size > len(raw):
+            raise DeviceError(f"debug_util.read_trace: the record at word {i // 2 - 1} ends "
+                              "past the buffer index")
+        chunk = raw[i:i + size]
+        i += size
+        if tag == "t":
+            out.append(int.from_bytes(chunk, "little"))
+        elif tag == "s":
+            out.append(chunk.split(b"\0")[0].decode("utf-8"))
+        else:
+            v = struct.unpack("<" + fmt, chunk)[0]
+            out.append(float(v) if tag in "ef" else v)
+    return out
 
 
 class debug_util:  # the SDK's class name (lower case)
@@ -80,7 +124,16 @@ class debug_util:  # the SDK's class name (lower case)
                               "one by one with get_symbol")
         return np.array(rows)
 
-    def read_trace(self, x: int, y: int, key: str) -> Any:
-        """Not supported: waferscale does not implement the ``<debug>`` trace library."""
-        raise DeviceError("debug_util.read_trace is not supported by waferscale (the <debug> "
-                          "library's trace buffers are not simulated)")
+    def read_trace(self, x: int, y: int, key: str) -> list[Any]:
+        """The records of the ``<debug>`` instance imported with ``.key = key`` on fabric PE
+        ``(x, y)``, in the order they were traced (see :func:`decode_trace`)."""
+        px, py = self._program_xy(x, y)
+        dev = self._runtime.device
+        assert dev is not None
+        names = (f"$$csl_debug.{key}.buffer", f"$$csl_debug.{key}.buffer_index")
+        try:
+            buf, index = (dev.read_symbol(px, py, n) for n in names)
+        except DeviceError as e:
+            raise DeviceError(f"debug_util.read_trace: PE ({x}, {y}) has no <debug> trace with "
+                              f"key '{key}' ({e})") from None
+        return decode_trace(buf, int(index[0]))

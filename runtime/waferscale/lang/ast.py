@@ -191,9 +191,11 @@ class PointerType(Expr):
 
 @dataclass
 class FnType(Expr):
-    """``fn(T, U) R``."""
+    """``fn(T, U) R``, or ``task(T) R`` (a task's type: the SDK's 25-pt-stencil declares
+    ``param callback: task () void;`` and binds a task to it)."""
     params: list[Expr]
     ret: Expr
+    is_task: bool = False
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 ``python -m waferscale.lang.bench_parse [--lines N] [--repeat R] [--seed S] [--dump FILE]``
 ``python -m waferscale.lang.bench_parse --scaling [--lines N] [--repeat R]``
+``python -m waferscale.lang.bench_parse --check DIR [DIR ...]``
 
 Generates a realistic CSL file of about N lines (default 2,000) from built-in snippet templates
 in the style of a PE program (params, queue and task IDs, buffers, DSDs, helper functions,
@@ -14,6 +15,11 @@ generated program, one multiline string of that many ``\\\\`` lines, and one lin
 that many ``1 + `` terms) and prints the time per line for each size: a linear front end keeps
 it about constant, a quadratic one doubles it at every step. This is where the front end's
 performance is measured; the test suite only checks outcomes.
+
+With ``--check`` it parses every ``*.csl`` under the given directories (e.g. a checkout of
+Cerebras/sdk-examples), prints each file that fails with its error, and the count and total
+time; the exit status is 1 if any failed. (The opt-in test
+``WAFERSCALE_EXTERNAL_CSL=DIR pytest -m external simulator_tests/lang`` asserts the same.)
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ import time
 
 from collections.abc import Callable
 
+from pathlib import Path
+
+from .errors import CslError
 from .lexer import tokenize
-from .parser import parse_source
+from .parser import parse_file, parse_source
 from .source import SourceFile
 
 logger = logging.getLogger(__name__)
@@ -214,6 +223,19 @@ def print_scaling(result: dict[str, list[tuple[int, float]]]) -> None:
                   f"{per * 1e6:7.2f} us/line  x{per / base:.2f}")
 
 
+def check(dirs: list[str]) -> tuple[int, list[str], float]:
+    """Parse every ``*.csl`` under ``dirs``: (files, rendered errors, seconds)."""
+    files = sorted(p for d in dirs for p in Path(d).rglob("*.csl"))
+    failures: list[str] = []
+    t0 = time.perf_counter()
+    for path in files:
+        try:
+            parse_file(path)
+        except CslError as err:
+            failures.append(err.render())
+    return len(files), failures, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m waferscale.lang.bench_parse",
                                  description="Measure CSL lexer+parser throughput.")
@@ -224,7 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scaling", action="store_true",
                     help="time inputs of N, 2N, 4N, 8N lines (program, multiline string, "
                          "one long line) and print the time per line")
+    ap.add_argument("--check", nargs="+", metavar="DIR",
+                    help="parse every *.csl under DIR and report the files that fail")
     args = ap.parse_args(argv)
+    if args.check:
+        n, failures, secs = check(args.check)
+        for f in failures:
+            print(f, end="\n\n")
+        print(f"{n - len(failures)} of {n} files parse ({secs:.2f} s)")
+        return 1 if failures or not n else 0
     if args.lines < 1 or args.repeat < 1:
         ap.error("--lines and --repeat must be positive")
     if args.scaling:

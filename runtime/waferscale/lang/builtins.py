@@ -945,12 +945,17 @@ DSD_OP_NAMES = frozenset([r.name for r in R.BUILTINS.values() if r.family == "ds
 _TYPE_EXPRS = (A.ArrayType, A.PointerType, A.FnType, A.StructType, A.EnumType)
 
 
-def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl) -> None:
+def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl,
+                          dead: set[int] | frozenset[int] = frozenset()) -> None:
     """At compile time, every operand of a DSD op (and @map's, after its function) in
     ``fn``'s body must be a value: a type, a function or a hardware ID (color, queue, task
     ID) where a DSD, pointer or number is expected is an error at the operand. Only names the
-    body does not declare itself are judged (locals are run-time values)."""
+    body does not declare itself are judged (locals are run-time values), and only in the
+    code the PE compiles (``dead``: the ids of the nodes of branches it never takes); a
+    construct that is not supported is an error in any branch."""
     for item in _dsd_operand_plan(ip, fn):
+        if id(item[1]) in dead and item[0] not in ("unsupported", "member"):
+            continue        # (a construct waferscale does not model is an error anywhere)
         if item[0] == "unsupported":
             raise ip.err(item[2], item[1])
         if item[0] == "member":         # lib.fn of a library member not modelled yet

@@ -552,6 +552,9 @@ class Interp:
         if target == T.TYPE and src == T.TYPE:
             return v
         if isinstance(target, T.FnT) and isinstance(src, T.FnT):
+            if target.is_task and not src.is_task:
+                raise self.err(f"expected a task of type '{target}', found the function type "
+                               f"'{src}'", node)
             return Val(target, p)
         raise self.err(f"expected type '{target}', found '{src}'", node)
 
@@ -1048,7 +1051,7 @@ class Interp:
 
     def _e_FnType(self, e: A.FnType, s: Scope) -> Val:
         return Val(T.TYPE, T.FnT(tuple(self.eval_type(p, s) for p in e.params),
-                                 self.eval_type(e.ret, s)))
+                                 self.eval_type(e.ret, s), is_task=e.is_task))
 
     def _e_StructType(self, e: A.StructType, s: Scope) -> Val:
         fields = []

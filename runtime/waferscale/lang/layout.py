@@ -667,26 +667,42 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     inst = ModuleInstance(ip.ctx, str(tc.path), tree, tc.params, name=tc.path.name,
                           program=record, bind_span=tc.span)
     ip.run_comptime_blocks(inst)
-    # Every global variable occupies memory, so each is elaborated (and type-checked), in
-    # the PE file and in every module it imports.
-    # Globals that run-time code names are analysed too, as cslc analyses the bodies of the
-    # functions and tasks it compiles (unreferenced consts stay lazy, as in Zig).
+    # Lazy analysis, as cslc's (Zig's): a global is analysed and given PE memory only when
+    # something the PE compiles uses it: the run-time code of its functions and tasks,
+    # where an `if` whose condition is comptime-known counts only the branch it takes
+    # (_live_code), a comptime block (evaluated when the module is instantiated), or the
+    # initializer of a global so used. An unused, unexported global is dropped: the SDK's
+    # debug_util says "the compiler removes the tensor due to some optimization technique
+    # ... export such symbol in the kernel to keep the symbol in the ELF" (cerebras-sdk
+    # 2.10.0, debug_util docstring), and pipeline-03-multiple's edge PEs only fit 48 KiB
+    # without their unused FIFO buffers. An unused global's initializer is not checked
+    # (pipeline-03's h2d.csl has `.fabric_color = USER_IN_2` with USER_IN_2 void on WSE-2).
+    # doc-gap: which unused globals cslc drops is not documented beyond that; every function
+    # counts as used (no call-graph pruning), so this drops less than cslc may.
+    live: dict[tuple[int, int], set[int]] = {}
     i = 0
     while i < len(record.modules):
         mod = record.modules[i]
-        used = _names_used_by_code(ip.ctx, mod)
+        used, dead, cross = _live_code(ip, mod)
+        for fn_id, dead_ids in dead.items():
+            live[(id(mod), fn_id)] = dead_ids
         for name, entry in list(mod.globals.items()):
             d = entry.decl
             # A param that is neither bound nor given a default nor used by anything is
             # never evaluated, as cslc accepts it (the SDK's pipeline-02 declares
             # `param main: u16;` and never binds it); used, it is "not bound".
-            if isinstance(d, A.VarDecl) and (d.kind == "var" or name in used or (
+            if isinstance(d, A.VarDecl) and (name in used or (
                     d.kind == "param" and (name in mod.params or d.init is not None))):
                 ip.global_value(mod, name, d.span)
+        for other, name in cross:          # `lib.x` in this module's run-time code
+            e = other.globals.get(name)
+            if e is not None and isinstance(e.decl, A.VarDecl):
+                ip.global_value(other, name, e.decl.span)
         _place_local_storage(ip, mod, record)
         for name in _const_arrays_used(ip.ctx, mod):
-            ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
-                             ip.global_value(mod, name, None))
+            if name in used:
+                ip.const_storage(A.Ident(name, span=mod.globals[name].decl.span), mod.scope,
+                                 ip.global_value(mod, name, None))
         i += 1
     owned = [(m, e.decl) for m in record.modules for e in m.globals.values()
              if isinstance(e.decl, A.FnDecl)]
@@ -694,13 +710,147 @@ def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
     for m in record.modules:
         for e in list(m.globals.values()):
             if isinstance(e.decl, A.FnDecl):
-                check_dsd_op_operands(ip, m, e.decl)
+                check_dsd_op_operands(ip, m, e.decl, live.get((id(m), id(e.decl)), set()))
     order = {id(m): i for i, m in enumerate(record.modules)}
     variables = sorted(record.globals, key=lambda v: (order.get(id(v.owner), len(order)),
                                                       v.decl.span.start if v.decl else 0))
     mm = place_globals(variables, estimate_code_bytes(fns, record.imports_memcpy,
                                                       _node_counts(ip, owned)))
     return PEProgram(index, tc.path, tc.params, inst, record, memory=mm)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """What a stretch of a function body uses outside the ``if``s whose condition may be
+    comptime-known (it names no local): identifiers, ``x.name`` accesses and ``x.f(...)``
+    calls whose ``x`` is not a local; then those ``if``s, each as (condition, then-segment,
+    else-segment, the ids of the then-nodes, of the else-nodes). A property of the AST,
+    built once per function and compilation (_segment_of)."""
+    names: frozenset[str]
+    fields: tuple[A.FieldAccess, ...]
+    calls: tuple[A.Call, ...]
+    ifs: tuple[tuple[A.Expr, "_Segment | None", "_Segment | None", frozenset[int],
+                     frozenset[int]], ...]
+
+
+def _build_segment(root: A.Node | None, local: frozenset[str]) -> "_Segment | None":
+    if root is None:
+        return None
+    names: set[str] = set()
+    fields: list[A.FieldAccess] = []
+    calls: list[A.Call] = []
+    ifs = []
+    stack: list[A.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, A.Ident):
+            names.add(node.name)
+        elif isinstance(node, A.FieldAccess) and isinstance(node.target, A.Ident) \
+                and node.target.name not in local:
+            fields.append(node)
+        elif isinstance(node, A.Call) and isinstance(node.callee, A.FieldAccess) \
+                and isinstance(node.callee.target, A.Ident) \
+                and node.callee.target.name not in local:
+            calls.append(node)
+        if isinstance(node, (A.If, A.IfExpr)) and not any(
+                isinstance(n, A.Ident) and n.name in local for n in node.cond.walk()):
+            stack.append(node.cond)
+            ifs.append((node.cond, _build_segment(node.then, local),
+                        _build_segment(node.else_, local),
+                        frozenset(id(n) for n in node.then.walk()),
+                        frozenset(id(n) for n in node.else_.walk())
+                        if node.else_ is not None else frozenset()))
+            continue
+        stack.extend(node.children())
+    return _Segment(frozenset(names), tuple(fields), tuple(calls), tuple(ifs))
+
+
+def _segment_of(ctx: Compilation, fn: A.FnDecl) -> tuple[_Segment | None, frozenset[str]]:
+    """``fn``'s body as a _Segment, and its local names (memoised per function AST)."""
+    hit = ctx.memo.get(("live segment", id(fn)))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    local = _fn_local_names(fn)
+    out = (_build_segment(fn.body, local), local)
+    ctx.memo[("live segment", id(fn))] = (fn, out)
+    return out
+
+
+def _live_code(ip: Interp, mod: ModuleInstance
+               ) -> tuple[set[str], dict[int, set[int]], list[tuple[ModuleInstance, str]]]:
+    """What the run-time code of ``mod``'s functions and tasks uses on this PE: the
+    identifiers it names, the ids of the nodes in branches it never takes (per function id),
+    and the ``(module, name)`` of each ``lib.name`` whose ``lib`` is a module this one
+    imported. An ``if`` (statement or expression) whose condition is comptime-known here
+    (it names no local, and evaluates to a bool in the module's scope) takes one branch; any
+    other condition keeps both. Calls ``lib.f(...)`` of a library with ``call_checks`` (e.g.
+    <debug>'s trace_string) are checked here, at the user's call."""
+    used: set[str] = set()
+    dead: dict[int, set[int]] = {}
+    cross: list[tuple[ModuleInstance, str]] = []
+
+    def module_named(name: str) -> Any:
+        g = mod.globals.get(name)
+        v = getattr(g, "value", None) if g is not None else None
+        return v.v if v is not None and isinstance(v.v, ModuleInstance) else None
+
+    for entry in list(mod.globals.values()):
+        fn = entry.decl
+        if not isinstance(fn, A.FnDecl) or fn.body is None:
+            continue
+        seg0, local = _segment_of(ip.ctx, fn)
+        dead_ids: set[int] = set()
+        todo = [seg0]
+        while todo:
+            seg = todo.pop()
+            if seg is None:
+                continue
+            used |= seg.names
+            for fa in seg.fields:
+                assert isinstance(fa.target, A.Ident)
+                other = module_named(fa.target.name)
+                if other is not None and not other.is_stdlib:
+                    cross.append((other, fa.name))
+            for call in seg.calls:
+                callee = call.callee
+                assert isinstance(callee, A.FieldAccess) and isinstance(callee.target, A.Ident)
+                other = module_named(callee.target.name)
+                check = getattr(other, "call_checks", {}).get(callee.name)
+                if check is not None:
+                    check(ip, mod.scope, call, local)
+            for cond, then_seg, else_seg, then_ids, else_ids in seg.ifs:
+                c = _comptime_condition(ip, mod, cond)
+                if c is None:
+                    todo += [then_seg, else_seg]
+                elif c:
+                    todo.append(then_seg)
+                    dead_ids |= else_ids
+                else:
+                    todo.append(else_seg)
+                    dead_ids |= then_ids
+        dead[id(fn)] = dead_ids
+    return used, dead, cross
+
+
+def _fn_local_names(fn: A.FnDecl) -> frozenset[str]:
+    names = {p.name for p in fn.params if p.name is not None}
+    if fn.body is not None:
+        for n in fn.body.walk():
+            if isinstance(n, A.VarDecl):
+                names.add(n.name)
+            elif isinstance(n, A.For):
+                names.update(c for c in n.captures if isinstance(c, str))
+    return frozenset(names)
+
+
+def _comptime_condition(ip: Interp, mod: ModuleInstance, cond: A.Expr) -> bool | None:
+    """``cond``'s value when it is comptime-known in ``mod``'s scope, else None (it names
+    no local: _build_segment only keeps such conditions)."""
+    try:
+        v = ip.eval(cond, mod.scope)
+    except CslError:
+        return None
+    return v.v if v.type == T.BOOL and isinstance(v.v, bool) else None
 
 
 def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]:

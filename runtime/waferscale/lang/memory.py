@@ -3,6 +3,8 @@
 Model (see docs/frontend.md, "Memory"):
 
 * A PE has 48 KiB of SRAM addressed in 16-bit words (24,576 words); code and data share it.
+* Only the globals that compiled code uses are placed (lazy analysis: layout._live_code and
+  docs/frontend.md); an unused, unexported global takes no memory.
 * Globals are placed in declaration order (per module instance, imports first as they were
   elaborated) at their alignment: 32-bit types and arrays of them on 4-byte boundaries,
   16-bit types on 2-byte boundaries, or the declaration's ``align(N)`` (bytes) when larger.

@@ -563,7 +563,115 @@ def _ctrl_payload(ip: Interp, args: list[Val], node: A.Node) -> Val:
     return Val(T.U32, out)
 
 
-Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], NativeModule]
+# -- libraries written in CSL: <random>, <debug> ---------------------------------------------------
+#
+# These are waferscale's own CSL files beside this module (stdlib_<name>.csl), instantiated like
+# a file import, so that their run-time code is ordinary CSL for both PE paths (the
+# interpreter and the compiled engine) and their state is ordinary PE memory. Their
+# docstrings (the files' header comments) state the documented behaviour and the doc-gaps.
+
+_LIB_DIR = Path(__file__).resolve().parent
+
+
+def _source_lib(ip: Interp, importer: ModuleInstance, name: str, params: dict[str, Val],
+                node: A.Node, prefix: str = "") -> ModuleInstance:
+    path = _LIB_DIR / f"stdlib_{name}.csl"
+    tree = ip.ctx.load_ast(path, node.span)
+    inst = ModuleInstance(ip.ctx, str(path), tree, params, name=name,
+                          program=importer.program, bind_span=node.span)
+    inst.imported_by = importer  # type: ignore[attr-defined]
+    if prefix:
+        inst.symbol_prefix = prefix
+    ip.run_comptime_blocks(inst)
+    return inst
+
+
+def _random_lib(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
+                node: A.Node) -> ModuleInstance:
+    """<random> (stdlib_random.csl): random_f32(lower, upper); its generator is a doc-gap."""
+    for k in params:
+        raise ip.err(f"<random> has no param '.{k}'", node)
+    return _source_lib(ip, importer, "random", {}, node)
+
+
+#: The longest string a <debug> record holds: its byte count is the tag word's high byte,
+#: padded to even (the SDK's host reader: "the maximum even buffer length (254)").
+DEBUG_MAX_STRING_BYTES = 254
+
+
+def _debug_lib(ip: Interp, importer: ModuleInstance, params: dict[str, Val],
+               node: A.Node) -> ModuleInstance:
+    """<debug> (stdlib_debug.csl) with ``.key`` (a comptime string naming the trace buffer
+    for the host's read_trace) and ``.buffer_size`` (its length in 16-bit words)."""
+    for k in params:
+        if k not in ("key", "buffer_size"):
+            raise ip.err(f"<debug> has no param '.{k}' (it takes .key and .buffer_size)", node)
+    key = params.get("key")
+    if key is None or not isinstance(key.v, str) or not key.v:
+        raise ip.err("<debug> needs the param '.key', a non-empty comptime string naming its "
+                     "trace buffer", node)
+    size = params.get("buffer_size")
+    if size is None:
+        raise ip.err("<debug> needs the param '.buffer_size' (the trace buffer's length in "
+                     "16-bit words)", node)
+    n = ip.to_int(size, node, ".buffer_size")
+    if not 1 <= n <= 0xFFFF:
+        raise ip.err(f"<debug>'s .buffer_size {n} must be 1..65535 (16-bit words)", node)
+    prefix = f"$$csl_debug.{key.v}."
+    prog = importer.program
+    if prog is not None and any(m.symbol_prefix == prefix for m in prog.modules):
+        # The host reads a trace by its key (read_trace(x, y, key)): two buffers with one key
+        # on a PE would be ambiguous. (What cslc does then is a doc-gap.)
+        raise ip.err(f"<debug> key '{key.v}' is already used by another <debug> import in "
+                     "this PE program; give each trace buffer its own .key", node)
+    # The library's comptime string helper (registry: "debug.string_*"), given to the CSL
+    # file as its `_native` param; users see only the file's members.
+    helper = NativeModule(ip, importer, "debug", {}, node)
+    for what in ("nwords", "tag", "word"):
+        helper.comptime_fn(f"string_{what}", _debug_string_info, what=what)
+    inner = {"buffer_size": Val(T.U16, n), "_native": Val(T.IMPORTED_MODULE, helper)}
+    inst = _source_lib(ip, importer, "debug", inner, node, prefix=prefix)
+    inst.call_checks = {"trace_string": _check_trace_string}  # type: ignore[attr-defined]
+    return inst
+
+
+def _check_trace_string(ip: Interp, scope: Any, call: A.Call, local: frozenset[str]) -> None:
+    """At compile time, at the user's call: trace_string's string fits a record."""
+    if len(call.args) != 1:
+        raise ip.err(f"trace_string takes one comptime string, found {len(call.args)} "
+                     "arguments", call)
+    arg = call.args[0]
+    if any(isinstance(n, A.Ident) and n.name in local for n in arg.walk()):
+        return            # a comptime param of the caller: checked where it is folded
+    _debug_string_bytes(ip, ip.eval(arg, scope), arg)
+
+
+def _debug_string_bytes(ip: Interp, s: Val, node: A.Node) -> bytes:
+    if not isinstance(s.v, str):
+        raise ip.err(f"trace_string takes a comptime string, found '{s.type}'", node)
+    b = s.v.encode("utf-8")
+    if len(b) % 2:
+        b += b"\0"
+    if len(b) > DEBUG_MAX_STRING_BYTES:
+        raise ip.err(f"trace_string: a string of {len(s.v.encode())} bytes does not fit a "
+                     f"<debug> record (at most {DEBUG_MAX_STRING_BYTES})", node)
+    return b
+
+
+def _debug_string_info(ip: Interp, args: list[Val], node: A.Node, *, what: str) -> Val:
+    """stdlib_debug.csl's string helper: ``string_nwords(s)``, ``string_tag(s)`` ('s' |
+    bytes << 8) and ``string_word(s, k)`` (bytes 2k, 2k+1 little-endian) of a comptime
+    string's record."""
+    b = _debug_string_bytes(ip, args[0], node)
+    if what == "nwords":
+        return Val(T.U16, len(b) // 2)
+    if what == "tag":
+        return Val(T.U16, ord("s") | len(b) << 8)
+    k = ip.to_int(args[1], node, "word index")
+    return Val(T.U16, b[2 * k] | b[2 * k + 1] << 8)
+
+
+Factory = Callable[[Interp, ModuleInstance, dict[str, Val], A.Node], ModuleInstance]
 
 STDLIB: dict[str, Factory] = {
     "memcpy/get_params": _memcpy_get_params,
@@ -578,15 +686,28 @@ STDLIB: dict[str, Factory] = {
     "tile_config": _tile_config_lib,
     "memcpy/memcpy_switches": _memcpy_switches_lib,
     "control": _control_lib,
+    "random": _random_lib,
+    "debug": _debug_lib,
 }
 
 # Libraries cslc ships that waferscale does not implement yet (a clear error, not "unknown").
 KNOWN_UNIMPLEMENTED = R.UNSUPPORTED_LIBRARIES
-# Every library here has its members' records in the registry (and the reverse).
+# Every library here has its members' records in the registry (and the reverse); a library
+# written in CSL (registry.SOURCE_LIBRARIES) has no member records of its own, and
+# <tile_config>'s submodules (registry.SUBMODULE_LIBRARIES) are members of <tile_config>.
 if set(STDLIB) != {f.lib for f in R.LIBRARY.values()} - set(R.SUBMODULE_LIBRARIES) \
-        | set(R.EMPTY_LIBRARIES):
+        | set(R.EMPTY_LIBRARIES) | set(R.SOURCE_LIBRARIES):
     raise ImportError("STDLIB differs from the registry's libraries: "
                       f"{sorted(set(STDLIB) ^ {f.lib for f in R.LIBRARY.values()})}")
+
+# Why, where the reason is a doc-gap rather than work not done yet.
+UNIMPLEMENTED_REASONS = {
+    "directions": "the documentation waferscale follows gives neither its route bitvector "
+                  "encoding (dirToTxBits, dirToRxBits, RX_RAMP, TX_RAMP, ...) nor the "
+                  "numeric .routes and switch positions such bitvectors feed (doc-gap)",
+    "kernels": "it is a kernel library shipped with the SDK whose source and behaviour are "
+               "not documented (doc-gap)",
+}
 
 
 def find_module(ip: Interp, base: Path, spec: str, node: A.Node) -> tuple[Path, str]:
@@ -621,8 +742,9 @@ def import_module(ip: Interp, importer: ModuleInstance, spec: str, params: dict[
         factory = STDLIB.get(name)
         if factory is None:
             if name.split("/")[0] in KNOWN_UNIMPLEMENTED or name.startswith("kernels/"):
-                raise CslImportError(f"library '{spec}' is not implemented by waferscale yet",
-                                     node.span)
+                why = UNIMPLEMENTED_REASONS.get(name.split("/")[0])
+                raise CslImportError(f"library '{spec}' is not implemented by waferscale yet"
+                                     + (f": {why}" if why else ""), node.span)
             raise CslImportError(f"unknown library '{spec}' (known: "
                                  + ", ".join(f"<{n}>" for n in sorted(STDLIB)) + ")", node.span)
         return factory(ip, importer, params, node)

@@ -774,7 +774,7 @@ class Parser:
             return ast.ComptimeExpr(inner, span=self.span_from(start))
         if kind == "|":
             return self.parse_tensor_access()
-        if kind == "fn":
+        if kind in ("fn", "task"):
             return self.parse_fn_type()
         if kind in ("struct", "union"):
             return self.parse_container(None, start)
@@ -876,8 +876,9 @@ class Parser:
         return ast.TensorAccess(names, extents, access, span=self.span_from(start))
 
     def parse_fn_type(self) -> ast.FnType:
-        start = self.expect("fn", "").start
-        self.expect("(", "after 'fn' in a function type")
+        is_task = self.tok.kind == "task"
+        start = self.advance().start
+        self.expect("(", f"after '{'task' if is_task else 'fn'}' in a function type")
         params: list[ast.Expr] = []
         while self.tok.kind != ")":
             if self.tok.kind == _IDENT and self.peek().kind == ":":
@@ -889,7 +890,7 @@ class Parser:
         if self.tok.kind in ("{", ";", ",", ")", _EOF):
             raise self.error_expected("return type of function type")
         ret = self.parse_type_expr()
-        return ast.FnType(params, ret, span=self.span_from(start))
+        return ast.FnType(params, ret, is_task=is_task, span=self.span_from(start))
 
     def parse_container(self, layout: str | None, start: int) -> ast.StructType:
         kind = self.advance().kind

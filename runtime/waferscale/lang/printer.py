@@ -604,7 +604,8 @@ class _Printer:
 
     def e_FnType(self, e: ast.FnType) -> tuple[str, int]:
         params = ", ".join(self._type_operand(p) for p in e.params)
-        return f"fn({params}) {self._type_operand(e.ret)}", PREC_PREFIX
+        kw = "task" if e.is_task else "fn"
+        return f"{kw}({params}) {self._type_operand(e.ret)}", PREC_PREFIX
 
     def container_field(self, f: ast.ContainerField) -> str:
         text = f"{ident(f.name)}: {self._type_operand(f.type)}"

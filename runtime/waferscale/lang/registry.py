@@ -285,6 +285,9 @@ for _base in MATH_UNSUPPORTED:
 # The others are comptime functions: called from run-time code (even with comptime
 # arguments) the program falls back to the interpreter (lower.py: "a call with the wrong
 # number of arguments").
+# stdlib_debug.csl's string helper: folded by lower.py when its arguments are comptime-known
+# (they always are: trace_string's string is a comptime param); a call's `branch`.
+_lib_add("debug", "string_nwords string_tag string_word", "comptime", ENG_FOLD, cost="branch")
 for _base in MATH_COMPTIME:
     _lib_add("math", " ".join(_base + s for s in MATH_SUFFIXES), "comptime",
              ENG_LOWER if _base in MATH_COMPTIME_RUNTIME else ENG_FALLBACK,
@@ -321,8 +324,13 @@ _lib_add("tile_config/queue_flush", "exit", "runtime", ENG_LOWER, cost="branch")
 
 # Libraries cslc ships that waferscale does not implement yet: importing one is an error
 # ("library '<name>' is not implemented by waferscale yet"), as is any <kernels/...>.
-UNSUPPORTED_LIBRARIES = ("debug", "random", "malloc", "complex", "directions",
-                         "dsd_ops", "timer", "message_passing")
+UNSUPPORTED_LIBRARIES = ("malloc", "complex", "directions", "dsd_ops", "timer",
+                         "message_passing")
+# Libraries written in CSL (lang/stdlib_<name>.csl, instantiated by modules._source_lib):
+# their members are CSL functions and globals, which run on both PE paths as any CSL code,
+# so they have no records. <debug>'s comptime string helper is a native module given to
+# stdlib_debug.csl as its `_native` param: its records are "debug.string_*" below.
+SOURCE_LIBRARIES = ("random", "debug")
 # Implemented libraries without members of their own.
 EMPTY_LIBRARIES = ("empty",)
 

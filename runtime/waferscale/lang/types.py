@@ -109,7 +109,7 @@ class FnT(Type):
 
     def __str__(self) -> str:
         ps = ", ".join("anytype" if p is None else str(p) for p in self.params)
-        return f"fn({ps}) {self.ret}"
+        return f"{'task' if self.is_task else 'fn'}({ps}) {self.ret}"
 
 
 @dataclass(frozen=True, repr=False)

@@ -60,6 +60,7 @@ from ..lang.errors import CslError
 from ..lang.modules import QUEUE_FLUSH_KIND, ROUTER_CONFIG_KINDS, _math_comptime, \
     router_config_args
 from ..lang.registry import BUILTINS as REGISTRY
+from ..lang.registry import ENG_FOLD, LIBRARY
 from ..lang.values import ArrayData, DsdVal, DsrVal, FnVal, PtrVal, Val
 from . import engine_abi as ABI
 from .builtins_rt import DSD_OPS
@@ -1275,16 +1276,19 @@ class ProgramLowering:
                       tcode(r.type))
             return Dyn(r.type)
         d = fn.decl
-        if d is None and f is not None:
-            # A library function run at compile time (NativeModule.comptime_fn, e.g.
-            # <tile_config>'s get_color_config_addr): folded when its arguments are known.
+        rec = LIBRARY.get(f"{getattr(fn.owner, 'lib', '')}."
+                          f"{getattr(f, '__name__', '').rsplit('.', 1)[-1]}")
+        if d is None and rec is not None and rec.engine == ENG_FOLD:
+            # A library member run at compile time whose record says the engine folds it
+            # (registry ENG_FOLD: <debug>'s string helper, <control>'s encoders, <tile_config>'s
+            # get_color_config_addr...): folded when its arguments are comptime-known (`{}`:
+            # the void value); one ``branch``, as PEInterp.call charges every call (its tick).
             vals = [Val(T.VOID, None) if isinstance(a, A.BlockExpr) and not a.block.stmts
-                    else self.expr(a) for a in e.args]     # `{}`: the void value
-            if not all(isinstance(v, Val) for v in vals):
-                raise _unsupported(f"'{getattr(f, '__name__', 'a library function')}' of a "
-                                   "run-time value", e)
-            self.emit(Op.COST, self.sim.timing.branch)     # Interp.call's tick, as PEInterp
-            return f(self.interp, [v for v in vals if isinstance(v, Val)], e)
+                    else self.expr(a) for a in e.args]
+            if all(isinstance(v, Val) for v in vals):
+                self.emit(Op.COST, self.sim.timing.branch)
+                return f(self.interp, [v for v in vals if isinstance(v, Val)], e)
+            raise _unsupported(f"'{rec.qualname}' of a run-time value", e)
         if d is None or len(e.args) != len(d.params):
             raise _unsupported("a call with the wrong number of arguments", e)
         # Interp.call: parameter types are evaluated with the earlier parameters bound.
