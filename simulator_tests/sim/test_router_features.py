@@ -519,7 +519,7 @@ def test_what_is_not_modelled_is_a_compile_time_error(tmp_path, arch):
         "  @set_teardown_handler(on_teardown, C);",
         "  @set_teardown_handler(on_teardown, C);\n"
         "  @set_teardown_handler(on_teardown, @get_color(4));"))
-    assert "more than one color of a PE program are not supported by waferscale yet" in text
+    assert "more than one teardown or empty-queue handler in a PE program is not supported by waferscale yet" in text
 
 
 def test_wse3_switches_only_on_some_colors(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 from . import ast as A
 from . import registry as R
 from . import types as T
-from .comptime import (Interp, RuntimeRef, Scope)
+from .comptime import Interp, ProgramRecord, RuntimeRef, Scope
 from .values import VOID_VAL, ArrayData, DsdVal, DsrVal, FnVal, PtrVal, TensorAccessVal, Val, \
     describe, numpy_dtype, round_float
 
@@ -767,14 +767,22 @@ def _set_teardown_handler(ip, e, s):
     prog = _program(ip, e, s)
     if c.v in prog.teardown_handlers:
         raise ip.err(f"color {c.v} already has a teardown handler", e)
+    _bind_teardown_task(ip, e, prog, c.v, f.v, "a teardown handler")
+    return VOID_VAL
+
+
+def _bind_teardown_task(ip: Interp, e: A.BuiltinCall, prog: ProgramRecord, key: int, fn: FnVal,
+                        what: str) -> None:
+    """Make ``fn`` the PE program's teardown-task handler under ``key`` (a color, or
+    EMPTY_QUEUE_HANDLER_KEY + an output queue): one handler per program, and the teardown
+    task's ID must not be bound to a task of its own."""
     if prog.teardown_handlers:
-        raise ip.err("teardown handlers on more than one color of a PE program are not "
+        raise ip.err("more than one teardown or empty-queue handler in a PE program is not "
                      "supported by waferscale yet", e)
     if ("local", TEARDOWN_TASK_ID) in prog.task_bindings:
         raise ip.err(f"local task ID {TEARDOWN_TASK_ID} (the teardown task) is bound to a "
-                     "task; it cannot also run a teardown handler", e)
-    prog.teardown_handlers[c.v] = f.v
-    return VOID_VAL
+                     f"task; it cannot also run {what}", e)
+    prog.teardown_handlers[key] = fn
 
 
 EMPTY_QUEUE_HANDLER_KEY = 32
@@ -794,14 +802,8 @@ def _set_empty_queue_handler(ip, e, s):
     if q.type != T.OUTPUT_QUEUE or not isinstance(q.v, int):
         raise ip.err(f"@set_empty_queue_handler needs an output_queue, found '{q.type}'",
                      e.args[1])
-    prog = _program(ip, e, s)
-    if prog.teardown_handlers:
-        raise ip.err("more than one teardown or empty-queue handler in a PE program is not "
-                     "supported by waferscale yet", e)
-    if ("local", TEARDOWN_TASK_ID) in prog.task_bindings:
-        raise ip.err(f"local task ID {TEARDOWN_TASK_ID} (the teardown task) is bound to a "
-                     "task; it cannot also run an empty-queue handler", e)
-    prog.teardown_handlers[EMPTY_QUEUE_HANDLER_KEY + q.v] = f.v
+    _bind_teardown_task(ip, e, _program(ip, e, s), EMPTY_QUEUE_HANDLER_KEY + q.v, f.v,
+                        "an empty-queue handler")
     return VOID_VAL
 
 
