@@ -471,6 +471,50 @@ def test_switched_reduction_teardown_and_rerouted_broadcast(tmp_path, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_reset_routes_takes_the_color_itself(tmp_path, arch):
+    # WaferLLM's Decode (built for hardware with SDK 1.x's cslc) passes the color itself to
+    # reset_routes, where the SDK's allreduce passes get_color_config_addr's address: both
+    # re-route the color alike, on both PE paths.
+    pe = PE.replace("color_config.reset_routes(addr,", "color_config.reset_routes(C,")
+    assert pe.count("reset_routes(C,") == 3
+    dev, err = run_both(tmp_path, arch, pe)
+    assert err is None
+    assert [dev.read_symbol(x, 0, "out").tolist()[2] for x in range(4)] == [20.0] * 4
+    assert dev.sim.fabric.route(1, 0, 3) == ({Direction.EAST}, {Direction.WEST, Direction.RAMP})
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_reset_routes_on_a_plain_integer_is_a_csl_error_without_a_traceback(tmp_path, arch,
+                                                                           capsys):
+    # The compiled engine folds the call's arguments while the program loads: cs_python
+    # reports the mistake as the compiler would, at the call, with no waferscale frames.
+    from waferscale.cli import main
+    _write(tmp_path, PE.replace("color_config.reset_routes(addr,", "color_config.reset_routes(99,"))
+    opts = _opts(arch)
+    lay = elaborate(tmp_path / "layout.csl", opts)
+    assert lay is not None
+    (tmp_path / "run.py").write_text(
+        "from cerebras.sdk.runtime.sdkruntimepybind import SdkRuntime\n"
+        "r = SdkRuntime('out')\nr.load()\nr.run()\nr.launch('run', nonblock=False)\n"
+        "r.stop()\n")
+    assert main(["cslc", str(tmp_path / "layout.csl"), "--arch", arch, "--fabric-dims",
+                 f"{opts.fabric_dims[0]},{opts.fabric_dims[1]}", "--fabric-offsets",
+                 f"{opts.fabric_offsets[0]},{opts.fabric_offsets[1]}", "--memcpy",
+                 "--channels", "1", "-o", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["cs_python", "--engine", "compiled", "run.py"]) == 1
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert "pe.csl:" in err and "error: reset_routes: 99 is not a color config address" in err
+    assert "^" in err and "waferscale/" not in err
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_without_the_teardown_the_program_deadlocks_in_teardown(tmp_path, arch):
     # PE 0 never sends the teardown: no handler runs, every PE waits (a deadlock report).
     pe = PE.replace("    @mov32(ctrl_out, td_dsd, .{ .async = true });\n", "")

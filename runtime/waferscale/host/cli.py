@@ -183,10 +183,13 @@ def _print_script_error(exc: BaseException) -> None:
     """Report a script's exception like Python does, without the frames of ``cs_python``
     itself. For a :class:`DeviceError` (a misuse of the host API, reported with a complete
     message) the frames inside waferscale are hidden too, so the trace ends at the script's
-    line; any other exception keeps them (it may be a bug in waferscale)."""
+    line; any other exception keeps them (it may be a bug in waferscale). A CSL error found
+    while loading (e.g. in code the engine folds at load time) is shown as the compiler shows
+    one: ``file:line:col: error: ...`` with the source line and a caret."""
+    from ..lang.errors import CslError
     from .device import DeviceError
     hidden = [str(Path(__file__).resolve()), str(Path(runpy.__file__).resolve())]
-    if isinstance(exc, DeviceError):
+    if isinstance(exc, (DeviceError, CslError)):
         hidden.append(str(Path(__file__).resolve().parents[1]))
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith("<frozen runpy")
@@ -195,6 +198,9 @@ def _print_script_error(exc: BaseException) -> None:
     if frames:
         out.write("Traceback (most recent call last):\n")
         out.write("".join(traceback.format_list(frames)))
+    if isinstance(exc, CslError):
+        out.write(exc.render() + "\n")
+        return
     out.write("".join(traceback.format_exception_only(type(exc), exc)))
 
 

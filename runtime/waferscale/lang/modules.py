@@ -418,11 +418,17 @@ def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> 
         return mask
     if kind == 0:
         a, cfg = args
-        if not T.is_int(a.type) or not isinstance(a.v, int):
-            raise ip.err("reset_routes takes the address from get_color_config_addr", node)
-        color = a.v - COLOR_CONFIG_ADDR_BASE
-        if not 0 <= color <= 23:
-            raise ip.err(f"reset_routes: {a.v} is not a color config address", node)
+        if a.type == T.COLOR and isinstance(a.v, int):
+            # The color itself: WaferLLM's Decode (comm_pe.csl, built with SDK 1.x's cslc for
+            # hardware runs) passes it so; the SDK's allreduce passes the address.
+            color = a.v
+        elif T.is_int(a.type) and isinstance(a.v, int):
+            color = a.v - COLOR_CONFIG_ADDR_BASE
+            if not 0 <= color <= 23:
+                raise ip.err(f"reset_routes: {a.v} is not a color config address", node)
+        else:
+            raise ip.err("reset_routes takes a color, or its address from "
+                         "get_color_config_addr", node)
         if not isinstance(cfg.v, dict) or not set(cfg.v) <= {"rx", "tx"}:
             raise ip.err("reset_routes takes .{ .rx = ..., .tx = ... }", node)
         rx = dirs(cfg.v["rx"], ".rx") if "rx" in cfg.v else 0
