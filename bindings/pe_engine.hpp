@@ -1474,7 +1474,8 @@ class Engine {
   }
 
   // dsd.op_length: the first operand with a length, except that a fabout destination takes
-  // its first source's; -1: none has one.
+  // its first source's and a fabin source gives its extent before the destination; -1: none
+  // has one.
   static int op_length(const Operand* ops, int nops) {
     int first = -1;
     for (int k = 0; k < nops; ++k)
@@ -1483,6 +1484,12 @@ class Engine {
     if (ops[0].kind == 2)
       for (int k = 1; k < nops; ++k)
         if (ops[k].has_length()) return ops[k].len;
+    if (first == 0)
+      for (int k = 1; k < nops; ++k)
+        if (ops[k].has_length()) {
+          if (ops[k].kind == 1) return ops[k].len;
+          break;
+        }
     return ops[first].len;
   }
 

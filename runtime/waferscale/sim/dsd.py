@@ -216,18 +216,24 @@ def check_extents(pe, kind: str, extents: list[int], node) -> None:
 def op_length(ops: list) -> int | None:
     """The length of a DSD operation over ``ops`` (destination first): that of its first
     operand with a length (a memory DSD, not a ``*T`` pointer, or a fabric DSD), except
-    that a fabout destination takes the length of its first source with one. The SDK's
-    examples send a whole memory vector through a fabout DSD of ``.extent = 1``
-    (topic-13, game-of-life); the docs do not state the rule (doc-gap), this is what those
-    examples need. None: no operand has a length."""
+    that the first source with a length gives it before the destination when the
+    destination is a fabout DSD or that source is a fabin DSD.
+
+    The hardware's rule, as Cerebras' own allreduce library states it in a comment
+    (benchmark-libs/allreduce/pe.csl): src0's length if non-zero, else src1's, else the
+    destination's. The SDK's examples send a whole memory vector through a fabout DSD of
+    ``.extent = 1`` (topic-13, game-of-life) and receive a fabin DSD's extent into a longer
+    buffer (topic-16: ``@mov32(dest of 15, fabin of extent 2)`` takes 2 wavelets). Between a
+    memory destination and a memory source the destination's length is kept: which CSL
+    operand is src0 or src1 is not documented (doc-gap), and our kernels rely on a source
+    DSD that is longer than the op. None: no operand has a length."""
     sized = [o for o in ops if isinstance(o, (FabIn, FabOut)) or
              (isinstance(o, MemOperand) and not o.pointer)]
     if not sized:
         return None
-    if isinstance(ops[0], FabOut):
-        for o in sized:
-            if o is not ops[0]:
-                return o.length
+    srcs = [o for o in sized if o is not ops[0]]
+    if srcs and (isinstance(ops[0], FabOut) or isinstance(srcs[0], FabIn)):
+        return srcs[0].length
     return sized[0].length
 
 
