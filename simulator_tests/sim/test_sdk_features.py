@@ -285,6 +285,17 @@ def test_a_fabin_source_gives_the_op_its_extent(tmp_path, arch):
     assert results[1][0][:5] == [1.5, 2.5, 0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_register_read_through_an_integer_address_is_not_supported(tmp_path, arch):
+    # The SDK's spmv-hypersparse reads a router register as `@bitcast(*u16, addr).*`: no
+    # such registers are modelled, and both paths say so at the statement.
+    body = "  var r: u16 = @bitcast(*u16, @as(u16, 0x7f40)).*;\n  out[0] = @as(f32, r);"
+    _, err, _ = run_both(tmp_path, arch, "", body)
+    assert err is not None and "pe.csl:" in err
+    assert "@bitcast of an integer address to '*u16' (a memory-mapped register) is not " \
+           "supported by waferscale yet" in err
+
+
 LOCAL_DECLS = """
 fn increment_and_sum(data_ptr: *[3]i16, result_ptr: *i16) void {
   (data_ptr.*)[0] += 1;

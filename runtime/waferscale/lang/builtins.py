@@ -189,11 +189,22 @@ def _to_bits(ip: Interp, v: Val, node: A.Node) -> tuple[int, int]:
     raise ip.err(f"@bitcast of a comptime value of type '{t}' is not supported", node)
 
 
+def register_address_message(t: T.Type) -> str:
+    """The error of ``@bitcast(*T, address)`` (both PE paths say it alike)."""
+    return (f"@bitcast of an integer address to '{t}' (a memory-mapped register) is not "
+            "supported by waferscale yet")
+
+
 @builtin("bitcast")
 def _bitcast(ip, e, s):
     tv, v = _args(ip, e, s, 2)
     t = _type(ip, tv, e.args[0])
     ip.check_comptime(v, e.args[1])
+    if isinstance(t, T.PointerT) and T.is_int(v.type):
+        # `@bitcast(*u16, address).*`: a memory-mapped register of the PE (the SDK's
+        # spmv-hypersparse reads its switch configuration so). The simulator has no such
+        # registers: an address outside the program's memory would read nothing it models.
+        raise ip.err(register_address_message(t), e)
     if v.type == T.COMPTIME_INT:
         raise ip.err("@bitcast needs a value of a fixed-size type; use @as first", e.args[1])
     bits, raw = _to_bits(ip, v, e.args[1])

@@ -55,7 +55,7 @@ import numpy as np
 from ..lang import ast as A
 from ..lang import types as T
 from ..lang.comptime import Cell, Interp, RuntimeIntrinsic, RuntimeRef, Scope, local_key, val_key
-from ..lang.builtins import LOAD_TO_DSR_OPTIONS
+from ..lang.builtins import LOAD_TO_DSR_OPTIONS, register_address_message
 from ..lang.errors import CslError
 from ..lang.modules import QUEUE_FLUSH_KIND, ROUTER_CONFIG_KINDS, _math_comptime, \
     router_config_args
@@ -1474,6 +1474,9 @@ class ProgramLowering:
                 raise _unsupported("@bitcast to a run-time type", e)
             r = self.expr(e.args[1])
             src, dst = r.type, t.v
+            if isinstance(dst, T.PointerT) and T.is_int(src):
+                self.emit(Op.FAIL, self.name(register_address_message(dst)), 0, self.node(e))
+                return Dyn(dst)
             if isinstance(r, Val) or not isinstance(src, (T.IntT, T.FloatT)) \
                     or not isinstance(dst, (T.IntT, T.FloatT)) or src.bits != dst.bits:
                 raise _unsupported(f"@bitcast from '{src}' to '{dst}'", e)
