@@ -246,15 +246,16 @@ comptime {
 """
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_fabout_destination_takes_the_sources_length(tmp_path, arch):
-    (tmp_path / "layout.csl").write_text(STREAM_LAYOUT)
-    (tmp_path / "pe.csl").write_text(STREAM_PE)
+def stream_both(tmp: Path, arch: str, pe: str = STREAM_PE) -> list[float]:
+    """Run the two-PE stream program on both paths (they must agree on ``out``, cycles and
+    every PE's memory); the receiver's ``out``."""
+    (tmp / "layout.csl").write_text(STREAM_LAYOUT)
+    (tmp / "pe.csl").write_text(pe)
     opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
                           channels=1)
     results = []
     for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
+        dev = SimulatorDevice(elaborate(tmp / "layout.csl", opts),
                               SimOptions(engine=mode, simprint_log=None))
         assert (dev.sim.engine is not None) == (mode == "compiled")
         dev.launch("run", [])
@@ -262,7 +263,12 @@ def test_fabout_destination_takes_the_sources_length(tmp_path, arch):
                         [pe.mem.words.copy() for pe in dev.sim.pes]))
     (op, cp, mp), (oc, cc, mc) = results
     assert op == oc and cp == cc and all(np.array_equal(a, b) for a, b in zip(mp, mc))
-    assert oc[:5] == [1.5, 2.5, 3.5, 4.5, 0.0]
+    return oc
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fabout_destination_takes_the_sources_length(tmp_path, arch):
+    assert stream_both(tmp_path, arch)[:5] == [1.5, 2.5, 3.5, 4.5, 0.0]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -270,19 +276,9 @@ def test_a_fabin_source_gives_the_op_its_extent(tmp_path, arch):
     # A fabin source's extent is the op's length even into a longer memory destination (the
     # hardware's rule: a source's length before the destination's; the SDK's topic-16
     # receives `@mov32(dest of 15, fabin of extent 2)`): 2 of the 4 values sent arrive.
-    (tmp_path / "layout.csl").write_text(STREAM_LAYOUT)
-    (tmp_path / "pe.csl").write_text(STREAM_PE.replace(
-        "fabin_dsd, .{ .extent = 4,", "fabin_dsd, .{ .extent = 2,"))
-    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    results = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        dev.launch("run", [])
-        results.append((dev.read_symbol(1, 0, "out").tolist(), dev.sim.cycle))
-    assert results[0] == results[1]
-    assert results[1][0][:5] == [1.5, 2.5, 0.0, 0.0, 0.0]
+    out = stream_both(tmp_path, arch, STREAM_PE.replace("fabin_dsd, .{ .extent = 4,",
+                                                        "fabin_dsd, .{ .extent = 2,"))
+    assert out[:5] == [1.5, 2.5, 0.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
