@@ -57,8 +57,9 @@ class FifoOperand:
 
 def fifo_state(pe, base: int) -> list[int]:
     """[head, count] of the FIFO at word ``base`` of ``pe`` (created empty)."""
-    st = pe.__dict__.setdefault("fifos", {})
-    return st.setdefault(base, [0, 0])
+    if pe.fifos is None:
+        pe.fifos = {}
+    return pe.fifos.setdefault(base, [0, 0])
 
 
 @dataclass
@@ -344,7 +345,9 @@ class DsrState:
 
 def dsr_table(pe) -> dict[tuple[str, int], DsrState]:
     """The DSR contents of ``pe``, by (file, id)."""
-    return pe.__dict__.setdefault("dsrs", {})
+    if pe.dsrs is None:
+        pe.dsrs = {}
+    return pe.dsrs
 
 
 def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node,

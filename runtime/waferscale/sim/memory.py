@@ -7,6 +7,9 @@ byte of one word. Addresses handed around the simulator are **word** addresses.
 
 from __future__ import annotations
 
+import platform
+import sys
+
 import numpy as np
 
 from ..lang import types as T
@@ -15,6 +18,9 @@ WORDS = 24 * 1024
 # Uninitialised memory with --uninitialized-nan: 0x7E00 is an f16 quiet NaN and, as a word pair,
 # an f32 NaN (0x7E007E00).
 NAN_WORD = 0x7E00
+# MAP_NORESERVE of Linux's generic <asm-generic/mman-common.h> (x86, arm, riscv; other
+# architectures number it differently). Python's mmap module exports it only from 3.13 on.
+_LINUX_MAP_NORESERVE = 0x4000 if platform.machine() in ("x86_64", "aarch64", "riscv64") else 0
 
 
 class MemoryError_(Exception):
@@ -36,12 +42,18 @@ def memory_block(n: int, fill_nan: bool = False) -> np.ndarray:
     """The memory of ``n`` PEs as the rows of one ``(n, WORDS)`` block. Zero-filled memory
     comes from an anonymous mapping without transparent huge pages, so that the system only
     provides (and zeroes) the 4 KiB pages a program writes: 20,000 PEs' 48 KiB each would
-    otherwise cost about a gigabyte, zeroed up front."""
+    otherwise cost about a gigabyte, zeroed up front. The mapping is made without a swap
+    reservation (Linux ``MAP_NORESERVE``): a whole WSE-3 rectangle is 40 GiB of address
+    space, which the kernel's default overcommit heuristic refuses to reserve at once,
+    although a program touches a few pages per PE."""
     if fill_nan:
         return np.full((n, WORDS), NAN_WORD, dtype=np.uint16)
     try:
         import mmap
-        mm = mmap.mmap(-1, max(1, n) * WORDS * 2)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        if sys.platform.startswith("linux"):
+            flags |= getattr(mmap, "MAP_NORESERVE", _LINUX_MAP_NORESERVE)
+        mm = mmap.mmap(-1, max(1, n) * WORDS * 2, flags=flags)
         if hasattr(mmap, "MADV_NOHUGEPAGE"):
             mm.madvise(mmap.MADV_NOHUGEPAGE)
         return np.frombuffer(mm, dtype=np.uint16)[:n * WORDS].reshape(n, WORDS)
@@ -51,6 +63,8 @@ def memory_block(n: int, fill_nan: bool = False) -> np.ndarray:
 
 class PEMemory:
     """The words of one PE, with NaN-able uninitialised contents."""
+
+    __slots__ = ("words",)
 
     def __init__(self, fill_nan: bool = False, words: np.ndarray | None = None) -> None:
         """Fresh memory (zeros, or NaN patterns with ``fill_nan``), or the given ``words``

@@ -283,6 +283,8 @@ class TaskRng:
     """The random task order's generator: splitmix64, so the compiled engine draws the same
     numbers (pe_engine.hpp: TaskRng)."""
 
+    __slots__ = ("state",)
+
     MASK = (1 << 64) - 1
 
     def __init__(self, seed: int) -> None:
@@ -296,7 +298,7 @@ class TaskRng:
         return (z ^ (z >> 31)) % n
 
 
-@dataclass
+@dataclass(slots=True)
 class PEStats:
     """Per-PE counters (docs/timing-model.md). ``idle`` is derived: simulated cycles at whose
     start the PE had no task or async op in flight (``cycles - live``)."""
@@ -361,7 +363,17 @@ class PE:
     :class:`ProgramImage`, whose initial contents the simulator has already written into
     ``words``) let the simulator build many PEs cheaply; without them the PE makes its own.
     The run-time interpreter (``interp``) is made on first use (the compiled engine never
-    needs one per PE)."""
+    needs one per PE).
+
+    Slots, not a ``__dict__``: a whole WSE-3 has about 900,000 PEs, and an instance dict of
+    this many attributes would not share its keys (CPython shares at most 30), costing
+    about 1.4 KB more per PE."""
+
+    __slots__ = ("sim", "x", "y", "program", "record", "mem", "addresses", "dsd_vars",
+                 "_interp", "active", "blocked", "tasks", "teardown_color", "has_control",
+                 "oq_colors", "flush_armed", "data_queue", "main", "main_free_at",
+                 "microthreads", "time", "current_task", "cmd_blocked", "timed_activations",
+                 "ut_last", "print_buffer", "unblock_time", "stats", "rng", "fifos", "dsrs")
 
     def __init__(self, sim: Any, x: int, y: int, program: Any, *,
                  words: np.ndarray | None = None, image: ProgramImage | None = None) -> None:
@@ -402,6 +414,9 @@ class PE:
         self.unblock_time = 0                     # local cycle of the last unblock
         self.stats = PEStats()
         self.rng = TaskRng(sim.options.seed * 1_000_003 + y * 10007 + x)
+        # dsd.fifo_state's FIFO heads and counts and dsd.dsr_table's DSRs, made on first use.
+        self.fifos: dict[int, list[int]] | None = None
+        self.dsrs: dict | None = None
         # DSRs loaded in a top-level comptime block hold their DSDs from the start.
         from .builtins_rt import load_options
         from .dsd import load_dsr
