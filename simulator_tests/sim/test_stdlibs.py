@@ -22,10 +22,9 @@ import pytest
 
 from waferscale.host.debug_util import decode_trace
 from waferscale.lang.errors import CslError
-from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.fabric import cpp_available
 
-from test_sdk_features import ARCHS, run_both
+from twopaths import ARCHS, compile_one_pe, run_both
 
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
@@ -121,14 +120,8 @@ def test_debug_buffer_overflow_is_a_run_time_error(tmp_path, arch):
      "<debug> key 'k' is already used"),
 ])
 def test_library_param_errors(tmp_path, decls, message):
-    from test_engine import LAYOUT
-    from test_sdk_features import PE
-    (tmp_path / "layout.csl").write_text(LAYOUT)
-    (tmp_path / "pe.csl").write_text(PE.format(decls=decls, body=""))
     with pytest.raises(CslError, match="pe.csl:") as e:
-        elaborate(tmp_path / "layout.csl", CompileOptions(arch="wse3", fabric_dims=(8, 3),
-                                                          fabric_offsets=(4, 1), memcpy=True,
-                                                          channels=1))
+        compile_one_pe(tmp_path, decls)
     assert message in str(e.value)
 
 
