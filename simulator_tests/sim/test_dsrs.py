@@ -329,23 +329,7 @@ def test_math_floor_ceil_abs_at_run_time(tmp_path, arch):
     assert out[4] == math.floor(-out[1] / 4.0) and out[5] == sum(abs(x) for x in xs)
 
 
-DEEP_LAYOUT = """
-const east: color = @get_color(3);
-const west: color = @get_color(4);
-const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
-layout {
-  @set_rectangle(2, 1);
-  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0), .tx = east, .rx = west });
-  @set_tile_code(1, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(1), .tx = west, .rx = east });
-  @set_color_config(0, 0, east, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
-  @set_color_config(1, 0, east, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
-  @set_color_config(1, 0, west, .{ .routes = .{ .rx = .{RAMP}, .tx = .{WEST} } });
-  @set_color_config(0, 0, west, .{ .routes = .{ .rx = .{EAST}, .tx = .{RAMP} } });
-  @export_name("out", [*]f32, true);
-  @export_name("run", fn()void);
-}
-"""
-
+# On ASYNC_LAYOUT's two PEs.
 DEEP_PE = """
 param memcpy_params;
 param tx: color;
@@ -386,7 +370,7 @@ comptime {
 def test_call_depth_counts_one_context(tmp_path, arch):
     # Two PEs suspended 100 calls deep at once: the bound of 150 nested calls applies to each
     # context, not to their sum (WaferLLM's MeshGEMV recurses once per repetition).
-    eng = compare_both(tmp_path, arch, {"layout.csl": DEEP_LAYOUT, "pe.csl": DEEP_PE}, (9, 3))
+    eng = compare_both(tmp_path, arch, {"layout.csl": ASYNC_LAYOUT, "pe.csl": DEEP_PE}, (9, 3))
     assert eng.error is None
     assert [eng.device.read_symbol(x, 0, "out")[0] for x in (0, 1)] == [1.0, 1.0]
 
