@@ -1,7 +1,7 @@
 """waferscale's own <random> and <debug> libraries (lang/stdlib_random.csl,
 lang/stdlib_debug.csl, instantiated by lang/modules.py), each in a program of ours, run on
 both arches and both PE paths (the Python interpreter and the compiled engine must agree bit
-for bit: memory, cycles, counters, errors; test_sdk_features.run_both):
+for bit: memory, cycles, counters, errors; twopaths.assert_same):
 
 * <random>'s random_f32(lower, upper): values in [lower, upper), the same sequence on every
   run; the generator itself is a doc-gap (stdlib_random.csl says which one this is);
