@@ -14,11 +14,6 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _session_compile_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The compile cache (waferscale.host.cache) of this test session: a fresh directory, so
-    that no entry of an earlier run (or the user's own) is used and none is left behind."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WAFERSCALE_CACHE_DIR", str(tmp_path_factory.mktemp("compile-cache")))
-    yield
-    mp.undo()
+@pytest.fixture(autouse=True)
+def _session_compile_cache(session_compile_cache: Path) -> None:
+    """Every test here uses the session's own compile cache (simulator_tests/conftest.py)."""

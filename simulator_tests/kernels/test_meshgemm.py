@@ -87,20 +87,13 @@ def test_meshgemm_argument_checks():
 
 
 @pytest.mark.parametrize("arch", ["wse2", "wse3"])
-def test_meshgemm_run_py_unmodified(tmp_path, monkeypatch, capsys, arch):
+def test_meshgemm_run_py_unmodified(documented_build, capsys, arch):
     # The documented cslc line and the unmodified run.py under `waferscale cs_python`: SUCCESS
     # and the handle's cycles for the same shape (independent timestamp decoding).
     import re
-    import shutil
-    from pathlib import Path
 
     from waferscale.cli import main
-    from waferscale.lang.cli import kernel_commands
-    src = Path(__file__).resolve().parents[2] / "csl" / "meshgemm"
-    shutil.copytree(src, tmp_path / "k")
-    monkeypatch.chdir(tmp_path / "k")
-    (words,) = [c for c in kernel_commands(tmp_path / "k") if f"--arch={arch}" in c]
-    assert main(["cslc", *words]) == 0
+    documented_build("meshgemm", arch)
     assert main(["cs_python", "run.py", "--name", "out"]) == 0
     out = capsys.readouterr().out
     assert "SUCCESS!" in out

@@ -105,21 +105,14 @@ def test_meshgemv_argument_checks():
 
 
 @pytest.mark.parametrize("arch", ["wse2", "wse3"])
-def test_meshgemv_run_py_unmodified(tmp_path, monkeypatch, capsys, arch):
+def test_meshgemv_run_py_unmodified(documented_build, capsys, arch):
     # The documented cslc line and the unmodified run.py under `waferscale cs_python`, on both
     # PE engines: SUCCESS, the same cycles on both, and the handle's figure for the same shape
     # (run.py and the handle decode the timestamps independently).
     import re
-    import shutil
-    from pathlib import Path
 
     from waferscale.cli import main
-    from waferscale.lang.cli import kernel_commands
-    src = Path(__file__).resolve().parents[2] / "csl" / "meshgemv"
-    shutil.copytree(src, tmp_path / "k")
-    monkeypatch.chdir(tmp_path / "k")
-    (words,) = [c for c in kernel_commands(tmp_path / "k") if f"--arch={arch}" in c]
-    assert main(["cslc", *words]) == 0
+    documented_build("meshgemv", arch)
     figures = []
     for engine in ("compiled", "python"):
         assert main(["cs_python", "--engine", engine, "run.py", "--name", "out"]) == 0

@@ -143,17 +143,9 @@ def wafer_numerics_text(path: Path, prompt_ids: list[int], n: int, grid) -> str:
     return loaded.tokenizer.decode(new, skip_special=True)
 
 
-@pytest.mark.parametrize("prefill", ["wafer", "host"])
-def test_generate_on_the_simulated_wafer(tiny_gguf: Callable[..., Path], tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch, prefill: str) -> None:
-    import json
-
+def spy_grids(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The grid of every decode Engine built from a packed model from now on (in order)."""
     from waferscale.decode import engine as E
-    from waferscale.plan.pack import CACHE_ENV
-
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    path = tiny_gguf(qtype=__import__("gguf").GGMLQuantizationType.Q8_0)
     grids = []
     orig = E.Engine.from_packed.__func__   # type: ignore[attr-defined]
 
@@ -162,6 +154,20 @@ def test_generate_on_the_simulated_wafer(tiny_gguf: Callable[..., Path], tmp_pat
         return orig(cls, packed, **kw)
 
     monkeypatch.setattr(E.Engine, "from_packed", classmethod(spy))
+    return grids
+
+
+@pytest.mark.parametrize("prefill", ["wafer", "host"])
+def test_generate_on_the_simulated_wafer(tiny_gguf: Callable[..., Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, prefill: str) -> None:
+    import json
+
+    from waferscale.plan.pack import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    path = tiny_gguf(qtype=__import__("gguf").GGMLQuantizationType.Q8_0)
+    grids = spy_grids(monkeypatch)
     trace = tmp_path / "steps.jsonl"
     assert run_cli(["generate", " the in", "--model", str(path), "--max-tokens", "5",
                     "--backend", "sim", "--fabric", "24,40", "--prefill", prefill,
@@ -205,19 +211,11 @@ def test_generate_sim_streams_what_the_fabric_cannot_hold(
     """A fabric too small for every layer of a 5-layer model: the plan streams some layers
     through double-buffered slots, the text is still the wafer-numerics reference's, and the
     report shows the streaming, the stall and the overlap."""
-    from waferscale.decode import engine as E
     from waferscale.plan.pack import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     path = tiny_gguf(n_layers=5)
-    grids = []
-    orig = E.Engine.from_packed.__func__   # type: ignore[attr-defined]
-
-    def spy(cls, packed, **kw):   # type: ignore[no-untyped-def]
-        grids.append(packed.grid)
-        return orig(cls, packed, **kw)
-
-    monkeypatch.setattr(E.Engine, "from_packed", classmethod(spy))
+    grids = spy_grids(monkeypatch)
     assert run_cli(["generate", " the in", "--model", str(path), "--max-tokens", "4",
                     "--backend", "sim", "--fabric", "12,12"]) == 0
     out, err = capsys.readouterr()

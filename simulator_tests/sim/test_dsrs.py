@@ -1,6 +1,6 @@
 """DSD registers (DSRs; the docs' "Data Structure Registers" page), in programs of ours run
 on both arches and both PE paths, which must agree bit for bit (memory, cycles, counters,
-errors; test_sdk_features.run_both):
+errors; twopaths.assert_same):
 
 * ``@get_dsr(dsr_dest|dsr_src0|dsr_src1, id)`` names a register of a DSR file; an op given
   the DSR uses the DSD that ``@load_to_dsr`` last loaded into it;
@@ -25,18 +25,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
-from waferscale.host.device import DeviceError
 from waferscale.lang.errors import CslError
 
-from waferscale.lang.layout import CompileOptions, elaborate
-from waferscale.sim.device import SimulatorDevice
+from waferscale.lang.layout import elaborate
 from waferscale.sim.fabric import cpp_available
-from waferscale.sim.simulator import SimOptions
 
-from test_sdk_features import ARCHS, run_both  # (this directory is on sys.path)
+from twopaths import ARCHS, compare_both, options_for, run_both  # (this directory is on sys.path)
 
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
@@ -219,30 +215,10 @@ comptime {
 
 
 def run_pair(tmp_path, arch: str, pe: str) -> tuple[list[list[float]], str | None]:
-    """ASYNC_LAYOUT with ``pe`` on both paths (which must agree: both PEs' memory, cycles,
-    counters, the error); returns each PE's ``out`` and the error (None: ran to the end)."""
-    (tmp_path / "layout.csl").write_text(ASYNC_LAYOUT)
-    (tmp_path / "pe.csl").write_text(pe)
-    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    runs = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        try:
-            dev.launch("run", [])
-            err = None
-        except DeviceError as e:
-            err = str(e)
-        runs.append(([dev.read_symbol(x, 0, "out").tolist() for x in (0, 1)], dev.sim.cycle,
-                     [(p.mem.words.copy(), p.stats.busy, p.stats.stall) for p in dev.sim.pes],
-                     err))
-    (outp, cp, pp, ep), (outc, cc, pc, ec) = runs
-    assert outp == outc and cp == cc and ep == ec
-    for (mp, bp, sp), (mc, bc, sc) in zip(pp, pc):
-        assert np.array_equal(mp, mc) and (bp, sp) == (bc, sc)
-    return outc, ec
+    """ASYNC_LAYOUT with ``pe`` on both paths (which must agree: twopaths.assert_same);
+    returns each PE's ``out`` and the error (None: ran to the end)."""
+    eng = compare_both(tmp_path, arch, {"layout.csl": ASYNC_LAYOUT, "pe.csl": pe}, (9, 3))
+    return [eng.device.read_symbol(x, 0, "out").tolist() for x in (0, 1)], eng.error
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -321,10 +297,8 @@ def test_async_dsr_errors_are_the_same_on_both_paths(tmp_path, arch, body, messa
 def test_compile_time_dsr_load_errors(tmp_path, arch, old, new, message):
     (tmp_path / "layout.csl").write_text(ASYNC_LAYOUT)
     (tmp_path / "pe.csl").write_text(ASYNC_PE.replace(old, new))
-    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
     with pytest.raises(CslError) as ei:
-        elaborate(tmp_path / "layout.csl", opts)
+        elaborate(tmp_path / "layout.csl", options_for(arch, (9, 3)))
     text = ei.value.render()
     assert message in text and "pe.csl:" in text, text
 
@@ -355,23 +329,7 @@ def test_math_floor_ceil_abs_at_run_time(tmp_path, arch):
     assert out[4] == math.floor(-out[1] / 4.0) and out[5] == sum(abs(x) for x in xs)
 
 
-DEEP_LAYOUT = """
-const east: color = @get_color(3);
-const west: color = @get_color(4);
-const memcpy = @import_module("<memcpy/get_params>", .{ .width = 2, .height = 1 });
-layout {
-  @set_rectangle(2, 1);
-  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0), .tx = east, .rx = west });
-  @set_tile_code(1, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(1), .tx = west, .rx = east });
-  @set_color_config(0, 0, east, .{ .routes = .{ .rx = .{RAMP}, .tx = .{EAST} } });
-  @set_color_config(1, 0, east, .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
-  @set_color_config(1, 0, west, .{ .routes = .{ .rx = .{RAMP}, .tx = .{WEST} } });
-  @set_color_config(0, 0, west, .{ .routes = .{ .rx = .{EAST}, .tx = .{RAMP} } });
-  @export_name("out", [*]f32, true);
-  @export_name("run", fn()void);
-}
-"""
-
+# On ASYNC_LAYOUT's two PEs.
 DEEP_PE = """
 param memcpy_params;
 param tx: color;
@@ -412,19 +370,9 @@ comptime {
 def test_call_depth_counts_one_context(tmp_path, arch):
     # Two PEs suspended 100 calls deep at once: the bound of 150 nested calls applies to each
     # context, not to their sum (WaferLLM's MeshGEMV recurses once per repetition).
-    (tmp_path / "layout.csl").write_text(DEEP_LAYOUT)
-    (tmp_path / "pe.csl").write_text(DEEP_PE)
-    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    cycles = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        dev.launch("run", [])
-        assert [dev.read_symbol(x, 0, "out")[0] for x in (0, 1)] == [1.0, 1.0]
-        cycles.append(dev.sim.cycle)
-    assert cycles[0] == cycles[1]
+    eng = compare_both(tmp_path, arch, {"layout.csl": ASYNC_LAYOUT, "pe.csl": DEEP_PE}, (9, 3))
+    assert eng.error is None
+    assert [eng.device.read_symbol(x, 0, "out")[0] for x in (0, 1)] == [1.0, 1.0]
 
 
 LAUNCH_LAYOUT = """
@@ -459,16 +407,6 @@ comptime {
 def test_sdk1_launch_color_with_rpc(tmp_path):
     # The SDK 1.x memcpy's `.LAUNCH` color and `@rpc` on it (WaferLLM's WSE-2 programs): a
     # launch runs the exported function, on both paths.
-    (tmp_path / "layout.csl").write_text(LAUNCH_LAYOUT)
-    (tmp_path / "pe.csl").write_text(LAUNCH_PE)
-    opts = CompileOptions(arch="wse2", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    cycles = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        dev.launch("run", [])
-        assert dev.read_symbol(0, 0, "out")[0] == 7.0
-        cycles.append(dev.sim.cycle)
-    assert cycles[0] == cycles[1]
+    eng = compare_both(tmp_path, "wse2", {"layout.csl": LAUNCH_LAYOUT, "pe.csl": LAUNCH_PE},
+                       (8, 3))
+    assert eng.error is None and eng.device.read_symbol(0, 0, "out")[0] == 7.0

@@ -1,9 +1,10 @@
 """The compiled engine against the Python interpreter (the reference path).
 
 Every case runs twice, with ``SimOptions(engine="python")`` and ``engine="compiled"``, and
-must give the same result, bit for bit: every PE's memory, the cycle counter, and per-PE
-busy / stall / tasks-run counters. The compiled run must really use the engine (a program
-that stops lowering makes these tests fail rather than silently compare Python with Python).
+must give the same result, bit for bit: every PE's memory, the cycle counter, per-PE and
+fabric counters, router state, <simprint> lines, the trace and the error (twopaths.py's
+``state`` and ``assert_same``). The compiled run must really use the engine (a program that
+stops lowering makes these tests fail rather than silently compare Python with Python).
 
 Cases: every kernel's benchmark cases on both arches, traces, the random task order,
 <simprint> output, hypothesis-generated random programs (scalar code, DSD operations, and
@@ -13,55 +14,42 @@ simulator_tests/sim/programs run on the engine in the other tests: ``engine="aut
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from waferscale.kernels.bench import CASES
-from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.lang.layout import elaborate
 from waferscale.sim.device import SimulatorDevice, session
 from waferscale.sim.fabric import cpp_available
 from waferscale.sim.pe import SimError
 from waferscale.sim.simulator import SimOptions
 
+from twopaths import (ONE_PE_DIMS, ONE_PE_LAYOUT, assert_same_state, compare_both, options_for,
+                      state)  # (this directory is on sys.path)
+
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built "
                                 "(pip install -e . needs a C++17 compiler)")
 
 
-def _fingerprint(dev) -> dict:
-    sim = dev.sim
-    return {
-        "cycle": sim.cycle,
-        "mem": np.stack([pe.mem.words for pe in sim.pes]),
-        "busy": [pe.stats.busy for pe in sim.pes],
-        "stall": [pe.stats.stall for pe in sim.pes],
-        "tasks": [pe.stats.tasks_run for pe in sim.pes],
-        "counters": sim.pe_counters(),
-        "engine": sim.engine is not None,
-        "trace": sim.trace.events if sim.trace is not None else None,
-    }
-
-
 def _run_both(fn, **options):
+    """``fn`` (which makes devices through :func:`session`) on both paths: its result and
+    each device's :func:`twopaths.state`."""
     out = {}
     for mode in ("python", "compiled"):
         with session({"engine": mode, **options}) as devices:
             result = fn()
-        out[mode] = (result, [_fingerprint(d) for d in devices])
+        assert devices and all((d.sim.engine is not None) == (mode == "compiled")
+                               for d in devices)
+        out[mode] = (result, [state(d) for d in devices])
     return out
 
 
 def _assert_same(out) -> None:
-    (rp, fp), (rc, fc) = out["python"], out["compiled"]
+    (rp, sp), (rc, sc) = out["python"], out["compiled"]
     assert rp == rc
-    assert len(fp) == len(fc) > 0
-    for a, b in zip(fp, fc):
-        assert not a["engine"] and b["engine"]
-        assert a["cycle"] == b["cycle"]
-        assert np.array_equal(a["mem"], b["mem"])
-        assert a["busy"] == b["busy"] and a["stall"] == b["stall"] and a["tasks"] == b["tasks"]
-        assert a["counters"] == b["counters"]
-        assert a["trace"] == b["trace"]
+    assert len(sp) == len(sc) > 0
+    for a, b in zip(sp, sc):
+        assert_same_state(a, b)
 
 
 KERNEL_CASES = [(name, k, arch) for name, (_full, quick) in CASES.items()
@@ -113,13 +101,9 @@ SIMPRINT = """
 
 
 def test_simprint_lines_equal_on_both_paths(tmp_path):
-    logs = []
-    for mode in ("python", "compiled"):
-        dev = _device(tmp_path, SIMPRINT, 1, mode)
-        dev.launch("run", [])
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        logs.append(dev.sim.sim_log)
-    assert logs[0] == logs[1] and logs[0][0].endswith(" k=40007 done")
+    _write_program(tmp_path, SIMPRINT, 1)
+    eng = compare_both(tmp_path, "wse3", {}, ONE_PE_DIMS)      # the lines are compared too
+    assert eng.error is None and eng.device.sim.sim_log[0].endswith(" k=40007 done")
 
 
 SWITCH = """
@@ -294,22 +278,12 @@ comptime {{
 }}
 """
 
-OPTIONS = CompileOptions(arch="wse3", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
-                         channels=1)
-LAYOUT = """
-const memcpy = @import_module("<memcpy/get_params>", .{ .width = 1, .height = 1 });
-layout {
-  @set_rectangle(1, 1);
-  @set_tile_code(0, 0, "pe.csl", .{ .memcpy_params = memcpy.get_params(0) });
-  @export_name("out", [*]f32, true);
-  @export_name("run", fn()void);
-}
-"""
+OPTIONS = options_for("wse3", ONE_PE_DIMS)
 
 
 def _write_program(tmp_path, body: str, n: int, program: str = PROGRAM) -> None:
     (tmp_path / "pe.csl").write_text(program.format(n=n, body=body))
-    (tmp_path / "layout.csl").write_text(LAYOUT)
+    (tmp_path / "layout.csl").write_text(ONE_PE_LAYOUT)
 
 
 def _device(tmp_path, body: str, n: int, mode: str, **options) -> SimulatorDevice:
@@ -318,41 +292,12 @@ def _device(tmp_path, body: str, n: int, mode: str, **options) -> SimulatorDevic
     return SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None, **options))
 
 
-def _compare(layout, options: CompileOptions) -> tuple[SimulatorDevice, str | None]:
-    """Launch `run` of the program at ``layout`` on both paths: the same memory, cycle count
-    and counters, and the same error. Returns the compiled run's device and the error (None:
-    it ran to the end)."""
-    runs = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(layout, options), SimOptions(engine=mode,
-                                                                     simprint_log=None))
-        try:
-            dev.launch("run", [])
-            err = None
-        except SimError as e:
-            err = str(e)
-        runs.append((dev, _fingerprint(dev), err))
-    (_, a, ea), (dev, b, eb) = runs
-    assert b["engine"] and not a["engine"] and ea == eb
-    assert a["cycle"] == b["cycle"] and a["counters"] == b["counters"]
-    assert np.array_equal(a["mem"], b["mem"])
-    return dev, ea
-
-
-def _compare_program(tmp_path, body: str, n: int = 1, program: str = PROGRAM) -> str | None:
-    """:func:`_compare` on a test program (``body`` inside the launched function)."""
+def _compare_program(tmp_path, body: str, n: int = 1, program: str = PROGRAM,
+                     **sim_options) -> str | None:
+    """Launch ``run`` of a test program (``body`` inside it) on both paths, which must agree
+    (twopaths.assert_same); the error (None: it ran to the end)."""
     _write_program(tmp_path, body, n, program)
-    return _compare(tmp_path / "layout.csl", OPTIONS)[1]
-
-
-def _run_program(tmp_path, body: str, n: int, mode: str, **options):
-    dev = _device(tmp_path, body, n, mode, **options)
-    try:
-        dev.launch("run", [])
-        err = None
-    except SimError as e:
-        err = str(e)
-    return _fingerprint(dev), err
+    return compare_both(tmp_path, "wse3", {}, ONE_PE_DIMS, **sim_options).error
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -544,21 +489,17 @@ def test_random_traffic_equal_on_both_paths(tmp_path, prog):
             tiles.append(f"  @set_color_config({i}, 0, @get_color({(i - 1) % 2}), "
                          ".{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });")
     (tmp_path / "layout.csl").write_text(LINE_LAYOUT.format(w=w, tiles="\n".join(tiles)))
-    opts = CompileOptions(arch=arch, fabric_dims=(w + 7, 3), fabric_offsets=(4, 1),
-                          memcpy=True, channels=1)
-    dev, err = _compare(tmp_path / "layout.csl", opts)
-    assert err is None
-    assert dev.sim.fabric.counters().wavelet_hops > 0       # the streams did cross the fabric
+    eng = compare_both(tmp_path, arch, {}, (w + 7, 3))
+    assert eng.error is None
+    assert eng.device.sim.fabric.counters().wavelet_hops > 0  # the streams did cross the fabric
 
 
 # -- errors ----------------------------------------------------------------------------------------
 
 def test_endless_task_loop_stops_with_the_same_error(tmp_path):
     body = "  var k: u32 = 0;\n  while (true) { k += 1; }"
-    errs = [_run_program(tmp_path, body, 1, mode, max_cycles=5000)[1]
-            for mode in ("python", "compiled")]
-    assert errs[0] is not None and "ran more than 5000 cycles ahead" in errs[0]
-    assert errs[0] == errs[1]
+    err = _compare_program(tmp_path, body, max_cycles=5000)
+    assert err is not None and "ran more than 5000 cycles ahead" in err
 
 
 @pytest.mark.parametrize("body, what", [
@@ -577,7 +518,5 @@ def test_endless_task_loop_stops_with_the_same_error(tmp_path):
      "mem1d_dsd reaches element 8 of 'buf', which has 8 element(s): out of bounds"),
 ])
 def test_errors_are_the_same_on_both_paths(tmp_path, body, what):
-    _, ea = _run_program(tmp_path, body, 1, "python")
-    _, eb = _run_program(tmp_path, body, 1, "compiled")
-    assert ea is not None and what in ea
-    assert ea == eb
+    err = _compare_program(tmp_path, body)
+    assert err is not None and what in err

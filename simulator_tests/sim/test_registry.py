@@ -29,22 +29,22 @@ from waferscale.lang import builtins as B
 from waferscale.lang import registry as R
 from waferscale.lang import types as T
 from waferscale.lang.errors import CslError
-from waferscale.lang.layout import CompileOptions, elaborate
+from waferscale.lang.layout import elaborate
 from waferscale.lang.modules import UNIMPLEMENTED_REASONS, NativeModule
 from waferscale.sim import engine_abi as ABI
 from waferscale.sim.builtins_rt import DSD_OPS
 from waferscale.sim.fabric import cpp_available
 
-from test_engine import LAYOUT
-from test_sdk_features import PE, run_both
+from twopaths import (ONE_PE_DIMS, ONE_PE_LAYOUT, PE, compile_one_pe, options_for, run_both,
+                      write_one_pe)
 
 HERE = Path(__file__).parent
 ARCHS = ["wse2", "wse3"]
 needs_engine = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
-# A layout with more of the layout builtins (the default LAYOUT has set_rectangle,
+# A layout with more of the layout builtins (the default ONE_PE_LAYOUT has set_rectangle,
 # set_tile_code and export_name).
-LAYOUT_PLUS = LAYOUT.replace("  @set_rectangle(1, 1);\n", """  @set_rectangle(1, 1);
+LAYOUT_PLUS = ONE_PE_LAYOUT.replace("  @set_rectangle(1, 1);\n", """  @set_rectangle(1, 1);
   @comptime_assert(@get_rectangle().width == 1);
   @set_color_config(0, 0, @get_color(5), .{ .routes = .{ .rx = .{WEST}, .tx = .{RAMP} } });
 """)
@@ -269,7 +269,7 @@ LIB_SAMPLES: dict[str, Sample] = {
                  [1], None),
 }
 # <collectives_2d> on one PE (a row and a column of one): the rendezvous completes at once.
-C2D_LAYOUT = LAYOUT.replace(
+C2D_LAYOUT = ONE_PE_LAYOUT.replace(
     "const memcpy", "const c2d = @import_module(\"<collectives_2d/params>\");\nconst memcpy"
 ).replace(".memcpy_params = memcpy.get_params(0)", """.memcpy_params = memcpy.get_params(0),
     .c2d_params = c2d.get_params(0, 0, .{
@@ -356,7 +356,7 @@ for _r in [n for n, r in R.BUILTINS.items()
     PROGRAMS[_r] = ("", "test_router_features.py")
 # The memcpy streams a program names (<memcpy/get_params> params, members of <memcpy/memcpy>).
 _STREAMS = [f"MEMCPY{d}_{k}" for d in ("H2D", "D2H") for k in range(1, 5)]
-STREAMS_LAYOUT = LAYOUT.replace(".width = 1, .height = 1", ".width = 1, .height = 1, " + ", ".join(
+STREAMS_LAYOUT = ONE_PE_LAYOUT.replace(".width = 1, .height = 1", ".width = 1, .height = 1, " + ", ".join(
     f".{n} = @get_color({k})" for k, n in enumerate(_STREAMS)))
 for _k, _n in enumerate(_STREAMS):
     LIB_SAMPLES[f"memcpy/memcpy.{_n}"] = (
@@ -399,12 +399,9 @@ def test_every_library_member_has_a_record(tmp_path):
     libs = ("math", "time", "layout", "simprint")
     decls = "\n".join(f"const l{k} = @import_module(\"<{n}>\");" for k, n in enumerate(libs))
     uses = "\n".join(f"  _ = l{k};" for k in range(len(libs)))
-    (tmp_path / "layout.csl").write_text(LAYOUT)
-    (tmp_path / "pe.csl").write_text(PE.format(decls=decls, body=uses))
     NativeModule.__init__ = spy      # type: ignore[method-assign]
     try:
-        elaborate(tmp_path / "layout.csl", CompileOptions(
-            arch="wse3", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True, channels=1))
+        compile_one_pe(tmp_path, decls, uses)
     finally:
         NativeModule.__init__ = orig   # type: ignore[method-assign]
     for m in made:
@@ -429,7 +426,7 @@ def _check_sample(tmp_path: Path, arch: str, sample: Sample) -> None:
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_builtin_runs_on_both_paths(tmp_path, arch, name):
     decls, body, _, files = SAMPLES[name]
-    text = decls + body + "".join((files or {}).values()) + LAYOUT + PE
+    text = decls + body + "".join((files or {}).values()) + ONE_PE_LAYOUT + PE
     assert f"@{name}(" in text, f"the sample of @{name} does not use it"
     _check_sample(tmp_path, arch, SAMPLES[name])
 
@@ -440,7 +437,7 @@ def test_builtin_runs_on_both_paths(tmp_path, arch, name):
 def test_library_member_runs_on_both_paths(tmp_path, arch, qualname):
     decls, body, _, files = LIB_SAMPLES[qualname]
     member = qualname.rsplit(".", 1)[1]
-    text = decls + body + LAYOUT + PE
+    text = decls + body + ONE_PE_LAYOUT + PE
     assert re.search(rf"\.{member}\b", text) or f"{qualname.split('.')[0]}>" in text
     _check_sample(tmp_path, arch, LIB_SAMPLES[qualname])
 
@@ -456,11 +453,8 @@ def test_program_samples_use_the_names():
 
 
 def _compile_error(tmp_path: Path, decls: str, body: str) -> str:
-    (tmp_path / "layout.csl").write_text(LAYOUT)
-    (tmp_path / "pe.csl").write_text(PE.format(decls=decls, body=body))
     with pytest.raises(CslError) as ei:
-        elaborate(tmp_path / "layout.csl", CompileOptions(
-            arch="wse3", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True, channels=1))
+        compile_one_pe(tmp_path, decls, body)
     return str(ei.value).splitlines()[0]
 
 
@@ -517,16 +511,14 @@ def test_an_extension_built_from_another_interface_is_refused(tmp_path, monkeypa
     rebuild it, "auto" runs the Python path."""
     from waferscale import _fabric
     monkeypatch.setattr(_fabric, "ENGINE_ABI", "0" * 16)
-    (tmp_path / "layout.csl").write_text(LAYOUT)
-    (tmp_path / "pe.csl").write_text(PE.format(decls="", body="  out[0] = 1.0;"))
-    opts = CompileOptions(arch="wse3", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
+    layout = write_one_pe(tmp_path, body="  out[0] = 1.0;")
+    opts = options_for("wse3", ONE_PE_DIMS)
     from waferscale.sim.device import SimulatorDevice as Dev
     from waferscale.sim.pe import SimError
     from waferscale.sim.simulator import SimOptions
     with pytest.raises(SimError, match="another engine interface.*rebuild"):
-        Dev(elaborate(tmp_path / "layout.csl", opts), SimOptions(engine="compiled"))
-    dev = Dev(elaborate(tmp_path / "layout.csl", opts), SimOptions(engine="auto",
+        Dev(elaborate(layout, opts), SimOptions(engine="compiled"))
+    dev = Dev(elaborate(layout, opts), SimOptions(engine="auto",
                                                                     simprint_log=None))
     assert dev.sim.engine is None
     dev.launch("run", [])

@@ -21,17 +21,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from waferscale.host.device import DeviceError
 from waferscale.lang.errors import CslError
 from waferscale.lang.layout import CompileOptions, elaborate
-from waferscale.sim.device import SimulatorDevice
 from waferscale.sim.fabric import (POP_ALWAYS, POP_NONE, POP_ON_ADVANCE, Direction, Fabric,
                                    FabricOptions, FabricRoutingError, control_pop, cpp_available)
-from waferscale.sim.simulator import SimOptions
+
+from twopaths import ALL_CORES, ARCHS, compare_both, options_for  # (this directory is on sys.path)
 
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
-ARCHS = ["wse2", "wse3"]
+DIMS = (11, 3)          # the fabric of run_both's and _ctrl_runs' programs
 BACKENDS = ["python", "cpp"]
 R, N, E, S, W = (1 << d for d in (Direction.RAMP, Direction.NORTH, Direction.EAST,
                                   Direction.SOUTH, Direction.WEST))
@@ -416,8 +415,7 @@ comptime {
 
 
 def _opts(arch: str) -> CompileOptions:
-    return CompileOptions(arch=arch, fabric_dims=(11, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
+    return options_for(arch, DIMS)
 
 
 def _write(tmp: Path, pe: str = PE, layout: str = LAYOUT) -> Path:
@@ -428,31 +426,11 @@ def _write(tmp: Path, pe: str = PE, layout: str = LAYOUT) -> Path:
 
 def run_both(tmp: Path, arch: str, pe: str = PE, layout: str = LAYOUT):
     """Launch ``run`` on both PE paths (and the Python path on the Python fabric core);
-    they must agree on everything. Returns the compiled run's device and error."""
-    path = _write(tmp, pe, layout)
-    runs = []
-    for mode, backend in (("python", "python"), ("python", "cpp"), ("compiled", "cpp")):
-        lay = elaborate(path, _opts(arch))
-        dev = SimulatorDevice(lay, SimOptions(engine=mode, fabric_backend=backend,
-                                              simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        try:
-            dev.launch("run", [])
-            err = None
-        except DeviceError as e:
-            err = str(e)
-        fab = dev.sim.fabric
-        runs.append((err, dev.sim.cycle, dev.sim.memory.copy(),
-                     [(p.stats.busy, p.stats.stall, p.stats.tasks_run) for p in dev.sim.pes],
-                     [(fab.switch_state(x, 0, 3), fab.in_teardown(x, 0, 3), fab.route(x, 0, 3))
-                      for x in range(4)],
-                     fab.counters().link_out.tolist()))
-        last = dev
-    for r in runs[1:]:
-        assert r[0] == runs[0][0] and r[1] == runs[0][1] and r[3] == runs[0][3]
-        assert r[4:] == runs[0][4:]
-        assert np.array_equal(r[2], runs[0][2])
-    return last, runs[-1][0]
+    they must agree on everything (twopaths.assert_same: memory, cycles, counters, every
+    router's routes, switches and teardown state, the error). Returns the compiled run's
+    device and error."""
+    eng = compare_both(tmp, arch, {"layout.csl": layout, "pe.csl": pe}, DIMS, paths=ALL_CORES)
+    return eng.device, eng.error
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -662,26 +640,13 @@ comptime {
 """
 
 
-def _ctrl_runs(tmp: Path, arch: str, recv: str = RECV):
-    (tmp / "layout.csl").write_text(CTRL_LAYOUT)
-    for name, text in (("send.csl", SEND), ("recv.csl", recv), ("idle.csl", IDLE)):
-        (tmp / name).write_text(text)
-    runs = []
-    for mode in ("python", "compiled"):
-        lay = elaborate(tmp / "layout.csl", _opts(arch))
-        dev = SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        try:
-            dev.launch("run", [])
-            err = None
-        except DeviceError as e:
-            err = str(e)
-        runs.append((err, dev.sim.cycle, dev.sim.memory.copy(),
-                     [(p.stats.busy, p.stats.stall, p.stats.tasks_run) for p in dev.sim.pes]))
-        last = dev
-    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1] and runs[0][3] == runs[1][3]
-    assert np.array_equal(runs[0][2], runs[1][2])
-    return last, runs[1][0]
+def _ctrl_runs(tmp: Path, arch: str, recv: str = RECV, unchecked: tuple[str, ...] = ()):
+    """The control-wavelet program on both PE paths (twopaths.assert_same, but for
+    ``unchecked``); the compiled run's device and error."""
+    eng = compare_both(tmp, arch, {"layout.csl": CTRL_LAYOUT, "send.csl": SEND,
+                                   "recv.csl": recv, "idle.csl": IDLE}, DIMS,
+                       unchecked=unchecked)
+    return eng.device, eng.error
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -697,11 +662,24 @@ def test_control_tasks_and_control_encoders(tmp_path, arch):
     assert got == [12, 2, 1234, 12]
 
 
+UNBOUND_RECV = RECV.replace("  @bind_control_task(arg_task, @get_control_task_id(41));\n", "")
+assert UNBOUND_RECV != RECV
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_a_control_wavelet_for_an_unbound_task_is_an_error(tmp_path, arch):
-    recv = RECV.replace("  @bind_control_task(arg_task, @get_control_task_id(41));\n", "")
-    _, err = _ctrl_runs(tmp_path, arch, recv)
+    # The idle counters are left out here: see the next test.
+    _, err = _ctrl_runs(tmp_path, arch, UNBOUND_RECV, unchecked=("idle",))
     assert err is not None and "no task is bound to control task ID 41" in err
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a known difference between the PE paths (a runtime bug, not fixed here): in the cycle "
+    "of this error the Python path has already counted the cycle live for PE(0,0) (stepped "
+    "before PE(1,0) raises), so its idle is -1; the compiled engine says 0"))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_idle_counters_agree_after_the_unbound_control_task_error(tmp_path, arch):
+    _ctrl_runs(tmp_path, arch, UNBOUND_RECV)
 
 
 def _random_run(backend: str, seed: int) -> list:
@@ -807,19 +785,9 @@ comptime {
 
 
 def test_wse2_control_wavelets_to_the_own_ce_dispatch_control_tasks(tmp_path):
-    (tmp_path / "layout.csl").write_text(SELF_LAYOUT)
-    (tmp_path / "pe.csl").write_text(SELF_PE)
-    opts = CompileOptions(arch="wse2", fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    runs = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        dev.launch("run", [])
-        runs.append((dev.sim.cycle, dev.sim.memory.copy(), dev.read_symbol(0, 0, "out").tolist()))
-    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
-    assert runs[1][2] == [1, 2, 0, 0]
+    eng = compare_both(tmp_path, "wse2", {"layout.csl": SELF_LAYOUT, "pe.csl": SELF_PE}, (8, 3))
+    assert eng.error is None
+    assert eng.device.read_symbol(0, 0, "out").tolist() == [1, 2, 0, 0]
 
 
 QF_LAYOUT = """
@@ -918,23 +886,12 @@ comptime {
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_queue_flush_queue_rebinding_and_counter_filter(tmp_path, arch):
-    (tmp_path / "layout.csl").write_text(QF_LAYOUT)
-    (tmp_path / "send.csl").write_text(QF_SEND)
-    (tmp_path / "recv.csl").write_text(QF_RECV)
-    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    runs = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp_path / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        dev.launch("run", [])
-        runs.append((dev.sim.cycle, dev.sim.memory.copy(),
-                     [(p.stats.busy, p.stats.stall, p.stats.tasks_run) for p in dev.sim.pes]))
-        fab = dev.sim.fabric
-        assert fab.input_queue_color(1, 0, 2) == 4
-    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
-    assert np.array_equal(runs[0][1], runs[1][1])
+    # Both paths rebind input queue 2 of PE 1 to color 4 (the extra state compared).
+    eng = compare_both(tmp_path, arch, {"layout.csl": QF_LAYOUT, "send.csl": QF_SEND,
+                                        "recv.csl": QF_RECV}, (9, 3),
+                       extra=lambda dev: dev.sim.fabric.input_queue_color(1, 0, 2))
+    assert eng.error is None and eng.state["extra"] == 4
+    dev, fab = eng.device, eng.device.sim.fabric
     # The first two of the four B wavelets reach the CE; 7 + 8 + 9 came on A.
     assert dev.read_symbol(1, 0, "out").tolist() == [7, 8, 24, 0]
     # Five wavelets went down PE 1's ramp: three on A, two on B (two B ones were dropped).

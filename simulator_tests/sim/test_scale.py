@@ -29,6 +29,8 @@ from waferscale.sim import device as D
 from waferscale.sim.device import SimulatorDevice, session
 from waferscale.sim.fabric import cpp_available
 
+from twopaths import assert_same_state, state  # (this directory is on sys.path)
+
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
 STACK = Path(D.__file__).resolve().parent / "programs" / "gemv_stack"
@@ -43,7 +45,7 @@ def stack(tmp_path: Path, P_c: int = 4, P_r: int = 3, R: int = 3, n: int = 16,
 
 
 def run_script(out: Path, capsys: pytest.CaptureFixture[str], **options) -> tuple[dict, str]:
-    """run.py of the stack on ``out`` under a session with ``options``; the device's state."""
+    """run.py of the stack on ``out`` under a session with ``options``; the device's twopaths.state."""
     argv = sys.argv
     try:
         with sdk_modules(), session({"simprint_log": None, **options}) as devices:
@@ -51,12 +53,11 @@ def run_script(out: Path, capsys: pytest.CaptureFixture[str], **options) -> tupl
             runpy.run_path(str(STACK / "run.py"), run_name="__main__")
     finally:
         sys.argv = argv
-    sim = devices[0].sim
     printed = capsys.readouterr().out
     assert "SUCCESS" in printed
-    return {"cycle": sim.cycle, "mem": sim.memory.copy(), "counters": sim.pe_counters(),
-            "engine": sim.engine, "trace": sim.trace.events if sim.trace else None,
-            "pes": len(sim.pes)}, printed
+    (dev,) = devices
+    assert (dev.sim.engine is not None) == (options.get("engine") == "compiled")
+    return state(dev), printed
 
 
 @pytest.mark.parametrize("fp16", [0, 1])
@@ -67,12 +68,8 @@ def test_stack_is_the_same_on_both_paths(tmp_path: Path, capsys: pytest.CaptureF
     out = stack(tmp_path, fp16=fp16)
     py, py_text = run_script(out, capsys, engine="python", **options)
     cc, cc_text = run_script(out, capsys, engine="compiled", **options)
-    assert py["engine"] is None and cc["engine"] is not None
     assert py_text == cc_text
-    assert py["cycle"] == cc["cycle"]
-    assert np.array_equal(py["mem"], cc["mem"])
-    assert py["counters"] == cc["counters"]
-    assert py["trace"] == cc["trace"]
+    assert_same_state(py, cc)
 
 
 def launch_visits(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -88,10 +85,10 @@ def launch_visits(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         seen.append((self.engine.core.visits - v0, self.cycle - c0))
     monkeypatch.setattr(S.Simulator, "launch", launch)
     out = stack(tmp_path / f"R{R}", P_c=4, P_r=2, R=R, n=16)
-    state, _ = run_script(out, capsys, engine="compiled")
+    final, _ = run_script(out, capsys, engine="compiled")
     monkeypatch.undo()
     (v, cycles), = seen
-    return v, cycles, state["pes"]
+    return v, cycles, len(final["busy"])
 
 
 def test_idle_pes_cost_no_visits(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -15,72 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from waferscale.host.device import DeviceError
-from waferscale.lang.layout import CompileOptions, elaborate
-from waferscale.sim.device import SimulatorDevice
 from waferscale.sim.fabric import cpp_available
-from waferscale.sim.simulator import SimOptions
 
-# The one-PE layout exporting `out` and `run` (this directory is on sys.path).
-from test_engine import LAYOUT
+from twopaths import ARCHS, compare_both, run_both  # (this directory is on sys.path)
 
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
-
-ARCHS = ["wse2", "wse3"]
-
-PE = """
-param memcpy_params;
-const sys_mod = @import_module("<memcpy/memcpy>", memcpy_params);
-var out = @zeros([8]f32);
-var buf = @zeros([8]f32);
-var out_ptr: [*]f32 = &out;
-{decls}
-fn run() void {{
-{body}
-  sys_mod.unblock_cmd_stream();
-}}
-comptime {{
-  @export_symbol(out_ptr, "out");
-  @export_symbol(run);
-}}
-"""
-
-
-def run_both(tmp: Path, arch: str, decls: str, body: str,
-             files: dict[str, str] | None = None, keep: list | None = None,
-             pe_text: str | None = None) -> tuple[np.ndarray, str | None, list[str]]:
-    """Compile and launch ``run`` on both paths; assert they agree. Returns ``out`` (the
-    compiled run's), the error (None: ran to the end) and the compile warnings; ``keep``
-    receives the two devices (python, compiled); ``pe_text`` replaces the PE template."""
-    (tmp / "layout.csl").write_text(LAYOUT)
-    (tmp / "pe.csl").write_text(pe_text if pe_text is not None else
-                                PE.format(decls=decls, body=body))
-    for name, text in (files or {}).items():
-        (tmp / name).write_text(text)
-    opts = CompileOptions(arch=arch, fabric_dims=(8, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    runs = []
-    for mode in ("python", "compiled"):
-        lay = elaborate(tmp / "layout.csl", opts)
-        dev = SimulatorDevice(lay, SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        try:
-            dev.launch("run", [])
-            err = None
-        except DeviceError as e:         # SimError, or the deadlock report
-            err = str(e)
-        pe = dev.sim.pes[0]
-        if keep is not None:
-            keep.append(dev)
-        runs.append((dev.read_symbol(0, 0, "out").copy(), err, dev.sim.cycle,
-                     pe.mem.words.copy(), (pe.stats.busy, pe.stats.stall), lay.warnings))
-    (op, ep, cp, mp, sp, _), (oc, ec, cc, mc, sc, warnings) = runs
-    assert ep == ec and cp == cc and sp == sc
-    assert np.array_equal(mp, mc)
-    return oc, ec, warnings
 
 
 CONST_DECLS = """
@@ -247,23 +189,11 @@ comptime {
 
 
 def stream_both(tmp: Path, arch: str, pe: str = STREAM_PE) -> list[float]:
-    """Run the two-PE stream program on both paths (they must agree on ``out``, cycles and
-    every PE's memory); the receiver's ``out``."""
-    (tmp / "layout.csl").write_text(STREAM_LAYOUT)
-    (tmp / "pe.csl").write_text(pe)
-    opts = CompileOptions(arch=arch, fabric_dims=(9, 3), fabric_offsets=(4, 1), memcpy=True,
-                          channels=1)
-    results = []
-    for mode in ("python", "compiled"):
-        dev = SimulatorDevice(elaborate(tmp / "layout.csl", opts),
-                              SimOptions(engine=mode, simprint_log=None))
-        assert (dev.sim.engine is not None) == (mode == "compiled")
-        dev.launch("run", [])
-        results.append((dev.read_symbol(1, 0, "out").tolist(), dev.sim.cycle,
-                        [pe.mem.words.copy() for pe in dev.sim.pes]))
-    (op, cp, mp), (oc, cc, mc) = results
-    assert op == oc and cp == cc and all(np.array_equal(a, b) for a, b in zip(mp, mc))
-    return oc
+    """Run the two-PE stream program on both paths (which must agree: twopaths.assert_same);
+    the receiver's ``out``."""
+    eng = compare_both(tmp, arch, {"layout.csl": STREAM_LAYOUT, "pe.csl": pe}, (9, 3))
+    assert eng.error is None
+    return eng.device.read_symbol(1, 0, "out").tolist()
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -1,7 +1,7 @@
 """waferscale's own <random> and <debug> libraries (lang/stdlib_random.csl,
 lang/stdlib_debug.csl, instantiated by lang/modules.py), each in a program of ours, run on
 both arches and both PE paths (the Python interpreter and the compiled engine must agree bit
-for bit: memory, cycles, counters, errors; test_sdk_features.run_both):
+for bit: memory, cycles, counters, errors; twopaths.assert_same):
 
 * <random>'s random_f32(lower, upper): values in [lower, upper), the same sequence on every
   run; the generator itself is a doc-gap (stdlib_random.csl says which one this is);
@@ -22,10 +22,9 @@ import pytest
 
 from waferscale.host.debug_util import decode_trace
 from waferscale.lang.errors import CslError
-from waferscale.lang.layout import CompileOptions, elaborate
 from waferscale.sim.fabric import cpp_available
 
-from test_sdk_features import ARCHS, run_both
+from twopaths import ARCHS, compile_one_pe, run_both
 
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
@@ -121,14 +120,8 @@ def test_debug_buffer_overflow_is_a_run_time_error(tmp_path, arch):
      "<debug> key 'k' is already used"),
 ])
 def test_library_param_errors(tmp_path, decls, message):
-    from test_engine import LAYOUT
-    from test_sdk_features import PE
-    (tmp_path / "layout.csl").write_text(LAYOUT)
-    (tmp_path / "pe.csl").write_text(PE.format(decls=decls, body=""))
     with pytest.raises(CslError, match="pe.csl:") as e:
-        elaborate(tmp_path / "layout.csl", CompileOptions(arch="wse3", fabric_dims=(8, 3),
-                                                          fabric_offsets=(4, 1), memcpy=True,
-                                                          channels=1))
+        compile_one_pe(tmp_path, decls)
     assert message in str(e.value)
 
 
