@@ -9,6 +9,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <limits>
 #include <memory>
 
 #include "pe_values.hpp"   // scalar types, f16/f32 rounding, DSD element functions
@@ -898,7 +900,12 @@ class Engine {
         }
       }
     }
-    core_.tick();
+    try {
+      core_.tick();
+    } catch (const FabricException&) {
+      settle_visited(std::numeric_limits<int>::max());   // (StepGuard: the whole cycle passed)
+      throw;
+    }
     // simulator.Simulator.step: a teardown command activates the teardown task (kind 3,
     // ptypes[0] its color) of the PE whose router it passed.
     auto& tds = core_.teardown_events();
@@ -1075,11 +1082,27 @@ class Engine {
     bool operator>(const Timer& o) const { return t != o.t ? t > o.t : k > o.k; }
   };
   struct Skip { int64_t start, n, cum; };   // cycles start..start+n-1 skipped; cum: before
+  // An error in the middle of a cycle leaves the cycle counter where it was. The Python path
+  // has then counted that cycle for the PEs it visited before the one that failed (and, for
+  // an error of the fabric's tick, for every PE), so sleepers whose turn had passed are owed
+  // it too: settle them through cycle() + 1 (the rest settle through cycle() later).
   struct StepGuard {
     Engine& e;
+    const int unwinding = std::uncaught_exceptions();
     explicit StepGuard(Engine& en) : e(en) { e.in_step_ = true; e.visit_pos_ = -1; }
-    ~StepGuard() { e.in_step_ = false; }
+    ~StepGuard() {
+      if (std::uncaught_exceptions() > unwinding) e.settle_visited(e.visit_pos_);
+      e.in_step_ = false;
+    }
   };
+
+  // Sleeping PEs at positions below `upto` in the visit order settle through the current
+  // cycle, which the visit loop has passed for them.
+  void settle_visited(int upto) {
+    const int n = std::min<int64_t>(upto, static_cast<int64_t>(pes_.size()));
+    for (int k = 0; k < n; ++k)
+      if (pes_[k].asleep) settle(pes_[k], cycle() + 1);
+  }
 
   template <class F>
   void for_each_awake(F&& f) const {

@@ -12,7 +12,7 @@ protocol, shared by every such test in this directory:
   Python).
 * :func:`assert_same` compares runs: the error text, the compile warnings and the
   :func:`state` of the simulator, i.e. the cycle counter, every PE's memory, the per-PE
-  counters (busy, stall, idle, tasks run), the fabric's counters (link traffic, stalls,
+  counters (busy, stall, live, tasks run), the fabric's counters (link traffic, stalls,
   queue and buffer high-water marks), the router state of every PE and color (routes,
   switch positions, teardown), ``<simprint>`` lines, the trace (when enabled) and whatever
   a test adds through ``extra``. A known difference between the paths is left out by
@@ -96,7 +96,8 @@ def state(dev: SimulatorDevice, extra: Callable[[SimulatorDevice], Any] | None =
         "memory": sim.memory.copy(),
         "busy": [pe.stats.busy for pe in sim.pes],
         "stall": [pe.stats.stall for pe in sim.pes],
-        "idle": [pe.stats.idle(sim.cycle) for pe in sim.pes],
+        # live (the raw counter) rather than idle, which derives from it and clamps at 0.
+        "live": [pe.stats.live for pe in sim.pes],
         "tasks run": [pe.stats.tasks_run for pe in sim.pes],
         "routers": routers,
         "simprint": list(sim.sim_log),

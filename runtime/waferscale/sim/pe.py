@@ -308,7 +308,10 @@ class PEStats:
     live: int = 0          # cycles at whose start a task or async op was in flight
 
     def idle(self, cycles: int) -> int:
-        return cycles - self.live
+        """Idle cycles out of ``cycles``. A run stopped by an error inside a cycle has counted
+        that cycle live for the PEs visited in it before the error (on both PE paths), one
+        more than the cycle counter, which has not passed it: 0 then, not -1."""
+        return max(0, cycles - self.live)
 
 
 class ProgramImage:
