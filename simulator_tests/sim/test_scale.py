@@ -34,6 +34,7 @@ from twopaths import assert_same_state, state  # (this directory is on sys.path)
 pytestmark = pytest.mark.skipif(not cpp_available(), reason="waferscale._fabric is not built")
 
 STACK = Path(D.__file__).resolve().parent / "programs" / "gemv_stack"
+TILES = Path(D.__file__).resolve().parent / "programs" / "tile_axpy"
 
 
 def stack(tmp_path: Path, P_c: int = 4, P_r: int = 3, R: int = 3, n: int = 16,
@@ -44,13 +45,15 @@ def stack(tmp_path: Path, P_c: int = 4, P_r: int = 3, R: int = 3, n: int = 16,
                       channels=1, import_paths=[find_csl_root()], output=tmp_path / "out")
 
 
-def run_script(out: Path, capsys: pytest.CaptureFixture[str], **options) -> tuple[dict, str]:
-    """run.py of the stack on ``out`` under a session with ``options``; the device's twopaths.state."""
+def run_script(out: Path, capsys: pytest.CaptureFixture[str], program: Path = STACK,
+               **options) -> tuple[dict, str]:
+    """run.py of ``program`` (the stack) on ``out`` under a session with ``options``; the
+    device's twopaths.state."""
     argv = sys.argv
     try:
         with sdk_modules(), session({"simprint_log": None, **options}) as devices:
-            sys.argv = [str(STACK / "run.py"), "--name", str(out)]
-            runpy.run_path(str(STACK / "run.py"), run_name="__main__")
+            sys.argv = [str(program / "run.py"), "--name", str(out)]
+            runpy.run_path(str(program / "run.py"), run_name="__main__")
     finally:
         sys.argv = argv
     printed = capsys.readouterr().out
@@ -69,6 +72,20 @@ def test_stack_is_the_same_on_both_paths(tmp_path: Path, capsys: pytest.CaptureF
     py, py_text = run_script(out, capsys, engine="python", **options)
     cc, cc_text = run_script(out, capsys, engine="compiled", **options)
     assert py_text == cc_text
+    assert_same_state(py, cc)
+
+
+@pytest.mark.parametrize("width,height,n", [(1, 1, 1), (5, 3, 7), (9, 4, 16)])
+def test_tile_axpy_is_exact_on_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          width: int, height: int, n: int) -> None:
+    # The whole-fabric benchmark program (bench_scale --program tiles) at small sizes: its
+    # run.py checks every PE's y for equality with NumPy (and fails on a wrong one).
+    out = ws_compile(TILES / "layout.csl", params={"width": width, "height": height, "N": n},
+                     fabric_dims=(width + 7, height + 2), fabric_offsets=(4, 1), memcpy=True,
+                     channels=1, output=tmp_path / "out")
+    py, py_text = run_script(out, capsys, TILES, engine="python")
+    cc, cc_text = run_script(out, capsys, TILES, engine="compiled")
+    assert py_text == cc_text and f"{width * height} PEs" in cc_text
     assert_same_state(py, cc)
 
 
