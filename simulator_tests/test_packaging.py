@@ -33,6 +33,15 @@ def test_kernels_are_package_data() -> None:
         assert any(f.relative_to(ROOT / "csl").match(pat) for pat in patterns), f
 
 
+def test_benchmark_programs_are_package_data() -> None:
+    patterns = pyproject()["tool"]["setuptools"]["package-data"]["waferscale.sim"]
+    sim = ROOT / "runtime" / "waferscale" / "sim"
+    files = [p for p in (sim / "programs").glob("*/*") if p.is_file()]
+    assert {p.parent.name for p in files} >= {"gemv_stack", "tile_axpy"}
+    for f in files:
+        assert any(f.relative_to(sim).match(pat) for pat in patterns), f
+
+
 def test_check_all_finds_the_kernels_from_another_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
