@@ -261,3 +261,19 @@ def test_fuzz_reproducers_are_clean_errors(name: str, engine: str, tmp_path: Pat
     outcome, site, detail = fuzz.classify(
         lambda: target.run(text, (prog, files, params, pe_file)), GUARD_S)
     assert outcome == "clean", detail
+
+
+def test_nan_filled_memory_too_large_for_the_host_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A whole WSE-3 with --uninitialized-nan would need its 40 GiB filled up front; the host's
+    # refusal is said as such (NumPy's own MemoryError is stood in for: a real one would need
+    # that much address space).
+    from waferscale.sim import memory
+
+    def refuse(*a, **k):
+        raise MemoryError
+    monkeypatch.setattr(memory.np, "full", refuse)
+    with pytest.raises(memory.MemoryError_, match=r"883350 PEs need 40\.4 GiB"):
+        memory.memory_block(883350, fill_nan=True)
+    monkeypatch.undo()
+    assert memory.memory_block(3, fill_nan=True).shape == (3, memory.WORDS)

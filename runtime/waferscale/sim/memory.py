@@ -47,7 +47,13 @@ def memory_block(n: int, fill_nan: bool = False) -> np.ndarray:
     space, which the kernel's default overcommit heuristic refuses to reserve at once,
     although a program touches a few pages per PE."""
     if fill_nan:
-        return np.full((n, WORDS), NAN_WORD, dtype=np.uint16)
+        try:
+            return np.full((n, WORDS), NAN_WORD, dtype=np.uint16)
+        except MemoryError:
+            raise MemoryError_(
+                f"uninitialized_nan fills every PE's 48 KiB up front: {n} PEs need "
+                f"{n * WORDS * 2 / 2**30:.1f} GiB of host memory, more than this machine "
+                f"gives; run without it (memory is then zero-filled on first touch)") from None
     try:
         import mmap
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
