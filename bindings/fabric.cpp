@@ -235,6 +235,10 @@ class Core {
     cfg_.assign(n * kColors, ColorCfg{});
     iq_rings_.reserve(n * n_iq_);
     oq_rings_.reserve(n * n_oq_);
+    size_t queue_cap = 0;   // the queues' pool, allocated once (a whole wafer has 893k routers)
+    for (int64_t d : iq_depths) queue_cap += static_cast<size_t>(d + router_to_ce_latency - 1);
+    for (int64_t d : oq_depths) queue_cap += static_cast<size_t>(d);
+    pool_.reserve(n * queue_cap);
     for (size_t i = 0; i < n; ++i) {
       for (int64_t d : iq_depths)
         iq_rings_.push_back(new_ring(static_cast<uint16_t>(d + router_to_ce_latency - 1)));

@@ -357,6 +357,7 @@ class ProgramImage:
         } if arch == "wse3" else {}
         self.active = set(rec.initially_active)
         self.blocked = {PE._block_key(kind, n) for kind, n in rec.initially_blocked}
+        self.has_control = any(k == "control" for k, _ in self.tasks.values())
 
 
 class PE:
@@ -399,7 +400,7 @@ class PE:
         self.blocked: set[int] = set(image.blocked)
         self.tasks: dict[int, tuple[str, FnVal]] = image.tasks
         self.teardown_color = image.teardown_color   # the color of the teardown handler
-        self.has_control = any(k == "control" for k, _ in image.tasks.values())
+        self.has_control = image.has_control
         self.oq_colors: dict[int, int] = {}       # output_queue_config.encode_output_queue
         self.flush_armed: set[int] = set()        # @queue_flush'd output queues
         self.data_queue: dict[int, int] = dict(image.data_queue)   # task id -> input queue
@@ -421,11 +422,12 @@ class PE:
         self.fifos: dict[int, list[int]] | None = None
         self.dsrs: dict | None = None
         # DSRs loaded in a top-level comptime block hold their DSDs from the start.
-        from .builtins_rt import load_options
-        from .dsd import load_dsr
-        for r, dsd, opts, node in self.record.dsr_preloads:
-            save, settings = load_options(self, opts, node)
-            load_dsr(self, r, dsd, save, node, settings)
+        if self.record.dsr_preloads:
+            from .builtins_rt import load_options
+            from .dsd import load_dsr
+            for r, dsd, opts, node in self.record.dsr_preloads:
+                save, settings = load_options(self, opts, node)
+                load_dsr(self, r, dsd, save, node, settings)
 
     @property
     def interp(self) -> "PEInterp":
