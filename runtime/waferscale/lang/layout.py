@@ -633,9 +633,10 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     # Elaborate each distinct (file, params) program once.
     programs: list[PEProgram] = []
     index: dict[Any, int] = {}
+    param_key = _ParamKeys()
     for (x, y), tc in sorted(builder.tiles.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         key = (tc.resolved or str(tc.path.resolve()),
-               tuple(sorted((k, val_key(v)) for k, v in tc.params.items())))
+               tuple(sorted((k, param_key(v)) for k, v in tc.params.items())))
         i = index.get(key)
         if i is None:
             i = index[key] = len(programs)
@@ -659,6 +660,34 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     return Layout(path, options, w, h, dims, offs, params, builder.tiles, programs,
                   builder.routes, builder.exports, color_names, builder.memcpy_streams,
                   ctx.prints, warnings + ctx.warnings)
+
+
+class _ParamKeys:
+    """Keys of param values for grouping tiles into programs: two values get the same key
+    exactly when their val_keys are equal, but a key is a small int, and a value
+    object (a struct of colors shared by a column of PEs, each field of a per-PE struct) is
+    keyed once however many tiles bind it. (val_key of a 20,000-PE layout's params, and
+    hashing the nested tuples it makes, was a tenth of its elaboration.)"""
+
+    def __init__(self) -> None:
+        self._by_obj: dict[int, tuple[Val, int]] = {}   # id(value) -> (value, key)
+        self._ints: dict[Any, int] = {}
+
+    def __call__(self, v: Val) -> int:
+        hit = self._by_obj.get(id(v))
+        if hit is not None:
+            return hit[1]
+        p = v.v
+        raw: Any
+        if isinstance(p, dict):          # as val_key, with the fields' keys made here
+            raw = ("struct", tuple((k, self(x)) for k, x in p.items()))
+        elif isinstance(p, list):
+            raw = ("tuple", tuple(self(x) for x in p))
+        else:
+            raw = val_key(v)
+        k = self._ints.setdefault(raw, len(self._ints))
+        self._by_obj[id(v)] = (v, k)     # (the value is kept: its id stays its own)
+        return k
 
 
 def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:
