@@ -423,6 +423,8 @@ class LayoutBuilder:
         self._configs: dict[Any, Val] = {}
         # id of a shared literal config -> its (rx, tx, config): see set_color_config.
         self._parsed: dict[int, tuple[tuple[str, ...], tuple[str, ...], Val]] = {}
+        # (rx, tx, id(config), id(span)) -> the one Route of that config at that statement.
+        self._routes_made: dict[tuple[Any, ...], Route] = {}
 
     def _check_xy(self, x: int, y: int, node: A.BuiltinCall) -> None:
         if self.rect is None:
@@ -494,7 +496,13 @@ class LayoutBuilder:
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(
                 "first configuration is here", prev.span)
-        self.routes[(x, y, c)] = Route(parsed[0], parsed[1], parsed[2], node.span)
+        # One Route object per config and statement, shared by the PEs it configures (a
+        # tuple: equal either way; shared, the compile cache pickles it once, not per PE).
+        rk = (parsed[0], parsed[1], id(parsed[2]), id(node.span))
+        route = self._routes_made.get(rk)
+        if route is None:          # (the Route holds what the ids name: they stay theirs)
+            route = self._routes_made[rk] = Route(parsed[0], parsed[1], parsed[2], node.span)
+        self.routes[(x, y, c)] = route
 
     def export_name(self, name: str, t: T.Type, mutable: bool | None,
                     node: A.BuiltinCall) -> None:
@@ -617,6 +625,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     finally:
         ctx.layout_builder = None
         builder._parsed = {}         # keyed by object ids: not to be kept or pickled
+        builder._routes_made = {}
     ctx.layout_done = builder
     lb_span = root.layout_blocks[0].span
     if builder.rect is None:

@@ -166,18 +166,17 @@ def _mentions_walk(e: A.Node, names: dict[str, None]) -> bool:
     return False
 
 
-def _mentions(ctx: Any, e: A.Node) -> tuple[bool, tuple[str, ...]]:
+def _mentions(e: A.Node) -> tuple[bool, tuple[str, ...]]:
     """What ProgramLowering.mentions_runtime needs of ``e``, a property of the AST worked
-    out once per node and compilation (every program lowers the same files): whether it acts
+    out once per node (every program lowers the same files) and kept on it: whether it acts
     at run time whatever its names mean, else the identifiers it reads (each of which may
     name a run-time local where it is lowered)."""
-    hit = ctx.memo.get(("mentions", id(e)))
-    if hit is not None:
-        return cast(tuple[bool, tuple[str, ...]], hit[1])
-    names: dict[str, None] = {}
-    out = (True, ()) if _mentions_walk(e, names) else (False, tuple(names))
-    ctx.memo[("mentions", id(e))] = (e, out)
-    return out
+    out = e.__dict__.get("_mentions")
+    if out is None:
+        names: dict[str, None] = {}
+        out = e.__dict__["_mentions"] = \
+            (True, ()) if _mentions_walk(e, names) else (False, tuple(names))
+    return cast(tuple[bool, tuple[str, ...]], out)
 
 
 def _f64_bits(x: float) -> int:
@@ -802,12 +801,17 @@ class ProgramLowering:
         """Does ``e`` read a run-time local, call a function or act at run time?"""
         if not isinstance(e, A.Node):
             return False
-        acts, names = _mentions(self.sim.compilation, e)
+        acts, names = _mentions(e)
         if acts:
             return True
+        scopes = self._f.scopes
         for name in names:
-            if self.find(name) is not None or isinstance(self.scope_entry(name), MemLocal):
-                return True
+            # The innermost entry of the name (find: a Local; scope_entry: a MemLocal).
+            for sc in reversed(scopes):
+                if name in sc:
+                    if isinstance(sc[name], (Local, MemLocal)):
+                        return True
+                    break
         return False
 
     def try_const(self, e: A.Expr) -> Val | None:
