@@ -778,13 +778,15 @@ class Interp:
             # path below computes for them, without its unify and coerce, when both have one
             # type or one is a comptime_int that the other's type represents (else the
             # general path, and its error).
-            r = _INT_FAST.get(op)
-            t = ta if tb is ta or tb is T.COMPTIME_INT else tb if ta is T.COMPTIME_INT else None
-            if r is not None and t is not None and (
-                    t is T.COMPTIME_INT or (ta is t or t.fits(x)) and (tb is t or t.fits(y))):
+            fast = _INT_FAST.get(op)
+            ft: T.Type | None = ta if tb is ta or tb is T.COMPTIME_INT else \
+                tb if ta is T.COMPTIME_INT else None
+            if fast is not None and ft is not None and (
+                    ft is T.COMPTIME_INT or (ta is ft or cast(T.IntT, ft).fits(x))
+                    and (tb is ft or cast(T.IntT, ft).fits(y))):
                 if op in _CMP_OPS:
-                    return Val(T.BOOL, r(x, y))
-                return self._int_result(t, r(x, y), e)
+                    return Val(T.BOOL, fast(x, y))
+                return self._int_result(ft, fast(x, y), e)
         if op in ("==", "!="):
             eq = self._equal(a, b, e)
             return Val(T.BOOL, eq if op == "==" else not eq)

@@ -69,6 +69,62 @@ def why_not(sim: "Simulator") -> str | None:
     return None
 
 
+def lowering_twins(layout: Any) -> dict[int, int]:
+    """Programs that lower to the same bytecode as an earlier one: program index -> the
+    earlier program's index.
+
+    ``<memcpy/get_params>``'s ``get_params(x)`` gives each column of PEs its own params
+    struct, so a program with memcpy is one program per column (as cslc makes them; e.g.
+    WaferLLM's MeshGEMV at P = 144 has 576 programs for 4 distinct codes). The struct differs
+    between columns only by its field ``x``, which waferscale never reads (the memcpy library
+    takes its streams and launch color from it; nothing reads ``x``: modules._memcpy_params_of).
+    So two programs of one file whose params are equal but for that ``x`` elaborate to the
+    same state, and lower to the same bytecode, unless their own code can observe ``x``: a
+    ``.x`` field access, ``@field`` or ``@comptime_print`` anywhere in the program's user
+    files (then no program of that file has a twin, and each lowers by itself)."""
+    from ..lang import ast as A
+    from ..lang.comptime import val_key
+
+    def key_without_x(v: Any) -> Any:
+        p = v.v
+        if isinstance(p, dict):        # as val_key, without a memcpy params struct's x
+            return ("struct", tuple((k, key_without_x(x)) for k, x in p.items()
+                                    if not (k == "x" and "_memcpy_params" in p)))
+        if isinstance(p, list):
+            return ("tuple", tuple(key_without_x(x) for x in p))
+        return val_key(v)
+
+    observes: dict[int, bool] = {}     # id(file AST) -> whether its code can observe x
+
+    def can_observe_x(program: Any) -> bool:
+        for mod in program.record.modules:
+            tree = mod.ast
+            if tree is None:
+                continue
+            hit = observes.get(id(tree))
+            if hit is None:
+                hit = observes[id(tree)] = any(
+                    (isinstance(n, A.FieldAccess) and n.name == "x")
+                    or (isinstance(n, A.BuiltinCall) and n.name in ("field", "comptime_print"))
+                    for n in tree.walk())
+            if hit:
+                return True
+        return False
+
+    first: dict[Any, int] = {}
+    twins: dict[int, int] = {}
+    for prog in layout.programs:
+        if can_observe_x(prog):
+            continue
+        tile = layout.tiles[prog.tiles[0]]
+        key = (tile.resolved or str(prog.path.resolve()),
+               tuple(sorted((k, key_without_x(v)) for k, v in prog.params.items())))
+        j = first.setdefault(key, prog.index)
+        if j != prog.index:
+            twins[prog.index] = j
+    return twins
+
+
 class CompiledEngine:
     """Runs a :class:`Simulator`'s host commands on the C++ engine."""
 
@@ -85,10 +141,14 @@ class CompiledEngine:
                                    o.max_cycles, o.random_task_order, o.trace, ops)
         self.lowered = lowered
         prog_ids = {}
+        by_object: dict[int, int] = {}     # programs sharing one bytecode (lowering_twins)
         for key, lp in lowered.items():
-            prog_ids[key] = self.core.add_program(lp.code, lp.consts, lp.dconsts, lp.calls,
-                                                  lp.fns, lp.tasks, lp.exports, lp.syms,
-                                                  lp.names)
+            pid = by_object.get(id(lp))
+            if pid is None:
+                pid = by_object[id(lp)] = self.core.add_program(
+                    lp.code, lp.consts, lp.dconsts, lp.calls, lp.fns, lp.tasks, lp.exports,
+                    lp.syms, lp.names)
+            prog_ids[key] = pid
         self.index = {}
         for k, pe in enumerate(sim.pes):
             key = pe.program.index
@@ -129,10 +189,15 @@ class CompiledEngine:
                 p.index for p in sim.layout.programs}:
             return cls(sim, cached["programs"])
         lowered: dict[int, LoweredProgram] = {}
+        twins = lowering_twins(sim.layout)
         try:
             for pe in sim.pes:
                 key = pe.program.index
                 if key not in lowered:
+                    twin = twins.get(key)
+                    if twin is not None and twin in lowered:
+                        lowered[key] = lowered[twin]
+                        continue
                     lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
                                                    _fabric.ENGINE_DSD_WORDS,
                                                    _fabric.ENGINE_CALL_WORDS).lower()
