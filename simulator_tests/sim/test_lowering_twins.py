@@ -1,10 +1,12 @@
-"""Programs that differ only by the ``x`` of their memcpy params lower once (sim.engine.
-lowering_twins): each column of a memcpy program is a PE program of its own (``get_params(x)``
-gives each column its struct, as cslc does), and the compiled engine shares one bytecode among
-the columns whose code cannot observe ``x``. Checked on both arches and both PE paths (the
-Python interpreter and the compiled engine agree bit for bit: memory, cycles, counters):
+"""Programs that differ only by the ``x`` of their memcpy params are elaborated and lowered
+once (lang.layout.memcpy_twin_key, sim.engine.lowering_twins): each column of a memcpy program
+is a PE program of its own (``get_params(x)`` gives each column its struct, as cslc does); the
+columns whose code cannot observe ``x`` share one elaborated instance and one bytecode.
+Checked on both arches and both PE paths (the Python interpreter and the compiled engine agree
+bit for bit: memory, cycles, counters):
 
-* the shared bytecode is the one each column's program lowers to by itself;
+* each column keeps its own program (index, params with its x, tiles); the shared bytecode is
+  the one each column's program lowers to by itself;
 * a program whose code reads ``memcpy_params.x`` gets no twins, and each column sees its own x.
 """
 
@@ -99,6 +101,12 @@ def test_columns_share_their_bytecode(tmp_path: Path, arch: str) -> None:
     (lay, engine, outs), twins = compile_run(tmp_path, arch)
     assert len(lay.programs) == 4
     assert twins == {2: 0, 3: 1}
+    for index, twin in twins.items():
+        p, q = lay.programs[index], lay.programs[twin]
+        assert p.record is q.record and p.instance is q.instance and p.memory is q.memory
+        assert p.params["memcpy_params"].v["x"].v == index != q.params["memcpy_params"].v["x"].v
+        assert p.tiles == [(index, 0)]
+    assert lay.programs[1].record is not lay.programs[0].record
     assert engine.lowered[2] is engine.lowered[0] and engine.lowered[3] is engine.lowered[1]
     assert engine.lowered[1] is not engine.lowered[0]
     # The shared bytecode is what each twin lowers to by itself.
@@ -128,6 +136,7 @@ def test_code_reading_x_gets_no_twins(tmp_path: Path, arch: str) -> None:
     (lay, engine, outs), twins = compile_run(
         tmp_path, arch, extra="out[3] = @as(f32, memcpy_params.x);")
     assert twins == {}
+    assert len({id(p.record) for p in lay.programs}) == 4
     assert len({id(lp) for lp in engine.lowered.values()}) == 4
     for x in range(WIDTH):
         k = x % 2

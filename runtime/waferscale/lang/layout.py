@@ -643,13 +643,30 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     programs: list[PEProgram] = []
     index: dict[Any, int] = {}
     param_key = _ParamKeys()
+    # Programs that differ only by their memcpy params' x elaborate alike (memcpy_twin_key):
+    # the key without x -> the program elaborated for it.
+    twins: dict[Any, int] = {}
+    observed: dict[int, bool] = {}
     for (x, y), tc in sorted(builder.tiles.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         key = (tc.resolved or str(tc.path.resolve()),
                tuple(sorted((k, param_key(v)) for k, v in tc.params.items())))
         i = index.get(key)
         if i is None:
             i = index[key] = len(programs)
-            programs.append(_elaborate_program(ip, i, tc))
+            tkey = memcpy_twin_key(key[0], tc.params)
+            j = twins.get(tkey)
+            if j is not None:
+                twin = programs[j]
+                programs.append(PEProgram(i, tc.path, tc.params, twin.instance, twin.record,
+                                          memory=twin.memory))
+            else:
+                notes = (len(ctx.warnings), len(ctx.prints))
+                programs.append(_elaborate_program(ip, i, tc))
+                # (A program that printed or warned is elaborated again for its twins, so
+                # that each says so, as before.)
+                if notes == (len(ctx.warnings), len(ctx.prints)) and \
+                        not memcpy_x_observed(programs[i].record.modules, observed):
+                    twins[tkey] = i
         programs[i].tiles.append((x, y))
         tc.program = i
         # The tile shares its program's param values (equal by the key): one copy per
@@ -697,6 +714,48 @@ class _ParamKeys:
         k = self._ints.setdefault(raw, len(self._ints))
         self._by_obj[id(v)] = (v, k)     # (the value is kept: its id stays its own)
         return k
+
+
+def memcpy_twin_key(resolved: str, params: dict[str, Val]) -> Any:
+    """A program's key (its file and params, as in _elaborate) without the ``x`` of a
+    memcpy params struct (``<memcpy/get_params>``'s ``get_params(x)``).
+
+    The struct makes each column of PEs a program of its own, as cslc makes them, but
+    nothing in waferscale reads its ``x`` (modules._memcpy_params_of). So programs with one
+    twin key elaborate to the same state and lower to the same bytecode unless their own code
+    observes ``x`` (memcpy_x_observed): then each is elaborated (and lowered) by itself. A
+    program elaborated for a twin key is shared by the programs with that key (their
+    PEProgram has its own index, params and tiles, and the first one's instance, record and
+    memory map: WaferLLM's MeshGEMV at P = 144 has 576 programs and elaborates 4), and
+    sim.engine.lowering_twins lowers it once."""
+    def key_without_x(v: Val) -> Any:
+        p = v.v
+        if isinstance(p, dict):        # as val_key, without a memcpy params struct's x
+            return ("struct", tuple((k, key_without_x(x)) for k, x in p.items()
+                                    if not (k == "x" and "_memcpy_params" in p)))
+        if isinstance(p, list):
+            return ("tuple", tuple(key_without_x(x) for x in p))
+        return val_key(v)
+    return (resolved, tuple(sorted((k, key_without_x(v)) for k, v in params.items())))
+
+
+def memcpy_x_observed(modules: list[ModuleInstance], memo: dict[int, bool]) -> bool:
+    """Whether code of these modules (a program's user files) could observe the ``x`` of
+    its memcpy params: a ``.x`` field access, ``@field`` or ``@comptime_print`` anywhere in
+    a file (``memo``: per file AST)."""
+    for mod in modules:
+        tree = mod.ast
+        if tree is None:
+            continue
+        hit = memo.get(id(tree))
+        if hit is None:
+            hit = memo[id(tree)] = any(
+                (isinstance(n, A.FieldAccess) and n.name == "x")
+                or (isinstance(n, A.BuiltinCall) and n.name in ("field", "comptime_print"))
+                for n in tree.walk())
+        if hit:
+            return True
+    return False
 
 
 def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:

@@ -71,55 +71,21 @@ def why_not(sim: "Simulator") -> str | None:
 
 def lowering_twins(layout: Any) -> dict[int, int]:
     """Programs that lower to the same bytecode as an earlier one: program index -> the
-    earlier program's index.
+    earlier program's index. Programs with one lang.layout.memcpy_twin_key (equal but for
+    their memcpy params' ``x``, which waferscale never reads) whose code cannot observe ``x``
+    (lang.layout.memcpy_x_observed) elaborate to the same state, so they lower alike: e.g.
+    WaferLLM's MeshGEMV at P = 144 has 576 programs (one per column and code) and 4 codes."""
+    from ..lang.layout import memcpy_twin_key, memcpy_x_observed
 
-    ``<memcpy/get_params>``'s ``get_params(x)`` gives each column of PEs its own params
-    struct, so a program with memcpy is one program per column (as cslc makes them; e.g.
-    WaferLLM's MeshGEMV at P = 144 has 576 programs for 4 distinct codes). The struct differs
-    between columns only by its field ``x``, which waferscale never reads (the memcpy library
-    takes its streams and launch color from it; nothing reads ``x``: modules._memcpy_params_of).
-    So two programs of one file whose params are equal but for that ``x`` elaborate to the
-    same state, and lower to the same bytecode, unless their own code can observe ``x``: a
-    ``.x`` field access, ``@field`` or ``@comptime_print`` anywhere in the program's user
-    files (then no program of that file has a twin, and each lowers by itself)."""
-    from ..lang import ast as A
-    from ..lang.comptime import val_key
-
-    def key_without_x(v: Any) -> Any:
-        p = v.v
-        if isinstance(p, dict):        # as val_key, without a memcpy params struct's x
-            return ("struct", tuple((k, key_without_x(x)) for k, x in p.items()
-                                    if not (k == "x" and "_memcpy_params" in p)))
-        if isinstance(p, list):
-            return ("tuple", tuple(key_without_x(x) for x in p))
-        return val_key(v)
-
-    observes: dict[int, bool] = {}     # id(file AST) -> whether its code can observe x
-
-    def can_observe_x(program: Any) -> bool:
-        for mod in program.record.modules:
-            tree = mod.ast
-            if tree is None:
-                continue
-            hit = observes.get(id(tree))
-            if hit is None:
-                hit = observes[id(tree)] = any(
-                    (isinstance(n, A.FieldAccess) and n.name == "x")
-                    or (isinstance(n, A.BuiltinCall) and n.name in ("field", "comptime_print"))
-                    for n in tree.walk())
-            if hit:
-                return True
-        return False
-
+    observed: dict[int, bool] = {}
     first: dict[Any, int] = {}
     twins: dict[int, int] = {}
     for prog in layout.programs:
-        if can_observe_x(prog):
+        if memcpy_x_observed(prog.record.modules, observed):
             continue
         tile = layout.tiles[prog.tiles[0]]
-        key = (tile.resolved or str(prog.path.resolve()),
-               tuple(sorted((k, key_without_x(v)) for k, v in prog.params.items())))
-        j = first.setdefault(key, prog.index)
+        j = first.setdefault(memcpy_twin_key(tile.resolved or str(prog.path.resolve()),
+                                             prog.params), prog.index)
         if j != prog.index:
             twins[prog.index] = j
     return twins
