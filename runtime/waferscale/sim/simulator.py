@@ -152,6 +152,9 @@ class Simulator:
         w, h = lay.width, lay.height
         self.memory = memory_block(w * h, self.options.uninitialized_nan)
         images: dict[int, ProgramImage] = {}
+        # Programs sharing one elaboration (lang.layout.memcpy_twin_key) start alike: one
+        # image, by their shared record and memory map.
+        shared: dict[tuple[int, int], ProgramImage] = {}
         rows: dict[int, list[int]] = {}
         self.pes: list[PE] = []
         self.grid: dict[tuple[int, int], PE] = {}
@@ -160,7 +163,11 @@ class Simulator:
                 prog = lay.program_at(x, y)
                 image = images.get(prog.index)
                 if image is None:
-                    image = images[prog.index] = ProgramImage(prog, self)
+                    same = (id(prog.record), id(prog.memory))
+                    image = shared.get(same)
+                    if image is None:
+                        image = shared[same] = ProgramImage(prog, self)
+                    images[prog.index] = image
                 k = y * w + x
                 rows.setdefault(prog.index, []).append(k)
                 pe = PE(self, x, y, prog, words=self.memory[k], image=image)
