@@ -650,14 +650,22 @@ class Interp:
         raise self.err("'anytype' is only allowed as a parameter type", e)
 
     def lookup(self, name: str, scope: Scope, node: A.Node) -> Val:
-        cell = scope.find(name)
-        if cell is not None:
-            if cell.val is None:
-                raise self.err(f"use of undefined value of '{name}'", node)
-            return cell.val
+        # (The hottest path of compile-time evaluation: Scope.find inlined, and a global
+        # already evaluated returned without a call.)
+        s: Scope | None = scope
+        while s is not None:
+            cell = s.vars.get(name)
+            if cell is not None:
+                if cell.val is None:
+                    raise self.err(f"use of undefined value of '{name}'", node)
+                return cell.val
+            s = s.parent
         mod = scope.module
         while True:
-            if name in mod.globals:
+            entry = mod.globals.get(name)
+            if entry is not None:
+                if entry.state == "done" and entry.value is not None:
+                    return entry.value
                 return self.global_value(mod, name, node.span)
             if mod.outer is None:
                 break
@@ -762,6 +770,23 @@ class Interp:
         return self.binop(op, a, b, e)
 
     def binop(self, op: str, a: Val, b: Val, e: A.Node) -> Val:
+        ta, tb = a.type, b.type
+        x, y = a.v, b.v
+        if type(x) is int and type(y) is int and (type(ta) is T.IntT or ta is T.COMPTIME_INT) \
+                and (type(tb) is T.IntT or tb is T.COMPTIME_INT):
+            # Integer operands (a layout's `py < P`, `py == 0`, `P - 1`): what the general
+            # path below computes for them, without its unify and coerce, when both have one
+            # type or one is a comptime_int that the other's type represents (else the
+            # general path, and its error).
+            fast = _INT_FAST.get(op)
+            ft: T.Type | None = ta if tb is ta or tb is T.COMPTIME_INT else \
+                tb if ta is T.COMPTIME_INT else None
+            if fast is not None and ft is not None and (
+                    ft is T.COMPTIME_INT or (ta is ft or cast(T.IntT, ft).fits(x))
+                    and (tb is ft or cast(T.IntT, ft).fits(y))):
+                if op in _CMP_OPS:
+                    return Val(T.BOOL, fast(x, y))
+                return self._int_result(ft, fast(x, y), e)
         if op in ("==", "!="):
             eq = self._equal(a, b, e)
             return Val(T.BOOL, eq if op == "==" else not eq)
@@ -1237,8 +1262,13 @@ class Interp:
     # -- statements -----------------------------------------------------------------------------
 
     def exec_block(self, b: A.Block, scope: Scope) -> Val | None:
-        """Run a block; a ``break :label v`` targeting it ends it and yields ``v``."""
-        inner = Scope(scope, scope.module)
+        """Run a block; a ``break :label v`` targeting it ends it and yields ``v``.
+
+        The block's names live in a scope of their own; a block that declares none directly
+        (only a ``VarDecl`` statement of the block adds a name to the block's scope: nested
+        blocks, branches, loops and calls have their own) runs in ``scope`` itself, since
+        an empty scope changes no lookup (and each level costs every lookup through it)."""
+        inner = Scope(scope, scope.module) if _declares(b) else scope
         try:
             for st in b.stmts:
                 self.exec_stmt(st, inner)
@@ -1399,7 +1429,9 @@ class Interp:
             self._branch(st.else_, s)
 
     def _branch(self, st: A.Stmt, s: Scope) -> None:
-        self.exec_stmt(st, Scope(s, s.module) if not isinstance(st, A.Block) else s)
+        # A branch that is a single statement has a scope of its own only if it declares a
+        # name (a block makes its own: exec_block).
+        self.exec_stmt(st, Scope(s, s.module) if isinstance(st, A.VarDecl) else s)
 
     def _loop_body(self, body: A.Stmt, s: Scope, label: str | None) -> bool:
         """Run one iteration; return False when the loop must stop (break)."""
@@ -1454,6 +1486,24 @@ class Interp:
 
     def _s_FnDecl(self, st: A.FnDecl, s: Scope) -> None:
         raise self.err("functions can only be declared at file or struct scope", st)
+
+
+# binop's fast path: the operators whose result on two ints of one fixed-width type is the
+# Python operator's (a comparison, or an int checked by _int_result).
+_INT_FAST: dict[str, Callable[[int, int], Any]] = {
+    "==": lambda x, y: x == y, "!=": lambda x, y: x != y, "<": lambda x, y: x < y,
+    ">": lambda x, y: x > y, "<=": lambda x, y: x <= y, ">=": lambda x, y: x >= y,
+    "+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
+_CMP_OPS = frozenset(("==", "!=", "<", ">", "<=", ">="))
+
+
+def _declares(b: A.Block) -> bool:
+    """Whether a statement of ``b`` itself (not of a nested block) declares a name in the
+    block's scope: a ``VarDecl`` (a property of the AST, kept on the node)."""
+    d = b.__dict__.get("_declares")
+    if d is None:
+        d = b.__dict__["_declares"] = any(isinstance(st, A.VarDecl) for st in b.stmts)
+    return bool(d)
 
 
 # Builtins that only compute a value (or check one): a function that calls nothing else (and

@@ -423,6 +423,8 @@ class LayoutBuilder:
         self._configs: dict[Any, Val] = {}
         # id of a shared literal config -> its (rx, tx, config): see set_color_config.
         self._parsed: dict[int, tuple[tuple[str, ...], tuple[str, ...], Val]] = {}
+        # (rx, tx, id(config), id(span)) -> the one Route of that config at that statement.
+        self._routes_made: dict[tuple[Any, ...], Route] = {}
 
     def _check_xy(self, x: int, y: int, node: A.BuiltinCall) -> None:
         if self.rect is None:
@@ -494,7 +496,13 @@ class LayoutBuilder:
         if prev is not None:
             raise self.ip.err(f"PE({x},{y}) color {c} is configured twice", node).with_note(
                 "first configuration is here", prev.span)
-        self.routes[(x, y, c)] = Route(parsed[0], parsed[1], parsed[2], node.span)
+        # One Route object per config and statement, shared by the PEs it configures (a
+        # tuple: equal either way; shared, the compile cache pickles it once, not per PE).
+        rk = (parsed[0], parsed[1], id(parsed[2]), id(node.span))
+        route = self._routes_made.get(rk)
+        if route is None:          # (the Route holds what the ids name: they stay theirs)
+            route = self._routes_made[rk] = Route(parsed[0], parsed[1], parsed[2], node.span)
+        self.routes[(x, y, c)] = route
 
     def export_name(self, name: str, t: T.Type, mutable: bool | None,
                     node: A.BuiltinCall) -> None:
@@ -617,6 +625,7 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     finally:
         ctx.layout_builder = None
         builder._parsed = {}         # keyed by object ids: not to be kept or pickled
+        builder._routes_made = {}
     ctx.layout_done = builder
     lb_span = root.layout_blocks[0].span
     if builder.rect is None:
@@ -633,13 +642,31 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     # Elaborate each distinct (file, params) program once.
     programs: list[PEProgram] = []
     index: dict[Any, int] = {}
+    param_key = _ParamKeys()
+    # Programs that differ only by their memcpy params' x elaborate alike (memcpy_twin_key):
+    # the key without x -> the program elaborated for it.
+    twins: dict[Any, int] = {}
+    observed: dict[int, bool] = {}
     for (x, y), tc in sorted(builder.tiles.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         key = (tc.resolved or str(tc.path.resolve()),
-               tuple(sorted((k, val_key(v)) for k, v in tc.params.items())))
+               tuple(sorted((k, param_key(v)) for k, v in tc.params.items())))
         i = index.get(key)
         if i is None:
             i = index[key] = len(programs)
-            programs.append(_elaborate_program(ip, i, tc))
+            tkey = memcpy_twin_key(key[0], tc.params)
+            j = twins.get(tkey)
+            if j is not None:
+                twin = programs[j]
+                programs.append(PEProgram(i, tc.path, tc.params, twin.instance, twin.record,
+                                          memory=twin.memory))
+            else:
+                notes = (len(ctx.warnings), len(ctx.prints))
+                programs.append(_elaborate_program(ip, i, tc))
+                # (A program that printed or warned is elaborated again for its twins, so
+                # that each says so, as before.)
+                if notes == (len(ctx.warnings), len(ctx.prints)) and \
+                        not memcpy_x_observed(programs[i].record.modules, observed):
+                    twins[tkey] = i
         programs[i].tiles.append((x, y))
         tc.program = i
         # The tile shares its program's param values (equal by the key): one copy per
@@ -659,6 +686,76 @@ def _elaborate(layout_path: str | Path, options: CompileOptions) -> Layout:
     return Layout(path, options, w, h, dims, offs, params, builder.tiles, programs,
                   builder.routes, builder.exports, color_names, builder.memcpy_streams,
                   ctx.prints, warnings + ctx.warnings)
+
+
+class _ParamKeys:
+    """Keys of param values for grouping tiles into programs: two values get the same key
+    exactly when their val_keys are equal, but a key is a small int, and a value
+    object (a struct of colors shared by a column of PEs, each field of a per-PE struct) is
+    keyed once however many tiles bind it. (val_key of a 20,000-PE layout's params, and
+    hashing the nested tuples it makes, was a tenth of its elaboration.)"""
+
+    def __init__(self) -> None:
+        self._by_obj: dict[int, tuple[Val, int]] = {}   # id(value) -> (value, key)
+        self._ints: dict[Any, int] = {}
+
+    def __call__(self, v: Val) -> int:
+        hit = self._by_obj.get(id(v))
+        if hit is not None:
+            return hit[1]
+        p = v.v
+        raw: Any
+        if isinstance(p, dict):          # as val_key, with the fields' keys made here
+            raw = ("struct", tuple((k, self(x)) for k, x in p.items()))
+        elif isinstance(p, list):
+            raw = ("tuple", tuple(self(x) for x in p))
+        else:
+            raw = val_key(v)
+        k = self._ints.setdefault(raw, len(self._ints))
+        self._by_obj[id(v)] = (v, k)     # (the value is kept: its id stays its own)
+        return k
+
+
+def memcpy_twin_key(resolved: str, params: dict[str, Val]) -> Any:
+    """A program's key (its file and params, as in _elaborate) without the ``x`` of a
+    memcpy params struct (``<memcpy/get_params>``'s ``get_params(x)``).
+
+    The struct makes each column of PEs a program of its own, as cslc makes them, but
+    nothing in waferscale reads its ``x`` (modules._memcpy_params_of). So programs with one
+    twin key elaborate to the same state and lower to the same bytecode unless their own code
+    observes ``x`` (memcpy_x_observed): then each is elaborated (and lowered) by itself. A
+    program elaborated for a twin key is shared by the programs with that key (their
+    PEProgram has its own index, params and tiles, and the first one's instance, record and
+    memory map: WaferLLM's MeshGEMV at P = 144 has 576 programs and elaborates 4), and
+    sim.engine.lowering_twins lowers it once."""
+    def key_without_x(v: Val) -> Any:
+        p = v.v
+        if isinstance(p, dict):        # as val_key, without a memcpy params struct's x
+            return ("struct", tuple((k, key_without_x(x)) for k, x in p.items()
+                                    if not (k == "x" and "_memcpy_params" in p)))
+        if isinstance(p, list):
+            return ("tuple", tuple(key_without_x(x) for x in p))
+        return val_key(v)
+    return (resolved, tuple(sorted((k, key_without_x(v)) for k, v in params.items())))
+
+
+def memcpy_x_observed(modules: list[ModuleInstance], memo: dict[int, bool]) -> bool:
+    """Whether code of these modules (a program's user files) could observe the ``x`` of
+    its memcpy params: a ``.x`` field access, ``@field`` or ``@comptime_print`` anywhere in
+    a file (``memo``: per file AST)."""
+    for mod in modules:
+        tree = mod.ast
+        if tree is None:
+            continue
+        hit = memo.get(id(tree))
+        if hit is None:
+            hit = memo[id(tree)] = any(
+                (isinstance(n, A.FieldAccess) and n.name == "x")
+                or (isinstance(n, A.BuiltinCall) and n.name in ("field", "comptime_print"))
+                for n in tree.walk())
+        if hit:
+            return True
+    return False
 
 
 def _elaborate_program(ip: Interp, index: int, tc: TileCode) -> PEProgram:

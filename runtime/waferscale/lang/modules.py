@@ -119,7 +119,9 @@ def _memcpy_get_params(ip: Interp, importer: ModuleInstance, params: dict[str, V
 
 def _memcpy_params_of(ip_: Interp, args: list[Val], call: A.Node, *, width: int, height: int,
                       streams: dict[str, Val], launch: dict[str, Val] | None = None) -> Val:
-    """<memcpy/get_params>'s get_params(x)."""
+    """<memcpy/get_params>'s get_params(x). (The struct's ``x`` makes each column's PE
+    program its own, as cslc makes them; nothing in waferscale reads it, which
+    sim.engine.lowering_twins relies on to lower the columns' programs once.)"""
     if len(args) != 1:
         raise ip_.err("get_params takes the PE's x coordinate", call)
     x = ip_.to_int(args[0], call, "x coordinate")

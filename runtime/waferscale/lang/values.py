@@ -26,6 +26,8 @@ tensor_access                 :class:`TensorAccessVal`
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,10 +141,22 @@ def numpy_dtype(t: T.Type) -> np.dtype | None:
     return None
 
 
+_PACK = {"f16": struct.Struct("<e"), "f32": struct.Struct("<f")}
+
+
 def round_float(t: T.Type, x: float) -> float:
     """Round a Python float to the precision of float type ``t``."""
     if isinstance(t, T.FloatT):
         if t.name in ("f32", "f16"):
+            # A finite value in range rounds as NumPy's cast does (IEEE round to nearest
+            # even, subnormals included) through struct, without NumPy's per-call set-up;
+            # the rest (overflow to ±inf, NaN) takes NumPy's path below.
+            if type(x) is float and math.isfinite(x):
+                pk = _PACK[t.name]
+                try:
+                    return pk.unpack(pk.pack(x))[0]
+                except OverflowError:
+                    pass
             with np.errstate(over="ignore"):   # overflow to ±inf is the IEEE result we want
                 return float(np.float32(x) if t.name == "f32" else np.float16(x))
         if t.name == "bf16":

@@ -69,6 +69,28 @@ def why_not(sim: "Simulator") -> str | None:
     return None
 
 
+def lowering_twins(layout: Any) -> dict[int, int]:
+    """Programs that lower to the same bytecode as an earlier one: program index -> the
+    earlier program's index. Programs with one lang.layout.memcpy_twin_key (equal but for
+    their memcpy params' ``x``, which waferscale never reads) whose code cannot observe ``x``
+    (lang.layout.memcpy_x_observed) elaborate to the same state, so they lower alike: e.g.
+    WaferLLM's MeshGEMV at P = 144 has 576 programs (one per column and code) and 4 codes."""
+    from ..lang.layout import memcpy_twin_key, memcpy_x_observed
+
+    observed: dict[int, bool] = {}
+    first: dict[Any, int] = {}
+    twins: dict[int, int] = {}
+    for prog in layout.programs:
+        if memcpy_x_observed(prog.record.modules, observed):
+            continue
+        tile = layout.tiles[prog.tiles[0]]
+        j = first.setdefault(memcpy_twin_key(tile.resolved or str(prog.path.resolve()),
+                                             prog.params), prog.index)
+        if j != prog.index:
+            twins[prog.index] = j
+    return twins
+
+
 class CompiledEngine:
     """Runs a :class:`Simulator`'s host commands on the C++ engine."""
 
@@ -85,10 +107,14 @@ class CompiledEngine:
                                    o.max_cycles, o.random_task_order, o.trace, ops)
         self.lowered = lowered
         prog_ids = {}
+        by_object: dict[int, int] = {}     # programs sharing one bytecode (lowering_twins)
         for key, lp in lowered.items():
-            prog_ids[key] = self.core.add_program(lp.code, lp.consts, lp.dconsts, lp.calls,
-                                                  lp.fns, lp.tasks, lp.exports, lp.syms,
-                                                  lp.names)
+            pid = by_object.get(id(lp))
+            if pid is None:
+                pid = by_object[id(lp)] = self.core.add_program(
+                    lp.code, lp.consts, lp.dconsts, lp.calls, lp.fns, lp.tasks, lp.exports,
+                    lp.syms, lp.names)
+            prog_ids[key] = pid
         self.index = {}
         for k, pe in enumerate(sim.pes):
             key = pe.program.index
@@ -129,10 +155,15 @@ class CompiledEngine:
                 p.index for p in sim.layout.programs}:
             return cls(sim, cached["programs"])
         lowered: dict[int, LoweredProgram] = {}
+        twins = lowering_twins(sim.layout)
         try:
             for pe in sim.pes:
                 key = pe.program.index
                 if key not in lowered:
+                    twin = twins.get(key)
+                    if twin is not None and twin in lowered:
+                        lowered[key] = lowered[twin]
+                        continue
                     lowered[key] = ProgramLowering(pe, list(_fabric.ENGINE_DSD_OPS),
                                                    _fabric.ENGINE_DSD_WORDS,
                                                    _fabric.ENGINE_CALL_WORDS).lower()

@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -144,6 +144,39 @@ def dsr_role_error(what: str, args: list[A.Expr], vals: list[Val | None], out: i
         if k != out and r.file == "dest":
             return f"{what} source is {r}; a dsr_dest holds only destinations", a
     return None
+
+
+def _mentions_walk(e: A.Node, names: dict[str, None]) -> bool:
+    """_mentions' walk: True if ``e`` acts (a call, a dereference, a statement, an effectful
+    builtin or DSD operation); else the identifiers of ``e`` are added to ``names``."""
+    if isinstance(e, A.Ident):
+        names[e.name] = None
+        return False
+    if isinstance(e, (A.Call, A.Deref, A.Stmt)):     # statements (switch prongs) act
+        return True
+    if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in DSD_OPS):
+        return True
+    for v in vars(e).values():
+        if isinstance(v, list):
+            for x in v:
+                if isinstance(x, A.Node) and _mentions_walk(x, names):
+                    return True
+        elif isinstance(v, A.Node) and _mentions_walk(v, names):
+            return True
+    return False
+
+
+def _mentions(e: A.Node) -> tuple[bool, tuple[str, ...]]:
+    """What ProgramLowering.mentions_runtime needs of ``e``, a property of the AST worked
+    out once per node (every program lowers the same files) and kept on it: whether it acts
+    at run time whatever its names mean, else the identifiers it reads (each of which may
+    name a run-time local where it is lowered)."""
+    out = e.__dict__.get("_mentions")
+    if out is None:
+        names: dict[str, None] = {}
+        out = e.__dict__["_mentions"] = \
+            (True, ()) if _mentions_walk(e, names) else (False, tuple(names))
+    return cast(tuple[bool, tuple[str, ...]], out)
 
 
 def _f64_bits(x: float) -> int:
@@ -766,20 +799,19 @@ class ProgramLowering:
 
     def mentions_runtime(self, e: Any) -> bool:
         """Does ``e`` read a run-time local, call a function or act at run time?"""
-        if isinstance(e, A.Ident):
-            return self.find(e.name) is not None or \
-                isinstance(self.scope_entry(e.name), MemLocal)
-        if isinstance(e, (A.Call, A.Deref, A.Stmt)):     # statements (switch prongs) act
+        if not isinstance(e, A.Node):
+            return False
+        acts, names = _mentions(e)
+        if acts:
             return True
-        if isinstance(e, A.BuiltinCall) and (e.name in EFFECTFUL or e.name in DSD_OPS):
-            return True
-        if isinstance(e, A.Node):
-            for v in vars(e).values():
-                if isinstance(v, list):
-                    if any(self.mentions_runtime(x) for x in v if isinstance(x, A.Node)):
+        scopes = self._f.scopes
+        for name in names:
+            # The innermost entry of the name (find: a Local; scope_entry: a MemLocal).
+            for sc in reversed(scopes):
+                if name in sc:
+                    if isinstance(sc[name], (Local, MemLocal)):
                         return True
-                elif isinstance(v, A.Node) and self.mentions_runtime(v):
-                    return True
+                    break
         return False
 
     def try_const(self, e: A.Expr) -> Val | None:

@@ -152,6 +152,9 @@ class Simulator:
         w, h = lay.width, lay.height
         self.memory = memory_block(w * h, self.options.uninitialized_nan)
         images: dict[int, ProgramImage] = {}
+        # Programs sharing one elaboration (lang.layout.memcpy_twin_key) start alike: one
+        # image, by their shared record and memory map.
+        shared: dict[tuple[int, int], ProgramImage] = {}
         rows: dict[int, list[int]] = {}
         self.pes: list[PE] = []
         self.grid: dict[tuple[int, int], PE] = {}
@@ -160,7 +163,11 @@ class Simulator:
                 prog = lay.program_at(x, y)
                 image = images.get(prog.index)
                 if image is None:
-                    image = images[prog.index] = ProgramImage(prog, self)
+                    same = (id(prog.record), id(prog.memory))
+                    image = shared.get(same)
+                    if image is None:
+                        image = shared[same] = ProgramImage(prog, self)
+                    images[prog.index] = image
                 k = y * w + x
                 rows.setdefault(prog.index, []).append(k)
                 pe = PE(self, x, y, prog, words=self.memory[k], image=image)
@@ -220,6 +227,10 @@ class Simulator:
                 core.set_counter_filter(x, y, c, *e.filter[1:])
             if e.swap:
                 core.set_color_swap(x, y, c, e.swap)
+        # What a route asks of a router, worked out once per Route object (elaboration
+        # shares one among the PEs a statement configures alike): (rx mask, tx mask,
+        # extras, whether it delivers to the ramp). The routes outlive the loop: ids stay.
+        by_route: dict[int, tuple[int, int, Any, bool]] = {}
         for (x, y, c), r in self.layout.routes.items():
             if x == 0 or y == 0 or x == w - 1 or y == h - 1:
                 for d in r.tx:
@@ -229,9 +240,13 @@ class Simulator:
                     dx, dy = steps.get(d, (0, 0))
                     if (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
                         fab.enable_edge_sink(x, y, Direction[d])
-            core.set_route(x, y, c, mask(r.rx), mask(r.tx))
-            configure_extras(x, y, c, extras(r.config))
-            if "RAMP" in r.tx:
+            info = by_route.get(id(r))
+            if info is None:
+                info = by_route[id(r)] = (mask(r.rx), mask(r.tx), extras(r.config),
+                                          "RAMP" in r.tx)
+            core.set_route(x, y, c, info[0], info[1])
+            configure_extras(x, y, c, info[2])
+            if info[3]:
                 ramp_routes.setdefault((x, y), set()).add(c)
         arch = self.arch
         # What a program's comptime blocks configure, the same on each of its PEs.
