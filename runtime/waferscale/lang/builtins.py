@@ -21,6 +21,7 @@ from . import ast as A
 from . import registry as R
 from . import types as T
 from .comptime import Interp, ProgramRecord, RuntimeRef, Scope
+from .printer import print_node
 from .values import VOID_VAL, ArrayData, DsdVal, DsrVal, FnVal, PtrVal, TensorAccessVal, Val, \
     describe, numpy_dtype, round_float
 
@@ -189,7 +190,7 @@ def _to_bits(ip: Interp, v: Val, node: A.Node) -> tuple[int, int]:
     raise ip.err(f"@bitcast of a comptime value of type '{t}' is not supported", node)
 
 
-def register_address_message(t: T.Type) -> str:
+def register_address_message(t: T.Type | str) -> str:
     """The error of ``@bitcast(*T, address)`` (both PE paths say it alike)."""
     return (f"@bitcast of an integer address to '{t}' (a memory-mapped register) is not "
             "supported by waferscale yet")
@@ -1046,6 +1047,14 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
                 plan.append(("mutator", call))
             if isinstance(call, A.BuiltinCall) and call.name in _UNSUPPORTED:
                 plan.append(("unsupported", call, R.BUILTINS[call.name].unsupported_message()))
+                continue
+            if isinstance(call, A.BuiltinCall) and call.name == "bitcast" and call.args \
+                    and isinstance(call.args[0], A.PointerType):
+                # `@bitcast(*T, address)` in code: a memory-mapped register (the SDK's
+                # spmv-hypersparse). No other @bitcast yields a pointer (@ptrcast does), so
+                # the target type alone says so, before any value is known.
+                plan.append(("unsupported", call,
+                             register_address_message(print_node(call.args[0]))))
                 continue
             if isinstance(call, A.BuiltinCall) and call.name == "load_to_dsr" \
                     and len(call.args) == 3 and isinstance(call.args[2], A.InitList):
