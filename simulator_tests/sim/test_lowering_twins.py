@@ -7,12 +7,15 @@ bit for bit: memory, cycles, counters):
 
 * each column keeps its own program (index, params with its x, tiles); the shared bytecode is
   the one each column's program lowers to by itself;
-* a program whose code reads ``memcpy_params.x`` gets no twins, and each column sees its own x.
+* a program whose code reads ``memcpy_params.x`` gets no twins, and each column sees its own x;
+* for every kernel of csl/ at its documented size, each program elaborated by itself lowers to
+  the bytecode its twins share (what would catch waferscale code that starts reading x).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,3 +144,55 @@ def test_code_reading_x_gets_no_twins(tmp_path: Path, arch: str) -> None:
     for x in range(WIDTH):
         k = x % 2
         assert outs[x].tolist() == [i * (k + 2) + 0.5 for i in range(3)] + [float(x)]
+
+
+def _kernel_builds() -> list[tuple[str, Path, CompileOptions]]:
+    """Every kernel's documented cslc lines (csl/*/commands_*.sh), as `check --all` reads
+    them: (id, layout path, options)."""
+    import argparse
+
+    from waferscale.lang.cli import (add_cslc_flags, find_csl_root, kernel_commands,
+                                     options_from_args)
+    parser = argparse.ArgumentParser(prog="cslc", add_help=False)
+    parser.add_argument("layout")
+    add_cslc_flags(parser)
+    builds = []
+    for lay_path in sorted(find_csl_root().glob("*/layout.csl")):
+        for n, words in enumerate(kernel_commands(lay_path.parent)):
+            a = parser.parse_args(words)
+            opts = options_from_args(a, cwd=lay_path.parent)
+            builds.append((f"{lay_path.parent.name}-{n}", lay_path.parent / a.layout, opts))
+    return builds
+
+
+def _lowered(lay) -> dict[int, Any]:
+    dev = SimulatorDevice(lay, SimOptions(engine="compiled", simprint_log=None))
+    assert dev.sim.engine is not None
+    return dev.sim.engine.lowered
+
+
+@pytest.mark.parametrize("build", _kernel_builds(), ids=lambda b: b[0])
+def test_twins_lower_as_their_own_elaboration(build, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The twins rest on nothing in waferscale reading the memcpy params' x. For every kernel
+    # of csl/ at its documented size (all of them use memcpy), elaborating each program by
+    # itself (twins off: every key its own) must give the bytecode the twins share.
+    _, layout, opts = build
+    shared = elaborate(layout, opts)
+    if layout.parent.name in ("meshgemv", "broadcast", "rope", "swiglu"):
+        # (kernels whose columns are twins: 64 programs elaborate as 8 for meshgemv)
+        assert len({id(p.record) for p in shared.programs}) < len(shared.programs)
+    with_twins = _lowered(shared)
+    from waferscale.lang import layout as L
+    monkeypatch.setattr(L, "memcpy_twin_key", lambda resolved, params: object())
+    alone = elaborate(layout, opts)
+    assert len({id(p.record) for p in alone.programs}) == len(alone.programs)
+    by_itself = _lowered(alone)
+    assert with_twins.keys() == by_itself.keys()
+    for i, own in by_itself.items():
+        twin = with_twins[i]
+        for name in ("code", "consts", "dconsts", "calls"):
+            assert np.array_equal(getattr(own, name), getattr(twin, name)), (i, name)
+        assert own.fns == twin.fns and own.tasks == twin.tasks, i
+        assert own.exports == twin.exports and own.syms == twin.syms, i
+        assert own.dsd_globals.keys() == twin.dsd_globals.keys(), i
+        assert all(np.array_equal(v, twin.dsd_globals[a]) for a, v in own.dsd_globals.items())
