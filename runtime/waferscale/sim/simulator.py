@@ -204,7 +204,10 @@ class Simulator:
             return e
 
         def edge_sinks(x: int, y: int, m: int) -> None:
-            """Sinks for the directions of tx mask ``m`` that leave the rectangle (see below)."""
+            """Sinks for the directions of tx mask ``m`` that leave the rectangle. A route may
+            point out of the program rectangle (into memcpy's columns or the halo), as
+            official examples do on their last column; what leaves there is absorbed by an
+            edge sink (and counted in the link counters)."""
             if m > 0 and (x == 0 or y == 0 or x == w - 1 or y == h - 1):
                 for d, bit in DIRECTION_BITS.items():
                     dx, dy = steps.get(d, (0, 0))
@@ -232,18 +235,11 @@ class Simulator:
         # extras, whether it delivers to the ramp). The routes outlive the loop: ids stay.
         by_route: dict[int, tuple[int, int, Any, bool]] = {}
         for (x, y, c), r in self.layout.routes.items():
-            if x == 0 or y == 0 or x == w - 1 or y == h - 1:
-                for d in r.tx:
-                    # A route may point out of the program rectangle (into memcpy's columns or
-                    # the halo), as official examples do on their last column; what leaves
-                    # there is absorbed by an edge sink (and counted in the link counters).
-                    dx, dy = steps.get(d, (0, 0))
-                    if (dx or dy) and not (0 <= x + dx < w and 0 <= y + dy < h):
-                        fab.enable_edge_sink(x, y, Direction[d])
             info = by_route.get(id(r))
             if info is None:
                 info = by_route[id(r)] = (mask(r.rx), mask(r.tx), extras(r.config),
                                           "RAMP" in r.tx)
+            edge_sinks(x, y, info[1])
             core.set_route(x, y, c, info[0], info[1])
             configure_extras(x, y, c, info[2])
             if info[3]:
