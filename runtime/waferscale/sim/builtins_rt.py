@@ -213,9 +213,7 @@ def op_settings(pe, cfg: dict[str, Val], vals: list[Val], node
     DSR operands were loaded with (sim/dsd.py, "DSRs"). ``vals``: the operands in priority
     order (the destination first). A DSR loaded with such settings needs an async op."""
     asyn = _is_async(cfg)
-    act = _task_id(pe, cfg["activate"], node) if "activate" in cfg else None
-    unb = _task_id(pe, cfg["unblock"], node) if "unblock" in cfg else None
-    ut = int(cfg["ut_id"].v) if "ut_id" in cfg else None
+    act, unb, ut = _actions(pe, cfg, node)
     table = D.dsr_table(pe)
     for v in vals:
         r = v.v
@@ -331,16 +329,21 @@ def _rt_queue_flush(ip, e, s) -> Val:
     return Val(T.VOID, None)
 
 
+def _actions(pe, opts: dict[str, Val], node) -> tuple[int | None, int | None, int | None]:
+    """(.activate, .unblock, .ut_id) of an op's or a @load_to_dsr's options (None: not
+    given)."""
+    act = _task_id(pe, opts["activate"], node) if "activate" in opts else None
+    unb = _task_id(pe, opts["unblock"], node) if "unblock" in opts else None
+    ut = int(opts["ut_id"].v) if "ut_id" in opts else None
+    return act, unb, ut
+
+
 def load_options(pe, opts: dict[str, Val], node
                  ) -> tuple[bool, tuple[bool, int | None, int | None, int | None]]:
     """@load_to_dsr's options (builtins.LOAD_TO_DSR_OPTIONS): .save_address, and
     (.async, .activate, .unblock, .ut_id) for dsd.load_dsr."""
-    def flag(k: str) -> bool:
-        return bool(opts[k].v) if k in opts else False
-    act = _task_id(pe, opts["activate"], node) if "activate" in opts else None
-    unb = _task_id(pe, opts["unblock"], node) if "unblock" in opts else None
-    ut = int(opts["ut_id"].v) if "ut_id" in opts else None
-    return flag("save_address"), (flag("async"), act, unb, ut)
+    save = bool(opts["save_address"].v) if "save_address" in opts else False
+    return save, (_is_async(opts), *_actions(pe, opts, node))
 
 
 def _rt_activate(ip, e, s) -> Val:
