@@ -213,15 +213,20 @@ def test_a_fabin_source_gives_the_op_its_extent(tmp_path, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_a_register_read_through_an_integer_address_is_a_compile_error(tmp_path, arch):
+@pytest.mark.parametrize("target,decls", [("*u16", ""), ("Reg", "const Reg = *u16;")],
+                         ids=["written-out", "named"])
+def test_a_register_read_through_an_integer_address_is_a_compile_error(tmp_path, arch,
+                                                                      target, decls):
     # The SDK's spmv-hypersparse reads a router register as `@bitcast(*u16, addr).*`: no
     # such registers are modelled, so the construct is an error at compile time, at the
-    # call, whatever the address (here one computed at run time).
+    # call, whatever the address (here one computed at run time), also when the pointer type
+    # has a name.
     body = ("  var a: u16 = 0x7f40 + @as(u16, out[0]);\n"
-            "  var r: u16 = @bitcast(*u16, a).*;\n  out[0] = @as(f32, r);")
+            f"  var r: u16 = @bitcast({target}, a).*;\n  out[0] = @as(f32, r);")
     with pytest.raises(CslError) as ei:
-        compile_one_pe(tmp_path, "", body, arch)
+        compile_one_pe(tmp_path, decls, body, arch)
     first = ei.value.render().splitlines()[0]
+    # (the template's {decls} line holds the declaration: the call is on line 10 either way)
     assert first.startswith(f"{tmp_path / 'pe.csl'}:10:16: "), first   # at the @bitcast
     assert first.endswith("error: @bitcast of an integer address to '*u16' (a memory-mapped "
                           "register) is not supported by waferscale yet"), first

@@ -968,10 +968,20 @@ def check_dsd_op_operands(ip: Interp, mod: Any, fn: A.FnDecl,
     code the PE compiles (``dead``: the ids of the nodes of branches it never takes); a
     construct that is not supported is an error in any branch."""
     for item in _dsd_operand_plan(ip, fn):
-        if id(item[1]) in dead and item[0] not in ("unsupported", "member"):
+        if id(item[1]) in dead and item[0] not in ("unsupported", "member", "bitcast"):
             continue        # (a construct waferscale does not model is an error anywhere)
         if item[0] == "unsupported":
             raise ip.err(item[2], item[1])
+        if item[0] == "bitcast":        # @bitcast(P, ...) with P a module-level name
+            call = item[1]
+            name = call.args[0].name
+            entry = mod.globals.get(name)
+            d = getattr(entry, "decl", None)
+            if isinstance(d, A.VarDecl) and d.kind in ("const", "param"):
+                t = ip.global_value(mod, name, call.args[0].span)
+                if t.type == T.TYPE and isinstance(t.v, T.PointerT):
+                    raise ip.err(register_address_message(t.v), call)
+            continue
         if item[0] == "member":         # lib.fn of a library member not modelled yet
             node = item[1]
             if node.target.name not in mod.globals:
@@ -1048,14 +1058,18 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
             if isinstance(call, A.BuiltinCall) and call.name in _UNSUPPORTED:
                 plan.append(("unsupported", call, R.BUILTINS[call.name].unsupported_message()))
                 continue
-            if isinstance(call, A.BuiltinCall) and call.name == "bitcast" and call.args \
-                    and isinstance(call.args[0], A.PointerType):
+            if isinstance(call, A.BuiltinCall) and call.name == "bitcast" and call.args:
                 # `@bitcast(*T, address)` in code: a memory-mapped register (the SDK's
                 # spmv-hypersparse). No other @bitcast yields a pointer (@ptrcast does), so
-                # the target type alone says so, before any value is known.
-                plan.append(("unsupported", call,
-                             register_address_message(print_node(call.args[0]))))
-                continue
+                # the target type alone says so, before any value is known: written out, or
+                # a module-level name whose value is a pointer type.
+                a0 = call.args[0]
+                if isinstance(a0, A.PointerType):
+                    plan.append(("unsupported", call, register_address_message(print_node(a0))))
+                    continue
+                if isinstance(a0, A.Ident) and a0.name not in local:
+                    plan.append(("bitcast", call))
+                    continue
             if isinstance(call, A.BuiltinCall) and call.name == "load_to_dsr" \
                     and len(call.args) == 3 and isinstance(call.args[2], A.InitList):
                 for f in call.args[2].fields:
