@@ -999,11 +999,15 @@ class PyFabricCore:
                     f"from {_NAMES[direction]}, which no route or switch position of color "
                     f"{color} there accepts (rx={format_mask(pe.rx[color])})")
             return 0, True
-        tx = pe.tx[color]
-        if self._ce_filtered(pe, slot):
-            tx &= ~_RAMP_BIT
+        tx = self._head_tx(pe, slot)
         self._check_destinations(pe, color, tx)
         return tx, False
+
+    def _head_tx(self, pe: _PE, slot: int) -> int:
+        """The outputs of the wavelet heading ``slot`` under the route in effect: its color's
+        tx, without RAMP when the CE is kept from it (_ce_filtered)."""
+        tx = pe.tx[slot % NUM_COLORS]
+        return tx & ~_RAMP_BIT if self._ce_filtered(pe, slot) else tx
 
     def _ce_filtered(self, pe: _PE, slot: int) -> bool:
         """Whether the wavelet heading ``slot`` is kept from the CE: a control wavelet whose
@@ -1013,7 +1017,7 @@ class PyFabricCore:
         if cf is not None and cf[4 if ctrl else 3] and cf[0] > cf[1]:
             return True
         if ctrl:
-            return bool(payload >> 24 & 1)
+            return control_command(payload)[1]
         f = pe.filt.get(slot % NUM_COLORS)
         return f is not None and not f[0] <= payload >> 16 <= f[1]
 
@@ -1026,7 +1030,7 @@ class PyFabricCore:
         """A router forwards a control wavelet: run its slot-0 command on ``color`` (the
         route changes from the next wavelet on) and return the payload it forwards (slot 0
         popped when the pop mode says so)."""
-        cmd = (payload >> 22) & 3
+        cmd, _noce = control_command(payload)
         sw = pe.sw.get(color)
         advanced = False
         if cmd == CMD_TEARDOWN:
@@ -1231,10 +1235,7 @@ class PyFabricCore:
                 elif self._dropped(pe, slot):
                     continue
                 else:
-                    tx = pe.tx[color]
-                    if self._ce_filtered(pe, slot):
-                        tx &= ~_RAMP_BIT
-                    reasons = self._wait_reasons(pe, color, tx)
+                    reasons = self._wait_reasons(pe, color, self._head_tx(pe, slot))
                 if reasons:
                     out.append((pe.x, pe.y, _NAMES[direction], color, "; ".join(reasons)))
             for q, queue in enumerate(pe.oq):
