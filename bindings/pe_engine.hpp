@@ -248,6 +248,7 @@ class Engine {
       te.fn = t[kTaskEntryFn].cast<int32_t>();
       te.ptypes = t[kTaskEntryPtypes].cast<std::vector<int32_t>>();
       te.name = t[kTaskEntryName].cast<int32_t>();
+      p->has_control |= te.kind == kTaskControl;
       p->tasks.push_back(std::move(te));
     }
     for (auto kv : exports) p->exports[kv.first.cast<std::string>()] = kv.second.cast<int32_t>();
@@ -912,13 +913,7 @@ class Engine {
     if (!tds.empty()) {
       for (const auto& [when, router, color] : tds) {
         const int k = pe_of_router_[router];
-        if (k < 0) continue;
-        PEState& pe = pes_[k];
-        for (const TaskEntry& te : pe.prog->tasks)
-          if (te.kind == 3 && !te.ptypes.empty() && te.ptypes[0] == color) {
-            wake(k);
-            pe.active.set(te.tid);
-          }
+        if (k >= 0) activate_handler(k, color);
       }
       tds.clear();
     }
@@ -931,11 +926,7 @@ class Engine {
         for (int q = 0; q < 32; ++q) {
           if (!(pe.flush_armed >> q & 1) || core_.oq_count_at(pe.idx, q) != 0) continue;
           pe.flush_armed &= ~(1u << q);
-          for (const TaskEntry& te : pe.prog->tasks)
-            if (te.kind == 3 && !te.ptypes.empty() && te.ptypes[0] == 32 + q) {
-              wake(k);
-              pe.active.set(te.tid);
-            }
+          activate_handler(k, 32 + q);   // (builtins.EMPTY_QUEUE_HANDLER_KEY + q)
         }
         if (pe.flush_armed) keep.push_back(k);
       }
@@ -961,6 +952,17 @@ class Engine {
     return progressed;
   }
 
+  // The teardown task of PE k, if its handler is for `key` (a color, or 32 + an output queue
+  // for the empty-queue handler; its ptypes[0]): activated, the PE woken.
+  void activate_handler(int k, int key) {
+    PEState& pe = pes_[k];
+    for (const TaskEntry& te : pe.prog->tasks)
+      if (te.kind == kTaskTeardown && !te.ptypes.empty() && te.ptypes[0] == key) {
+        wake(k);
+        pe.active.set(te.tid);
+      }
+  }
+
   // The body of step() for one PE; false: nothing happened on it (it is put to sleep).
   bool visit(PEState& pe, int64_t now) {
     cur_pe_ = &pe;   // (sleep's task check may raise a control-wavelet error for this PE)
@@ -969,10 +971,8 @@ class Engine {
       for (auto& dq : pe.data_queue)
         if (core_.iq_count_at(pe.idx, dq.second) > 0) { data = true; break; }
       // simulator.Simulator.step: a PE with control tasks also looks at every queue.
-      bool control = false;
-      for (const TaskEntry& t : pe.prog->tasks) control |= t.kind == 2;
       const int nq = std::min(wse2_ ? 32 : 8, core_.n_iq());
-      for (int q = 0; control && !data && q < nq; ++q)
+      for (int q = 0; pe.prog->has_control && !data && q < nq; ++q)
         if (core_.iq_count_at(pe.idx, q) > 0) data = true;
       if (!data) {
         sleep(pe, now);
@@ -1269,7 +1269,7 @@ class Engine {
       const auto* w = core_.iq_head_at(pe.idx, q);
       return w && !w->ctrl;
     }
-    if (t.kind == 2) return control_queue(pe, t.tid) >= 0;
+    if (t.kind == kTaskControl) return control_queue(pe, t.tid) >= 0;
     return pe.active.get(t.tid);
   }
 
@@ -1284,7 +1284,7 @@ class Engine {
       if (key >= 0 && pe.blocked.get(key)) continue;
       const int n = (w->payload >> 16) & 0x3F;
       bool bound = false;
-      for (const TaskEntry& t : pe.prog->tasks) bound |= t.kind == 2 && t.tid == 64 + n;
+      for (const TaskEntry& t : pe.prog->tasks) bound |= t.kind == kTaskControl && t.tid == 64 + n;
       if (!bound)
         throw EngineError{"a control wavelet for control task ID " + std::to_string(n) +
                               " heads input queue " + std::to_string(q) +
@@ -1333,7 +1333,7 @@ class Engine {
         ctx->locals[base] = decode_value(te->ptypes[0], payload & 0xFFFF);
         ctx->locals[base + 1] = decode_value(te->ptypes[1], payload >> 16);
       }
-    } else if (te->kind == 2) {   // a control task: the wavelet's low 16 bits, if it takes them
+    } else if (te->kind == kTaskControl) {   // a control task: the wavelet's low 16 bits, if it takes them
       const uint32_t payload = core_.ce_recv_at(pe.idx, control_queue(pe, tid));
       if (!te->ptypes.empty())
         ctx->locals[ctx->frames.back().slots] = decode_value(te->ptypes[0], payload & 0xFFFF);

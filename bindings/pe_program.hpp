@@ -35,6 +35,7 @@ struct Program {
   std::vector<DsdCall> calls;
   std::vector<FnCode> fns;
   std::vector<TaskEntry> tasks;
+  bool has_control = false;         // a control task among them (visit looks at every queue)
   std::unordered_map<std::string, int32_t> exports;
   std::vector<Sym> syms;
   std::vector<std::string> names;
