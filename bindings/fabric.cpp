@@ -267,16 +267,22 @@ class Core {
                                      " off the grid (no edge sink enabled for " +
                                      pe_name(r.x, r.y) + " " + kNames[d] + ")");
     }
-    ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    ColorCfg& c = cfg(index_of(r), color);
     c.base_rx = static_cast<uint8_t>(rx);
     c.base_tx = static_cast<uint8_t>(tx);
     refresh(index_of(r), static_cast<int>(color));
   }
 
+  // The configuration of `color` at router i.
+  ColorCfg& cfg(int64_t i, int64_t color) { return cfg_[static_cast<size_t>(i) * kColors + color]; }
+  const ColorCfg& cfg(int64_t i, int64_t color) const {
+    return cfg_[static_cast<size_t>(i) * kColors + color];
+  }
+
   // PyFabricCore._refresh: the route in effect, the accepted directions, the buffers.
   void refresh(int i, int color) {
     Router& r = routers_[i];
-    const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    const ColorCfg& c = cfg(i, color);
     int rx = c.base_rx, tx = c.base_tx, accept = rx;
     if (c.has_sw) {   // cumulative positions (PyFabricCore._refresh)
       int crx = rx, ctx = tx;
@@ -294,7 +300,7 @@ class Core {
     }
     r.rx[color] = static_cast<uint8_t>(rx);
     r.tx[color] = static_cast<uint8_t>(tx);
-    cfg_[static_cast<size_t>(i) * kColors + color].accept = static_cast<uint8_t>(accept);
+    cfg(i, color).accept = static_cast<uint8_t>(accept);
     const int need = (r.teardown >> color & 1) ? 31 : accept;
     for (int d = 0; d < kDirs; ++d) {
       Ring& ring = slot_rings_[static_cast<size_t>(i) * kSlots + d * kColors + color];
@@ -305,7 +311,7 @@ class Core {
 
   // PyFabricCore._out_color: the color a wavelet leaves through output o with.
   int out_color(const Router& r, int color, int o) const {
-    const int sw = cfg_[static_cast<size_t>(&r - routers_.data()) * kColors + color].swap;
+    const int sw = cfg(index_of(r), color).swap;
     if (sw && (((sw & 1) && (o == kEast || o == kWest)) || ((sw & 2) && (o == kNorth || o == kSouth))))
       return color ^ 1;
     return color;
@@ -313,7 +319,7 @@ class Core {
 
   int accepts(int i, int color) const {
     return (routers_[i].teardown >> color & 1) ? 31
-                                               : cfg_[static_cast<size_t>(i) * kColors + color].accept;
+                                               : cfg(i, color).accept;
   }
 
   void set_switches(int64_t x, int64_t y, int64_t color, std::vector<int64_t> positions,
@@ -340,7 +346,7 @@ class Core {
                                        " sends " + kNames[d] + " off the grid (no edge sink enabled)");
     }
     const int i = index_of(r);
-    ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    ColorCfg& c = cfg(i, color);
     c.has_sw = true;
     for (int k = 0; k < 6; ++k) c.pos[k] = static_cast<int8_t>(positions[k]);
     c.cur = static_cast<uint8_t>(current);
@@ -369,7 +375,7 @@ class Core {
     if (kind < 1 || kind > 8)
       fail(ErrorKind::kConfig, "router configuration kind " + std::to_string(kind) +
                                    " out of range 0..9");
-    const ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    const ColorCfg& c = cfg(index_of(r), color);
     std::vector<int64_t> pos(6, -1);
     int64_t cur = 0;
     bool ring = false;
@@ -399,7 +405,7 @@ class Core {
   void rebind_input_queue(int i, int q, int color, bool filter_enable) {
     Router& r = routers_[i];
     check_queue(true, q);
-    const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    const ColorCfg& c = cfg(i, color);
     if (!filter_enable && (c.filt_lo >= 0 || c.cf_limit >= 0))
       fail(ErrorKind::kConfig, "input queue " + std::to_string(q) + " of " + pe_name(r.x, r.y) +
                                    " takes color " + std::to_string(color) +
@@ -435,7 +441,7 @@ class Core {
   py::tuple switch_state(int64_t x, int64_t y, int64_t color) {
     Router& r = at(x, y);
     check_color(color);
-    const ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    const ColorCfg& c = cfg(index_of(r), color);
     if (!c.has_sw) return py::make_tuple(-1, -1, -1, -1, -1, -1, 0, 0, 0);
     return py::make_tuple(c.pos[0], c.pos[1], c.pos[2], c.pos[3], c.pos[4], c.pos[5], c.cur,
                           c.ring, c.pop);
@@ -454,7 +460,7 @@ class Core {
   void set_filter(int64_t x, int64_t y, int64_t color, int64_t lo, int64_t hi) {
     Router& r = at(x, y);
     check_color(color);
-    ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    ColorCfg& c = cfg(index_of(r), color);
     if (lo < 0) {
       c.filt_lo = c.filt_hi = -1;
     } else if (lo > 0xFFFF || hi < 0 || hi > 0xFFFF) {
@@ -470,7 +476,7 @@ class Core {
                           int64_t limit, bool count_data, bool count_control) {
     Router& r = at(x, y);
     check_color(color);
-    ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    ColorCfg& c = cfg(index_of(r), color);
     if (limit < 0) {
       c.cf_limit = -1;
       return;
@@ -496,7 +502,7 @@ class Core {
     check_color(color);
     if (mask < 0 || mask > 3)
       fail(ErrorKind::kConfig, "color swap mask " + std::to_string(mask) + " out of range 0..3");
-    cfg_[static_cast<size_t>(index_of(r)) * kColors + color].swap = static_cast<uint8_t>(mask);
+    cfg(index_of(r), color).swap = static_cast<uint8_t>(mask);
     ++epoch_;
   }
 
@@ -519,7 +525,7 @@ class Core {
   std::pair<int, int> get_route(int64_t x, int64_t y, int64_t color) {
     Router& r = at(x, y);
     check_color(color);
-    const ColorCfg& c = cfg_[static_cast<size_t>(index_of(r)) * kColors + color];
+    const ColorCfg& c = cfg(index_of(r), color);
     return {c.base_rx, c.base_tx};
   }
 
@@ -698,14 +704,13 @@ class Core {
         const int d = s / kColors;
         if (r.teardown >> color & 1) continue;
         if (!(r.rx[color] >> d & 1)) {
-          if (!(cfg_[static_cast<size_t>(i) * kColors + color].accept >> d & 1)) {
+          if (!(cfg(i, color).accept >> d & 1)) {
             movable = true;   // raises next cycle
             return;
           }
           continue;
         }
-        int tx = r.tx[color];
-        if (ce_filtered(i, s)) tx &= ~1;
+        const int tx = head_tx(i, s);
         if (!destinations_valid(r, color, tx) || (tx && can_take(i, r, color, tx, 0)) ||
             (!tx && dropped(i, s))) {
           movable = true;
@@ -756,9 +761,7 @@ class Core {
         } else if (dropped(i, s)) {
           continue;
         } else {
-          int tx = r.tx[color];
-          if (ce_filtered(i, s)) tx &= ~1;
-          reasons = wait_reasons(i, color, tx);
+          reasons = wait_reasons(i, color, head_tx(i, s));
         }
         if (!reasons.empty())
           out.append(py::make_tuple(int(r.x), int(r.y), kNames[s / kColors], color, reasons));
@@ -1018,7 +1021,7 @@ class Core {
     tx = 0;
     if (r.teardown >> color & 1) return true;
     if (!(r.rx[color] >> d & 1)) {
-      if (!(cfg_[static_cast<size_t>(i) * kColors + color].accept >> d & 1))
+      if (!(cfg(i, color).accept >> d & 1))
         fail(ErrorKind::kRouting, "cycle " + std::to_string(cycle_) + ": " + pe_name(r.x, r.y) +
                                       " holds a wavelet on color " + std::to_string(color) +
                                       " from " + kNames[d] +
@@ -1027,8 +1030,7 @@ class Core {
                                       format_mask(r.rx[color]) + ")");
       return true;
     }
-    tx = r.tx[color];
-    if (ce_filtered(i, s)) tx &= ~1;
+    tx = head_tx(i, s);
     if (tx != r.tx[color]) {
       check_destinations(r, color, tx);
     } else if (!(r.valid_colors >> color & 1)) {
@@ -1039,10 +1041,17 @@ class Core {
     return false;
   }
 
+  // PyFabricCore._head_tx: the outputs of the wavelet heading slot s (RAMP dropped when the
+  // CE is kept from it).
+  int head_tx(int i, int s) const {
+    const int tx = routers_[i].tx[s % kColors];
+    return ce_filtered(i, s) ? tx & ~1 : tx;
+  }
+
   // PyFabricCore._ce_filtered: kept from the CE by NOCE or by a range filter.
   bool ce_filtered(int i, int s) const {
     const Wavelet& w = front(slot_rings_[static_cast<size_t>(i) * kSlots + s]);
-    const ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + s % kColors];
+    const ColorCfg& c = cfg(i, s % kColors);
     if (c.cf_limit >= 0 && (w.ctrl ? c.cf_control : c.cf_data) && c.cf_counter > c.cf_max)
       return true;
     if (w.ctrl) return w.payload >> 24 & 1;
@@ -1059,7 +1068,7 @@ class Core {
   // forwards.
   uint32_t execute(int i, int color, uint32_t p, int64_t t) {
     Router& r = routers_[i];
-    ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+    ColorCfg& c = cfg(i, color);
     const int cmd = (p >> 22) & 3;
     bool advanced = false;
     if (cmd == kCmdTeardown) {
@@ -1170,7 +1179,7 @@ class Core {
       --in_flight_;
       const int color = w.color;
       {
-        ColorCfg& c = cfg_[static_cast<size_t>(i) * kColors + color];
+        ColorCfg& c = cfg(i, color);
         if (c.cf_limit >= 0 && (w.ctrl ? c.cf_control : c.cf_data))
           c.cf_counter = c.cf_counter >= c.cf_limit ? 0 : c.cf_counter + 1;
       }
