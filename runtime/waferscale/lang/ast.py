@@ -425,4 +425,19 @@ class Module(Node):
     path: str | None = field(default=None, compare=False)
 
 
+
+def fn_local_names(fn: FnDecl) -> frozenset[str]:
+    """The names ``fn`` binds itself: its parameters, the variables its body declares and the
+    captures of its ``for`` loops (anywhere in the body: a name here is a run-time local
+    wherever it appears, the conservative reading the compile-time checks want)."""
+    names = {p.name for p in fn.params if p.name is not None}
+    if fn.body is not None:
+        for n in fn.body.walk():
+            if isinstance(n, VarDecl):
+                names.add(n.name)
+            elif isinstance(n, For):
+                names.update(n.captures)
+    return frozenset(names)
+
+
 AnyNode = Union[Expr, Stmt, Node]

@@ -1038,15 +1038,12 @@ def _dsd_operand_plan(ip: Interp, fn: A.FnDecl) -> list[tuple]:
         return hit[1]
     plan: list[tuple] = []
     if fn.body is not None:
-        local = {p.name for p in fn.params if p.name}
+        local = A.fn_local_names(fn)
         local_types: dict[str, T.Type | None] = {}
         for n in fn.body.walk():
             if isinstance(n, A.VarDecl):
-                local.add(n.name)
                 t = T.lookup_type_name(n.type.name) if isinstance(n.type, A.Ident) else None
                 local_types[n.name] = None if n.name in local_types else t
-            elif isinstance(n, A.For):
-                local.update(n.captures)
         for call in fn.body.walk():
             if isinstance(call, A.FieldAccess) and call.name in _UNSUPPORTED_MEMBERS \
                     and isinstance(call.target, A.Ident) and call.target.name not in local:

@@ -867,7 +867,7 @@ def _segment_of(ctx: Compilation, fn: A.FnDecl) -> tuple[_Segment | None, frozen
     hit = ctx.memo.get(("live segment", id(fn)))
     if hit is not None and hit[0] is fn:
         return hit[1]
-    local = _fn_local_names(fn)
+    local = A.fn_local_names(fn)
     out = (_build_segment(fn.body, local), local)
     ctx.memo[("live segment", id(fn))] = (fn, out)
     return out
@@ -929,17 +929,6 @@ def _live_code(ip: Interp, mod: ModuleInstance
     return used, dead, cross
 
 
-def _fn_local_names(fn: A.FnDecl) -> frozenset[str]:
-    names = {p.name for p in fn.params if p.name is not None}
-    if fn.body is not None:
-        for n in fn.body.walk():
-            if isinstance(n, A.VarDecl):
-                names.add(n.name)
-            elif isinstance(n, A.For):
-                names.update(c for c in n.captures if isinstance(c, str))
-    return frozenset(names)
-
-
 def _comptime_condition(ip: Interp, mod: ModuleInstance, cond: A.Expr) -> bool | None:
     """``cond``'s value when it is comptime-known in ``mod``'s scope, else None (it names
     no local: _build_segment only keeps such conditions)."""
@@ -948,20 +937,6 @@ def _comptime_condition(ip: Interp, mod: ModuleInstance, cond: A.Expr) -> bool |
     except CslError:
         return None
     return v.v if v.type == T.BOOL and isinstance(v.v, bool) else None
-
-
-def _names_used_by_code(ctx: Compilation, mod: ModuleInstance) -> frozenset[str]:
-    """The identifiers that the fn/task bodies of ``mod``'s file name (a property of the
-    file's AST, computed once per compilation: every program instantiates the same files)."""
-    tree = mod.ast
-    hit = ctx.memo.get(("used names", id(tree)))
-    if hit is not None:
-        return hit[1]
-    used = frozenset(n.name for e in mod.globals.values() if isinstance(e.decl, A.FnDecl)
-                     and e.decl.body is not None for n in e.decl.body.walk()
-                     if isinstance(n, A.Ident))
-    ctx.memo[("used names", id(tree))] = (tree, used)
-    return used
 
 
 def _comptime_lookup(ip: Interp, mod: ModuleInstance) -> Callable[[str], Any]:
