@@ -325,18 +325,27 @@ def _range_filter(ip: Interp, f: Val | None, at: A.Node | None) -> tuple[Any, ..
     if kinds != ["range"]:
         raise ip.err(f"{' and '.join(kinds) or 'this'} filter ('.filter' of a color config) is "
                      "not supported by waferscale yet (only .range and .counter)", at)
-    extra = set(f.v) - {"kind", "min_idx", "max_idx"}
+    bounds = _filter_ints(ip, f, "range", {"kind", "min_idx", "max_idx"},
+                          ("min_idx", "max_idx"), at)
+    return "range", bounds[0], bounds[1]
+
+
+def _filter_ints(ip: Interp, f: Val, what: str, fields: set[str], keys: tuple[str, ...],
+                 at: A.Node | None) -> list[int]:
+    """The values of a ``what`` filter's integer fields ``keys`` (each required, 0..65535);
+    a field outside ``fields`` is not supported by waferscale yet."""
+    extra = set(f.v) - fields
     if extra:
-        raise ip.err(f"range filter field(s) {', '.join(sorted(extra))} are not supported by "
+        raise ip.err(f"{what} filter field(s) {', '.join(sorted(extra))} are not supported by "
                      "waferscale yet", at)
-    bounds = []
-    for k in ("min_idx", "max_idx"):
+    vals = []
+    for k in keys:
         v = f.v.get(k)
         if v is None or not T.is_int(v.type) or isinstance(v.v, bool) \
                 or not 0 <= v.v <= 0xFFFF:
-            raise ip.err(f"a range filter needs .{k}, an integer 0..65535", at)
-        bounds.append(int(v.v))
-    return "range", bounds[0], bounds[1]
+            raise ip.err(f"a {what} filter needs .{k}, an integer 0..65535", at)
+        vals.append(int(v.v))
+    return vals
 
 
 COUNTER_FILTER_FIELDS = {"kind", "count_data", "count_control", "init_counter", "max_counter",
@@ -349,17 +358,8 @@ def _counter_filter(ip: Interp, f: Val, at: A.Node | None) -> tuple[Any, ...]:
     the counter is <= max_counter, the counter going back to 0 after limit1 (doc-gap: the
     rule that gives topic-16's "accepts only the first two wavelets of each 15-wavelet
     sequence"; sim.fabric.PyFabricCore.set_counter_filter)."""
-    extra = set(f.v) - COUNTER_FILTER_FIELDS
-    if extra:
-        raise ip.err(f"counter filter field(s) {', '.join(sorted(extra))} are not supported by "
-                     "waferscale yet", at)
-    vals = []
-    for k in ("init_counter", "max_counter", "limit1"):
-        v = f.v.get(k)
-        if v is None or not T.is_int(v.type) or isinstance(v.v, bool) \
-                or not 0 <= v.v <= 0xFFFF:
-            raise ip.err(f"a counter filter needs .{k}, an integer 0..65535", at)
-        vals.append(int(v.v))
+    vals = _filter_ints(ip, f, "counter", COUNTER_FILTER_FIELDS,
+                        ("init_counter", "max_counter", "limit1"), at)
     flags = []
     for k in ("count_data", "count_control"):
         v = f.v.get(k, Val(T.BOOL, False))
