@@ -471,12 +471,14 @@ def _memcpy_switches_lib(ip, importer, params, node) -> NativeModule:
     return m
 
 
-def encode_commands(cmds: list[int], noce: bool = True, task: int = 31) -> int:
+def encode_commands(cmds: list[int], noce: bool | list[bool] = True, task: int = 31) -> int:
     """A control wavelet's payload from up to eight 2-bit router commands (slot k = the k-th
-    router on the path), each with the NOCE bit ``noce``, and the task field (bits 16-21)."""
+    router on the path; NOP after them), each with the NOCE bit ``noce`` (one for all, or
+    one per slot), and the task field (bits 16-21)."""
     out = (task & 0x3F) << 16
     for k in range(8):
-        v = (cmds[k] & 3 if k < len(cmds) else 0) | (int(noce) << 2)
+        nk = noce[k] if isinstance(noce, list) else noce
+        v = (cmds[k] & 3 if k < len(cmds) else 0) | (int(nk) << 2)
         for b, bit in enumerate(_CMD_SLOT_BITS[k]):
             out |= ((v >> b) & 1) << bit
     return out
@@ -562,13 +564,9 @@ def _ctrl_payload(ip: Interp, args: list[Val], node: A.Node) -> Val:
             raise ip.err(f"expected an array of {n} elements", node)
         return [x if isinstance(x, Val) else Val(T.BOOL, bool(x)) for x in data]
     cmds = [_ctrl_opcode(ip, c, node) for c in items(args[1])]
-    ignore = [bool(c.v) for c in items(args[2])]
-    out = encode_commands([], noce=bool(args[3].v), task=_ctrl_entry(ip, args[4], node))
-    for k in range(n):
-        v = cmds[k] | int(ignore[k]) << 2
-        for b, bit in enumerate(_CMD_SLOT_BITS[k]):
-            out = (out & ~(1 << bit)) | (((v >> b) & 1) << bit)
-    return Val(T.U32, out)
+    # The slots after the n commands: NOP, with ce_ignore_remaining as their NOCE bit.
+    noce = [bool(c.v) for c in items(args[2])] + [bool(args[3].v)] * (8 - n)
+    return Val(T.U32, encode_commands(cmds, noce, task=_ctrl_entry(ip, args[4], node)))
 
 
 # -- libraries written in CSL: <random>, <debug> ---------------------------------------------------
