@@ -1152,10 +1152,9 @@ def _preload_dsr(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
         raise ip.err(f"@load_to_dsr at compile time needs a comptime-known DSD, found "
                      f"'{a[1].type}'", e.args[1])
     r, kind = a[0].v, a[1].v.kind
-    if r.file == "dest" and kind == "fabin_dsd":
-        raise ip.err(f"{r} holds a destination operand; a fabin_dsd cannot be one", e.args[1])
-    if r.file == "src1" and kind == "fabout_dsd":
-        raise ip.err(f"{r} holds a source operand; a fabout_dsd cannot be one", e.args[1])
+    problem = dsr_load_problem(r, kind, False)
+    if problem is not None:
+        raise ip.err(problem, e.args[1])
     opts = _struct(ip, a[2], e.args[2]) if len(a) == 3 else {}
     for k, v in opts.items():
         node = e.args[2]
@@ -1169,12 +1168,24 @@ def _preload_dsr(ip: Interp, e: A.BuiltinCall, s: Scope) -> Val:
             raise ip.err(f"'.{k}' of @load_to_dsr must be a task ID, found '{v.type}'", node)
         if k == "ut_id" and v.type != T.UT_ID:
             raise ip.err(f"'.ut_id' of @load_to_dsr must be a ut_id, found '{v.type}'", node)
-    if opts.get("save_address") is not None and opts["save_address"].v \
-            and kind == "mem4d_dsd":
-        raise ip.err(".save_address = true with a mem4d_dsd is not supported by waferscale yet",
-                     e.args[2])
+    problem = dsr_load_problem(r, kind, "save_address" in opts and bool(opts["save_address"].v))
+    if problem is not None:
+        raise ip.err(problem, e.args[2])
     prog.dsr_preloads.append((r, a[1], dict(opts), e))
     return VOID_VAL
+
+
+def dsr_load_problem(r: DsrVal, kind: str, save_address: bool) -> str | None:
+    """Why DSR ``r`` cannot take a DSD of ``kind`` (a destination DSR never holds a fabin, a
+    src1 DSR never a fabout; .save_address is for mem1d DSDs), or None: the check of a load
+    at compile time (_preload_dsr) and at run time (sim.dsd.load_dsr)."""
+    if r.file == "dest" and kind == "fabin_dsd":
+        return f"{r} holds a destination operand; a fabin_dsd cannot be one"
+    if r.file == "src1" and kind == "fabout_dsd":
+        return f"{r} holds a source operand; a fabout_dsd cannot be one"
+    if save_address and kind == "mem4d_dsd":
+        return ".save_address = true with a mem4d_dsd is not supported by waferscale yet"
+    return None
 
 
 for _n in RUNTIME_ONLY:

@@ -23,6 +23,7 @@ from typing import TypeGuard
 import numpy as np
 
 from ..lang import types as T
+from ..lang.builtins import dsr_load_problem
 from ..lang.values import DsdVal, DsrVal, TensorAccessVal, Val, round_float
 from .memory import decode, encode, words_of
 from .engine_abi import message
@@ -362,13 +363,9 @@ def load_dsr(pe, r: DsrVal, v: Val, save_address: bool, node,
                        f"'{v.type}'", node)
     if p.kind == "fifo":
         raise pe.error("loading a FIFO into a DSR is not supported by waferscale yet", node)
-    if r.file == "dest" and p.kind == "fabin_dsd":
-        raise pe.error(f"{r} holds a destination operand; a fabin_dsd cannot be one", node)
-    if r.file == "src1" and p.kind == "fabout_dsd":
-        raise pe.error(f"{r} holds a source operand; a fabout_dsd cannot be one", node)
-    if save_address and p.kind == "mem4d_dsd":
-        raise pe.error(".save_address = true with a mem4d_dsd is not supported by "
-                       "waferscale yet", node)
+    problem = dsr_load_problem(r, p.kind, save_address)
+    if problem is not None:
+        raise pe.error(problem, node)
     dsr_table(pe)[(r.file, r.id)] = DsrState(p, save_address and p.kind == "mem1d_dsd",
                                              *settings)
 
