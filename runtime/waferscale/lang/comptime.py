@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1491,9 +1492,9 @@ class Interp:
 # binop's fast path: the operators whose result on two ints of one fixed-width type is the
 # Python operator's (a comparison, or an int checked by _int_result).
 _INT_FAST: dict[str, Callable[[int, int], Any]] = {
-    "==": lambda x, y: x == y, "!=": lambda x, y: x != y, "<": lambda x, y: x < y,
-    ">": lambda x, y: x > y, "<=": lambda x, y: x <= y, ">=": lambda x, y: x >= y,
-    "+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le, ">=": operator.ge, "+": operator.add, "-": operator.sub,
+    "*": operator.mul}
 _CMP_OPS = frozenset(("==", "!=", "<", ">", "<=", ">="))
 
 
