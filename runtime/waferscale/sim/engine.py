@@ -71,21 +71,15 @@ def why_not(sim: "Simulator") -> str | None:
 
 def lowering_twins(layout: Any) -> dict[int, int]:
     """Programs that lower to the same bytecode as an earlier one: program index -> the
-    earlier program's index. Programs with one lang.layout.memcpy_twin_key (equal but for
-    their memcpy params' ``x``, which waferscale never reads) whose code cannot observe ``x``
-    (lang.layout.memcpy_x_observed) elaborate to the same state, so they lower alike: e.g.
-    WaferLLM's MeshGEMV at P = 144 has 576 programs (one per column and code) and 4 codes."""
-    from ..lang.layout import memcpy_twin_key, memcpy_x_observed
-
-    observed: dict[int, bool] = {}
-    first: dict[Any, int] = {}
+    earlier program's index. Lowering reads a program's record, memory map and initial
+    image, so programs that share one elaboration (lang.layout: memcpy twins, equal but for
+    their memcpy params' ``x``, share their instance, record and memory map) lower alike:
+    e.g. WaferLLM's MeshGEMV at P = 144 has 576 programs (one per column and code) and 4
+    codes. (Simulator._make_pes shares their ProgramImage by the same key.)"""
+    first: dict[tuple[int, int], int] = {}
     twins: dict[int, int] = {}
     for prog in layout.programs:
-        if memcpy_x_observed(prog.record.modules, observed):
-            continue
-        tile = layout.tiles[prog.tiles[0]]
-        j = first.setdefault(memcpy_twin_key(tile.resolved or str(prog.path.resolve()),
-                                             prog.params), prog.index)
+        j = first.setdefault((id(prog.record), id(prog.memory)), prog.index)
         if j != prog.index:
             twins[prog.index] = j
     return twins
