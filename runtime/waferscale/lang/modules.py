@@ -380,7 +380,8 @@ def _color_config_addr(ip: Interp, args: list[Val], node: A.Node) -> Val:
 def _teardown_task_id(ip: Interp, args: list[Val], node: A.Node) -> Val:
     if args:
         raise ip.err("teardown.get_task_id takes no arguments", node)
-    return Val(T.LOCAL_TASK_ID, 29)        # builtins.TEARDOWN_TASK_ID
+    from .builtins import TEARDOWN_TASK_ID
+    return Val(T.LOCAL_TASK_ID, TEARDOWN_TASK_ID)
 
 
 def router_config_args(ip: Interp, qual: str, args: list[Val], node: A.Node) -> tuple[int, int,
